@@ -1,0 +1,60 @@
+# teachkit: `make lab` opens the course, `make test` runs every test. Both set up .venv first.
+PYTHON     ?= python3
+VENV       ?= .venv
+TORCH_SPEC ?= torch==2.13.0
+PORT       ?= 8888
+LAB_ARGS   ?=
+NB         ?=
+PY         := $(VENV)/bin/python
+STAMP      := $(VENV)/.teachkit-installed
+export OMP_NUM_THREADS ?= 1
+export PYTHONHASHSEED  := 0
+export MPLBACKEND      := Agg
+export PYDEVD_DISABLE_FILE_VALIDATION := 1
+
+NBVAL_FLAGS := --nbval-lax --nbval-current-env --nbval-sanitize-with notebooks/nbval_sanitize.cfg
+
+.PHONY: setup lab test test-lib test-notebooks notebooks data bench clean-venv help
+
+help:
+	@echo "make lab        open the course in JupyterLab (PORT=$(PORT), LAB_ARGS=...)"
+	@echo "make test       library tests, then every notebook under nbval"
+	@echo "make notebooks  re-execute notebooks in place (NB=05 for one) - the one way outputs are made"
+	@echo "make data       rebuild data/ (checkpoints, pairs, stored runs), deterministic"
+	@echo "make bench      run the benchmarks, JSON into bench/"
+
+setup: $(STAMP)
+
+# Reinstall only when pyproject.toml changes (or the venv is new). CPU torch goes in first,
+# so pip never pulls a multi-GB CUDA build; override with TORCH_SPEC=... for another build.
+$(STAMP): pyproject.toml
+	@test -x $(PY) || { echo "==> creating $(VENV)"; $(PYTHON) -m venv $(VENV); }
+	@echo "==> installing $(TORCH_SPEC) (CPU build)"
+	$(PY) -m pip install --quiet --progress-bar off "$(TORCH_SPEC)"
+	@echo "==> installing teachkit and its dependencies"
+	$(PY) -m pip install --quiet --progress-bar off -e ".[test]"
+	@touch $(STAMP)
+
+lab: setup
+	$(VENV)/bin/jupyter lab --notebook-dir=notebooks --port=$(PORT) $(LAB_ARGS)
+
+test: setup test-lib test-notebooks
+
+test-lib: setup
+	$(PY) -m pytest tests/ -q
+
+test-notebooks: setup
+	$(PY) -m pytest $(NBVAL_FLAGS) -q notebooks/$(if $(NB),$(NB)*.ipynb,)
+
+notebooks: setup
+	$(PY) -m teachkit.devtools.run_notebooks $(NB)
+
+data: setup
+	$(PY) -m teachkit.devtools.make_data
+
+bench: setup
+	@mkdir -p bench
+	$(PY) -m teachkit.sparse.bench --json bench/sparse.json
+
+clean-venv:
+	rm -rf $(VENV)

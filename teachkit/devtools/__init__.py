@@ -1,0 +1,1 @@
+"""Maintainer tools: regenerate notebook outputs, rebuild data/."""

@@ -1,0 +1,1 @@
+"""A PowerInfer-2-style sparse inference engine, accelerated with numba."""
