@@ -5,6 +5,7 @@ TORCH_SPEC ?= torch==2.13.0
 PORT       ?= 8888
 LAB_ARGS   ?=
 NB         ?=
+ROOT_FLAG  := $(if $(filter 0,$(shell id -u)),--allow-root,)
 PY         := $(VENV)/bin/python
 STAMP      := $(VENV)/.teachkit-installed
 export OMP_NUM_THREADS ?= 1
@@ -30,13 +31,13 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml
 	@test -x $(PY) || { echo "==> creating $(VENV)"; $(PYTHON) -m venv $(VENV); }
 	@echo "==> installing $(TORCH_SPEC) (CPU build)"
-	$(PY) -m pip install --quiet --progress-bar off "$(TORCH_SPEC)"
+	$(PY) -m pip install -qq --progress-bar off "$(TORCH_SPEC)"
 	@echo "==> installing teachkit and its dependencies"
-	$(PY) -m pip install --quiet --progress-bar off -e ".[test]"
+	$(PY) -m pip install -qq --progress-bar off -e ".[test]"
 	@touch $(STAMP)
 
 lab: setup
-	$(VENV)/bin/jupyter lab --notebook-dir=notebooks --port=$(PORT) $(LAB_ARGS)
+	$(VENV)/bin/jupyter lab --notebook-dir=notebooks --port=$(PORT) $(ROOT_FLAG) $(LAB_ARGS)
 
 test: setup test-lib test-notebooks
 

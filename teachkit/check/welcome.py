@@ -7,7 +7,7 @@ import torch
 from ._core import Exercise, assert_close, matches_reference
 from ..rlhf.masking import masked_mean as _masked_mean_reference
 
-__all__ = ["masked_mean"]
+__all__ = ["masked_mean", "neg_log_sigmoid"]
 
 
 def _inputs(seed: int):
@@ -51,4 +51,53 @@ masked_mean = Exercise(
     wrong_answers={"multiplies by the mask": _wrong_multiply,
                    "divides by every entry, not the masked count": _wrong_plain_mean},
     hint="select with torch.where(mask.bool(), x, 0) and divide by mask.sum().",
+)
+
+
+def _nls_reference(z: torch.Tensor) -> torch.Tensor:
+    return torch.nn.functional.softplus(-z)
+
+
+def _nls_inputs(seed: int):
+    g = torch.Generator().manual_seed(seed)
+    return (torch.randn(16, generator=g) * 3,)
+
+
+def _nls_ln2_at_zero(fn):
+    assert_close(fn(torch.zeros(3)), torch.full((3,), 0.6931471805599453), "−log σ(0)")
+
+
+def _nls_finite_at_extremes(fn):
+    z = torch.tensor([-200.0, -80.0, 80.0, 200.0])
+    got = fn(z)
+    if not torch.isfinite(got).all():
+        raise AssertionError(f"for z = {z.tolist()} you returned {got.tolist()}: "
+                             "overflow or log(0) somewhere (float32)")
+    assert_close(got, _nls_reference(z), "at large |z|", rtol=1e-5, atol=1e-5)
+
+
+def _nls_wrong_naive(z):
+    return -torch.log(torch.sigmoid(z))
+
+
+def _nls_wrong_log1p_exp(z):
+    return torch.log1p(torch.exp(-z))
+
+
+def _nls_wrong_sign(z):
+    return torch.nn.functional.softplus(z)
+
+
+neg_log_sigmoid = Exercise(
+    name="neg_log_sigmoid",
+    reference=_nls_reference,
+    properties=[
+        ("−log σ(0) = ln 2 ≈ 0.6931", _nls_ln2_at_zero),
+        ("it matches softplus(−z) on random inputs", matches_reference(_nls_reference, _nls_inputs)),
+        ("it stays finite and accurate for z = ±200 in float32", _nls_finite_at_extremes),
+    ],
+    wrong_answers={"naive −log(sigmoid(z))": _nls_wrong_naive,
+                   "log1p(exp(−z)) overflows": _nls_wrong_log1p_exp,
+                   "wrong sign": _nls_wrong_sign},
+    hint="−log σ(z) = log(1 + e^(−z)); for z < 0 rewrite it as −z + log(1 + e^z). torch has softplus.",
 )

@@ -1,0 +1,147 @@
+# %% [markdown]
+# # 00 · Welcome to teachkit
+#
+# This course builds two things from scratch, on a laptop CPU, in small steps you can run:
+#
+# 1. **The RLHF family** on a toy world: PPO, ReMax and GRPO (on-policy), then DPO, DPOP, TDPO and
+#    ORPO (off-policy), and a fair showdown between the two routes.
+# 2. **A PowerInfer-2-style sparse inference engine**: activation sparsity, predictors, neuron
+#    clusters, numba kernels, weights on "flash", a segmented neuron cache, an I/O–compute pipeline
+#    and an offline planner.
+#
+# ## How the course works
+#
+# - **Notebooks teach, the library remembers.** Each notebook derives a new idea and writes its
+#   code *in view*. The same code lives, tested, in the `teachkit` package, so the next notebook can
+#   `import` it instead of repeating it. A notebook usually checks that its inline version equals the
+#   library's.
+# - **Everything is small and seeded.** Models train in seconds on two CPU cores. Re-running a cell
+#   gives the same numbers; that is also how the course is tested (with `nbval`).
+# - **Every notebook ends with exercises.** You write a function; `teachkit.check` compares it with the
+#   reference on seeded inputs and checks the properties that matter, and names the one that fails.
+# - **Two commands.** `make lab` opens this course; `make test` runs every test and every notebook.
+#   `make data` rebuilds the stored checkpoints and `make bench` runs the speed benchmarks.
+#
+# | part | notebooks |
+# |---|---|
+# | start here | 00 welcome |
+# | toy world | 01 toy world: tiny GPT, tasks, SFT, reward model |
+# | on-policy | 02 PPO · 03 ReMax · 04 GRPO |
+# | off-policy | 05 DPO · 06 DPOP · 07 TDPO · 08 ORPO |
+# | showdown | 09 on- vs off-policy |
+# | sparse inference | 10 activation sparsity · 11 clusters and kernels · 12 flash and cache · 13 pipeline · 14 planner and engine |
+
+# %% [markdown]
+# ## 1. Is this kernel the right environment?
+#
+# The most common first-day problem is a JupyterLab attached to a kernel from *another* Python
+# environment. The check below reads the version ranges that teachkit declares and compares them with
+# what this kernel has. Every line should say `OK`; a `FAIL` line tells you what to do.
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+import sys
+
+from teachkit import envcheck
+
+print("kernel:", sys.executable)
+environment_ok = envcheck.report()
+
+# %%
+assert environment_ok, "fix the FAIL lines above, then restart the kernel"
+
+# %% [markdown]
+# ## 2. A short tour of the library
+#
+# | module | what it holds |
+# |---|---|
+# | `teachkit.toy` | the toy world: tiny GPT, tasks with gold rewards, generation, SFT, reward model |
+# | `teachkit.rlhf` | pure functions: losses, advantages, KL estimators, masks |
+# | `teachkit.sparse` | sparsity statistics, predictors, numba kernels, flash file, cache, pipeline, engine |
+# | `teachkit.check` | the exercise checkers |
+# | `teachkit.viz` | every plot of the course, in one style |
+# | `teachkit.artifacts` | versioned, checksummed files in `data/` |
+#
+# One convention runs through the whole RLHF half: a **mask** marks which tokens count. Padding after
+# the end of a completion may hold anything, even `NaN`. Multiplying by the mask does *not* remove a
+# `NaN` (`NaN × 0 = NaN`), so the library *selects* instead:
+
+# %%
+# NBVAL_CHECK_OUTPUT
+import torch
+
+from teachkit.rlhf import masked_mean
+
+values = torch.tensor([[0.5, 1.5, float("nan")],
+                       [2.0, float("nan"), float("nan")]])
+mask = torch.tensor([[1, 1, 0],
+                     [1, 0, 0]])
+print("multiply then average:", ((values * mask).sum() / mask.sum()).item())
+print("select then average:  ", round(masked_mean(values, mask).item(), 4))
+
+# %% [markdown]
+# Plots come from `teachkit.viz`, which fixes one size and style so figures look the same in class
+# and on the web. Here is the function behind the next exercise, −log σ(z), the loss of a single
+# preference pair that you will meet again in the reward model and in DPO.
+
+# %%
+from teachkit import viz
+
+z = torch.linspace(-6, 6, 200)
+fig, ax = viz.figure()
+ax.plot(z, torch.nn.functional.softplus(-z), label="−log σ(z)")
+ax.axhline(0.6931, ls=":", c="gray", label="ln 2, at z = 0")
+ax.set_xlabel("z = reward(chosen) − reward(rejected)")
+ax.set_ylabel("loss")
+ax.legend()
+viz.show(fig)
+
+# %% [markdown]
+# ## 3. How exercises are checked: a worked example
+#
+# **Exercise 0.1.** Write `masked_mean(x, mask)`: the mean of `x` over the entries where `mask == 1`.
+#
+# Here is a first attempt that looks right:
+
+# %%
+# NBVAL_CHECK_OUTPUT
+from teachkit import check
+
+
+def masked_mean_attempt(x, mask):
+    return (x * mask).sum() / mask.sum()
+
+
+result = check.masked_mean(masked_mean_attempt)
+
+# %% [markdown]
+# The checker ran its properties in order and stopped at the first one that failed. It says *which*
+# property failed and *why*. The fix is to select with `torch.where` rather than multiply:
+
+# %%
+# NBVAL_CHECK_OUTPUT
+def masked_mean_fixed(x, mask):
+    keep = mask.bool()
+    return torch.where(keep, x, torch.zeros_like(x)).sum() / keep.sum()
+
+
+result = check.masked_mean(masked_mean_fixed)
+assert result.passed
+
+# %% [markdown]
+# ## Exercises
+#
+# **Exercise 0.2.** Write `neg_log_sigmoid(z)`, the elementwise −log σ(z), so that it is exact at
+# z = 0 (where it equals ln 2) and stays finite in float32 for z = ±200. The naive
+# `-torch.log(torch.sigmoid(z))` fails one of the checks: find out which, then fix it.
+#
+# Replace `raise NotImplementedError` with your code and run the cell below it. Until you do, the
+# checker says the exercise is not attempted yet.
+
+# %%
+def neg_log_sigmoid(z):
+    # YOUR CODE HERE
+    raise NotImplementedError
+
+
+_ = check.neg_log_sigmoid(neg_log_sigmoid)

@@ -1,0 +1,135 @@
+"""DPO and its one-line cousins: DPOP, IPO, SimPO (off-policy preference optimisation, issue 5).
+
+Public API (a contract; the training loops and the showdown rely on these signatures):
+
+    sequence_logps(token_logps, mask, average=False)                         -> (B,)
+    implicit_rewards(pol_c, pol_r, ref_c, ref_r, beta=0.1)                   -> ((B,), (B,))
+    dpo_loss (pol_c, pol_r, ref_c, ref_r, beta=0.1)                          -> 0-dim
+    dpop_loss(pol_c, pol_r, ref_c, ref_r, beta=0.1, lam=50.0)                -> 0-dim
+    ipo_loss (pol_c, pol_r, ref_c, ref_r, beta=0.1)                          -> 0-dim
+    simpo_loss(chosen_mean_logps, rejected_mean_logps, beta=2.0, gamma=0.5)  -> 0-dim
+
+``pol_c`` is ``policy_chosen_logps`` and so on: (B,) *summed* completion log-probs.
+
+From the RLHF objective to the DPO loss
+---------------------------------------
+The RLHF objective is  max_π  E_{y~π}[r(x, y)] − β·KL(π(·|x) ‖ π_ref(·|x)).
+Its maximiser has a closed form,  π*(y|x) = π_ref(y|x)·exp(r(x, y)/β) / Z(x),  so the reward
+that makes a policy optimal is  r(x, y) = β·log π*(y|x)/π_ref(y|x) + β·log Z(x).
+Put that reward into the Bradley–Terry likelihood  P(y_w ≻ y_l) = σ(r_w − r_l):  Z(x) cancels,
+and maximum likelihood on preference pairs becomes
+
+    L_DPO = −E log σ( β·[ log π(y_w)/π_ref(y_w) − log π(y_l)/π_ref(y_l) ] ).
+
+The *implicit reward* of a completion is  r̂ = β·log π(y)/π_ref(y).  At π = π_ref every log-ratio
+is 0, so the loss is log 2 ≈ 0.6931: a free unit test.
+
+DPOP (Smaug, Pal et al. 2024, revised Eq. 3)
+--------------------------------------------
+DPO constrains only the *difference* of the two log-ratios, so both can fall: on pairs that
+differ in one token, the chosen log-prob often drops below the reference while accuracy rises.
+DPOP subtracts  λ·max(0, log π_ref(y_w) − log π(y_w))  *inside* the β bracket:
+
+    L_DPOP = −E log σ( β·[ h − λ·max(0, ref_c − π_c) ] ),   h = (π_c − ref_c) − (π_r − ref_r).
+
+The penalty is 0 while the chosen log-prob is at or above the reference (then DPOP = DPO). Two
+other placements circulate: inside log σ but outside β, and outside log σ as a plain additive
+term. We follow the authors' July 2024 bracketing; inside the sigmoid the penalty's gradient is
+weighted by σ(−β·z) like DPO's, so it switches off once the pair is well separated.
+
+IPO (Azar et al. 2023) and SimPO (Meng et al. 2024)
+---------------------------------------------------
+IPO regresses the margin h to a finite target,  (h − 1/(2β))²,  which stops DPO's margin from
+growing without bound on separable data. SimPO drops the reference and uses length-averaged
+log-probs with a target margin γ:  −log σ(β·(ℓ̄_w − ℓ̄_l) − γ).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from .masking import check_mask, check_same_shape, check_tensor, masked_sum
+
+__all__ = ["sequence_logps", "implicit_rewards", "dpo_loss", "dpop_loss", "ipo_loss", "simpo_loss"]
+
+
+def _check_logps(**tensors: torch.Tensor) -> None:
+    """(B,) floating tensors, all the same shape, B >= 1."""
+    for name, t in tensors.items():
+        check_tensor(name, t, ndim=1)
+        if not t.is_floating_point():
+            raise TypeError(f"{name} must be a floating-point tensor, got dtype {t.dtype}")
+    check_same_shape(**tensors)
+    if next(iter(tensors.values())).numel() == 0:
+        raise ValueError("the batch is empty: need at least one preference pair")
+
+
+def _check_positive(name: str, value: float, allow_zero: bool = False) -> None:
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
+    if value < 0 or (value == 0 and not allow_zero):
+        raise ValueError(f"{name} must be {'>= 0' if allow_zero else '> 0'}, got {value}")
+
+
+def sequence_logps(token_logps: torch.Tensor, mask: torch.Tensor, average: bool = False) -> torch.Tensor:
+    """(B, T) per-token log-probs -> (B,) summed (DPO) or length-averaged (ORPO, SimPO) log-probs."""
+    check_tensor("token_logps", token_logps, ndim=2)
+    mask = check_mask(mask, token_logps)
+    total = masked_sum(token_logps, mask, dim=-1)
+    if not average:
+        return total
+    lengths = mask.sum(dim=-1)
+    if torch.any(lengths == 0):
+        raise ValueError("a completion has an all-zero mask: its average log-prob is undefined")
+    return total / lengths.to(total.dtype)
+
+
+def implicit_rewards(policy_chosen_logps, policy_rejected_logps, ref_chosen_logps,
+                     ref_rejected_logps, beta: float = 0.1):
+    """DPO's implicit rewards  r̂ = β·log π(y)/π_ref(y)  for chosen and rejected: two (B,) tensors."""
+    _check_logps(policy_chosen_logps=policy_chosen_logps, policy_rejected_logps=policy_rejected_logps,
+                 ref_chosen_logps=ref_chosen_logps, ref_rejected_logps=ref_rejected_logps)
+    _check_positive("beta", beta)
+    return (beta * (policy_chosen_logps - ref_chosen_logps),
+            beta * (policy_rejected_logps - ref_rejected_logps))
+
+
+def dpo_loss(policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps,
+             beta: float = 0.1) -> torch.Tensor:
+    """Mean over pairs of  −log σ(β[(π_c − ref_c) − (π_r − ref_r)]).  Inputs (B,), returns 0-dim."""
+    _check_logps(policy_chosen_logps=policy_chosen_logps, policy_rejected_logps=policy_rejected_logps,
+                 ref_chosen_logps=ref_chosen_logps, ref_rejected_logps=ref_rejected_logps)
+    _check_positive("beta", beta)
+    margin = (policy_chosen_logps - ref_chosen_logps) - (policy_rejected_logps - ref_rejected_logps)
+    return -F.logsigmoid(beta * margin).mean()
+
+
+def dpop_loss(policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps,
+              beta: float = 0.1, lam: float = 50.0) -> torch.Tensor:
+    """DPO-Positive:  −log σ(β[(π_c − ref_c) − (π_r − ref_r) − λ·max(0, ref_c − π_c)]),  averaged."""
+    _check_logps(policy_chosen_logps=policy_chosen_logps, policy_rejected_logps=policy_rejected_logps,
+                 ref_chosen_logps=ref_chosen_logps, ref_rejected_logps=ref_rejected_logps)
+    _check_positive("beta", beta)
+    _check_positive("lam", lam, allow_zero=True)
+    margin = (policy_chosen_logps - ref_chosen_logps) - (policy_rejected_logps - ref_rejected_logps)
+    penalty = torch.clamp(ref_chosen_logps - policy_chosen_logps, min=0.0)
+    return -F.logsigmoid(beta * (margin - lam * penalty)).mean()
+
+
+def ipo_loss(policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps,
+             beta: float = 0.1) -> torch.Tensor:
+    """IPO:  mean of (h − 1/(2β))²  with h the DPO log-ratio margin. The margin settles at 1/(2β)."""
+    _check_logps(policy_chosen_logps=policy_chosen_logps, policy_rejected_logps=policy_rejected_logps,
+                 ref_chosen_logps=ref_chosen_logps, ref_rejected_logps=ref_rejected_logps)
+    _check_positive("beta", beta)
+    margin = (policy_chosen_logps - ref_chosen_logps) - (policy_rejected_logps - ref_rejected_logps)
+    return ((margin - 1.0 / (2.0 * beta)) ** 2).mean()
+
+
+def simpo_loss(chosen_mean_logps, rejected_mean_logps, beta: float = 2.0, gamma: float = 0.5) -> torch.Tensor:
+    """SimPO:  −log σ(β·(ℓ̄_w − ℓ̄_l) − γ)  on length-averaged log-probs; no reference model."""
+    _check_logps(chosen_mean_logps=chosen_mean_logps, rejected_mean_logps=rejected_mean_logps)
+    _check_positive("beta", beta)
+    _check_positive("gamma", gamma, allow_zero=True)
+    return -F.logsigmoid(beta * (chosen_mean_logps - rejected_mean_logps) - gamma).mean()

@@ -1,0 +1,83 @@
+"""ORPO: odds-ratio preference optimisation, one stage, one model (Hong, Lee, Thorne 2024; issue 5).
+
+Public API (a contract):
+
+    log1mexp(x)                                        -> log(1 − eˣ), stable for x < 0
+    log_odds(mean_logps)                               -> ℓ̄ − log(1 − e^ℓ̄)
+    orpo_loss(chosen_mean_logps, rejected_mean_logps, lam=0.1)   -> 0-dim
+
+Odds, not probability
+---------------------
+ORPO works with the length-averaged log-prob  ℓ̄ = (1/|y|)·Σ_t log π(y_t|x, y_<t),  i.e. the
+geometric-mean per-token probability  p = e^ℓ̄.  The odds of y are  p / (1 − p):  they run from
+0 to ∞ where p runs from 0 to 1, and
+
+    log-odds(ℓ̄) = log p − log(1 − p) = ℓ̄ − log(1 − e^ℓ̄).
+
+The loss is SFT on the chosen completion plus a small odds-ratio penalty:
+
+    L_ORPO = mean(−ℓ̄_w)  +  λ·mean(−log σ(log-odds(ℓ̄_w) − log-odds(ℓ̄_l))).
+
+No reference model appears: the NLL term keeps the policy near the data, so ORPO can start from
+a base (pre-SFT) model and do SFT and preference learning in one stage with one model.
+
+Computing log(1 − eˣ) stably
+----------------------------
+Near x = 0, 1 − eˣ cancels catastrophically; use  log(−expm1(x)).  Far below 0, eˣ is tiny and
+log1p(−eˣ) keeps its precision. The switch at x = −ln 2 (Mächler 2012) is accurate on both sides.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from .masking import check_same_shape, check_tensor
+
+__all__ = ["log1mexp", "log_odds", "orpo_loss", "MAX_MEAN_LOGP"]
+
+MAX_MEAN_LOGP = -1e-7
+"""Mean log-probs above this (the model is certain, p → 1, odds → ∞) are clamped to it."""
+
+
+def log1mexp(x: torch.Tensor) -> torch.Tensor:
+    """log(1 − eˣ) for x < 0, accurate near 0 and far below it; both branches are finite, so no NaN grads."""
+    check_tensor("x", x)
+    if torch.any(x >= 0):
+        raise ValueError("log1mexp needs x < 0 (log(1 − eˣ) is undefined for x >= 0)")
+    near_zero = x > -math.log(2.0)
+    safe_near = torch.where(near_zero, x, torch.full_like(x, -1.0))   # keep the unused branch finite
+    safe_far = torch.where(near_zero, torch.full_like(x, -1.0), x)
+    return torch.where(near_zero, torch.log(-torch.expm1(safe_near)), torch.log1p(-torch.exp(safe_far)))
+
+
+def log_odds(mean_logps: torch.Tensor) -> torch.Tensor:
+    """log(p / (1 − p)) with p = exp(mean_logps); finite for mean_logps in [−60, −1e−7] in float32 and float64.
+
+    Positive inputs (not a log-probability) raise; inputs in (−1e−7, 0] are clamped to −1e−7.
+    """
+    check_tensor("mean_logps", mean_logps)
+    if not mean_logps.is_floating_point():
+        raise TypeError(f"mean_logps must be a floating-point tensor, got dtype {mean_logps.dtype}")
+    if torch.any(torch.isnan(mean_logps)):
+        raise ValueError("mean_logps contains NaN")
+    if torch.any(mean_logps > 0):
+        raise ValueError("mean_logps must be <= 0: they are (averaged) log-probabilities")
+    ell = torch.clamp(mean_logps, max=MAX_MEAN_LOGP)
+    return ell - log1mexp(ell)
+
+
+def orpo_loss(chosen_mean_logps, rejected_mean_logps, lam: float = 0.1) -> torch.Tensor:
+    """ORPO:  mean(−ℓ̄_w) + λ·mean(−log σ(log-odds_w − log-odds_l)).  Inputs (B,) length-averaged log-probs."""
+    for name, t in (("chosen_mean_logps", chosen_mean_logps), ("rejected_mean_logps", rejected_mean_logps)):
+        check_tensor(name, t, ndim=1)
+    check_same_shape(chosen_mean_logps=chosen_mean_logps, rejected_mean_logps=rejected_mean_logps)
+    if chosen_mean_logps.numel() == 0:
+        raise ValueError("the batch is empty: need at least one preference pair")
+    if not isinstance(lam, (int, float)) or isinstance(lam, bool) or lam < 0:
+        raise ValueError(f"lam must be a number >= 0, got {lam!r}")
+    nll = -chosen_mean_logps.mean()
+    ratio = log_odds(chosen_mean_logps) - log_odds(rejected_mean_logps)
+    return nll + lam * (-F.logsigmoid(ratio).mean())

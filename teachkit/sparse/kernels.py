@@ -1,0 +1,280 @@
+"""numba kernels for the sparse FFN: gathered dot, axpy down projection, fused bundles, int8.
+
+A *neuron* i of a gated FFN is row i of ``W_gate`` and ``W_up`` plus column i of ``W_down``
+(row i of ``W_downᵀ``). Stored together, neuron-major, it is a **bundle**::
+
+    bundles[i] = [gate_i | up_i | down_i]      shape (n_neurons, 3, d)   gated (ReGLU)
+    bundles[i] = [up_i | down_i]               shape (n_neurons, 2, d)   plain ReLU
+
+The FFN of one token, restricted to an active set ``idx``, is
+
+    h_i  = relu(gate_i · x) * (up_i · x)        (gated)      h_i = relu(up_i · x)   (plain)
+    out += Σ_{i ∈ idx} h_i · down_i
+
+If ``idx`` holds every neuron with h_i ≠ 0 (an *oracle* predictor) this equals the dense FFN
+exactly, because the neurons left out contribute h_i · down_i = 0.
+
+Every kernel streams whole contiguous rows, so it is memory-bound: its time is about
+``bytes touched / memory bandwidth`` (see ``teachkit.sparse.machine``).
+
+The down projection is a sum of scaled rows (an *axpy*) into one output vector. Letting
+``prange`` iterations all do ``out[k] += …`` is a data race: two threads read the same
+``out[k]``, both add, one write is lost. Each thread therefore owns a private accumulator row
+``partial[c]`` and the rows are summed once at the end (PowerInfer's CPU axpy does the same).
+
+Public functions validate their inputs (dtype, shape, contiguity, index range) and raise a
+``TypeError``/``ValueError`` a learner can act on; the ``_``-prefixed jitted kernels do not.
+``parallel=False`` selects a single-threaded kernel, for callers that run their own threads.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import get_num_threads, njit, prange
+
+__all__ = ["gather_dot", "down_axpy", "sparse_ffn_bundled", "sparse_ffn_bundled_int8",
+           "check_bundles", "check_int8_bundles", "check_index"]
+
+_JIT = dict(nogil=True, fastmath=True, cache=True)
+
+
+# --------------------------------------------------------------------------- jitted kernels
+@njit(parallel=True, **_JIT)
+def _gather_dot_par(W, idx, x, out):
+    d = x.shape[0]
+    for j in prange(idx.shape[0]):
+        r = idx[j]
+        acc = np.float32(0.0)
+        for k in range(d):
+            acc += W[r, k] * x[k]
+        out[j] = acc
+
+
+@njit(**_JIT)
+def _gather_dot_ser(W, idx, x, out):
+    d = x.shape[0]
+    for j in range(idx.shape[0]):
+        r = idx[j]
+        acc = np.float32(0.0)
+        for k in range(d):
+            acc += W[r, k] * x[k]
+        out[j] = acc
+
+
+@njit(**_JIT)
+def _axpy_rows(WdT, idx, h, lo, hi, acc):
+    d = acc.shape[0]
+    for j in range(lo, hi):
+        s = h[j]
+        if s != 0.0:
+            r = idx[j]
+            for k in range(d):
+                acc[k] += s * WdT[r, k]
+
+
+@njit(parallel=True, **_JIT)
+def _down_axpy_par(WdT, idx, h, out):
+    n = idx.shape[0]
+    d = out.shape[0]
+    nchunks = max(1, min(n, get_num_threads()))
+    per = (n + nchunks - 1) // nchunks
+    partial = np.zeros((nchunks, d), dtype=np.float32)   # one private row per thread
+    for c in prange(nchunks):
+        _axpy_rows(WdT, idx, h, c * per, min(n, (c + 1) * per), partial[c])
+    for c in range(nchunks):
+        for k in range(d):
+            out[k] += partial[c, k]
+
+
+@njit(**_JIT)
+def _down_axpy_ser(WdT, idx, h, out):
+    _axpy_rows(WdT, idx, h, 0, idx.shape[0], out)
+
+
+@njit(**_JIT)
+def _bundle_rows(B, idx, x, gated, lo, hi, acc):
+    d = x.shape[0]
+    last = B.shape[1] - 1                      # the down row is the last of the bundle
+    for j in range(lo, hi):
+        r = idx[j]
+        g = np.float32(1.0)
+        if gated:
+            g = np.float32(0.0)
+            for k in range(d):
+                g += B[r, 0, k] * x[k]
+            if g <= 0.0:                       # relu(gate) = 0: skip up and down entirely
+                continue
+        u = np.float32(0.0)
+        for k in range(d):
+            u += B[r, last - 1, k] * x[k]
+        h = g * u if gated else max(u, np.float32(0.0))
+        if h != 0.0:
+            for k in range(d):
+                acc[k] += h * B[r, last, k]
+
+
+@njit(parallel=True, **_JIT)
+def _ffn_bundled_par(B, idx, x, out, gated):
+    n = idx.shape[0]
+    d = x.shape[0]
+    nchunks = max(1, min(n, get_num_threads()))
+    per = (n + nchunks - 1) // nchunks
+    partial = np.zeros((nchunks, d), dtype=np.float32)
+    for c in prange(nchunks):
+        _bundle_rows(B, idx, x, gated, c * per, min(n, (c + 1) * per), partial[c])
+    for c in range(nchunks):
+        for k in range(d):
+            out[k] += partial[c, k]
+
+
+@njit(**_JIT)
+def _ffn_bundled_ser(B, idx, x, out, gated):
+    _bundle_rows(B, idx, x, gated, 0, idx.shape[0], out)
+
+
+@njit(**_JIT)
+def _bundle_rows_i8(Q, S, idx, x, gated, lo, hi, acc):
+    d = x.shape[0]
+    last = Q.shape[1] - 1
+    for j in range(lo, hi):
+        r = idx[j]
+        g = np.float32(1.0)
+        if gated:
+            g = np.float32(0.0)
+            for k in range(d):
+                g += np.float32(Q[r, 0, k]) * x[k]
+            g *= S[r, 0]
+            if g <= 0.0:
+                continue
+        u = np.float32(0.0)
+        for k in range(d):
+            u += np.float32(Q[r, last - 1, k]) * x[k]
+        u *= S[r, last - 1]
+        h = g * u if gated else max(u, np.float32(0.0))
+        if h != 0.0:
+            hs = h * S[r, last]
+            for k in range(d):
+                acc[k] += hs * np.float32(Q[r, last, k])
+
+
+@njit(parallel=True, **_JIT)
+def _ffn_bundled_i8_par(Q, S, idx, x, out, gated):
+    n = idx.shape[0]
+    d = x.shape[0]
+    nchunks = max(1, min(n, get_num_threads()))
+    per = (n + nchunks - 1) // nchunks
+    partial = np.zeros((nchunks, d), dtype=np.float32)
+    for c in prange(nchunks):
+        _bundle_rows_i8(Q, S, idx, x, gated, c * per, min(n, (c + 1) * per), partial[c])
+    for c in range(nchunks):
+        for k in range(d):
+            out[k] += partial[c, k]
+
+
+@njit(**_JIT)
+def _ffn_bundled_i8_ser(Q, S, idx, x, out, gated):
+    _bundle_rows_i8(Q, S, idx, x, gated, 0, idx.shape[0], out)
+
+
+# --------------------------------------------------------------------------- validation
+def _array(a, name: str, dtype, ndim: int) -> np.ndarray:
+    if not isinstance(a, np.ndarray):
+        raise TypeError(f"{name} must be a numpy array, got {type(a).__name__} "
+                        f"(torch tensors: call .numpy() first)")
+    if a.dtype != dtype:
+        raise TypeError(f"{name} must have dtype {np.dtype(dtype).name}, got {a.dtype.name}; "
+                        f"convert with {name}.astype(np.{np.dtype(dtype).name})")
+    if a.ndim != ndim:
+        raise ValueError(f"{name} must be {ndim}-D, got shape {a.shape}")
+    if not a.flags.c_contiguous:
+        raise ValueError(f"{name} must be C-contiguous; pass np.ascontiguousarray({name})")
+    return a
+
+
+def check_index(idx, n_rows: int, name: str = "idx") -> np.ndarray:
+    """Validate an index list: 1-D, int64, every entry in [0, n_rows)."""
+    if not isinstance(idx, np.ndarray):
+        raise TypeError(f"{name} must be a numpy int64 array, got {type(idx).__name__}")
+    if idx.dtype != np.int64:
+        raise TypeError(f"{name} must have dtype int64, got {idx.dtype.name}; "
+                        f"convert with {name}.astype(np.int64)")
+    _array(idx, name, np.int64, 1)
+    if idx.size and (idx.min() < 0 or idx.max() >= n_rows):
+        bad = idx[(idx < 0) | (idx >= n_rows)][0]
+        raise ValueError(f"{name} holds {int(bad)}, out of range for {n_rows} rows "
+                         f"(valid indices are 0..{n_rows - 1})")
+    return idx
+
+
+def _check_vec(v, name: str, length: int) -> np.ndarray:
+    _array(v, name, np.float32, 1)
+    if v.shape[0] != length:
+        raise ValueError(f"{name} must have length {length}, got {v.shape[0]}")
+    return v
+
+
+def check_bundles(bundles, gated: bool) -> np.ndarray:
+    """Validate a float32 bundle array (n, 3, d) for gated or (n, 2, d) for plain FFNs."""
+    _array(bundles, "bundles", np.float32, 3)
+    want = 3 if gated else 2
+    if bundles.shape[1] != want:
+        kind = "gated: [gate|up|down]" if gated else "plain: [up|down]"
+        raise ValueError(f"bundles must have shape (n_neurons, {want}, d) for a {kind} FFN, "
+                         f"got {bundles.shape}")
+    return bundles
+
+
+def check_int8_bundles(q, scales, gated: bool):
+    """Validate int8 bundles ``q`` (n, n_mats, d) with float32 ``scales`` (n, n_mats)."""
+    _array(q, "q", np.int8, 3)
+    _array(scales, "scales", np.float32, 2)
+    want = 3 if gated else 2
+    if q.shape[1] != want:
+        raise ValueError(f"q must have shape (n_neurons, {want}, d), got {q.shape}")
+    if scales.shape != q.shape[:2]:
+        raise ValueError(f"scales must have shape {q.shape[:2]} (one per neuron and matrix), "
+                         f"got {scales.shape}")
+    return q, scales
+
+
+# --------------------------------------------------------------------------- public API
+def gather_dot(W, idx, x, out, parallel: bool = True) -> np.ndarray:
+    """``out[j] = W[idx[j]] · x`` for float32 ``W`` (n, d): the gate/up rows of the active set."""
+    _array(W, "W", np.float32, 2)
+    check_index(idx, W.shape[0])
+    _check_vec(x, "x", W.shape[1])
+    _check_vec(out, "out", idx.shape[0])
+    (_gather_dot_par if parallel else _gather_dot_ser)(W, idx, x, out)
+    return out
+
+
+def down_axpy(Wd_T, idx, h, out, parallel: bool = True) -> np.ndarray:
+    """``out += Σ_j h[j] · Wd_T[idx[j]]``: the down projection over the active set, race-free."""
+    _array(Wd_T, "Wd_T", np.float32, 2)
+    check_index(idx, Wd_T.shape[0])
+    _check_vec(h, "h", idx.shape[0])
+    _check_vec(out, "out", Wd_T.shape[1])
+    (_down_axpy_par if parallel else _down_axpy_ser)(Wd_T, idx, h, out)
+    return out
+
+
+def sparse_ffn_bundled(bundles, idx, x, out, gated: bool, parallel: bool = True) -> np.ndarray:
+    """``out += Σ_{i∈idx} h_i · down_i`` over float32 bundles; returns ``out``."""
+    check_bundles(bundles, gated)
+    check_index(idx, bundles.shape[0])
+    _check_vec(x, "x", bundles.shape[2])
+    _check_vec(out, "out", bundles.shape[2])
+    (_ffn_bundled_par if parallel else _ffn_bundled_ser)(bundles, idx, x, out, bool(gated))
+    return out
+
+
+def sparse_ffn_bundled_int8(q, scales, idx, x, out, gated: bool,
+                            parallel: bool = True) -> np.ndarray:
+    """The same FFN on int8 bundles: weight row = ``q[i, m] * scales[i, m]``."""
+    check_int8_bundles(q, scales, gated)
+    check_index(idx, q.shape[0])
+    _check_vec(x, "x", q.shape[2])
+    _check_vec(out, "out", q.shape[2])
+    (_ffn_bundled_i8_par if parallel else _ffn_bundled_i8_ser)(q, scales, idx, x, out,
+                                                                 bool(gated))
+    return out

@@ -1,0 +1,180 @@
+"""Interactive widgets of notebook 09: thin ipywidgets factories around pure teachkit functions.
+
+Each factory returns a :class:`Panel`: ``panel.ui`` is what the notebook displays, ``panel.controls``
+and ``panel.buttons`` name every control, and ``panel.state["last"]`` holds what the last redraw
+computed. No logic lives in a callback: a callback reads the controls and calls one pure function
+(``teachkit.viz.showdown.plot_dpo_landscape``, ``teachkit.rlhf.runner.select_runs``, ...). Tests drive
+the controls headlessly: setting ``control.value`` fires the callback synchronously, and
+``button.click()`` fires ``on_click``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import ipywidgets as W
+
+from .viz import showdown as vz
+
+__all__ = ["Panel", "dpo_landscape_widget", "method_explorer", "KNOBS"]
+
+LANDSCAPE_BETAS = (0.05, 0.1, 0.2, 0.5, 1.0, 2.0)
+
+
+@dataclass
+class Panel:
+    """A displayed widget plus handles on its parts (for notebooks and tests)."""
+
+    ui: W.Widget
+    controls: dict[str, W.Widget]
+    buttons: dict[str, W.Button]
+    output: W.Output
+    refresh: Callable[[], None]
+    state: dict = field(default_factory=dict)
+
+    def _repr_mimebundle_(self, **kwargs):
+        return self.ui._repr_mimebundle_(**kwargs)
+
+    def __repr__(self) -> str:  # short and stable for notebook outputs
+        return f"Panel(controls={sorted(self.controls)}, buttons={sorted(self.buttons)})"
+
+
+def _redraw(output: W.Output, state: dict, draw: Callable[[], object]) -> None:
+    """Run ``draw`` inside the output area; keep its result, or the error, in ``state``."""
+    with output:
+        output.clear_output(wait=True)
+        state["last"] = draw()
+        state["draws"] = state.get("draws", 0) + 1
+
+
+def dpo_landscape_widget(betas: tuple[float, ...] = LANDSCAPE_BETAS,
+                         selected: tuple[float, ...] = (0.1, 0.5, 1.0)) -> Panel:
+    """Loss and gradient weight of one preference pair against its margin, for several β.
+
+    Controls: ``betas`` (several at once), ``loss`` (DPO or IPO), ``axis`` (log-ratio margin h or
+    implicit-reward margin β·h), ``span`` (half-width of the x range). Button ``reset``.
+    """
+    if not betas or any(b <= 0 for b in betas):
+        raise ValueError(f"betas must be positive numbers, got {betas!r}")
+    if not set(selected) <= set(betas):
+        raise ValueError(f"selected {selected!r} must be among betas {betas!r}")
+    defaults = {"betas": tuple(selected), "loss": "dpo", "axis": "log-ratio", "span": 10.0}
+    controls = {
+        "betas": W.SelectMultiple(options=list(betas), value=defaults["betas"], description="β",
+                                  rows=len(betas)),
+        "loss": W.ToggleButtons(options=[("DPO", "dpo"), ("IPO", "ipo")], value="dpo",
+                                description="loss"),
+        "axis": W.ToggleButtons(options=[("log-ratio h", "log-ratio"), ("implicit β·h", "implicit")],
+                                value="log-ratio", description="x axis"),
+        "span": W.FloatSlider(value=10.0, min=1.0, max=30.0, step=1.0, description="± range"),
+    }
+    buttons = {"reset": W.Button(description="reset")}
+    output = W.Output()
+    state: dict = {}
+
+    def refresh(*_):
+        chosen = controls["betas"].value
+        if not chosen:  # an empty selection draws nothing rather than failing
+            state["last"] = {}
+            with output:
+                output.clear_output()
+                print("select at least one β")
+            return
+        _redraw(output, state, lambda: vz.plot_dpo_landscape(
+            chosen, controls["loss"].value, controls["span"].value, controls["axis"].value))
+
+    def reset(_):
+        for name, value in defaults.items():
+            controls[name].value = value
+        refresh()
+
+    for c in controls.values():
+        c.observe(refresh, names="value")
+    buttons["reset"].on_click(reset)
+    ui = W.VBox([W.HBox([controls["betas"], W.VBox([controls["loss"], controls["axis"],
+                                                     controls["span"], buttons["reset"]])]), output])
+    panel = Panel(ui, controls, buttons, output, refresh, state)
+    refresh()
+    return panel
+
+
+# --------------------------------------------------------------------------- method explorer
+
+KNOBS = {
+    # knob name -> (description, slider kwargs); which methods use which knob is runner.METHOD_KNOBS
+    "clip_eps": ("clip ε", dict(value=0.2, min=0.05, max=0.4, step=0.05)),
+    "group_size": ("group size", dict(value=4, min=2, max=8, step=2)),
+    "lam": ("λ", dict(value=0.95, min=0.0, max=1.0, step=0.05)),
+}
+
+
+def method_explorer(runs: list[dict], live: Callable[..., dict] | None = None) -> Panel:
+    """Pick a method and its knobs and see its curves.
+
+    The stored runs (``runs``) give the curves for every method at every stored β instantly. The
+    ``train live`` button calls ``live(method, beta=..., **knobs) -> history`` (a small run of the
+    runner) and overlays its curves, so the knobs that the stored runs do not vary can be explored.
+    """
+    from .rlhf import runner
+
+    ok = [r for r in runs if r.get("status", "ok") == "ok"]
+    if not ok:
+        raise ValueError("method_explorer needs at least one finished run")
+    methods = sorted({r["method"] for r in ok}, key=runner.method_order)
+
+    def betas_of(method):
+        return sorted({r["beta"] for r in ok if r["method"] == method})
+
+    controls = {
+        "method": W.Dropdown(options=methods, value=methods[0], description="method"),
+        "beta": W.SelectionSlider(options=betas_of(methods[0]), description="β"),
+    }
+    for name, (desc, kw) in KNOBS.items():
+        slider = W.IntSlider if name == "group_size" else W.FloatSlider
+        controls[name] = slider(description=desc, **kw)
+    buttons = {"train": W.Button(description="train live (small)", disabled=live is None)}
+    output = W.Output()
+    state: dict = {"live": {}}
+
+    def sync_knobs():
+        used = runner.METHOD_KNOBS.get(controls["method"].value, {})
+        for name in KNOBS:
+            controls[name].disabled = name not in used
+            if name in used:
+                controls[name].description = used[name]
+
+    def refresh(*_):
+        method, beta = controls["method"].value, controls["beta"].value
+        stored = runner.select_runs(ok, method=method, beta=beta)
+        histories = {f"stored β={r['beta']:g}": r["history"] for r in stored}
+        histories.update(state["live"].get((method, beta), {}))
+        _redraw(output, state, lambda: (vz.plot_history(histories, title=method), histories)[1])
+
+    def on_method(_):
+        sync_knobs()
+        options = betas_of(controls["method"].value)
+        with controls["beta"].hold_trait_notifications():
+            controls["beta"].options = options
+            controls["beta"].value = options[len(options) // 2]
+        refresh()
+
+    def train(_):
+        if live is None:
+            return
+        method, beta = controls["method"].value, controls["beta"].value
+        knobs = {k: controls[k].value for k in runner.METHOD_KNOBS.get(method, {})}
+        history = live(method, beta=beta, **knobs)
+        label = "live " + " ".join(f"{k}={v:g}" for k, v in knobs.items())
+        state["live"].setdefault((method, beta), {})[label.strip()] = history
+        refresh()
+
+    controls["method"].observe(on_method, names="value")
+    controls["beta"].observe(refresh, names="value")
+    buttons["train"].on_click(train)
+    sync_knobs()
+    ui = W.VBox([W.HBox([controls["method"], controls["beta"]]),
+                 W.HBox([controls[k] for k in KNOBS]), buttons["train"], output])
+    panel = Panel(ui, controls, buttons, output, refresh, state)
+    refresh()
+    return panel

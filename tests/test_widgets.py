@@ -1,0 +1,121 @@
+"""Widgets of notebook 09, driven headlessly: every control over its whole range, every button clicked."""
+
+import itertools
+import math
+
+import matplotlib
+import numpy as np
+import pytest
+import torch
+
+matplotlib.use("Agg")
+
+from teachkit import widgets  # noqa: E402
+from teachkit.rlhf.dpo import dpo_loss, ipo_loss  # noqa: E402
+from teachkit.viz.showdown import preference_landscape  # noqa: E402
+
+
+def slider_values(slider):
+    """Every value a slider can take: min, max and every step between."""
+    n = int(round((slider.max - slider.min) / slider.step))
+    return [slider.min + k * slider.step for k in range(n + 1)]
+
+
+# --------------------------------------------------------------------------- the pure function
+
+
+def test_dpo_landscape_at_zero_margin_is_log2_and_weight_beta_over_2():
+    for beta in (0.05, 0.1, 1.0, 3.0):
+        c = preference_landscape([0.0], beta, "dpo")
+        assert c["loss"][0] == pytest.approx(math.log(2.0))
+        assert c["weight"][0] == pytest.approx(beta / 2)
+
+
+@pytest.mark.parametrize("loss_name,torch_loss", [("dpo", dpo_loss), ("ipo", ipo_loss)])
+def test_landscape_matches_the_library_loss_and_its_autograd_gradient(loss_name, torch_loss):
+    h = np.linspace(-40, 40, 81)
+    for beta in (0.1, 0.5, 2.0):
+        c = preference_landscape(h, beta, loss_name)
+        for k in range(0, 81, 10):
+            pol_c = torch.tensor([h[k]], dtype=torch.float64, requires_grad=True)
+            zero = torch.zeros(1, dtype=torch.float64)
+            value = torch_loss(pol_c, zero, zero, zero, beta=beta)
+            value.backward()
+            assert c["loss"][k] == pytest.approx(value.item(), rel=1e-9, abs=1e-12)
+            assert c["weight"][k] == pytest.approx(-pol_c.grad.item(), rel=1e-9, abs=1e-12)
+
+
+def test_dpo_weight_decays_but_never_vanishes_ipo_weight_changes_sign_at_target():
+    h = np.linspace(-20, 200, 2001)
+    c = preference_landscape(h, 0.1, "dpo")
+    assert np.all(np.diff(c["weight"]) < 0) and np.all(c["weight"] > 0)
+    assert np.all(np.diff(c["loss"]) < 0)
+    ipo = preference_landscape([4.0, 5.0, 6.0], 0.1, "ipo")   # target 1/(2β) = 5
+    assert ipo["weight"][0] > 0 and ipo["weight"][1] == 0 and ipo["weight"][2] < 0
+
+
+def test_dpo_loss_against_implicit_margin_is_the_same_for_every_beta():
+    m = np.linspace(-5, 5, 11)
+    a = preference_landscape(m / 0.1, 0.1)["loss"]
+    b = preference_landscape(m / 2.0, 2.0)["loss"]
+    np.testing.assert_allclose(a, b, rtol=1e-12)
+
+
+def test_dpo_landscape_is_finite_at_huge_margins():
+    c = preference_landscape([-1e6, 1e6], 1.0)
+    assert np.all(np.isfinite(c["loss"])) and np.all(np.isfinite(c["weight"]))
+    assert c["loss"][0] == pytest.approx(1e6)
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(beta=0.0), "beta"), (dict(beta=-1.0), "beta"), (dict(beta=float("nan")), "beta"),
+    (dict(loss="kto"), "loss"), (dict(margins=[float("inf")]), "finite"),
+])
+def test_landscape_rejects_bad_input_clearly(kwargs, match):
+    args = dict(margins=[0.0], beta=0.1, loss="dpo") | kwargs
+    with pytest.raises(ValueError, match=match):
+        preference_landscape(**args)
+
+
+# --------------------------------------------------------------------------- the landscape widget
+
+
+def test_landscape_widget_every_control_over_its_range_and_every_button():
+    panel = widgets.dpo_landscape_widget()
+    c = panel.controls
+    assert set(c) == {"betas", "loss", "axis", "span"} and set(panel.buttons) == {"reset"}
+    draws = panel.state["draws"]
+    # every beta alone, and all of them together
+    for beta in c["betas"].options:
+        c["betas"].value = (beta,)
+        assert list(panel.state["last"]) == [beta]
+    c["betas"].value = tuple(c["betas"].options)
+    assert len(panel.state["last"]) == len(c["betas"].options)
+    # every loss x axis combination, every span
+    for loss, axis in itertools.product([v for _, v in c["loss"].options], [v for _, v in c["axis"].options]):
+        c["loss"].value, c["axis"].value = loss, axis
+        for span in slider_values(c["span"]):
+            c["span"].value = span
+            for beta, curve in panel.state["last"].items():
+                x = curve["implicit_margin"] if axis == "implicit" else curve["h"]
+                assert x.min() == pytest.approx(-span) and x.max() == pytest.approx(span)
+                assert np.all(np.isfinite(curve["loss"])) and np.all(np.isfinite(curve["weight"]))
+    assert panel.state["draws"] > draws
+    # an empty selection draws nothing and does not raise
+    c["betas"].value = ()
+    assert panel.state["last"] == {}
+    panel.buttons["reset"].click()
+    assert c["betas"].value == (0.1, 0.5, 1.0) and c["loss"].value == "dpo" and c["span"].value == 10.0
+    assert sorted(panel.state["last"]) == [0.1, 0.5, 1.0]
+
+
+def test_landscape_widget_rejects_bad_betas():
+    with pytest.raises(ValueError, match="positive"):
+        widgets.dpo_landscape_widget(betas=(0.1, -1.0), selected=(0.1,))
+    with pytest.raises(ValueError, match="among"):
+        widgets.dpo_landscape_widget(betas=(0.1, 0.2), selected=(0.5,))
+
+
+def test_panel_repr_is_short_and_stable():
+    panel = widgets.dpo_landscape_widget()
+    assert repr(panel) == "Panel(controls=['axis', 'betas', 'loss', 'span'], buttons=['reset'])"
