@@ -17,7 +17,7 @@ import ipywidgets as W
 
 from .viz import showdown as vz
 
-__all__ = ["Panel", "dpo_landscape_widget", "method_explorer", "KNOBS"]
+__all__ = ["Panel", "dpo_landscape_widget", "method_explorer"]
 
 LANDSCAPE_BETAS = (0.05, 0.1, 0.2, 0.5, 1.0, 2.0)
 
@@ -67,7 +67,7 @@ def dpo_landscape_widget(betas: tuple[float, ...] = LANDSCAPE_BETAS,
                                 description="loss"),
         "axis": W.ToggleButtons(options=[("log-ratio h", "log-ratio"), ("implicit β·h", "implicit")],
                                 value="log-ratio", description="x axis"),
-        "span": W.FloatSlider(value=10.0, min=1.0, max=30.0, step=1.0, description="± range"),
+        "span": W.FloatSlider(value=10.0, min=5.0, max=30.0, step=5.0, description="± range"),
     }
     buttons = {"reset": W.Button(description="reset")}
     output = W.Output()
@@ -94,19 +94,13 @@ def dpo_landscape_widget(betas: tuple[float, ...] = LANDSCAPE_BETAS,
     buttons["reset"].on_click(reset)
     ui = W.VBox([W.HBox([controls["betas"], W.VBox([controls["loss"], controls["axis"],
                                                      controls["span"], buttons["reset"]])]), output])
-    panel = Panel(ui, controls, buttons, output, refresh, state)
-    refresh()
-    return panel
+    return Panel(ui, controls, buttons, output, refresh, state)
 
 
 # --------------------------------------------------------------------------- method explorer
 
-KNOBS = {
-    # knob name -> (description, slider kwargs); which methods use which knob is runner.METHOD_KNOBS
-    "clip_eps": ("clip ε", dict(value=0.2, min=0.05, max=0.4, step=0.05)),
-    "group_size": ("group size", dict(value=4, min=2, max=8, step=2)),
-    "lam": ("λ", dict(value=0.95, min=0.0, max=1.0, step=0.05)),
-}
+def _key(method: str, beta: float, knobs: dict) -> tuple:
+    return (method, round(beta, 9), tuple(sorted((k, round(float(v), 9)) for k, v in knobs.items())))
 
 
 def method_explorer(runs: list[dict], live: Callable[..., dict] | None = None) -> Panel:
@@ -130,51 +124,70 @@ def method_explorer(runs: list[dict], live: Callable[..., dict] | None = None) -
         "method": W.Dropdown(options=methods, value=methods[0], description="method"),
         "beta": W.SelectionSlider(options=betas_of(methods[0]), description="β"),
     }
-    for name, (desc, kw) in KNOBS.items():
-        slider = W.IntSlider if name == "group_size" else W.FloatSlider
-        controls[name] = slider(description=desc, **kw)
+    for name, (label, kind, lo, hi, step, default) in runner.KNOBS.items():
+        slider = W.IntSlider if kind == "int" else W.FloatSlider
+        controls[name] = slider(value=default, min=lo, max=hi, step=step, description=label)
     buttons = {"train": W.Button(description="train live (small)", disabled=live is None)}
     output = W.Output()
     state: dict = {"live": {}}
 
     def sync_knobs():
         used = runner.METHOD_KNOBS.get(controls["method"].value, {})
-        for name in KNOBS:
+        for name in runner.KNOBS:
             controls[name].disabled = name not in used
-            if name in used:
-                controls[name].description = used[name]
+
+    def knob_values(method):
+        return {k: controls[k].value for k in runner.METHOD_KNOBS.get(method, {})}
 
     def refresh(*_):
+        if state.get("busy"):
+            return
         method, beta = controls["method"].value, controls["beta"].value
-        stored = runner.select_runs(ok, method=method, beta=beta)
+        knobs = knob_values(method)
+        stored = runner.select_runs(ok, method=method, beta=beta, knobs=knobs)
         histories = {f"stored β={r['beta']:g}": r["history"] for r in stored}
-        histories.update(state["live"].get((method, beta), {}))
+        histories.update(state["live"].get(_key(method, beta, knobs), {}))
+        state["shown"] = sorted(histories)
+        if not histories:
+            with output:
+                output.clear_output()
+                print(f"no stored {method} run with β={beta:g} and {knobs}: press 'train live'")
+            state["last"] = {}
+            return
         _redraw(output, state, lambda: (vz.plot_history(histories, title=method), histories)[1])
 
     def on_method(_):
+        method = controls["method"].value
+        state["busy"] = True              # one redraw at the end, not one per control
         sync_knobs()
-        options = betas_of(controls["method"].value)
-        with controls["beta"].hold_trait_notifications():
-            controls["beta"].options = options
-            controls["beta"].value = options[len(options) // 2]
+        for knob, value in (runner.knob_defaults(method) if method in runner.METHODS else {}).items():
+            controls[knob].value = value  # where the stored runs sit
+        options = betas_of(method)
+        controls["beta"].options = options
+        controls["beta"].value = options[len(options) // 2]
+        state["busy"] = False
         refresh()
 
     def train(_):
         if live is None:
             return
         method, beta = controls["method"].value, controls["beta"].value
-        knobs = {k: controls[k].value for k in runner.METHOD_KNOBS.get(method, {})}
+        knobs = knob_values(method)
         history = live(method, beta=beta, **knobs)
-        label = "live " + " ".join(f"{k}={v:g}" for k, v in knobs.items())
-        state["live"].setdefault((method, beta), {})[label.strip()] = history
+        state["live"].setdefault(_key(method, beta, knobs), {})["live run"] = history
         refresh()
 
     controls["method"].observe(on_method, names="value")
     controls["beta"].observe(refresh, names="value")
+
+    def on_knob(change):  # a knob the selected method does not have changes nothing on screen
+        if change["owner"] is not None and not change["owner"].disabled:
+            refresh()
+
+    for name in runner.KNOBS:
+        controls[name].observe(on_knob, names="value")
     buttons["train"].on_click(train)
-    sync_knobs()
+    on_method(None)
     ui = W.VBox([W.HBox([controls["method"], controls["beta"]]),
-                 W.HBox([controls[k] for k in KNOBS]), buttons["train"], output])
-    panel = Panel(ui, controls, buttons, output, refresh, state)
-    refresh()
-    return panel
+                 W.HBox([controls[k] for k in runner.KNOBS]), buttons["train"], output])
+    return Panel(ui, controls, buttons, output, refresh, state)

@@ -119,3 +119,71 @@ def test_landscape_widget_rejects_bad_betas():
 def test_panel_repr_is_short_and_stable():
     panel = widgets.dpo_landscape_widget()
     assert repr(panel) == "Panel(controls=['axis', 'betas', 'loss', 'span'], buttons=['reset'])"
+
+
+# --------------------------------------------------------------------------- the method explorer
+
+
+def synthetic_runs():
+    from teachkit.rlhf import runner
+
+    runs = []
+    for method, family, cfg_extra in (("dpo", "off-policy", {}), ("dpop", "off-policy", {"lam": 50.0})):
+        for beta in (0.03, 0.1, 0.3):
+            h = {"step": [0.0, 1.0, 2.0], "gold_reward": [0.5, 0.6, 0.55], "proxy_reward": [0.0, 0.2, 0.4],
+                 "kl_to_ref": [0.0, 0.1 / beta, 0.2 / beta], "seconds": [0.0, 1.0, 2.0],
+                 "samples_generated": [0.0] * 3, "reward_queries": [0.0] * 3, "pairs_seen": [0.0, 64.0, 128.0]}
+            runs.append({"method": method, "family": family, "status": "ok", "beta": beta, "task": "arithmetic",
+                         "config": {"beta": beta, **cfg_extra}, "history": h,
+                         "final": {"gold_reward": 0.55, "proxy_reward": 0.4, "kl_to_ref": 0.2 / beta}})
+    runs.append(runner.missing_record("orpo", "not built"))
+    return runs
+
+
+def test_method_explorer_every_control_and_the_train_button():
+    from teachkit.rlhf import runner
+
+    calls = []
+
+    def live(method, beta, **knobs):
+        calls.append((method, beta, knobs))
+        return {"step": [0.0, 1.0], "gold_reward": [0.5, 0.7], "proxy_reward": [0.0, 0.3],
+                "kl_to_ref": [0.0, 0.4], "pairs_seen": [0.0, 32.0], "reward_queries": [0.0, 0.0]}
+
+    panel = widgets.method_explorer(synthetic_runs(), live=live)
+    c = panel.controls
+    assert list(c["method"].options) == ["dpo", "dpop"]           # the missing method is not offered
+    assert set(c) == {"method", "beta"} | set(runner.KNOBS)
+    for method in c["method"].options:
+        c["method"].value = method
+        used = runner.METHOD_KNOBS[method]
+        assert all(c[k].disabled == (k not in used) for k in runner.KNOBS)
+        for beta in c["beta"].options:
+            c["beta"].value = beta
+            assert panel.state["shown"] == [f"stored β={beta:g}"]
+        for knob in runner.KNOBS:
+            for value in slider_values(c[knob]):
+                c[knob].value = value
+            c[knob].value = runner.knob_defaults(method).get(knob, runner.KNOBS[knob][5])
+        panel.buttons["train"].click()
+        assert calls[-1][0] == method and panel.state["shown"][0] == "live run"
+    # DPOP at a λ that no stored run used: nothing stored to show, but a live run fills the gap
+    c["dpop_lambda"].value = 10.0
+    assert panel.state["shown"] == [] and panel.state["last"] == {}
+    panel.buttons["train"].click()
+    assert calls[-1] == ("dpop", c["beta"].value, {"dpop_lambda": 10.0})
+    assert panel.state["shown"] == ["live run"]
+
+
+def test_method_explorer_without_live_training_has_a_disabled_button():
+    panel = widgets.method_explorer(synthetic_runs())
+    assert panel.buttons["train"].disabled
+    panel.buttons["train"].click()   # a click on a disabled button (programmatic) does nothing
+    assert panel.state["live"] == {}
+
+
+def test_method_explorer_needs_finished_runs():
+    from teachkit.rlhf import runner
+
+    with pytest.raises(ValueError, match="finished run"):
+        widgets.method_explorer([runner.missing_record("dpo", "not built")])

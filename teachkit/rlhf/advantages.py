@@ -67,6 +67,7 @@ def whiten(x: torch.Tensor, mask: torch.Tensor, shift_mean: bool = True, eps: fl
     The variance is Bessel-corrected, as in TRL. Entries under mask 0 come out as 0.
     """
     m = check_mask(mask, check_tensor("x", x))
+    x = torch.where(m, x, _zero(x))  # select first: NaN under the mask must not reach the gradient
     mean, var = masked_mean(x, m), masked_var(x, m)
     out = (x - mean) * torch.rsqrt(var + eps)
     if not shift_mean:

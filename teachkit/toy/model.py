@@ -66,7 +66,11 @@ class KVCache:
 
     @property
     def length(self) -> int:
-        return 0 if self.k[0] is None else self.k[0].shape[2]
+        """Positions stored so far (read it before a forward pass: each layer appends in turn)."""
+        return self.layer_length(0)
+
+    def layer_length(self, layer: int) -> int:
+        return 0 if self.k[layer] is None else self.k[layer].shape[2]
 
     def append(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if self.k[layer] is not None:
@@ -89,7 +93,7 @@ class CausalSelfAttention(nn.Module):
         q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))
         past = 0
         if cache is not None:
-            past = cache.length
+            past = cache.layer_length(layer)
             k, v = cache.append(layer, k, v)
         # query i sits at absolute position past + i and may see keys 0 .. past + i
         allowed = torch.ones(T, past + T, dtype=torch.bool, device=x.device).tril(diagonal=past)

@@ -83,9 +83,18 @@ class Task:
     prompt_len: int
     max_new_tokens: int
 
+    eval_repeats: int = 1
+
     @property
     def block_size(self) -> int:
         return self.prompt_len + self.max_new_tokens
+
+    def all_prompts(self) -> torch.Tensor:
+        raise NotImplementedError
+
+    def eval_prompts(self) -> torch.Tensor:
+        """The fixed held-out evaluation prompts: every prompt ``eval_repeats`` times."""
+        return self.all_prompts().repeat(self.eval_repeats, 1)
 
     def _check(self, prompts, completions=None, mask=None) -> None:
         if not isinstance(prompts, torch.Tensor) or prompts.dim() != 2 or prompts.shape[1] != self.prompt_len:
@@ -153,6 +162,7 @@ class ArithmeticTask(Task):
     name = "arithmetic"
     prompt_len = 4
     max_new_tokens = 3
+    eval_repeats = 2  # 200 evaluation prompts
     p_correct_no_carry = 0.80
     p_correct_carry = 0.35
     p_plus_one_carry = 0.50
@@ -227,6 +237,7 @@ class LengthTask(Task):
     name = "length"
     prompt_len = 2
     max_new_tokens = 8
+    eval_repeats = 32  # 192 evaluation prompts
     max_target = 6
     p_exact = 0.15
     p_stop = 0.5  # geometric length: P(n) = p_stop (1 - p_stop)^(n - 1), mean 2

@@ -1,0 +1,311 @@
+# %% [markdown]
+# # 02 · PPO for RLHF, from scratch
+#
+# The toy world of notebook 01 gives us an SFT policy that adds two digits right about 57% of the
+# time, and a reward model trained on preference pairs. This notebook improves the policy with the
+# algorithm of InstructGPT: **PPO** against the reward model, with a KL leash to the SFT policy.
+#
+# We build each piece in view, check it against `teachkit.rlhf`, then train with the library's loop
+# `train_ppo`, which is the same code arranged top to bottom.
+#
+# Background: `shared/reference/rlhf-losses.md` §1–§2.
+
+# %%
+import torch
+
+from teachkit import check, viz
+from teachkit.toy.evaluate import evaluate_policy
+from teachkit.toy.generate import completion_logprobs, generate
+from teachkit.toy.world import load_world
+
+torch.set_num_threads(1)
+world = load_world()
+task = world.task
+print(world)
+
+# %% [markdown]
+# ## 1. Four models
+#
+# PPO for RLHF holds four networks of (here) the same architecture:
+#
+# | model | trainable? | role |
+# |---|---|---|
+# | **policy** π_θ | yes | writes the answers; starts as a copy of the SFT policy |
+# | **critic** V_φ | yes | predicts, at each position, the reward still to come (a value head) |
+# | **reference** π_ref | no | the SFT policy, frozen: the KL leash is measured against it |
+# | **reward model** r | no | scores a finished answer: the *proxy* for what we want |
+#
+# The **gold reward** (1 if the sum is right, else 0) is never shown to the training loop. We only
+# use it to judge the result, the way a human evaluation judges a real RLHF run.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+policy = world.new_policy()
+reference, reward_model = world.reference, world.reward_model
+count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+print(f"policy {count(policy):,} · reference {count(reference):,} · reward model {count(reward_model):,} parameters")
+g = torch.Generator().manual_seed(0)
+prompts = task.sample_prompts(8, g)
+roll = generate(policy, prompts, task.max_new_tokens, generator=g)
+task.show(roll.prompts, roll.completions, roll.mask)
+
+# %% [markdown]
+# ## 2. The reward, token by token
+#
+# RLHF treats writing an answer as an episode: the state is the prompt plus the tokens so far, the
+# action is the next token. The reward model scores only the finished answer, so the reward at
+# every position is 0 except at the last token. We add a penalty at *every* token for moving away
+# from the reference, with the sampled log-ratio (the k1 estimator of the KL):
+#
+# $$ r_t = -\beta\,\big(\log\pi_{\text{old}}(y_t) - \log\pi_{\text{ref}}(y_t)\big) + \mathbb 1[t = \text{last}]\; r_\phi(x, y). $$
+#
+# Summed over the episode, the return is $r_\phi(x,y) - \beta \log\frac{\pi(y|x)}{\pi_{\text{ref}}(y|x)}$, whose
+# expectation is the KL-regularised objective $\mathbb E[r_\phi] - \beta\,\mathrm{KL}(\pi\,\|\,\pi_{\text{ref}})$.
+
+# %%
+def per_token_rewards(scores, logp, ref_logp, mask, beta):
+    """−β·(logp − ref_logp) at every token, plus the score at the last real token; 0 after it."""
+    rewards = -beta * (logp - ref_logp)
+    last = mask.sum(1).long() - 1
+    rewards[torch.arange(len(scores)), last] += scores
+    return torch.where(mask.bool(), rewards, torch.zeros(()))
+
+
+g = torch.Generator().manual_seed(1)
+roll = generate(policy, task.sample_prompts(64, g), task.max_new_tokens, generator=g)
+mask = roll.mask
+with torch.no_grad():
+    old_logp = completion_logprobs(policy, roll.prompts, roll.completions, mask)
+    ref_logp = completion_logprobs(reference, roll.prompts, roll.completions, mask)
+    scores = world.proxy_reward(roll.prompts, roll.completions, mask)
+rewards = per_token_rewards(scores, old_logp, ref_logp, mask, beta=0.5)
+
+# %%
+# NBVAL_CHECK_OUTPUT
+print("rewards of the first 3 episodes (policy = reference, so the KL part is 0):")
+print(rewards[:3].numpy().round(3))
+print("mask:")
+print(mask[:3].numpy())
+
+# %% [markdown]
+# ## 3. Who gets the credit? The critic and GAE
+#
+# A token's **advantage** says how much better the episode went than the critic expected at that
+# point. The one-step version is the TD error $\delta_t = r_t + \gamma V_{t+1} - V_t$; generalised
+# advantage estimation (GAE) averages the k-step versions with weights $\lambda^k$:
+#
+# $$ \hat A_t = \sum_{k\ge 0} (\gamma\lambda)^k \delta_{t+k} = \delta_t + \gamma\lambda \hat A_{t+1}, \qquad R_t = \hat A_t + V_t. $$
+#
+# λ = 1 gives the Monte-Carlo return minus the value (unbiased, noisy); λ = 0 trusts the critic
+# completely (quiet, biased by its errors). The recursion runs backwards; beyond the end of a
+# sequence there is nothing, so the bootstrap value there is 0. Padding may hold anything, even
+# NaN, so we *select* real tokens first.
+#
+# The critic is a copy of the reward model: its value head reads the prompt and the tokens so far.
+# Position $P+t-1$ has seen the prompt and $y_{<t}$, so it holds $V_t$, the value *before* token
+# $t$ is chosen (the same shift by one as for the log-probs).
+
+# %%
+def my_gae(rewards, values, mask, gamma=1.0, lam=0.95):
+    keep = mask.bool()
+    r = torch.where(keep, rewards, torch.zeros(()))
+    v = torch.where(keep, values, torch.zeros(()))      # V = 0 after the end
+    T = r.shape[1]
+    adv = torch.zeros_like(r)
+    running = torch.zeros(r.shape[0])
+    for t in reversed(range(T)):
+        next_v = v[:, t + 1] if t + 1 < T else torch.zeros(r.shape[0])
+        delta = r[:, t] + gamma * next_v - v[:, t]
+        running = delta + gamma * lam * running
+        adv[:, t] = running
+    adv = torch.where(keep, adv, torch.zeros(()))
+    return adv, torch.where(keep, adv + v, torch.zeros(()))
+
+
+import copy  # noqa: E402
+
+from teachkit.rlhf import gae, whiten  # noqa: E402
+
+critic = copy.deepcopy(reward_model)
+P, T = roll.prompts.shape[1], roll.completions.shape[1]
+with torch.no_grad():
+    values = critic.values(torch.cat([roll.prompts, roll.completions], 1))[:, P - 1:P + T - 1]
+adv, ret = my_gae(rewards, values, mask)
+lib_adv, lib_ret = gae(rewards, values, mask, gamma=1.0, lam=0.95)
+assert torch.allclose(adv, lib_adv) and torch.allclose(ret, lib_ret)
+
+# %%
+# NBVAL_CHECK_OUTPUT
+print("the notebook's GAE equals teachkit.rlhf.gae:", torch.allclose(adv, lib_adv) and torch.allclose(ret, lib_ret))
+print("advantages of episode 0:", adv[0].numpy().round(3), " returns:", ret[0].numpy().round(3))
+
+# %% [markdown]
+# **Whitening.** The scale of the reward model is arbitrary, so PPO rescales the advantages of a
+# batch to mean 0 and standard deviation 1 (over real tokens only). The sign of each advantage
+# relative to the batch is what matters.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+adv_w = whiten(adv, mask)
+from teachkit.rlhf import masked_mean  # noqa: E402
+
+print(f"after whitening: mean {masked_mean(adv_w, mask).item():.4f}, "
+      f"variance {masked_mean(adv_w ** 2, mask).item():.3f} (Bessel-corrected to 1)")
+
+# %% [markdown]
+# ## 4. The clipped losses
+#
+# After sampling we take several gradient steps on the same batch. The samples came from the
+# *old* policy, so each token's contribution is reweighted by the ratio $\rho_t = \pi_\theta(y_t)/\pi_{\text{old}}(y_t)$.
+# PPO's surrogate takes the pessimistic side of the clipped and unclipped objectives:
+#
+# $$ L^{\pi} = \operatorname{masked\_mean}\Big(\max\big(-\hat A_t\rho_t,\; -\hat A_t\,\mathrm{clip}(\rho_t, 1-\epsilon, 1+\epsilon)\big)\Big). $$
+#
+# Once a token's probability has moved by more than ε in the direction its advantage asks for,
+# the clipped branch wins and its gradient is 0: one batch cannot drag the policy far.
+# The critic is fitted to the returns with a loss clipped the same way around its old values:
+#
+# $$ L^{V} = \tfrac12\operatorname{masked\_mean}\Big(\max\big((V-R)^2,\ (\mathrm{clip}(V, V_{\text{old}}-\epsilon, V_{\text{old}}+\epsilon)-R)^2\big)\Big). $$
+
+# %%
+def my_policy_loss(logp, old_logp, advantages, mask, clip_eps=0.2):
+    keep = mask.bool()
+    logp, old_logp, advantages = (torch.where(keep, x, torch.zeros(())) for x in (logp, old_logp, advantages))
+    ratio = torch.exp(logp - old_logp)
+    per_token = torch.maximum(-advantages * ratio, -advantages * ratio.clamp(1 - clip_eps, 1 + clip_eps))
+    return torch.where(keep, per_token, torch.zeros(())).sum() / mask.sum()
+
+
+def my_value_loss(values, old_values, returns, mask, clip_eps=0.2):
+    keep = mask.bool()
+    clipped = torch.minimum(torch.maximum(values, old_values - clip_eps), old_values + clip_eps)
+    per_token = torch.maximum((values - returns) ** 2, (clipped - returns) ** 2)
+    return 0.5 * torch.where(keep, per_token, torch.zeros(())).sum() / mask.sum()
+
+
+from teachkit.rlhf import ppo_policy_loss, ppo_value_loss  # noqa: E402
+
+# the first minibatch: the policy has not moved yet, so ρ = 1 on every token
+logp = completion_logprobs(policy, roll.prompts, roll.completions, mask)
+ratio = torch.exp(logp - old_logp)
+mine, lib = my_policy_loss(logp, old_logp, adv_w, mask), ppo_policy_loss(logp, old_logp, adv_w, mask)
+assert torch.allclose(mine, lib) and torch.allclose(ratio, torch.ones_like(ratio))
+# a moved policy: pretend every log-prob rose by 0.3, so the ratio e^0.3 ≈ 1.35 is clipped to 1.2
+moved = logp.detach() + 0.3
+assert torch.allclose(my_policy_loss(moved, old_logp, adv_w, mask), ppo_policy_loss(moved, old_logp, adv_w, mask))
+noisy_values = values + 0.5 * torch.randn(values.shape, generator=torch.Generator().manual_seed(2))
+assert torch.allclose(my_value_loss(noisy_values, values, ret, mask), ppo_value_loss(noisy_values, values, ret, mask))
+
+# %%
+# NBVAL_CHECK_OUTPUT
+print(f"first minibatch: max |ρ − 1| = {(ratio - 1).abs().max().item():.1e}; "
+      f"loss = −mean(A) = {lib.item():.4f} (the whitened advantages average to 0)")
+print(f"moved policy:    notebook {my_policy_loss(moved, old_logp, adv_w, mask).item():.4f}, "
+      f"library {ppo_policy_loss(moved, old_logp, adv_w, mask).item():.4f}")
+print(f"value loss:      notebook {my_value_loss(noisy_values, values, ret, mask).item():.4f}, "
+      f"library {ppo_value_loss(noisy_values, values, ret, mask).item():.4f}")
+
+# %% [markdown]
+# ## 5. Training
+#
+# `train_ppo` repeats: sample a batch of 64 answers, build the per-token rewards, the critic's
+# values, GAE and whitened advantages, then 4 PPO epochs over minibatches of 32 with the loss
+# $L^{\pi} + 0.1\,L^{V}$. Every 10 iterations it evaluates the policy on the 200 held-out prompts:
+# gold reward, proxy reward and the KL to the reference. The whole loop reads top to bottom in
+# `teachkit/rlhf/ppo_train.py`.
+
+# %%
+from teachkit.rlhf.ppo_train import PPOConfig, train_ppo  # noqa: E402
+
+cfg = PPOConfig(steps=40, beta=0.5, lr=3e-4, eval_every=10, seed=0)
+trained, history = train_ppo(world, cfg)
+viz.compare_training_curves({"PPO β=0.5": history},
+                            keys=("gold_reward", "proxy_reward", "kl_to_ref", "entropy", "clip_fraction", "value_loss"),
+                            baselines={"gold_reward": history["gold_reward"][0]})
+
+# %%
+# NBVAL_CHECK_OUTPUT
+print("ratio in the first minibatch of every batch: max |ρ − 1| =",
+      f"{max(history['first_ratio_dev'][1:]):.1e}")
+
+# %% [markdown]
+# The critic starts from the reward model, which scores *finished* answers, so its values inside
+# an answer are poor at first: the value loss starts high and falls as the critic learns. The
+# entropy falls as the policy concentrates on the answers the reward model likes; the clip fraction
+# stays around 5–10%, which means the clip is active but not dominant.
+#
+# Does the policy beat SFT on what we actually care about? We evaluate both on the held-out
+# prompts, sampled and greedy, with fresh seeds.
+
+# %%
+MARGIN = 0.15
+sft_eval = {s: evaluate_policy(world, world.reference, seed=s)["gold_reward"] for s in (10, 11, 12)}
+ppo_eval = {s: evaluate_policy(world, trained, seed=s)["gold_reward"] for s in (10, 11, 12)}
+sft_gold, ppo_gold = sum(sft_eval.values()) / 3, sum(ppo_eval.values()) / 3
+sft_greedy = evaluate_policy(world, world.reference, greedy=True)["gold_reward"]
+ppo_greedy = evaluate_policy(world, trained, greedy=True)
+print(f"gold reward, sampled: SFT {sft_gold:.3f} -> PPO {ppo_gold:.3f}")
+print(f"gold reward, greedy:  SFT {sft_greedy:.3f} -> PPO {ppo_greedy['gold_reward']:.3f}  "
+      f"(KL to the reference {ppo_greedy['kl_to_ref']:.2f} nats)")
+assert ppo_gold >= sft_gold + MARGIN, f"PPO should beat SFT by {MARGIN} gold reward on held-out prompts"
+
+# %% [markdown]
+# ## 6. Without the leash: β = 0
+#
+# The reward model is a proxy. It agrees with the gold reward on most pairs but not all (its
+# held-out pair accuracy is about 92%). With β = 0 nothing stops the policy from drifting towards
+# whatever the proxy overrates. Reward hacking would show as the proxy rising while the gold reward
+# falls. We train the same loop longer, with and without the KL penalty.
+
+# %%
+long_runs = {}
+for beta in (0.5, 0.0):
+    _, long_runs[f"β={beta}"] = train_ppo(world, PPOConfig(steps=80, beta=beta, lr=3e-4, eval_every=10, seed=0))
+viz.compare_training_curves(long_runs, keys=("gold_reward", "proxy_reward", "kl_to_ref"),
+                            baselines={"gold_reward": history["gold_reward"][0]})
+
+# %%
+final = {k: {m: h[m][-1] for m in ("gold_reward", "proxy_reward", "kl_to_ref")} for k, h in long_runs.items()}
+for k, f in final.items():
+    print(f"{k:6s} gold {f['gold_reward']:.3f}  proxy {f['proxy_reward']:.3f}  KL {f['kl_to_ref']:.2f}")
+assert final["β=0.0"]["kl_to_ref"] > final["β=0.5"]["kl_to_ref"], "without the penalty the policy drifts further"
+
+# %% [markdown]
+# **What this showed, honestly.** Without the KL penalty the policy moves further from the
+# reference (the KL is larger) and the proxy reward keeps climbing, but on this toy world the gold
+# reward does **not** collapse within 80 iterations: it stalls at or below the β = 0.5 run. The
+# reward model of notebook 01 is good (it ranks the right answer first on most prompts), so there is
+# little to exploit. The exploitation is visible in the details: the extra proxy reward that the
+# β = 0 policy collects does not turn into gold reward. At a higher learning rate (try
+# `lr=1e-3`) the β = 0 run drifts to a KL of about 3 nats and its gold reward falls *below* SFT
+# while the proxy still rises; there the KL penalty is what keeps training useful.
+#
+# ## 7. What training showed
+#
+# - The policy's gold reward rose well above SFT while its KL to the reference stayed under one
+#   nat: PPO moved probability from wrong sums to right ones without rewriting the policy.
+# - The ratio was exactly 1 in the first minibatch of every batch; the clip acted on a few percent
+#   of tokens afterwards.
+# - The critic had to be learned along the way (value loss falling), and it costs a second
+#   trainable network as large as the policy: notebook 03 removes it.
+#
+# ## Exercises
+#
+# 1. **GAE.** Write `my_gae_exercise(rewards, values, mask, gamma, lam) -> (advantages, returns)`.
+#    Zero the rewards and values under the mask first; the bootstrap beyond the end is 0.
+# 2. **The clipped surrogate.** Write `my_clip_loss(logp, old_logp, advantages, mask, clip_eps)`:
+#    the masked mean of max(−Aρ, −A·clip(ρ, 1−ε, 1+ε)). NaN under the mask must not leak.
+
+# %%
+def my_gae_exercise(rewards, values, mask, gamma, lam):
+    raise NotImplementedError  # YOUR CODE HERE
+
+
+check.gae(my_gae_exercise)
+
+# %%
+def my_clip_loss(logp, old_logp, advantages, mask, clip_eps):
+    raise NotImplementedError  # YOUR CODE HERE
+
+
+check.ppo_clip_loss(my_clip_loss)

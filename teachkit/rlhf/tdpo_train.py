@@ -1,0 +1,101 @@
+"""TDPO training on the toy world's pairs, with DPO in the same loop for a like-for-like comparison.
+
+    policy, history = train_tdpo(world, TDPOConfig(variant=2))   # variant 1, 2, or 0 = plain DPO
+
+The loop is ``train_dpo``'s with one addition: the policy's full-vocabulary logits at every
+completion position, compared with the reference's (cached once, like its log-probs), give the
+sequential KL of each completion (``teachkit.rlhf.sequential_kl``). TDPO puts the difference of
+the two sequential KLs into the margin; ``variant=0`` trains with DPO's loss but still *measures*
+the sequential KLs, which is how notebook 07 shows DPO's rejected-side KL running away.
+
+``history`` has the keys of ``train_dpo`` plus ``seq_kl_chosen`` and ``seq_kl_rejected`` (means
+over the held-out pairs).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .dpo import dpo_loss
+from .dpo_train import RunLog, check_loop_config, evaluate, pair_data, pair_forward, pair_metrics
+from .tdpo import sequential_kl, tdpo_loss
+
+__all__ = ["TDPOConfig", "train_tdpo", "seq_kl_metrics"]
+
+
+@dataclass
+class TDPOConfig:
+    variant: int = 2             # 1 = TDPO1, 2 = TDPO2, 0 = DPO (with the KLs measured)
+    beta: float = 0.1
+    alpha: float = 0.5           # TDPO2's weight on the rejected-side KL
+    steps: int = 120
+    batch_size: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    eval_every: int = 20
+    eval_greedy: bool = True
+    pairs: str = "all"           # "all" | "low_edit" | "sampled"
+    monitor: str = "heldout"     # pair metrics on the "heldout" or the "train" pairs
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.variant not in (0, 1, 2):
+            raise ValueError(f"variant must be 0 (DPO), 1 (TDPO1) or 2 (TDPO2), got {self.variant!r}")
+        check_loop_config(self)
+
+
+def _forward(policy, batch):
+    """Summed log-probs and sequential KLs of chosen and rejected, (B,) each."""
+    pol_c, pol_r, logits_c, logits_r = pair_forward(policy, batch.prompts, batch.chosen, batch.chosen_mask,
+                                                    batch.rejected, batch.rejected_mask)
+    kl_c = sequential_kl(logits_c, batch.ref_chosen_logits, batch.chosen_mask)
+    kl_r = sequential_kl(logits_r, batch.ref_rejected_logits, batch.rejected_mask)
+    return pol_c, pol_r, kl_c, kl_r
+
+
+@torch.no_grad()
+def seq_kl_metrics(policy, data) -> dict[str, float]:
+    """Mean sequential KL(π_ref ‖ π_θ) of the chosen and of the rejected completions."""
+    _, _, kl_c, kl_r = _forward(policy, data)
+    return {"seq_kl_chosen": kl_c.mean().item(), "seq_kl_rejected": kl_r.mean().item()}
+
+
+def train_tdpo(world, cfg: TDPOConfig = TDPOConfig()):
+    """Train a copy of the SFT policy with TDPO1/TDPO2 (or DPO); returns (policy, history)."""
+    torch.manual_seed(cfg.seed)
+    policy = world.new_policy()
+    train = pair_data(world, "train", cfg.pairs, keep_logits=True)
+    watched = train if cfg.monitor == "train" else pair_data(world, "heldout", cfg.pairs, keep_logits=True)
+    opt = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    g = torch.Generator().manual_seed(cfg.seed)
+    log = RunLog("greedy_gold_reward", "seq_kl_chosen", "seq_kl_rejected")
+
+    def measure() -> dict:
+        policy.eval()
+        row = {**evaluate(world, policy, cfg.seed, cfg.eval_greedy),
+               **pair_metrics(policy, watched, cfg.beta), **seq_kl_metrics(policy, watched)}
+        policy.train()
+        return row
+
+    log.add(0, 0, measure)
+    policy.train()
+    for step in range(1, cfg.steps + 1):
+        batch = train.sample(cfg.batch_size, g)
+        pol_c, pol_r, kl_c, kl_r = _forward(policy, batch)
+        ratio_c, ratio_r = pol_c - batch.ref_chosen_logps, pol_r - batch.ref_rejected_logps
+        if cfg.variant == 0:
+            loss = dpo_loss(pol_c, pol_r, batch.ref_chosen_logps, batch.ref_rejected_logps, beta=cfg.beta)
+        else:
+            loss = tdpo_loss(ratio_c, ratio_r, kl_c, kl_r, beta=cfg.beta, alpha=cfg.alpha, variant=cfg.variant)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.max_grad_norm)
+        opt.step()
+        log.losses.append(loss.item())
+        if step % cfg.eval_every == 0 or step == cfg.steps:
+            log.add(step, step * cfg.batch_size, measure)
+    policy.eval()
+    return policy, log.history

@@ -1,0 +1,235 @@
+"""Benchmark: sparse FFN kernels against the dense numpy FFN and the machine's bandwidth.
+
+    python -m teachkit.sparse.bench [--quick] --json PATH          (also run by ``make bench``)
+
+One run measures, on SYNTHETIC FFN layers (random weights at d=4096, d_ff=11008; see
+``teachkit.sparse.synthetic``):
+
+* the memory read bandwidth on 1 and 2 threads (``machine.measure_memory_bandwidth``);
+* the dense numpy FFN (three BLAS matvecs over every weight);
+* numpy gather (``B[idx]`` copies the active bundles, then matvecs);
+* the numba kernels (gather_dot, down_axpy, fused bundles, int8 bundles) at several activity
+  levels, on 1 and 2 threads.
+
+Each timed call uses the next (layer, token) pair, so consecutive calls touch different
+weights and different active sets, and before every timed call an untimed read of a buffer
+twice the last-level cache (capped at 1 GiB) evicts what earlier calls left there: the CPU
+cache cannot serve a call from the previous one (hot neurons would otherwise stay cached,
+which a real 32-layer model with GBs of weights per token does not allow). Times are medians. Two headline figures, both on the same weights in the same run:
+
+    kernel_speedup_at_10pct   = t(dense numpy FFN) / t(fused sparse FFN, oracle active set)
+    kernel_bandwidth_fraction = (bytes the fused kernel must touch / its time) / BW_mem
+
+at the same thread count (``headline_threads``). The oracle active set of a token is every
+neuron whose gate pre-activation is positive; the synthetic layers fire about 10% of them.
+The other activity levels use each token's top-k neurons by gate pre-activation; for levels
+above the layer's own activity some of them have h = 0, the kernel skips their down rows, and
+the byte count below says so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+import traceback
+from pathlib import Path
+
+import numpy as np
+
+from . import kernels as K
+from .bundles import quantize_int8
+from .machine import (CacheFlusher, blas_threads, machine_info, measure_memory_bandwidth,
+                      median_seconds, numba_threads)
+from .synthetic import LABEL, SyntheticConfig, SyntheticStack
+
+__all__ = ["run", "dense_ffn", "numpy_gather_ffn", "main"]
+
+LEVELS = (0.025, 0.05, 0.10, 0.20, 0.40)
+GOALS = {"kernel_speedup_at_10pct": 8.0, "kernel_bandwidth_fraction": 0.7}
+
+
+def dense_ffn(B: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """Dense gated FFN with numpy/BLAS on views of the bundle array (same bytes as the kernels)."""
+    g, u = B[:, 0] @ x, B[:, 1] @ x
+    return B[:, 2].T @ (np.maximum(g, 0) * u)
+
+
+def numpy_gather_ffn(B: np.ndarray, idx: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """The sparse FFN in plain numpy: fancy indexing copies the active bundles first."""
+    b = B[idx]
+    h = np.maximum(b[:, 0] @ x, 0) * (b[:, 1] @ x)
+    return h @ b[:, 2]
+
+
+class _Rotor:
+    """Calls ``fn(layer, token)`` on the next (layer, token) pair each time it is called."""
+
+    def __init__(self, n_layers: int, n_tokens: int, fn):
+        self.pairs = [(t % n_tokens, l) for t in range(n_tokens) for l in range(n_layers)]
+        self.fn, self.i = fn, 0
+
+    def __call__(self):
+        t, l = self.pairs[self.i % len(self.pairs)]
+        self.i += 1
+        self.fn(l, t)
+
+
+def _time(stack, n_tokens, fn, repeats, flush):
+    return median_seconds(_Rotor(stack.cfg.n_layers, n_tokens, fn), repeats=repeats, warmup=2,
+                          before=flush)
+
+
+def _topk_sets(pre: np.ndarray, k: int) -> list[np.ndarray]:
+    return [np.sort(np.argpartition(-row, k - 1)[:k]).astype(np.int64) for row in pre]
+
+
+def run(quick: bool = False, threads=(1, 2), headline_threads: int = 1, log=print) -> dict:
+    """Run the benchmark; return the JSON-ready result dict."""
+    cfg = SyntheticConfig(n_layers=2 if quick else 4)
+    n_tokens, repeats = (8, 9) if quick else (16, 21)
+    bw_bytes = (512 << 20) if quick else (1 << 30)
+    res = {"label": f"{LABEL} FFN layers (random weights, not a trained model)",
+           "quick": quick, "machine": machine_info(), "started_utc": time.strftime(
+               "%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+
+    log("measuring memory bandwidth ...")
+    bw = {t: measure_memory_bandwidth(t, bw_bytes) for t in threads}
+    res["bandwidth_GBps"] = {str(t): round(v / 1e9, 2) for t, v in bw.items()}
+    log("  " + ", ".join(f"{t} thread(s): {v / 1e9:.1f} GB/s" for t, v in bw.items()))
+
+    log("building the synthetic stack ...")
+    stack = SyntheticStack(cfg)
+    log("  " + stack.describe())
+    res["synthetic"] = stack.config()
+    res["synthetic_description"] = stack.describe()
+    d, d_ff = cfg.d, cfg.d_ff
+    X = [stack.hidden_states(l, n_tokens, seed=1) for l in range(cfg.n_layers)]
+    pre = [stack.preactivations(l, X[l]) for l in range(cfg.n_layers)]
+    oracle = [[np.flatnonzero(row > 0).astype(np.int64) for row in p] for p in pre]
+    q8 = [quantize_int8(B) for B in stack.bundles]
+    flat = [B.reshape(-1, d) for B in stack.bundles]          # row 3i+m = matrix m of neuron i
+    out = np.zeros(d, np.float32)
+    flush = CacheFlusher()
+    res["cache_flush_MiB"] = flush.buf.nbytes >> 20
+
+    # correctness first: oracle sparse FFN == dense FFN on this run's data
+    errs = []
+    for l in range(cfg.n_layers):
+        y = K.sparse_ffn_bundled(stack.bundles[l], oracle[l][0], X[l][0], np.zeros(d, np.float32),
+                                 gated=True)
+        ref = dense_ffn(stack.bundles[l], X[l][0])
+        errs.append(float(np.abs(y - ref).max() / (np.abs(ref).max() + 1e-30)))
+    res["oracle_vs_dense_max_rel_err"] = float(f"{max(errs):.3g}")
+    activity = float(np.mean([len(i) for o in oracle for i in o]) / d_ff)
+    res["oracle_activity"] = round(activity, 4)
+    log(f"  oracle activity {activity:.3f}, sparse vs dense max rel err {max(errs):.2e}")
+
+    rows, dense_ms = [], {}
+    for th in threads:
+        with blas_threads(th) as blas_n, numba_threads(th):
+            t_dense = _time(stack, n_tokens, lambda l, t: dense_ffn(stack.bundles[l], X[l][t]),
+                            repeats, flush)
+            dense_ms[str(th)] = round(t_dense * 1e3, 3)
+            log(f"dense numpy FFN, {th} thread(s) (BLAS threads {blas_n}): {t_dense * 1e3:.2f} ms"
+                f" ({stack.bundles[0].nbytes / t_dense / 1e9:.1f} GB/s)")
+            for level in ("oracle",) + LEVELS:
+                if level == "oracle":
+                    sets = oracle
+                else:
+                    k = max(1, int(round(level * d_ff)))
+                    sets = [_topk_sets(p, k) for p in pre]
+                n_act = float(np.mean([len(i) for s in sets for i in s]))
+                n_pos = float(np.mean([(p[t][s[t]] > 0).sum() for p, s in zip(pre, sets)
+                                       for t in range(n_tokens)]))
+                row_b = d * 4
+                kern = {
+                    "numba_fused_bundled": (
+                        lambda l, t: K.sparse_ffn_bundled(stack.bundles[l], sets[l][t], X[l][t],
+                                                          out, True),
+                        n_act * 2 * row_b + n_pos * row_b),
+                    "numba_fused_bundled_int8": (
+                        lambda l, t: K.sparse_ffn_bundled_int8(q8[l][0], q8[l][1], sets[l][t],
+                                                               X[l][t], out, True),
+                        n_act * 2 * d + n_pos * d),
+                    "numba_gather_dot_gate": (
+                        lambda l, t: K.gather_dot(flat[l], 3 * sets[l][t], X[l][t],
+                                                  np.empty(len(sets[l][t]), np.float32)),
+                        n_act * row_b),
+                    "numba_down_axpy": (
+                        lambda l, t: K.down_axpy(flat[l], 3 * sets[l][t] + 2,
+                                                 np.ones(len(sets[l][t]), np.float32), out),
+                        n_act * row_b),
+                    "numpy_gather_ffn": (
+                        lambda l, t: numpy_gather_ffn(stack.bundles[l], sets[l][t], X[l][t]),
+                        n_act * 3 * row_b),
+                }
+                for name, (fn, nbytes) in kern.items():
+                    sec = _time(stack, n_tokens, fn, repeats, flush)
+                    rows.append({"kernel": name, "threads": th, "level": level,
+                                 "activity": round(n_act / d_ff, 4),
+                                 "median_ms": round(sec * 1e3, 4),
+                                 "bytes_touched": int(nbytes), "GBps": round(nbytes / sec / 1e9, 2),
+                                 "bandwidth_fraction": round(nbytes / sec / bw[th], 3),
+                                 "speedup_vs_dense": round(t_dense / sec, 2)})
+                fused = rows[-5]
+                log(f"  {th}t {str(level):>6} ({n_act / d_ff:5.1%}): fused {fused['median_ms']:.2f}"
+                    f" ms = {fused['speedup_vs_dense']:.1f}x dense, {fused['GBps']:.1f} GB/s"
+                    f" ({fused['bandwidth_fraction']:.2f} of bandwidth); int8 "
+                    f"{rows[-4]['median_ms']:.2f} ms; numpy gather {rows[-1]['median_ms']:.2f} ms")
+    res["dense_numpy_ffn_ms"] = dense_ms
+    res["kernels"] = rows
+    head = next(r for r in rows if r["kernel"] == "numba_fused_bundled"
+                and r["level"] == "oracle" and r["threads"] == headline_threads)
+    res["headline_threads"] = headline_threads
+    res["headline_activity"] = head["activity"]
+    res["kernel_speedup_at_10pct"] = head["speedup_vs_dense"]
+    res["kernel_bandwidth_fraction"] = head["bandwidth_fraction"]
+    res["goals"] = {k: {"goal": v, "measured": res[k], "met": bool(res[k] >= v)}
+                    for k, v in GOALS.items()}
+    return res
+
+
+def _engine(quick: bool, res: dict, log) -> tuple[dict | None, bool]:
+    try:
+        from . import bench_engine
+    except ModuleNotFoundError as err:
+        if err.name and err.name.endswith("bench_engine"):
+            return None, True
+        raise
+    profile = {"bandwidth_Bps": {int(k): v * 1e9 for k, v in res["bandwidth_GBps"].items()},
+               "machine": res["machine"]}
+    log("running the engine benchmark (teachkit.sparse.bench_engine) ...")
+    try:
+        return bench_engine.run(quick, profile), True
+    except Exception as err:  # noqa: BLE001 - keep the kernel results, report the failure
+        log(f"engine benchmark failed: {err!r}")
+        return {"error": repr(err), "traceback": traceback.format_exc()[-2000:]}, False
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help="fewer layers, tokens and repeats")
+    ap.add_argument("--json", required=True, help="where to write the results")
+    ap.add_argument("--no-engine", action="store_true", help="skip the engine benchmark")
+    args = ap.parse_args(argv)
+    log = lambda s: print(s, flush=True)  # noqa: E731
+    res = run(quick=args.quick, log=log)
+    ok = True
+    if not args.no_engine:
+        engine, ok = _engine(args.quick, res, log)
+        if engine is not None:
+            res["engine"] = engine
+    path = Path(args.json)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(res, indent=1, default=float) + "\n")
+    log(f"{res['label']}")
+    for k, g in res["goals"].items():
+        log(f"{k} = {g['measured']} (goal >= {g['goal']}: {'met' if g['met'] else 'MISSED'})")
+    log(f"wrote {path}")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

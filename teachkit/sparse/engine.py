@@ -1,0 +1,277 @@
+"""The polymorphic engine: dense prefill, sparse decode from flash through the neuron cache.
+
+* **Prefill is dense.** With a prompt of T tokens nearly every FFN neuron fires for at least
+  one token, so a predictor would select everything. The engine streams each layer's FFN from
+  flash in large sequential chunks (``prefill_chunk`` neurons at a time) and multiplies the
+  whole prompt at once: ``H = act(X W₁ᵀ)`` (T × chunk), ``out += H W₂`` (BLAS, batched).
+* **Decode is sparse.** Per layer: a predictor picks the active neurons, the segmented cache
+  says which are in memory (hot clusters, cold neurons) and which must be read, and the
+  cluster pipeline computes them while the I/O thread reads the misses.
+
+The memory budget covers everything the engine holds: the fixed region (embeddings,
+attention, norms, predictors), the hot and cold regions, the I/O staging buffers and the
+prefill buffer. It is checked once, when the engine is built (see ``SegmentedCache``).
+
+``SparseFFN`` is the decode FFN (what the baselines replace); ``NumpyGPT`` runs the trained
+GPT of ``teachkit.toy.model`` in numpy with any FFN backend, for text generation.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from .cache import CacheConfig, SegmentedCache
+from .flash import FlashFile
+from .iobench import FlashReader
+from .pipeline import ClusterPipeline, PipelineConfig, Trace
+
+__all__ = ["EngineConfig", "SparseFFN", "OraclePredictor", "NumpyGPT", "hot_clusters_from_freq",
+           "plan_regions"]
+
+
+@dataclass
+class EngineConfig:
+    budget: int                    # bytes for every weight and buffer the engine holds
+    hot_neurons: int = 0           # hot neurons per layer (grouped into clusters)
+    hot_share: float = 1.0         # hot clusters kept = hot_share * all hot clusters (LRU beyond)
+    cluster_size: int = 32
+    schedule: str = "cluster"
+    read_unit: str = "bundle"
+    io_threads: int = 1
+    timeout: float = 10.0
+    prefill_chunk: int = 256       # neurons per sequential prefill read
+    use_cache: bool = True         # False: no cold region reuse (every active neuron is read)
+
+
+def hot_clusters_from_freq(freq: np.ndarray, hot_neurons: int, cluster_size: int) -> list:
+    """Per layer: the ``hot_neurons`` most frequent neurons, in clusters of ``cluster_size``.
+
+    Clusters follow frequency rank (the hottest together); members are sorted by id so that
+    neighbours in the file are read together.
+    """
+    out = []
+    for f in np.atleast_2d(freq):
+        order = np.argsort(-f, kind="stable")[:hot_neurons]
+        out.append([np.sort(order[a:a + cluster_size]).astype(np.int64)
+                    for a in range(0, len(order), cluster_size)])
+    return out
+
+
+def plan_regions(spec, budget: int, fixed_bytes: int, other_bytes: int, hot_neurons: int,
+                 cluster_size: int, hot_share: float = 1.0) -> tuple[int, int]:
+    """(hot cluster slots, cold neuron slots) that fit the budget after fixed and other buffers."""
+    bundle = spec.n_mats * spec.d * (4 if spec.dtype == "float32" else 1) + (4 * spec.n_mats if spec.dtype == "int8" else 0)
+    free = budget - fixed_bytes - other_bytes
+    clusters = -(-hot_neurons // cluster_size) * spec.n_layers
+    hot_slots = int(round(clusters * hot_share))
+    hot_slots = max(0, min(hot_slots, free // (bundle * cluster_size)))
+    cold = (free - hot_slots * cluster_size * bundle) // bundle
+    if cold < 0:
+        raise ValueError(f"budget {budget / 2**20:.1f} MiB does not even hold the fixed region "
+                         f"({fixed_bytes / 2**20:.1f} MiB) and buffers ({other_bytes / 2**20:.1f} MiB)")
+    return hot_slots, int(cold)
+
+
+class OraclePredictor:
+    """The exact active set, from full FFN weights in RAM (outside the budget: an oracle).
+
+    With it the sparse engine computes exactly the dense FFN: the neurons it skips have h = 0.
+    """
+
+    def __init__(self, bundles: list, gated: bool):
+        self.first = [np.ascontiguousarray(b[:, 0]) for b in bundles]
+
+    def __call__(self, layer: int, x: np.ndarray) -> np.ndarray:
+        return np.flatnonzero(self.first[layer] @ x > 0).astype(np.int64)
+
+
+class SparseFFN:
+    """The decode FFN: predictor -> segmented cache -> cluster pipeline -> output."""
+
+    def __init__(self, flash_path, cfg: EngineConfig, predictor, gated: bool, fixed: dict | None = None,
+                 freq: np.ndarray | None = None, expect=None, fault=None, trace: Trace | None = None,
+                 verify: bool = True):
+        self.flash = FlashFile(flash_path, expect=expect, verify=verify)
+        spec = self.flash.spec
+        self.cfg, self.spec, self.predictor, self.gated = cfg, spec, predictor, bool(gated)
+        if spec.layout != "bundled":
+            raise ValueError("SparseFFN needs a bundled file")
+        fixed = dict(fixed or {})
+        fixed_bytes = sum(a.nbytes for a in fixed.values())
+        staging = cfg.io_threads * cfg.cluster_size * spec.stride + cfg.prefill_chunk * spec.stride
+        hot = hot_clusters_from_freq(freq, cfg.hot_neurons, cfg.cluster_size) if (freq is not None and cfg.hot_neurons) \
+            else [[] for _ in range(spec.n_layers)]
+        n_hot = cfg.hot_neurons if freq is not None else 0
+        hot_slots, cold_slots = plan_regions(spec, cfg.budget, fixed_bytes, staging, n_hot, cfg.cluster_size,
+                                             cfg.hot_share)
+        ccfg = CacheConfig(spec.n_layers, spec.n_neurons, spec.n_mats, spec.d, spec.dtype, cfg.cluster_size,
+                           hot_slots, cold_slots)
+        self.cache = SegmentedCache(ccfg, cfg.budget, fixed=fixed, hot_clusters=hot, extra_bytes=staging)
+        self.trace = trace if trace is not None else Trace()
+        self.pipe = ClusterPipeline(self.flash, self.cache,
+                                    PipelineConfig(cfg.schedule, cfg.read_unit, cfg.cluster_size, cfg.io_threads,
+                                                   cfg.timeout), gated, self.trace, fault=fault)
+        self.prefill_reader = FlashReader(self.flash, cfg.prefill_chunk)
+        self.tokens = 0
+
+    def close(self) -> None:
+        self.pipe.close()
+        self.prefill_reader.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __call__(self, layer: int, x: np.ndarray) -> np.ndarray:
+        """FFN output of ``layer`` for one token's input ``x`` (float32, length d)."""
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        t0 = time.perf_counter()
+        active = self.predictor(layer, x)
+        self.trace.add("compute", "predict", layer, -1, t0, time.perf_counter())
+        if not self.cfg.use_cache:
+            self.cache.cold.slot_of[:] = -1           # forget everything: each active neuron is read
+            self.cache.cold.key_of[:] = -1
+        plan = self.cache.split_active(layer, active)
+        out = np.zeros(self.spec.d, dtype=np.float32)
+        return self.pipe.run_layer(layer, x, plan, out)
+
+    @property
+    def bytes_read(self) -> int:
+        return self.pipe.bytes_read + self.prefill_reader.bytes_read
+
+    def end_token(self) -> dict:
+        self.tokens += 1
+        return self.cache.end_token()
+
+    def dense_layer(self, layer: int, X: np.ndarray, act) -> np.ndarray:
+        """Prefill: the dense FFN of ``layer`` for all rows of ``X``, streamed from flash in chunks."""
+        spec, n, cs = self.spec, self.spec.n_neurons, self.cfg.prefill_chunk
+        out = np.zeros((X.shape[0], spec.d), dtype=np.float32)
+        for a in range(0, n, cs):
+            ids = np.arange(a, min(n, a + cs), dtype=np.int64)
+            t0 = time.perf_counter()
+            dec = self.flash.decode(self.prefill_reader.read(layer, ids))
+            B = dec if spec.dtype == "float32" else (dec[0].astype(np.float32) * dec[1][:, :, None])
+            H = act(X @ B[:, 0].T)
+            if self.gated:
+                H = H * (X @ B[:, 1].T)
+            out += H @ B[:, -1]
+            self.trace.add("compute", "prefill", layer, a // cs, t0, time.perf_counter())
+        return out
+
+    def stats(self) -> dict:
+        hr = self.cache.hit_rates()
+        return {"hit_rate_hot": hr["hot"], "hit_rate_cold": hr["cold"], "bytes_read": self.pipe.bytes_read,
+                "n_reads": self.pipe.n_reads, "tokens": self.tokens, "regions": self.cache.region_bytes()}
+
+
+# --------------------------------------------------------------------------- the trained GPT in numpy
+def _layernorm(x, w, b, eps=1e-5):
+    mu = x.mean(-1, keepdims=True)
+    var = ((x - mu) ** 2).mean(-1, keepdims=True)
+    return ((x - mu) / np.sqrt(var + eps) * w + b).astype(np.float32)
+
+
+def _relu(a):
+    return np.maximum(a, 0.0)
+
+
+class NumpyGPT:
+    """``teachkit.toy.model.GPT`` (pre-LN, learned positions, tied head, ReLU MLP) in numpy.
+
+    The MLP bias is folded into the bundles with a *bias channel*: the FFN input is
+    ``[LN(x), 1]`` (length d+1), up row i is ``[W1_i, b1_i]`` and down row i is
+    ``[W2[:, i], 0]``; the down bias ``b2`` is added densely (it sits in the fixed region).
+    """
+
+    def __init__(self, model):
+        import torch
+
+        sd = {k: v.detach().cpu().numpy().astype(np.float32) for k, v in model.state_dict().items()}
+        c = model.config
+        if c.activation != "relu":
+            raise ValueError("sparse inference needs the ReLU model (activation='relu')")
+        self.n_head, self.d, self.n_layers, self.block_size = c.n_head, c.d_model, c.n_layer, c.block_size
+        self.fixed = {k: v for k, v in sd.items() if ".mlp." not in k or k.endswith("mlp.proj.bias")}
+        self.bundles = []
+        for l in range(c.n_layer):
+            w1, b1 = sd[f"blocks.{l}.mlp.fc.weight"], sd[f"blocks.{l}.mlp.fc.bias"]
+            w2 = sd[f"blocks.{l}.mlp.proj.weight"]
+            B = np.zeros((c.d_ff, 2, c.d_model + 1), dtype=np.float32)
+            B[:, 0, :-1], B[:, 0, -1], B[:, 1, :-1] = w1, b1, w2.T
+            self.bundles.append(B)
+        del torch
+
+    def _attn(self, l, x, cache):
+        f, C, H = self.fixed, self.d, self.n_head
+        h = _layernorm(x, f[f"blocks.{l}.ln1.weight"], f[f"blocks.{l}.ln1.bias"])
+        qkv = h @ f[f"blocks.{l}.attn.qkv.weight"].T + f[f"blocks.{l}.attn.qkv.bias"]
+        q, k, v = (a.reshape(len(x), H, C // H).transpose(1, 0, 2) for a in np.split(qkv, 3, axis=1))
+        past = 0 if cache[l] is None else cache[l][0].shape[1]
+        if cache[l] is not None:
+            k, v = np.concatenate([cache[l][0], k], 1), np.concatenate([cache[l][1], v], 1)
+        cache[l] = (k, v)
+        att = q @ k.transpose(0, 2, 1) / np.sqrt(C // H)
+        allowed = np.tril(np.ones((len(x), past + len(x)), bool), k=past)
+        att = np.where(allowed, att, -np.inf)
+        att = np.exp(att - att.max(-1, keepdims=True))
+        att /= att.sum(-1, keepdims=True)
+        y = (att @ v).transpose(1, 0, 2).reshape(len(x), C)
+        return (y @ f[f"blocks.{l}.attn.proj.weight"].T + f[f"blocks.{l}.attn.proj.bias"]).astype(np.float32)
+
+    def ffn_input(self, l, x):
+        f = self.fixed
+        h = _layernorm(x, f[f"blocks.{l}.ln2.weight"], f[f"blocks.{l}.ln2.bias"])
+        return np.concatenate([h, np.ones((len(h), 1), np.float32)], axis=1)
+
+    def forward(self, tokens, cache, ffn_dense=None, ffn_token=None, trace: Trace | None = None):
+        """Logits of the last position. ``ffn_dense(l, H)`` handles all rows, ``ffn_token(l, h)`` one row."""
+        f = self.fixed
+        pos0 = 0 if cache[0] is None else cache[0][0].shape[1]
+        if pos0 + len(tokens) > self.block_size:
+            raise ValueError(f"sequence of {pos0 + len(tokens)} tokens exceeds block_size {self.block_size}")
+        x = f["tok_emb.weight"][tokens] + f["pos_emb.weight"][pos0:pos0 + len(tokens)]
+        for l in range(self.n_layers):
+            t0 = time.perf_counter()
+            x = x + self._attn(l, x, cache)
+            if trace is not None:
+                trace.add("compute", "attention", l, -1, t0, time.perf_counter())
+            H = self.ffn_input(l, x)
+            if ffn_dense is not None:
+                out = ffn_dense(l, H)
+            else:
+                out = np.stack([ffn_token(l, h) for h in H])
+            x = x + out[:, :self.d] + f[f"blocks.{l}.mlp.proj.bias"]
+        h = _layernorm(x[-1:], f["ln_f.weight"], f["ln_f.bias"])
+        return (h @ f["tok_emb.weight"].T)[0]
+
+    def dense_ffn(self, l, H):
+        B = self.bundles[l]
+        return _relu(H @ B[:, 0].T) @ B[:, 1]
+
+    def generate(self, prompt, n_new: int, engine: SparseFFN | None = None) -> list[int]:
+        """Greedy decoding. With ``engine``: dense prefill streamed from flash, sparse decode."""
+        cache = [None] * self.n_layers
+        tokens = [int(t) for t in prompt]
+        if engine is None:
+            logits = self.forward(np.array(tokens), cache, ffn_dense=self.dense_ffn)
+        else:
+            logits = self.forward(np.array(tokens), cache,
+                                  ffn_dense=lambda l, H: engine.dense_layer(l, H, _relu), trace=engine.trace)
+        out = []
+        for _ in range(n_new):
+            nxt = int(np.argmax(logits))
+            out.append(nxt)
+            if len(tokens) + len(out) >= self.block_size:
+                break
+            if engine is None:
+                logits = self.forward(np.array([nxt]), cache, ffn_dense=self.dense_ffn)
+            else:
+                logits = self.forward(np.array([nxt]), cache, ffn_token=engine, trace=engine.trace)
+                engine.end_token()
+        return out

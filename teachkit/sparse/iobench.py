@@ -1,0 +1,226 @@
+"""Reading the flash file for real, and measuring how fast this machine can do it.
+
+**Keeping the page cache out.** A weight read that hits Linux's page cache costs a memcpy,
+not a disk access, and the cached pages are memory *outside* the engine's budget. Two ways
+to keep it honest:
+
+* ``O_DIRECT``: the read goes to the device into our own buffer. Offset, length and buffer
+  address must be multiples of the block size, hence 4 KiB-aligned units and an
+  ``mmap``-allocated (page-aligned) staging buffer.
+* buffered reads followed by ``posix_fadvise(..., POSIX_FADV_DONTNEED)`` on the range read
+  (and ``POSIX_FADV_RANDOM`` so no readahead pulls in neighbours): for small notebook files
+  whose units are not 4 KiB-aligned.
+
+``os.preadv`` releases the GIL, so one Python I/O thread reads while numba kernels (``nogil``)
+compute on the other core. Every short read raises :class:`FlashReadError`: a reader never
+hands back a half-filled buffer.
+
+**The I/O profile** (:func:`profile_reads`) is PowerInfer-2's hardware profile: random-read
+bandwidth against read size and queue depth (QD = reads in flight, here = reader threads),
+plus sequential bandwidth. Small reads are IOPS-bound; bandwidth rises with size and QD.
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .flash import FlashFile
+
+__all__ = ["FlashReader", "FlashReadError", "aligned_buffer", "profile_reads", "sequential_read_bw",
+           "runs", "interpolate_bw"]
+
+_DIRECT = getattr(os, "O_DIRECT", 0)
+
+
+class FlashReadError(OSError):
+    """A read from the flash file failed or came back short."""
+
+
+def aligned_buffer(nbytes: int) -> np.ndarray:
+    """A page-aligned uint8 buffer (``mmap``-backed), usable for O_DIRECT reads."""
+    mm = mmap.mmap(-1, max(int(nbytes), mmap.PAGESIZE))
+    return np.frombuffer(mm, dtype=np.uint8)[:nbytes]
+
+
+def runs(ids: np.ndarray) -> list[tuple[int, int]]:
+    """Split sorted ids into runs of consecutive values: ``[(first_position, length), ...]``."""
+    if len(ids) == 0:
+        return []
+    breaks = np.flatnonzero(np.diff(ids) != 1) + 1
+    starts = np.concatenate(([0], breaks))
+    ends = np.concatenate((breaks, [len(ids)]))
+    return [(int(a), int(b - a)) for a, b in zip(starts, ends)]
+
+
+class FlashReader:
+    """Reads units of a :class:`FlashFile` into a private aligned staging buffer.
+
+    ``direct=None`` picks O_DIRECT when the file's alignment allows it, else buffered reads
+    with DONTNEED eviction. ``fault`` is a test hook called as ``fault(n_reads_so_far)``
+    before each read; it may raise (an injected disk error) or block (an injected hang).
+    """
+
+    def __init__(self, flash: FlashFile, max_units: int, direct: bool | None = None, fault=None):
+        if max_units <= 0:
+            raise ValueError(f"max_units must be positive, got {max_units}")
+        self.flash, self.spec = flash, flash.spec
+        self.direct = bool(_DIRECT) and (self.spec.align % 4096 == 0) if direct is None else bool(direct)
+        if self.direct and self.spec.align % 512:
+            raise ValueError(f"O_DIRECT needs units aligned to 512 B at least; this file has align={self.spec.align}")
+        self.fd = os.open(flash.path, os.O_RDONLY | (_DIRECT if self.direct else 0))
+        if not self.direct:
+            os.posix_fadvise(self.fd, 0, 0, os.POSIX_FADV_RANDOM)
+        self.max_units = int(max_units)
+        self.staging = aligned_buffer(self.max_units * self.spec.stride).reshape(self.max_units, self.spec.stride)
+        self.fault = fault
+        self.bytes_read = 0
+        self.n_reads = 0
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def _pread(self, views: list, offset: int) -> None:
+        if self.fault is not None:
+            self.fault(self.n_reads)
+        want = sum(len(v) for v in views)
+        try:
+            got = os.preadv(self.fd, views, offset)
+        except OSError as err:
+            raise FlashReadError(err.errno, f"read of {want} B at offset {offset} failed: {err.strerror}") from err
+        if got != want:
+            raise FlashReadError(f"short read: {got} of {want} B at offset {offset} in {self.flash.path.name}")
+        if not self.direct:
+            os.posix_fadvise(self.fd, offset, want, os.POSIX_FADV_DONTNEED)
+        self.bytes_read += want
+        self.n_reads += 1
+
+    def read(self, layer: int, units: np.ndarray, mat: int = 0, lo: int = 0, hi: int | None = None,
+             coalesce: bool = True) -> np.ndarray:
+        """Read bytes ``[lo, hi)`` of each unit ``units`` (sorted) of ``layer`` into staging rows 0..k-1.
+
+        Consecutive units are read with one ``preadv`` when whole units are read and
+        ``coalesce`` is on (a run of neighbours is one large read). Returns the staging view.
+        """
+        s = self.spec
+        hi = s.stride if hi is None else hi
+        k = len(units)
+        if k > self.max_units:
+            raise ValueError(f"asked for {k} units but the staging buffer holds {self.max_units}")
+        if not 0 <= lo < hi <= s.stride:
+            raise ValueError(f"byte range [{lo}, {hi}) is outside a unit of {s.stride} B")
+        if self.direct and (lo % 512 or hi % 512):
+            raise ValueError(f"O_DIRECT partial reads need 512-aligned bounds, got [{lo}, {hi})")
+        whole = lo == 0 and hi == s.stride
+        flat = self.staging.reshape(-1)
+        if coalesce and whole:
+            for first, n in runs(units):
+                a = first * s.stride
+                self._pread([memoryview(flat[a:a + n * s.stride])],
+                            self.flash.offset(layer, int(units[first]), mat))
+        else:
+            for j in range(k):
+                a = j * s.stride + lo
+                self._pread([memoryview(flat[a:a + hi - lo])], self.flash.offset(layer, int(units[j]), mat) + lo)
+        return self.staging[:k]
+
+
+# --------------------------------------------------------------------------- profiling
+def _scratch_file(nbytes: int, directory=None) -> Path:
+    fd, name = tempfile.mkstemp(prefix="teachkit_io_", suffix=".bin", dir=directory)
+    block = np.random.default_rng(0).integers(0, 255, 1 << 20, dtype=np.uint8).tobytes()
+    with os.fdopen(fd, "wb") as f:
+        for _ in range(nbytes >> 20):
+            f.write(block)
+    return Path(name)
+
+
+def _open_uncached(path, direct: bool) -> int:
+    fd = os.open(path, os.O_RDONLY | (_DIRECT if direct else 0))
+    os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    return fd
+
+
+def sequential_read_bw(path, chunk: int = 1 << 20, limit: int | None = None, direct: bool = True) -> float:
+    """Bytes/s reading ``path`` front to back in ``chunk``-sized O_DIRECT reads."""
+    size = os.path.getsize(path) if limit is None else min(limit, os.path.getsize(path))
+    fd = _open_uncached(path, direct)
+    buf = aligned_buffer(chunk)
+    try:
+        t0, done = time.perf_counter(), 0
+        while done + chunk <= size:
+            done += os.preadv(fd, [memoryview(buf)], done)
+        return done / (time.perf_counter() - t0)
+    finally:
+        os.close(fd)
+
+
+def _random_bw(path, size: int, qd: int, n_reads: int, span: int, seed: int, direct: bool) -> float:
+    fd = _open_uncached(path, direct)
+    offsets = np.random.default_rng(seed).integers(0, span // size, n_reads * qd) * size
+    errors = []
+
+    def worker(part):
+        buf = memoryview(aligned_buffer(size))
+        try:
+            for off in part:
+                if os.preadv(fd, [buf], int(off)) != size:
+                    raise FlashReadError("short read while profiling")
+        except Exception as err:  # noqa: BLE001 - re-raised in the caller
+            errors.append(err)
+
+    threads = [threading.Thread(target=worker, args=(offsets[i::qd],)) for i in range(qd)]
+    t0 = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    dt = time.perf_counter() - t0
+    os.close(fd)
+    if errors:
+        raise errors[0]
+    return len(offsets) * size / dt
+
+
+def profile_reads(sizes=(4096, 16384, 65536, 262144), qds=(1, 4), n_reads: int = 64,
+                  file_bytes: int = 256 << 20, path=None, direct: bool = True, seed: int = 0) -> dict:
+    """Random-read bandwidth (bytes/s) by read size x queue depth, and sequential bandwidth.
+
+    Reads a scratch file (or ``path``) with O_DIRECT at random ``size``-aligned offsets;
+    ``qd`` threads keep ``qd`` reads in flight. Returns
+    ``{"random": {size: {qd: bytes_per_s}}, "sequential": bytes_per_s, "span": bytes}``.
+    """
+    own = path is None
+    path = _scratch_file(file_bytes) if own else Path(path)
+    span = os.path.getsize(path)
+    try:
+        table = {int(s): {int(q): _random_bw(path, s, q, n_reads, span, seed + q, direct) for q in qds}
+                 for s in sizes}
+        seq = sequential_read_bw(path, limit=min(span, 128 << 20), direct=direct)
+    finally:
+        if own:
+            path.unlink(missing_ok=True)
+    return {"random": table, "sequential": seq, "span": span}
+
+
+def interpolate_bw(profile: dict, size: int, qd: int = 1) -> float:
+    """Random-read bandwidth for ``size`` bytes at ``qd``, log-interpolated between measured sizes."""
+    table = {int(s): {int(q): float(v) for q, v in row.items()} for s, row in profile["random"].items()}
+    sizes = sorted(table)
+    q = min(table[sizes[0]], key=lambda k: abs(k - qd))
+    bws = [table[s][q] for s in sizes]
+    return float(np.exp(np.interp(np.log(size), np.log(sizes), np.log(bws))))

@@ -1,0 +1,400 @@
+"""The neuron-cluster pipeline: one I/O thread reads, the compute thread never waits at a barrier.
+
+One FFN layer at decode time is a set of *clusters* (work units of up to ``cluster_size``
+active neurons). A cluster is either already in memory (hot region, or a cold-cache hit) or
+must be read from flash (a miss). Each cluster goes through PowerInfer-2's stages (§4.3)::
+
+    predict -> gate_read -> gate_compute -> updown_read -> updown_compute
+
+``gate_compute`` computes the first row of each bundle (gate, or up for a plain ReLU FFN),
+``updown_compute`` the rest and accumulates ``h_i · down_i`` into the output. With
+``read_unit="bundle"`` a miss is one read of the whole bundle (``bundle_read``); with
+``read_unit="split"`` the gate part is read first and up/down only for neurons whose gate
+fired (PowerInfer-2's two-phase loading). Three schedules:
+
+* ``"serial"``: read every miss, then compute (LLM in a flash: I/O time + compute time).
+* ``"matrix"``: compute in-memory clusters while reads are in flight, but finish *all* of the
+  gate matrix before any up/down work (a barrier per matrix, Fig. 6a).
+* ``"cluster"``: no barrier. The compute thread takes any ready work: an arrived cluster's
+  gate, an in-memory cluster's up/down (the *next* matrix), ... (Fig. 6b).
+
+Every stage is recorded in a :class:`Trace` (lane, stage, layer, cluster, t0, t1). A failed
+read is re-raised in the compute thread; a read that never completes raises
+:class:`PipelineTimeout` after ``timeout`` seconds: the pipeline never hangs.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+from numba import njit
+
+from .iobench import FlashReader, FlashReadError
+
+__all__ = ["PipelineConfig", "ClusterPipeline", "Trace", "PipelineTimeout", "gate_compute", "updown_compute"]
+
+_JIT = dict(nogil=True, fastmath=True, cache=True)
+
+
+# --------------------------------------------------------------------------- stage kernels
+@njit(**_JIT)
+def _first_rows(W, rows, x, g):
+    for j in range(rows.shape[0]):
+        r = rows[j]
+        acc = np.float32(0.0)
+        for k in range(x.shape[0]):
+            acc += W[r, 0, k] * x[k]
+        g[j] = acc
+
+
+@njit(**_JIT)
+def _rest_rows(W, rows, x, g, gated, out):
+    last = W.shape[1] - 1
+    for j in range(rows.shape[0]):
+        if g[j] <= 0.0:
+            continue
+        r = rows[j]
+        h = g[j]
+        if gated:
+            u = np.float32(0.0)
+            for k in range(x.shape[0]):
+                u += W[r, 1, k] * x[k]
+            h = h * u
+        if h != 0.0:
+            for k in range(out.shape[0]):
+                out[k] += h * W[r, last, k]
+
+
+@njit(**_JIT)
+def _first_rows_i8(Q, S, rows, x, g):
+    for j in range(rows.shape[0]):
+        r = rows[j]
+        acc = np.float32(0.0)
+        for k in range(x.shape[0]):
+            acc += np.float32(Q[r, 0, k]) * x[k]
+        g[j] = acc * S[r, 0]
+
+
+@njit(**_JIT)
+def _rest_rows_i8(Q, S, rows, x, g, gated, out):
+    last = Q.shape[1] - 1
+    for j in range(rows.shape[0]):
+        if g[j] <= 0.0:
+            continue
+        r = rows[j]
+        h = g[j]
+        if gated:
+            u = np.float32(0.0)
+            for k in range(x.shape[0]):
+                u += np.float32(Q[r, 1, k]) * x[k]
+            h = h * u * S[r, 1]
+        if h != 0.0:
+            hs = h * S[r, last]
+            for k in range(out.shape[0]):
+                out[k] += hs * np.float32(Q[r, last, k])
+
+
+def gate_compute(W, rows, x, g) -> np.ndarray:
+    """``g[j] = first_row(W[rows[j]]) · x`` (the gate, or the up row of a plain FFN)."""
+    if isinstance(W, tuple):
+        _first_rows_i8(W[0], W[1], rows, x, g)
+    else:
+        _first_rows(W, rows, x, g)
+    return g
+
+
+def updown_compute(W, rows, x, g, gated: bool, out) -> np.ndarray:
+    """``out += Σ_j h_j · down(W[rows[j]])`` with ``h = relu(g)·(up·x)`` (gated) or ``relu(g)``."""
+    if isinstance(W, tuple):
+        _rest_rows_i8(W[0], W[1], rows, x, g, gated, out)
+    else:
+        _rest_rows(W, rows, x, g, gated, out)
+    return out
+
+
+@njit(nogil=True, cache=True)
+def _scatter(raw, lo, hi, dst, rows, dst_lo):
+    """Copy bytes [lo, hi) of each staged unit into row ``rows[j]`` of ``dst`` at ``dst_lo``."""
+    for j in range(rows.shape[0]):
+        r = rows[j]
+        for b in range(hi - lo):
+            dst[r, dst_lo + b] = raw[j, lo + b]
+
+
+# --------------------------------------------------------------------------- trace
+class Trace:
+    """Timestamped stage events: ``(lane, stage, layer, cluster, t0, t1)`` with t from perf_counter."""
+
+    STAGES = ("attention", "predict", "bundle_read", "gate_read", "gate_compute", "updown_read",
+              "updown_compute", "wait", "prefill")
+
+    def __init__(self, enabled: bool = True):
+        self.enabled = enabled
+        self.events: list[tuple] = []
+        self.t_origin = time.perf_counter()
+
+    def add(self, lane: str, stage: str, layer: int, cluster: int, t0: float, t1: float) -> None:
+        if self.enabled:
+            self.events.append((lane, stage, layer, cluster, t0 - self.t_origin, t1 - self.t_origin))
+
+    def clear(self) -> None:
+        self.events.clear()
+        self.t_origin = time.perf_counter()
+
+    def busy(self, lane_prefix: str, stages=None) -> float:
+        """Total seconds spent in ``stages`` on lanes starting with ``lane_prefix``."""
+        return sum(e[5] - e[4] for e in self.events
+                   if e[0].startswith(lane_prefix) and (stages is None or e[1] in stages))
+
+
+class PipelineTimeout(TimeoutError):
+    """No read completed within the pipeline's timeout: the I/O thread is stuck."""
+
+
+@dataclass
+class PipelineConfig:
+    schedule: str = "cluster"     # "cluster", "matrix" or "serial"
+    read_unit: str = "bundle"     # "bundle" (one read per neuron) or "split" (gate, then up/down)
+    cluster_size: int = 32
+    io_threads: int = 1
+    timeout: float = 10.0
+
+    def __post_init__(self):
+        if self.schedule not in ("cluster", "matrix", "serial"):
+            raise ValueError(f"schedule must be 'cluster', 'matrix' or 'serial', got {self.schedule!r}")
+        if self.read_unit not in ("bundle", "split"):
+            raise ValueError(f"read_unit must be 'bundle' or 'split', got {self.read_unit!r}")
+        if self.cluster_size < 1 or self.io_threads < 1 or self.timeout <= 0:
+            raise ValueError("cluster_size, io_threads and timeout must be positive")
+
+
+class _Unit:
+    """One cluster: rows of region weights ``W`` to compute; ``neurons`` to read into ``read_rows``."""
+
+    __slots__ = ("uid", "W", "rows", "neurons", "read_rows", "g", "split")
+
+    def __init__(self, uid, W, rows, neurons=None, read_rows=None):
+        self.uid, self.W, self.rows = uid, W, np.ascontiguousarray(rows, dtype=np.int64)
+        self.neurons, self.read_rows = neurons, read_rows
+        self.g = np.empty(len(rows), dtype=np.float32)
+        self.split = False
+
+
+def _as_bytes(W):
+    """uint8 2-D views of a region's weights: ``(weights_bytes, scales_bytes or None)``."""
+    if isinstance(W, tuple):
+        q, s = W
+        return q.reshape(q.shape[0], -1).view(np.uint8), s.view(np.uint8).reshape(s.shape[0], -1)
+    return W.reshape(W.shape[0], -1).view(np.uint8), None
+
+
+class ClusterPipeline:
+    """Runs FFN layers from a :class:`~teachkit.sparse.cache.SegmentedCache` and a flash file."""
+
+    def __init__(self, flash, cache, cfg: PipelineConfig, gated: bool, trace: Trace | None = None, fault=None):
+        self.flash, self.cache, self.cfg, self.gated = flash, cache, cfg, bool(gated)
+        self.spec = flash.spec
+        if self.spec.layout != "bundled":
+            raise ValueError("the pipeline reads bundled files; write the file with layout='bundled'")
+        if cfg.read_unit == "split" and self.spec.dtype != "float32":
+            raise ValueError("read_unit='split' needs a float32 file (int8 bundles are read whole)")
+        self.trace = trace if trace is not None else Trace()
+        unit = max(cfg.cluster_size, cache.cfg.cluster_size)
+        self.readers = [FlashReader(flash, unit, fault=fault) for _ in range(cfg.io_threads)]
+        if cfg.read_unit == "split" and self.readers[0].direct and (self.spec.d * 4) % 512:
+            raise ValueError("read_unit='split' with O_DIRECT needs d*4 to be a multiple of 512")
+        self.requests: queue.Queue = queue.Queue()
+        self.done: queue.Queue = queue.Queue()
+        self.failed: BaseException | None = None
+        self.threads = [threading.Thread(target=self._io_loop, args=(r, i), daemon=True, name=f"flash-io-{i}")
+                        for i, r in enumerate(self.readers)]
+        for t in self.threads:
+            t.start()
+        self.staging_bytes = sum(r.staging.nbytes for r in self.readers)
+        self.layer = 0
+
+    # ---- the I/O thread ---------------------------------------------------------------
+    def _io_loop(self, reader: FlashReader, i: int) -> None:
+        d4 = self.spec.d * 4
+        whole = self.spec.payload_bytes()
+        while True:
+            job = self.requests.get()
+            if job is None:
+                return
+            unit, part, layer = job
+            t0 = time.perf_counter()
+            try:
+                neurons, rows = (unit.neurons, unit.read_rows)
+                if part == "bundle":
+                    lo, hi, stage = 0, self.spec.stride, "bundle_read"
+                elif part == "gate":
+                    lo, hi, stage = 0, d4, "gate_read"
+                else:
+                    lo, hi, stage = d4, whole, "updown_read"
+                    if reader.direct:
+                        hi = -(-whole // 512) * 512
+                raw = reader.read(layer, neurons, lo=lo, hi=hi)
+                qb, sb = _as_bytes(unit.W)
+                hi_payload = min(hi, whole)
+                if sb is None:
+                    _scatter(raw, lo, hi_payload, qb, rows, lo)
+                else:
+                    m = self.spec.n_mats
+                    _scatter(raw, 0, 4 * m, sb, rows, 0)
+                    _scatter(raw, 4 * m, whole, qb, rows, 0)
+                self.trace.add(f"io{i}", stage, layer, unit.uid, t0, time.perf_counter())
+                self.done.put((unit, part, None))
+            except BaseException as err:  # noqa: BLE001 - handed to the compute thread
+                self.done.put((unit, part, err))
+
+    def close(self) -> None:
+        for _ in self.threads:
+            self.requests.put(None)
+        for r in self.readers:
+            r.close()
+
+    @property
+    def bytes_read(self) -> int:
+        return sum(r.bytes_read for r in self.readers)
+
+    @property
+    def n_reads(self) -> int:
+        return sum(r.n_reads for r in self.readers)
+
+    # ---- the compute thread -----------------------------------------------------------
+    def _units(self, layer: int, plan: dict):
+        """Turn a cache lookup into work units: in-memory ones and ones to read."""
+        cs, cache = self.cfg.cluster_size, self.cache
+        ready, to_read, uid = [], [], 0
+        hot_cs = cache.cfg.cluster_size
+        for c, slot, miss, rows in zip(plan["hot_clusters"], plan["hot_slots"], plan["hot_miss"], plan["hot_rows"]):
+            if miss:
+                members = cache.cluster_members(layer, int(c))
+                u = _Unit(uid, cache.hot_w, rows, members, slot * hot_cs + np.arange(len(members)))
+                to_read.append(u)
+            else:
+                ready.append(_Unit(uid, cache.hot_w, rows))
+            uid += 1
+        neurons, slots, miss = plan["cold_neurons"], plan["cold_slots"], plan["cold_miss"]
+        for mask, is_miss in ((~miss, False), (miss, True)):
+            n_sel, s_sel = neurons[mask], slots[mask]
+            for a in range(0, len(n_sel), cs):
+                s = np.ascontiguousarray(s_sel[a:a + cs])
+                if is_miss:
+                    to_read.append(_Unit(uid, cache.cold_w, s, np.ascontiguousarray(n_sel[a:a + cs]), s))
+                else:
+                    ready.append(_Unit(uid, cache.cold_w, s))
+                uid += 1
+        return ready, to_read
+
+    def _wait(self, layer: int, block: bool = True):
+        """Next completed read ``(unit, part)``; ``None`` if ``block`` is off and none is ready."""
+        t0 = time.perf_counter()
+        try:
+            unit, part, err = self.done.get(timeout=self.cfg.timeout) if block else self.done.get_nowait()
+        except queue.Empty:
+            if not block:
+                return None
+            self.failed = PipelineTimeout(f"no flash read completed within {self.cfg.timeout} s (layer {layer}); "
+                                          "the I/O thread is stuck")
+            raise self.failed from None
+        if block:
+            self.trace.add("compute", "wait", layer, -1, t0, time.perf_counter())
+        if err is not None:
+            self.failed = err if isinstance(err, FlashReadError) else FlashReadError(f"reading layer {layer} failed: {err!r}")
+            raise self.failed
+        return unit, part
+
+    def _gate(self, layer, u, x):
+        t0 = time.perf_counter()
+        gate_compute(u.W, u.rows, x, u.g)
+        self.trace.add("compute", "gate_compute", layer, u.uid, t0, time.perf_counter())
+
+    def _updown(self, layer, u, x, out):
+        t0 = time.perf_counter()
+        updown_compute(u.W, u.rows, x, u.g, self.gated, out)
+        self.trace.add("compute", "updown_compute", layer, u.uid, t0, time.perf_counter())
+
+    def _after_gate_read(self, u, layer) -> bool:
+        """Split mode: keep only neurons whose gate fired; ask for their up/down. True if a read was queued."""
+        fired = u.g > 0
+        dead = u.neurons[~fired]
+        if len(dead):
+            self.cache.invalidate_cold(layer, dead)       # half-read bundles must not stay cached
+        u.rows, u.neurons, u.read_rows, u.g = u.rows[fired], u.neurons[fired], u.read_rows[fired], u.g[fired]
+        if len(u.rows):
+            self.requests.put((u, "updown", layer))
+            return True
+        return False
+
+    def run_layer(self, layer: int, x: np.ndarray, plan: dict, out: np.ndarray) -> np.ndarray:
+        """Add layer ``layer``'s FFN output for input ``x`` to ``out``, reading misses from flash."""
+        if self.failed is not None:
+            raise RuntimeError(f"the pipeline stopped after an error: {self.failed}")
+        ready, to_read = self._units(layer, plan)
+        for u in to_read:                                 # hot clusters are always read whole
+            u.split = self.cfg.read_unit == "split" and u.W is self.cache.cold_w
+            self.requests.put((u, "gate" if u.split else "bundle", layer))
+        if self.cfg.schedule == "cluster":
+            self._run_cluster(layer, x, out, ready, len(to_read))
+        else:
+            self._run_barrier(layer, x, out, ready, to_read, self.cfg.schedule == "serial")
+        return out
+
+    def _run_cluster(self, layer, x, out, ready, outstanding):
+        """No barrier: arrived clusters first (to keep the I/O thread busy), else any ready work."""
+        work = deque(("gate", u, False) for u in ready)
+
+        def arrive(unit, part):
+            work.appendleft(("updown", unit, True) if part == "updown" else ("gate", unit, True))
+
+        while work or outstanding:
+            while outstanding:
+                got = self._wait(layer, block=False)
+                if got is None:
+                    break
+                outstanding -= 1
+                arrive(*got)
+            if not work:
+                arrive(*self._wait(layer))
+                outstanding -= 1
+                continue
+            stage, u, fresh = work.popleft()
+            if stage == "updown":
+                self._updown(layer, u, x, out)
+            else:
+                self._gate(layer, u, x)
+                if fresh and u.split:
+                    outstanding += self._after_gate_read(u, layer)
+                else:
+                    work.append(("updown", u, False))
+
+    def _run_barrier(self, layer, x, out, ready, to_read, serial):
+        """``serial``: all reads, then all compute. Else a barrier after each matrix."""
+        if serial:
+            for _ in to_read:
+                self._wait(layer)
+        for u in ready:
+            self._gate(layer, u, x)
+        if not serial:
+            for _ in to_read:
+                self._wait(layer)
+        for u in to_read:
+            self._gate(layer, u, x)
+        pending = [u for u in to_read if u.split and self._after_gate_read(u, layer)]
+        if serial:
+            for _ in pending:
+                self._wait(layer)
+        for u in ready:
+            self._updown(layer, u, x, out)
+        if not serial:
+            for _ in pending:
+                self._wait(layer)
+        for u in to_read:
+            if len(u.rows):
+                self._updown(layer, u, x, out)

@@ -1,0 +1,174 @@
+"""The offline planner: profile the machine and the model, then choose the engine's plan.
+
+**Inputs** (PowerInfer-2 §5): the machine (memory bandwidth, random-read bandwidth by read size
+and queue depth, speed of the sparse kernel), the model (activation frequencies; the cache hit
+rate against cache size, measured by *replaying* recorded activation traces through the very
+LRU tables the engine uses) and the user's limit (the memory budget).
+
+**Decisions**: hot neurons per layer H, hot/cold split of the cache, cluster size c, read unit
+(whole bundle, or gate then up/down).
+
+**Cost model** (per token, L layers, batch 1)::
+
+    n_act      = mean active neurons per layer              (from the traces)
+    h(H, C)    = hit rate with H hot neurons pinned and C cold slots   (trace replay)
+    t_fixed    = B_fixed / BW_mem                          (attention, predictor: read every token)
+    t_comp     = L · n_act · bundle_bytes / BW_kernel  +  L · n_units · c_unit
+    t_io       = L · n_act · (1 - h) · t_read(unit)        t_read = unit_bytes / BW_rand(unit_bytes, QD)
+    pipelined: T = t_fixed + Σ_layers max(t_comp, t_io) + t_first_read     serial: T = t_fixed + t_comp + t_io
+    tok/s = 1 / T
+
+with the constraint fixed + staging + H·L·bundle + C·bundle <= budget and C >= the largest
+per-layer cold active set (else a layer cannot be cached at all). ``t_first_read`` is one read:
+the compute thread has nothing to do while the first miss of a layer with few hits is in
+flight. The plan is the grid point with the highest predicted tok/s; :func:`explain` prints it.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from .cache import simulate_hit_rate
+from .iobench import interpolate_bw
+
+__all__ = ["ModelProfile", "Plan", "profile_model", "predict", "choose_plan", "explain", "kernel_bandwidth"]
+
+
+@dataclass
+class ModelProfile:
+    n_layers: int
+    n_neurons: int
+    freq: np.ndarray           # (L, n) activation frequency of each neuron
+    mean_active: float         # mean active neurons per layer and token
+    max_active: int            # largest active set of any layer and token
+    traces: list               # per token, per layer: active neuron ids
+
+
+def profile_model(traces: list, n_neurons: int) -> ModelProfile:
+    """Activation statistics of recorded traces ``traces[token][layer] -> ids``."""
+    if not traces or not traces[0]:
+        raise ValueError("profile_model needs at least one token with one layer of activations")
+    L = len(traces[0])
+    freq = np.zeros((L, n_neurons))
+    for tok in traces:
+        for l, ids in enumerate(tok):
+            freq[l, ids] += 1
+    freq /= len(traces)
+    sizes = [len(ids) for tok in traces for ids in tok]
+    return ModelProfile(L, n_neurons, freq, float(np.mean(sizes)), int(max(sizes)), traces)
+
+
+def kernel_bandwidth(d: int = 1024, n: int = 4096, n_act: int = 400, repeats: int = 20, seed: int = 0) -> float:
+    """Bytes/s of the pipeline's stage kernels on a bundle table bigger than the L2 cache."""
+    from .pipeline import gate_compute, updown_compute
+
+    rng = np.random.default_rng(seed)
+    W = rng.standard_normal((n, 3, d), dtype=np.float32)
+    x = rng.standard_normal(d, dtype=np.float32)
+    out = np.zeros(d, np.float32)
+    times = []
+    for r in range(repeats + 1):
+        rows = np.sort(rng.choice(n, n_act, replace=False)).astype(np.int64)
+        g = np.empty(n_act, np.float32)
+        t0 = time.perf_counter()
+        gate_compute(W, rows, x, g)
+        g[:] = 1.0
+        updown_compute(W, rows, x, g, True, out)
+        if r:
+            times.append(time.perf_counter() - t0)
+    return n_act * 3 * d * 4 / float(np.median(times))
+
+
+@dataclass
+class Plan:
+    hot_neurons: int
+    cluster_size: int
+    read_unit: str
+    io_threads: int
+    cold_slots: int
+    hot_slots: int
+    hit_rate: float
+    predicted_tok_s: float
+    terms: dict
+
+
+def predict(spec, mp: ModelProfile, io_profile: dict, bw_mem: float, bw_kernel: float, fixed_bytes: int,
+            hot_neurons: int, cold_slots: int, cluster_size: int, read_unit: str, pipelined: bool = True,
+            io_threads: int = 1, unit_overhead: float = 30e-6, hit_rate: float | None = None) -> dict:
+    """The cost model above for one plan; returns every term (seconds) and the tok/s."""
+    bundle = spec.bundle_bytes
+    L = mp.n_layers
+    if hit_rate is None:
+        hot_sets = [np.argsort(-f, kind="stable")[:hot_neurons] for f in mp.freq]
+        hit_rate = simulate_hit_rate(mp.traces, mp.n_neurons, cold_slots, hot_sets)
+    n_miss = mp.mean_active * (1 - hit_rate)
+    if read_unit == "bundle":
+        t_read = spec.stride / interpolate_bw(io_profile, spec.stride, io_threads)
+    else:
+        part = spec.d * 4
+        t_read = part / interpolate_bw(io_profile, part, io_threads) + \
+            (bundle - part) / interpolate_bw(io_profile, bundle - part, io_threads)
+    n_units = np.ceil(mp.mean_active / cluster_size) + 1
+    t_fixed = fixed_bytes / bw_mem
+    t_comp = L * (mp.mean_active * bundle / bw_kernel + n_units * unit_overhead)
+    t_io = L * n_miss * t_read
+    if pipelined:
+        t_ffn = max(t_comp, t_io) + (L * t_read if n_miss > 0 else 0.0)
+    else:
+        t_ffn = t_comp + t_io
+    total = t_fixed + t_ffn
+    return {"hit_rate": float(hit_rate), "t_fixed": t_fixed, "t_compute": t_comp, "t_io": t_io,
+            "t_token": total, "tok_s": 1.0 / total, "misses_per_token": L * n_miss, "t_read": t_read}
+
+
+def choose_plan(spec, mp: ModelProfile, io_profile: dict, bw_mem: float, bw_kernel: float, budget: int,
+                fixed_bytes: int, extra_bytes: int, hot_fracs=(0.0, 0.05, 0.1, 0.2, 0.3),
+                cluster_sizes=(16, 32, 64), read_units=("bundle", "split"), io_threads=(1, 2, 4)) -> Plan:
+    """Grid search of the cost model under the budget. Raises if nothing fits.
+
+    ``extra_bytes``: buffers besides the per-cluster I/O staging (e.g. the prefill buffer).
+    """
+    bundle = spec.bundle_bytes
+    best, hits = None, {}
+    for frac, cs, ru, qd in itertools.product(hot_fracs, cluster_sizes, read_units, io_threads):
+        if ru == "split" and spec.dtype != "float32":
+            continue
+        H = int(round(frac * spec.n_neurons / cs)) * cs
+        staging = qd * cs * spec.stride + extra_bytes      # the engine's I/O staging buffers
+        free = budget - fixed_bytes - staging - H * spec.n_layers * bundle
+        cold = free // bundle
+        if cold < mp.max_active:                   # the cold region must hold one layer's active set
+            continue
+        if (H, cold) not in hits:
+            hot_sets = [np.argsort(-f, kind="stable")[:H] for f in mp.freq]
+            hits[H, cold] = simulate_hit_rate(mp.traces, mp.n_neurons, int(cold), hot_sets)
+        terms = predict(spec, mp, io_profile, bw_mem, bw_kernel, fixed_bytes, H, int(cold), cs, ru,
+                        io_threads=qd, hit_rate=hits[H, cold])
+        plan = Plan(H, cs, ru, qd, int(cold), -(-H // cs) * spec.n_layers, terms["hit_rate"], terms["tok_s"], terms)
+        if best is None or plan.predicted_tok_s > best.predicted_tok_s:
+            best = plan
+    if best is None:
+        raise ValueError(f"no plan fits a budget of {budget / 2**20:.1f} MiB: the cold region cannot hold "
+                         f"one layer's {mp.max_active} active neurons")
+    return best
+
+
+def explain(plan: Plan) -> str:
+    t = plan.terms
+    return (f"plan: {plan.hot_neurons} hot neurons/layer in clusters of {plan.cluster_size} "
+            f"({plan.hot_slots} hot clusters), {plan.cold_slots} cold slots, read unit '{plan.read_unit}', "
+            f"{plan.io_threads} reads in flight\n"
+            f"  replayed hit rate {plan.hit_rate:.3f}, {t['misses_per_token']:.0f} misses/token "
+            f"at {t['t_read'] * 1e6:.0f} us each\n"
+            f"  t_fixed {t['t_fixed'] * 1e3:.2f} ms + max(t_compute {t['t_compute'] * 1e3:.2f} ms, "
+            f"t_io {t['t_io'] * 1e3:.2f} ms) -> predicted {plan.predicted_tok_s:.1f} tok/s")
+
+
+def plan_dict(plan: Plan) -> dict:
+    d = asdict(plan)
+    d["terms"] = {k: float(v) for k, v in plan.terms.items()}
+    return d

@@ -1,0 +1,127 @@
+"""The cluster pipeline: sparse output equals dense with an oracle, failures stop it in time."""
+
+import threading
+
+import numpy as np
+import pytest
+
+from teachkit.sparse.bundles import dequantize_int8, quantize_int8
+from teachkit.sparse.engine import EngineConfig, OraclePredictor, SparseFFN
+from teachkit.sparse.flash import FlashSpec, write_flash
+from teachkit.sparse.iobench import FlashReadError
+from teachkit.sparse.pipeline import PipelineTimeout
+from teachkit.sparse.reference import dense_ffn_ref
+from teachkit.sparse.synthetic import SyntheticConfig, SyntheticStack
+
+
+@pytest.fixture(scope="module")
+def stack():
+    return SyntheticStack(SyntheticConfig(d=128, d_ff=512, n_layers=3, activity=0.1, rank=8, seed=1))
+
+
+def _engine(tmp_path, stack, dtype="float32", budget=None, **kw):
+    c = stack.cfg
+    spec = FlashSpec(c.n_layers, c.d_ff, 3, c.d, dtype=dtype, align=4096 if c.d % 1024 == 0 else 512)
+    layers = stack.bundles if dtype == "float32" else [quantize_int8(b) for b in stack.bundles]
+    path = tmp_path / f"ffn_{dtype}.bin"
+    if not path.exists():
+        write_flash(path, spec, layers)
+    weights = stack.bundles if dtype == "float32" else [dequantize_int8(*q) for q in layers]
+    cfg = EngineConfig(budget=budget or 4 << 20, hot_neurons=64, cluster_size=16, prefill_chunk=64, **kw)
+    freq = stack.firing_prob
+    return SparseFFN(path, cfg, OraclePredictor(weights, True), gated=True, freq=freq), weights
+
+
+@pytest.mark.parametrize("schedule", ["cluster", "matrix", "serial"])
+@pytest.mark.parametrize("read_unit", ["bundle", "split"])
+def test_oracle_sparse_equals_dense(tmp_path, stack, schedule, read_unit):
+    eng, W = _engine(tmp_path, stack, schedule=schedule, read_unit=read_unit)
+    with eng:
+        X = [stack.hidden_states(l, 12, seed=5) for l in range(3)]
+        for t in range(12):
+            for l in range(3):
+                got = eng(l, X[l][t])
+                want = dense_ffn_ref(W[l], X[l][t], gated=True)
+                np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+            eng.end_token()
+        s = eng.stats()
+        assert s["bytes_read"] > 0 and 0 < s["hit_rate_cold"] < 1
+        assert eng.cache.bytes_total <= eng.cfg.budget
+        stages = {e[1] for e in eng.trace.events}
+        want = {"predict", "gate_compute", "updown_compute"}
+        want |= {"gate_read", "updown_read"} if read_unit == "split" else {"bundle_read"}
+        assert want <= stages
+
+
+def test_int8_engine_matches_dequantized_dense(tmp_path, stack):
+    eng, W = _engine(tmp_path, stack, dtype="int8")
+    with eng:
+        x = stack.hidden_states(1, 1, seed=2)[0]
+        np.testing.assert_allclose(eng(1, x), dense_ffn_ref(W[1], x, True), rtol=1e-3, atol=1e-3)
+
+
+def test_cache_hits_grow_and_traffic_falls(tmp_path, stack):
+    eng, _ = _engine(tmp_path, stack)
+    with eng:
+        X = stack.hidden_states(0, 30, seed=7)
+        reads = []
+        for t in range(30):
+            before = eng.pipe.bytes_read
+            eng(0, X[t])
+            eng.end_token()
+            reads.append(eng.pipe.bytes_read - before)
+        assert np.mean(reads[-10:]) < 0.5 * reads[0]     # the cold start reads most
+        h = eng.cache.history
+        assert h[0]["cold_hits"] == 0 and sum(r["cold_hits"] for r in h[-10:]) > 0
+
+
+def test_prefill_streams_the_dense_layer(tmp_path, stack):
+    eng, W = _engine(tmp_path, stack)
+    with eng:
+        X = stack.hidden_states(2, 5, seed=1)
+        got = eng.dense_layer(2, X, lambda a: np.maximum(a, 0))
+        want = np.stack([dense_ffn_ref(W[2], x, True) for x in X])
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
+def test_budget_too_small_is_refused(tmp_path, stack):
+    with pytest.raises(ValueError, match="budget"):
+        _engine(tmp_path, stack, budget=100_000)
+
+
+def test_injected_read_failure_stops_with_an_error(tmp_path, stack):
+    eng, _ = _engine(tmp_path, stack)
+
+    def fault(n):
+        if n >= 3:
+            raise OSError(5, "injected I/O error")
+
+    eng.pipe.readers[0].fault = fault
+    X = stack.hidden_states(0, 3, seed=3)
+    done = threading.Event()
+    errors = []
+
+    def run():
+        try:
+            for t in range(3):
+                eng(0, X[t])
+        except Exception as err:   # noqa: BLE001
+            errors.append(err)
+        done.set()
+
+    threading.Thread(target=run, daemon=True).start()
+    assert done.wait(10), "the pipeline hung after a read failure"
+    assert isinstance(errors[0], FlashReadError) and "injected" in str(errors[0])
+    with pytest.raises(RuntimeError, match="stopped after an error"):
+        eng(0, X[0])
+    eng.close()
+
+
+def test_hung_read_times_out(tmp_path, stack):
+    eng, _ = _engine(tmp_path, stack, timeout=0.5)
+    release = threading.Event()
+    eng.pipe.readers[0].fault = lambda n: release.wait(30)
+    with pytest.raises(PipelineTimeout, match="stuck"):
+        eng(0, stack.hidden_states(0, 1, seed=3)[0])
+    release.set()
+    eng.close()

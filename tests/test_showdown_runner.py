@@ -1,0 +1,150 @@
+"""The showdown runner's bookkeeping, on synthetic run records (no training here)."""
+
+import matplotlib
+import numpy as np
+import pytest
+
+matplotlib.use("Agg")
+
+from teachkit import artifacts  # noqa: E402
+from teachkit.rlhf import runner  # noqa: E402
+from teachkit.viz import showdown as vz  # noqa: E402
+
+
+def fake_record(method, beta, family="on-policy", gold_peak=0.8, n=6, seed=0):
+    """A run whose proxy keeps rising while the gold reward turns down after the middle."""
+    rng = np.random.default_rng(seed)
+    steps = list(range(n))
+    proxy = [0.1 * k + 0.01 * rng.standard_normal() for k in steps]
+    gold = [gold_peak - 0.05 * (k - n // 2) ** 2 for k in steps]
+    queries = [64.0 * k for k in steps] if family == "on-policy" else [0.0] * n
+    pairs = [0.0] * n if family == "on-policy" else [64.0 * k for k in steps]
+    history = {"step": [float(k) for k in steps], "gold_reward": gold, "proxy_reward": proxy,
+               "kl_to_ref": [0.05 * k / beta for k in steps], "seconds": [0.1 * k for k in steps],
+               "samples_generated": queries, "reward_queries": queries, "pairs_seen": pairs}
+    return {"method": method, "family": family, "status": "ok", "task": "arithmetic", "beta": beta,
+            "seed": seed, "knobs": {}, "config": {"beta": beta}, "history": history,
+            "final": {"gold_reward": gold[-1], "proxy_reward": proxy[-1], "kl_to_ref": history["kl_to_ref"][-1]},
+            "costs": {"wall_seconds": 1.5, "peak_memory_mb": 300.0, "labels_used": 320.0,
+                      "samples_generated": queries[-1], "reward_queries": queries[-1], "pairs_seen": pairs[-1],
+                      "models_held": 4.0 if method == "ppo" else 2.0, "models": "policy+reference",
+                      "trainable_params": 1000.0, "optimizer_mb": 0.008}}
+
+
+@pytest.fixture
+def records():
+    out = []
+    for beta, peak in ((0.05, 0.7), (0.1, 0.9), (0.5, 0.6)):
+        out.append(fake_record("ppo", beta, gold_peak=peak))
+        out.append(fake_record("dpo", beta, family="off-policy", gold_peak=peak - 0.2))
+    out.append(runner.missing_record("orpo", "teachkit.rlhf.orpo_train: ModuleNotFoundError"))
+    return out
+
+
+# --------------------------------------------------------------------------- budget
+
+
+def test_budget_converts_labels_to_steps_with_the_exchange_rate():
+    b = runner.Budget(labels=1000, pairs_per_query=1.0)
+    assert b.steps("on-policy", 64) == 15            # 15 * 64 = 960 <= 1000 < 16 * 64
+    assert b.steps("off-policy", 64) == 15
+    b2 = runner.Budget(labels=1000, pairs_per_query=2.0)
+    assert b2.steps("on-policy", 64) == 15 and b2.steps("off-policy", 64) == 31
+
+
+@pytest.mark.parametrize("kwargs", [dict(labels=0), dict(labels=10.5), dict(labels=10, pairs_per_query=0)])
+def test_budget_rejects_nonsense(kwargs):
+    with pytest.raises(ValueError, match="Budget"):
+        runner.Budget(**kwargs)
+
+
+def test_budget_too_small_for_one_step_says_so():
+    with pytest.raises(ValueError, match="does not pay for one step"):
+        runner.Budget(labels=10).steps("on-policy", 64)
+
+
+# --------------------------------------------------------------------------- tables
+
+
+def test_summary_picks_the_best_gold_beta_and_keeps_missing_methods(records):
+    rows = runner.summary_rows(records)
+    by = {r["method"]: r for r in rows}
+    assert set(by) == {"ppo", "dpo", "orpo"}
+    # gold ends at peak - 0.05 * 3**2 * ... : the β with the highest peak wins
+    assert by["ppo"]["beta"] == 0.1 and by["dpo"]["beta"] == 0.1
+    assert by["ppo"]["gold_reward"] == pytest.approx(0.9 - 0.05 * 4)
+    assert by["orpo"]["status"] == "missing"
+    assert len(runner.summary_rows(records, pick="all")) == 7
+
+
+def test_format_table_marks_missing_rows_and_never_invents_numbers(records):
+    text = runner.format_table(runner.summary_rows(records))
+    lines = text.splitlines()
+    assert lines[0].split()[:4] == ["method", "family", "β", "gold"]
+    orpo = next(line for line in lines if line.startswith("orpo"))
+    assert "missing" in orpo and not any(ch.isdigit() for ch in orpo)
+    ppo = next(line for line in lines if line.startswith("ppo"))
+    assert "0.700" in ppo and "4" in ppo.split()
+
+
+def test_summary_rejects_unknown_pick(records):
+    with pytest.raises(ValueError, match="pick"):
+        runner.summary_rows(records, pick="median")
+
+
+def test_select_runs_filters_by_method_beta_and_skips_missing(records):
+    assert [r["beta"] for r in runner.select_runs(records, method="dpo")] == [0.05, 0.1, 0.5]
+    assert len(runner.select_runs(records, beta=0.1)) == 2
+    assert runner.select_runs(records, method="orpo") == []
+
+
+def test_compare_records_reports_max_curve_and_final_differences(records):
+    a = records[0]
+    b = fake_record("ppo", a["beta"], gold_peak=0.7)
+    b["history"]["gold_reward"][2] += 0.25
+    diff = runner.compare_records(a, b)
+    assert diff["history.gold_reward"] == pytest.approx(0.25)
+    assert diff["final.gold_reward"] == pytest.approx(0.0)
+    with pytest.raises(ValueError, match="same method"):
+        runner.compare_records(a, records[1])
+
+
+# --------------------------------------------------------------------------- storage
+
+
+def test_runs_round_trip_through_a_checksummed_artifact(records, tmp_path):
+    path = runner.save_runs(records, tmp_path / "showdown_test.pt", meta={"budget": 320})
+    back, meta = runner.load_runs(path)
+    assert meta == {"budget": 320}
+    assert back[0]["history"]["gold_reward"] == records[0]["history"]["gold_reward"]
+    assert back[-1]["status"] == "missing"
+    data = bytearray(path.read_bytes())
+    path.write_bytes(bytes(data[: len(data) // 2]))
+    with pytest.raises(artifacts.ArtifactError, match="make data"):
+        runner.load_runs(path)
+
+
+def test_missing_file_tells_the_learner_to_run_make_data(tmp_path):
+    with pytest.raises(artifacts.ArtifactError, match="make data"):
+        runner.load_runs(tmp_path / "nope.pt")
+
+
+# --------------------------------------------------------------------------- figures
+
+
+def test_every_figure_draws_from_synthetic_records(records):
+    vz.plot_frontier(records, start={"kl_to_ref": 0.0, "gold_reward": 0.5})
+    vz.plot_gold_vs_proxy(runner.select_runs(records, beta=0.1))
+    vz.plot_gold_vs_proxy(records[:5])   # 5 panels: a second row with blank axes
+    vz.plot_costs(runner.summary_rows(records))
+    vz.plot_history({"a": records[0]["history"], "b": records[1]["history"]}, title="t")
+    assert matplotlib.pyplot.get_fignums() == []   # every figure was closed
+
+
+def test_figures_refuse_empty_input():
+    for fn in (vz.plot_frontier, vz.plot_gold_vs_proxy, vz.plot_costs):
+        with pytest.raises(ValueError, match="no finished runs"):
+            fn([runner.missing_record("dpo", "not built")])
+    with pytest.raises(ValueError, match="no histories"):
+        vz.plot_history({})
+
