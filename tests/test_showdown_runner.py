@@ -148,3 +148,16 @@ def test_figures_refuse_empty_input():
     with pytest.raises(ValueError, match="no histories"):
         vz.plot_history({})
 
+
+
+def test_over_optimisation_flags_gold_falling_while_proxy_rises():
+    h = {"gold_reward": [0.5, 0.8, 0.7, 0.6], "proxy_reward": [0.0, 1.0, 1.5, 2.0]}
+    out = runner.over_optimisation(h)
+    assert out["flagged"] and out["peak_index"] == 1
+    assert out["gold_drop"] == pytest.approx(0.2) and out["proxy_gain"] == pytest.approx(1.0)
+    # the gold falls but so does the proxy: the reward model is not being exploited
+    assert not runner.over_optimisation({"gold_reward": [0.5, 0.8, 0.6], "proxy_reward": [0.0, 1.0, 0.5]})["flagged"]
+    # still rising: nothing to flag
+    assert not runner.over_optimisation({"gold_reward": [0.5, 0.6, 0.7], "proxy_reward": [0, 1, 2]})["flagged"]
+    with pytest.raises(ValueError, match="same length"):
+        runner.over_optimisation({"gold_reward": [0.5], "proxy_reward": []})

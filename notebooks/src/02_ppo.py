@@ -83,7 +83,7 @@ rewards = per_token_rewards(scores, old_logp, ref_logp, mask, beta=0.5)
 # %%
 # NBVAL_CHECK_OUTPUT
 print("rewards of the first 3 episodes (policy = reference, so the KL part is 0):")
-print(rewards[:3].numpy().round(3))
+print(rewards[:3].numpy().round(3) + 0.0)  # + 0.0 turns -0.0 into 0.0
 print("mask:")
 print(mask[:3].numpy())
 
@@ -235,7 +235,8 @@ print("ratio in the first minibatch of every batch: max |ρ − 1| =",
 # stays around 5–10%, which means the clip is active but not dominant.
 #
 # Does the policy beat SFT on what we actually care about? We evaluate both on the held-out
-# prompts, sampled and greedy, with fresh seeds.
+# prompts, sampled (three fresh seeds, 200 prompts each) and greedy, and require PPO to beat SFT
+# by at least **0.15 gold reward** (15 more right answers in 100) on the sampled average.
 
 # %%
 MARGIN = 0.15
@@ -254,31 +255,60 @@ assert ppo_gold >= sft_gold + MARGIN, f"PPO should beat SFT by {MARGIN} gold rew
 #
 # The reward model is a proxy. It agrees with the gold reward on most pairs but not all (its
 # held-out pair accuracy is about 92%). With β = 0 nothing stops the policy from drifting towards
-# whatever the proxy overrates. Reward hacking would show as the proxy rising while the gold reward
-# falls. We train the same loop longer, with and without the KL penalty.
+# whatever the proxy overrates. Reward hacking shows as the proxy rising while the gold reward does
+# not. To make the drift visible in 40 iterations we use a bolder optimiser (learning rate 1e-3
+# instead of 3e-4) and train twice, with and without the KL penalty.
 
 # %%
-long_runs = {}
+bold = {}
 for beta in (0.5, 0.0):
-    _, long_runs[f"β={beta}"] = train_ppo(world, PPOConfig(steps=80, beta=beta, lr=3e-4, eval_every=10, seed=0))
-viz.compare_training_curves(long_runs, keys=("gold_reward", "proxy_reward", "kl_to_ref"),
+    bold[beta] = train_ppo(world, PPOConfig(steps=40, beta=beta, lr=1e-3, eval_every=10, seed=0))
+viz.compare_training_curves({f"β={b}": h for b, (_, h) in bold.items()},
+                            keys=("gold_reward", "proxy_reward", "kl_to_ref"),
                             baselines={"gold_reward": history["gold_reward"][0]})
 
 # %%
-final = {k: {m: h[m][-1] for m in ("gold_reward", "proxy_reward", "kl_to_ref")} for k, h in long_runs.items()}
-for k, f in final.items():
-    print(f"{k:6s} gold {f['gold_reward']:.3f}  proxy {f['proxy_reward']:.3f}  KL {f['kl_to_ref']:.2f}")
-assert final["β=0.0"]["kl_to_ref"] > final["β=0.5"]["kl_to_ref"], "without the penalty the policy drifts further"
+gain = {b: {m: h[m][-1] - h[m][0] for m in ("gold_reward", "proxy_reward")} | {"kl": h["kl_to_ref"][-1]}
+        for b, (_, h) in bold.items()}
+for b, d in gain.items():
+    print(f"β={b}: proxy {d['proxy_reward']:+.2f}, gold {d['gold_reward']:+.3f}, final KL {d['kl']:.2f} nats")
+assert gain[0.0]["proxy_reward"] > 0.5 and gain[0.0]["gold_reward"] < 0.1, "β = 0: the proxy rises, gold does not"
+assert gain[0.5]["gold_reward"] > gain[0.0]["gold_reward"] + 0.1, "the KL penalty keeps the gain real"
 
 # %% [markdown]
-# **What this showed, honestly.** Without the KL penalty the policy moves further from the
-# reference (the KL is larger) and the proxy reward keeps climbing, but on this toy world the gold
-# reward does **not** collapse within 80 iterations: it stalls at or below the β = 0.5 run. The
-# reward model of notebook 01 is good (it ranks the right answer first on most prompts), so there is
-# little to exploit. The exploitation is visible in the details: the extra proxy reward that the
-# β = 0 policy collects does not turn into gold reward. At a higher learning rate (try
-# `lr=1e-3`) the β = 0 run drifts to a KL of about 3 nats and its gold reward falls *below* SFT
-# while the proxy still rises; there the KL penalty is what keeps training useful.
+# Where did the β = 0 policy's proxy reward come from? We decode every prompt greedily and look for
+# answers that are **wrong** yet scored **higher** by the reward model than the right answer would
+# be: places where the proxy is wrong and the policy found it.
+
+# %%
+hacked = bold[0.0][0]
+all_prompts = task.all_prompts()
+greedy = generate(hacked, all_prompts, task.max_new_tokens, greedy=True)
+right, right_mask = task.completions_for(task.answers(all_prompts))
+is_wrong = world.gold_reward(greedy.prompts, greedy.completions, greedy.mask) < 0.5
+proxy_greedy = world.proxy_reward(greedy.prompts, greedy.completions, greedy.mask)
+proxy_right = world.proxy_reward(all_prompts, right, right_mask)
+exploited = is_wrong & (proxy_greedy > proxy_right)
+print(f"{int(is_wrong.sum())} of 100 greedy answers are wrong; on {int(exploited.sum())} of them the "
+      "reward model prefers the wrong answer to the right one")
+idx = exploited.nonzero().flatten()[:6]
+task.show(greedy.prompts[idx], greedy.completions[idx], greedy.mask[idx], rewards=proxy_greedy[idx])
+
+# %% [markdown]
+# **What this showed, honestly.** With the bold optimiser and no KL penalty the proxy reward
+# climbs almost as much as with the penalty, while the gold reward falls *below* SFT and the KL runs
+# to several nats: reward hacking. The listing shows how. In our run the hacked policy answers
+# several prompts with an **empty answer** (just EOS). The reward model never saw an empty answer
+# among its training pairs, and it happens to score one highly, above the right answer. Nothing in
+# the proxy says this is wrong; only the KL penalty, which makes answers the reference would never
+# write expensive, keeps the policy away from such holes. With β = 0.5 the same optimiser keeps the
+# KL near half a nat and the gain real.
+#
+# With the default learning rate (3e-4) we could *not* make the toy world hack its reward model in
+# 80 iterations (try `PPOConfig(steps=80, beta=0.0)`): the β = 0 run drifts further (about twice
+# the KL) and ends slightly worse on gold, but proxy and gold still rise together. Part of the
+# bold β = 0 collapse is plain instability (large steps with nothing pulling back); the KL penalty
+# guards against both.
 #
 # ## 7. What training showed
 #
@@ -301,11 +331,11 @@ def my_gae_exercise(rewards, values, mask, gamma, lam):
     raise NotImplementedError  # YOUR CODE HERE
 
 
-check.gae(my_gae_exercise)
+_ = check.gae(my_gae_exercise)
 
 # %%
 def my_clip_loss(logp, old_logp, advantages, mask, clip_eps):
     raise NotImplementedError  # YOUR CODE HERE
 
 
-check.ppo_clip_loss(my_clip_loss)
+_ = check.ppo_clip_loss(my_clip_loss)

@@ -90,10 +90,13 @@ def _lp_shift(fn):
 
 def _lp_padding(fn):
     logits, completions, mask = _lp_inputs(5)
+    P = logits.shape[1] - completions.shape[1]
     dirty = torch.where(mask.bool(), completions, torch.full_like(completions, -100))
-    got = fn(logits, dirty, mask)
-    assert torch.isfinite(torch.as_tensor(got)).all(), "a value under mask 0 leaked (NaN or inf)"
-    assert_close(got, _reference_logprobs(logits, completions, mask), "with id -100 under mask 0")
+    poisoned = logits.clone()
+    poisoned[:, P - 1:-1][~mask.bool()] = float("nan")  # the logits that predict padding
+    got = fn(poisoned, dirty, mask)
+    assert torch.isfinite(torch.as_tensor(got)).all(), "a value under mask 0 leaked (NaN * 0 is NaN)"
+    assert_close(got, _reference_logprobs(logits, completions, mask), "with id -100 and NaN logits under mask 0")
 
 
 def _wrong_no_shift(logits, completions, mask):
@@ -122,11 +125,11 @@ completion_logprobs = Exercise(
     properties=[
         ("completion token j is predicted by the logits at position P + j - 1 (the shift by one)", _lp_shift),
         ("it matches log_softmax + gather on random logits", matches_reference(_reference_logprobs, _lp_inputs)),
-        ("token ids under mask 0 may be anything (even -100): the result there is exactly 0",
+        ("under mask 0 ids may be anything (even -100) and logits may be NaN: the result there is exactly 0",
          _lp_padding),
     ],
     wrong_answers={"forgets the shift": _wrong_no_shift,
-                   "multiplies by the mask (and gathers with -100)": _wrong_multiply,
+                   "multiplies by the mask (NaN * 0 is NaN)": _wrong_multiply,
                    "uses raw logits, not log-probs": _wrong_raw_logits},
     hint="P = logits.shape[1] - T; log_softmax(logits[:, P-1:-1]).gather(-1, ids); select with torch.where.",
 )

@@ -11,7 +11,8 @@ preference metrics on the held-out pairs: loss, reward accuracy, margin, and the
 rejected log-probs and log-ratios — the numbers notebook 06 watches fall below the reference.
 
 ``history`` keys: step, gold_reward, proxy_reward, kl_to_ref, greedy_gold_reward, seconds,
-samples_generated (0: offline), reward_queries (0), pairs_seen, train_loss, plus
+samples_generated (0: offline), reward_queries (0), pairs_seen, train_loss (the mean batch loss
+since the previous row; at step 0 the loss on every training pair), plus
 ``pair_metrics``' keys.
 """
 
@@ -133,7 +134,7 @@ class DPOConfig:
     simpo_gamma: float = 0.5
     steps: int = 120
     batch_size: int = 64
-    lr: float = 1e-3
+    lr: float = 1e-5             # Adam moves every weight by ~lr per step: DPO needs a small one
     weight_decay: float = 0.0
     max_grad_norm: float = 1.0
     eval_every: int = 20
@@ -248,13 +249,17 @@ def train_dpo(world, cfg: DPOConfig = DPOConfig()):
         policy.train()
         return row
 
+    def loss_on(batch: PairData) -> torch.Tensor:
+        pol_c, pol_r = pair_logps(policy, batch)
+        return preference_loss(cfg, pol_c, pol_r, batch.ref_chosen_logps, batch.ref_rejected_logps,
+                               batch.chosen_lengths, batch.rejected_lengths)
+
+    with torch.no_grad():
+        log.losses.append(loss_on(train).item())          # step 0: the loss on every training pair
     log.add(0, 0, measure)
     policy.train()
     for step in range(1, cfg.steps + 1):
-        batch = train.sample(cfg.batch_size, g)
-        pol_c, pol_r = pair_logps(policy, batch)
-        loss = preference_loss(cfg, pol_c, pol_r, batch.ref_chosen_logps, batch.ref_rejected_logps,
-                               batch.chosen_lengths, batch.rejected_lengths)
+        loss = loss_on(train.sample(cfg.batch_size, g))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.max_grad_norm)

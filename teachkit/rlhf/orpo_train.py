@@ -34,7 +34,7 @@ class ORPOConfig:
     lam: float = 0.1             # λ, the weight of the odds-ratio term (TRL's ``beta``)
     steps: int = 200
     batch_size: int = 64
-    lr: float = 3e-3             # from a base model: an SFT-sized learning rate
+    lr: float = 2e-3             # from a base model: an SFT-sized learning rate
     weight_decay: float = 0.0
     max_grad_norm: float = 1.0
     eval_every: int = 25
@@ -85,12 +85,16 @@ def train_orpo(world, cfg: ORPOConfig = ORPOConfig()):
         policy.train()
         return row
 
+    def loss_on(batch) -> torch.Tensor:
+        chosen, rejected = mean_logps(policy, batch)
+        return orpo_loss(chosen, rejected, lam=cfg.lam)
+
+    with torch.no_grad():
+        log.losses.append(loss_on(train).item())          # step 0: the loss on every training pair
     log.add(0, 0, measure)
     policy.train()
     for step in range(1, cfg.steps + 1):
-        batch = train.sample(cfg.batch_size, g)
-        chosen, rejected = mean_logps(policy, batch)
-        loss = orpo_loss(chosen, rejected, lam=cfg.lam)
+        loss = loss_on(train.sample(cfg.batch_size, g))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.max_grad_norm)

@@ -109,7 +109,8 @@ def train_remax(world, cfg: ReMaxConfig = ReMaxConfig()):
 
 
 def gradient_variance(world, policy, baseline: str = "greedy", n_prompts: int = 16, group_size: int = 4,
-                      repeats: int = 24, reward: str = "proxy", seed: int = 0) -> dict[str, float]:
+                      repeats: int = 24, reward: str = "proxy", reward_shift: float = 0.0,
+                      seed: int = 0) -> dict[str, float]:
     """How noisy is the REINFORCE gradient under each baseline? Same prompts, same sample count.
 
     Each of ``repeats`` estimates draws ``group_size`` samples for each of ``n_prompts`` fixed
@@ -117,6 +118,8 @@ def gradient_variance(world, policy, baseline: str = "greedy", n_prompts: int = 
     ``"none"`` b = 0; ``"greedy"`` b = r(greedy decode); ``"group"`` b = mean of the *other*
     samples of the prompt (leave-one-out, so still unbiased). Returns the mean gradient's norm
     and the total variance E‖g − ḡ‖² (the trace of the covariance) over the repeats.
+    ``reward_shift`` adds a constant to every reward: it changes nothing for the greedy and group
+    baselines (they subtract it again) but everything for ``"none"``.
     """
     if baseline not in BASELINES:
         raise ValueError(f"baseline must be one of {BASELINES}, got {baseline!r}")
@@ -126,11 +129,12 @@ def gradient_variance(world, policy, baseline: str = "greedy", n_prompts: int = 
     params = [p for p in policy.parameters() if p.requires_grad]
     r_greedy = None
     if baseline == "greedy":
-        r_greedy = score(world, sample_rollout(policy, prompts, task.max_new_tokens, 1.0, g, greedy=True), reward)
+        decoded = sample_rollout(policy, prompts, task.max_new_tokens, 1.0, g, greedy=True)
+        r_greedy = score(world, decoded, reward) + reward_shift
     grads = []
     for _ in range(repeats):
         roll = sample_rollout(policy, prompts, task.max_new_tokens, 1.0, g)
-        r = score(world, roll, reward)
+        r = score(world, roll, reward) + reward_shift
         if baseline == "none":
             adv = r
         elif baseline == "greedy":

@@ -46,7 +46,7 @@ from .. import artifacts
 __all__ = [
     "Budget", "MethodSpec", "METHODS", "METHOD_KNOBS", "KNOBS", "knob_defaults", "method_order", "available_methods",
     "make_config", "run_method", "run_reference", "missing_record", "summary_rows", "format_table",
-    "select_runs", "compare_records", "save_runs", "load_runs", "RUNS_KIND", "RUNS_VERSION",
+    "select_runs", "compare_records", "over_optimisation", "save_runs", "load_runs", "RUNS_KIND", "RUNS_VERSION",
     "TABLE_COLUMNS",
 ]
 
@@ -447,6 +447,22 @@ def format_table(rows: list[dict], columns=None) -> str:
     line = lambda cells: "  ".join(str(c).rjust(w) if i > 1 else str(c).ljust(w)  # noqa: E731
                                    for i, (c, w) in enumerate(zip(cells, widths)))
     return "\n".join([line(header), line(["-" * w for w in widths])] + [line(c) for c in body])
+
+
+def over_optimisation(history: dict, min_drop: float = 0.03) -> dict:
+    """Did the proxy keep rising while the gold reward turned down? (reward-model over-optimisation)
+
+    Finds the logged point where the gold reward peaks; ``gold_drop`` is peak − end, ``proxy_gain``
+    is the proxy's change from that point to the end. Flagged when the gold fell by at least
+    ``min_drop`` after its peak while the proxy did not fall.
+    """
+    gold, proxy = history["gold_reward"], history["proxy_reward"]
+    if not gold or len(gold) != len(proxy):
+        raise ValueError("history needs gold_reward and proxy_reward curves of the same length")
+    peak = max(range(len(gold)), key=lambda i: (gold[i], -i))
+    drop, gain = gold[peak] - gold[-1], proxy[-1] - proxy[peak]
+    return {"peak_index": peak, "gold_peak": gold[peak], "gold_end": gold[-1], "gold_drop": drop,
+            "proxy_gain": gain, "flagged": bool(drop >= min_drop and gain >= 0.0)}
 
 
 def compare_records(stored: dict, live: dict, keys=("gold_reward", "proxy_reward", "kl_to_ref")) -> dict:

@@ -5,8 +5,8 @@
   demand. The budget is enforced the way a memory-limited page cache would: pages of the
   least recently used layers are dropped (``madvise``/``fadvise`` DONTNEED) once more than
   ``budget`` bytes are resident. With layers visited in a cycle, LRU keeps nothing useful.
-* :class:`DenseStream`: the *tuned* dense streaming baseline. Whole layers that fit the
-  budget are pinned in RAM; the others are streamed with large sequential O_DIRECT reads by
+* :class:`DenseStream`: the *tuned* dense streaming baseline. As many neurons of every layer
+  as the budget allows are pinned in RAM; the rest are streamed with large sequential O_DIRECT reads by
   an I/O thread into a ring of chunk buffers, overlapped with BLAS compute on the chunk
   before (FlexGen / LLM-in-a-flash "hybrid" style).
 * :class:`NoCacheSparse`: predictor + sparse compute, but every active neuron is read from
@@ -50,6 +50,45 @@ def dense_bundle_ffn(B, x, gated: bool, out=None):
 
 def _dequant(dec):
     return dec if not isinstance(dec, tuple) else dec[0].astype(np.float32) * dec[1][:, :, None]
+
+
+class _ParallelReads:
+    """``io_threads`` readers, each with its own staging buffer, reading parts of a request at once."""
+
+    def __init__(self, flash, io_threads: int, max_units: int):
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.flash = flash
+        self.readers = [FlashReader(flash, max_units) for _ in range(io_threads)]
+        self.pool = ThreadPoolExecutor(io_threads) if io_threads > 1 else None
+        self.staging_bytes = sum(r.staging.nbytes for r in self.readers)
+
+    def read(self, layer, ids, sink, mat: int = 0):
+        """Read units ``ids`` and call ``sink(positions, decoded)`` for each part (in the reader's thread)."""
+        n, k = len(self.readers), len(ids)
+        cap = self.readers[0].max_units
+        parts = [np.arange(a, min(k, a + cap)) for a in range(0, k, cap)]
+
+        def work(i):
+            r = self.readers[i]
+            for pos in parts[i::n]:
+                sink(pos, self.flash.decode(r.read(layer, ids[pos], mat=mat)))
+
+        if self.pool is None:
+            work(0)
+        else:
+            for f in [self.pool.submit(work, i) for i in range(n)]:
+                f.result()
+
+    @property
+    def bytes_read(self):
+        return sum(r.bytes_read for r in self.readers)
+
+    def close(self):
+        if self.pool is not None:
+            self.pool.shutdown()
+        for r in self.readers:
+            r.close()
 
 
 class _Backend:
@@ -121,7 +160,11 @@ class DenseMmap(_Backend):
 
 
 class DenseStream(_Backend):
-    """Pinned layers in RAM + sequential O_DIRECT streaming of the rest, double-buffered."""
+    """The first P neurons of every layer pinned in RAM, the rest streamed with O_DIRECT, ring-buffered.
+
+    P is as large as the budget allows after the ring of ``ring`` chunk buffers. An I/O thread
+    cycles over (layer, chunk) in decode order, ``ring`` chunks ahead of the compute.
+    """
 
     def __init__(self, flash_path, budget: int, gated: bool, chunk_neurons: int = 256, ring: int = 3,
                  timeout: float = 30.0):
@@ -129,11 +172,11 @@ class DenseStream(_Backend):
         s = self.flash.spec
         self.gated, self.timeout, self.chunk = gated, timeout, int(chunk_neurons)
         self.ring_bytes = ring * self.chunk * s.stride
-        room = budget - self.ring_bytes
-        n_pin = max(0, min(s.n_layers, room // (s.n_neurons * s.n_mats * s.d * 4)))
-        self.pinned = {l: _dequant(self.flash.read_layer(l)) for l in range(n_pin)}
-        self.resident_bytes = sum(b.nbytes for b in self.pinned.values()) + self.ring_bytes
-        self.streamed = [l for l in range(s.n_layers) if l not in self.pinned]
+        per_neuron = s.n_layers * s.n_mats * s.d * 4
+        self.n_pin = int(max(0, min(s.n_neurons, (budget - self.ring_bytes) // per_neuron)))
+        self.pinned = [np.ascontiguousarray(_dequant(self.flash.read_layer(l))[:self.n_pin])
+                       for l in range(s.n_layers)]
+        self.resident_bytes = sum(b.nbytes for b in self.pinned) + self.ring_bytes
         self.reader = FlashReader(self.flash, self.chunk)
         self.buffers = [aligned_buffer(self.chunk * s.stride).reshape(self.chunk, s.stride) for _ in range(ring)]
         self.free: queue.Queue = queue.Queue()
@@ -146,27 +189,24 @@ class DenseStream(_Backend):
 
     def _io(self):
         s = self.flash.spec
-        while not self.stop:                              # an endless cycle over the streamed layers
-            for layer in self.streamed:
-                for a in range(0, s.n_neurons, self.chunk):
+        while not self.stop:                              # an endless cycle over the streamed part
+            for layer in range(s.n_layers):
+                for a in range(self.n_pin, s.n_neurons, self.chunk):
                     buf = self.free.get()
                     if buf is None:
                         return
                     ids = np.arange(a, min(s.n_neurons, a + self.chunk), dtype=np.int64)
                     try:
-                        raw = self.reader.read(layer, ids)
-                        buf[:len(ids)] = raw
+                        buf[:len(ids)] = self.reader.read(layer, ids)
                         self.full.put((layer, a, len(ids), buf, None))
-                    except Exception as err:  # noqa: BLE001
+                    except Exception as err:  # noqa: BLE001 - handed to the compute thread
                         self.full.put((layer, a, 0, buf, err))
                         return
 
     def __call__(self, layer, x):
-        if layer in self.pinned:
-            return dense_bundle_ffn(self.pinned[layer], x, self.gated)
         s = self.flash.spec
-        out = np.zeros(s.d, dtype=np.float32)
-        done = 0
+        out = dense_bundle_ffn(self.pinned[layer], x, self.gated) if self.n_pin else np.zeros(s.d, np.float32)
+        done = self.n_pin
         while done < s.n_neurons:
             try:
                 got_layer, a, n, buf, err = self.full.get(timeout=self.timeout)
@@ -188,52 +228,61 @@ class DenseStream(_Backend):
     def close(self):
         self.stop = True
         self.free.put(None)
+        self.reader.close() if not self.thread.is_alive() else None
 
 
 class NoCacheSparse(_Backend):
     """Read every predicted neuron every token (bundled: one read each; matrix: one per matrix)."""
 
-    def __init__(self, flash_path, predictor, gated: bool, max_active: int):
+    def __init__(self, flash_path, predictor, gated: bool, max_active: int, io_threads: int = 1):
         self.flash = FlashFile(flash_path, verify=False)
         s = self.flash.spec
         self.predictor, self.gated = predictor, gated
-        self.reader = FlashReader(self.flash, max_active)
+        self.io = _ParallelReads(self.flash, io_threads, 64)
         self.bundles = np.zeros((max_active, s.n_mats, s.d), dtype=np.float32)
-        self.resident_bytes = self.reader.staging.nbytes + self.bundles.nbytes
+        self.resident_bytes = self.io.staging_bytes + self.bundles.nbytes
 
     def __call__(self, layer, x):
         s = self.flash.spec
         idx = self.predictor(layer, x)
         k = len(idx)
         if s.layout == "bundled":
-            self.bundles[:k] = _dequant(self.flash.decode(self.reader.read(layer, idx)))
+            def sink(pos, dec):
+                self.bundles[pos] = _dequant(dec)
+            self.io.read(layer, idx, sink)
         else:
             for m in range(s.n_mats):
-                self.bundles[:k, m] = _dequant(self.flash.decode(self.reader.read(layer, idx, mat=m)))[:, 0]
+                def sink(pos, dec, m=m):
+                    self.bundles[pos, m] = _dequant(dec)[:, 0]
+                self.io.read(layer, idx, sink, mat=m)
         out = np.zeros(s.d, dtype=np.float32)
-        return K.sparse_ffn_bundled(self.bundles, np.arange(k, dtype=np.int64), x, out, self.gated)
+        return K.sparse_ffn_bundled(self.bundles, np.arange(k, dtype=np.int64), x, out, self.gated, parallel=False)
 
     @property
     def bytes_read(self):
-        return self.reader.bytes_read
+        return self.io.bytes_read
+
+    def close(self):
+        self.io.close()
 
 
 class LLMFlash(_Backend):
     """Windowed neuron cache (last ``window`` tokens), bundled reads, read-then-compute."""
 
-    def __init__(self, flash_path, predictor, gated: bool, budget: int, window: int = 5, parallel: bool = True):
+    def __init__(self, flash_path, predictor, gated: bool, budget: int, window: int = 5, parallel: bool = False,
+                 io_threads: int = 1):
         self.flash = FlashFile(flash_path, verify=False)
         s = self.flash.spec
         if s.layout != "bundled" or s.dtype != "float32":
             raise ValueError("LLMFlash reads a float32 bundled file")
         self.predictor, self.gated, self.window, self.parallel = predictor, gated, int(window), bool(parallel)
-        self.reader = FlashReader(self.flash, 64)
-        slots = (budget - self.reader.staging.nbytes) // (s.n_mats * s.d * 4)
+        self.io = _ParallelReads(self.flash, io_threads, 64)
+        slots = (budget - self.io.staging_bytes) // (s.n_mats * s.d * 4)
         if slots <= 0:
             raise ValueError("budget too small for the LLM-in-a-flash window")
         self.table = LRUTable(int(slots), s.n_layers * s.n_neurons, "window")
         self.W = np.zeros((int(slots), s.n_mats, s.d), dtype=np.float32)
-        self.resident_bytes = self.W.nbytes + self.reader.staging.nbytes
+        self.resident_bytes = self.W.nbytes + self.io.staging_bytes
         self.token = 0
         self.hits = self.misses = 0
 
@@ -243,11 +292,12 @@ class LLMFlash(_Backend):
         slots, miss = self.table.lookup(layer * s.n_neurons + idx, step=self.token + 1)
         self.hits += int((~miss).sum())
         self.misses += int(miss.sum())
-        m_ids, m_slots = idx[miss], slots[miss]
-        for a in range(0, len(m_ids), 64):                # read all misses first ...
-            raw = self.reader.read(layer, m_ids[a:a + 64])
-            self.W[m_slots[a:a + 64]] = self.flash.decode(raw)
-        out = np.zeros(s.d, dtype=np.float32)             # ... then compute (both cores if parallel)
+        m_slots = slots[miss]
+
+        def sink(pos, dec):
+            self.W[m_slots[pos]] = dec
+        self.io.read(layer, idx[miss], sink)               # read all misses first ...
+        out = np.zeros(s.d, dtype=np.float32)             # ... then compute
         return K.sparse_ffn_bundled(self.W, slots, x, out, self.gated, parallel=self.parallel)
 
     def end_token(self):
@@ -261,7 +311,10 @@ class LLMFlash(_Backend):
 
     @property
     def bytes_read(self):
-        return self.reader.bytes_read
+        return self.io.bytes_read
+
+    def close(self):
+        self.io.close()
 
     def stats(self):
         n = self.hits + self.misses

@@ -91,50 +91,62 @@ class Workload:
         return wo @ (qkv @ x)[: x.shape[0]]
 
 
-def run_backend(w: Workload, backend, n_warm: int, n_time: int, check=None) -> dict:
-    """Decode ``n_warm + n_time`` tokens; time the last ``n_time``. ``check(layer, t, y)`` verifies outputs."""
-    L = w.cfg.n_layers
-    lat = []
-    disk0 = br0 = 0
-    for t in range(n_warm + n_time):
-        if t == n_warm:
-            disk0, br0 = disk_read_bytes(), backend.bytes_read
-        w.predictor.t = t
-        t0 = time.perf_counter()
-        for l in range(L):
-            x = w.X[l][t]
-            w.attention(l, x)
-            y = backend(l, x)
-            if check is not None and t == n_warm:
-                check(l, t, y)
-        backend.end_token()
-        lat.append(time.perf_counter() - t0)
+def _token(w: Workload, backend, t: int, check=None) -> float:
+    w.predictor.t = t
+    t0 = time.perf_counter()
+    for l in range(w.cfg.n_layers):
+        x = w.X[l][t]
+        w.attention(l, x)
+        y = backend(l, x)
+        if check is not None:
+            check(l, t, y)
+    backend.end_token()
+    return time.perf_counter() - t0
+
+
+def _summary(lat, n_warm, bytes_read) -> dict:
     timed = np.array(lat[n_warm:])
-    disk = disk_read_bytes() - disk0
     return {"tok_s": float(1 / np.median(timed)), "ms_median": float(np.median(timed) * 1e3),
             "ms_p90": float(np.percentile(timed, 90) * 1e3),
-            "bytes_read_per_token": float((backend.bytes_read - br0) / n_time),
-            "disk_read_bytes_per_token": float(disk / n_time) if disk0 >= 0 else None}
+            "bytes_read_per_token": float(bytes_read / len(timed))}
 
 
-def _parallel_is_faster(spec, n_act: int = 400, repeats: int = 9) -> bool:
-    """Time K's fused kernel on 1 and 2 threads (a busy machine can make 2 threads far slower)."""
-    from . import kernels as K
+def run_backend(w: Workload, backend, n_warm: int, n_time: int, check=None) -> dict:
+    """Decode ``n_warm + n_time`` tokens with one backend; time the last ``n_time``."""
+    lat, br0 = [], 0
+    for t in range(n_warm + n_time):
+        if t == n_warm:
+            br0 = backend.bytes_read
+        lat.append(_token(w, backend, t, check if t == n_warm else None))
+    return _summary(lat, n_warm, backend.bytes_read - br0)
 
-    rng = np.random.default_rng(0)
-    W = rng.standard_normal((4 * n_act, spec.n_mats, spec.d), dtype=np.float32)
-    x = rng.standard_normal(spec.d, dtype=np.float32)
-    out = np.zeros(spec.d, np.float32)
-    med = {}
-    for par in (False, True):
-        ts = []
-        for _ in range(repeats):
-            idx = np.sort(rng.choice(len(W), n_act, replace=False)).astype(np.int64)
-            t0 = time.perf_counter()
-            K.sparse_ffn_bundled(W, idx, x, out, True, parallel=par)
-            ts.append(time.perf_counter() - t0)
-        med[par] = np.median(ts[2:])
-    return bool(med[True] < med[False])
+
+def run_interleaved(w: Workload, backends: dict, n_warm: int, n_time: int, checks=None, log=print) -> dict:
+    """Every backend decodes token t before any decodes t+1, so all see the same machine load.
+
+    Bytes read come from each engine's own reader counters; the mmap engine has none, so its
+    bytes are the kernel's ``/proc/self/io`` read_bytes during its own calls.
+    """
+    lat = {k: [] for k in backends}
+    disk = {k: 0 for k in backends}
+    br0 = {}
+    for t in range(n_warm + n_time):
+        if t == n_warm:
+            br0 = {k: b.bytes_read for k, b in backends.items()}
+            disk = {k: 0 for k in backends}
+        for name, b in backends.items():
+            d0 = disk_read_bytes()
+            chk = checks.get(name) if (checks and t == n_warm) else None
+            lat[name].append(_token(w, b, t, chk))
+            disk[name] += disk_read_bytes() - d0
+        if t == n_warm - 1 or t == n_warm + n_time - 1:
+            log(f"    token {t + 1}/{n_warm + n_time} done")
+    out = {}
+    for name, b in backends.items():
+        read = b.bytes_read - br0[name] if b.bytes_read or name != "dense_mmap" else disk[name]
+        out[name] = _summary(lat[name], n_warm, read)
+        out[name]["disk_read_bytes_per_token"] = disk[name] / n_time
+    return out
 
 
 def _cold_hit_rate(history) -> float:
@@ -157,7 +169,7 @@ def _round(obj):
 def run(quick: bool = False, profile: dict | None = None, log=print, workdir=None) -> dict:
     """The engine section of the benchmark (see module docstring)."""
     cfg = SyntheticConfig(d=1024, d_ff=4096, n_layers=4 if quick else 8, activity=0.10, seed=0)
-    n_warm, n_time, n_profile = (6, 10, 24) if quick else (10, 24, 48)
+    n_warm, n_time, n_profile = (6, 10, 64) if quick else (10, 24, 128)
     own = workdir is None
     workdir = Path(tempfile.mkdtemp(prefix="teachkit_engine_")) if own else Path(workdir)
     try:
@@ -184,8 +196,6 @@ def _run(cfg, n_warm, n_time, n_profile, profile, log, workdir, quick):
     io = profile_reads(sizes=(4096, 16384, 65536, 1 << 20), qds=(1, 4), n_reads=48 if quick else 128,
                        path=w.path)
     bw_kernel = kernel_bandwidth(d=cfg.d, n=cfg.d_ff, n_act=int(w.profile.mean_active))
-    par = _parallel_is_faster(spec)
-    log(f"  K's fused kernel is faster {'on 2 threads' if par else 'on 1 thread'} here (used by the LLM-in-a-flash engine)")
     prefill_bytes = 64 * spec.stride
     plan = choose_plan(spec, w.profile, io, bw_mem, bw_kernel, budget, w.fixed_bytes, prefill_bytes)
     log("  " + explain(plan).replace("\n", "\n  "))
@@ -206,61 +216,69 @@ def _run(cfg, n_warm, n_time, n_profile, profile, log, workdir, quick):
     dense = DenseRAM(w.stack.bundles, True)
     cache_budget = budget - w.fixed_bytes
     max_act = max(len(s) for ls in w.sets for s in ls)
-    configs = {
-        "dense_ram": lambda: dense,
+    configs = {                 # order: the stream's ring refill overlaps dense_ram, which reads no disk
         "dense_mmap": lambda: DenseMmap(w.path, cache_budget, True),
         "dense_stream_tuned": lambda: DenseStream(w.path, cache_budget, True, chunk_neurons=256),
-        "llm_in_a_flash": lambda: LLMFlash(w.path, w.predictor, True, cache_budget, window=5, parallel=par),
-        "sparse_flash": lambda: NoCacheSparse(w.matrix_path, w.predictor, True, max_act),
-        "+bundle": lambda: NoCacheSparse(w.path, w.predictor, True, max_act),
+        "dense_ram": lambda: dense,
+        "llm_in_a_flash": lambda: LLMFlash(w.path, w.predictor, True, cache_budget, window=5, parallel=False,
+                                           io_threads=plan.io_threads),
+        "sparse_flash": lambda: NoCacheSparse(w.matrix_path, w.predictor, True, max_act, plan.io_threads),
+        "+bundle": lambda: NoCacheSparse(w.path, w.predictor, True, max_act, plan.io_threads),
         "+cache": lambda: engine("serial"),
         "+pipeline(matrix)": lambda: engine("matrix"),
         "+pipeline": lambda: engine("cluster"),
     }
-    results = {}
-    for name, make in configs.items():
-        backend = make()
-        check, worst = check_against_dense()
-        try:
-            r = run_backend(w, backend, n_warm, n_time, check)
-        finally:
-            backend.close()
-        r["max_rel_err_vs_dense"] = worst[0]
-        st = backend.stats() if hasattr(backend, "stats") else {}
-        r.update({k: v for k, v in st.items() if k.startswith("hit_rate")})
-        r["resident_bytes"] = getattr(backend, "resident_bytes", None) or \
-            (backend.cache.bytes_total if hasattr(backend, "cache") else None)
-        if hasattr(backend, "cache"):
-            r["hit_rate_cold_timed"] = _cold_hit_rate(backend.cache.history[n_warm:])
-        results[name] = r
-        disk = r["disk_read_bytes_per_token"]
-        log(f"  {name:>20}: {r['tok_s']:7.2f} tok/s, {r['bytes_read_per_token'] / 2**20:7.2f} MiB read/token "
-            f"(disk {disk / 2**20 if disk is not None else float('nan'):.2f}), err {worst[0]:.1e}")
-
-    sweep = []
+    backends = {k: make() for k, make in configs.items()}
+    checks, worst = {}, {}
+    for name in backends:
+        checks[name], worst[name] = check_against_dense()
+    sweep_plans = {}
     for frac in ((0.3, 0.5, 0.75) if quick else (0.3, 0.4, 0.5, 0.75, 1.0)):
         b = int(ffn * frac)
         try:
             p = choose_plan(spec, w.profile, io, bw_mem, bw_kernel, b, w.fixed_bytes, prefill_bytes)
-            backend = engine("cluster", p, b)
+            backends[f"sweep_{frac}"] = engine("cluster", p, b)
+            sweep_plans[frac] = p
         except ValueError as err:
-            sweep.append({"budget_over_ffn": frac, "error": str(err)})
+            sweep_plans[frac] = str(err)
+    log(f"  decoding {n_warm} warm-up + {n_time} timed tokens, the {len(backends)} engines interleaved ...")
+    try:
+        measured = run_interleaved(w, backends, n_warm, n_time, checks, log)
+    finally:
+        for bk in backends.values():
+            bk.close()
+    results = {}
+    for name in configs:
+        r, bk = measured[name], backends[name]
+        r["max_rel_err_vs_dense"] = worst[name][0]
+        st = bk.stats() if hasattr(bk, "stats") else {}
+        r.update({k: v for k, v in st.items() if k.startswith("hit_rate")})
+        r["resident_bytes"] = getattr(bk, "resident_bytes", None) or \
+            (bk.cache.bytes_total if hasattr(bk, "cache") else None)
+        if hasattr(bk, "cache"):
+            r["hit_rate_cold_timed"] = _cold_hit_rate(bk.cache.history[n_warm:])
+        results[name] = r
+        log(f"  {name:>20}: {r['tok_s']:7.2f} tok/s, {r['bytes_read_per_token'] / 2**20:7.2f} MiB read/token, "
+            f"max rel err vs dense {worst[name][0]:.1e}")
+    sweep = []
+    for frac, p in sweep_plans.items():
+        if isinstance(p, str):
+            sweep.append({"budget_over_ffn": frac, "error": p})
             continue
-        try:
-            r = run_backend(w, backend, n_warm, n_time)
-        finally:
-            backend.close()
-        r["hit_rate_cold"] = _cold_hit_rate(backend.cache.history[n_warm:])
+        r = measured[f"sweep_{frac}"]
+        r["hit_rate_cold"] = _cold_hit_rate(backends[f"sweep_{frac}"].cache.history[n_warm:])
         r["budget_over_ffn"] = frac
         r["predicted_tok_s"] = p.predicted_tok_s
         r["plan"] = {"hot_neurons": p.hot_neurons, "cold_slots": p.cold_slots, "io_threads": p.io_threads}
         sweep.append(r)
-        log(f"  budget {frac:.2f} x FFN: {r['tok_s']:.2f} tok/s, cold hit rate {r['hit_rate_cold']:.3f}")
+        log(f"  budget {frac:.2f} x FFN: {r['tok_s']:.2f} tok/s (predicted {p.predicted_tok_s:.1f}), "
+            f"cold hit rate {r['hit_rate_cold']:.3f}")
 
     best = results["+pipeline"]
     active_bytes = w.profile.mean_active * spec.n_layers * spec.bundle_bytes
     t_mem = (w.fixed_bytes + active_bytes + best["bytes_read_per_token"]) / bw_mem
-    t_io = best["bytes_read_per_token"] / interpolate_bw(io, spec.stride, 1)
+    bw_io = max(interpolate_bw(io, spec.stride, q) for q in (1, 4))     # the best the disk did at this size
+    t_io = best["bytes_read_per_token"] / bw_io
     bound = 1 / max(t_mem, t_io)
     ratios = {"sparse_vs_dense_mmap": best["tok_s"] / results["dense_mmap"]["tok_s"],
               "sparse_vs_dense_stream_tuned": best["tok_s"] / results["dense_stream_tuned"]["tok_s"],
@@ -277,14 +295,14 @@ def _run(cfg, n_warm, n_time, n_profile, profile, log, workdir, quick):
         "tokens": {"warmup": n_warm, "timed": n_time},
         "io_profile": {"random_Bps": {str(s): {str(q): v for q, v in row.items()} for s, row in io["random"].items()},
                        "sequential_Bps": io["sequential"]},
-        "bw_mem_Bps_1thread": bw_mem, "bw_kernel_Bps": bw_kernel, "llm_in_a_flash_parallel_kernel": par,
+        "bw_mem_Bps_1thread": bw_mem, "bw_kernel_Bps": bw_kernel,
         "planner": plan_dict(plan), "configs": results,
         "ablation": [{"step": k, "tok_s": results[k]["tok_s"]} for k in
                      ("sparse_flash", "+bundle", "+cache", "+pipeline(matrix)", "+pipeline")],
         "budget_sweep": sweep,
         "bound": {"t_mem_s": t_mem, "t_io_s": t_io, "tok_s": bound,
                   "formula": "1/max(t_mem, t_io); t_mem = (fixed + active FFN + missed bytes)/BW_mem(1 thread), "
-                             "t_io = missed bytes / BW_rand(bundle, QD1)"},
+                             "t_io = missed bytes / best measured BW_rand(bundle size, QD 1 or 4)"},
         "ratios": ratios,
         "goals": {k: {"goal": g, "measured": ratios[k], "met": bool(ratios[k] >= g)} for k, g in goals.items()},
         "load_avg_1min": os.getloadavg()[0],

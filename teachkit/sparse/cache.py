@@ -277,11 +277,13 @@ class SegmentedCache:
         return out
 
 
-def simulate_hit_rate(traces: list, n_neurons: int, cold_slots: int, hot_sets=None) -> float:
+def simulate_hit_rate(traces: list, n_neurons: int, cold_slots: int, hot_sets=None, warmup: int = 0) -> float:
     """Replay activation traces (per token, per layer: active neuron ids) through a cold LRU.
 
     ``hot_sets[l]``: neurons pinned in the hot region (always hits). Returns the overall
-    neuron hit rate (hot hits count as hits), the planner's ``h(cache size)``.
+    neuron hit rate (hot hits count as hits) over the tokens after the first ``warmup``
+    (during which the cold region fills, as the hot region is preloaded): the planner's
+    ``h(cache size)`` in steady state.
     """
     n_layers = len(traces[0])
     lru = LRUTable(cold_slots, n_layers * n_neurons, "cold")
@@ -290,14 +292,15 @@ def simulate_hit_rate(traces: list, n_neurons: int, cold_slots: int, hot_sets=No
         for l, s in enumerate(hot_sets):
             pinned[l, np.asarray(s, dtype=np.int64)] = True
     hits = total = 0
-    for token in traces:
+    for t, token in enumerate(traces):
+        count = t >= warmup
         for l, act in enumerate(token):
             act = np.asarray(act, dtype=np.int64)
             cold = act[~pinned[l, act]]
-            total += len(act)
-            hits += len(act) - len(cold)
+            total += count * len(act)
+            hits += count * (len(act) - len(cold))
             if len(cold) > cold_slots:
                 continue                      # cannot be cached at all: every cold neuron misses
             _, miss = lru.lookup(l * n_neurons + cold)
-            hits += int((~miss).sum())
+            hits += count * int((~miss).sum())
     return hits / total if total else float("nan")

@@ -28,8 +28,8 @@ from .flash import FlashFile
 from .iobench import FlashReader
 from .pipeline import ClusterPipeline, PipelineConfig, Trace
 
-__all__ = ["EngineConfig", "SparseFFN", "OraclePredictor", "NumpyGPT", "hot_clusters_from_freq",
-           "plan_regions"]
+__all__ = ["EngineConfig", "SparseFFN", "OraclePredictor", "NumpyGPT", "PredictorAdapter",
+           "hot_clusters_from_freq", "plan_regions"]
 
 
 @dataclass
@@ -184,33 +184,29 @@ def _relu(a):
 class NumpyGPT:
     """``teachkit.toy.model.GPT`` (pre-LN, learned positions, tied head, ReLU MLP) in numpy.
 
-    The MLP bias is folded into the bundles with a *bias channel*: the FFN input is
-    ``[LN(x), 1]`` (length d+1), up row i is ``[W1_i, b1_i]`` and down row i is
-    ``[W2[:, i], 0]``; the down bias ``b2`` is added densely (it sits in the fixed region).
+    Built from ``teachkit.sparse.lm.export_numpy(model)``, whose FFNs are bias-channel bundles:
+    the FFN input is ``[LN(x), 1]`` (length d+1), up row i is ``[W1_i, b1_i]``, down row i is
+    ``[W2[:, i], 0]``; the down bias is added densely. Everything except the bundles is the
+    engine's fixed region (:attr:`fixed`); the bundles go to the flash file.
     """
 
-    def __init__(self, model):
-        import torch
-
-        sd = {k: v.detach().cpu().numpy().astype(np.float32) for k, v in model.state_dict().items()}
-        c = model.config
-        if c.activation != "relu":
+    def __init__(self, exported: dict):
+        c = exported["config"]
+        if c.get("activation", "relu") != "relu":
             raise ValueError("sparse inference needs the ReLU model (activation='relu')")
-        self.n_head, self.d, self.n_layers, self.block_size = c.n_head, c.d_model, c.n_layer, c.block_size
-        self.fixed = {k: v for k, v in sd.items() if ".mlp." not in k or k.endswith("mlp.proj.bias")}
-        self.bundles = []
-        for l in range(c.n_layer):
-            w1, b1 = sd[f"blocks.{l}.mlp.fc.weight"], sd[f"blocks.{l}.mlp.fc.bias"]
-            w2 = sd[f"blocks.{l}.mlp.proj.weight"]
-            B = np.zeros((c.d_ff, 2, c.d_model + 1), dtype=np.float32)
-            B[:, 0, :-1], B[:, 0, -1], B[:, 1, :-1] = w1, b1, w2.T
-            self.bundles.append(B)
-        del torch
+        self.n_head, self.d, self.n_layers, self.block_size = c["n_head"], c["d_model"], c["n_layer"], c["block_size"]
+        self.layers = [{k: v for k, v in L.items() if k != "ffn_bundles"} for L in exported["layers"]]
+        self.bundles = [L["ffn_bundles"] for L in exported["layers"]]
+        self.emb, self.pos = exported["tok_emb"], exported["pos_emb"]
+        self.ln_f = (exported["ln_f_w"], exported["ln_f_b"])
+        self.fixed = {"tok_emb": self.emb, "pos_emb": self.pos, "ln_f_w": self.ln_f[0], "ln_f_b": self.ln_f[1]}
+        for l, L in enumerate(self.layers):
+            self.fixed.update({f"{l}.{k}": v for k, v in L.items()})
 
     def _attn(self, l, x, cache):
-        f, C, H = self.fixed, self.d, self.n_head
-        h = _layernorm(x, f[f"blocks.{l}.ln1.weight"], f[f"blocks.{l}.ln1.bias"])
-        qkv = h @ f[f"blocks.{l}.attn.qkv.weight"].T + f[f"blocks.{l}.attn.qkv.bias"]
+        p, C, H = self.layers[l], self.d, self.n_head
+        h = _layernorm(x, p["ln1_w"], p["ln1_b"])
+        qkv = h @ p["qkv_w"].T + p["qkv_b"]
         q, k, v = (a.reshape(len(x), H, C // H).transpose(1, 0, 2) for a in np.split(qkv, 3, axis=1))
         past = 0 if cache[l] is None else cache[l][0].shape[1]
         if cache[l] is not None:
@@ -222,33 +218,28 @@ class NumpyGPT:
         att = np.exp(att - att.max(-1, keepdims=True))
         att /= att.sum(-1, keepdims=True)
         y = (att @ v).transpose(1, 0, 2).reshape(len(x), C)
-        return (y @ f[f"blocks.{l}.attn.proj.weight"].T + f[f"blocks.{l}.attn.proj.bias"]).astype(np.float32)
+        return (y @ p["attn_proj_w"].T + p["attn_proj_b"]).astype(np.float32)
 
     def ffn_input(self, l, x):
-        f = self.fixed
-        h = _layernorm(x, f[f"blocks.{l}.ln2.weight"], f[f"blocks.{l}.ln2.bias"])
+        h = _layernorm(x, self.layers[l]["ln2_w"], self.layers[l]["ln2_b"])
         return np.concatenate([h, np.ones((len(h), 1), np.float32)], axis=1)
 
     def forward(self, tokens, cache, ffn_dense=None, ffn_token=None, trace: Trace | None = None):
         """Logits of the last position. ``ffn_dense(l, H)`` handles all rows, ``ffn_token(l, h)`` one row."""
-        f = self.fixed
         pos0 = 0 if cache[0] is None else cache[0][0].shape[1]
         if pos0 + len(tokens) > self.block_size:
             raise ValueError(f"sequence of {pos0 + len(tokens)} tokens exceeds block_size {self.block_size}")
-        x = f["tok_emb.weight"][tokens] + f["pos_emb.weight"][pos0:pos0 + len(tokens)]
+        x = self.emb[tokens] + self.pos[pos0:pos0 + len(tokens)]
         for l in range(self.n_layers):
             t0 = time.perf_counter()
             x = x + self._attn(l, x, cache)
             if trace is not None:
                 trace.add("compute", "attention", l, -1, t0, time.perf_counter())
             H = self.ffn_input(l, x)
-            if ffn_dense is not None:
-                out = ffn_dense(l, H)
-            else:
-                out = np.stack([ffn_token(l, h) for h in H])
-            x = x + out[:, :self.d] + f[f"blocks.{l}.mlp.proj.bias"]
-        h = _layernorm(x[-1:], f["ln_f.weight"], f["ln_f.bias"])
-        return (h @ f["tok_emb.weight"].T)[0]
+            out = ffn_dense(l, H) if ffn_dense is not None else np.stack([ffn_token(l, h) for h in H])
+            x = x + out[:, :self.d] + self.layers[l]["ffn_proj_b"]
+        h = _layernorm(x[-1:], *self.ln_f)
+        return (h @ self.emb.T)[0]
 
     def dense_ffn(self, l, H):
         B = self.bundles[l]
@@ -258,6 +249,8 @@ class NumpyGPT:
         """Greedy decoding. With ``engine``: dense prefill streamed from flash, sparse decode."""
         cache = [None] * self.n_layers
         tokens = [int(t) for t in prompt]
+        if not tokens:
+            raise ValueError("the prompt must hold at least one token")
         if engine is None:
             logits = self.forward(np.array(tokens), cache, ffn_dense=self.dense_ffn)
         else:
@@ -275,3 +268,13 @@ class NumpyGPT:
                 logits = self.forward(np.array([nxt]), cache, ffn_token=engine, trace=engine.trace)
                 engine.end_token()
         return out
+
+
+class PredictorAdapter:
+    """K's per-layer predictors (``Predictor.predict(x)``) on the engine's bias-channel input."""
+
+    def __init__(self, predictors: list, threshold: float = 0.5):
+        self.predictors, self.threshold = predictors, threshold
+
+    def __call__(self, layer: int, x: np.ndarray) -> np.ndarray:
+        return self.predictors[layer].predict(x[:-1], self.threshold)

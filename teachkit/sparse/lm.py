@@ -72,7 +72,7 @@ def stdlib_corpus(max_bytes: int = 2_000_000) -> tuple[bytes, bytes, list[str]]:
         (held if k % 10 == 9 else train).append(data)
         names.append(f.name)
         total += len(data)
-        if total >= max_bytes:
+        if total >= max_bytes and held:
             break
     if not train or not held:
         raise RuntimeError(f"found no standard-library sources under {root}")

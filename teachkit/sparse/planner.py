@@ -104,7 +104,7 @@ def predict(spec, mp: ModelProfile, io_profile: dict, bw_mem: float, bw_kernel: 
     L = mp.n_layers
     if hit_rate is None:
         hot_sets = [np.argsort(-f, kind="stable")[:hot_neurons] for f in mp.freq]
-        hit_rate = simulate_hit_rate(mp.traces, mp.n_neurons, cold_slots, hot_sets)
+        hit_rate = simulate_hit_rate(mp.traces, mp.n_neurons, cold_slots, hot_sets, warmup=len(mp.traces) // 3)
     n_miss = mp.mean_active * (1 - hit_rate)
     if read_unit == "bundle":
         t_read = spec.stride / interpolate_bw(io_profile, spec.stride, io_threads)
@@ -145,7 +145,8 @@ def choose_plan(spec, mp: ModelProfile, io_profile: dict, bw_mem: float, bw_kern
             continue
         if (H, cold) not in hits:
             hot_sets = [np.argsort(-f, kind="stable")[:H] for f in mp.freq]
-            hits[H, cold] = simulate_hit_rate(mp.traces, mp.n_neurons, int(cold), hot_sets)
+            hits[H, cold] = simulate_hit_rate(mp.traces, mp.n_neurons, int(cold), hot_sets,
+                                              warmup=len(mp.traces) // 3)
         terms = predict(spec, mp, io_profile, bw_mem, bw_kernel, fixed_bytes, H, int(cold), cs, ru,
                         io_threads=qd, hit_rate=hits[H, cold])
         plan = Plan(H, cs, ru, qd, int(cold), -(-H // cs) * spec.n_layers, terms["hit_rate"], terms["tok_s"], terms)

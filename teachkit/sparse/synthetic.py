@@ -98,9 +98,9 @@ class SyntheticStack:
     def describe(self) -> str:
         c = self.cfg
         kind = "ReGLU [gate|up|down]" if c.gated else "ReLU [up|down]"
-        gb = sum(b.nbytes for b in self.bundles) / 1e9
+        mb = sum(b.nbytes for b in self.bundles) / 1e6
         return (f"{LABEL} FFN stack (random weights, not a trained model): {c.n_layers} layers, "
-                f"d={c.d}, d_ff={c.d_ff}, {kind}, {gb:.2f} GB fp32, target activity "
+                f"d={c.d}, d_ff={c.d_ff}, {kind}, {mb:,.0f} MB fp32, target activity "
                 f"{c.activity:.0%}, power law exponent {c.power}")
 
     def config(self) -> dict:

@@ -20,7 +20,7 @@ def plot_activation_heatmap(H, title: str = "which neurons fire on each token",
     ax.set_ylabel("token")
     if labels is not None:
         ax.set_yticks(range(len(labels)))
-        ax.set_yticklabels([repr(c)[1:-1] or " " for c in labels], fontsize=7, family="monospace")
+        ax.set_yticklabels([repr(c)[1:-1] or " " for c in labels], fontsize=6, family="monospace")
     ax.grid(False)
     ax.set_title(f"{title} ({A.mean():.1%} active)")
     show(fig)
@@ -85,6 +85,8 @@ def plot_kernel_times(activity, times_ms: dict, bound_ms=None, dense_ms: float |
         ax.loglog(activity, bound_ms, "k--", label="bandwidth bound (bytes / measured GB/s)")
     if dense_ms is not None:
         ax.axhline(dense_ms, color="grey", ls=":", label="dense numpy FFN")
+    from matplotlib.ticker import NullFormatter
+    ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel("fraction of neurons active")
     ax.set_ylabel("ms per call (median)")
     ax.set_title(title)

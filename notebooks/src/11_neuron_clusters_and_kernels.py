@@ -1,0 +1,388 @@
+# %% [markdown]
+# # 11 · Neuron clusters and numba kernels
+#
+# Notebook 10 showed that a ReLU FFN fires about one neuron in ten per token and that a small
+# predictor can say which. Skipping 90% of the neurons only pays if the code that runs the other
+# 10% is fast. This notebook builds that code step by step:
+#
+# 1. the **neuron bundle**: the three weight vectors a neuron needs, stored side by side;
+# 2. a sparse FFN in plain Python, then with numpy gather, then as a **numba** kernel;
+# 3. the **race** in a naive parallel down projection, and its fix;
+# 4. the **fused bundled kernel**, and an int8 variant;
+# 5. time against activity, next to the **memory-bandwidth bound**;
+# 6. **neuron clusters**: hot neurons in large dense clusters, cold ones in small sparse ones.
+#
+# Every FFN layer here is **SYNTHETIC** (random weights with controlled statistics, from
+# `teachkit.sparse.synthetic`), so it can be as wide as we like. All sizes are small enough
+# for a laptop; the full-size numbers come from `make bench` (section 5).
+
+# %%
+import time
+
+import numba
+import numpy as np
+from numba import njit, prange
+
+from teachkit import check, viz
+from teachkit.sparse import kernels, reference
+from teachkit.sparse.bundles import make_bundles, quantize_int8
+from teachkit.sparse.synthetic import SyntheticConfig, SyntheticStack
+
+# %% [markdown]
+# ## 1. A neuron is three vectors: the bundle
+#
+# A gated (ReGLU) FFN computes `down @ (relu(gate @ x) * (up @ x))` with `gate, up` of shape
+# `(d_ff, d)` and `down` of shape `(d, d_ff)`. Neuron *i* contributes
+# `h_i · down[:, i]` with `h_i = relu(gate_i · x) · (up_i · x)`. So neuron *i* needs **row i of
+# gate and up, and column i of down**. A column is scattered through memory (stride `d_ff`), so
+# we store `down` transposed and put the three rows together: the **bundle**
+# `[gate_i | up_i | down_i]`, one contiguous block per neuron.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+rng = np.random.default_rng(0)
+d, d_ff = 6, 10
+w_gate, w_up = rng.standard_normal((d_ff, d)), rng.standard_normal((d_ff, d))
+w_down = rng.standard_normal((d, d_ff))                 # nn.Linear(d_ff, d).weight
+bundles = make_bundles(w_up, w_down, w_gate)
+print("bundles:", bundles.shape, bundles.dtype, "C-contiguous:", bundles.flags.c_contiguous)
+print("bundle 3 holds gate row 3, up row 3, down column 3:",
+      np.allclose(bundles[3], np.stack([w_gate[3], w_up[3], w_down[:, 3]])))
+print(f"one fp32 bundle at d = 4096: {3 * 4096 * 4 // 1024} KiB (one read from flash, one "
+      f"stream from RAM)")
+
+# %% [markdown]
+# ## 2. Three sparse FFNs: Python loops, numpy gather, numba
+#
+# We take a SYNTHETIC layer and one token's **oracle** active set (every neuron with a positive
+# gate). Leaving out the inactive neurons changes nothing, because their `h_i` is exactly 0:
+# the sparse FFN must equal the dense one.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+small = SyntheticStack(SyntheticConfig(d=256, d_ff=1024, n_layers=1, rank=16, seed=0))
+print(small.describe())
+B = small.bundles[0]
+x = small.hidden_states(0, 1)[0]
+idx = reference.active_set(B, x, gated=True)
+print(f"oracle active set: {len(idx)} of {B.shape[0]} neurons ({len(idx) / B.shape[0]:.1%})")
+
+
+# %%
+def sparse_ffn_python(B, idx, x):
+    """The definition, written as loops: slow but obviously right."""
+    d = x.shape[0]
+    out = [0.0] * d
+    for i in idx:
+        g = sum(float(B[i, 0, k]) * float(x[k]) for k in range(d))
+        u = sum(float(B[i, 1, k]) * float(x[k]) for k in range(d))
+        h = max(g, 0.0) * u
+        for k in range(d):
+            out[k] += h * float(B[i, 2, k])
+    return np.array(out, dtype=np.float32)
+
+
+def sparse_ffn_numpy(B, idx, x):
+    """numpy gather: B[idx] copies the active bundles, then three small matvecs."""
+    b = B[idx]
+    h = np.maximum(b[:, 0] @ x, 0) * (b[:, 1] @ x)
+    return h @ b[:, 2]
+
+
+# %%
+# NBVAL_CHECK_OUTPUT
+dense = reference.dense_ffn_ref(B, x, gated=True)
+y_py, y_np = sparse_ffn_python(B, idx, x), sparse_ffn_numpy(B, idx, x)
+print("python loops == dense:", np.allclose(y_py, dense, rtol=1e-4, atol=1e-5))
+print("numpy gather == dense:", np.allclose(y_np, dense, rtol=1e-4, atol=1e-5))
+assert np.allclose(y_py, dense, rtol=1e-4, atol=1e-5) and np.allclose(y_np, dense, rtol=1e-4, atol=1e-5)
+
+# %% [markdown]
+# numpy gather has a hidden cost: `B[idx]` **copies** every active bundle before computing,
+# so each weight crosses the memory bus twice (read, write the copy) and then once more. A
+# compiled loop can read each weight once, straight from its place. That is what numba gives
+# us: `@njit` compiles the Python loop to machine code, `prange` splits its iterations over
+# threads, `fastmath=True` lets LLVM vectorise the dot-product reduction, `nogil=True` lets
+# other Python threads (an I/O thread in notebook 13) run meanwhile, and `cache=True` keeps
+# the compiled code on disk for the next run.
+#
+# The **gathered dot product** for gate and up rows: each `prange` iteration owns `out[j]`, so
+# no two threads ever write the same place.
+
+# %%
+@njit(parallel=True, fastmath=True, nogil=True, cache=True)
+def gather_dot(W, idx, x, out):
+    for j in prange(idx.shape[0]):
+        r = idx[j]
+        acc = np.float32(0.0)
+        for k in range(x.shape[0]):
+            acc += W[r, k] * x[k]
+        out[j] = acc
+
+
+# %%
+# NBVAL_CHECK_OUTPUT
+W_gate = np.ascontiguousarray(B[:, 0])
+out = np.empty(len(idx), np.float32)
+gather_dot(W_gate, idx, x, out)
+print("our gather_dot == W[idx] @ x:", np.allclose(out, W_gate[idx] @ x, rtol=1e-4, atol=1e-5))
+lib = kernels.gather_dot(W_gate, idx, x, np.empty(len(idx), np.float32))
+print("our gather_dot == teachkit.sparse.kernels.gather_dot:", np.allclose(out, lib, atol=1e-5))
+
+# %% [markdown]
+# ## 3. The down projection, and a data race
+#
+# The down projection is a sum of scaled rows into **one** output vector:
+# `out += Σ_j h_j · down_{idx_j}` (an *axpy* per neuron). The obvious parallel version lets
+# every `prange` iteration add into `out`. Two threads can then read the same `out[k]`, both
+# add their term, and both write back: one of the two additions is lost. The result is wrong,
+# and differently wrong on every run. Many tiny rows make the collision frequent:
+
+# %%
+@njit(parallel=True)
+def down_axpy_racy(WdT, idx, h, out):
+    for j in prange(idx.shape[0]):
+        r = idx[j]
+        for k in range(out.shape[0]):
+            out[k] += h[j] * WdT[r, k]          # every thread writes the same out[k]: a race
+
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+n_rows = 4_000_000
+ones_rows, many = np.ones((64, 8), np.float32), (np.arange(n_rows) % 64).astype(np.int64)
+h_ones = np.ones(n_rows, np.float32)
+print(f"numba threads: {numba.get_num_threads()}; the right answer is {n_rows:,} in every entry")
+for attempt in range(4):
+    y = np.zeros(8, np.float32)
+    down_axpy_racy(ones_rows, many, h_ones, y)
+    print(f"run {attempt}: out[0] = {y[0]:,.0f}  ({n_rows - y[0]:,.0f} additions lost)")
+
+# %% [markdown]
+# (On one thread, or if the operating system happened to run the two threads one after the
+# other, every run is right: a race only *may* lose updates, which is what makes it
+# treacherous.)
+#
+# **The fix:** give each thread its own private accumulator row, `partial[c]`, split the
+# active list into one contiguous chunk per thread, and sum the rows once at the end. Nothing
+# is shared while the threads run. PowerInfer's CPU axpy kernel does exactly this.
+
+# %%
+@njit(parallel=True, fastmath=True, nogil=True, cache=True)
+def down_axpy(WdT, idx, h, out, nchunks):
+    n, d = idx.shape[0], out.shape[0]
+    per = (n + nchunks - 1) // nchunks
+    partial = np.zeros((nchunks, d), dtype=np.float32)
+    for c in prange(nchunks):
+        for j in range(c * per, min(n, (c + 1) * per)):
+            r = idx[j]
+            for k in range(d):
+                partial[c, k] += h[j] * WdT[r, k]     # thread c writes only row c
+    for c in range(nchunks):
+        out += partial[c]
+
+
+# %%
+# NBVAL_CHECK_OUTPUT
+for attempt in range(3):
+    y = np.zeros(8, np.float32)
+    down_axpy(ones_rows, many, h_ones, y, numba.get_num_threads())
+    print(f"run {attempt}: out[0] = {y[0]:,.0f}")
+assert y[0] == n_rows
+
+# %% [markdown]
+# ## 4. One fused kernel over bundles, and int8
+#
+# Running gate, up and down as three kernels reads `x` three times and makes two passes over
+# the index list. The **fused bundled kernel** does it all per neuron: the two dot products
+# (read together, two memory streams), the activation, and the axpy into the thread's private
+# row; if `h_i = 0` the down row is not even read. `teachkit.sparse.kernels.sparse_ffn_bundled`
+# is that kernel, with input checks in front:
+
+# %%
+# NBVAL_CHECK_OUTPUT
+y_fused = kernels.sparse_ffn_bundled(B, idx, x, np.zeros(B.shape[2], np.float32), gated=True)
+print("fused sparse FFN (oracle set) == dense FFN:", np.allclose(y_fused, dense, rtol=1e-4, atol=1e-5))
+try:
+    kernels.sparse_ffn_bundled(B.astype(np.float64), idx, x, np.zeros(256, np.float32), gated=True)
+except TypeError as err:
+    print("float64 bundles ->", err)
+try:
+    kernels.sparse_ffn_bundled(B, np.array([0, 5000]), x, np.zeros(256, np.float32), gated=True)
+except ValueError as err:
+    print("index 5000 ->", err)
+
+# %% [markdown]
+# numba has no float16 on the CPU, so to move fewer bytes we quantise to **int8 with one
+# scale per row**: `w ≈ q · s`, `s = max|w| / 127`. Each weight is one byte instead of four, the
+# error of each weight is at most `s / 2`, and the kernel multiplies by the scale once per dot
+# product.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+q, s = quantize_int8(B)
+y_i8 = kernels.sparse_ffn_bundled_int8(q, s, idx, x, np.zeros(256, np.float32), gated=True)
+rel = np.linalg.norm(y_i8 - dense) / np.linalg.norm(dense)
+print(f"int8 bundles: {q.nbytes + s.nbytes:,} bytes instead of {B.nbytes:,}; "
+      f"relative error of the FFN output {rel:.3f}")
+assert rel < 0.05
+
+# %% [markdown]
+# ## 5. Time against activity, beside the bandwidth bound
+#
+# At batch size 1 every weight is used once per token, so a kernel can go no faster than
+# **bytes touched / memory bandwidth**. We measure the bandwidth of this machine and time the
+# kernels at several activity levels on a SYNTHETIC layer, each call on a different token's
+# active set. The sizes here are small, so part of the data sits in the CPU cache and the
+# small-size numbers are optimistic; the honest, full-size figures (d = 4096, d_ff = 11008,
+# weights far larger than the cache, cache flushed before every call) come from
+# `make bench` and are loaded below when present. Timings vary run to run: nothing below
+# is checked by nbval.
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+from teachkit.sparse.machine import measure_memory_bandwidth, median_seconds
+
+bw = measure_memory_bandwidth(threads=1, nbytes=256 << 20, repeats=3)
+layer = SyntheticStack(SyntheticConfig(d=1024, d_ff=4096, n_layers=1, rank=32, seed=1))
+Bl = layer.bundles[0]
+X = layer.hidden_states(0, 16, seed=2)
+pre = layer.preactivations(0, X)
+print(layer.describe())
+print(f"measured read bandwidth (1 thread, 256 MiB buffer): {bw / 1e9:.1f} GB/s")
+
+levels = [0.02, 0.05, 0.1, 0.2, 0.5]
+times = {"numpy gather": [], "numba fused": [], "numba fused int8": []}
+bound = []
+ql, sl = quantize_int8(Bl)
+out = np.zeros(1024, np.float32)
+numba.set_num_threads(1)
+for level in levels:
+    k = int(level * 4096)
+    sets = [np.sort(np.argsort(-p)[:k]).astype(np.int64) for p in pre]   # top-k neurons per token
+    calls = {"numpy gather": lambda t: sparse_ffn_numpy(Bl, sets[t], X[t]),
+             "numba fused": lambda t: kernels.sparse_ffn_bundled(Bl, sets[t], X[t], out, True),
+             "numba fused int8": lambda t: kernels.sparse_ffn_bundled_int8(ql, sl, sets[t], X[t], out, True)}
+    for name, call in calls.items():
+        counter = [0]
+
+        def next_token(call=call, counter=counter):   # a different token's set on every call
+            counter[0] += 1
+            call(counter[0] % 16)
+
+        times[name].append(1e3 * median_seconds(next_token, repeats=9))
+    bound.append(1e3 * k * 3 * 1024 * 4 / bw)
+numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+dense_ms = 1e3 * median_seconds(lambda: Bl[:, 2].T @ (np.maximum(Bl[:, 0] @ X[0], 0) * (Bl[:, 1] @ X[0])), repeats=9)
+viz.plot_kernel_times(levels, times, bound, dense_ms,
+                      title="SYNTHETIC layer d=1024, d_ff=4096, 1 thread (small: partly cached)")
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+import json
+
+from teachkit import DATA_DIR
+
+stored = DATA_DIR / "sparse_bench.json"
+if stored.exists():
+    res = json.loads(stored.read_text())
+    rows = [r for r in res["kernels"] if r["threads"] == res["headline_threads"] and r["level"] != "oracle"]
+    lv = sorted({r["activity"] for r in rows})
+    by = {k: [r["median_ms"] for r in rows if r["kernel"] == k]
+          for k in ("numpy_gather_ffn", "numba_fused_bundled", "numba_fused_bundled_int8")}
+    bw_full = res["bandwidth_GBps"][str(res["headline_threads"])]
+    fused_bytes = [r["bytes_touched"] for r in rows if r["kernel"] == "numba_fused_bundled"]
+    print(f"STORED RESULTS of `python -m teachkit.sparse.bench` ({res['label']}), run at "
+          f"{res['started_utc']} on {res['machine']['cpu']} with load {res['machine']['load_avg_1min']}")
+    print(f"kernel_speedup_at_10pct = {res['kernel_speedup_at_10pct']}, "
+          f"kernel_bandwidth_fraction = {res['kernel_bandwidth_fraction']}")
+    viz.plot_kernel_times(lv, by, [1e3 * b / (bw_full * 1e9) for b in fused_bytes],
+                          res["dense_numpy_ffn_ms"][str(res["headline_threads"])],
+                          title="STORED bench: SYNTHETIC d=4096, d_ff=11008 (make bench)")
+else:
+    print("no stored benchmark yet: run `make bench` and copy bench/sparse.json to data/sparse_bench.json")
+
+# %% [markdown]
+# ## 6. Neuron clusters: hot neurons dense, cold neurons sparse
+#
+# Activation frequencies follow a power law (notebook 10), so a few **hot** neurons fire on
+# most tokens. Predicting them one by one saves almost nothing, so PowerInfer-2 merges them into
+# a few large clusters that are always computed densely, and leaves the long **cold** tail to
+# small clusters in which only the predicted-active neurons run. Sorting the neurons hot-first
+# makes every hot cluster one contiguous slice of the bundle array: a sequential read.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+from teachkit.sparse.clusters import cluster_size, make_clusters
+
+freq = layer.firing_prob[0]                     # the SYNTHETIC layer's designed frequencies
+cl = make_clusters(freq, hot_size=256, cold_size=64, coverage=0.5, max_hot=0.2)
+print(f"hot neurons: {cl.n_hot} of {len(freq)} ({cl.n_hot / len(freq):.1%}) carry "
+      f"{freq[cl.order[:cl.n_hot]].sum() / freq.sum():.0%} of the firings")
+print(f"{len(cl.hot)} hot clusters of <= 256 neurons, {len(cl.cold)} cold clusters of 64")
+print("neurons per cluster for a 512x4096 fp32 chunk (PowerInfer-2's CPU unit):", cluster_size(4096))
+
+# %% [markdown]
+# The FFN over clusters: reorder the bundles hot-first once, run every hot cluster on its whole
+# slice, and run each cold cluster on its active neurons only, all accumulating into the same
+# output. With the oracle active set this equals the dense FFN exactly (the hot neurons that
+# happen to be off this token contribute `h = 0`).
+
+# %%
+# NBVAL_CHECK_OUTPUT
+Bh = np.ascontiguousarray(Bl[cl.order])            # hot-first bundle order
+pos_of = np.empty_like(cl.order)
+pos_of[cl.order] = np.arange(len(cl.order))
+x0 = X[0]
+active_pos = np.sort(pos_of[reference.active_set(Bl, x0, True)])
+y = np.zeros(1024, np.float32)
+for a, b in cl.hot:
+    kernels.sparse_ffn_bundled(Bh, np.arange(a, b, dtype=np.int64), x0, y, True)
+cold_parts = cl.cold_active(active_pos[active_pos >= cl.n_hot])
+for part in cold_parts:
+    kernels.sparse_ffn_bundled(Bh, part, x0, y, True)
+dense0 = reference.dense_ffn_ref(Bl, x0, True)
+print(f"cold clusters with work this token: {len(cold_parts)} of {len(cl.cold)}")
+print("hot (dense) + cold (sparse) clusters == dense FFN:", np.allclose(y, dense0, rtol=1e-4, atol=1e-4))
+assert np.allclose(y, dense0, rtol=1e-4, atol=1e-4)
+
+# %% [markdown]
+# ## Exercises
+#
+# 1. `gather_dot(W, idx, x)`: return the vector `out[j] = W[idx[j]] · x` (numpy is fine).
+# 2. `down_axpy(WdT, idx, h, out)`: return `out + Σ_j h[j] · WdT[idx[j]]` without changing the
+#    meaning of repeated indices.
+# 3. `sparse_ffn(bundles, idx, x)`: the gated sparse FFN over `[gate | up | down]` bundles.
+# 4. `bandwidth_bound_ms(n_active, d, n_mats, bytes_per_weight, bandwidth_GBps)`: the least time
+#    in milliseconds a batch-1 sparse FFN can take, from the bytes it must read.
+
+# %%
+def my_gather_dot(W, idx, x):
+    raise NotImplementedError  # YOUR CODE HERE
+
+
+_ = check.gather_dot(my_gather_dot)
+
+
+# %%
+def my_down_axpy(WdT, idx, h, out):
+    raise NotImplementedError  # YOUR CODE HERE
+
+
+_ = check.down_axpy(my_down_axpy)
+
+
+# %%
+def my_sparse_ffn(bundles, idx, x):
+    raise NotImplementedError  # YOUR CODE HERE
+
+
+_ = check.sparse_ffn(my_sparse_ffn)
+
+
+# %%
+def my_bandwidth_bound_ms(n_active, d, n_mats, bytes_per_weight, bandwidth_GBps):
+    raise NotImplementedError  # YOUR CODE HERE
+
+
+_ = check.bandwidth_bound_ms(my_bandwidth_bound_ms)

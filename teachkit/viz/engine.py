@@ -1,0 +1,164 @@
+"""Plots of the flash-engine notebooks (12-14): I/O profile, cache, Gantt, ablation, sweep."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import COLORS, figure, show
+
+__all__ = ["plot_io_profile", "plot_cache_history", "plot_hit_curve", "plot_gantt", "plot_gantt_pair",
+           "plot_ablation", "plot_budget_sweep", "plot_predicted_vs_measured"]
+
+STAGE_COLORS = {"predict": COLORS[7], "attention": COLORS[5], "bundle_read": COLORS[0], "gate_read": COLORS[0],
+                "updown_read": COLORS[4], "gate_compute": COLORS[2], "updown_compute": COLORS[3],
+                "wait": "#dddddd", "prefill": COLORS[6]}
+
+
+def plot_io_profile(profile: dict, title: str = "random reads on this machine (O_DIRECT)") -> None:
+    """Bandwidth against read size, one line per queue depth, plus the sequential rate."""
+    fig, ax = figure()
+    table = {int(s): {int(q): v for q, v in row.items()} for s, row in profile["random"].items()}
+    sizes = sorted(table)
+    for k, q in enumerate(sorted(table[sizes[0]])):
+        ax.semilogx([s / 1024 for s in sizes], [table[s][q] / 1e6 for s in sizes], "o-",
+                    color=COLORS[k], label=f"random, {q} in flight")
+    if "sequential" in profile:
+        ax.axhline(profile["sequential"] / 1e6, ls="--", color="k", alpha=0.6, label="sequential 1 MiB")
+    ax.set_xlabel("read size (KiB)")
+    ax.set_ylabel("MB/s")
+    ax.set_title(title)
+    ax.legend()
+    show(fig)
+
+
+def plot_cache_history(history: list, title: str = "the segmented cache, token by token") -> None:
+    """Occupancy (slots used) and hit rate of the hot and cold regions over tokens."""
+    fig, (a1, a2) = figure(2)
+    t = np.arange(len(history))
+    for k, region in enumerate(("hot", "cold")):
+        occ = [h[f"{region}_occupied"] for h in history]
+        n = np.array([h[f"{region}_hits"] + h[f"{region}_misses"] for h in history], dtype=float)
+        hits = np.array([h[f"{region}_hits"] for h in history], dtype=float)
+        a1.plot(t, occ, color=COLORS[k], label=f"{region} ({'clusters' if region == 'hot' else 'neurons'})")
+        rate = np.divide(hits, n, out=np.full_like(n, np.nan), where=n > 0)
+        a2.plot(t, rate, color=COLORS[k], label=region)
+    a1.set_xlabel("token")
+    a1.set_ylabel("slots in use")
+    a1.legend()
+    a2.set_xlabel("token")
+    a2.set_ylabel("hit rate")
+    a2.set_ylim(0, 1.05)
+    a2.legend()
+    fig.suptitle(title)
+    show(fig)
+
+
+def plot_hit_curve(sizes, rates: dict, xlabel: str = "cold slots", title: str = "hit rate against cache size") -> None:
+    """One hit-rate curve per named configuration (e.g. with and without a hot region)."""
+    fig, ax = figure()
+    for k, (name, r) in enumerate(rates.items()):
+        ax.plot(sizes, r, "o-", color=COLORS[k], label=name)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("hit rate")
+    ax.set_ylim(0, 1.02)
+    ax.set_title(title)
+    ax.legend()
+    show(fig)
+
+
+def _gantt(ax, events, title, layers=None):
+    ev = [e for e in events if layers is None or e[2] in layers]
+    if not ev:
+        ax.set_title(f"{title} (no events)")
+        return
+    t0 = min(e[4] for e in ev)
+    lanes = sorted({e[0] for e in ev}, key=lambda s: (not s.startswith("io"), s))
+    for e in ev:
+        y = lanes.index(e[0])
+        ax.barh(y, (e[5] - e[4]) * 1e3, left=(e[4] - t0) * 1e3, height=0.7,
+                color=STAGE_COLORS.get(e[1], "k"), edgecolor="white", linewidth=0.3)
+    ax.set_yticks(range(len(lanes)))
+    ax.set_yticklabels(lanes)
+    ax.set_xlabel("ms")
+    ax.set_title(title)
+    ax.grid(False)
+
+
+def _legend(ax, stages):
+    from matplotlib.patches import Patch
+
+    ax.legend(handles=[Patch(color=STAGE_COLORS[s], label=s) for s in stages], ncol=3, fontsize=7,
+              loc="upper right")
+
+
+def plot_gantt(events, title: str = "one layer, stage by stage", layers=None) -> None:
+    """Gantt chart of trace events ``(lane, stage, layer, cluster, t0, t1)``: I/O lane(s) and compute."""
+    fig, ax = figure(wide=True)
+    _gantt(ax, events, title, layers)
+    _legend(ax, sorted({e[1] for e in events if layers is None or e[2] in layers}))
+    show(fig)
+
+
+def plot_gantt_pair(left, right, titles=("matrix-level pipeline", "cluster-level pipeline"), layers=None) -> None:
+    """Two traces one above the other, on the same time axis."""
+    fig, axes = figure(1, 2, wide=True, sharex=True)
+    for ax, ev, ti in zip(axes, (left, right), titles):
+        _gantt(ax, ev, ti, layers)
+    _legend(axes[0], sorted({e[1] for e in list(left) + list(right) if layers is None or e[2] in layers}))
+    show(fig)
+
+
+def plot_ablation(steps: list, title: str = "ablation: what each idea buys") -> None:
+    """Bars of tok/s for ``[{"step": name, "tok_s": value}, ...]`` with the gain over the previous."""
+    fig, ax = figure()
+    names = [s["step"] for s in steps]
+    vals = [s["tok_s"] for s in steps]
+    bars = ax.bar(range(len(vals)), vals, color=COLORS[:len(vals)])
+    for k, (b, v) in enumerate(zip(bars, vals)):
+        gain = "" if k == 0 else f"\n×{v / vals[k - 1]:.2f}"
+        ax.text(b.get_x() + b.get_width() / 2, v, f"{v:.1f}{gain}", ha="center", va="bottom", fontsize=8)
+    ax.set_xticks(range(len(vals)))
+    ax.set_xticklabels(names, rotation=15, fontsize=8)
+    ax.set_ylabel("tokens/s")
+    ax.set_title(title)
+    show(fig)
+
+
+def plot_budget_sweep(sweep: list, title: str = "memory budget sweep") -> None:
+    """tok/s (left axis) and cold-cache hit rate (right axis) against budget / FFN size."""
+    rows = [r for r in sweep if "tok_s" in r]
+    fig, ax = figure()
+    x = [r["budget_over_ffn"] for r in rows]
+    ax.plot(x, [r["tok_s"] for r in rows], "o-", color=COLORS[0], label="measured tok/s")
+    if all("predicted_tok_s" in r for r in rows):
+        ax.plot(x, [r["predicted_tok_s"] for r in rows], "s--", color=COLORS[0], alpha=0.5, label="planner's prediction")
+    ax.set_xlabel("memory budget / FFN bytes")
+    ax.set_ylabel("tokens/s")
+    ax2 = ax.twinx()
+    ax2.plot(x, [r["hit_rate_cold"] for r in rows], "^-", color=COLORS[1], label="cold hit rate")
+    ax2.set_ylabel("cold-region hit rate")
+    ax2.set_ylim(0, 1.05)
+    ax2.grid(False)
+    h1, l1 = ax.get_legend_handles_labels()
+    h2, l2 = ax2.get_legend_handles_labels()
+    ax.legend(h1 + h2, l1 + l2, loc="upper left")
+    ax.set_title(title)
+    show(fig)
+
+
+def plot_predicted_vs_measured(names, predicted, measured, title: str = "planner: predicted vs measured") -> None:
+    """Scatter of measured against predicted tok/s, with the y = x line."""
+    fig, ax = figure()
+    p, m = np.asarray(predicted, float), np.asarray(measured, float)
+    ax.scatter(p, m, color=COLORS[0])
+    for n, a, b in zip(names, p, m):
+        ax.annotate(str(n), (a, b), fontsize=8, xytext=(3, 3), textcoords="offset points")
+    hi = max(p.max(), m.max()) * 1.1
+    ax.plot([0, hi], [0, hi], "--", color="k", alpha=0.5, label="measured = predicted")
+    ax.set_xlim(0, hi)
+    ax.set_ylim(0, hi)
+    ax.set_xlabel("predicted tok/s")
+    ax.set_ylabel("measured tok/s")
+    ax.set_title(title)
+    ax.legend()
+    show(fig)
