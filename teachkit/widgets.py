@@ -3,7 +3,7 @@
 Each factory returns a :class:`Panel`: ``panel.ui`` is what the notebook displays, ``panel.controls``
 and ``panel.buttons`` name every control, and ``panel.state["last"]`` holds what the last redraw
 computed. No logic lives in a callback: a callback reads the controls and calls one pure function
-(``teachkit.viz.showdown.plot_dpo_landscape``, ``teachkit.rlhf.runner.select_runs``, ...). Tests drive
+(``teachkit.viz.showdown.plot_dpo_landscape``, ``teachkit.rlhf.showdown_data.select_runs``, ...). Tests drive
 the controls headlessly: setting ``control.value`` fires the callback synchronously, and
 ``button.click()`` fires ``on_click``.
 """
@@ -94,6 +94,7 @@ def dpo_landscape_widget(betas: tuple[float, ...] = LANDSCAPE_BETAS,
     buttons["reset"].on_click(reset)
     ui = W.VBox([W.HBox([controls["betas"], W.VBox([controls["loss"], controls["axis"],
                                                      controls["span"], buttons["reset"]])]), output])
+    refresh()
     return Panel(ui, controls, buttons, output, refresh, state)
 
 
@@ -110,7 +111,7 @@ def method_explorer(runs: list[dict], live: Callable[..., dict] | None = None) -
     ``train live`` button calls ``live(method, beta=..., **knobs) -> history`` (a small run of the
     runner) and overlays its curves, so the knobs that the stored runs do not vary can be explored.
     """
-    from .rlhf import runner
+    from .rlhf import runner, showdown_data
 
     ok = [r for r in runs if r.get("status", "ok") == "ok"]
     if not ok:
@@ -144,7 +145,7 @@ def method_explorer(runs: list[dict], live: Callable[..., dict] | None = None) -
             return
         method, beta = controls["method"].value, controls["beta"].value
         knobs = knob_values(method)
-        stored = runner.select_runs(ok, method=method, beta=beta, knobs=knobs)
+        stored = showdown_data.select_runs(ok, method=method, beta=beta, knobs=knobs)
         histories = {f"stored β={r['beta']:g}": r["history"] for r in stored}
         histories.update(state["live"].get(_key(method, beta, knobs), {}))
         state["shown"] = sorted(histories)

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from teachkit.rlhf import runner
+from teachkit.rlhf import showdown_data as sd
 from teachkit.toy.pairs import PairSplit, PreferencePairs, low_edit_pairs, pairs_from_samples
 from teachkit.toy.reward_model import reward_model_from
 from teachkit.toy.sft import new_model
@@ -93,7 +94,7 @@ def test_same_seed_same_record(world):
     method = AVAILABLE[0]
     a = runner.run_method(world, method, runner.METHODS[method].betas[0], small(method), seed=3)
     b = runner.run_method(world, method, runner.METHODS[method].betas[0], small(method), seed=3)
-    diff = runner.compare_records(a, b)
+    diff = sd.compare_records(a, b)
     assert max(diff.values()) == 0.0
 
 
@@ -112,3 +113,37 @@ def test_reference_record_has_zero_kl(world):
     ref = runner.run_reference(world)
     assert ref["kl_to_ref"] == pytest.approx(0.0, abs=1e-6)
     assert 0.0 <= ref["gold_reward"] <= 1.0
+
+
+def test_build_stores_runs_and_marks_missing_methods(world, tmp_path, monkeypatch):
+
+
+    real = runner.available_methods()
+    monkeypatch.setattr(runner, "available_methods",
+                        lambda: {**real, "orpo": "teachkit.rlhf.orpo_train: ImportError: test"})
+    budget = runner.Budget(labels=128)
+    records, meta = sd.build("arithmetic", methods=["dpo", "orpo"], betas={"dpo": (0.1, 0.3)},
+                                        budget=budget, verbose=False, world=world)
+    assert [(r["method"], r["status"]) for r in records] == [("dpo", "ok"), ("dpo", "ok"), ("orpo", "missing")]
+    assert meta["budget_labels"] == 128 and meta["start"]["kl_to_ref"] == pytest.approx(0.0, abs=1e-6)
+    path = sd.save_runs(records, tmp_path / "showdown_arithmetic.pt", meta)
+    back, meta_back = sd.load_runs(path)
+    assert back == records and meta_back == meta
+    with pytest.raises(ValueError, match="not 'length'"):
+        sd.build("length", world=world, verbose=False)
+
+
+def test_length_task_helpers_count_exact_lengths():
+
+
+    w = tiny_world("length")
+    cov = sd.pair_coverage(w)
+    assert sum(cov[f"pairs_k{k}"] for k in range(1, 7)) == len(w.pairs.train)
+    assert all(0.0 <= cov[f"chosen_exact_k{k}"] <= 1.0 for k in range(1, 7))
+    hits = sd.length_by_target(w, w.reference, n=16)
+    assert sorted(hits) == [f"exact_k{k}" for k in range(1, 7)]
+    # a hand-made "policy" check: the task's own lengths() agrees with counting letters
+    comps, mask = w.task.encode_completions(["aaaaa<eos>", "ab<eos>"])
+    assert w.task.lengths(comps, mask).tolist() == [5, 2]
+    with pytest.raises(ValueError, match="length task"):
+        sd.pair_coverage(tiny_world("arithmetic"))

@@ -8,6 +8,7 @@ matplotlib.use("Agg")
 
 from teachkit import artifacts  # noqa: E402
 from teachkit.rlhf import runner  # noqa: E402
+from teachkit.rlhf import showdown_data as sd  # noqa: E402
 from teachkit.viz import showdown as vz  # noqa: E402
 
 
@@ -67,18 +68,18 @@ def test_budget_too_small_for_one_step_says_so():
 
 
 def test_summary_picks_the_best_gold_beta_and_keeps_missing_methods(records):
-    rows = runner.summary_rows(records)
+    rows = sd.summary_rows(records)
     by = {r["method"]: r for r in rows}
     assert set(by) == {"ppo", "dpo", "orpo"}
     # gold ends at peak - 0.05 * 3**2 * ... : the β with the highest peak wins
     assert by["ppo"]["beta"] == 0.1 and by["dpo"]["beta"] == 0.1
     assert by["ppo"]["gold_reward"] == pytest.approx(0.9 - 0.05 * 4)
     assert by["orpo"]["status"] == "missing"
-    assert len(runner.summary_rows(records, pick="all")) == 7
+    assert len(sd.summary_rows(records, pick="all")) == 7
 
 
 def test_format_table_marks_missing_rows_and_never_invents_numbers(records):
-    text = runner.format_table(runner.summary_rows(records))
+    text = sd.format_table(sd.summary_rows(records))
     lines = text.splitlines()
     assert lines[0].split()[:4] == ["method", "family", "β", "gold"]
     orpo = next(line for line in lines if line.startswith("orpo"))
@@ -89,44 +90,44 @@ def test_format_table_marks_missing_rows_and_never_invents_numbers(records):
 
 def test_summary_rejects_unknown_pick(records):
     with pytest.raises(ValueError, match="pick"):
-        runner.summary_rows(records, pick="median")
+        sd.summary_rows(records, pick="median")
 
 
 def test_select_runs_filters_by_method_beta_and_skips_missing(records):
-    assert [r["beta"] for r in runner.select_runs(records, method="dpo")] == [0.05, 0.1, 0.5]
-    assert len(runner.select_runs(records, beta=0.1)) == 2
-    assert runner.select_runs(records, method="orpo") == []
+    assert [r["beta"] for r in sd.select_runs(records, method="dpo")] == [0.05, 0.1, 0.5]
+    assert len(sd.select_runs(records, beta=0.1)) == 2
+    assert sd.select_runs(records, method="orpo") == []
 
 
 def test_compare_records_reports_max_curve_and_final_differences(records):
     a = records[0]
     b = fake_record("ppo", a["beta"], gold_peak=0.7)
     b["history"]["gold_reward"][2] += 0.25
-    diff = runner.compare_records(a, b)
+    diff = sd.compare_records(a, b)
     assert diff["history.gold_reward"] == pytest.approx(0.25)
     assert diff["final.gold_reward"] == pytest.approx(0.0)
     with pytest.raises(ValueError, match="same method"):
-        runner.compare_records(a, records[1])
+        sd.compare_records(a, records[1])
 
 
 # --------------------------------------------------------------------------- storage
 
 
 def test_runs_round_trip_through_a_checksummed_artifact(records, tmp_path):
-    path = runner.save_runs(records, tmp_path / "showdown_test.pt", meta={"budget": 320})
-    back, meta = runner.load_runs(path)
+    path = sd.save_runs(records, tmp_path / "showdown_test.pt", meta={"budget": 320})
+    back, meta = sd.load_runs(path)
     assert meta == {"budget": 320}
     assert back[0]["history"]["gold_reward"] == records[0]["history"]["gold_reward"]
     assert back[-1]["status"] == "missing"
     data = bytearray(path.read_bytes())
     path.write_bytes(bytes(data[: len(data) // 2]))
     with pytest.raises(artifacts.ArtifactError, match="make data"):
-        runner.load_runs(path)
+        sd.load_runs(path)
 
 
 def test_missing_file_tells_the_learner_to_run_make_data(tmp_path):
     with pytest.raises(artifacts.ArtifactError, match="make data"):
-        runner.load_runs(tmp_path / "nope.pt")
+        sd.load_runs(tmp_path / "nope.pt")
 
 
 # --------------------------------------------------------------------------- figures
@@ -134,9 +135,9 @@ def test_missing_file_tells_the_learner_to_run_make_data(tmp_path):
 
 def test_every_figure_draws_from_synthetic_records(records):
     vz.plot_frontier(records, start={"kl_to_ref": 0.0, "gold_reward": 0.5})
-    vz.plot_gold_vs_proxy(runner.select_runs(records, beta=0.1))
+    vz.plot_gold_vs_proxy(sd.select_runs(records, beta=0.1))
     vz.plot_gold_vs_proxy(records[:5])   # 5 panels: a second row with blank axes
-    vz.plot_costs(runner.summary_rows(records))
+    vz.plot_costs(sd.summary_rows(records))
     vz.plot_history({"a": records[0]["history"], "b": records[1]["history"]}, title="t")
     assert matplotlib.pyplot.get_fignums() == []   # every figure was closed
 
@@ -152,12 +153,22 @@ def test_figures_refuse_empty_input():
 
 def test_over_optimisation_flags_gold_falling_while_proxy_rises():
     h = {"gold_reward": [0.5, 0.8, 0.7, 0.6], "proxy_reward": [0.0, 1.0, 1.5, 2.0]}
-    out = runner.over_optimisation(h)
+    out = sd.over_optimisation(h)
     assert out["flagged"] and out["peak_index"] == 1
     assert out["gold_drop"] == pytest.approx(0.2) and out["proxy_gain"] == pytest.approx(1.0)
     # the gold falls but so does the proxy: the reward model is not being exploited
-    assert not runner.over_optimisation({"gold_reward": [0.5, 0.8, 0.6], "proxy_reward": [0.0, 1.0, 0.5]})["flagged"]
+    assert not sd.over_optimisation({"gold_reward": [0.5, 0.8, 0.6], "proxy_reward": [0.0, 1.0, 0.5]})["flagged"]
     # still rising: nothing to flag
-    assert not runner.over_optimisation({"gold_reward": [0.5, 0.6, 0.7], "proxy_reward": [0, 1, 2]})["flagged"]
+    assert not sd.over_optimisation({"gold_reward": [0.5, 0.6, 0.7], "proxy_reward": [0, 1, 2]})["flagged"]
     with pytest.raises(ValueError, match="same length"):
-        runner.over_optimisation({"gold_reward": [0.5], "proxy_reward": []})
+        sd.over_optimisation({"gold_reward": [0.5], "proxy_reward": []})
+
+
+def test_exact_by_target_plot_draws_and_refuses_empty():
+    rec = fake_record("ppo", 0.1)
+    rec["final"].update({f"exact_k{k}": 0.1 * k for k in range(1, 7)})
+    start = {f"exact_k{k}": 0.5 for k in range(1, 7)}
+    coverage = {f"chosen_exact_k{k}": 0.3 for k in range(1, 7)}
+    vz.plot_exact_by_target([rec], start, coverage)
+    with pytest.raises(ValueError, match="no finished runs"):
+        vz.plot_exact_by_target([runner.missing_record("dpo", "x")], start, coverage)

@@ -106,3 +106,24 @@ def test_machine_helpers():
     assert calls == ["f", "b", "f", "b", "f", "b", "f"]
     with blas_threads(1) as n:
         assert n in (None, 1)
+
+
+def test_bench_run_smoke_small():
+    from teachkit.sparse.bench import LEVELS, run
+
+    cfg = SyntheticConfig(d=64, d_ff=256, n_layers=2, rank=8, seed=0)
+    res = run(threads=(1,), headline_threads=1, log=lambda s: None, cfg=cfg, n_tokens=3,
+              repeats=2, bw_bytes=1 << 20, flush_bytes=1 << 20)
+    assert res["label"].startswith("SYNTHETIC") and res["synthetic"]["label"] == "SYNTHETIC"
+    assert res["oracle_vs_dense_max_rel_err"] < 1e-4
+    kernels = {r["kernel"] for r in res["kernels"]}
+    assert kernels == {"numba_fused_bundled", "numba_fused_bundled_int8", "numba_gather_dot_gate",
+                       "numba_down_axpy", "numpy_gather_ffn"}
+    assert len(res["kernels"]) == 5 * (len(LEVELS) + 1)
+    for key in ("kernel_speedup_at_10pct", "kernel_bandwidth_fraction"):
+        assert res[key] > 0 and res["goals"][key]["measured"] == res[key]
+    fused10 = next(r for r in res["kernels"] if r["kernel"] == "numba_fused_bundled"
+                   and r["level"] == 0.10)
+    assert fused10["bytes_touched"] <= round(0.10 * 256) * 3 * 64 * 4      # never over-counted
+    with pytest.raises(ValueError, match="headline_threads"):
+        run(threads=(1,), headline_threads=2, cfg=cfg)

@@ -231,7 +231,8 @@ assert rel < 0.05
 # ## 5. Time against activity, beside the bandwidth bound
 #
 # At batch size 1 every weight is used once per token, so a kernel can go no faster than
-# **bytes touched / memory bandwidth**. We measure the bandwidth of this machine and time the
+# **bytes touched / memory bandwidth** (int8 touches a quarter of the fp32 bytes, so it can
+# beat the fp32 bound drawn below). We measure the bandwidth of this machine and time the
 # kernels at several activity levels on a SYNTHETIC layer, each call on a different token's
 # active set. The sizes here are small, so part of the data sits in the CPU cache and the
 # small-size numbers are optimistic; the honest, full-size figures (d = 4096, d_ff = 11008,
@@ -298,7 +299,8 @@ if stored.exists():
           f"kernel_bandwidth_fraction = {res['kernel_bandwidth_fraction']}")
     viz.plot_kernel_times(lv, by, [1e3 * b / (bw_full * 1e9) for b in fused_bytes],
                           res["dense_numpy_ffn_ms"][str(res["headline_threads"])],
-                          title="STORED bench: SYNTHETIC d=4096, d_ff=11008 (make bench)")
+                          title=f"STORED bench{' (--quick)' if res['quick'] else ''}: SYNTHETIC "
+                                f"d=4096, d_ff=11008, {res['headline_threads']} thread(s)")
 else:
     print("no stored benchmark yet: run `make bench` and copy bench/sparse.json to data/sparse_bench.json")
 

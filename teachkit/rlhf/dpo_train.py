@@ -22,9 +22,9 @@ import time
 from dataclasses import dataclass
 
 import torch
-
 import torch.nn.functional as F
 
+from ..toy.generate import completion_logits
 from .dpo import dpo_loss, dpop_loss, implicit_rewards, ipo_loss, simpo_loss
 
 __all__ = ["DPOConfig", "LOSSES", "PairData", "pair_data", "pair_forward", "pair_logps", "train_dpo",
@@ -70,15 +70,13 @@ class PairData:
 
 def pair_forward(model, prompts, chosen, chosen_mask, rejected, rejected_mask):
     """One forward pass over chosen ⊕ rejected: summed log-probs (B,), (B,) and logits (B, T, V) ×2."""
-    from ..toy.generate import completion_logits
-
     B = prompts.shape[0]
     comps = torch.cat([chosen, rejected])
     keep = torch.cat([chosen_mask, rejected_mask]).bool()
     safe = torch.where(keep, comps, torch.zeros_like(comps))       # padding ids may be anything
     logits = completion_logits(model, torch.cat([prompts, prompts]), safe)
     logp = F.log_softmax(logits.float(), dim=-1).gather(-1, safe[..., None]).squeeze(-1)
-    seq = torch.where(keep, logp, torch.zeros((), dtype=logp.dtype)).sum(-1)
+    seq = torch.where(keep, logp, torch.zeros((), dtype=logp.dtype, device=logp.device)).sum(-1)
     return seq[:B], seq[B:], logits[:B], logits[B:]
 
 
@@ -179,7 +177,8 @@ def pair_metrics(policy, data: PairData, beta: float = 0.1) -> dict[str, float]:
     chosen_logps / rejected_logps          mean log π(y_w), log π(y_l)
     chosen_logratio / rejected_logratio    mean log π/π_ref of each (0 at the start)
     chosen_below_ref                       fraction of pairs with log π(y_w) < log π_ref(y_w)
-    reward_accuracy, reward_margin         implicit-reward accuracy and mean margin (β·…)
+    reward_accuracy, reward_margin         implicit-reward accuracy (strict: the ties of step 0
+                                           count as wrong) and mean margin (β·…)
     dpo_loss                               DPO's loss on these pairs (ln 2 at the start)
     """
     pol_c, pol_r = pair_logps(policy, data)

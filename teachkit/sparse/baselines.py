@@ -84,6 +84,10 @@ class _ParallelReads:
     def bytes_read(self):
         return sum(r.bytes_read for r in self.readers)
 
+    @property
+    def n_reads(self):
+        return sum(r.n_reads for r in self.readers)
+
     def close(self):
         if self.pool is not None:
             self.pool.shutdown()
@@ -94,6 +98,7 @@ class _ParallelReads:
 class _Backend:
     gated: bool
     bytes_read = 0
+    n_reads = 0
 
     def end_token(self):
         return {}
@@ -225,6 +230,10 @@ class DenseStream(_Backend):
     def bytes_read(self):
         return self.reader.bytes_read
 
+    @property
+    def n_reads(self):
+        return self.reader.n_reads
+
     def close(self):
         self.stop = True
         self.free.put(None)
@@ -261,6 +270,10 @@ class NoCacheSparse(_Backend):
     @property
     def bytes_read(self):
         return self.io.bytes_read
+
+    @property
+    def n_reads(self):
+        return self.io.n_reads
 
     def close(self):
         self.io.close()
@@ -312,6 +325,10 @@ class LLMFlash(_Backend):
     @property
     def bytes_read(self):
         return self.io.bytes_read
+
+    @property
+    def n_reads(self):
+        return self.io.n_reads
 
     def close(self):
         self.io.close()

@@ -129,10 +129,11 @@ def run_interleaved(w: Workload, backends: dict, n_warm: int, n_time: int, check
     """
     lat = {k: [] for k in backends}
     disk = {k: 0 for k in backends}
-    br0 = {}
+    br0, nr0 = {}, {}
     for t in range(n_warm + n_time):
         if t == n_warm:
             br0 = {k: b.bytes_read for k, b in backends.items()}
+            nr0 = {k: b.n_reads for k, b in backends.items()}
             disk = {k: 0 for k in backends}
         for name, b in backends.items():
             d0 = disk_read_bytes()
@@ -146,6 +147,7 @@ def run_interleaved(w: Workload, backends: dict, n_warm: int, n_time: int, check
         read = b.bytes_read - br0[name] if b.bytes_read or name != "dense_mmap" else disk[name]
         out[name] = _summary(lat[name], n_warm, read)
         out[name]["disk_read_bytes_per_token"] = disk[name] / n_time
+        out[name]["reads_per_token"] = (b.n_reads - nr0[name]) / n_time
     return out
 
 
@@ -166,20 +168,29 @@ def _round(obj):
     return obj
 
 
-def run(quick: bool = False, profile: dict | None = None, log=print, workdir=None) -> dict:
-    """The engine section of the benchmark (see module docstring)."""
-    cfg = SyntheticConfig(d=1024, d_ff=4096, n_layers=4 if quick else 8, activity=0.10, seed=0)
-    n_warm, n_time, n_profile = (6, 10, 64) if quick else (10, 24, 128)
+def run(quick: bool = False, profile: dict | None = None, log=print, workdir=None, shape: dict | None = None,
+        tokens: tuple | None = None, sweep=None) -> dict:
+    """The engine section of the benchmark (see module docstring).
+
+    ``profile`` may carry ``bandwidth_Bps`` ({threads: B/s}) and ``io`` (a :func:`profile_reads`
+    result) measured already. ``shape``/``tokens``/``sweep`` shrink the run for a notebook:
+    ``shape=dict(d=512, d_ff=2048, n_layers=4)``, ``tokens=(warm-up, timed, profiling)``.
+    """
+    shape = {"d": 1024, "d_ff": 4096, "n_layers": 4 if quick else 8, **(shape or {})}
+    cfg = SyntheticConfig(activity=0.10, seed=0, **shape)
+    n_warm, n_time, n_profile = tokens or ((6, 10, 64) if quick else (10, 24, 128))
+    sweep = sweep or ((0.3, 0.5, 0.75) if quick else (0.3, 0.4, 0.5, 0.75, 1.0))
     own = workdir is None
     workdir = Path(tempfile.mkdtemp(prefix="teachkit_engine_")) if own else Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
     try:
-        return _run(cfg, n_warm, n_time, n_profile, profile or {}, log, workdir, quick)
+        return _run(cfg, n_warm, n_time, n_profile, profile or {}, log, workdir, quick, sweep)
     finally:
         if own:
             shutil.rmtree(workdir, ignore_errors=True)
 
 
-def _run(cfg, n_warm, n_time, n_profile, profile, log, workdir, quick):
+def _run(cfg, n_warm, n_time, n_profile, profile, log, workdir, quick, sweep_fracs):
     log(f"engine bench: building the {LABEL} workload in {workdir} ...")
     w = Workload(cfg, n_warm + n_time, n_profile, workdir)
     spec = w.spec
@@ -192,9 +203,11 @@ def _run(cfg, n_warm, n_time, n_profile, profile, log, workdir, quick):
         from .machine import measure_memory_bandwidth
         bw = {1: measure_memory_bandwidth(1, 512 << 20)}
     bw_mem = float(bw[1])
-    log("  profiling reads (O_DIRECT, random, by size x queue depth) on the bundled file ...")
-    io = profile_reads(sizes=(4096, 16384, 65536, 1 << 20), qds=(1, 4), n_reads=48 if quick else 128,
-                       path=w.path)
+    io = profile.get("io")
+    if io is None:
+        log("  profiling reads (O_DIRECT, random, by size x queue depth) on the bundled file ...")
+        io = profile_reads(sizes=(4096, 16384, 65536, 1 << 20), qds=(1, 4), n_reads=48 if quick else 128,
+                           path=w.path)
     bw_kernel = kernel_bandwidth(d=cfg.d, n=cfg.d_ff, n_act=int(w.profile.mean_active))
     prefill_bytes = 64 * spec.stride
     plan = choose_plan(spec, w.profile, io, bw_mem, bw_kernel, budget, w.fixed_bytes, prefill_bytes)
@@ -233,7 +246,7 @@ def _run(cfg, n_warm, n_time, n_profile, profile, log, workdir, quick):
     for name in backends:
         checks[name], worst[name] = check_against_dense()
     sweep_plans = {}
-    for frac in ((0.3, 0.5, 0.75) if quick else (0.3, 0.4, 0.5, 0.75, 1.0)):
+    for frac in sweep_fracs:
         b = int(ffn * frac)
         try:
             p = choose_plan(spec, w.profile, io, bw_mem, bw_kernel, b, w.fixed_bytes, prefill_bytes)

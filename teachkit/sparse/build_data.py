@@ -30,7 +30,12 @@ def train_layer_predictors(xs, hs, kind: str, rank: int = PREDICTOR_RANK, epochs
 
 
 def load_predictors(path=PRED_PATH) -> dict[str, list[Predictor]]:
-    """``{"lowrank": [per layer], "mlp": [per layer]}`` from ``data/sparse_predictors.pt``."""
+    """``{"lowrank": [per layer], "mlp": [per layer]}`` from ``data/sparse_predictors.pt``.
+
+    A predictor of layer l takes that layer's FFN input LN2(x) (d_model values, *without* the
+    bias channel) and ``predict(x, threshold)`` returns int64 neuron indices into the layer's
+    ``ffn_bundles`` from :func:`teachkit.sparse.lm.export_numpy`.
+    """
     p = artifacts.load(path, PRED_KIND, PRED_VERSION)
     return {k: [Predictor.from_payload(q) for q in p[k]] for k in ("lowrank", "mlp")}
 

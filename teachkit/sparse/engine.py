@@ -144,6 +144,10 @@ class SparseFFN:
     def bytes_read(self) -> int:
         return self.pipe.bytes_read + self.prefill_reader.bytes_read
 
+    @property
+    def n_reads(self) -> int:
+        return self.pipe.n_reads + self.prefill_reader.n_reads
+
     def end_token(self) -> dict:
         self.tokens += 1
         return self.cache.end_token()
@@ -244,6 +248,21 @@ class NumpyGPT:
     def dense_ffn(self, l, H):
         B = self.bundles[l]
         return _relu(H @ B[:, 0].T) @ B[:, 1]
+
+    def next_token_logprobs(self, tokens, engine: SparseFFN | None = None) -> np.ndarray:
+        """Teacher-forced decode: log p(tokens[t+1] | tokens[:t+1]) one token at a time (the decode path)."""
+        cache = [None] * self.n_layers
+        out = []
+        for t in range(min(len(tokens), self.block_size) - 1):
+            tok = np.array([int(tokens[t])])
+            if engine is None:
+                logits = self.forward(tok, cache, ffn_dense=self.dense_ffn)
+            else:
+                logits = self.forward(tok, cache, ffn_token=engine)
+                engine.end_token()
+            z = logits - logits.max()
+            out.append(z[int(tokens[t + 1])] - np.log(np.exp(z).sum()))
+        return np.array(out)
 
     def generate(self, prompt, n_new: int, engine: SparseFFN | None = None) -> list[int]:
         """Greedy decoding. With ``engine``: dense prefill streamed from flash, sparse decode."""

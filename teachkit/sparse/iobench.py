@@ -197,15 +197,16 @@ def _random_bw(path, size: int, qd: int, n_reads: int, span: int, seed: int, dir
 
 
 def profile_reads(sizes=(4096, 16384, 65536, 262144), qds=(1, 4), n_reads: int = 64,
-                  file_bytes: int = 256 << 20, path=None, direct: bool = True, seed: int = 0) -> dict:
+                  file_bytes: int = 256 << 20, path=None, direct: bool = True, seed: int = 0,
+                  directory=None) -> dict:
     """Random-read bandwidth (bytes/s) by read size x queue depth, and sequential bandwidth.
 
-    Reads a scratch file (or ``path``) with O_DIRECT at random ``size``-aligned offsets;
+    Reads a scratch file (in ``directory``, deleted after) or ``path`` with O_DIRECT at random ``size``-aligned offsets;
     ``qd`` threads keep ``qd`` reads in flight. Returns
     ``{"random": {size: {qd: bytes_per_s}}, "sequential": bytes_per_s, "span": bytes}``.
     """
     own = path is None
-    path = _scratch_file(file_bytes) if own else Path(path)
+    path = _scratch_file(file_bytes, directory) if own else Path(path)
     span = os.path.getsize(path)
     try:
         table = {int(s): {int(q): _random_bw(path, s, q, n_reads, span, seed + q, direct) for q in qds}

@@ -18,6 +18,12 @@ fired (PowerInfer-2's two-phase loading). Three schedules:
 * ``"cluster"``: no barrier. The compute thread takes any ready work: an arrived cluster's
   gate, an in-memory cluster's up/down (the *next* matrix), ... (Fig. 6b).
 
+**The GIL hand-off.** ``preadv`` and the numba kernels release the GIL, but the Python code
+around them needs it. A thread that wants the GIL may wait a full *switch interval*
+(``sys.getswitchinterval()``, 5 ms by default) while the other thread runs Python code: a 5 ms
+stall per hand-off, longer than a whole layer. The pipeline therefore lowers the interval to
+0.2 ms (a process-wide setting; measured: a 4 ms gate compute became 10 us).
+
 Every stage is recorded in a :class:`Trace` (lane, stage, layer, cluster, t0, t1). A failed
 read is re-raised in the compute thread; a read that never completes raises
 :class:`PipelineTimeout` after ``timeout`` seconds: the pipeline never hangs.
@@ -26,6 +32,7 @@ read is re-raised in the compute thread; a read that never completes raises
 from __future__ import annotations
 
 import queue
+import sys
 import threading
 import time
 from collections import deque
@@ -39,6 +46,7 @@ from .iobench import FlashReader, FlashReadError
 __all__ = ["PipelineConfig", "ClusterPipeline", "Trace", "PipelineTimeout", "gate_compute", "updown_compute"]
 
 _JIT = dict(nogil=True, fastmath=True, cache=True)
+SWITCH_INTERVAL = 2e-4
 
 
 # --------------------------------------------------------------------------- stage kernels
@@ -204,6 +212,8 @@ class ClusterPipeline:
         if cfg.read_unit == "split" and self.spec.dtype != "float32":
             raise ValueError("read_unit='split' needs a float32 file (int8 bundles are read whole)")
         self.trace = trace if trace is not None else Trace()
+        if sys.getswitchinterval() > SWITCH_INTERVAL:
+            sys.setswitchinterval(SWITCH_INTERVAL)           # see "The GIL hand-off" above
         unit = max(cfg.cluster_size, cache.cfg.cluster_size)
         self.readers = [FlashReader(flash, unit, fault=fault) for _ in range(cfg.io_threads)]
         if cfg.read_unit == "split" and self.readers[0].direct and (self.spec.d * 4) % 512:

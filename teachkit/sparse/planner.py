@@ -15,13 +15,14 @@ LRU tables the engine uses) and the user's limit (the memory budget).
     t_fixed    = B_fixed / BW_mem                          (attention, predictor: read every token)
     t_comp     = L · n_act · bundle_bytes / BW_kernel  +  L · n_units · c_unit
     t_io       = L · n_act · (1 - h) · t_read(unit)        t_read = unit_bytes / BW_rand(unit_bytes, QD)
-    pipelined: T = t_fixed + Σ_layers max(t_comp, t_io) + t_first_read     serial: T = t_fixed + t_comp + t_io
+    pipelined: T = t_fixed + max(t_comp, t_io) + min(t_comp, t_io) / n_units     serial: T = t_fixed + t_comp + t_io
     tok/s = 1 / T
 
 with the constraint fixed + staging + H·L·bundle + C·bundle <= budget and C >= the largest
-per-layer cold active set (else a layer cannot be cached at all). ``t_first_read`` is one read:
-the compute thread has nothing to do while the first miss of a layer with few hits is in
-flight. The plan is the grid point with the highest predicted tok/s; :func:`explain` prints it.
+per-layer cold active set (else a layer cannot be cached at all). With two lanes (I/O and
+compute) the layer takes as long as the busier lane plus the other lane's work on the last
+cluster (n_units clusters per layer), which is never more than the serial sum. The plan is
+the grid point with the highest predicted tok/s; :func:`explain` prints it.
 """
 
 from __future__ import annotations
@@ -116,8 +117,8 @@ def predict(spec, mp: ModelProfile, io_profile: dict, bw_mem: float, bw_kernel: 
     t_fixed = fixed_bytes / bw_mem
     t_comp = L * (mp.mean_active * bundle / bw_kernel + n_units * unit_overhead)
     t_io = L * n_miss * t_read
-    if pipelined:
-        t_ffn = max(t_comp, t_io) + (L * t_read if n_miss > 0 else 0.0)
+    if pipelined:                       # per layer: the longer lane, plus the other lane's last cluster
+        t_ffn = max(t_comp, t_io) + min(t_comp, t_io) / n_units
     else:
         t_ffn = t_comp + t_io
     total = t_fixed + t_ffn

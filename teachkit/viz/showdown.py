@@ -26,7 +26,7 @@ from . import COLORS, figure, show
 
 __all__ = [
     "LANDSCAPE_LOSSES", "preference_landscape", "plot_dpo_landscape", "plot_frontier",
-    "plot_gold_vs_proxy", "plot_costs", "plot_history",
+    "plot_gold_vs_proxy", "plot_costs", "plot_history", "plot_exact_by_target",
 ]
 
 LANDSCAPE_LOSSES = ("dpo", "ipo")
@@ -176,7 +176,7 @@ def plot_gold_vs_proxy(runs: list[dict], title: str = "gold (solid) vs proxy (da
 
 
 def plot_costs(rows: list[dict]) -> None:
-    """Cost bars per method: wall time, peak memory, models held. ``rows`` from ``runner.summary_rows``."""
+    """Cost bars per method: wall time, peak memory, models held. ``rows`` from ``showdown_data.summary_rows``."""
     rows = [r for r in rows if r.get("status", "ok") == "ok"]
     if not rows:
         raise ValueError("no finished runs to plot")
@@ -209,4 +209,29 @@ def plot_history(histories: dict[str, dict], title: str = "") -> None:
     axes[0].legend(fontsize=8)
     if title:
         fig.suptitle(title)
+    show(fig)
+
+
+def plot_exact_by_target(rows: list[dict], start: dict, coverage: dict, max_target: int = 6) -> None:
+    """Length task: fraction of samples with exactly k letters, per target k.
+
+    ``rows``: one record per method (e.g. its best-gold run) whose ``final`` holds ``exact_k<k>``;
+    ``start``: the SFT policy's; ``coverage``: ``chosen_exact_k<k>``, the fraction of training pairs
+    whose chosen completion has exactly k letters (grey bars: what the offline data shows).
+    """
+    rows = [r for r in rows if r.get("status", "ok") == "ok"]
+    if not rows:
+        raise ValueError("no finished runs to plot")
+    ks = list(range(1, max_target + 1))
+    fig, axes = figure(2, wide=True, sharey=True)
+    for ax, family in zip(axes, ("on-policy", "off-policy")):
+        ax.bar(ks, [coverage[f"chosen_exact_k{k}"] for k in ks], color="0.85", label="pairs: chosen exact")
+        ax.plot(ks, [start[f"exact_k{k}"] for k in ks], "k--", marker="*", label="SFT")
+        for i, r in enumerate(x for x in rows if x["family"] == family):
+            ax.plot(ks, [r["final"][f"exact_k{k}"] for k in ks], marker="o", color=COLORS[i % len(COLORS)],
+                    label=f"{r['method']} β={r['beta']:g}")
+        ax.set_xlabel("target length k")
+        ax.set_title(family)
+        ax.legend(fontsize=7)
+    axes[0].set_ylabel("P(exactly k letters)")
     show(fig)

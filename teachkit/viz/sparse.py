@@ -76,13 +76,14 @@ def plot_predictor_tradeoff(rows: dict, title: str = "predictor: recall vs neuro
 
 
 def plot_kernel_times(activity, times_ms: dict, bound_ms=None, dense_ms: float | None = None,
-                      title: str = "time per FFN call against activity") -> None:
+                      title: str = "time per FFN call against activity",
+                      bound_label: str = "fp32 bandwidth bound (bytes / measured GB/s)") -> None:
     """Median ms per call of each kernel; the bandwidth bound and the dense time as lines."""
     fig, ax = figure()
     for name, t in times_ms.items():
         ax.loglog(activity, t, "o-", label=name)
     if bound_ms is not None:
-        ax.loglog(activity, bound_ms, "k--", label="bandwidth bound (bytes / measured GB/s)")
+        ax.loglog(activity, bound_ms, "k--", label=bound_label)
     if dense_ms is not None:
         ax.axhline(dense_ms, color="grey", ls=":", label="dense numpy FFN")
     from matplotlib.ticker import NullFormatter

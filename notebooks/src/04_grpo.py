@@ -1,0 +1,441 @@
+# %% [markdown]
+# # 04 · GRPO: the group is the baseline
+#
+# ReMax (notebook 03) replaced PPO's critic with one greedy decode. GRPO (DeepSeekMath, Shao et al.
+# 2024) samples a **group** of G answers to each prompt and uses the group itself as the baseline:
+# each answer's advantage is its reward standardised within the group. It keeps PPO's clipped ratio
+# and puts the KL to the reference **in the loss** (the k3 estimator) instead of in the reward.
+# Its variants (Dr. GRPO, DAPO) differ in two lines: how advantages are scaled and how token terms
+# are averaged. RLOO closes the notebook.
+#
+# Background: `shared/reference/rlhf-losses.md` §1.2–§1.3, §4, §5, §11.
+
+# %%
+import torch
+
+from teachkit import check, viz
+from teachkit.rlhf import grpo_advantages, grpo_loss, kl_k3
+from teachkit.toy.evaluate import evaluate_policy
+from teachkit.toy.generate import completion_logprobs, generate
+from teachkit.toy.world import load_world
+
+torch.set_num_threads(1)
+world = load_world()
+task = world.task
+
+# %% [markdown]
+# ## 1. Group sampling and normalised advantages
+#
+# For each prompt we draw G answers, laid out consecutively, score them, and standardise within
+# the group:
+#
+# $$ \hat A_i = \frac{r_i - \operatorname{mean}(r_{1..G})}{\operatorname{std}(r_{1..G}) + \varepsilon}, $$
+#
+# with the Bessel-corrected std and ε = 1e-4. Every token of answer i gets the same $\hat A_i$.
+
+# %%
+def my_group_advantages(rewards, G, eps=1e-4):
+    groups = rewards.view(-1, G)
+    centred = groups - groups.mean(dim=1, keepdim=True)
+    adv = centred / (groups.std(dim=1, keepdim=True) + eps)
+    equal = (groups.amax(1) == groups.amin(1))[:, None]       # no spread: no signal, exactly 0
+    return torch.where(equal, torch.zeros(()), adv).reshape(-1)
+
+
+G = 8
+policy = world.new_policy()
+g = torch.Generator().manual_seed(0)
+prompts = task.sample_prompts(6, g).repeat_interleave(G, dim=0)
+roll = generate(policy, prompts, task.max_new_tokens, generator=g)
+proxy = world.proxy_reward(roll.prompts, roll.completions, roll.mask)
+gold = world.gold_reward(roll.prompts, roll.completions, roll.mask)
+adv = my_group_advantages(proxy, G)
+assert torch.allclose(adv, grpo_advantages(proxy, G))
+
+# %%
+# NBVAL_CHECK_OUTPUT
+print("equal to teachkit.rlhf.grpo_advantages:", torch.allclose(adv, grpo_advantages(proxy, G)))
+for i in range(2):
+    print(f"group {i} ({task.tokenizer.decode(prompts[i * G])}):")
+    for j in range(i * G, i * G + 4):
+        print(f"   {task.format(prompts[j], roll.completions[j], roll.mask[j]):<16s} proxy {proxy[j].item():+.2f}  "
+              f"gold {gold[j].item():.0f}  A {adv[j].item():+.2f}")
+
+# %% [markdown]
+# **Zero-std groups carry no signal.** If every answer in a group gets the same reward, every
+# advantage is 0 and the group contributes nothing to the gradient: the compute spent sampling it
+# is wasted. With a learned reward model only identical answers tie. With a 0/1 reward like the
+# gold one, a group of 8 is all right or all wrong with probability p⁸ + (1 − p)⁸ for a prompt the
+# policy gets right with probability p: about 2% at p = 0.6 (the SFT policy), but 66% at p = 0.95.
+# The better the policy, the more of its samples teach nothing. DAPO's "dynamic sampling" resamples
+# such groups.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+gold_groups = gold.view(-1, G)
+zero_std = (gold_groups.amax(1) == gold_groups.amin(1))
+print(f"with the 0/1 gold reward, {int(zero_std.sum())} of {len(zero_std)} groups have zero std")
+print(f"with the proxy reward,    {int((proxy.view(-1, G).std(1) == 0).sum())} of {len(zero_std)}")
+
+# %% [markdown]
+# ## 2. The loss
+#
+# Per token, with $\rho = \pi_\theta/\pi_{\text{old}}$ and the k3 estimator of the KL to the reference:
+#
+# $$ \ell_{i,t} = -\min\big(\rho_{i,t}\hat A_i,\ \mathrm{clip}(\rho_{i,t}, 1-\epsilon, 1+\epsilon)\hat A_i\big) + \beta\Big(\frac{\pi_{\text{ref}}}{\pi_\theta} - \log\frac{\pi_{\text{ref}}}{\pi_\theta} - 1\Big). $$
+#
+# The paper averages over each answer's tokens, then over answers. DAPO averages over all tokens
+# of the batch; Dr. GRPO divides the sum by a constant (B·T, the batch's token budget):
+#
+# | aggregation | formula | weight of one token of answer i |
+# |---|---|---|
+# | `seq-mean-token-mean` (paper) | $\frac1B\sum_i \frac1{\lvert o_i\rvert}\sum_t \ell_{i,t}$ | $1/(B\lvert o_i\rvert)$ |
+# | `token-mean` (DAPO) | $\sum_{i,t}\ell_{i,t} / \sum_i \lvert o_i\rvert$ | $1/\sum_i\lvert o_i\rvert$ |
+# | `seq-mean-token-sum-norm` (Dr. GRPO) | $\sum_{i,t}\ell_{i,t} / (B\,T)$ | $1/(BT)$ |
+#
+# k3 is computed as `expm1(d) − d` with d = log π_ref − log π (see `teachkit.rlhf.kl`): the
+# textbook form `exp(d) − d − 1` loses all its digits when d is tiny and can even come out negative.
+
+# %%
+def my_grpo_loss(logp, old_logp, ref_logp, advantages, mask, clip_eps=0.2, beta=0.04,
+                 aggregation="seq-mean-token-mean"):
+    keep = mask.bool()
+    zero = torch.zeros(())
+    logp, old_logp, ref_logp = (torch.where(keep, x, zero) for x in (logp, old_logp, ref_logp))
+    ratio = torch.exp(logp - old_logp)
+    A = advantages[:, None]
+    d = ref_logp - logp
+    per_token = -torch.minimum(ratio * A, ratio.clamp(1 - clip_eps, 1 + clip_eps) * A) + beta * (torch.expm1(d) - d)
+    per_token = torch.where(keep, per_token, zero)
+    if aggregation == "seq-mean-token-mean":
+        return (per_token.sum(1) / mask.sum(1)).mean()
+    if aggregation == "token-mean":
+        return per_token.sum() / mask.sum()
+    return per_token.sum() / per_token.numel()
+
+
+mask = roll.mask
+with torch.no_grad():
+    old_logp = completion_logprobs(policy, roll.prompts, roll.completions, mask)
+    ref_logp = completion_logprobs(world.reference, roll.prompts, roll.completions, mask)
+# a policy that has already moved (as in the second of μ updates), so that ρ ≠ 1 and the clip acts
+moved = old_logp + 0.4 * torch.randn(old_logp.shape, generator=torch.Generator().manual_seed(1))
+AGGS = ("seq-mean-token-mean", "token-mean", "seq-mean-token-sum-norm")
+for agg in AGGS:
+    assert torch.allclose(my_grpo_loss(moved, old_logp, ref_logp, adv, mask, aggregation=agg),
+                          grpo_loss(moved, old_logp, ref_logp, adv, mask, aggregation=agg))
+
+# %%
+# NBVAL_CHECK_OUTPUT
+for agg in AGGS:
+    print(f"{agg:25s} notebook {my_grpo_loss(moved, old_logp, ref_logp, adv, mask, aggregation=agg).item():+.5f}"
+          f"   library {grpo_loss(moved, old_logp, ref_logp, adv, mask, aggregation=agg).item():+.5f}")
+tiny = torch.tensor([1e-6, -1e-6, 3e-7])
+print("k3 of tiny log-ratios, naive:", (torch.exp(tiny) - tiny - 1).tolist())
+print("k3 of tiny log-ratios, ours: ", [f"{v:.3e}" for v in kl_k3(torch.zeros(3), tiny).tolist()])
+
+# %% [markdown]
+# ## 3. Why the loss sits near 0 while the reward climbs
+#
+# GRPO users often report that the loss "does nothing". At the first update of a batch
+# π_θ = π_old, so ρ = 1 and the clip is inactive. With β = 0 the paper's loss is then
+# $-\frac1B\sum_i \hat A_i$ (each answer's token average of a constant is that constant), and group
+# advantages sum to 0 within every group: **the loss is exactly 0**. Its gradient is not:
+# $-\frac1B\sum_i \hat A_i\,\frac1{|o_i|}\sum_t\nabla\log\pi(o_{i,t})$ pushes good answers up and bad ones
+# down. The value of a policy-gradient loss is not a measure of progress; watch the reward.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+logp = completion_logprobs(policy, roll.prompts, roll.completions, mask)
+loss = grpo_loss(logp, old_logp, None, adv, mask, beta=0.0)
+loss.backward()
+grad_norm = torch.sqrt(sum((p.grad ** 2).sum() for p in policy.parameters()))
+policy.zero_grad()
+print(f"loss at ρ = 1, β = 0: {abs(loss.item()):.1e}   gradient norm: {grad_norm.item():.3f}")
+
+# %% [markdown]
+# ## 4. KL in the loss or KL in the reward: which KL is minimised?
+#
+# PPO and ReMax put $-\beta\,\mathrm{k1}$ into the **reward**; GRPO adds $\beta\,\mathrm{k3}$ to the **loss**.
+# Both have the right *value* on average (k1 and k3 are unbiased estimates of KL(π‖π_ref)), but a
+# loss is used for its *gradient*. With samples y ~ π treated as data (we do not differentiate
+# through the sampling), the expected gradients are (ℓ = log π − log π_ref, r = π_ref/π):
+#
+# | where | expected gradient | equals |
+# |---|---|---|
+# | k1 in the reward (REINFORCE) | $\mathbb E_\pi[\ell\,\nabla\log\pi]$ | $\nabla\,\mathrm{KL}(\pi\|\pi_{\text{ref}})$, the reverse KL |
+# | k1 in the loss | $\mathbb E_\pi[\nabla\log\pi] = 0$ | nothing at all |
+# | k2 = ½ℓ² in the loss | $\mathbb E_\pi[\ell\,\nabla\log\pi]$ | the reverse KL |
+# | k3 in the loss | $\mathbb E_\pi[(1 - r)\nabla\log\pi] = -\sum_y\pi_{\text{ref}}\nabla\log\pi$ | $\nabla\,\mathrm{KL}(\pi_{\text{ref}}\|\pi)$, the **forward** KL |
+#
+# We check every line exactly on a categorical distribution over 5 tokens, with autograd.
+
+# %%
+from teachkit.rlhf import kl_k1, kl_k2  # noqa: E402
+
+torch.manual_seed(0)
+theta = torch.randn(5, dtype=torch.float64, requires_grad=True)
+log_ref = torch.log_softmax(torch.randn(5, dtype=torch.float64), 0)
+
+
+def expected_grad(per_sample_loss):
+    """∇_θ Σ_y π(y) f(y), with π(y) treated as data (the on-policy sampling is not differentiated)."""
+    logp = torch.log_softmax(theta, 0)
+    weights = logp.exp().detach()
+    return torch.autograd.grad((weights * per_sample_loss(logp)).sum(), theta)[0]
+
+
+def true_grad(kl):
+    logp = torch.log_softmax(theta, 0)
+    return torch.autograd.grad(kl(logp), theta)[0]
+
+
+reverse = true_grad(lambda lp: (lp.exp() * (lp - log_ref)).sum())
+forward = true_grad(lambda lp: (log_ref.exp() * (log_ref - lp)).sum())
+estimates = {
+    "k1 in the reward": expected_grad(lambda lp: kl_k1(lp, log_ref).detach() * lp),
+    "k1 in the loss": expected_grad(lambda lp: kl_k1(lp, log_ref)),
+    "k2 in the loss": expected_grad(lambda lp: kl_k2(lp, log_ref)),
+    "k3 in the loss": expected_grad(lambda lp: kl_k3(lp, log_ref)),
+}
+
+# %%
+# NBVAL_CHECK_OUTPUT
+for name, grad in estimates.items():
+    print(f"{name:17s} = ∇KL(π‖ref)? {torch.allclose(grad, reverse)}   = ∇KL(ref‖π)? {torch.allclose(grad, forward)}"
+          f"   = 0? {torch.allclose(grad, torch.zeros(5, dtype=torch.float64))}")
+
+# %% [markdown]
+# Does it matter where training ends up? Maximise a reward $R(y)$ over the 5 tokens with each
+# penalty, by exact gradient ascent. The reverse-KL objective has the closed-form optimum
+# $\pi^*(y) \propto \pi_{\text{ref}}(y)\,e^{R(y)/\beta}$; the forward KL pulls differently: it is
+# infinite wherever π_ref has mass and π has none, so it keeps π spread over *every* token the
+# reference likes (mass-covering), while the reverse KL lets π drop tokens (mode-seeking).
+# Setting the gradient of $\sum_y \pi R - \beta\,\mathrm{KL}(\pi_{\text{ref}}\|\pi)$ to a Lagrange
+# multiplier λ gives $\pi(y) = \beta\,\pi_{\text{ref}}(y)/(\lambda - R(y))$: it decays only like
+# 1/(λ − R) in the reward, not exponentially.
+
+# %%
+R = torch.tensor([1.0, 0.0, 0.5, -1.0, 0.2], dtype=torch.float64)
+beta = 0.3
+target = torch.softmax(log_ref + R / beta, 0)
+
+
+def train_categorical(penalty):
+    th = log_ref.clone().requires_grad_(True)
+    opt = torch.optim.Adam([th], lr=0.05)
+    for _ in range(1500):
+        logp = torch.log_softmax(th, 0)
+        objective = (logp.exp() * R).sum() - beta * penalty(logp)
+        opt.zero_grad()
+        (-objective).backward()
+        opt.step()
+    return torch.softmax(th, 0).detach()
+
+
+pi_reverse = train_categorical(lambda lp: (lp.exp() * (lp - log_ref)).sum())
+pi_forward = train_categorical(lambda lp: (log_ref.exp() * (log_ref - lp)).sum())
+
+# %%
+# NBVAL_CHECK_OUTPUT
+print("reference          ", log_ref.exp().numpy().round(3))
+print("π* ∝ ref·e^(R/β)    ", target.numpy().round(3))
+print("reverse-KL penalty ", pi_reverse.numpy().round(3), " (k1 in the reward, k2 in the loss)")
+print("forward-KL penalty ", pi_forward.numpy().round(3), " (k3 in the loss)")
+print(f"max |π − π*|: reverse {(pi_reverse - target).abs().max().item():.4f}, "
+      f"forward {(pi_forward - target).abs().max().item():.4f}")
+
+# %% [markdown]
+# With k3 in the loss, GRPO optimises a differently regularised objective from PPO's. Here the
+# forward-KL solution keeps 14 times more mass on the worst token (R = −1) and yet piles more on the
+# best one: the 1/(λ − R) shape, not a tempered copy of the reference. Near the reference the
+# two KLs agree to second order, so for small β·drift the difference is small; it grows as the
+# policy moves. (TRL's `use_bias_correction_kl` and "k1 in the reward" variants exist for this
+# reason; many recent recipes simply set β = 0.)
+#
+# ## 5. Training GRPO
+#
+# `train_grpo` (in `teachkit/rlhf/grpo_train.py`): each iteration samples G = 8 answers for each of
+# 16 prompts (128 samples), scores them with the reward model, computes group advantages, and takes
+# μ = 2 gradient steps on `grpo_loss` with β = 0.2 (the first with ρ = 1, the second with the clip
+# active). No critic.
+
+# %%
+from teachkit.rlhf.grpo_train import GRPOConfig, train_grpo  # noqa: E402
+
+cfg = GRPOConfig(steps=40, lr=1e-4, beta=0.2, group_size=8, prompts_per_step=16, num_iterations=2, seed=0)
+trained, history = train_grpo(world, cfg)
+viz.compare_training_curves({"GRPO": history},
+                            keys=("gold_reward", "proxy_reward", "kl_to_ref", "loss", "frac_zero_std", "clip_fraction"),
+                            baselines={"gold_reward": history["gold_reward"][0]})
+
+# %% [markdown]
+# The loss hovers near 0 (slightly positive: the β·k3 term grows as the policy moves) while both
+# rewards rise. The clip almost never acts: at this learning rate one Adam step does not move any
+# token's probability by 20%, so in the second update of a batch ρ stays inside [0.8, 1.2]; the clip
+# is a safeguard for larger steps or more updates per batch. The proxy reward is a real number, so
+# zero-std groups appear only when all G answers are identical: as the policy becomes confident on
+# easy prompts, it happens more and more often (about one group in five by the end).
+#
+# Does GRPO beat SFT on the held-out prompts? We require at least **0.10 gold reward** more
+# (sampled, mean of three evaluation seeds).
+
+# %%
+MARGIN = 0.10
+seeds = (10, 11, 12)
+sft_gold = sum(evaluate_policy(world, world.reference, seed=s)["gold_reward"] for s in seeds) / 3
+grpo_gold = sum(evaluate_policy(world, trained, seed=s)["gold_reward"] for s in seeds) / 3
+grpo_greedy = evaluate_policy(world, trained, greedy=True)
+print(f"gold reward, sampled: SFT {sft_gold:.3f} -> GRPO {grpo_gold:.3f}")
+print(f"gold reward, greedy:  SFT {evaluate_policy(world, world.reference, greedy=True)['gold_reward']:.3f} "
+      f"-> GRPO {grpo_greedy['gold_reward']:.3f} (KL {grpo_greedy['kl_to_ref']:.2f} nats)")
+assert grpo_gold >= sft_gold + MARGIN, f"GRPO should beat SFT by {MARGIN} gold reward"
+g = torch.Generator().manual_seed(4)
+groups = generate(trained, task.sample_prompts(64, g).repeat_interleave(G, 0), task.max_new_tokens, generator=g)
+gold_groups = world.gold_reward(groups.prompts, groups.completions, groups.mask).view(-1, G)
+print(f"with the 0/1 gold reward, {(gold_groups.amax(1) == gold_groups.amin(1)).float().mean().item():.0%} "
+      "of the trained policy's groups would have zero std")
+
+# %% [markdown]
+# GRPO gains less than PPO did in notebook 02 at a similar sample budget. One reason is visible in
+# section 1: standardising within a group turns *small* differences of the reward model into
+# full-size advantages. In a group of eight wrong answers the reward model still ranks them, and
+# GRPO pushes hard towards whichever wrong answer it prefers; the proxy's errors get amplified.
+# PPO's whitening works over the whole batch and does not do this. (With the 0/1 gold reward, a
+# verifiable reward, the same loop does much better: try `GRPOConfig(reward="gold")`.)
+#
+# ## 6. The length bias of the paper's aggregation
+#
+# In the paper's form each token of answer i weighs $\hat A_i/|o_i|$. For a wrong answer
+# ($\hat A_i < 0$) the push down per token is weaker the longer the answer: at each position,
+# stopping (a short wrong answer) is penalised more than going on (a long one). For right answers it
+# is the other way round. So the paper's aggregation teaches the policy to write **longer when it is
+# wrong** and shorter when it is right, a bias that has nothing to do with the reward. Dr. GRPO
+# divides by a constant instead (and drops the std division), which removes it.
+#
+# Sums of two digits are at most three tokens long, too short to see this. We use the toy world's
+# second task, which writes strings of `a`/`b` of any length up to 7, with a reward that ignores
+# length: **1 if the answer starts with `a`**, else 0. Then we probe the trained policies: force the
+# first letter and measure how long the policy goes on after a right start (`a`) and after a wrong
+# start (`b`).
+
+# %%
+length_world = load_world("length")
+A_ID, B_ID = length_world.task.tokenizer.ids["a"], length_world.task.tokenizer.ids["b"]
+
+
+class StartsWithA:
+    """The length world with a length-blind 0/1 reward: does the answer start with `a`?"""
+
+    def __init__(self, world):
+        self.world = world
+
+    def __getattr__(self, name):
+        return getattr(self.world, name)
+
+    def gold_reward(self, prompts, completions, mask):
+        return (completions[:, 0] == A_ID).float()
+
+
+def length_after(policy, first, n=512, seed=0):
+    """Mean answer length when the first letter is forced to ``first``."""
+    gen = torch.Generator().manual_seed(seed)
+    p = length_world.task.sample_prompts(n, gen)
+    p = torch.cat([p, torch.full((n, 1), first)], 1)
+    rest = generate(policy, p, length_world.task.max_new_tokens - 1, generator=gen)
+    return 1 + rest.mask.sum(1).float().mean().item()
+
+
+probe = {"SFT": (length_after(length_world.reference, A_ID), length_after(length_world.reference, B_ID))}
+for name, agg, scale in [("paper", "seq-mean-token-mean", True), ("Dr. GRPO", "seq-mean-token-sum-norm", False)]:
+    pol, _ = train_grpo(StartsWithA(length_world), GRPOConfig(steps=40, lr=1e-3, beta=0.0, reward="gold",
+                                                              aggregation=agg, scale_rewards=scale,
+                                                              eval_every=100, seed=0))
+    probe[name] = (length_after(pol, A_ID), length_after(pol, B_ID))
+
+# %%
+for name, (after_a, after_b) in probe.items():
+    print(f"{name:9s} length after a right start {after_a:.2f}, after a wrong start {after_b:.2f}, "
+          f"gap {after_b - after_a:+.2f}")
+assert probe["paper"][1] - probe["paper"][0] > 0.5, "the paper's aggregation: wrong answers run longer"
+assert abs(probe["Dr. GRPO"][1] - probe["Dr. GRPO"][0]) < 0.3, "Dr. GRPO: no length gap"
+
+# %% [markdown]
+# Both runs learn the reward (almost every answer starts with `a`). Under the paper's aggregation
+# the policy writes clearly longer answers after a wrong start than after a right one; under
+# Dr. GRPO's the two lengths stay equal. The SFT policy, trained before any of this, has no gap.
+# An honest caveat: this is one seed. We ran three (0, 1, 2): the paper's gap was +1.56, +0.59 and
+# +0.03 tokens, Dr. GRPO's +0.04, −0.02 and +0.03. The bias is systematic in sign but its size
+# varies, as you would expect from a drift that only acts while wrong answers are still sampled.
+#
+# ## 7. RLOO in brief
+#
+# RLOO (Ahmadian et al. 2024) also samples k answers per prompt, and baselines each with the mean
+# of the **other** k − 1: $A_i = r_i - \frac{1}{k-1}\sum_{j\ne i} r_j$. Leaving $r_i$ out keeps the
+# baseline independent of sample i, so the estimator stays exactly unbiased (GRPO's mean includes
+# $r_i$, which shrinks every advantage by (k − 1)/k; its std division is a further, biased
+# rescaling). It equals $\frac{k}{k-1}(r_i - \bar r)$: GRPO's centring without the std.
+
+# %%
+from teachkit.rlhf import rloo_advantages  # noqa: E402
+
+
+def my_rloo(rewards, k):
+    groups = rewards.view(-1, k)
+    others_mean = (groups.sum(1, keepdim=True) - groups) / (k - 1)
+    return (groups - others_mean).reshape(-1)
+
+
+assert torch.allclose(my_rloo(proxy, G), rloo_advantages(proxy, G), atol=1e-6)
+assert torch.allclose(rloo_advantages(proxy, G), G / (G - 1) * grpo_advantages(proxy, G, scale=False), atol=1e-5)
+_, rloo_history = train_grpo(world, GRPOConfig(steps=40, lr=1e-4, beta=0.2, advantage="rloo", seed=0))
+viz.compare_training_curves({"GRPO": history, "RLOO advantages": rloo_history},
+                            keys=("gold_reward", "proxy_reward", "kl_to_ref"),
+                            baselines={"gold_reward": history["gold_reward"][0]})
+
+# %%
+print(f"final gold reward: GRPO {history['gold_reward'][-1]:.3f}, RLOO advantages {rloo_history['gold_reward'][-1]:.3f}")
+
+# %% [markdown]
+# We changed only the advantages: RLOO's are in reward-model units (no std division), so a group
+# whose answers the reward model barely distinguishes gets a small push instead of a full-size one.
+# In our run the two end up close on gold reward. RLOO proper also uses a sequence-level ratio and
+# puts k1 into the reward; the loop here keeps GRPO's token-level loss.
+#
+# ## 8. What training showed
+#
+# - A group of samples is a usable baseline: GRPO beat SFT with no critic and one loss line.
+# - The loss value sat near 0 all along, by construction; the rewards are what to watch.
+# - k3 in the loss and k1 in the reward regularise towards different KLs (forward vs reverse); the
+#   difference is exact, and visible in where training ends up.
+# - Zero-std groups waste samples, increasingly as the policy improves.
+# - The paper's 1/|o| average makes wrong answers longer than right ones; Dr. GRPO's constant
+#   denominator does not.
+#
+# ## Exercises
+#
+# 1. **Group advantages.** `my_group_adv(rewards, G)`: (r − group mean)/(group std + 1e-4), with
+#    torch's default (Bessel-corrected) std, and 0 for a group of equal rewards.
+# 2. **k3.** `my_k3(logp, ref_logp)`: with d = ref_logp − logp, e^d − d − 1, accurate for tiny d.
+# 3. **RLOO.** `my_rloo_adv(rewards, G)`: each reward minus the mean of the *other* G − 1 in its group.
+
+# %%
+def my_group_adv(rewards, G):
+    raise NotImplementedError  # YOUR CODE HERE
+
+
+_ = check.group_advantages(my_group_adv)
+
+# %%
+def my_k3(logp, ref_logp):
+    raise NotImplementedError  # YOUR CODE HERE
+
+
+_ = check.kl_k3(my_k3)
+
+# %%
+def my_rloo_adv(rewards, G):
+    raise NotImplementedError  # YOUR CODE HERE
+
+
+_ = check.rloo_advantages(my_rloo_adv)

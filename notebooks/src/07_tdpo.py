@@ -1,0 +1,195 @@
+# %% [markdown]
+# # 07 · TDPO: token-level DPO with a sequential forward KL
+#
+# DPO scores whole completions: a single number log π(y|x) per completion. But a language model
+# writes one token at a time, choosing each from a distribution over the *whole vocabulary*. **Token-level DPO** (Zeng et al.,
+# ICML 2024) keeps DPO's pairs but also measures, at every position, how far the policy's full
+# next-token distribution has drifted from the reference's. It adds that drift, the *sequential
+# KL*, to the margin.
+#
+# This notebook builds the sequential KL, writes TDPO1 and TDPO2, and trains DPO, TDPO1 and TDPO2
+# from the same start. It then compares how far each moves on the chosen and on the rejected
+# completions, and what each buys in gold reward per unit of KL.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+import torch
+import torch.nn.functional as F
+
+from teachkit import check, viz
+from teachkit.rlhf import dpo_loss, sequential_kl, tdpo_loss
+from teachkit.rlhf.tdpo_train import TDPOConfig, train_tdpo
+from teachkit.toy.generate import completion_logits
+from teachkit.toy.world import load_world
+
+torch.set_num_threads(1)
+world = load_world()
+tok = world.task.tokenizer
+print(world.pairs)
+
+# %% [markdown]
+# ## 1. The token-level view
+#
+# At every position the policy has a whole distribution. Here is the reference's for the completion
+# `12<eos>` of `5+7=`: the top three tokens at each position.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+prompt = torch.tensor([tok.encode("5+7=")])
+completion = torch.tensor([tok.encode("12<eos>")])
+with torch.no_grad():
+    probs = completion_logits(world.reference, prompt, completion).softmax(-1)[0]   # (T, V)
+context = "5+7="
+for t in range(completion.shape[1]):
+    top = probs[t].topk(3)
+    shown = ", ".join(f"{tok.decode([i])!r} {p:.2f}" for p, i in zip(top.values.tolist(), top.indices.tolist()))
+    print(f"after {context!r:10s} {shown}")
+    context += tok.decode(completion[0, t:t + 1])
+
+# %% [markdown]
+# DPO's sequence log-ratio is a sum over positions of the log-ratio *of the token that was written*:
+# $\log\frac{\pi(y|x)}{\pi_{ref}(y|x)} = \sum_t \log\frac{\pi(y_t|x,y_{<t})}{\pi_{ref}(y_t|x,y_{<t})}$.
+# It sees nothing of the rest of each distribution. The policy can move a lot of probability among
+# the tokens that were *not* written without changing the loss at all.
+#
+# ## 2. The sequential KL
+#
+# TDPO measures the whole distribution at every position, in the forward direction, from the
+# reference:
+#
+# $$D_{SeqKL}(x, y;\ \pi_{ref}\,\|\,\pi_\theta) = \sum_{t=1}^{|y|} \mathrm{KL}\big(\pi_{ref}(\cdot|x, y_{<t})\ \|\ \pi_\theta(\cdot|x, y_{<t})\big)
+# = \sum_t \sum_v \pi_{ref}(v|\cdot)\,\big[\log\pi_{ref}(v|\cdot) - \log\pi_\theta(v|\cdot)\big].$$
+#
+# It needs the full logits (B, T, V) of both models, not just the log-probs of the written tokens.
+# Padding positions are removed by *selecting*, before any arithmetic, so that a NaN in padding
+# cannot leak.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+def sequential_kl_inline(policy_logits, ref_logits, mask):
+    keep = mask.bool()[..., None]
+    pol_logp = F.log_softmax(torch.where(keep, policy_logits, 0.0), dim=-1)
+    ref_logp = F.log_softmax(torch.where(keep, ref_logits, 0.0), dim=-1)
+    per_position = (ref_logp.exp() * (ref_logp - pol_logp)).sum(-1)        # (B, T)
+    return torch.where(mask.bool(), per_position, 0.0).sum(-1)              # (B,)
+
+
+g = torch.Generator().manual_seed(0)
+pol, ref = torch.randn(4, 3, 14, generator=g), torch.randn(4, 3, 14, generator=g)
+mask = torch.tensor([[1, 1, 1], [1, 1, 0], [1, 0, 0], [1, 1, 1]])
+print("inline == library:", torch.allclose(sequential_kl_inline(pol, ref, mask), sequential_kl(pol, ref, mask)))
+print("zero at π = π_ref:", sequential_kl(ref, ref, mask).abs().max().item() < 1e-6)
+nan_pol = torch.where(mask.bool()[..., None], pol, float("nan"))
+print("NaN in padding does not leak:", torch.allclose(sequential_kl(nan_pol, ref, mask), sequential_kl(pol, ref, mask)))
+
+# %% [markdown]
+# ## 3. TDPO1 and TDPO2
+#
+# Write the RLHF objective per token, with a KL penalty on each next-token distribution, and redo
+# notebook 05's derivation. The Bradley–Terry margin gains a term, the difference of the two
+# completions' sequential KLs. With the summed log-ratios
+# $m = \sum_t \log\pi_\theta(y_t)/\pi_{ref}(y_t)$ (exactly DPO's):
+#
+# $$\text{TDPO1:}\quad z = (m_w - m_l) - \big(D_{SeqKL}(y_l) - D_{SeqKL}(y_w)\big)$$
+# $$\text{TDPO2:}\quad z = (m_w - m_l) - \alpha\big(D_{SeqKL}(y_l) - \mathrm{sg}[D_{SeqKL}(y_w)]\big)$$
+# $$\mathcal L = -\log\sigma(\beta z).$$
+#
+# Reading TDPO2: pushing the rejected completion away from the reference now *costs* margin, by its
+# sequential KL. The stop-gradient (sg) means only the rejected side is held back, and α sets how
+# hard. With α = 0 it is DPO. At π = π_ref every term is 0 and the loss is ln 2, as in DPO.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+def tdpo2_loss_inline(m_w, m_l, kl_w, kl_l, beta=0.1, alpha=0.5):
+    return -F.logsigmoid(beta * ((m_w - m_l) - alpha * (kl_l - kl_w.detach()))).mean()
+
+
+m_w, m_l, kl_w, kl_l = torch.randn(8, generator=g), torch.randn(8, generator=g), torch.rand(8, generator=g), torch.rand(8, generator=g)
+print("inline == library:", torch.allclose(tdpo2_loss_inline(m_w, m_l, kl_w, kl_l), tdpo_loss(m_w, m_l, kl_w, kl_l)))
+print("α = 0 is DPO:", torch.allclose(tdpo_loss(m_w, m_l, kl_w, kl_l, alpha=0.0),
+                                      dpo_loss(m_w, m_l, torch.zeros(8), torch.zeros(8))))
+
+# %% [markdown]
+# ## 4. DPO, TDPO1 and TDPO2 from the same start
+#
+# `train_tdpo` is notebook 05's loop plus the sequential KLs. The reference's logits for every pair
+# are computed once, and `variant=0` trains with DPO's loss while still *measuring* the KLs. All
+# three runs use every training pair, the same seed and the same learning rate (3e-5). We log the
+# sequential KLs on the held-out pairs.
+
+# %%
+runs, policies = {}, {}
+for name, variant in (("DPO", 0), ("TDPO1", 1), ("TDPO2", 2)):
+    policies[name], runs[name] = train_tdpo(world, TDPOConfig(variant=variant, lr=3e-5, seed=0))
+viz.plot_seq_kl(runs)
+
+# %%
+# NBVAL_CHECK_OUTPUT
+print("final values           SeqKL chosen  SeqKL rejected  gap (l − w)")
+for name, h in runs.items():
+    kc, kr = h["seq_kl_chosen"][-1], h["seq_kl_rejected"][-1]
+    print(f"{name:8s}{kc:20.3f}{kr:16.3f}{kr - kc:13.3f}")
+dpo_h, tdpo2_h = runs["DPO"], runs["TDPO2"]
+assert dpo_h["seq_kl_rejected"][-1] > dpo_h["seq_kl_chosen"][-1]        # the rejected side runs away
+assert dpo_h["seq_kl_rejected"][-1] > 1.5 * tdpo2_h["seq_kl_rejected"][-1]
+assert tdpo2_h["seq_kl_rejected"][-1] - tdpo2_h["seq_kl_chosen"][-1] < dpo_h["seq_kl_rejected"][-1] - dpo_h["seq_kl_chosen"][-1]
+
+# %% [markdown]
+# Under DPO the sequential KL grows on both sides. It grows fastest on the rejected completions,
+# which DPO pushes away with nothing to stop it. TDPO1 subtracts both KLs. On this task they grow
+# almost equally, so its correction nearly cancels and it behaves much like DPO. TDPO2 charges only
+# for the rejected side. Its KLs stay far smaller and the gap between the two sides stays small,
+# as in the paper's IMDb figure.
+#
+# ## 5. The trade-off between reward and KL
+#
+# Moving away from the reference is the price. Gold reward is what it buys. Below is each run's
+# path through (KL to the reference on fresh samples, gold reward), from the SFT start (the black
+# dot) to the end (the star).
+
+# %%
+viz.plot_reward_kl(runs)
+viz.plot_reward_kl(runs, reward_key="greedy_gold_reward")
+
+# %%
+# NBVAL_CHECK_OUTPUT
+print("        gold (sampled)  gold (greedy)  KL to reference")
+for name, h in runs.items():
+    print(f"{name:8s}{h['gold_reward'][-1]:12.3f}{h['greedy_gold_reward'][-1]:15.3f}{h['kl_to_ref'][-1]:15.3f}")
+assert tdpo2_h["gold_reward"][-1] > dpo_h["gold_reward"][-1] and tdpo2_h["kl_to_ref"][-1] < dpo_h["kl_to_ref"][-1]
+assert tdpo2_h["greedy_gold_reward"][-1] > dpo_h["greedy_gold_reward"][-1] + 0.1
+
+# %% [markdown]
+# TDPO2 ends with more gold reward at *less* KL: a better point on the frontier, as the paper
+# reports. DPO at this learning rate has already passed its best point (around step 20) and is
+# sliding back down while its KL keeps growing. This is one learning rate on one toy task. At the
+# smaller rate of notebook 05, DPO does well too. The exercises ask you to sweep α.
+#
+# ## Exercises
+#
+# **Exercise 7.1.** Write `my_sequential_kl(policy_logits, ref_logits, mask)` → (B,), the sum over
+# unmasked positions of KL(π_ref ‖ π_θ) over the full vocabulary. A NaN in padding must not leak.
+
+# %%
+def my_sequential_kl(policy_logits, ref_logits, mask):
+    # YOUR CODE HERE
+    raise NotImplementedError
+
+
+_ = check.sequential_kl(my_sequential_kl)
+
+# %% [markdown]
+# **Exercise 7.2.** Write `my_tdpo2_loss(m_w, m_l, kl_w, kl_l, beta, alpha)`, with the
+# stop-gradient on the chosen side's KL. The checker looks at the gradient, not only the value.
+
+# %%
+def my_tdpo2_loss(m_w, m_l, kl_w, kl_l, beta, alpha):
+    # YOUR CODE HERE
+    raise NotImplementedError
+
+
+_ = check.tdpo2_loss(my_tdpo2_loss)
+
+# %% [markdown]
+# **Exercise 7.3 (open).** Sweep α ∈ {0, 0.25, 0.5, 1, 2} for TDPO2 and plot the final (KL, gold)
+# points. Where is α = 0 (DPO) on that curve?

@@ -1,0 +1,233 @@
+# %% [markdown]
+# # 08 · ORPO: odds ratios, one stage, no reference model
+#
+# Notebooks 05–07 all start from an SFT model and keep a frozen copy of it as the reference. That
+# makes two stages (SFT, then preference optimisation) and two models in memory. **ORPO** (Hong,
+# Lee and Thorne, 2024) does both in one stage, with one model, starting from the *base* model. Its
+# loss is SFT on the chosen completion plus a small penalty, written with **odds**, that pushes the
+# rejected completion down relative to the chosen one.
+#
+# We build the odds ratio and its stable computation, train ORPO from the un-tuned model, and
+# compare it with SFT-then-DPO on gold reward and on what each route costs.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+import math
+
+import torch
+import torch.nn.functional as F
+
+from teachkit import check, viz
+from teachkit.rlhf import log_odds, orpo_loss
+from teachkit.rlhf.costs import model_costs
+from teachkit.rlhf.dpo_train import DPOConfig, train_dpo
+from teachkit.rlhf.orpo_train import ORPOConfig, train_orpo
+from teachkit.toy.build_data import BuildConfig
+from teachkit.toy.evaluate import evaluate_policy
+from teachkit.toy.world import load_world
+
+torch.set_num_threads(1)
+world = load_world()
+print(world.pairs)
+
+# %% [markdown]
+# ## 1. Odds against probability
+#
+# ORPO scores a completion by its length-averaged log-prob $\bar\ell = \frac1{|y|}\sum_t\log\pi(y_t|x,y_{<t})$.
+# Think of $p = e^{\bar\ell}$ as the model's typical per-token probability for y. The **odds** of y
+# are $p/(1-p)$, and
+#
+# $$\text{log-odds}(\bar\ell) = \log p - \log(1-p) = \bar\ell - \log\big(1 - e^{\bar\ell}\big).$$
+#
+# Probability lives in [0, 1]; odds run from 0 to ∞. Near p = 0 the log-odds equal log p. Near
+# p = 1 they grow without bound: going from p = 0.9 to 0.99 multiplies the odds by 11, the
+# probability only by 1.1. The **log odds ratio** of a pair is
+# $\text{log-odds}(\bar\ell_w) - \text{log-odds}(\bar\ell_l)$, and ORPO's penalty is
+# $-\log\sigma$ of it: the same logistic loss as DPO's, applied to odds instead of
+# reference-relative log-ratios.
+
+# %%
+viz.plot_odds()
+
+# %% [markdown]
+# ## 2. Computing log(1 − e^ℓ) without losing it
+#
+# A confident model has $\bar\ell$ close to 0. Then $1 - e^{\bar\ell}$ cancels catastrophically:
+# in float32, $e^{-10^{-7}}$ rounds to 0.99999988 or to 1. The fix (Mächler, 2012) has two branches:
+#
+# - for $\ell > -\ln 2$: $\log(1-e^\ell) = \log(-\mathrm{expm1}(\ell))$, where `expm1` is exact near 0;
+# - for $\ell \le -\ln 2$: $\log(1-e^\ell) = \mathrm{log1p}(-e^\ell)$, where `log1p` is exact when
+#   $e^\ell$ is small.
+#
+# Select the branch with `torch.where`. Feed each branch only inputs that are safe for it, so the
+# unused branch cannot produce a NaN gradient.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+def log_odds_inline(ell):
+    near_zero = ell > -math.log(2.0)
+    a = torch.where(near_zero, ell, torch.full_like(ell, -1.0))      # safe input for each branch
+    b = torch.where(near_zero, torch.full_like(ell, -1.0), ell)
+    log1mexp = torch.where(near_zero, torch.log(-torch.expm1(a)), torch.log1p(-torch.exp(b)))
+    return ell - log1mexp
+
+
+ell = torch.tensor([-60.0, -2.0, math.log(0.5), -1e-3, -1e-7], dtype=torch.float32, requires_grad=True)
+naive = ell - torch.log(1 - torch.exp(ell))
+stable = log_odds_inline(ell)
+exact = log_odds(ell.detach().double())
+stable.sum().backward()
+for e, n, s, x in zip(ell.tolist(), naive.tolist(), stable.tolist(), exact.tolist()):
+    print(f"ℓ̄ = {e:10.3g}   naive {n:10.4f}   stable {s:10.4f}   float64 {round(x, 4) + 0.0:10.4f}")
+print("gradients finite:", bool(torch.isfinite(ell.grad).all()))
+assert torch.allclose(stable.double(), exact, rtol=1e-4) and not torch.allclose(naive.double(), exact, rtol=1e-4)
+
+# %% [markdown]
+# ## 3. The ORPO loss
+#
+# $$\mathcal L_{ORPO} = \underbrace{\mathbb E\big[-\bar\ell_w\big]}_{\text{SFT on the chosen}} \;+\; \lambda\,\mathbb E\Big[-\log\sigma\big(\text{log-odds}(\bar\ell_w) - \text{log-odds}(\bar\ell_l)\big)\Big],\qquad \lambda = 0.1.$$
+#
+# No reference model appears anywhere. The NLL term keeps the model on the data, doing the job
+# of DPO's reference. The log-probs must be *averaged* over the completion's tokens. With sums, p
+# is tiny for any real completion, log(1 − p) ≈ 0, and the odds ratio collapses to a plain
+# log-prob ratio.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+def orpo_loss_inline(chosen_mean_logps, rejected_mean_logps, lam=0.1):
+    nll = -chosen_mean_logps.mean()
+    ratio = log_odds_inline(chosen_mean_logps) - log_odds_inline(rejected_mean_logps)
+    return nll + lam * (-F.logsigmoid(ratio).mean())
+
+
+g = torch.Generator().manual_seed(0)
+c, r = -3 * torch.rand(16, generator=g) - 1e-3, -3 * torch.rand(16, generator=g) - 1e-3
+print("inline == library:", torch.allclose(orpo_loss_inline(c, r), orpo_loss(c, r)))
+print(f"equal odds (ratio 0): the penalty is λ·ln 2 = {orpo_loss(c, c).item() - (-c.mean().item()):.4f}")
+
+# %% [markdown]
+# ## 4. One stage, one model, from the base model
+#
+# `train_orpo` starts from `world.new_base_model()`, the randomly initialised model that SFT started
+# from. It knows nothing of the task yet. Each step scores a batch of pairs in one forward pass and
+# takes an AdamW step. The learning rate is SFT-sized (2e-3), because the model must learn the task
+# from scratch.
+
+# %%
+orpo_policy, orpo_h = train_orpo(world, ORPOConfig(lam=0.1, seed=0))
+viz.plot_runs({"ORPO": orpo_h}, ["nll", "log_odds_ratio", "odds_accuracy",
+                                 "chosen_mean_logps", "rejected_mean_logps", "greedy_gold_reward"])
+
+# %%
+# NBVAL_CHECK_OUTPUT
+for k in ("step", "chosen_mean_logps", "rejected_mean_logps", "log_odds_ratio", "odds_accuracy", "gold_reward"):
+    print(f"{k:20s}", " ".join(f"{v:6.2f}" for v in orpo_h[k]))
+assert orpo_h["chosen_mean_logps"][-1] > orpo_h["chosen_mean_logps"][0] + 1.0
+assert orpo_h["log_odds_ratio"][-1] > 1.0 and orpo_h["odds_accuracy"][-1] > 0.8
+assert orpo_h["rejected_mean_logps"][-1] < max(orpo_h["rejected_mean_logps"])
+
+# %% [markdown]
+# Both log-probs rise at first: the model learns the format (digits, then `<eos>`) from the NLL
+# term, and that lifts the rejected answers too, because they have the same format. Then the
+# curves separate. The chosen keeps rising, and the rejected falls back once the odds-ratio term
+# has something to work with. The chosen log-prob *rises*, unlike DPO's in notebook 06, because
+# the NLL term pulls it up directly.
+#
+# How much of this is the odds-ratio term? Train the same loop with λ = 0, which is plain SFT on
+# the chosen completions:
+
+# %%
+# NBVAL_CHECK_OUTPUT
+_, sft_chosen_h = train_orpo(world, ORPOConfig(lam=0.0, seed=0))
+print("                 gold (sampled)  gold (greedy)  log-odds ratio")
+for name, h in (("ORPO, λ = 0.1", orpo_h), ("λ = 0 (NLL only)", sft_chosen_h)):
+    print(f"{name:17s}{h['gold_reward'][-1]:12.3f}{h['greedy_gold_reward'][-1]:15.3f}{h['log_odds_ratio'][-1]:15.3f}")
+print(f"fraction of training pairs whose chosen completion is correct: {world.pairs.train.chosen_gold.mean().item():.2f}")
+
+# %% [markdown]
+# Honest answer: on this task, very little. Every chosen completion in our pairs is a correct sum,
+# so SFT on the chosen side alone already learns the task. The odds-ratio term matters when the
+# chosen completions are *good but imperfect* and the rejected ones carry a style worth
+# unlearning. The paper argues that SFT alone then raises the rejected style along with the
+# chosen.
+#
+# ## 5. ORPO against SFT-then-DPO
+#
+# The two-stage route: SFT on the demonstrations (the world's reference policy, built by
+# `make data`), then DPO with the defaults of notebook 05.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+dpo_policy, dpo_h = train_dpo(world, DPOConfig(seed=0))
+rows = {"base model": world.new_base_model(), "SFT": world.reference, "SFT → DPO": dpo_policy,
+        "ORPO (from base)": orpo_policy}
+gold = {}
+print("                  gold (sampled)  gold (greedy)")
+for name, model in rows.items():
+    sampled = evaluate_policy(world, model, seed=0)["gold_reward"]
+    greedy = evaluate_policy(world, model, greedy=True)["gold_reward"]
+    gold[name] = (sampled, greedy)
+    print(f"{name:18s}{sampled:12.3f}{greedy:15.3f}")
+assert gold["ORPO (from base)"][0] > gold["SFT"][0] and gold["ORPO (from base)"][1] > gold["SFT"][1]
+
+# %% [markdown]
+# What each route holds in memory and how much work it does. We count models and weights with
+# `teachkit.rlhf.costs.model_costs`, and forward passes per *sequence*: a pair is two sequences. The
+# reference's log-probs are cached, one pass per training pair.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+sft_cfg, dpo_cfg, orpo_cfg = BuildConfig().sft, DPOConfig(), ORPOConfig()
+n_pairs = len(world.pairs.train)
+routes = {
+    "ORPO": dict(stages=1, held=model_costs({"policy": orpo_policy}),
+                 sequences=orpo_cfg.steps * orpo_cfg.batch_size * 2),
+    "SFT → DPO": dict(stages=2, held=model_costs({"policy": dpo_policy, "reference": world.reference}),
+                      sequences=sft_cfg.steps * sft_cfg.batch_size            # SFT: one sequence per demo
+                      + dpo_cfg.steps * dpo_cfg.batch_size * 2                # DPO policy: chosen + rejected
+                      + n_pairs * 2),                                         # reference, cached once
+}
+print("           stages  models held  trainable params  frozen params  sequences through a model")
+for name, r in routes.items():
+    h = r["held"]
+    print(f"{name:11s}{r['stages']:6d}{h.models_held:12d}{h.trainable_params:18,d}{h.frozen_params:15,d}{r['sequences']:22,d}")
+assert routes["ORPO"]["held"].models_held == 1 and routes["SFT → DPO"]["held"].models_held == 2
+
+# %% [markdown]
+# ORPO trains one model in one stage and needs about a quarter of the sequence passes. Most of the
+# two-stage cost is SFT on the demonstrations. SFT-then-DPO holds a frozen reference on top of the
+# policy: twice the weights in memory during DPO.
+#
+# Read the gold-reward comparison with care. ORPO learned from the *pairs'* chosen side, which is
+# always correct. SFT learned from the noisy demonstrator (right 59% of the time) and DPO then had
+# to correct it. On a real task the chosen responses are not perfect, and that gap narrows. Both
+# routes still need labelled pairs, and neither samples from the policy during training.
+#
+# ## Exercises
+#
+# **Exercise 8.1.** Write `my_log_odds(mean_logps)`, equal to log(p/(1−p)) with p = exp(mean_logps).
+# It must be finite and accurate at −60 and at −1e−7, in float32 as well as float64.
+
+# %%
+def my_log_odds(mean_logps):
+    # YOUR CODE HERE
+    raise NotImplementedError
+
+
+_ = check.log_odds(my_log_odds)
+
+# %% [markdown]
+# **Exercise 8.2.** Write `my_orpo_loss(chosen_mean_logps, rejected_mean_logps, lam)`. You may call
+# `teachkit.rlhf.log_odds` or your own function.
+
+# %%
+def my_orpo_loss(chosen_mean_logps, rejected_mean_logps, lam):
+    # YOUR CODE HERE
+    raise NotImplementedError
+
+
+_ = check.orpo_loss(my_orpo_loss)
+
+# %% [markdown]
+# **Exercise 8.3 (open).** Make the chosen side imperfect: train ORPO on the *low-edit* pairs only
+# (`pairs="low_edit"`), then with λ ∈ {0, 0.1, 1}. Does the odds-ratio term now matter?

@@ -1,0 +1,258 @@
+# %% [markdown]
+# # 12 · Weights on flash, and the segmented neuron cache
+#
+# Notebooks 10 and 11 kept every weight in RAM. PowerInfer-2 runs models whose FFN weights do
+# **not** fit the memory budget: the FFN lives on flash (here: the disk), and only what the
+# current tokens need is brought into RAM. Three questions decide whether that can be fast:
+#
+# 1. **How are the weights laid out on flash?** One active neuron should cost one read.
+# 2. **How fast can this machine read?** Small random reads are slow; bigger ones, and more of
+#    them in flight, are faster. We measure it, with the page cache kept out of the way.
+# 3. **What do we keep in RAM?** A *segmented cache*: a fixed region (attention, embeddings,
+#    predictors), a hot region of neuron clusters, a cold region of single neurons, each with
+#    its own LRU, all in preallocated numpy arrays.
+#
+# The FFN layers here are **SYNTHETIC** (random weights with controlled statistics, from
+# `teachkit.sparse.synthetic`). Files go to a temporary directory and are deleted at the end.
+
+# %%
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from teachkit import check, viz
+from teachkit.sparse.bundles import quantize_int8
+from teachkit.sparse.cache import LRUTable, simulate_hit_rate
+from teachkit.sparse.engine import EngineConfig, OraclePredictor, SparseFFN
+from teachkit.sparse.flash import FlashFile, FlashFormatError, FlashSpec, write_flash
+from teachkit.sparse.iobench import FlashReader, interpolate_bw, profile_reads
+from teachkit.sparse.synthetic import SyntheticConfig, SyntheticStack
+
+workdir = Path(tempfile.mkdtemp(prefix="nb12_"))
+
+# %% [markdown]
+# ## 1. The flash file: neuron-major bundles, aligned, with a header
+#
+# Neuron *i* of a gated FFN needs row *i* of `gate` and `up` and column *i* of `down`. Stored
+# matrix by matrix (as in a llama.cpp file), that is **three** reads far apart. Stored
+# **neuron-major**, the three rows sit together in one *bundle* `[gate_i | up_i | down_i]`:
+# **one** read. Each bundle starts at a multiple of `align` bytes (4 KiB here), because the
+# fastest way to bypass the page cache, `O_DIRECT`, only reads aligned blocks.
+#
+# The header holds a magic number, the format version, the shapes, dtype and layout, and a
+# crc32 checksum of every layer, so a damaged or foreign file is refused with a clear message.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+stack = SyntheticStack(SyntheticConfig(d=256, d_ff=1024, n_layers=2, activity=0.1, rank=16, seed=0))
+spec = FlashSpec(n_layers=2, n_neurons=1024, n_mats=3, d=256, dtype="float32", layout="bundled", align=4096)
+path = write_flash(workdir / "ffn.bin", spec, stack.bundles)
+f = FlashFile(path, expect=spec)
+print(f)
+print(f"payload {spec.payload_bytes()} B per bundle, stride {spec.stride} B, data starts at {f.data_offset}")
+print("offsets of neurons 0..3 of layer 1:", [f.offset(1, i) for i in range(4)])
+print("file size:", os.path.getsize(path), "=", f.data_offset, "+ 2 x 1024 x", spec.stride)
+
+# %%
+# NBVAL_CHECK_OUTPUT
+with open(path, "rb") as fh:
+    raw = fh.read(4096)
+head = json.loads(raw[20:20 + int.from_bytes(raw[12:16], "little")])
+print("magic:", raw[:8], " version:", int.from_bytes(raw[8:12], "little"))
+print({k: head[k] for k in ("n_layers", "n_neurons", "n_mats", "d", "dtype", "layout", "align", "stride")})
+print("crc32 per layer:", head["layer_crc32"])
+
+# %% [markdown]
+# ### A damaged or foreign file is refused, with a reason
+#
+# Three ways a weight file goes wrong: it is cut short (an interrupted copy), a byte flips
+# (a bad disk), or it belongs to another model. Each gives a different, clear error.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+def why(fn):
+    try:
+        fn()
+        return "accepted"
+    except FlashFormatError as err:
+        return str(err).split(": ", 1)[1]            # drop the temporary path
+
+
+bad = workdir / "bad.bin"
+bad.write_bytes(path.read_bytes()[:-5000])
+print("truncated:  ", why(lambda: FlashFile(bad)))
+data = bytearray(path.read_bytes())
+data[f.offset(1, 500) + 7] ^= 0x40
+bad.write_bytes(bytes(data))
+print("bit flip:   ", why(lambda: FlashFile(bad)))
+print("other model:", why(lambda: FlashFile(path, expect={"d": 512})))
+
+# %% [markdown]
+# int8 bundles store one float32 scale per row (scales first, then the int8 rows), so a
+# bundle moves about 4x fewer bytes. Both dtypes go through the same format.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+spec8 = FlashSpec(2, 1024, 3, 256, dtype="int8", align=4096)
+path8 = write_flash(workdir / "ffn_int8.bin", spec8, [quantize_int8(b) for b in stack.bundles])
+q, s = FlashFile(path8).read_layer(0)
+print("fp32 bundle:", spec.payload_bytes(), "B   int8 bundle:", spec8.payload_bytes(), "B (padded to", spec8.stride, "B)")
+print("int8 round trip max error / scale:", float(np.abs(q * s[:, :, None] - stack.bundles[0]).max() / s.max()) < 0.5)
+
+# %% [markdown]
+# ## 2. Reading neurons: `os.preadv` into an aligned buffer
+#
+# `FlashReader` opens the file with `O_DIRECT` (when the alignment allows it) and reads into a
+# page-aligned staging buffer. Neighbouring neurons are read with **one** `preadv` (a *run*).
+# Every short read raises `FlashReadError`: a reader never hands back half a neuron.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+ids = np.array([3, 4, 5, 6, 100, 731], dtype=np.int64)
+with FlashReader(f, max_units=16) as reader:
+    got = f.decode(reader.read(1, ids))
+    print("O_DIRECT:", reader.direct, "| neurons read:", len(ids), "| preadv calls:", reader.n_reads,
+          "| bytes:", reader.bytes_read)
+print("identical to the weights in RAM:", np.array_equal(got, stack.bundles[1][ids]))
+
+# %% [markdown]
+# ## 3. How fast does this machine read?
+#
+# PowerInfer-2's planner starts by **measuring** the storage: random-read bandwidth against the
+# read size and the number of reads in flight (queue depth). We do the same on a 64 MiB scratch
+# file with `O_DIRECT` (so every read reaches the device). The numbers are this machine's and
+# change from run to run; the *shape* is the lesson: small random reads are limited by the
+# number of operations per second, so bandwidth grows with the read size, and with reads in
+# flight until the device is saturated.
+
+# %%
+io = profile_reads(sizes=(4096, 16384, 65536, 262144, 1 << 20), qds=(1, 4), n_reads=24,
+                   file_bytes=64 << 20, directory=workdir)
+for size, row in io["random"].items():
+    print(f"{size // 1024:5d} KiB: " + "  ".join(f"QD{q}: {v / 1e6:7.1f} MB/s" for q, v in row.items()))
+print(f"sequential 1 MiB: {io['sequential'] / 1e6:.0f} MB/s")
+viz.plot_io_profile(io)
+
+# %%
+# NBVAL_CHECK_OUTPUT
+bw = io["random"]
+assert bw[262144][1] > bw[4096][1], "bigger reads should move more bytes per second"
+print("a 256 KiB read moves more bytes/s than a 4 KiB read:", bw[262144][1] > bw[4096][1])
+one_bundle = 49152 / interpolate_bw(io, 49152, 1)             # gate|up|down of d = 4096, fp32
+three_rows = 3 * 16384 / interpolate_bw(io, 16384, 1)         # the same rows, one read each
+print("one 48 KiB bundle read is faster than three 16 KiB row reads:", one_bundle < three_rows)
+
+# %% [markdown]
+# ## 4. LRU in arrays
+#
+# The cache keeps what was used most recently. A Python `OrderedDict` would do, but the
+# engine's bookkeeping runs thousands of times per token, so it lives in numpy arrays that a
+# numba function updates: `slot_of[key]` (-1 if absent), `key_of[slot]`, and a doubly linked
+# list `prev`/`next` from least to most recently used. A hit moves its slot to the end; a miss
+# takes the slot at the front.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+t = LRUTable(n_slots=3, n_keys=10)
+for keys in ([1, 2, 3], [1], [4], [2, 5]):
+    slots, miss = t.lookup(np.array(keys))
+    print(f"lookup {keys}: misses {np.array(keys)[miss].tolist()}, order (LRU -> MRU) {t.order().tolist()}")
+print("slot_of:", t.slot_of.tolist())
+
+# %% [markdown]
+# The last lookup asks for 2 and 5 together. 2 had been evicted by 4, so both miss, and both
+# need a slot: the two least recently used (3, then 1) go. Within one lookup, a hit is touched
+# first, so a miss can never evict a neuron the same layer is about to use.
+#
+# ## 5. The segmented cache on a real decode
+#
+# `SparseFFN` is the decode FFN of the engine: predictor, then cache, then the pipeline of
+# notebook 13. Its budget covers **everything** it holds (fixed region, hot and cold regions,
+# I/O buffers) and is checked once, at construction: the arrays never grow.
+#
+# The hot region holds the most frequently firing neurons (from a profiling run) in clusters of
+# 32, with a cluster-level LRU; the cold region holds single neurons with a neuron-level LRU.
+# We give the engine a budget of half the FFN and an *oracle* predictor.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+n_tok = 40
+X = [stack.hidden_states(l, n_tok, seed=1) for l in range(2)]
+freq = stack.firing_prob                               # what a profiling run would measure
+budget = spec.ffn_bytes // 2
+cfg = EngineConfig(budget=budget, hot_neurons=64, cluster_size=32, prefill_chunk=64)
+with SparseFFN(path, cfg, OraclePredictor(stack.bundles, gated=True), gated=True, freq=freq) as eng:
+    for t_ in range(n_tok):
+        for l in range(2):
+            y = eng(l, X[l][t_])
+        eng.end_token()
+    hist = eng.cache.history
+    regions = eng.cache.region_bytes()
+print({k: f"{v / 2**20:.2f} MiB" for k, v in regions.items()})
+assert eng.cache.bytes_total <= budget
+print("hot clusters:", eng.cache.cfg.hot_slots, " cold slots:", eng.cache.cfg.cold_slots)
+
+# %%
+viz.plot_cache_history(hist)
+late = hist[10:]
+hot = sum(h["hot_hits"] for h in late) / max(1, sum(h["hot_hits"] + h["hot_misses"] for h in late))
+cold = sum(h["cold_hits"] for h in late) / max(1, sum(h["cold_hits"] + h["cold_misses"] for h in late))
+print(f"after warm-up: hot hit rate {hot:.3f}, cold hit rate {cold:.3f}")
+
+# %% [markdown]
+# The hot region fills in the first tokens and then hits almost always: its neurons fire
+# most often. The cold region fills up and then serves a share of the rest; every cold miss
+# is a read from flash.
+#
+# **Hit rate against cache size.** The planner (notebook 14) needs `h(size)`. It gets it by
+# *replaying* recorded activation traces through the same LRU tables, without any weights.
+# LRU has the *inclusion property*: a bigger cache holds everything a smaller one would, so the
+# curve can only rise.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+traces = [[stack.active_sets(l, X[l][t_:t_ + 1])[0] for l in range(2)] for t_ in range(n_tok)]
+hot_sets = [np.argsort(-fq)[:64] for fq in freq]
+sizes = [200, 400, 600, 800, 1000]
+curves = {"cold LRU only": [simulate_hit_rate(traces, 1024, c, warmup=10) for c in sizes],
+          "64 hot neurons/layer pinned + cold LRU": [simulate_hit_rate(traces, 1024, c, hot_sets, warmup=10) for c in sizes]}
+for name, c in curves.items():
+    print(f"{name:40s}", " ".join(f"{v:.3f}" for v in c))
+assert all(np.diff(curves["cold LRU only"]) >= 0)
+
+# %%
+viz.plot_hit_curve(sizes, curves)
+
+# %% [markdown]
+# ## Exercises
+#
+# 1. **Where is neuron i?** Return the byte offset of neuron `neuron` of layer `layer` in a
+#    bundled file: units of `payload_bytes` padded to a multiple of `align`, `n_neurons` per
+#    layer, data starting at `data_offset`.
+
+# %%
+def my_bundle_offset(data_offset, layer, neuron, n_neurons, payload_bytes, align):
+    raise NotImplementedError  # YOUR CODE HERE
+
+
+_ = check.bundle_offset(my_bundle_offset)
+
+# %% [markdown]
+# 2. **One LRU step.** `order` lists the cached keys from least to most recently used. Return
+#    `(new_order, hit, evicted)` after looking up `key` in a cache of `capacity` keys
+#    (`evicted` is `None` when nothing leaves).
+
+# %%
+def my_lru_step(order, capacity, key):
+    raise NotImplementedError  # YOUR CODE HERE
+
+
+_ = check.lru_step(my_lru_step)
+
+# %%
+import shutil
+
+shutil.rmtree(workdir, ignore_errors=True)

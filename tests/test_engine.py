@@ -1,0 +1,113 @@
+"""The polymorphic engine and its baselines: identical tokens with an oracle, same FFN everywhere."""
+
+import numpy as np
+import pytest
+import torch
+
+from teachkit.sparse.baselines import DenseMmap, DenseRAM, DenseStream, LLMFlash, NoCacheSparse
+from teachkit.sparse.engine import EngineConfig, NumpyGPT, OraclePredictor, SparseFFN, plan_regions
+from teachkit.sparse.flash import FlashFormatError, FlashSpec, write_flash
+from teachkit.sparse.lm import export_numpy
+from teachkit.sparse.reference import dense_ffn_ref
+from teachkit.sparse.synthetic import SyntheticConfig, SyntheticStack
+from teachkit.toy.model import GPT, GPTConfig
+
+
+@pytest.fixture(scope="module")
+def tiny_lm():
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=40, block_size=48, n_layer=2, n_head=4, d_model=32, d_ff=128)).eval()
+    with torch.no_grad():                       # give the MLP biases some spread so sparsity varies
+        for b in model.blocks:
+            b.mlp.fc.bias.normal_(0, 0.5)
+    return model
+
+
+def _greedy_torch(model, prompt, n):
+    idx = torch.tensor([prompt])
+    out = []
+    with torch.no_grad():
+        for _ in range(n):
+            nxt = int(model(idx)[0, -1].argmax())
+            out.append(nxt)
+            idx = torch.cat([idx, torch.tensor([[nxt]])], 1)
+    return out
+
+
+def test_numpy_gpt_matches_torch(tiny_lm):
+    gpt = NumpyGPT(export_numpy(tiny_lm))
+    prompt = [3, 1, 4, 1, 5, 9, 2, 6]
+    assert gpt.generate(prompt, 20) == _greedy_torch(tiny_lm, prompt, 20)
+
+
+def test_oracle_engine_generates_the_dense_tokens(tmp_path, tiny_lm):
+    gpt = NumpyGPT(export_numpy(tiny_lm))
+    B = gpt.bundles[0]
+    spec = FlashSpec(2, B.shape[0], 2, B.shape[2], align=64)
+    path = write_flash(tmp_path / "lm.bin", spec, gpt.bundles)
+    fixed = sum(a.nbytes for a in gpt.fixed.values())
+    prompt = [3, 1, 4, 1, 5, 9, 2, 6]
+    dense = gpt.generate(prompt, 30)
+    for schedule in ("serial", "cluster"):
+        cfg = EngineConfig(budget=fixed + spec.ffn_bytes // 2, cluster_size=8, prefill_chunk=32, schedule=schedule)
+        with SparseFFN(path, cfg, OraclePredictor(gpt.bundles, gated=False), gated=False, fixed=gpt.fixed,
+                       expect=spec) as eng:
+            assert gpt.generate(prompt, 30, engine=eng) == dense
+            assert eng.stats()["bytes_read"] > 0
+            stages = {e[1] for e in eng.trace.events}
+            assert {"prefill", "attention", "predict"} <= stages
+    lp_dense = gpt.next_token_logprobs(prompt + dense)
+    with SparseFFN(path, cfg, OraclePredictor(gpt.bundles, gated=False), gated=False, fixed=gpt.fixed) as eng:
+        np.testing.assert_allclose(gpt.next_token_logprobs(prompt + dense, engine=eng), lp_dense, atol=1e-4)
+
+
+def test_engine_refuses_a_file_for_another_model(tmp_path, tiny_lm):
+    gpt = NumpyGPT(export_numpy(tiny_lm))
+    B = gpt.bundles[0]
+    path = write_flash(tmp_path / "lm.bin", FlashSpec(2, B.shape[0], 2, B.shape[2], align=64), gpt.bundles)
+    cfg = EngineConfig(budget=1 << 22)
+    with pytest.raises(FlashFormatError, match="d = 33 in the file, but 65 expected"):
+        SparseFFN(path, cfg, OraclePredictor(gpt.bundles, False), gated=False, expect={"d": 65})
+
+
+def test_plan_regions_respects_the_budget():
+    spec = FlashSpec(4, 1000, 3, 64)
+    bundle = 3 * 64 * 4
+    hot, cold = plan_regions(spec, budget=500_000, fixed_bytes=100_000, other_bytes=50_000, hot_neurons=96,
+                             cluster_size=32)
+    assert hot == 12
+    assert 100_000 + 50_000 + (hot * 32 + cold) * bundle <= 500_000 < 100_000 + 50_000 + (hot * 32 + cold + 1) * bundle
+    with pytest.raises(ValueError, match="does not even hold"):
+        plan_regions(spec, 100_000, 90_000, 20_000, 0, 32)
+
+
+@pytest.fixture(scope="module")
+def stack_files(tmp_path_factory):
+    stack = SyntheticStack(SyntheticConfig(d=128, d_ff=512, n_layers=3, activity=0.1, rank=8, seed=2))
+    d = tmp_path_factory.mktemp("stack")
+    b = write_flash(d / "b.bin", FlashSpec(3, 512, 3, 128, align=512), stack.bundles)
+    m = write_flash(d / "m.bin", FlashSpec(3, 512, 3, 128, layout="matrix", align=512), stack.bundles)
+    return stack, b, m
+
+
+def test_every_baseline_computes_the_dense_ffn(stack_files):
+    stack, bpath, mpath = stack_files
+    oracle = OraclePredictor(stack.bundles, gated=True)
+    X = [stack.hidden_states(l, 6, seed=4) for l in range(3)]
+    budget = stack.bundles[0].nbytes
+    backends = {"ram": DenseRAM(stack.bundles, True), "mmap": DenseMmap(bpath, budget, True),
+                "stream": DenseStream(bpath, budget, True, chunk_neurons=64),
+                "flash": LLMFlash(bpath, oracle, True, budget, window=2, io_threads=2),
+                "nocache_matrix": NoCacheSparse(mpath, oracle, True, 512),
+                "nocache_bundle": NoCacheSparse(bpath, oracle, True, 512, io_threads=2)}
+    for name, be in backends.items():
+        for t in range(6):
+            for l in range(3):
+                y = be(l, X[l][t])
+                np.testing.assert_allclose(y, dense_ffn_ref(stack.bundles[l], X[l][t], True), rtol=1e-4, atol=1e-4,
+                                           err_msg=name)
+            be.end_token()
+        be.close()
+    assert backends["nocache_matrix"].n_reads == 3 * backends["nocache_bundle"].n_reads
+    assert backends["stream"].n_pin > 0 and backends["stream"].resident_bytes <= budget
+    assert 0 < backends["flash"].stats()["hit_rate"] < 1

@@ -1,0 +1,60 @@
+"""The planner: its constraints (budget, cold region), its cost model's terms, trace replay."""
+
+import numpy as np
+import pytest
+
+from teachkit.sparse.flash import FlashSpec
+from teachkit.sparse.planner import choose_plan, predict, profile_model
+
+IO = {"random": {4096: {1: 50e6, 4: 150e6}, 16384: {1: 150e6, 4: 500e6}, 65536: {1: 500e6, 4: 1e9}}}
+SPEC = FlashSpec(n_layers=2, n_neurons=256, n_mats=3, d=256)
+
+
+def _profile(seed=0, n_tok=30):
+    rng = np.random.default_rng(seed)
+    p = np.minimum(0.9, 3.0 / np.arange(1, 257))
+    traces = [[np.flatnonzero(rng.random(256) < p) for _ in range(2)] for _ in range(n_tok)]
+    return profile_model(traces, 256)
+
+
+def test_profile_counts_frequencies():
+    traces = [[np.array([0, 1])], [np.array([1, 2])]]
+    mp = profile_model(traces, 4)
+    np.testing.assert_allclose(mp.freq[0], [0.5, 1.0, 0.5, 0.0])
+    assert mp.mean_active == 2 and mp.max_active == 2
+    with pytest.raises(ValueError):
+        profile_model([], 4)
+
+
+def test_plan_fits_the_budget_and_holds_a_layer():
+    mp = _profile()
+    budget, fixed, extra = 600_000, 100_000, 10_000
+    plan = choose_plan(SPEC, mp, IO, 10e9, 10e9, budget, fixed, extra)
+    bundle = SPEC.bundle_bytes
+    used = fixed + extra + plan.io_threads * plan.cluster_size * SPEC.stride + \
+        (plan.hot_neurons * SPEC.n_layers + plan.cold_slots) * bundle
+    assert used <= budget
+    assert plan.cold_slots >= mp.max_active
+    assert plan.predicted_tok_s == pytest.approx(plan.terms["tok_s"])
+    with pytest.raises(ValueError, match="no plan fits"):
+        choose_plan(SPEC, mp, IO, 10e9, 10e9, 150_000, fixed, extra)
+
+
+def test_cost_model_terms_are_consistent():
+    mp = _profile()
+    t = predict(SPEC, mp, IO, bw_mem=10e9, bw_kernel=5e9, fixed_bytes=1_000_000, hot_neurons=0, cold_slots=100,
+                cluster_size=32, read_unit="bundle", hit_rate=0.5)
+    assert t["t_fixed"] == pytest.approx(1e-4)
+    assert t["misses_per_token"] == pytest.approx(2 * mp.mean_active * 0.5)
+    serial = predict(SPEC, mp, IO, 10e9, 5e9, 1_000_000, 0, 100, 32, "bundle", pipelined=False, hit_rate=0.5)
+    assert serial["t_token"] == pytest.approx(serial["t_fixed"] + serial["t_compute"] + serial["t_io"])
+    assert t["tok_s"] > serial["tok_s"]                       # overlap can only help
+    perfect = predict(SPEC, mp, IO, 10e9, 5e9, 1_000_000, 0, 100, 32, "bundle", hit_rate=1.0)
+    assert perfect["t_io"] == 0 and perfect["tok_s"] > t["tok_s"]
+
+
+def test_more_budget_never_predicts_slower():
+    mp = _profile(seed=1)
+    speeds = [choose_plan(SPEC, mp, IO, 10e9, 10e9, b, 100_000, 10_000).predicted_tok_s
+              for b in (400_000, 600_000, 900_000)]
+    assert speeds == sorted(speeds)
