@@ -76,7 +76,9 @@ def test_split_active_routes_hot_and_cold_and_counts_hits():
     assert r["hot_miss"].tolist() == [False] and r["cold_miss"].tolist() == [False, True]
     rec = c.end_token()
     assert rec == {"hot_hits": 1, "hot_misses": 2, "cold_hits": 1, "cold_misses": 3,
-                   "hot_occupied": 2, "cold_occupied": 3}
+                   "hot_bytes_in": 0, "cold_bytes_in": 0, "hot_occupied": 2, "cold_occupied": 3}
+    c.add_traffic("cold", 96)
+    assert c.end_token()["cold_bytes_in"] == 96 and c.traffic == {"hot": 0, "cold": 96}
     r = c.split_active(1, np.array([11]))        # a third hot cluster evicts layer 0's cluster 1
     assert r["hot_miss"].tolist() == [True]
     assert c.hot.slot_of[0 * c.max_clusters + 1] == -1 and c.hot.slot_of[0] >= 0

@@ -46,6 +46,7 @@ def test_oracle_sparse_equals_dense(tmp_path, stack, schedule, read_unit):
             eng.end_token()
         s = eng.stats()
         assert s["bytes_read"] > 0 and 0 < s["hit_rate_cold"] < 1
+        assert sum(eng.cache.traffic.values()) == eng.pipe.bytes_read      # every byte read is accounted
         assert eng.cache.bytes_total <= eng.cfg.budget
         stages = {e[1] for e in eng.trace.events}
         want = {"predict", "gate_compute", "updown_compute"}

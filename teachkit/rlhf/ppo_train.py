@@ -165,10 +165,11 @@ def train_ppo(world, cfg: PPOConfig = PPOConfig()):
                               "value_loss", "mean_length", "first_ratio_dev"))
     timer, start = Timer(), time.perf_counter()
     history.log(0, policy, 0.0, cfg.seed)
+    peak_bytes = 0
     for step in range(1, cfg.steps + 1):
         profiling = step == cfg.profile_step
-        peak = StepPeak() if profiling else None
-        with timer(record=not profiling), (peak if profiling else nullcontext()):
+        peak = StepPeak() if profiling else nullcontext()
+        with timer(record=not profiling), peak:
             # 1. rollout
             prompts = task.sample_prompts(cfg.batch_size, g)
             roll = sample_rollout(policy, prompts, task.max_new_tokens, cfg.temperature, g)
@@ -215,18 +216,17 @@ def train_ppo(world, cfg: PPOConfig = PPOConfig()):
                             history.add(first_ratio_dev=dev)
                             first = False
                         history.add(clip_fraction=clip_fraction(logp, old_logp[mb], sub.mask, cfg.clip_eps),
-                                    approx_kl=masked_mean(kl_k3(logp, old_logp[mb]), sub.mask),
+                                    approx_kl=masked_mean(kl_k3(old_logp[mb], logp), sub.mask),
                                     policy_loss=pg_loss, value_loss=vf_loss,
                                     entropy=masked_mean(entropy, sub.mask))
             history.add(train_score=scores.mean(), mean_length=mask.sum(1).float().mean())
         if profiling:
-            history.add_costs({"step_peak_bytes": peak.bytes})
+            peak_bytes = peak.bytes
         if step % cfg.eval_every == 0 or step == cfg.steps:
             history.log(step, policy, time.perf_counter() - start, cfg.seed)
-    costs = model_costs({"policy": policy, "critic": critic, "reference": reference,
-                         "reward_model": world.reward_model}, [optimizer])
-    peak_bytes = int(history.data.pop("step_peak_bytes", [float("nan")])[0]) if cfg.profile_step else 0
     if cfg.profile_step:
+        costs = model_costs({"policy": policy, "critic": critic, "reference": reference,
+                             "reward_model": world.reward_model}, [optimizer])
         history.add_costs(cost_summary(costs, peak_bytes, timer.median))
     policy.eval()
     return policy, history.data

@@ -22,6 +22,7 @@ fails with a clear error instead of thrashing.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -210,8 +211,10 @@ class SegmentedCache:
                              f"hot {_nbytes(self.hot_w) / 2**20:.1f}, cold {_nbytes(self.cold_w) / 2**20:.1f}, "
                              f"other {self.extra_bytes / 2**20:.1f}) but the budget is {self.budget / 2**20:.1f} MiB")
         self.traffic = {"hot": 0, "cold": 0}       # bytes brought in from flash, per region
+        self._lock = threading.Lock()              # I/O threads add traffic concurrently
         self.history: list[dict] = []              # one record per token (see end_token)
-        self._token = {"hot_hits": 0, "hot_misses": 0, "cold_hits": 0, "cold_misses": 0}
+        self._token = {"hot_hits": 0, "hot_misses": 0, "cold_hits": 0, "cold_misses": 0,
+                       "hot_bytes_in": 0, "cold_bytes_in": 0}
 
     @property
     def bytes_total(self) -> int:
@@ -249,6 +252,12 @@ class SegmentedCache:
         t["cold_misses"] += int(c_miss.sum())
         return {"hot_clusters": clusters, "hot_slots": h_slots, "hot_miss": h_miss, "hot_rows": rows,
                 "cold_neurons": cold_n, "cold_slots": c_slots, "cold_miss": c_miss}
+
+    def add_traffic(self, region: str, nbytes: int) -> None:
+        """Count ``nbytes`` read from flash into ``region`` ('hot' or 'cold'); thread-safe."""
+        with self._lock:
+            self.traffic[region] += int(nbytes)
+            self._token[f"{region}_bytes_in"] += int(nbytes)
 
     def invalidate_cold(self, layer: int, neurons: np.ndarray) -> None:
         """Forget cold entries whose bundle was only partly read (split reads whose gate did not fire)."""

@@ -226,7 +226,6 @@ class ClusterPipeline:
         for t in self.threads:
             t.start()
         self.staging_bytes = sum(r.staging.nbytes for r in self.readers)
-        self.layer = 0
 
     # ---- the I/O thread ---------------------------------------------------------------
     def _io_loop(self, reader: FlashReader, i: int) -> None:
@@ -249,6 +248,7 @@ class ClusterPipeline:
                     if reader.direct:
                         hi = -(-whole // 512) * 512
                 raw = reader.read(layer, neurons, lo=lo, hi=hi)
+                self.cache.add_traffic("hot" if unit.W is self.cache.hot_w else "cold", len(neurons) * (hi - lo))
                 qb, sb = _as_bytes(unit.W)
                 hi_payload = min(hi, whole)
                 if sb is None:
@@ -278,28 +278,32 @@ class ClusterPipeline:
 
     # ---- the compute thread -----------------------------------------------------------
     def _units(self, layer: int, plan: dict):
-        """Turn a cache lookup into work units: in-memory ones and ones to read."""
+        """Turn a cache lookup into work units: in-memory ones and ones to read.
+
+        Everything already in memory is ready at once, so it forms one unit per region (hot,
+        cold): fewer kernel calls, fewer GIL hand-offs. Misses are cut into clusters of
+        ``cluster_size`` neurons (a hot miss is its whole hot cluster), each computed as soon
+        as its read lands.
+        """
         cs, cache = self.cfg.cluster_size, self.cache
-        ready, to_read, uid = [], [], 0
+        to_read, uid = [], 2
         hot_cs = cache.cfg.cluster_size
+        resident_hot = []
         for c, slot, miss, rows in zip(plan["hot_clusters"], plan["hot_slots"], plan["hot_miss"], plan["hot_rows"]):
             if miss:
                 members = cache.cluster_members(layer, int(c))
-                u = _Unit(uid, cache.hot_w, rows, members, slot * hot_cs + np.arange(len(members)))
-                to_read.append(u)
-            else:
-                ready.append(_Unit(uid, cache.hot_w, rows))
-            uid += 1
-        neurons, slots, miss = plan["cold_neurons"], plan["cold_slots"], plan["cold_miss"]
-        for mask, is_miss in ((~miss, False), (miss, True)):
-            n_sel, s_sel = neurons[mask], slots[mask]
-            for a in range(0, len(n_sel), cs):
-                s = np.ascontiguousarray(s_sel[a:a + cs])
-                if is_miss:
-                    to_read.append(_Unit(uid, cache.cold_w, s, np.ascontiguousarray(n_sel[a:a + cs]), s))
-                else:
-                    ready.append(_Unit(uid, cache.cold_w, s))
+                to_read.append(_Unit(uid, cache.hot_w, rows, members, slot * hot_cs + np.arange(len(members))))
                 uid += 1
+            else:
+                resident_hot.append(rows)
+        neurons, slots, miss = plan["cold_neurons"], plan["cold_slots"], plan["cold_miss"]
+        ready = [u for u in (_Unit(0, cache.hot_w, np.concatenate(resident_hot) if resident_hot else []),
+                             _Unit(1, cache.cold_w, slots[~miss])) if len(u.rows)]
+        n_sel, s_sel = neurons[miss], slots[miss]
+        for a in range(0, len(n_sel), cs):
+            s = np.ascontiguousarray(s_sel[a:a + cs])
+            to_read.append(_Unit(uid, cache.cold_w, s, np.ascontiguousarray(n_sel[a:a + cs]), s))
+            uid += 1
         return ready, to_read
 
     def _wait(self, layer: int, block: bool = True):
