@@ -126,9 +126,14 @@ def method_explorer(runs: list[dict], live: Callable[..., dict] | None = None) -
         "beta": W.SelectionSlider(options=betas_of(methods[0]), description="β"),
     }
     for name, (label, kind, lo, hi, step, default) in runner.KNOBS.items():
-        slider = W.IntSlider if kind == "int" else W.FloatSlider
-        controls[name] = slider(value=default, min=lo, max=hi, step=step, description=label)
-    buttons = {"train": W.Button(description="train live (small)", disabled=live is None)}
+        if kind == "log":
+            controls[name] = W.FloatLogSlider(value=default, base=10, min=lo, max=hi, step=step,
+                                              description=label, readout_format=".1e")
+        else:
+            slider = W.IntSlider if kind == "int" else W.FloatSlider
+            controls[name] = slider(value=default, min=lo, max=hi, step=step, description=label)
+    buttons = {"train": W.Button(description="train live (small)", disabled=live is None),
+               "defaults": W.Button(description="knobs to defaults")}
     output = W.Output()
     state: dict = {"live": {}}
 
@@ -157,15 +162,16 @@ def method_explorer(runs: list[dict], live: Callable[..., dict] | None = None) -
             return
         _redraw(output, state, lambda: (vz.plot_history(histories, title=method), histories)[1])
 
-    def on_method(_):
+    def on_method(change):
         method = controls["method"].value
         state["busy"] = True              # one redraw at the end, not one per control
         sync_knobs()
         for knob, value in (runner.knob_defaults(method) if method in runner.METHODS else {}).items():
             controls[knob].value = value  # where the stored runs sit
-        options = betas_of(method)
-        controls["beta"].options = options
-        controls["beta"].value = options[len(options) // 2]
+        if change is None or isinstance(change, dict):   # a new method (not the defaults button)
+            options = betas_of(method)
+            controls["beta"].options = options
+            controls["beta"].value = options[len(options) // 2]
         state["busy"] = False
         refresh()
 
@@ -188,7 +194,11 @@ def method_explorer(runs: list[dict], live: Callable[..., dict] | None = None) -
     for name in runner.KNOBS:
         controls[name].observe(on_knob, names="value")
     buttons["train"].on_click(train)
+    buttons["defaults"].on_click(on_method)   # the method's defaults: where its stored runs sit
     on_method(None)
+    knobs = [controls[k] for k in runner.KNOBS]
+    half = (len(knobs) + 1) // 2
     ui = W.VBox([W.HBox([controls["method"], controls["beta"]]),
-                 W.HBox([controls[k] for k in runner.KNOBS]), buttons["train"], output])
+                 W.HBox([W.VBox(knobs[:half]), W.VBox(knobs[half:])]),
+                 W.HBox([buttons["train"], buttons["defaults"]]), output])
     return Panel(ui, controls, buttons, output, refresh, state)

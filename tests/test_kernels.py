@@ -184,3 +184,16 @@ def test_index_out_of_range_is_a_value_error(bad):
         K.sparse_ffn_bundled(B, idx, x, np.zeros(32, np.float32), True)
     with pytest.raises(ValueError, match="out of range"):
         K.down_axpy(B[:, 2].copy(), idx, np.ones(2, np.float32), np.zeros(32, np.float32))
+
+
+def test_parallel_down_axpy_loses_no_update():
+    # 400k additions of 1.0 into 8 outputs: a racy kernel loses some whenever threads overlap;
+    # private accumulators never do (all partial sums are exact integers in float32)
+    import numba
+    from teachkit.sparse.machine import numba_threads
+
+    rows = np.ones((64, 8), np.float32)
+    idx = (np.arange(400_000) % 64).astype(np.int64)
+    with numba_threads(numba.config.NUMBA_NUM_THREADS):
+        out = K.down_axpy(rows, idx, np.ones(400_000, np.float32), np.zeros(8, np.float32))
+    np.testing.assert_array_equal(out, np.full(8, 400_000.0, np.float32))

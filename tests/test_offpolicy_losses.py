@@ -71,6 +71,32 @@ def test_dpop_penalty_is_inside_the_beta_bracket():
     assert loss.item() == pytest.approx(softplus(0.1 * (1 - 50)), abs=1e-9)
 
 
+def test_dpop_forms_hand_values():
+    # margin h = 1, penalty P = 1, β = 0.1, λ = 2
+    args = (t(-2.0), t(-3.0), t(-1.0), t(-1.0))
+    assert dpop_loss(*args, beta=0.1, lam=2.0, form="a").item() == pytest.approx(softplus(0.1), abs=1e-12)
+    assert dpop_loss(*args, beta=0.1, lam=2.0, form="b").item() == pytest.approx(softplus(2 - 0.1), abs=1e-12)
+    assert dpop_loss(*args, beta=0.1, lam=2.0, form="c").item() == pytest.approx(softplus(-0.1) + 2.0, abs=1e-12)
+
+
+def test_dpop_form_b_weighs_the_penalty_one_over_beta_more():
+    pc, pr, rc, rr = t(-2.0, -1.0), t(-3.0, -4.0), t(-1.0, -1.5), t(-1.0, -2.0)
+    assert torch.allclose(dpop_loss(pc, pr, rc, rr, beta=0.1, lam=5.0, form="b"),
+                          dpop_loss(pc, pr, rc, rr, beta=0.1, lam=50.0, form="a"))
+
+
+@pytest.mark.parametrize("form", ["a", "b", "c"])
+def test_dpop_forms_equal_dpo_above_reference(form):
+    pc, pr, rc, rr = random_logps(4)
+    rc = pc - torch.rand_like(pc)
+    assert torch.allclose(dpop_loss(pc, pr, rc, rr, form=form), dpo_loss(pc, pr, rc, rr))
+
+
+def test_dpop_rejects_unknown_form():
+    with pytest.raises(ValueError, match="form"):
+        dpop_loss(t(-2.0), t(-3.0), t(-1.0), t(-1.0), form="d")
+
+
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_dpop_equals_dpo_when_chosen_at_or_above_reference(seed):
     pc, pr, rc, rr = random_logps(seed)

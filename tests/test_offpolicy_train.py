@@ -157,6 +157,8 @@ def test_config_errors():
         ORPOConfig(lam=-1.0)
     with pytest.raises(ValueError, match="pairs"):
         DPOConfig(pairs="best")
+    with pytest.raises(ValueError, match="dpop_form"):
+        DPOConfig(loss="dpop", dpop_form="inside")
     with pytest.raises(ValueError, match="monitor"):
         TDPOConfig(monitor="test")
     with pytest.raises(ValueError, match="steps"):

@@ -3,6 +3,7 @@
 import itertools
 import math
 
+import ipywidgets
 import matplotlib
 import numpy as np
 import pytest
@@ -16,9 +17,12 @@ from teachkit.viz.showdown import preference_landscape  # noqa: E402
 
 
 def slider_values(slider):
-    """Every value a slider can take: min, max and every step between."""
+    """Every value a slider can take: min, max and every step between (log sliders: in log10 units)."""
     n = int(round((slider.max - slider.min) / slider.step))
-    return [slider.min + k * slider.step for k in range(n + 1)]
+    values = [slider.min + k * slider.step for k in range(n + 1)]
+    if isinstance(slider, ipywidgets.FloatLogSlider):
+        return [slider.base ** v for v in values]
+    return values
 
 
 # --------------------------------------------------------------------------- the pure function
@@ -128,7 +132,9 @@ def synthetic_runs():
     from teachkit.rlhf import runner
 
     runs = []
-    for method, family, cfg_extra in (("dpo", "off-policy", {}), ("dpop", "off-policy", {"lam": 50.0})):
+    lr = runner.knob_defaults("dpo")["lr"]
+    for method, family, cfg_extra in (("dpo", "off-policy", {"lr": lr}),
+                                      ("dpop", "off-policy", {"lr": lr, "lam": 50.0})):
         for beta in (0.03, 0.1, 0.3):
             h = {"step": [0.0, 1.0, 2.0], "gold_reward": [0.5, 0.6, 0.55], "proxy_reward": [0.0, 0.2, 0.4],
                  "kl_to_ref": [0.0, 0.1 / beta, 0.2 / beta], "seconds": [0.0, 1.0, 2.0],
@@ -167,16 +173,25 @@ def test_method_explorer_every_control_and_the_train_button():
             c[knob].value = runner.knob_defaults(method).get(knob, runner.KNOBS[knob][5])
         panel.buttons["train"].click()
         assert calls[-1][0] == method and panel.state["shown"][0] == "live run"
+    # the defaults button brings the knobs back to where the stored runs sit
+    c["method"].value = "dpop"
+    beta = c["beta"].value
+    c["dpop_lambda"].value, c["lr"].value = 20.0, 1e-3
+    assert panel.state["shown"] in ([], ["live run"])
+    panel.buttons["defaults"].click()
+    assert c["beta"].value == beta and c["dpop_lambda"].value == 50.0
+    assert "stored β=" + f"{beta:g}" in panel.state["shown"]
     # DPOP at a λ that no stored run used: nothing stored to show, but a live run fills the gap
     c["dpop_lambda"].value = 10.0
     assert panel.state["shown"] == [] and panel.state["last"] == {}
     panel.buttons["train"].click()
-    assert calls[-1] == ("dpop", c["beta"].value, {"dpop_lambda": 10.0})
+    assert calls[-1] == ("dpop", c["beta"].value, {"lr": runner.knob_defaults("dpop")["lr"], "dpop_lambda": 10.0})
     assert panel.state["shown"] == ["live run"]
 
 
 def test_method_explorer_without_live_training_has_a_disabled_button():
     panel = widgets.method_explorer(synthetic_runs())
+    assert set(panel.buttons) == {"train", "defaults"}
     assert panel.buttons["train"].disabled
     panel.buttons["train"].click()   # a click on a disabled button (programmatic) does nothing
     assert panel.state["live"] == {}

@@ -130,13 +130,13 @@ print(f"fraction exactly zero after ReLU (layer 0): {(acts[0] == 0).float().mean
 # and the new query attends to all stored keys. Same logits, less work:
 
 # %%
-# NBVAL_CHECK_OUTPUT
 g = torch.Generator().manual_seed(0)
 prompts = task.sample_prompts(256, g)
 with_cache = generate(base, prompts, task.max_new_tokens, generator=torch.Generator().manual_seed(3))
 without = generate(base, prompts, task.max_new_tokens, generator=torch.Generator().manual_seed(3),
                    use_cache=False)
 print("same tokens with and without the cache:", torch.equal(with_cache.completions, without.completions))
+assert torch.equal(with_cache.completions, without.completions)
 task.show(with_cache.prompts, with_cache.completions, with_cache.mask, n=4)
 
 # %% [markdown]
@@ -149,7 +149,8 @@ task.show(with_cache.prompts, with_cache.completions, with_cache.mask, n=4)
 
 # %%
 # NBVAL_CHECK_OUTPUT
-print(eos_mask(torch.tensor([[5, 1, 7, 1], [6, 6, 6, 6]]), eos_id=1))
+print("eos_mask of [5 <eos> 7 <eos>] and [6 6 6 6]:",
+      eos_mask(torch.tensor([[5, 1, 7, 1], [6, 6, 6, 6]]), eos_id=1).int().tolist())
 comp = with_cache.completions[:8]
 x = torch.cat([prompts[:8], comp], dim=1)
 ce = F.cross_entropy(base(x)[:, :-1].transpose(1, 2), x[:, 1:], reduction="none")  # (B, P+T-1)
@@ -220,11 +221,11 @@ assert p_right.min() > 0.05, "sampling must be able to find the right answer eve
 pairs = world.pairs
 print(pairs)
 print("low-edit pairs (train):", int(pairs.train.low_edit.sum()))
-for i in range(5):
-    p = pairs.train[i:i + 1]
-    kind = "low-edit" if bool(p.low_edit[0]) else "sampled"
-    print(f"{task.format(p.prompts[0], p.chosen[0], p.chosen_mask[0]):<18s} ≻  "
-          f"{task.format(p.prompts[0], p.rejected[0], p.rejected_mask[0]).split('→ ')[1]:<8s} ({kind})")
+for kind, is_low in (("sampled", False), ("low-edit", True)):
+    for i in (pairs.train.low_edit == is_low).nonzero()[:3, 0].tolist():     # the first three of each kind
+        p = pairs.train[i:i + 1]
+        print(f"{task.format(p.prompts[0], p.chosen[0], p.chosen_mask[0]):<18s} ≻  "
+              f"{task.format(p.prompts[0], p.rejected[0], p.rejected_mask[0]).split('→ ')[1]:<8s} ({kind})")
 
 # %% [markdown]
 # Bradley–Terry models a preference as $P(y_w \succ y_l) = \sigma(r(x, y_w) - r(x, y_l))$. The
@@ -258,15 +259,34 @@ assert abs(heldout_acc - stored["heldout_accuracy"]) < 1e-6 and heldout_acc > 0.
 # ## 5. Where the proxy agrees with the gold reward, and where it does not
 #
 # On fresh SFT samples, the reward model's scores separate right from wrong answers well but not
-# perfectly (the histograms overlap).
+# perfectly (the histograms overlap). We draw the samples with the seed `make data` used (1), so
+# the correlation is the stored one printed above.
 
 # %%
 rollout = generate(world.reference, world.eval_prompts, task.max_new_tokens,
-                   generator=torch.Generator().manual_seed(0))
+                   generator=torch.Generator().manual_seed(1))
 proxy = world.proxy_reward(rollout.prompts, rollout.completions, rollout.mask)
 gold = world.gold_reward(rollout.prompts, rollout.completions, rollout.mask)
 viz.plot_proxy_vs_gold(proxy, gold)
-print(f"correlation between proxy and gold: {pearson(proxy, gold):.2f}")
+print(f"correlation between proxy and gold (seed 1, as stored): {pearson(proxy, gold):.3f}")
+assert abs(pearson(proxy, gold) - stored["gold_correlation"]) < 1e-4
+
+# %% [markdown]
+# One set of 200 samples is a noisy measurement. Over ten sample sets (seeds 0–9) the correlation
+# spreads over about 0.15, and the stored value sits inside that spread:
+
+# %%
+def proxy_gold_correlation(seed):
+    r = generate(world.reference, world.eval_prompts, task.max_new_tokens,
+                 generator=torch.Generator().manual_seed(seed))
+    return pearson(world.proxy_reward(r.prompts, r.completions, r.mask),
+                   world.gold_reward(r.prompts, r.completions, r.mask))
+
+
+corr = torch.tensor([proxy_gold_correlation(seed) for seed in range(10)])
+print(f"correlation over seeds 0-9: mean {corr.mean():.2f}, std {corr.std():.2f}, "
+      f"range {corr.min():.2f} to {corr.max():.2f}")
+assert 0.4 < corr.mean() < 0.9 and corr.min() < stored["gold_correlation"] < corr.max()
 
 # %% [markdown]
 # A policy that maximises the proxy will, on each prompt, move towards the answer the reward
@@ -314,13 +334,26 @@ viz.plot_length_distribution(lengths, targets, lt.max_target, lt.max_new_tokens 
                              title="SFT reference on the length task")
 
 # %%
-# NBVAL_CHECK_OUTPUT
 p_hit = [(lengths[targets == k] == k).float().mean().item() for k in range(1, 7)]
 print("P(n = k) under SFT:", " ".join(f"k={k}: {p:.2f}" for k, p in enumerate(p_hit, 1)))
 print(f"SFT gold reward on the length task: {length_world.sft_metrics['gold_reward']:.3f}")
 assert p_hit[5] < 0.25 < p_hit[0]
 
 # %% [markdown]
+# ## What we learned
+#
+# - The toy world is small enough to train live on a laptop CPU: a 100k-parameter GPT, 100 prompts,
+#   and a gold reward written as code, so every later notebook can report the *true* reward.
+# - Two conventions hold everywhere: the completion mask includes the first `<eos>`, and the
+#   log-prob of completion token j comes from the logits at position P + j − 1.
+# - SFT on an imperfect demonstrator gives a reference policy that is decent but leaves room:
+#   RLHF has something to gain, and every prompt still has a reachable right answer.
+# - Preference pairs come in two kinds, sampled and low-edit (off by one); the Bradley–Terry reward
+#   model trained on them ranks pairs well but is an imperfect proxy of the gold reward, and on
+#   some prompts it prefers a wrong answer, which a policy optimising it will find.
+# - The `length` task puts the optimum where SFT rarely goes: the setting where on-policy sampling
+#   should beat offline pairs.
+#
 # ## Exercises
 #
 # **1. `eos_mask(completions, eos_id)`.** Return a (B, T) mask that is 1 up to *and including*

@@ -42,7 +42,7 @@ held_out, train_text = payload["held_out"], payload["train_sample"]
 print(f"{cfg.n_layer} layers, d_model={cfg.d_model}, d_ff={cfg.d_ff}, ReLU FFNs, "
       f"{model.num_parameters():,} parameters, byte vocabulary of {cfg.vocab_size}")
 print(f"held-out text: {len(held_out):,} bytes; training sample: {len(train_text):,} bytes")
-ppl_dense = perplexity(model, held_out[:16_384])
+ppl_dense = perplexity(model, held_out[:8192])
 print(f"held-out perplexity per byte: {ppl_dense:.3f}")
 
 # %% [markdown]
@@ -210,7 +210,7 @@ def oracle(layer, x):
     return np.ones((len(x), cfg.d_ff), bool)          # all neurons: the dense model
 
 
-text = held_out[:16_384]
+text = held_out[:8192]
 print(f"dense model: perplexity {ppl_dense:.3f}")
 assert abs(perplexity(model, text, oracle) - ppl_dense) < 1e-4
 for kind in ("lowrank", "mlp"):

@@ -191,12 +191,13 @@ with SparseFFN(path, cfg, OraclePredictor(stack.bundles, gated=True), gated=True
         eng.end_token()
     hist = eng.cache.history
     regions = eng.cache.region_bytes()
+    capacity = {"hot": eng.cache.cfg.hot_slots, "cold": eng.cache.cfg.cold_slots}
 print({k: f"{v / 2**20:.2f} MiB" for k, v in regions.items()})
 assert eng.cache.bytes_total <= budget
 print("hot clusters:", eng.cache.cfg.hot_slots, " cold slots:", eng.cache.cfg.cold_slots)
 
 # %%
-viz.plot_cache_history(hist)
+viz.plot_cache_history(hist, capacity)
 late = hist[10:]
 hot = sum(h["hot_hits"] for h in late) / max(1, sum(h["hot_hits"] + h["hot_misses"] for h in late))
 cold = sum(h["cold_hits"] for h in late) / max(1, sum(h["cold_hits"] + h["cold_misses"] for h in late))

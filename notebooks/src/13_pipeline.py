@@ -97,7 +97,7 @@ assert max(worst.values()) < 1e-4
 # %% [markdown]
 # ## 3. The Gantt chart: where the time goes
 #
-# Each bar is one event of the trace of the last token, layer 2: the I/O lane on top, the
+# Each bar is one event of the trace of the last token, in the layer with the most reads: the I/O lane on top, the
 # compute lane below, grey where the compute thread waits for a read. Everything already in
 memory forms one batch per region (hot, cold), computed first. In the matrix-level
 # pipeline the compute thread finishes the in-memory gates, then **waits** for every read of
@@ -105,7 +105,10 @@ memory forms one batch per region (hot, cold), computed first. In the matrix-lev
 # up/down work at once and computes each read cluster as it lands, so the waits shrink.
 
 # %%
-viz.plot_gantt_pair(engines["matrix"].trace.events, engines["cluster"].trace.events, layers={2})
+reads = [sum(e[1].endswith("_read") and e[2] == l for e in engines["cluster"].trace.events) for l in range(4)]
+busiest = int(np.argmax(reads))
+print(f"layer {busiest}: {reads[busiest]} read clusters in the cluster-level run")
+viz.plot_gantt_pair(engines["matrix"].trace.events, engines["cluster"].trace.events, layers={busiest})
 
 # %%
 def wait_ms(trace, layers=None):
@@ -119,7 +122,8 @@ for sched, eng in engines.items():
 
 # %% [markdown]
 # Timings on a shared 2-core machine move from run to run; the *pattern* of the Gantt charts
-# is what to look at. In the serial schedule the compute thread waits for all reads (the grey
+# is what to look at. A gap where neither lane works is the operating system running another
+# program: both threads were ready but had no core. In the serial schedule the compute thread waits for all reads (the grey
 # bar is as long as the I/O lane); in the cluster schedule waits only remain where there is
 # really nothing in memory left to compute.
 #

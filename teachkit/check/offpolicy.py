@@ -48,6 +48,21 @@ def _dpo_hand_value(fn):
                  "dpo_loss(−1, −2, −1.5, −1.5, β=0.5)")
 
 
+def _dpo_stable(fn):
+    # margins +200 and −200 with β = 1 in float32: −log σ(200) ≈ 0, −log σ(−200) = 200
+    pc = torch.tensor([200.0, 0.0], dtype=torch.float32)
+    zero = torch.zeros(2, dtype=torch.float32)
+    got = fn(pc, torch.tensor([0.0, 200.0], dtype=torch.float32), zero.clone(), zero.clone(), 1.0)
+    if not bool(torch.isfinite(torch.as_tensor(got)).all()):
+        raise AssertionError(f"the loss at margins ±200 (float32) must be finite, got {float(got)}: "
+                             "use F.logsigmoid, not log(sigmoid(·))")
+    assert_close(got, 100.0, "mean DPO loss for margins +200 and −200 (β = 1, float32)", rtol=1e-4)
+
+
+def _dpo_wrong_naive_log_sigmoid(pc, pr, rc, rr, beta):
+    return -torch.log(torch.sigmoid(beta * ((pc - rc) - (pr - rr)))).mean()
+
+
 def _dpo_wrong_no_reference(pc, pr, rc, rr, beta):
     return -F.logsigmoid(beta * (pc - pr)).mean()
 
@@ -71,11 +86,13 @@ dpo_loss = Exercise(
         ("the loss is ln 2 when the policy equals the reference", _dpo_ln2_at_reference),
         ("a single pair with margin 1 and β = 0.5 gives −log σ(0.5)", _dpo_hand_value),
         ("it matches teachkit.rlhf.dpo_loss on random pairs (β = 0.1 and β = 2)", _dpo_matches_reference),
+        ("it stays finite for margins of ±200 in float32 (−log σ(−200) = 200)", _dpo_stable),
     ],
     wrong_answers={"forgets the reference log-probs": _dpo_wrong_no_reference,
                    "prefers the rejected completion (sign flipped)": _dpo_wrong_sign,
                    "ignores β": _dpo_wrong_no_beta,
-                   "sums over pairs instead of averaging": _dpo_wrong_sum},
+                   "sums over pairs instead of averaging": _dpo_wrong_sum,
+                   "naive −log(sigmoid(·)) overflows": _dpo_wrong_naive_log_sigmoid},
     hint="margin = (π_c − ref_c) − (π_r − ref_r); loss = −logsigmoid(β·margin).mean().",
 )
 
@@ -93,6 +110,21 @@ def _dpop_penalty_inside_beta(fn):
     # chosen 1 nat below its reference: margin 1, penalty 1, λ = 50: −log σ(0.1·(1 − 50))
     assert_close(fn(_t(-2.0), _t(-3.0), _t(-1.0), _t(-1.0), 0.1, 50.0), math.log1p(math.exp(4.9)),
                  "dpop_loss(−2, −3, −1, −1, β=0.1, λ=50) (penalty inside the β bracket)")
+
+
+def _dpop_pushes_chosen_up(fn):
+    # chosen 0.5 nat below its reference: the penalty must add to the gradient on π_c (not just the value)
+    args = [_t(-2.0, -4.0), _t(-3.0, -5.0), _t(-1.5, -3.5), _t(-3.0, -5.0)]
+    grads = []
+    for loss_fn in (fn, lambda *a: _dpo_ref(*a[:4], beta=a[4])):
+        pc = args[0].clone().requires_grad_()
+        loss_fn(pc, *(a.clone() for a in args[1:]), 0.1, 5.0).backward()
+        if pc.grad is None:
+            raise AssertionError("no gradient reached the chosen log-probs (did you detach the penalty?)")
+        grads.append(pc.grad.abs())
+    if not bool((grads[0] > 1.5 * grads[1]).all()):
+        raise AssertionError(f"with the chosen log-prob below the reference, |∂loss/∂π_c| should exceed DPO's "
+                             f"({grads[1].tolist()}), got {grads[0].tolist()}: the penalty must carry a gradient")
 
 
 def _dpop_inputs(seed):
@@ -113,6 +145,11 @@ def _dpop_wrong_additive(pc, pr, rc, rr, beta, lam):
     return (-F.logsigmoid(beta * margin) + lam * torch.clamp(rc - pc, min=0)).mean()
 
 
+def _dpop_wrong_detached_penalty(pc, pr, rc, rr, beta, lam):
+    margin = (pc - rc) - (pr - rr)
+    return -F.logsigmoid(beta * (margin - lam * torch.clamp(rc - pc, min=0).detach())).mean()
+
+
 def _dpop_wrong_penalty_sign(pc, pr, rc, rr, beta, lam):
     margin = (pc - rc) - (pr - rr)
     return -F.logsigmoid(beta * (margin - lam * torch.clamp(pc - rc, min=0))).mean()
@@ -126,10 +163,13 @@ dpop_loss = Exercise(
         ("the penalty λ·max(0, ref_c − π_c) sits inside the β bracket", _dpop_penalty_inside_beta),
         ("it matches teachkit.rlhf.dpop_loss on random pairs",
          matches_reference(_dpop_reference, _dpop_inputs)),
+        ("below the reference the penalty raises |∂loss/∂π_c| above DPO's (it carries a gradient)",
+         _dpop_pushes_chosen_up),
     ],
     wrong_answers={"penalty outside β (inside log σ)": _dpop_wrong_outside_beta,
                    "penalty added outside log σ": _dpop_wrong_additive,
-                   "penalises the chosen log-prob for rising": _dpop_wrong_penalty_sign},
+                   "penalises the chosen log-prob for rising": _dpop_wrong_penalty_sign,
+                   "detaches the penalty (right value, no gradient)": _dpop_wrong_detached_penalty},
     hint="z = margin − λ·clamp(ref_c − π_c, min=0); loss = −logsigmoid(β·z).mean().",
 )
 
@@ -302,6 +342,19 @@ def _orpo_hand_value(fn):
                  "orpo_loss(log ½, log ¼, λ=0.5)")
 
 
+def _orpo_near_certain(fn):
+    # rejected completions the model is almost sure of (ℓ̄ = −1e−7) in float32: the log-odds need log1mexp
+    c = torch.tensor([-1.0, -0.5], dtype=torch.float32)
+    r = torch.tensor([-1e-7, -1e-7], dtype=torch.float32)
+    want = _orpo_ref(c.double(), r.double(), lam=1.0)
+    assert_close(fn(c, r, 1.0), want, "orpo_loss with ℓ̄_l = −1e−7 in float32 (λ = 1)", rtol=1e-4, atol=1e-4)
+
+
+def _orpo_wrong_naive_odds(c, r, lam):
+    odds = lambda x: x - torch.log(1 - torch.exp(x))  # noqa: E731
+    return -c.mean() + lam * -F.logsigmoid(odds(c) - odds(r)).mean()
+
+
 def _orpo_reference(c, r, lam):
     return _orpo_ref(c, r, lam=lam)
 
@@ -324,9 +377,11 @@ orpo_loss = Exercise(
     properties=[
         ("NLL(chosen) + λ·(−log σ(log-odds ratio)) on a hand-computed pair", _orpo_hand_value),
         ("it matches teachkit.rlhf.orpo_loss on random pairs", matches_reference(_orpo_reference, _orpo_inputs)),
+        ("it stays accurate when a completion is nearly certain (ℓ̄ = −1e−7, float32)", _orpo_near_certain),
     ],
     wrong_answers={"drops the SFT (NLL) term": _orpo_wrong_no_nll,
                    "uses the log-prob ratio instead of the log-odds ratio": _orpo_wrong_logprob_ratio,
-                   "puts λ on the NLL term": _orpo_wrong_lam_on_nll},
+                   "puts λ on the NLL term": _orpo_wrong_lam_on_nll,
+                   "naive log-odds ℓ̄ − log(1 − exp(ℓ̄)) (cancels near 0)": _orpo_wrong_naive_odds},
     hint="loss = −ℓ̄_w.mean() + λ·(−logsigmoid(log_odds(ℓ̄_w) − log_odds(ℓ̄_l))).mean().",
 )

@@ -18,7 +18,7 @@ EOS = 1
 # ---------------------------------------------------------------- eos_mask(completions, eos_id)
 def _completions(seed: int):
     g = torch.Generator().manual_seed(seed)
-    return torch.randint(0, 5, (6, 7), generator=g), EOS
+    return torch.randint(0, 5, (6, 7), generator=g), (EOS, 3, 4)[seed % 3]   # eos_id varies with the seed
 
 
 def _eos_hand_example(fn):
@@ -26,6 +26,17 @@ def _eos_hand_example(fn):
     want = torch.tensor([[1, 1, 0, 0], [1, 0, 0, 0], [1, 1, 1, 1], [1, 1, 1, 1]])
     assert_close(torch.as_tensor(fn(comp, EOS)).float(), want.float(),
                  "rows [3 EOS 4 EOS], [EOS 0 0 0], [3 3 3 3], [2 2 2 EOS]")
+
+
+def _eos_other_id(fn):
+    comp = torch.tensor([[3, 1, 3, 1], [1, 3, 0, 0], [2, 2, 2, 2]])
+    want = torch.tensor([[1, 0, 0, 0], [1, 1, 0, 0], [1, 1, 1, 1]])
+    assert_close(torch.as_tensor(fn(comp, 3)).float(), want.float(),
+                 "with eos_id=3, rows [3 1 3 1], [1 3 0 0], [2 2 2 2] (use the eos_id argument)")
+
+
+def _wrong_hard_coded_eos(completions, eos_id):
+    return _eos_mask_reference(completions, 1)
 
 
 def _wrong_excludes_eos(completions, eos_id):
@@ -47,12 +58,14 @@ eos_mask = Exercise(
     properties=[
         ("the mask is 1 up to AND including the first EOS, 0 after it (a row without EOS is all 1)",
          _eos_hand_example),
-        ("it matches teachkit.toy.eos_mask on random completions",
+        ("it uses the eos_id it is given (here 3), not a fixed id", _eos_other_id),
+        ("it matches teachkit.toy.eos_mask on random completions (eos_id 1, 3, 4)",
          matches_reference(_eos_mask_reference, _completions)),
     ],
     wrong_answers={"drops the EOS itself": _wrong_excludes_eos,
                    "keeps tokens after a second EOS": _wrong_no_subtract,
-                   "keeps everything": _wrong_keeps_everything},
+                   "keeps everything": _wrong_keeps_everything,
+                   "hard-codes eos_id == 1": _wrong_hard_coded_eos},
     hint="count the EOS tokens seen strictly before each position: cumsum(is_eos) - is_eos == 0.",
 )
 

@@ -5,7 +5,7 @@ Public API (a contract; the training loops and the showdown rely on these signat
     sequence_logps(token_logps, mask, average=False)                         -> (B,)
     implicit_rewards(pol_c, pol_r, ref_c, ref_r, beta=0.1)                   -> ((B,), (B,))
     dpo_loss (pol_c, pol_r, ref_c, ref_r, beta=0.1)                          -> 0-dim
-    dpop_loss(pol_c, pol_r, ref_c, ref_r, beta=0.1, lam=50.0)                -> 0-dim
+    dpop_loss(pol_c, pol_r, ref_c, ref_r, beta=0.1, lam=50.0, form="a")      -> 0-dim
     ipo_loss (pol_c, pol_r, ref_c, ref_r, beta=0.1)                          -> 0-dim
     simpo_loss(chosen_mean_logps, rejected_mean_logps, beta=2.0, gamma=0.5)  -> 0-dim
 
@@ -32,10 +32,17 @@ DPOP subtracts  λ·max(0, log π_ref(y_w) − log π(y_w))  *inside* the β bra
 
     L_DPOP = −E log σ( β·[ h − λ·max(0, ref_c − π_c) ] ),   h = (π_c − ref_c) − (π_r − ref_r).
 
-The penalty is 0 while the chosen log-prob is at or above the reference (then DPOP = DPO). Two
-other placements circulate: inside log σ but outside β, and outside log σ as a plain additive
-term. We follow the authors' July 2024 bracketing; inside the sigmoid the penalty's gradient is
-weighted by σ(−β·z) like DPO's, so it switches off once the pair is well separated.
+The penalty P = max(0, ref_c − π_c) is 0 while the chosen log-prob is at or above the reference
+(then DPOP = DPO). Three placements of P circulate (``form``):
+
+    (a)  −log σ(β·[h − λP])        inside β: the form treated as canonical (paper Eq. 3 as the
+                                   authors' July 2024 revision brackets it, per abacusai/smaug#2)
+    (b)  −log σ(β·h − λP)          inside log σ, outside β (one MLX port)
+    (c)  −log σ(β·h) + λP          outside log σ, a plain additive term (SamPO, several MLX ports)
+
+Inside the sigmoid, (a) and (b), the penalty's gradient is weighted by σ(−β·z) like DPO's, so it
+switches off once the pair is well separated; (c) always pushes. With λ = 50, (b) weighs the
+penalty 1/β = 10 times more than (a) does.
 
 IPO (Azar et al. 2023) and SimPO (Meng et al. 2024)
 ---------------------------------------------------
@@ -51,7 +58,7 @@ import torch.nn.functional as F
 
 from .masking import check_mask, check_same_shape, check_tensor, masked_sum
 
-__all__ = ["sequence_logps", "implicit_rewards", "dpo_loss", "dpop_loss", "ipo_loss", "simpo_loss"]
+__all__ = ["sequence_logps", "implicit_rewards", "dpo_loss", "dpop_loss", "ipo_loss", "simpo_loss", "DPOP_FORMS"]
 
 
 def _check_logps(**tensors: torch.Tensor) -> None:
@@ -105,16 +112,28 @@ def dpo_loss(policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_r
     return -F.logsigmoid(beta * margin).mean()
 
 
+DPOP_FORMS = ("a", "b", "c")
+
+
 def dpop_loss(policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps,
-              beta: float = 0.1, lam: float = 50.0) -> torch.Tensor:
-    """DPO-Positive:  −log σ(β[(π_c − ref_c) − (π_r − ref_r) − λ·max(0, ref_c − π_c)]),  averaged."""
+              beta: float = 0.1, lam: float = 50.0, form: str = "a") -> torch.Tensor:
+    """DPO-Positive, averaged over pairs. With P = max(0, ref_c − π_c) and h the DPO margin:
+
+    form "a" (default):  −log σ(β·[h − λP]);   "b":  −log σ(β·h − λP);   "c":  −log σ(β·h) + λP.
+    """
     _check_logps(policy_chosen_logps=policy_chosen_logps, policy_rejected_logps=policy_rejected_logps,
                  ref_chosen_logps=ref_chosen_logps, ref_rejected_logps=ref_rejected_logps)
     _check_positive("beta", beta)
     _check_positive("lam", lam, allow_zero=True)
+    if form not in DPOP_FORMS:
+        raise ValueError(f"form must be one of {DPOP_FORMS} (where the penalty sits), got {form!r}")
     margin = (policy_chosen_logps - ref_chosen_logps) - (policy_rejected_logps - ref_rejected_logps)
     penalty = torch.clamp(ref_chosen_logps - policy_chosen_logps, min=0.0)
-    return -F.logsigmoid(beta * (margin - lam * penalty)).mean()
+    if form == "a":
+        return -F.logsigmoid(beta * (margin - lam * penalty)).mean()
+    if form == "b":
+        return -F.logsigmoid(beta * margin - lam * penalty).mean()
+    return (-F.logsigmoid(beta * margin) + lam * penalty).mean()
 
 
 def ipo_loss(policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps,

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from ..toy.generate import completion_logits
-from .dpo import dpo_loss, dpop_loss, implicit_rewards, ipo_loss, simpo_loss
+from .dpo import DPOP_FORMS, dpo_loss, dpop_loss, implicit_rewards, ipo_loss, simpo_loss
 
 __all__ = ["DPOConfig", "LOSSES", "PairData", "pair_data", "pair_forward", "pair_logps", "train_dpo",
            "preference_loss", "pair_metrics", "evaluate", "new_history", "RunLog",
@@ -128,6 +128,7 @@ class DPOConfig:
     loss: str = "dpo"            # "dpo" | "dpop" | "ipo" | "simpo"
     beta: float = 0.1            # DPO/DPOP/IPO temperature; SimPO uses simpo_beta
     lam: float = 50.0            # DPOP penalty weight (Smaug's λ)
+    dpop_form: str = "a"         # where DPOP's penalty sits: "a" inside β, "b" outside β, "c" outside log σ
     simpo_beta: float = 2.0
     simpo_gamma: float = 0.5
     steps: int = 120
@@ -144,6 +145,8 @@ class DPOConfig:
     def __post_init__(self) -> None:
         if self.loss not in LOSSES:
             raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")
+        if self.dpop_form not in DPOP_FORMS:
+            raise ValueError(f"dpop_form must be one of {DPOP_FORMS}, got {self.dpop_form!r}")
         check_loop_config(self)
 
 
@@ -164,7 +167,7 @@ def preference_loss(cfg: DPOConfig, pol_c, pol_r, ref_c, ref_r, len_c, len_r) ->
     if cfg.loss == "dpo":
         return dpo_loss(pol_c, pol_r, ref_c, ref_r, beta=cfg.beta)
     if cfg.loss == "dpop":
-        return dpop_loss(pol_c, pol_r, ref_c, ref_r, beta=cfg.beta, lam=cfg.lam)
+        return dpop_loss(pol_c, pol_r, ref_c, ref_r, beta=cfg.beta, lam=cfg.lam, form=cfg.dpop_form)
     if cfg.loss == "ipo":
         return ipo_loss(pol_c, pol_r, ref_c, ref_r, beta=cfg.beta)
     return simpo_loss(pol_c / len_c, pol_r / len_r, beta=cfg.simpo_beta, gamma=cfg.simpo_gamma)

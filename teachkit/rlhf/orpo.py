@@ -21,6 +21,11 @@ The loss is SFT on the chosen completion plus a small odds-ratio penalty:
 No reference model appears: the NLL term keeps the policy near the data, so ORPO can start from
 a base (pre-SFT) model and do SFT and preference learning in one stage with one model.
 
+Our NLL term is the mean over pairs of each chosen completion's *per-sequence* average log-prob,
+over the completion tokens only. The official code (xfactlab/orpo) and TRL's ORPOTrainer instead
+take the token-mean cross-entropy over prompt *plus* completion of the chosen sequence (longer
+sequences weigh more, and the prompt tokens are learned too). The odds-ratio term is the same.
+
 Computing log(1 − eˣ) stably
 ----------------------------
 Near x = 0, 1 − eˣ cancels catastrophically; use  log(−expm1(x)).  Far below 0, eˣ is tiny and

@@ -137,12 +137,18 @@ _SPECS = [
 METHODS: dict[str, MethodSpec] = {s.name: s for s in _SPECS}
 
 KNOBS = {
-    # runner knob -> (label, widget kind, min, max, step, default); the widget sweeps these ranges
+    # runner knob -> (label, widget kind, min, max, step, default); the widget sweeps these ranges.
+    # "log" sliders take min, max and step in log10 units. Every method has the "lr" knob.
+    "lr": ("learning rate", "log", -5.0, -2.5, 0.5, 1e-4),
     "clip_eps": ("clip ε", "float", 0.05, 0.4, 0.05, 0.2),
     "group_size": ("group size", "int", 2, 16, 2, 8),
     "gae_lambda": ("GAE λ", "float", 0.5, 1.0, 0.05, 0.95),
     "dpop_lambda": ("DPOP λ", "float", 0.0, 100.0, 10.0, 50.0),
 }
+
+
+for _name, _s in list(METHODS.items()):
+    METHODS[_name] = dataclasses.replace(_s, knobs=(("lr", "lr"),) + _s.knobs)
 
 
 def _method_knobs() -> dict[str, dict[str, str]]:

@@ -43,7 +43,6 @@ class EngineConfig:
     io_threads: int = 1
     timeout: float = 10.0
     prefill_chunk: int = 256       # neurons per sequential prefill read
-    use_cache: bool = True         # False: no cold region reuse (every active neuron is read)
 
 
 def hot_clusters_from_freq(freq: np.ndarray, hot_neurons: int, cluster_size: int) -> list:
@@ -133,9 +132,6 @@ class SparseFFN:
         t0 = time.perf_counter()
         active = self.predictor(layer, x)
         self.trace.add("compute", "predict", layer, -1, t0, time.perf_counter())
-        if not self.cfg.use_cache:
-            self.cache.cold.slot_of[:] = -1           # forget everything: each active neuron is read
-            self.cache.cold.key_of[:] = -1
         plan = self.cache.split_active(layer, active)
         out = np.zeros(self.spec.d, dtype=np.float32)
         return self.pipe.run_layer(layer, x, plan, out)

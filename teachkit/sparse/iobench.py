@@ -82,6 +82,9 @@ class FlashReader:
         self.fault = fault
         self.bytes_read = 0
         self.n_reads = 0
+        s = self.spec                                   # geometry, precomputed for the hot path
+        self._stride, self._layer_bytes, self._base = s.stride, s.layer_bytes, flash.data_offset
+        self._mat_bytes = s.n_neurons * s.stride if s.layout == "matrix" else 0
 
     def close(self) -> None:
         if self.fd >= 0:
@@ -116,26 +119,25 @@ class FlashReader:
         Consecutive units are read with one ``preadv`` when whole units are read and
         ``coalesce`` is on (a run of neighbours is one large read). Returns the staging view.
         """
-        s = self.spec
-        hi = s.stride if hi is None else hi
+        stride = self._stride
+        hi = stride if hi is None else hi
         k = len(units)
         if k > self.max_units:
             raise ValueError(f"asked for {k} units but the staging buffer holds {self.max_units}")
-        if not 0 <= lo < hi <= s.stride:
-            raise ValueError(f"byte range [{lo}, {hi}) is outside a unit of {s.stride} B")
+        if not 0 <= lo < hi <= stride:
+            raise ValueError(f"byte range [{lo}, {hi}) is outside a unit of {stride} B")
         if self.direct and (lo % 512 or hi % 512):
             raise ValueError(f"O_DIRECT partial reads need 512-aligned bounds, got [{lo}, {hi})")
-        whole = lo == 0 and hi == s.stride
-        flat = self.staging.reshape(-1)
-        if coalesce and whole:
+        base = self._base + layer * self._layer_bytes + mat * self._mat_bytes
+        flat = memoryview(self.staging.reshape(-1))
+        if coalesce and lo == 0 and hi == stride:
             for first, n in runs(units):
-                a = first * s.stride
-                self._pread([memoryview(flat[a:a + n * s.stride])],
-                            self.flash.offset(layer, int(units[first]), mat))
+                a = first * stride
+                self._pread([flat[a:a + n * stride]], base + int(units[first]) * stride)
         else:
             for j in range(k):
-                a = j * s.stride + lo
-                self._pread([memoryview(flat[a:a + hi - lo])], self.flash.offset(layer, int(units[j]), mat) + lo)
+                a = j * stride + lo
+                self._pread([flat[a:a + hi - lo]], base + int(units[j]) * stride + lo)
         return self.staging[:k]
 
 

@@ -9,8 +9,9 @@ Two tasks (``get_task(name)``):
     low-edit-distance regime in which DPO lowers the likelihood of the chosen answer.
     The demonstrator is careless with carries: without a carry (a + b ≤ 9) it is right 80% of the
     time, off by one otherwise; with a carry it is right only 35% of the time and usually writes one
-    too many (50%). An SFT model imitates that: decent (≈60% sampled, ≈55% greedy), far from the
-    optimum of 1, and still with non-trivial probability on the right answer everywhere.
+    too many (50%). An SFT model imitates that: decent (the stored reference: ≈57% sampled,
+    ≈74% greedy), far from the optimum of 1, and still with non-trivial probability on the right
+    answer everywhere.
 
 ``"length"`` (the bandit whose optimum lies where SFT puts little probability)
     Prompt ``k:`` with a target length k ∈ 1..6; completion: letters ``a``/``b``, then EOS.

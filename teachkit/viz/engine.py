@@ -31,19 +31,25 @@ def plot_io_profile(profile: dict, title: str = "random reads on this machine (O
     show(fig)
 
 
-def plot_cache_history(history: list, title: str = "the segmented cache, token by token") -> None:
-    """Occupancy (slots used) and hit rate of the hot and cold regions over tokens."""
+def plot_cache_history(history: list, capacity: dict | None = None,
+                       title: str = "the segmented cache, token by token") -> None:
+    """Occupancy and hit rate of the hot and cold regions over tokens.
+
+    With ``capacity = {"hot": slots, "cold": slots}`` occupancy is drawn as a fraction of it.
+    """
     fig, (a1, a2) = figure(2)
     t = np.arange(len(history))
     for k, region in enumerate(("hot", "cold")):
-        occ = [h[f"{region}_occupied"] for h in history]
+        occ = np.array([h[f"{region}_occupied"] for h in history], dtype=float)
+        if capacity:
+            occ /= max(1, capacity[region])
         n = np.array([h[f"{region}_hits"] + h[f"{region}_misses"] for h in history], dtype=float)
         hits = np.array([h[f"{region}_hits"] for h in history], dtype=float)
         a1.plot(t, occ, color=COLORS[k], label=f"{region} ({'clusters' if region == 'hot' else 'neurons'})")
         rate = np.divide(hits, n, out=np.full_like(n, np.nan), where=n > 0)
         a2.plot(t, rate, color=COLORS[k], label=region)
     a1.set_xlabel("token")
-    a1.set_ylabel("slots in use")
+    a1.set_ylabel("share of slots in use" if capacity else "slots in use")
     a1.legend()
     a2.set_xlabel("token")
     a2.set_ylabel("hit rate")

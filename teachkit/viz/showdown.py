@@ -165,13 +165,15 @@ def plot_gold_vs_proxy(runs: list[dict], title: str = "gold (solid) vs proxy (da
         ax = axes[k // ncols][k % ncols]
         x, label = _x_axis(r["history"])
         ax.plot(x, r["history"]["gold_reward"], color=COLORS[0], label="gold")
-        ax.plot(x, r["history"]["proxy_reward"], color=COLORS[1], ls="--", label="proxy")
+        twin = ax.twinx()     # the proxy lives on its own scale (reward-model units)
+        twin.plot(x, r["history"]["proxy_reward"], color=COLORS[1], ls="--", label="proxy")
+        twin.tick_params(axis="y", colors=COLORS[1], labelsize=7)
+        ax.tick_params(axis="y", colors=COLORS[0], labelsize=7)
         ax.set_title(f"{r['method']} β={r['beta']:g}", fontsize=9)
         ax.set_xlabel(label, fontsize=8)
     for k in range(len(runs), nrows * ncols):
         axes[k // ncols][k % ncols].axis("off")
-    axes[0][0].legend(fontsize=8)
-    fig.suptitle(title)
+    fig.suptitle(title + " — left axis gold, right axis proxy")
     show(fig)
 
 
