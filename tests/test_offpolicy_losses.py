@@ -74,9 +74,9 @@ def test_dpop_penalty_is_inside_the_beta_bracket():
 def test_dpop_forms_hand_values():
     # margin h = 1, penalty P = 1, β = 0.1, λ = 2
     args = (t(-2.0), t(-3.0), t(-1.0), t(-1.0))
-    assert dpop_loss(*args, beta=0.1, lam=2.0, form="a").item() == pytest.approx(softplus(0.1), abs=1e-12)
-    assert dpop_loss(*args, beta=0.1, lam=2.0, form="b").item() == pytest.approx(softplus(2 - 0.1), abs=1e-12)
-    assert dpop_loss(*args, beta=0.1, lam=2.0, form="c").item() == pytest.approx(softplus(-0.1) + 2.0, abs=1e-12)
+    assert dpop_loss(*args, beta=0.1, lam=2.0, form="a").item() == pytest.approx(softplus(0.1 * (1 - 2)), abs=1e-12)
+    assert dpop_loss(*args, beta=0.1, lam=2.0, form="b").item() == pytest.approx(softplus(0.1 * 1 - 2), abs=1e-12)
+    assert dpop_loss(*args, beta=0.1, lam=2.0, form="c").item() == pytest.approx(softplus(0.1 * 1) + 2.0, abs=1e-12)
 
 
 def test_dpop_form_b_weighs_the_penalty_one_over_beta_more():

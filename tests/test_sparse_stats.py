@@ -113,7 +113,7 @@ def test_bench_run_smoke_small():
 
     cfg = SyntheticConfig(d=64, d_ff=256, n_layers=2, rank=8, seed=0)
     res = run(threads=(1,), headline_threads=1, log=lambda s: None, cfg=cfg, n_tokens=3,
-              repeats=2, bw_bytes=1 << 20, flush_bytes=1 << 20)
+              repeats=2, bw_bytes=1 << 20, flush_bytes=1 << 20, headline_rounds=2)
     assert res["label"].startswith("SYNTHETIC") and res["synthetic"]["label"] == "SYNTHETIC"
     assert res["oracle_vs_dense_max_rel_err"] < 1e-4
     kernels = {r["kernel"] for r in res["kernels"]}
@@ -122,6 +122,7 @@ def test_bench_run_smoke_small():
     assert len(res["kernels"]) == 5 * (len(LEVELS) + 1)
     for key in ("kernel_speedup_at_10pct", "kernel_bandwidth_fraction"):
         assert res[key] > 0 and res["goals"][key]["measured"] == res[key]
+    assert len(res["headline_rounds"]) == 2
     fused10 = next(r for r in res["kernels"] if r["kernel"] == "numba_fused_bundled"
                    and r["level"] == 0.10)
     assert fused10["bytes_touched"] <= round(0.10 * 256) * 3 * 64 * 4      # never over-counted

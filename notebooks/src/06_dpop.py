@@ -64,13 +64,14 @@ for i in range(4):
 #
 # We use **(a)** with λ = 50, the paper's value. Form (a) is the one treated as canonical: in the
 # abacusai/smaug#2 issue thread the authors say the bracketing of the paper's Eq. 3 was fixed in a
-# July 2024 revision, and a published review of the paper reads Eq. 3 this way. The full paper
+# July 2024 revision, and the rl-llm-wiki review of the paper reads Eq. 3 this way. The full paper
 # text was not available to us. Form (b) appears in one MLX port, form (c) in SamPO's code and
 # several MLX ports.
 #
 # How they differ: in (a) and (b) the penalty sits inside the sigmoid, so its gradient carries
 # the same weight σ(−β·z) as DPO's and fades once the pair is well separated. Form (b) weighs the
-# penalty 1/β = 10 times more than (a). Form (c) never stops pushing. Section 5 trains all three.
+# penalty 1/β = 10 times more than (a). Form (c) pushes with the full λ for as long as the chosen
+# log-prob is below the reference, however well the pair is separated. Section 6 trains all three.
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -197,7 +198,7 @@ for form, label in (("b", "(b) outside β"), ("c", "(c) outside log σ")):
     cfg = DPOConfig(loss="dpop", dpop_form=form, pairs="low_edit", lr=3e-4, steps=120, eval_every=20,
                     monitor="train", seed=0)
     forms[label] = train_dpo(world, cfg)[1]
-print("seed 0, means of steps 80-120  greedy  chosen log-ratio  chosen below ref    KL")
+print(f"{'seed 0, means of steps 80-120':30s}{'greedy':>8s}{'chosen log-ratio':>17s}{'chosen below ref':>18s}{'KL':>6s}")
 for label, h in forms.items():
     print(f"  {label:28s}" + "".join(f"{late_mean(h, k):{w}.2f}" for k, w in
                                      (("greedy_gold_reward", 8), ("chosen_logratio", 17),

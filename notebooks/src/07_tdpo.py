@@ -124,7 +124,7 @@ print("NaN in padding does not leak:", torch.allclose(sequential_kl(nan_pol, ref
 # $$\text{TDPO2:}\quad z = (m_w - m_l) - \alpha\big(D_{SeqKL}(y_l) - \mathrm{sg}[D_{SeqKL}(y_w)]\big)$$
 # $$\mathcal L = -\log\sigma(\beta z).$$
 #
-# TDPO2 is the paper's practical variant. Reading it: pushing the rejected completion away from
+# TDPO2 is the variant the authors' README recommends. Reading it: pushing the rejected completion away from
 # the reference now *costs* margin, by its sequential KL. The stop-gradient (sg) means only the
 # rejected side is held back, and α sets how hard. With α = 0 it is DPO. At π = π_ref every term
 # is 0 and the loss is ln 2, as in DPO.

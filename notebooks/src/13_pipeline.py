@@ -123,9 +123,9 @@ for sched, eng in engines.items():
 # %% [markdown]
 # Timings on a shared 2-core machine move from run to run; the *pattern* of the Gantt charts
 # is what to look at. A gap where neither lane works is the operating system running another
-# program: both threads were ready but had no core. In the serial schedule the compute thread waits for all reads (the grey
-# bar is as long as the I/O lane); in the cluster schedule waits only remain where there is
-# really nothing in memory left to compute.
+# program: both threads were ready but had no core. In the serial and matrix schedules the
+# compute thread waits for all of a layer's reads before its up/down work; in the cluster
+# schedule it waits only when nothing in memory is left to compute.
 #
 # ## 4. Reading in two phases: gate first, up/down only if it fired
 #

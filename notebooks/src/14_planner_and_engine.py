@@ -186,7 +186,7 @@ assert abs(nll["oracle"] - nll["dense"]) < 1e-4
 # | `llm_in_a_flash` | predictor, bundles, a window of the last 5 tokens' neurons, read then compute |
 # | `sparse_flash` → `+bundle` → `+cache` → `+pipeline` | the ablation ladder (PowerInfer-2 Fig. 14) |
 #
-# Here at notebook size (about 30 s); the full-size run is `make bench`.
+# Here at notebook size (a few seconds); the full-size run is `make bench`.
 
 # %%
 res = bench_engine.run(quick=True, profile={"bandwidth_Bps": {1: bw_mem}, "io": io}, workdir=workdir / "bench",

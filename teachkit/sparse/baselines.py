@@ -236,8 +236,9 @@ class DenseStream(_Backend):
 
     def close(self):
         self.stop = True
-        self.free.put(None)
-        self.reader.close() if not self.thread.is_alive() else None
+        self.free.put(None)                               # wakes the I/O thread if it waits for a buffer
+        self.thread.join(timeout=self.timeout)
+        self.reader.close()
 
 
 class NoCacheSparse(_Backend):

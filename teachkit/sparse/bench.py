@@ -16,13 +16,19 @@ Each timed call uses the next (layer, token) pair, so consecutive calls touch di
 weights and different active sets, and before every timed call an untimed read of a buffer
 twice the last-level cache (capped at 1 GiB) evicts what earlier calls left there: the CPU
 cache cannot serve a call from the previous one (hot neurons would otherwise stay cached,
-which a real 32-layer model with GBs of weights per token does not allow). Times are medians. Two headline figures, both on the same weights in the same run:
+which a real 32-layer model with GBs of weights per token does not allow). Times are medians.
+Two headline figures, both on the same weights in the same run:
 
     kernel_speedup_at_10pct   = t(dense numpy FFN) / t(fused sparse FFN, oracle active set)
     kernel_bandwidth_fraction = (bytes the fused kernel must touch / its time) / BW_mem
 
-at the same thread count (``headline_threads``). The oracle active set of a token is every
-neuron whose gate pre-activation is positive; the synthetic layers fire about 10% of them.
+at the same thread count (``headline_threads``), from ``headline_rounds`` short rounds that
+each time bandwidth, dense and sparse back to back: the speedup is the median of the per-round
+ratios (dense and sparse under the same load); the fraction is the median achieved rate over the
+best bandwidth measured anywhere in the run, so a busy moment can only lower it.
+
+The oracle active set of a token is every neuron whose gate pre-activation is positive; the
+synthetic layers fire about 10% of them.
 The other activity levels use each token's top-k neurons by gate pre-activation; for levels
 above the layer's own activity some of them have h = 0, the kernel skips their down rows, and
 the byte count below says so.
@@ -89,7 +95,7 @@ def _topk_sets(pre: np.ndarray, k: int) -> list[np.ndarray]:
 def run(quick: bool = False, threads=(1, 2), headline_threads: int = 1, log=print,
         cfg: SyntheticConfig | None = None, n_tokens: int | None = None,
         repeats: int | None = None, bw_bytes: int | None = None,
-        flush_bytes: int | None = None) -> dict:
+        flush_bytes: int | None = None, headline_rounds: int = 5) -> dict:
     """Run the benchmark; return the JSON-ready result dict.
 
     The defaults are the benchmark sizes; the keyword overrides exist for a small smoke test.
@@ -203,8 +209,34 @@ def run(quick: bool = False, threads=(1, 2), headline_threads: int = 1, log=prin
                 and r["level"] == "oracle" and r["threads"] == headline_threads)
     res["headline_threads"] = headline_threads
     res["headline_activity"] = head["activity"]
-    res["kernel_speedup_at_10pct"] = head["speedup_vs_dense"]
-    res["kernel_bandwidth_fraction"] = head["bandwidth_fraction"]
+
+    # The two headline figures are measured again in several short rounds, each round timing
+    # bandwidth, dense and sparse back to back, so all three see the same machine load; the
+    # figures are the medians over rounds of the per-round ratios.
+    log(f"headline rounds ({headline_threads} thread(s), oracle active sets) ...")
+    fused_fn = lambda l, t: K.sparse_ffn_bundled(stack.bundles[l], oracle[l][t], X[l][t], out,  # noqa: E731
+                                                 True)
+    dense_fn = lambda l, t: dense_ffn(stack.bundles[l], X[l][t])  # noqa: E731
+    rounds = []
+    with blas_threads(headline_threads), numba_threads(headline_threads):
+        for _ in range(headline_rounds):
+            b = measure_memory_bandwidth(headline_threads, bw_bytes, repeats=3)
+            td = _time(stack, n_tokens, dense_fn, 5, flush)
+            ts = _time(stack, n_tokens, fused_fn, repeats, flush)
+            rounds.append({"bandwidth_GBps": round(b / 1e9, 2), "dense_ms": round(td * 1e3, 3),
+                           "fused_ms": round(ts * 1e3, 4), "speedup": round(td / ts, 2),
+                           "fused_GBps": round(head["bytes_touched"] / ts / 1e9, 2)})
+            log(f"  bandwidth {b / 1e9:.1f} GB/s, dense {td * 1e3:.2f} ms, fused {ts * 1e3:.2f} ms"
+                f" ({rounds[-1]['fused_GBps']:.1f} GB/s) -> {td / ts:.1f}x")
+    res["headline_rounds"] = rounds
+    res["kernel_speedup_at_10pct"] = float(np.median([r["speedup"] for r in rounds]))
+    # achieved rate (median over rounds) over the best bandwidth seen anywhere in the run: a
+    # busy moment can only lower this figure, never raise it
+    best = max([bw[headline_threads]] + [r["bandwidth_GBps"] * 1e9 for r in rounds])
+    achieved = float(np.median([head["bytes_touched"] / (r["fused_ms"] / 1e3) for r in rounds]))
+    res["headline_bandwidth_GBps"] = round(best / 1e9, 2)
+    res["headline_achieved_GBps"] = round(achieved / 1e9, 2)
+    res["kernel_bandwidth_fraction"] = round(achieved / best, 3)
     res["goals"] = {k: {"goal": v, "measured": res[k], "met": bool(res[k] >= v)}
                     for k, v in GOALS.items()}
     over = [r for r in rows if r["bandwidth_fraction"] > 1.0 and r["kernel"] != "numpy_gather_ffn"]

@@ -22,6 +22,7 @@ plus sequential bandwidth. Small reads are IOPS-bound; bandwidth rises with size
 
 from __future__ import annotations
 
+import errno
 import mmap
 import os
 import tempfile
@@ -41,6 +42,18 @@ _DIRECT = getattr(os, "O_DIRECT", 0)
 
 class FlashReadError(OSError):
     """A read from the flash file failed or came back short."""
+
+
+def _open(path, direct: bool) -> int:
+    """``os.open`` read-only, with O_DIRECT if asked; -1 if the filesystem does not support it."""
+    if not direct:
+        return os.open(path, os.O_RDONLY)
+    try:
+        return os.open(path, os.O_RDONLY | _DIRECT)
+    except OSError as err:
+        if err.errno == errno.EINVAL:
+            return -1
+        raise
 
 
 def aligned_buffer(nbytes: int) -> np.ndarray:
@@ -74,7 +87,12 @@ class FlashReader:
         self.direct = bool(_DIRECT) and (self.spec.align % 4096 == 0) if direct is None else bool(direct)
         if self.direct and self.spec.align % 512:
             raise ValueError(f"O_DIRECT needs units aligned to 512 B at least; this file has align={self.spec.align}")
-        self.fd = os.open(flash.path, os.O_RDONLY | (_DIRECT if self.direct else 0))
+        self.fd = _open(flash.path, self.direct)
+        if self.fd < 0:                                   # the filesystem refuses O_DIRECT (e.g. tmpfs)
+            if direct:
+                raise ValueError(f"{flash.path} is on a filesystem without O_DIRECT; use direct=None or False")
+            self.direct = False
+            self.fd = os.open(flash.path, os.O_RDONLY)
         if not self.direct:
             os.posix_fadvise(self.fd, 0, 0, os.POSIX_FADV_RANDOM)
         self.max_units = int(max_units)
@@ -152,8 +170,16 @@ def _scratch_file(nbytes: int, directory=None) -> Path:
 
 
 def _open_uncached(path, direct: bool) -> int:
-    fd = os.open(path, os.O_RDONLY | (_DIRECT if direct else 0))
+    """Open for reading past the page cache: O_DIRECT, or (where refused) evict the file's pages first.
+
+    Without O_DIRECT the measurement drops cached pages once; repeated random reads of the same
+    block may then hit the cache, so the profile is optimistic on such filesystems.
+    """
+    fd = _open(path, direct)
+    if fd < 0:
+        fd = os.open(path, os.O_RDONLY)
     os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_RANDOM)
     return fd
 
 
