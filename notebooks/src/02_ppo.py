@@ -88,6 +88,29 @@ print("mask:")
 print(mask[:3].numpy())
 
 # %% [markdown]
+# The KL part is 0 only because the policy still *is* the reference. To see it, nudge a copy of the
+# policy (small random changes to every weight, standing in for a few training steps) and rebuild
+# the rewards of the same answers. Every real token now pays −β·(log π_old − log π_ref): a
+# token the moved policy likes more than the reference costs a little, one it likes less earns a little.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+import copy  # noqa: E402
+
+nudged = copy.deepcopy(policy)
+gen = torch.Generator().manual_seed(3)
+with torch.no_grad():
+    for p in nudged.parameters():
+        p.add_(0.05 * torch.randn(p.shape, generator=gen))
+    nudged_logp = completion_logprobs(nudged, roll.prompts, roll.completions, mask)
+nudged_rewards = per_token_rewards(scores, nudged_logp, ref_logp, mask, beta=0.5)
+kl_part = per_token_rewards(torch.zeros_like(scores), nudged_logp, ref_logp, mask, beta=0.5)
+print("−β·KL_t of the first 3 episodes under the nudged policy:")
+print(kl_part[:3].numpy().round(2) + 0.0)
+print("their full rewards (the score is added at the last token):")
+print(nudged_rewards[:3].numpy().round(2) + 0.0)
+
+# %% [markdown]
 # ## 3. Who gets the credit? The critic and GAE
 #
 # A token's **advantage** says how much better the episode went than the critic expected at that
@@ -122,8 +145,6 @@ def my_gae(rewards, values, mask, gamma=1.0, lam=0.95):
     return adv, torch.where(keep, adv + v, torch.zeros(()))
 
 
-import copy  # noqa: E402
-
 from teachkit.rlhf import gae, whiten  # noqa: E402
 
 critic = copy.deepcopy(reward_model)
@@ -142,15 +163,19 @@ print("advantages of episode 0:", adv[0].numpy().round(3), " returns:", ret[0].n
 # %% [markdown]
 # **Whitening.** The scale of the reward model is arbitrary, so PPO rescales the advantages of a
 # batch to mean 0 and standard deviation 1 (over real tokens only). The sign of each advantage
-# relative to the batch is what matters.
+# relative to the batch is what matters. Like TRL, `whiten` divides by the Bessel-corrected
+# variance Σ(x − x̄)²/(n − 1) over the n real tokens, so the plain mean of squares printed below,
+# Σ(x − x̄)²/n, comes out as (n − 1)/n, not 1.
 
 # %%
 # NBVAL_CHECK_OUTPUT
 adv_w = whiten(adv, mask)
 from teachkit.rlhf import masked_mean  # noqa: E402
 
-print(f"after whitening: mean {masked_mean(adv_w, mask).item():.4f}, "
-      f"variance {masked_mean(adv_w ** 2, mask).item():.3f} (Bessel-corrected to 1)")
+n = int(mask.sum())
+print(f"after whitening: mean {round(masked_mean(adv_w, mask).item(), 4) + 0.0:.4f}, "
+      f"mean of squares {masked_mean(adv_w ** 2, mask).item():.4f} = (n − 1)/n = {(n - 1) / n:.4f} "
+      f"for n = {n} real tokens")
 
 # %% [markdown]
 # ## 4. The clipped losses
@@ -185,23 +210,31 @@ def my_value_loss(values, old_values, returns, mask, clip_eps=0.2):
 
 from teachkit.rlhf import ppo_policy_loss, ppo_value_loss  # noqa: E402
 
-# the first minibatch: the policy has not moved yet, so ρ = 1 on every token
+# the first minibatch: the policy has not moved yet, so ρ = 1 and the loss is −masked_mean(A). With
+# whitened A that is 0 whatever the code does, so we check with the raw GAE advantages instead.
 logp = completion_logprobs(policy, roll.prompts, roll.completions, mask)
-ratio = torch.exp(logp - old_logp)
-mine, lib = my_policy_loss(logp, old_logp, adv_w, mask), ppo_policy_loss(logp, old_logp, adv_w, mask)
-assert torch.allclose(mine, lib) and torch.allclose(ratio, torch.ones_like(ratio))
-# a moved policy: pretend every log-prob rose by 0.3, so the ratio e^0.3 ≈ 1.35 is clipped to 1.2
-moved = logp.detach() + 0.3
-assert torch.allclose(my_policy_loss(moved, old_logp, adv_w, mask), ppo_policy_loss(moved, old_logp, adv_w, mask))
+ratio_dev = torch.where(mask.bool(), torch.exp(logp - old_logp) - 1, torch.zeros(())).abs().max().item()
+mine, lib = my_policy_loss(logp, old_logp, adv, mask), ppo_policy_loss(logp, old_logp, adv, mask)
+at_one = -masked_mean(adv, mask)
+assert torch.allclose(mine, at_one) and torch.allclose(lib, at_one)
+# a moved policy: every log-prob up by 0.3 (ρ = e^0.3 ≈ 1.35) or down by 0.3 (ρ ≈ 0.74). By hand, the
+# pessimistic side is −A·min(ρ, 1 + ε) where A > 0 and −A·max(ρ, 1 − ε) where A < 0.
+moved_losses = {}
+for shift in (0.3, -0.3):
+    moved = logp.detach() + shift
+    rho = torch.tensor(shift).exp()
+    by_hand = masked_mean(torch.where(adv_w > 0, -adv_w * torch.clamp(rho, max=1.2), -adv_w * torch.clamp(rho, min=0.8)), mask)
+    moved_losses[shift] = (my_policy_loss(moved, old_logp, adv_w, mask), ppo_policy_loss(moved, old_logp, adv_w, mask), by_hand)
+    assert all(torch.allclose(x, by_hand) for x in moved_losses[shift][:2]), f"clipped loss at shift {shift}"
 noisy_values = values + 0.5 * torch.randn(values.shape, generator=torch.Generator().manual_seed(2))
 assert torch.allclose(my_value_loss(noisy_values, values, ret, mask), ppo_value_loss(noisy_values, values, ret, mask))
 
 # %%
 # NBVAL_CHECK_OUTPUT
-print(f"first minibatch: max |ρ − 1| = {(ratio - 1).abs().max().item():.1e}; "
-      f"loss = −mean(A) = {lib.item():.4f} (the whitened advantages average to 0)")
-print(f"moved policy:    notebook {my_policy_loss(moved, old_logp, adv_w, mask).item():.4f}, "
-      f"library {ppo_policy_loss(moved, old_logp, adv_w, mask).item():.4f}")
+print(f"first minibatch: |ρ − 1| < 1e-6: {ratio_dev < 1e-6}; notebook {mine.item():.4f}, "
+      f"library {lib.item():.4f}, −masked_mean(A) {at_one.item():.4f}")
+for shift, (m, l, h) in moved_losses.items():
+    print(f"log-probs {shift:+.1f}:  notebook {m.item():.4f}, library {l.item():.4f}, by hand {h.item():.4f}")
 print(f"value loss:      notebook {my_value_loss(noisy_values, values, ret, mask).item():.4f}, "
       f"library {ppo_value_loss(noisy_values, values, ret, mask).item():.4f}")
 
@@ -225,14 +258,16 @@ viz.compare_training_curves({"PPO β=0.5": history},
 
 # %%
 # NBVAL_CHECK_OUTPUT
-print("ratio in the first minibatch of every batch: max |ρ − 1| =",
-      f"{max(history['first_ratio_dev'][1:]):.1e}")
+# history logs, every 10 iterations, the average of the per-iteration maxima of |ρ − 1|
+first_dev = max(history["first_ratio_dev"][1:])
+print(f"first minibatch of every batch: |ρ − 1| < 1e-6: {first_dev < 1e-6}")
+assert first_dev < 1e-6, "in the first minibatch π_θ = π_old: the ratio must be 1"
 
 # %% [markdown]
 # The critic starts from the reward model, which scores *finished* answers, so its values inside
 # an answer are poor at first: the value loss starts high and falls as the critic learns. The
 # entropy falls as the policy concentrates on the answers the reward model likes; the clip fraction
-# stays around 5–10%, which means the clip is active but not dominant.
+# (printed below) stays at a few percent of tokens: the clip is active but not dominant.
 #
 # Does the policy beat SFT on what we actually care about? We evaluate both on the held-out
 # prompts, sampled (three fresh seeds, 200 prompts each) and greedy, and require PPO to beat SFT
@@ -240,14 +275,19 @@ print("ratio in the first minibatch of every batch: max |ρ − 1| =",
 
 # %%
 MARGIN = 0.15
-sft_eval = {s: evaluate_policy(world, world.reference, seed=s)["gold_reward"] for s in (10, 11, 12)}
-ppo_eval = {s: evaluate_policy(world, trained, seed=s)["gold_reward"] for s in (10, 11, 12)}
-sft_gold, ppo_gold = sum(sft_eval.values()) / 3, sum(ppo_eval.values()) / 3
+seeds = (10, 11, 12)
+sft_eval = [evaluate_policy(world, world.reference, seed=s) for s in seeds]
+ppo_eval = [evaluate_policy(world, trained, seed=s) for s in seeds]
+sft_gold = sum(e["gold_reward"] for e in sft_eval) / len(seeds)
+ppo_gold = sum(e["gold_reward"] for e in ppo_eval) / len(seeds)
+ppo_kl = sum(e["kl_to_ref"] for e in ppo_eval) / len(seeds)
 sft_greedy = evaluate_policy(world, world.reference, greedy=True)["gold_reward"]
 ppo_greedy = evaluate_policy(world, trained, greedy=True)
-print(f"gold reward, sampled: SFT {sft_gold:.3f} -> PPO {ppo_gold:.3f}")
+print(f"gold reward, sampled: SFT {sft_gold:.3f} -> PPO {ppo_gold:.3f}  (KL to the reference {ppo_kl:.2f} nats)")
 print(f"gold reward, greedy:  SFT {sft_greedy:.3f} -> PPO {ppo_greedy['gold_reward']:.3f}  "
-      f"(KL to the reference {ppo_greedy['kl_to_ref']:.2f} nats)")
+      f"(KL along the greedy path, a diagnostic: {ppo_greedy['kl_to_ref']:.2f} nats)")
+print("clip fraction, averaged over each logged window:",
+      " ".join(f"{x:.1%}" for x in history["clip_fraction"][1:]))
 assert ppo_gold >= sft_gold + MARGIN, f"PPO should beat SFT by {MARGIN} gold reward on held-out prompts"
 
 # %% [markdown]
@@ -255,8 +295,8 @@ assert ppo_gold >= sft_gold + MARGIN, f"PPO should beat SFT by {MARGIN} gold rew
 #
 # The reward model is a proxy. It agrees with the gold reward on most pairs but not all (its
 # held-out pair accuracy is about 92%). With β = 0 nothing stops the policy from drifting towards
-# whatever the proxy overrates. Reward hacking shows as the proxy rising while the gold reward does
-# not. To make the drift visible in 40 iterations we use a bolder optimiser (learning rate 1e-3
+# whatever the proxy overrates. Reward hacking shows as the proxy rising while the gold reward falls.
+# To make the drift visible in 40 iterations we use a bolder optimiser (learning rate 1e-3
 # instead of 3e-4) and train twice, with and without the KL penalty.
 
 # %%
@@ -270,52 +310,65 @@ viz.compare_training_curves({f"β={b}": h for b, (_, h) in bold.items()},
 # %%
 gain = {b: {m: h[m][-1] - h[m][0] for m in ("gold_reward", "proxy_reward")} | {"kl": h["kl_to_ref"][-1]}
         for b, (_, h) in bold.items()}
+for b, (_, h) in bold.items():
+    print(f"β={b}: gold {' '.join(f'{x:.3f}' for x in h['gold_reward'])}   "
+          f"KL {' '.join(f'{x:.2f}' for x in h['kl_to_ref'])}   (steps {', '.join(str(int(x)) for x in h['step'])})")
 for b, d in gain.items():
-    print(f"β={b}: proxy {d['proxy_reward']:+.2f}, gold {d['gold_reward']:+.3f}, final KL {d['kl']:.2f} nats")
-assert gain[0.0]["proxy_reward"] > 0.5 and gain[0.0]["gold_reward"] < 0.1, "β = 0: the proxy rises, gold does not"
+    print(f"β={b}: proxy {d['proxy_reward']:+.2f}, gold {d['gold_reward']:+.3f} against SFT, final KL {d['kl']:.2f} nats")
+assert gain[0.0]["proxy_reward"] > 0.5 and gain[0.0]["gold_reward"] < 0, "β = 0: the proxy rises, gold ends below SFT"
 assert gain[0.5]["gold_reward"] > gain[0.0]["gold_reward"] + 0.1, "the KL penalty keeps the gain real"
 
 # %% [markdown]
 # Where did the β = 0 policy's proxy reward come from? We decode every prompt greedily and look for
 # answers that are **wrong** yet scored **higher** by the reward model than the right answer would
-# be: places where the proxy is wrong and the policy found it.
+# be: places where the proxy is wrong and the policy found it. The SFT policy is the baseline: it
+# makes mistakes too, but does it pick the ones the reward model overrates?
 
 # %%
-hacked = bold[0.0][0]
 all_prompts = task.all_prompts()
-greedy = generate(hacked, all_prompts, task.max_new_tokens, greedy=True)
 right, right_mask = task.completions_for(task.answers(all_prompts))
-is_wrong = world.gold_reward(greedy.prompts, greedy.completions, greedy.mask) < 0.5
-proxy_greedy = world.proxy_reward(greedy.prompts, greedy.completions, greedy.mask)
 proxy_right = world.proxy_reward(all_prompts, right, right_mask)
-exploited = is_wrong & (proxy_greedy > proxy_right)
-print(f"{int(is_wrong.sum())} of 100 greedy answers are wrong; on {int(exploited.sum())} of them the "
-      "reward model prefers the wrong answer to the right one")
+
+
+def exploits(policy):
+    """Greedy answers to every prompt; which are wrong, and which of those the reward model prefers."""
+    greedy = generate(policy, all_prompts, task.max_new_tokens, greedy=True)
+    is_wrong = world.gold_reward(greedy.prompts, greedy.completions, greedy.mask) < 0.5
+    proxy_greedy = world.proxy_reward(greedy.prompts, greedy.completions, greedy.mask)
+    return greedy, is_wrong, proxy_greedy, is_wrong & (proxy_greedy > proxy_right)
+
+
+found = {"SFT": exploits(world.reference), "β=0.5": exploits(bold[0.5][0]), "β=0": exploits(bold[0.0][0])}
+for name, (greedy, is_wrong, _, exploited) in found.items():
+    empty = int((greedy.mask.sum(1) == 1).sum())  # just EOS
+    print(f"{name:6s} {int(is_wrong.sum()):3d} of {len(all_prompts)} greedy answers wrong; the reward model "
+          f"prefers the wrong answer to the right one on {int(exploited.sum()):2d}; {empty} empty answers")
+assert int(found["β=0"][3].sum()) > int(found["SFT"][3].sum()), "β = 0 finds the reward model's blind spots"
+greedy, _, proxy_greedy, exploited = found["β=0"]
 idx = exploited.nonzero().flatten()[:6]
 task.show(greedy.prompts[idx], greedy.completions[idx], greedy.mask[idx], rewards=proxy_greedy[idx])
 
 # %% [markdown]
-# **What this showed, honestly.** With the bold optimiser and no KL penalty the proxy reward
-# climbs almost as much as with the penalty, while the gold reward falls *below* SFT and the KL runs
-# to several nats: reward hacking. The listing shows how. In our run the hacked policy answers
-# several prompts with an **empty answer** (just EOS). The reward model never saw an empty answer
-# among its training pairs, and it happens to score one highly, above the right answer. Nothing in
-# the proxy says this is wrong; only the KL penalty, which makes answers the reference would never
-# write expensive, keeps the policy away from such holes. With β = 0.5 the same optimiser keeps the
-# KL near half a nat and the gain real.
-#
-# With the default learning rate (3e-4) we could *not* make the toy world hack its reward model in
-# 80 iterations (try `PPOConfig(steps=80, beta=0.0)`): the β = 0 run drifts further (about twice
-# the KL) and ends slightly worse on gold, but proxy and gold still rise together. Part of the
-# bold β = 0 collapse is plain instability (large steps with nothing pulling back); the KL penalty
-# guards against both.
+# **What this showed, honestly.** Look at the curves before calling it reward hacking. With the
+# bold optimiser *both* runs lurch in the first 10 iterations (the KL jumps above 1 nat even with
+# β = 0.5), and the β = 0 run loses gold reward at once, before its proxy reward has risen much:
+# that first drop is instability from large steps with nothing pulling back, not a learned exploit.
+# Afterwards the KL penalty pulls the β = 0.5 run back to about half a nat and its gold reward
+# rises. The β = 0 run never comes back. It ends below SFT on gold while its proxy reward has risen
+# (though a little *less* than with β = 0.5: it does not please the proxy more, it pleases it
+# differently). Its greedy answers show how: far more of its mistakes are ones the reward model
+# prefers to the right answer than SFT's mistakes are, many of them **empty answers** (just EOS).
+# The reward model never saw an empty answer among its training pairs and happens to score one
+# highly. Nothing in the proxy says this is wrong; the KL penalty, which makes answers the reference
+# would never write expensive, keeps the policy away from such holes. So this run mixes two
+# failures, instability and exploitation of the proxy, and the KL penalty guards against both.
+# Try the β = 0 run with the default learning rate (`PPOConfig(beta=0.0)`): which of the two remains?
 #
 # ## 7. What training showed
 #
 # - The policy's gold reward rose well above SFT while its KL to the reference stayed under one
 #   nat: PPO moved probability from wrong sums to right ones without rewriting the policy.
-# - The ratio was exactly 1 in the first minibatch of every batch; the clip acted on a few percent
-#   of tokens afterwards.
+# - The ratio was 1 in the first minibatch of every batch; the clip acted on some tokens afterwards.
 # - The critic had to be learned along the way (value loss falling), and it costs a second
 #   trainable network as large as the policy: notebook 03 removes it.
 #

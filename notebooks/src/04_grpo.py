@@ -93,8 +93,13 @@ print(f"with the proxy reward,    {int((proxy.view(-1, G).std(1) == 0).sum())} o
 # | `token-mean` (DAPO) | $\sum_{i,t}\ell_{i,t} / \sum_i \lvert o_i\rvert$ | $1/\sum_i\lvert o_i\rvert$ |
 # | `seq-mean-token-sum-norm` (Dr. GRPO) | $\sum_{i,t}\ell_{i,t} / (B\,T)$ | $1/(BT)$ |
 #
-# k3 is computed as `expm1(d) − d` with d = log π_ref − log π (see `teachkit.rlhf.kl`): the
-# textbook form `exp(d) − d − 1` loses all its digits when d is tiny and can even come out negative.
+# k3 = e^d − d − 1 with d = log π_ref − log π needs care in float32. The textbook form
+# `exp(d) − d − 1` loses all its digits when d is tiny and can even come out negative. Even
+# `expm1(d) − d` is 9–26% off at d ≈ 1e-6: expm1(d) ≈ d carries a rounding error of half an ulp of
+# d, as large as the d²/2 we want. So `teachkit.rlhf.kl_k3` uses the Taylor series
+# d²/2 + d³/6 + d⁴/24 + d⁵/120 + d⁶/720 for |d| < 0.1 (every term is computed directly; nothing
+# cancels) and `expm1(d) − d` beyond, where the result is large enough for expm1 to be accurate.
+# The loss below calls it; exercise 2 asks you to write it.
 
 # %%
 def my_grpo_loss(logp, old_logp, ref_logp, advantages, mask, clip_eps=0.2, beta=0.04,
@@ -104,8 +109,7 @@ def my_grpo_loss(logp, old_logp, ref_logp, advantages, mask, clip_eps=0.2, beta=
     logp, old_logp, ref_logp = (torch.where(keep, x, zero) for x in (logp, old_logp, ref_logp))
     ratio = torch.exp(logp - old_logp)
     A = advantages[:, None]
-    d = ref_logp - logp
-    per_token = -torch.minimum(ratio * A, ratio.clamp(1 - clip_eps, 1 + clip_eps) * A) + beta * (torch.expm1(d) - d)
+    per_token = -torch.minimum(ratio * A, ratio.clamp(1 - clip_eps, 1 + clip_eps) * A) + beta * kl_k3(logp, ref_logp)
     per_token = torch.where(keep, per_token, zero)
     if aggregation == "seq-mean-token-mean":
         return (per_token.sum(1) / mask.sum(1)).mean()
@@ -130,9 +134,15 @@ for agg in AGGS:
 for agg in AGGS:
     print(f"{agg:25s} notebook {my_grpo_loss(moved, old_logp, ref_logp, adv, mask, aggregation=agg).item():+.5f}"
           f"   library {grpo_loss(moved, old_logp, ref_logp, adv, mask, aggregation=agg).item():+.5f}")
-tiny = torch.tensor([1e-6, -1e-6, 3e-7])
-print("k3 of tiny log-ratios, naive:", (torch.exp(tiny) - tiny - 1).tolist())
-print("k3 of tiny log-ratios, ours: ", [f"{v:.3e}" for v in kl_k3(torch.zeros(3), tiny).tolist()])
+
+# %%
+tiny = torch.tensor([1e-6, -1e-6, 3e-7])                   # d = log π_ref − log π
+exact = torch.expm1(tiny.double()) - tiny.double()         # float64: plenty of digits
+for name, k3 in [("exp(d) − d − 1", torch.exp(tiny) - tiny - 1), ("expm1(d) − d", torch.expm1(tiny) - tiny),
+                 ("kl_k3 (series)", kl_k3(torch.zeros(3), tiny))]:
+    rel = ((k3.double() - exact) / exact).abs().max().item()
+    print(f"{name:15s} {[f'{v:.2e}' for v in k3.tolist()]}   worst relative error {rel:.1e}")
+print(f"{'exact':15s} {[f'{v:.2e}' for v in exact.tolist()]}")
 
 # %% [markdown]
 # ## 3. Why the loss sits near 0 while the reward climbs
@@ -151,7 +161,7 @@ loss = grpo_loss(logp, old_logp, None, adv, mask, beta=0.0)
 loss.backward()
 grad_norm = torch.sqrt(sum((p.grad ** 2).sum() for p in policy.parameters()))
 policy.zero_grad()
-print(f"loss at ρ = 1, β = 0: {abs(loss.item()):.1e}   gradient norm: {grad_norm.item():.3f}")
+print(f"|loss| < 1e-6 at ρ = 1, β = 0: {abs(loss.item()) < 1e-6}   gradient norm: {grad_norm.item():.2f}")
 
 # %% [markdown]
 # ## 4. KL in the loss or KL in the reward: which KL is minimised?
@@ -167,6 +177,12 @@ print(f"loss at ρ = 1, β = 0: {abs(loss.item()):.1e}   gradient norm: {grad_no
 # | k1 in the loss | $\mathbb E_\pi[\nabla\log\pi] = 0$ | nothing at all |
 # | k2 = ½ℓ² in the loss | $\mathbb E_\pi[\ell\,\nabla\log\pi]$ | the reverse KL |
 # | k3 in the loss | $\mathbb E_\pi[(1 - r)\nabla\log\pi] = -\sum_y\pi_{\text{ref}}\nabla\log\pi$ | $\nabla\,\mathrm{KL}(\pi_{\text{ref}}\|\pi)$, the **forward** KL |
+# | ρ·k3 in the loss | $\mathbb E_\pi[\rho\,\ell\,\nabla\log\pi]$ at ρ = 1 | the reverse KL again |
+#
+# The last line is TRL's `use_bias_correction_kl`: multiply k3 by the importance ratio
+# ρ = π_θ/π_old. Since ∇ρ = ρ∇log π and ∇k3 = (1 − r)∇log π,
+# $\nabla(\rho\,\mathrm{k3}) = \rho\,(\mathrm{k3} + 1 - r)\nabla\log\pi = \rho\,(-\log r)\nabla\log\pi = \rho\,\ell\,\nabla\log\pi$:
+# the gradient of the reverse KL, as with k1 in the reward.
 #
 # We check every line exactly on a categorical distribution over 5 tokens, with autograd.
 
@@ -197,6 +213,8 @@ estimates = {
     "k1 in the loss": expected_grad(lambda lp: kl_k1(lp, log_ref)),
     "k2 in the loss": expected_grad(lambda lp: kl_k2(lp, log_ref)),
     "k3 in the loss": expected_grad(lambda lp: kl_k3(lp, log_ref)),
+    # TRL's use_bias_correction_kl: k3 times the ratio ρ = π/π_old, with π_old = π (value 1, gradient not)
+    "ρ·k3 in the loss": expected_grad(lambda lp: torch.exp(lp - lp.detach()) * kl_k3(lp, log_ref)),
 }
 
 # %%
@@ -240,15 +258,21 @@ pi_forward = train_categorical(lambda lp: (log_ref.exp() * (log_ref - lp)).sum()
 # NBVAL_CHECK_OUTPUT
 print("reference          ", log_ref.exp().numpy().round(3))
 print("π* ∝ ref·e^(R/β)    ", target.numpy().round(3))
-print("reverse-KL penalty ", pi_reverse.numpy().round(3), " (k1 in the reward, k2 in the loss)")
-print("forward-KL penalty ", pi_forward.numpy().round(3), " (k3 in the loss)")
+print("reverse-KL penalty ", pi_reverse.numpy().round(3), " (what k1 in the reward, k2 or ρ·k3 in the loss follow)")
+print("forward-KL penalty ", pi_forward.numpy().round(3), " (what k3 in the loss follows)")
 print(f"max |π − π*|: reverse {(pi_reverse - target).abs().max().item():.4f}, "
       f"forward {(pi_forward - target).abs().max().item():.4f}")
+worst = int(R.argmin())
+mass_ratio = (pi_forward[worst] / target[worst]).item()
+print(f"mass on the worst token (R = {R[worst].item():+.0f}): reverse-KL optimum π* {target[worst].item():.6f}, "
+      f"forward {pi_forward[worst].item():.5f}: {mass_ratio:.1f} times more under the forward KL")
 
 # %% [markdown]
-# With k3 in the loss, GRPO optimises a differently regularised objective from PPO's. Here the
-# forward-KL solution keeps 14 times more mass on the worst token (R = −1) and yet piles more on the
-# best one: the 1/(λ − R) shape, not a tempered copy of the reference. Near the reference the
+# Both runs above optimise the exact KLs (sums over the 5 tokens), so no estimator is involved; the
+# labels in brackets say which estimator's expected gradient, by the autograd check before, is the
+# gradient of that KL. With k3 in the loss, GRPO optimises a differently regularised objective from
+# PPO's. Here the forward-KL solution keeps far more mass on the worst token (the ratio printed
+# above) and yet piles more on the best one: the 1/(λ − R) shape, not a tempered copy of the reference. Near the reference the
 # two KLs agree to second order, so for small β·drift the difference is small; it grows as the
 # policy moves. (TRL's `use_bias_correction_kl` and "k1 in the reward" variants exist for this
 # reason; many recent recipes simply set β = 0.)
@@ -257,8 +281,8 @@ print(f"max |π − π*|: reverse {(pi_reverse - target).abs().max().item():.4f}
 #
 # `train_grpo` (in `teachkit/rlhf/grpo_train.py`): each iteration samples G = 8 answers for each of
 # 16 prompts (128 samples), scores them with the reward model, computes group advantages, and takes
-# μ = 2 gradient steps on `grpo_loss` with β = 0.2 (the first with ρ = 1, the second with the clip
-# active). No critic.
+# μ = 2 gradient steps on `grpo_loss` with β = 0.2 (the first with ρ = 1, the second with ρ ≠ 1,
+# where the clip *could* act; whether it does depends on how far one step moves the policy). No critic.
 
 # %%
 from teachkit.rlhf.grpo_train import GRPOConfig, train_grpo  # noqa: E402
@@ -277,19 +301,41 @@ viz.compare_training_curves({"GRPO": history},
 # zero-std groups appear only when all G answers are identical: as the policy becomes confident on
 # easy prompts, it happens more and more often (about one group in five by the end).
 #
-# Does GRPO beat SFT on the held-out prompts? We require at least **0.10 gold reward** more
-# (sampled, mean of three evaluation seeds).
+# Does GRPO beat SFT on the held-out prompts (sampled, mean of three evaluation seeds)? We ask two
+# questions with two bars:
+#
+# - trained on the **reward model**, is the gain real, i.e. larger than 3 standard errors of the
+#   evaluation (600 sampled answers per policy; computed below, about 0.08)? This run ends
+#   near 0.7 (the curve above), so the 0.15 bar of notebooks 02–03 does not hold here, and we say so
+#   instead of lowering it to just under the result;
+# - trained on the **gold reward** itself (a *verifiable* reward, as for DeepSeekMath's maths
+#   problems; clearly not available in ordinary RLHF), does the same loop clear the **0.15** bar?
 
 # %%
-MARGIN = 0.10
+from dataclasses import replace  # noqa: E402
+
+MARGIN = 0.15
 seeds = (10, 11, 12)
-sft_gold = sum(evaluate_policy(world, world.reference, seed=s)["gold_reward"] for s in seeds) / 3
-grpo_gold = sum(evaluate_policy(world, trained, seed=s)["gold_reward"] for s in seeds) / 3
+
+
+def gold_mean(policy):
+    return sum(evaluate_policy(world, policy, seed=s)["gold_reward"] for s in seeds) / len(seeds)
+
+
+sft_gold, grpo_gold = gold_mean(world.reference), gold_mean(trained)
+n_eval = len(seeds) * len(world.eval_prompts)
+se = ((sft_gold * (1 - sft_gold) + grpo_gold * (1 - grpo_gold)) / n_eval) ** 0.5
+verifiable, _ = train_grpo(world, replace(cfg, reward="gold"))
+verifiable_gold = gold_mean(verifiable)
 grpo_greedy = evaluate_policy(world, trained, greedy=True)
-print(f"gold reward, sampled: SFT {sft_gold:.3f} -> GRPO {grpo_gold:.3f}")
+print(f"gold reward, sampled: SFT {sft_gold:.3f} -> GRPO on the proxy {grpo_gold:.3f} "
+      f"(gain {grpo_gold - sft_gold:+.3f}, 3 standard errors = {3 * se:.3f})")
+print(f"                      SFT {sft_gold:.3f} -> GRPO on the gold reward {verifiable_gold:.3f} "
+      f"(gain {verifiable_gold - sft_gold:+.3f}, bar {MARGIN})")
 print(f"gold reward, greedy:  SFT {evaluate_policy(world, world.reference, greedy=True)['gold_reward']:.3f} "
-      f"-> GRPO {grpo_greedy['gold_reward']:.3f} (KL {grpo_greedy['kl_to_ref']:.2f} nats)")
-assert grpo_gold >= sft_gold + MARGIN, f"GRPO should beat SFT by {MARGIN} gold reward"
+      f"-> GRPO on the proxy {grpo_greedy['gold_reward']:.3f} (KL on the greedy path {grpo_greedy['kl_to_ref']:.2f} nats)")
+assert grpo_gold - sft_gold > 3 * se, "GRPO on the proxy: the gain must stand clear of evaluation noise"
+assert verifiable_gold >= sft_gold + MARGIN, f"GRPO on the verifiable reward should beat SFT by {MARGIN}"
 g = torch.Generator().manual_seed(4)
 groups = generate(trained, task.sample_prompts(64, g).repeat_interleave(G, 0), task.max_new_tokens, generator=g)
 gold_groups = world.gold_reward(groups.prompts, groups.completions, groups.mask).view(-1, G)
@@ -297,12 +343,13 @@ print(f"with the 0/1 gold reward, {(gold_groups.amax(1) == gold_groups.amin(1)).
       "of the trained policy's groups would have zero std")
 
 # %% [markdown]
-# GRPO gains less than PPO did in notebook 02 at a similar sample budget. One reason is visible in
-# section 1: standardising within a group turns *small* differences of the reward model into
-# full-size advantages. In a group of eight wrong answers the reward model still ranks them, and
-# GRPO pushes hard towards whichever wrong answer it prefers; the proxy's errors get amplified.
-# PPO's whitening works over the whole batch and does not do this. (With the 0/1 gold reward, a
-# verifiable reward, the same loop does much better: try `GRPOConfig(reward="gold")`.)
+# On the reward model GRPO gains less than PPO did in notebook 02, but the two runs are **not** a
+# controlled comparison: GRPO drew 40 × 128 = 5,120 samples, PPO 40 × 64 = 2,560, and their learning
+# rates differ (1e-4 here, 3e-4 for PPO). On the gold reward the same loop, same settings, gains
+# clearly more, so in this toy world the proxy's errors limit GRPO more than the algorithm does.
+# A tempting story is that the std division makes things worse by turning the reward model's small
+# differences inside a group into full-size advantages. Section 7 tests it with RLOO advantages
+# (no std division); one training seed is not enough to settle it, so we leave it as a hypothesis.
 #
 # ## 6. The length bias of the paper's aggregation
 #
@@ -311,13 +358,15 @@ print(f"with the 0/1 gold reward, {(gold_groups.amax(1) == gold_groups.amin(1)).
 # stopping (a short wrong answer) is penalised more than going on (a long one). For right answers it
 # is the other way round. So the paper's aggregation teaches the policy to write **longer when it is
 # wrong** and shorter when it is right, a bias that has nothing to do with the reward. Dr. GRPO
-# divides by a constant instead (and drops the std division), which removes it.
+# divides by a constant instead (and drops the std division). It changes two things at once, so we
+# add a third arm that changes only the aggregation (constant denominator, std division kept).
 #
 # Sums of two digits are at most three tokens long, too short to see this. We use the toy world's
 # second task, which writes strings of `a`/`b` of any length up to 7, with a reward that ignores
 # length: **1 if the answer starts with `a`**, else 0. Then we probe the trained policies: force the
 # first letter and measure how long the policy goes on after a right start (`a`) and after a wrong
-# start (`b`).
+# start (`b`). The drift is noisy, so we train every arm with three seeds (30 iterations each, to
+# keep the notebook fast) and compare the mean gaps.
 
 # %%
 length_world = load_world("length")
@@ -346,27 +395,43 @@ def length_after(policy, first, n=512, seed=0):
     return 1 + rest.mask.sum(1).float().mean().item()
 
 
-probe = {"SFT": (length_after(length_world.reference, A_ID), length_after(length_world.reference, B_ID))}
-for name, agg, scale in [("paper", "seq-mean-token-mean", True), ("Dr. GRPO", "seq-mean-token-sum-norm", False)]:
-    pol, _ = train_grpo(StartsWithA(length_world), GRPOConfig(steps=40, lr=1e-3, beta=0.0, reward="gold",
-                                                              aggregation=agg, scale_rewards=scale,
-                                                              eval_every=100, seed=0))
-    probe[name] = (length_after(pol, A_ID), length_after(pol, B_ID))
+ARMS = {"paper": ("seq-mean-token-mean", True), "Dr. GRPO": ("seq-mean-token-sum-norm", False),
+        "sum-norm + std": ("seq-mean-token-sum-norm", True)}
+LENGTH_SEEDS = (0, 1, 2)
+probe = {"SFT": [(length_after(length_world.reference, A_ID), length_after(length_world.reference, B_ID))]}
+for name, (agg, scale) in ARMS.items():
+    probe[name] = []
+    for seed in LENGTH_SEEDS:
+        pol, _ = train_grpo(StartsWithA(length_world), GRPOConfig(steps=30, lr=1e-3, beta=0.0, reward="gold",
+                                                                  aggregation=agg, scale_rewards=scale,
+                                                                  eval_every=100, seed=seed))
+        probe[name].append((length_after(pol, A_ID), length_after(pol, B_ID)))
 
 # %%
-for name, (after_a, after_b) in probe.items():
-    print(f"{name:9s} length after a right start {after_a:.2f}, after a wrong start {after_b:.2f}, "
-          f"gap {after_b - after_a:+.2f}")
-assert probe["paper"][1] - probe["paper"][0] > 0.5, "the paper's aggregation: wrong answers run longer"
-assert abs(probe["Dr. GRPO"][1] - probe["Dr. GRPO"][0]) < 0.3, "Dr. GRPO: no length gap"
+gap = {name: [b - a for a, b in runs] for name, runs in probe.items()}
+mean_gap = {name: sum(v) / len(v) for name, v in gap.items()}
+for name, runs in probe.items():
+    print(f"{name:14s} after a right start {' '.join(f'{a:.2f}' for a, _ in runs):14s}  "
+          f"after a wrong start {' '.join(f'{b:.2f}' for _, b in runs):14s}  "
+          f"gap {' '.join(f'{x:+.2f}' for x in gap[name]):17s} mean {mean_gap[name]:+.2f}")
+# the probe averages 512 answers, so one length has a standard error of about 0.07 and a gap about 0.1
+assert mean_gap["paper"] - mean_gap["Dr. GRPO"] > 0.3, "the paper's aggregation: wrong answers run longer"
+assert mean_gap["paper"] - mean_gap["sum-norm + std"] > 0.3, "the aggregation alone causes the gap"
+assert all(abs(x) < 0.3 for x in gap["Dr. GRPO"] + gap["sum-norm + std"]), "constant denominator: no gap"
 
 # %% [markdown]
-# Both runs learn the reward (almost every answer starts with `a`). Under the paper's aggregation
-# the policy writes clearly longer answers after a wrong start than after a right one; under
-# Dr. GRPO's the two lengths stay equal. The SFT policy, trained before any of this, has no gap.
-# An honest caveat: this is one seed. We ran three (0, 1, 2): the paper's gap was +1.56, +0.59 and
-# +0.03 tokens, Dr. GRPO's +0.04, −0.02 and +0.03. The bias is systematic in sign but its size
-# varies, as you would expect from a drift that only acts while wrong answers are still sampled.
+# Every run learns the reward (almost every answer starts with `a`). Under the paper's aggregation
+# wrong starts run longer than right ones on average over the seeds, while both arms with a constant
+# denominator (with or without the std division) show no gap on any seed: the 1/|o| weighting, not
+# the std, is the cause. The size of the paper's gap varies a lot between seeds, down to nothing on
+# one of them: the bias acts only while wrong answers are still sampled, and how long that lasts
+# depends on the run. So read the sign of the mean, not one number.
+#
+# All trained policies also write different lengths after a *right* start than SFT did (mostly
+# shorter, by amounts that differ from seed to seed), in every arm alike. The reward is blind to length and Dr. GRPO's
+# loss puts no systematic pull on it, so this is drift: at learning rate 1e-3 with β = 0, nothing
+# holds the length distribution after `a` in place. That common drift is why we compare the *gap*
+# between the two starts of the same policy rather than lengths against SFT.
 #
 # ## 7. RLOO in brief
 #
@@ -388,35 +453,46 @@ def my_rloo(rewards, k):
 
 assert torch.allclose(my_rloo(proxy, G), rloo_advantages(proxy, G), atol=1e-6)
 assert torch.allclose(rloo_advantages(proxy, G), G / (G - 1) * grpo_advantages(proxy, G, scale=False), atol=1e-5)
-_, rloo_history = train_grpo(world, GRPOConfig(steps=40, lr=1e-4, beta=0.2, advantage="rloo", seed=0))
+rloo_policy, rloo_history = train_grpo(world, replace(cfg, advantage="rloo"))
 viz.compare_training_curves({"GRPO": history, "RLOO advantages": rloo_history},
                             keys=("gold_reward", "proxy_reward", "kl_to_ref"),
                             baselines={"gold_reward": history["gold_reward"][0]})
 
 # %%
-print(f"final gold reward: GRPO {history['gold_reward'][-1]:.3f}, RLOO advantages {rloo_history['gold_reward'][-1]:.3f}")
+rloo_gold = gold_mean(rloo_policy)
+print(f"gold reward, sampled, mean of seeds {seeds}: SFT {sft_gold:.3f}, GRPO {grpo_gold:.3f}, "
+      f"RLOO advantages {rloo_gold:.3f} (3 standard errors ≈ {3 * se:.3f})")
+print(f"the curves' last point (evaluation seed 0 only): GRPO {history['gold_reward'][-1]:.3f}, "
+      f"RLOO advantages {rloo_history['gold_reward'][-1]:.3f}")
 
 # %% [markdown]
 # We changed only the advantages: RLOO's are in reward-model units (no std division), so a group
 # whose answers the reward model barely distinguishes gets a small push instead of a full-size one.
-# In our run the two end up close on gold reward. RLOO proper also uses a sequence-level ratio and
-# puts k1 into the reward; the loop here keeps GRPO's token-level loss.
+# Two evaluations of the same policies give different numbers: the curves' points sample the 200
+# held-out prompts once (seed 0), the first line averages three other seeds, 600 answers. The gap
+# between GRPO and RLOO is below 3 standard errors of the evaluation and comes from one training seed,
+# so it does not settle the hypothesis of section 5 either way. RLOO proper also uses a
+# sequence-level ratio and puts k1 into the reward; the loop here keeps GRPO's token-level loss.
 #
 # ## 8. What training showed
 #
-# - A group of samples is a usable baseline: GRPO beat SFT with no critic and one loss line.
+# - A group of samples is a usable baseline: GRPO beat SFT with no critic and one loss line, by a
+#   margin clear of evaluation noise on the reward model and by more than 0.15 on the gold reward.
 # - The loss value sat near 0 all along, by construction; the rewards are what to watch.
 # - k3 in the loss and k1 in the reward regularise towards different KLs (forward vs reverse); the
-#   difference is exact, and visible in where training ends up.
+#   difference is exact, and visible in where training ends up. ρ·k3 restores the reverse KL.
 # - Zero-std groups waste samples, increasingly as the policy improves.
-# - The paper's 1/|o| average makes wrong answers longer than right ones; Dr. GRPO's constant
-#   denominator does not.
+# - The paper's 1/|o| average made wrong answers longer than right ones on average over three
+#   seeds, with a size that varied from seed to seed; a constant denominator showed no gap, with or
+#   without the std division.
 #
 # ## Exercises
 #
 # 1. **Group advantages.** `my_group_adv(rewards, G)`: (r − group mean)/(group std + 1e-4), with
 #    torch's default (Bessel-corrected) std, and 0 for a group of equal rewards.
-# 2. **k3.** `my_k3(logp, ref_logp)`: with d = ref_logp − logp, e^d − d − 1, accurate for tiny d.
+# 2. **k3.** `my_k3(logp, ref_logp)`: with d = ref_logp − logp, e^d − d − 1, accurate to 1e-4
+#    relative error for every d, tiny ones included: the series d²/2 + d³/6 + … for |d| < 0.1,
+#    `expm1(d) − d` beyond (section 2 explains why `expm1(d) − d` alone is not enough).
 # 3. **RLOO.** `my_rloo_adv(rewards, G)`: each reward minus the mean of the *other* G − 1 in its group.
 
 # %%

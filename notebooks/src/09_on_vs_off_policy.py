@@ -115,6 +115,14 @@ print(showdown_data.format_table(rows, cost_columns))
 vz.plot_costs(rows)
 
 # %% [markdown]
+# Read the memory bars with the scale in mind. One toy model is 0.4 MB of weights, so what a method
+# *holds* (four networks for PPO, two trainable with their Adam state; one for ORPO and SimPO) is a few
+# MB, and the peak is dominated by one step's activations, which follow the batch: a DPO step scores
+# 64 pairs, 128 sequences at once, a PPO minibatch 32. At the scale of a real LLM the weights, gradients
+# and optimizer state dominate instead, and the `models` and `trainable` columns are what carries over:
+# that is why ReMax and GRPO drop PPO's critic, and why ORPO and SimPO drop the reference.
+
+# %% [markdown]
 # ## 4. The reward–KL frontier
 #
 # Reward alone flatters whoever drifts furthest from the reference. The DPO and TDPO papers compare

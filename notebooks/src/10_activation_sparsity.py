@@ -31,8 +31,10 @@ torch.set_num_threads(1)
 # %% [markdown]
 # ## 1. The model and its held-out text
 #
-# `load_lm()` reads `data/sparse_lm.pt` (run `make data` if it is missing). The held-out text
-# is a set of standard-library files the model never trained on.
+# `load_lm()` reads `data/sparse_lm.pt` (run `make data` if it is missing). The model is the
+# course's tiny GPT with ReLU FFNs; its training loss had a small L1 penalty on the FFN
+# activations (the idea of ProSparse), which pushes more of them to exactly zero. The held-out
+# text is a set of standard-library files the model never trained on.
 
 # %%
 # NBVAL_CHECK_OUTPUT

@@ -115,6 +115,12 @@ def _ppo_hand(fn):
     assert_close(got, (-1.2 - 0.5 + 1.1 + 0.8) / 4, "ratios [1.5, .5, 1.1, .5], advantages [1, 1, −1, −1]")
 
 
+def _ppo_other_eps(fn):
+    logp = _t([[math.log(1.5), math.log(0.5), math.log(1.05), math.log(0.5)]])
+    got = fn(logp, torch.zeros(1, 4), _t([[1.0, 1.0, -1.0, -1.0]]), torch.ones(1, 4), 0.1)
+    assert_close(got, (-1.1 - 0.5 + 1.05 + 0.9) / 4, "the same tokens with clip_eps = 0.1 (ratios [1.5, .5, 1.05, .5])")
+
+
 def _ppo_clipped_gradient(fn):
     logp = _t([[math.log(1.5), math.log(0.5)]]).requires_grad_()
     fn(logp, torch.zeros(1, 2), _t([[1.0, -1.0]]), torch.ones(1, 2), 0.2).backward()
@@ -140,6 +146,10 @@ def _ppo_wrong_no_clip(logp, old, adv, mask, eps):
     return per.sum() / mask.sum()
 
 
+def _ppo_wrong_fixed_eps(logp, old, adv, mask, eps):
+    return _ppo_ref(logp, old, adv, mask, 0.2)
+
+
 def _ppo_wrong_multiply(logp, old, adv, mask, eps):
     ratio = torch.exp(logp - old)
     per = torch.maximum(-adv * ratio, -adv * ratio.clamp(1 - eps, 1 + eps))
@@ -152,12 +162,14 @@ ppo_clip_loss = Exercise(
     properties=[
         ("with π = π_old (ρ = 1) the loss is −masked_mean(A)", _ppo_ratio_one),
         ("four tokens computed by hand, two of them clipped", _ppo_hand),
+        ("it uses the clip_eps it is given (ε = 0.1, by hand)", _ppo_other_eps),
         ("tokens whose ratio is already clipped get zero gradient", _ppo_clipped_gradient),
         ("it matches teachkit.rlhf.ppo_policy_loss on random batches", matches_reference(_ppo_ref, _ppo_inputs)),
         ("NaN under mask 0 never leaks", _ppo_nan),
     ],
     wrong_answers={"takes the optimistic min instead of the pessimistic max": _ppo_wrong_min,
                    "forgets the clip": _ppo_wrong_no_clip,
+                   "ignores clip_eps (always 0.2)": _ppo_wrong_fixed_eps,
                    "multiplies by the mask (NaN · 0 = NaN)": _ppo_wrong_multiply},
     hint="ρ = exp(logp − old_logp); per token max(−Aρ, −A·clip(ρ, 1−ε, 1+ε)); select with torch.where, then mean.",
 )
@@ -222,22 +234,38 @@ def _group_zero_std(fn):
                  "a group of equal rewards [1, 1, 1] (it must give zeros) next to the group [0, 1, 0]")
 
 
+def _group_zero_std_fractional(fn):
+    # 0.1 and 0.7 are not exact in float32: the group mean differs from them by rounding, so
+    # (r − mean)/(std + 1e-4) gives residues of 1e-4..1e-3 unless equal groups are special-cased
+    got = fn(_t([0.1] * 8 + [0.7] * 8), 8)
+    assert_close(got, torch.zeros(16), "two groups of equal non-integer rewards, [0.1] * 8 and [0.7] * 8 (must be 0)",
+                 rtol=0.0, atol=1e-7)
+
+
+def _group_wrong_no_special_case(r, G):
+    g = r.view(-1, G)
+    return ((g - g.mean(1, keepdim=True)) / (g.std(1, keepdim=True) + 1e-4)).reshape(-1)
+
+
 group_advantages = Exercise(
     name="group_advantages",
     reference=_group_ref,
     properties=[
         ("one group computed by hand", _group_hand),
         ("a group whose rewards are all equal gets advantage 0", _group_zero_std),
+        ("equal non-integer rewards (0.1, 0.7) also get exactly 0, not rounding residue", _group_zero_std_fractional),
         ("it matches teachkit.rlhf.grpo_advantages on random groups", matches_reference(_group_ref, _group_inputs)),
     ],
     wrong_answers={
         "uses the population std (unbiased=False)": lambda r, G: (lambda g: ((g - g.mean(1, keepdim=True))
                                                      / (g.std(1, unbiased=False, keepdim=True) + 1e-4)).reshape(-1))(r.view(-1, G)),
         "normalises over the whole batch, not per group": lambda r, G: (r - r.mean()) / (r.std() + 1e-4),
+        "no special case for equal groups (rounding residue / 1e-4)": _group_wrong_no_special_case,
         "forgets the eps (0/0 on equal groups)": lambda r, G: (lambda g: ((g - g.mean(1, keepdim=True))
                                                      / g.std(1, keepdim=True)).reshape(-1))(r.view(-1, G)),
     },
-    hint="g = rewards.view(-1, G); (g − g.mean(1, keepdim=True)) / (g.std(1, keepdim=True) + 1e-4), then reshape(-1).",
+    hint="g = rewards.view(-1, G); (g − g.mean(1, keepdim=True)) / (g.std(1, keepdim=True) + 1e-4); "
+         "torch.where(equal, 0, ...) for groups with g.amax(1) == g.amin(1); then reshape(-1).",
 )
 
 
@@ -253,14 +281,19 @@ def _k3_hand(fn):
                  "logp [−1, −2], ref_logp [−1.5, −1] (d = ref − logp = [−0.5, 1])")
 
 
-def _k3_small(fn):
-    ell = _t([1e-4, -1e-4, 1e-3, -1e-3])
-    got = fn(ell, torch.zeros(4))
-    want = 0.5 * ell.double() ** 2 * (1 - ell.double() / 3)
-    assert_close(got, want.float(), "k3 for log-ratios ±1e-4, ±1e-3 (≈ ½ℓ²; exp(d) − d − 1 cancels here)",
-                 rtol=1e-2, atol=0.0)
-    tiny = fn(_t([1e-6, -1e-6, 3e-7]), torch.zeros(3))
-    assert bool((tiny >= 0).all()), f"k3 must never be negative, got {tiny.tolist()} for log-ratios 1e-6, −1e-6, 3e-7"
+def _k3_relative(fn):
+    # relative error, not absolute: k3 is ~1e-13 at d = 1e-6, so any atol would accept garbage
+    d = _t([1e-6, -1e-6, 3e-7, 1e-4, -1e-4, 5e-3, -5e-3, 1.2e-2, -1.2e-2, 0.05, -0.05, 0.2, -0.2])
+    got = fn(torch.zeros_like(d), d)  # logp = 0, ref_logp = d
+    want = (torch.expm1(d.double()) - d.double()).float()
+    assert_close(got, want, "k3 relative to the exact value at d = ±1e-6, 3e-7, ±1e-4, ±5e-3, ±1.2e-2, ±0.05, ±0.2",
+                 rtol=1e-4, atol=0.0)
+    assert bool((got >= 0).all()), f"k3 must never be negative, got {got.tolist()}"
+
+
+def _k3_wrong_half_then_naive(lp, ref):
+    d = ref - lp
+    return torch.where(d.abs() < 1e-2, 0.5 * d * d, torch.exp(d) - d - 1)
 
 
 kl_k3 = Exercise(
@@ -269,14 +302,17 @@ kl_k3 = Exercise(
     properties=[
         ("two tokens computed by hand", _k3_hand),
         ("it matches teachkit.rlhf.kl_k3 on random log-probs", matches_reference(_k3_ref, _k3_inputs)),
-        ("it is accurate and ≥ 0 for tiny log-ratios in float32 (no cancellation)", _k3_small),
+        ("it is accurate to 1e-4 relative and ≥ 0 for tiny and moderate d in float32", _k3_relative),
     ],
     wrong_answers={
         "the naive exp(d) − d − 1 (cancels near 0)": lambda lp, ref: torch.exp(ref - lp) - (ref - lp) - 1,
         "d the wrong way round (logp − ref)": lambda lp, ref: torch.expm1(lp - ref) - (lp - ref),
         "k2 instead of k3": lambda lp, ref: 0.5 * (lp - ref) ** 2,
+        "expm1(d) − d everywhere (9–26% off at d ≈ 1e-6)": lambda lp, ref: torch.expm1(ref - lp) - (ref - lp),
+        "½d² below |d| = 1e-2, exp(d) − d − 1 above": _k3_wrong_half_then_naive,
     },
-    hint="with d = ref_logp − logp, k3 = torch.expm1(d) − d: expm1 keeps the digits exp(d) − 1 would lose.",
+    hint="with d = ref_logp − logp: for |d| < 0.1 the series d²/2 + d³/6 + d⁴/24 + d⁵/120 (no cancellation), "
+         "else torch.expm1(d) − d; select the branch with torch.where (or compute in float64 and cast back).",
 )
 
 

@@ -170,6 +170,16 @@ def _ffn_inputs(seed):
     return rng.standard_normal((40, 3, 5)), np.arange(0, 40, 3), rng.standard_normal(5)
 
 
+def _wrong_relu_product(B, idx, x):
+    b = B[idx]
+    return np.maximum((b[:, 0] @ x) * (b[:, 1] @ x), 0) @ b[:, 2]
+
+
+def _wrong_no_relu(B, idx, x):
+    b = B[idx]
+    return ((b[:, 0] @ x) * (b[:, 1] @ x)) @ b[:, 2]
+
+
 def _ffn_hand(fn):
     B = np.array([[[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]], [[-1.0, 0.0], [5.0, 5.0], [9.0, 9.0]]])
     assert_close(fn(B, np.array([0, 1]), np.array([2.0, -3.0])), np.array([-6.0, -6.0]),
@@ -181,14 +191,17 @@ sparse_ffn = Exercise(
     reference=_ref_ffn,
     properties=[("a negative up value passes through (only the gate has the ReLU)", _ffn_hand),
                 ("it matches the reference on random bundles", matches_reference(_ref_ffn, _ffn_inputs))],
-    wrong_answers={"ReLU on the product": lambda B, idx, x: np.maximum((B[idx][:, 0] @ x) * (B[idx][:, 1] @ x), 0) @ B[idx][:, 2],
-                   "no ReLU at all": lambda B, idx, x: ((B[idx][:, 0] @ x) * (B[idx][:, 1] @ x)) @ B[idx][:, 2]},
+    wrong_answers={"ReLU on the product": _wrong_relu_product, "no ReLU at all": _wrong_no_relu},
     hint="h_i = relu(gate_i·x) * (up_i·x); the result is Σ_i h_i · down_i over i in idx.",
 )
 
 
 def _ref_bound(n_active, d, n_mats, bytes_per_weight, bandwidth_GBps):
     return n_active * n_mats * d * bytes_per_weight / (bandwidth_GBps * 1e9) * 1e3
+
+
+def _bound_inputs(s):
+    return 100 * (s + 1), 512 * (s + 1), 2 + s % 2, 4 - 3 * (s % 2), 10.0 + s
 
 
 def _bound_hand(fn):
@@ -201,7 +214,7 @@ bandwidth_bound_ms = Exercise(
     reference=_ref_bound,
     properties=[("1000 fp32 bundles (3 x 4096) at 20 GB/s need at least 2.4576 ms", _bound_hand),
                 ("it matches the reference for other sizes",
-                 matches_reference(_ref_bound, lambda s: (100 * (s + 1), 512 * (s + 1), 2 + s % 2, 4 - 3 * (s % 2), 10.0 + s)))],
+                 matches_reference(_ref_bound, _bound_inputs))],
     wrong_answers={"forgets the number of matrices": lambda n, d, m, b, bw: n * d * b / (bw * 1e9) * 1e3,
                    "counts bits as bytes": lambda n, d, m, b, bw: n * m * d * b * 8 / (bw * 1e9) * 1e3},
     hint="bytes = n_active · n_mats · d · bytes_per_weight; time = bytes / (GB/s · 1e9), in ms.",

@@ -17,7 +17,8 @@ One iteration, for B prompts:
 The baseline r(x, ŷ) depends on x only, not on the sampled y, so it leaves the gradient unbiased;
 it is close to E[r | x] when the policy is peaked, which is what makes it a good baseline.
 KL in the return: we put the whole sequence's KL into one scalar return (a whole-sequence
-REINFORCE); the ReMax code spreads per-token KL terms, a detail that does not change the idea.
+REINFORCE, still unbiased); the ReMax code gives each token its own KL term and clips r − r̂ to ±5,
+details that lower variance without changing the idea.
 
 ``history`` keys: the contract's, plus train_score, greedy_score, advantage_std, entropy,
 mean_length; with ``profile_step`` set, the cost figures of :mod:`teachkit.rlhf.costs`.

@@ -237,6 +237,7 @@ def run(quick: bool = False, threads=(1, 2), headline_threads: int = 1, log=prin
     res["headline_bandwidth_GBps"] = round(best / 1e9, 2)
     res["headline_achieved_GBps"] = round(achieved / 1e9, 2)
     res["kernel_bandwidth_fraction"] = round(achieved / best, 3)
+    res["load_avg_1min_end"] = machine_info()["load_avg_1min"]
     res["goals"] = {k: {"goal": v, "measured": res[k], "met": bool(res[k] >= v)}
                     for k, v in GOALS.items()}
     over = [r for r in rows if r["bandwidth_fraction"] > 1.0 and r["kernel"] != "numpy_gather_ffn"]
