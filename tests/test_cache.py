@@ -55,13 +55,38 @@ def _cfg(**kw):
 def test_cache_is_never_over_budget():
     cfg = _cfg()
     fixed = {"emb": np.zeros((16, 8), np.float32)}
-    need = 512 + (2 * 4 + 10) * 3 * 8 * 4
+    tables = 8 * (3 * 2 * 64 + 2 * 1 * (4 + 1) + 4 * (2 + 10) + 4)   # int64: per neuron, cluster, slot; LRU ends
+    need = 512 + (2 * 4 + 10) * 3 * 8 * 4 + tables
     c = SegmentedCache(cfg, budget=need, fixed=fixed)
     assert c.bytes_total == need
+    assert sum(held_array_bytes(c).values()) == need                      # every array it holds is counted
     with pytest.raises(ValueError, match="budget"):
         SegmentedCache(cfg, budget=need - 1, fixed=fixed)
     q = SegmentedCache(_cfg(dtype="int8"), budget=need)
-    assert q.bytes_total == (2 * 4 + 10) * (3 * 8 + 3 * 4)
+    assert q.bytes_total == (2 * 4 + 10) * (3 * 8 + 3 * 4) + tables
+
+
+def held_array_bytes(obj, seen=None) -> dict:
+    """Every numpy buffer reachable from ``obj``'s attributes, by root buffer id -> bytes."""
+    seen = {} if seen is None else seen
+    stack, visited = [obj], set()
+    while stack:
+        o = stack.pop()
+        if id(o) in visited:
+            continue
+        visited.add(id(o))
+        if isinstance(o, np.ndarray):
+            root = o
+            while isinstance(root.base, np.ndarray):
+                root = root.base
+            seen[id(root)] = root.nbytes
+        elif isinstance(o, dict):
+            stack.extend(o.values())
+        elif isinstance(o, (list, tuple)):
+            stack.extend(o)
+        elif hasattr(o, "__dict__") and type(o).__module__.startswith(("teachkit", "test_")):
+            stack.extend(vars(o).values())
+    return seen
 
 
 def test_split_active_routes_hot_and_cold_and_counts_hits():

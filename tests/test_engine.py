@@ -46,18 +46,22 @@ def test_oracle_engine_generates_the_dense_tokens(tmp_path, tiny_lm):
     spec = FlashSpec(2, B.shape[0], 2, B.shape[2], align=64)
     path = write_flash(tmp_path / "lm.bin", spec, gpt.bundles)
     fixed = sum(a.nbytes for a in gpt.fixed.values())
+    kv = gpt.kv_cache_bytes()
     prompt = [3, 1, 4, 1, 5, 9, 2, 6]
     dense = gpt.generate(prompt, 30)
     for schedule in ("serial", "cluster"):
-        cfg = EngineConfig(budget=fixed + spec.ffn_bytes // 2, cluster_size=8, prefill_chunk=32, schedule=schedule)
+        cfg = EngineConfig(budget=fixed + kv + spec.ffn_bytes // 2 + (32 << 10), cluster_size=8, prefill_chunk=32,
+                           schedule=schedule, max_prompt=16)
         with SparseFFN(path, cfg, OraclePredictor(gpt.bundles, gated=False), gated=False, fixed=gpt.fixed,
-                       expect=spec) as eng:
+                       expect=spec, kv_bytes=kv) as eng:
+            assert eng.cache.cfg.cold_slots < spec.n_layers * spec.n_neurons     # the FFN does not fit
             assert gpt.generate(prompt, 30, engine=eng) == dense
             assert eng.stats()["bytes_read"] > 0
             stages = {e[1] for e in eng.trace.events}
             assert {"prefill", "attention", "predict"} <= stages
     lp_dense = gpt.next_token_logprobs(prompt + dense)
-    with SparseFFN(path, cfg, OraclePredictor(gpt.bundles, gated=False), gated=False, fixed=gpt.fixed) as eng:
+    with SparseFFN(path, cfg, OraclePredictor(gpt.bundles, gated=False), gated=False, fixed=gpt.fixed,
+                   kv_bytes=kv) as eng:
         np.testing.assert_allclose(gpt.next_token_logprobs(prompt + dense, engine=eng), lp_dense, atol=1e-4)
 
 
@@ -76,7 +80,8 @@ def test_plan_regions_respects_the_budget():
     hot, cold = plan_regions(spec, budget=500_000, fixed_bytes=100_000, other_bytes=50_000, hot_neurons=96,
                              cluster_size=32)
     assert hot == 12
-    assert 100_000 + 50_000 + (hot * 32 + cold) * bundle <= 500_000 < 100_000 + 50_000 + (hot * 32 + cold + 1) * bundle
+    used = 100_000 + 50_000 + hot * (32 * bundle + 32) + cold * (bundle + 32)    # 32 B of LRU table per slot
+    assert cold == 68 and used <= 500_000 < used + bundle + 32
     with pytest.raises(ValueError, match="does not even hold"):
         plan_regions(spec, 100_000, 90_000, 20_000, 0, 32)
 

@@ -155,3 +155,63 @@ def test_reader_falls_back_where_o_direct_is_refused(tmp_path, monkeypatch):
         assert f.decode(r.read(0, np.array([1, 2]))).shape == (2, 2, 1024)
     with pytest.raises(ValueError, match="without O_DIRECT"):
         FlashReader(f, max_units=4, direct=True)
+
+
+def _rewrite_header(p, edit=None, version=None):
+    """Rewrite the JSON header of ``p`` (with a valid crc) after ``edit(meta)``; same length kept by padding."""
+    import json
+    import struct
+    import zlib
+
+    raw = bytearray(p.read_bytes())
+    magic, ver, hlen, _ = struct.unpack("<8sIII", raw[:20])
+    meta = json.loads(bytes(raw[20:20 + hlen]))
+    if edit is not None:
+        edit(meta)
+    head = json.dumps(meta, sort_keys=True).encode()
+    raw[:20 + len(head)] = struct.pack("<8sIII", magic, version or ver, len(head), zlib.crc32(head)) + head
+    p.write_bytes(bytes(raw))
+
+
+def test_other_version_missing_key_and_unknown_expect_are_format_errors(tmp_path):
+    spec = FlashSpec(n_layers=2, n_neurons=8, n_mats=3, d=16, align=64)
+    p = write_flash(tmp_path / "w.bin", spec, _layers(spec))
+    with pytest.raises(FlashFormatError, match="cannot check 'width'"):
+        FlashFile(p, expect={"width": 16})
+    _rewrite_header(p, version=2)
+    with pytest.raises(FlashFormatError, match="format version 2, this code reads 1"):
+        FlashFile(p)
+    p = write_flash(tmp_path / "w.bin", spec, _layers(spec))
+    _rewrite_header(p, edit=lambda m: m.pop("layer_crc32"))       # valid crc, missing key
+    with pytest.raises(FlashFormatError, match="does not describe a valid file"):
+        FlashFile(p)
+    p = write_flash(tmp_path / "w.bin", spec, _layers(spec))
+    _rewrite_header(p, edit=lambda m: m.update(n_mats=7))
+    with pytest.raises(FlashFormatError, match="n_mats"):
+        FlashFile(p)
+
+
+def _fs_type(path) -> str:
+    best, kind = "", ""
+    for line in open("/proc/self/mounts"):
+        _, mnt, fs = line.split()[:3]
+        if str(path).startswith(mnt) and len(mnt) > len(best):
+            best, kind = mnt, fs
+    return kind
+
+
+def test_page_cache_stays_cold_after_write_verify_and_buffered_reads(tmp_path):
+    from teachkit.sparse.iobench import cached_pages
+
+    spec = FlashSpec(n_layers=2, n_neurons=400, n_mats=3, d=16, align=64)   # units share pages
+    p = write_flash(tmp_path / "w.bin", spec, _layers(spec))
+    if _fs_type(tmp_path) in ("tmpfs", "ramfs"):
+        pytest.skip("on tmpfs the page cache *is* the file")
+    assert cached_pages(p) == 0, "write_flash left the file in the page cache"
+    f = FlashFile(p, verify=True)
+    assert cached_pages(p) == 0, "verify() left the file in the page cache"
+    rng = np.random.default_rng(0)
+    with FlashReader(f, 8, direct=False) as r:
+        for _ in range(50):
+            r.read(int(rng.integers(2)), np.sort(rng.choice(400, 3, replace=False)))
+    assert cached_pages(p) == 0, "buffered reads left partial pages cached"

@@ -126,3 +126,144 @@ def test_hung_read_times_out(tmp_path, stack):
         eng(0, stack.hidden_states(0, 1, seed=3)[0])
     release.set()
     eng.close()
+
+
+# --------------------------------------------------------------------------- review fixes
+def test_an_interrupt_mid_layer_stops_the_pipeline_and_forgets_its_slots(tmp_path, stack, monkeypatch):
+    """Ctrl-C (or a kernel bug) during a layer must not leave slots that claim data never read."""
+    import teachkit.sparse.pipeline as P
+
+    eng, _ = _engine(tmp_path, stack)
+    real = P.gate_compute
+    calls = []
+
+    def interrupted(*a):
+        calls.append(1)
+        if len(calls) == 1:
+            raise KeyboardInterrupt
+        return real(*a)
+
+    monkeypatch.setattr(P, "gate_compute", interrupted)
+    x = stack.hidden_states(0, 1, seed=3)[0]
+    with pytest.raises(KeyboardInterrupt):
+        eng(0, x)
+    assert eng.cache.cold.occupied == 0 and eng.cache.hot.occupied == 0    # the misses' slots are forgotten
+    with pytest.raises(RuntimeError, match="stopped after an error"):
+        eng(0, x)
+    eng.close()
+
+
+class _Listed:
+    """A predictor that returns given ids (and holds one array, counted in the budget)."""
+
+    def __init__(self, ids, d=128):
+        self.ids, self.W = ids, np.zeros((4, d), np.float32)
+        self.nbytes = self.W.nbytes + np.asarray(ids).nbytes
+
+    def __call__(self, layer, x):
+        return self.ids
+
+
+def test_predictor_output_is_checked_and_deduplicated(tmp_path, stack):
+    x = stack.hidden_states(0, 1, seed=3)[0]
+    W = stack.bundles[0]
+    ids = np.flatnonzero(W[:, 0] @ x > 0)
+    want = dense_ffn_ref(W, x, gated=True)
+    c = stack.cfg
+    path = tmp_path / "f.bin"
+    write_flash(path, FlashSpec(c.n_layers, c.d_ff, 3, c.d, align=512), stack.bundles)
+    cfg = EngineConfig(budget=4 << 20, cluster_size=16, prefill_chunk=64)
+    with SparseFFN(path, cfg, _Listed(np.concatenate([ids, ids[:7]])), gated=True) as eng:
+        np.testing.assert_allclose(eng(0, x), want, rtol=1e-4, atol=1e-4)     # duplicates computed once
+    for bad, msg in [(np.array([0, c.d_ff]), "outside 0..511"), (np.array([-1]), "outside"),
+                     (np.array([0.5]), "integer"), (np.zeros((2, 2), np.int64), "1-D")]:
+        with SparseFFN(path, cfg, _Listed(bad), gated=True) as eng:
+            with pytest.raises(ValueError, match=msg):
+                eng(0, x)
+    with pytest.raises(TypeError, match="nbytes"):
+        SparseFFN(path, cfg, lambda l, x: ids, gated=True)
+
+
+def test_budget_covers_every_array_the_engine_holds(tmp_path, stack):
+    from test_cache import held_array_bytes
+
+    c = stack.cfg
+    path = tmp_path / "f.bin"
+    write_flash(path, FlashSpec(c.n_layers, c.d_ff, 3, c.d, align=512), stack.bundles)
+    fixed = {"attn": np.ones((c.d, c.d), np.float32)}
+    pred = _Listed(np.arange(40, dtype=np.int64))
+    budget = 2 << 20
+    cfg = EngineConfig(budget=budget, hot_neurons=64, cluster_size=16, prefill_chunk=64, max_prompt=8)
+    with SparseFFN(path, cfg, pred, gated=True, fixed=fixed, freq=stack.firing_prob, kv_bytes=50_000) as eng:
+        for t, x in enumerate(stack.hidden_states(0, 3, seed=1)):
+            eng(0, x)
+        held = sum(held_array_bytes(eng).values())
+        kv, prefill = 50_000, 8 * 4 * (64 * 3 + 2 * c.d)      # held by the model / made during prefill
+        assert held + kv + prefill <= eng.cache.bytes_total <= budget
+        assert eng.cache.bytes_total - (held + kv + prefill) < 1024     # nothing large is left uncounted
+        assert pred.W.nbytes + fixed["attn"].nbytes <= held
+    assert eng.stats()["outside_budget"] == 0
+
+
+def test_oracle_bytes_are_declared_outside_the_budget(tmp_path, stack):
+    eng, W = _engine(tmp_path, stack)
+    with eng:
+        assert eng.stats()["outside_budget"] == sum(b[:, 0].nbytes for b in W)
+
+
+@pytest.mark.parametrize("schedule", ["cluster", "matrix"])
+def test_cluster_schedule_overlaps_updown_with_reads(tmp_path, stack, schedule):
+    """Cluster: some up/down compute runs before the layer's last read lands. Matrix: none does."""
+    import time as _time
+
+    eng, _ = _engine(tmp_path, stack, schedule=schedule)
+    eng.pipe.readers[0].fault = lambda n: _time.sleep(0.003)          # a slow disk: reads take >= 3 ms
+    with eng:
+        X = stack.hidden_states(1, 4, seed=9)
+        for t in range(4):
+            eng.trace.clear()
+            eng(1, X[t])
+            ev = eng.trace.events
+            reads = [e for e in ev if e[1] == "bundle_read"]
+            ups = [e for e in ev if e[1] == "updown_compute"]
+            assert reads and ups
+            last_read_end = max(e[5] for e in reads)
+            early = [e for e in ups if e[4] < last_read_end]
+            if schedule == "cluster":
+                assert early, f"token {t}: no up/down work overlapped the reads"
+            else:
+                assert not early
+            eng.end_token()
+
+
+def test_prefill_read_failure_and_hang_stop_with_an_error(tmp_path, stack):
+    X = stack.hidden_states(2, 5, seed=1)
+    eng, _ = _engine(tmp_path, stack, timeout=0.5)
+
+    def broken(n):
+        raise OSError(5, "injected I/O error")
+
+    eng.prefill_reader.fault = broken
+    with pytest.raises(FlashReadError, match="injected"):
+        eng.dense_layer(2, X, lambda a: np.maximum(a, 0))
+    with pytest.raises(RuntimeError, match="stopped"):
+        eng(0, X[0])
+    eng.close()
+    eng, _ = _engine(tmp_path, stack, timeout=0.5)
+    release = threading.Event()
+    eng.prefill_reader.fault = lambda n: release.wait(30)
+    done = threading.Event()
+    errors = []
+
+    def run():
+        try:
+            eng.dense_layer(2, X, lambda a: np.maximum(a, 0))
+        except Exception as err:   # noqa: BLE001
+            errors.append(err)
+        done.set()
+
+    threading.Thread(target=run, daemon=True).start()
+    assert done.wait(10), "prefill hung on a stuck read"
+    assert isinstance(errors[0], PipelineTimeout)
+    release.set()
+    eng.close()

@@ -28,16 +28,19 @@ def test_profile_counts_frequencies():
 
 def test_plan_fits_the_budget_and_holds_a_layer():
     mp = _profile()
-    budget, fixed, extra = 600_000, 100_000, 10_000
+    budget, fixed, extra = 1_200_000, 100_000, 10_000
     plan = choose_plan(SPEC, mp, IO, 10e9, 10e9, budget, fixed, extra)
-    bundle = SPEC.bundle_bytes
-    used = fixed + extra + plan.io_threads * plan.cluster_size * SPEC.stride + \
-        (plan.hot_neurons * SPEC.n_layers + plan.cold_slots) * bundle
-    assert used <= budget
+    bundle, n, L, cs = SPEC.bundle_bytes, SPEC.n_neurons, SPEC.n_layers, plan.cluster_size
+    staging = (plan.io_threads * cs + 64) * SPEC.stride                  # I/O units + one prefill chunk
+    prefill = 64 * 4 * (64 * 3 + 2 * SPEC.d)                             # max_prompt rows of H, U, X, out
+    n_cl = max(1, plan.hot_neurons // cs)
+    tables = 8 * (3 * L * n + L * n_cl * (cs + 1) + 4 * (plan.hot_slots + plan.cold_slots) + 4)
+    used = fixed + extra + staging + prefill + tables + (plan.hot_neurons * L + plan.cold_slots) * bundle
+    assert used <= budget < used + bundle + 32                           # the cold region takes what is left
     assert plan.cold_slots >= mp.max_active
     assert plan.predicted_tok_s == pytest.approx(plan.terms["tok_s"])
     with pytest.raises(ValueError, match="no plan fits"):
-        choose_plan(SPEC, mp, IO, 10e9, 10e9, 150_000, fixed, extra)
+        choose_plan(SPEC, mp, IO, 10e9, 10e9, 500_000, fixed, extra)
 
 
 def test_cost_model_terms_are_consistent():
@@ -56,5 +59,5 @@ def test_cost_model_terms_are_consistent():
 def test_more_budget_never_predicts_slower():
     mp = _profile(seed=1)
     speeds = [choose_plan(SPEC, mp, IO, 10e9, 10e9, b, 100_000, 10_000).predicted_tok_s
-              for b in (400_000, 600_000, 900_000)]
+              for b in (1_000_000, 1_300_000, 1_700_000)]
     assert speeds == sorted(speeds)

@@ -172,3 +172,13 @@ def test_exact_by_target_plot_draws_and_refuses_empty():
     vz.plot_exact_by_target([rec], start, coverage)
     with pytest.raises(ValueError, match="no finished runs"):
         vz.plot_exact_by_target([runner.missing_record("dpo", "x")], start, coverage)
+
+
+def test_the_live_configuration_and_the_lr_sweep_are_stored_configurations():
+    live = sd.LIVE
+    assert live["task"] in sd.TASKS
+    assert live["beta"] in runner.METHODS[live["method"]].betas      # notebook 09 finds its stored twin
+    assert sd.LR_SWEEP["task"] in sd.TASKS
+    assert all(runner.METHODS[m].family == "off-policy" for m in sd.LR_SWEEP["methods"])
+    with pytest.raises(ValueError, match="task must be one of"):
+        sd.data_path("chess")

@@ -223,8 +223,10 @@ moved_losses = {}
 for shift in (0.3, -0.3):
     moved = logp.detach() + shift
     rho = torch.tensor(shift).exp()
-    by_hand = masked_mean(torch.where(adv_w > 0, -adv_w * torch.clamp(rho, max=1.2), -adv_w * torch.clamp(rho, min=0.8)), mask)
-    moved_losses[shift] = (my_policy_loss(moved, old_logp, adv_w, mask), ppo_policy_loss(moved, old_logp, adv_w, mask), by_hand)
+    per_token = torch.where(adv_w > 0, -adv_w * torch.clamp(rho, max=1.2), -adv_w * torch.clamp(rho, min=0.8))
+    by_hand = masked_mean(per_token, mask)
+    moved_losses[shift] = (my_policy_loss(moved, old_logp, adv_w, mask),
+                           ppo_policy_loss(moved, old_logp, adv_w, mask), by_hand)
     assert all(torch.allclose(x, by_hand) for x in moved_losses[shift][:2]), f"clipped loss at shift {shift}"
 noisy_values = values + 0.5 * torch.randn(values.shape, generator=torch.Generator().manual_seed(2))
 assert torch.allclose(my_value_loss(noisy_values, values, ret, mask), ppo_value_loss(noisy_values, values, ret, mask))

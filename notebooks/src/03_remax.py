@@ -268,9 +268,10 @@ assert costs["ReMax"]["peak_mb"] < costs["PPO"]["peak_mb"]
 # completion, attention matrices, activations kept for backward) are as large as the models
 # themselves. ReMax's step peak is even a little *higher* than PPO's: it backpropagates through all
 # 64 samples at once (plus a greedy decode), while PPO works on minibatches of 32. At 7B the
-# weights and optimizer state dominate and the critic's share decides. Time per step: ReMax runs one forward and backward pass per batch,
-# PPO runs 4 epochs of them on the policy *and* the critic, so ReMax is several times faster per
-# batch; per *sample*, ReMax also pays for its greedy decode.
+# weights and optimizer state dominate and the critic's share decides. Time per step: ReMax runs
+# one forward and backward pass per batch, PPO runs 4 epochs of them on the policy *and* the
+# critic, so ReMax is several times faster per batch; per *sample*, ReMax also pays for its greedy
+# decode.
 #
 # ## 5. What training showed
 #
@@ -286,7 +287,7 @@ assert costs["ReMax"]["peak_mb"] < costs["PPO"]["peak_mb"]
 # - Dropping the critic removes a trainable network and its Adam state: 40% of the model memory here,
 #   ≈44% at 7B in mixed precision.
 #
-# ## Exercise
+# ## Exercises
 #
 # **REINFORCE loss.** Write `my_reinforce(logp, advantages, mask)`: −Σ A·logp·mask / Σ mask with one
 # advantage per sequence, broadcast over its tokens. NaN under the mask must not leak.

@@ -328,12 +328,14 @@ se = ((sft_gold * (1 - sft_gold) + grpo_gold * (1 - grpo_gold)) / n_eval) ** 0.5
 verifiable, _ = train_grpo(world, replace(cfg, reward="gold"))
 verifiable_gold = gold_mean(verifiable)
 grpo_greedy = evaluate_policy(world, trained, greedy=True)
+grpo_kl = sum(evaluate_policy(world, trained, seed=s)["kl_to_ref"] for s in seeds) / len(seeds)
 print(f"gold reward, sampled: SFT {sft_gold:.3f} -> GRPO on the proxy {grpo_gold:.3f} "
-      f"(gain {grpo_gold - sft_gold:+.3f}, 3 standard errors = {3 * se:.3f})")
+      f"(gain {grpo_gold - sft_gold:+.3f}, 3 standard errors = {3 * se:.3f}; KL to the reference {grpo_kl:.2f} nats)")
 print(f"                      SFT {sft_gold:.3f} -> GRPO on the gold reward {verifiable_gold:.3f} "
       f"(gain {verifiable_gold - sft_gold:+.3f}, bar {MARGIN})")
 print(f"gold reward, greedy:  SFT {evaluate_policy(world, world.reference, greedy=True)['gold_reward']:.3f} "
-      f"-> GRPO on the proxy {grpo_greedy['gold_reward']:.3f} (KL on the greedy path {grpo_greedy['kl_to_ref']:.2f} nats)")
+      f"-> GRPO on the proxy {grpo_greedy['gold_reward']:.3f} "
+      f"(KL along the greedy path, a diagnostic: {grpo_greedy['kl_to_ref']:.2f} nats)")
 assert grpo_gold - sft_gold > 3 * se, "GRPO on the proxy: the gain must stand clear of evaluation noise"
 assert verifiable_gold >= sft_gold + MARGIN, f"GRPO on the verifiable reward should beat SFT by {MARGIN}"
 g = torch.Generator().manual_seed(4)
@@ -386,13 +388,17 @@ class StartsWithA:
         return (completions[:, 0] == A_ID).float()
 
 
-def length_after(policy, first, n=512, seed=0):
-    """Mean answer length when the first letter is forced to ``first``."""
+def lengths_after(policy, first, n=512, seed=0):
+    """Answer lengths (n,) when the first letter is forced to ``first``."""
     gen = torch.Generator().manual_seed(seed)
     p = length_world.task.sample_prompts(n, gen)
     p = torch.cat([p, torch.full((n, 1), first)], 1)
     rest = generate(policy, p, length_world.task.max_new_tokens - 1, generator=gen)
-    return 1 + rest.mask.sum(1).float().mean().item()
+    return 1 + rest.mask.sum(1).float()
+
+
+def length_after(policy, first):
+    return lengths_after(policy, first).mean().item()
 
 
 ARMS = {"paper": ("seq-mean-token-mean", True), "Dr. GRPO": ("seq-mean-token-sum-norm", False),
@@ -414,7 +420,9 @@ for name, runs in probe.items():
     print(f"{name:14s} after a right start {' '.join(f'{a:.2f}' for a, _ in runs):14s}  "
           f"after a wrong start {' '.join(f'{b:.2f}' for _, b in runs):14s}  "
           f"gap {' '.join(f'{x:+.2f}' for x in gap[name]):17s} mean {mean_gap[name]:+.2f}")
-# the probe averages 512 answers, so one length has a standard error of about 0.07 and a gap about 0.1
+# a gap is a difference of two means of 512 lengths: its standard error, with SFT's spread of lengths
+se_gap = (2 * lengths_after(length_world.reference, A_ID).var().item() / 512) ** 0.5
+print(f"standard error of one gap ≈ {se_gap:.2f}; the bar 0.3 is about {0.3 / se_gap:.0f} of them")
 assert mean_gap["paper"] - mean_gap["Dr. GRPO"] > 0.3, "the paper's aggregation: wrong answers run longer"
 assert mean_gap["paper"] - mean_gap["sum-norm + std"] > 0.3, "the aggregation alone causes the gap"
 assert all(abs(x) < 0.3 for x in gap["Dr. GRPO"] + gap["sum-norm + std"]), "constant denominator: no gap"
@@ -428,8 +436,8 @@ assert all(abs(x) < 0.3 for x in gap["Dr. GRPO"] + gap["sum-norm + std"]), "cons
 # depends on the run. So read the sign of the mean, not one number.
 #
 # All trained policies also write different lengths after a *right* start than SFT did (mostly
-# shorter, by amounts that differ from seed to seed), in every arm alike. The reward is blind to length and Dr. GRPO's
-# loss puts no systematic pull on it, so this is drift: at learning rate 1e-3 with β = 0, nothing
+# shorter, by amounts that differ from seed to seed), in every arm alike. The reward is blind to
+# length and Dr. GRPO's loss puts no systematic pull on it, so this is drift: at learning rate 1e-3 with β = 0, nothing
 # holds the length distribution after `a` in place. That common drift is why we compare the *gap*
 # between the two starts of the same policy rather than lengths against SFT.
 #

@@ -207,22 +207,35 @@ class SegmentedCache:
         self.fixed_bytes = sum(a.nbytes for a in self.fixed.values())
         self.extra_bytes = int(extra_bytes)
         if self.bytes_total > self.budget:
-            raise ValueError(f"cache needs {self.bytes_total / 2**20:.1f} MiB (fixed {self.fixed_bytes / 2**20:.1f}, "
-                             f"hot {_nbytes(self.hot_w) / 2**20:.1f}, cold {_nbytes(self.cold_w) / 2**20:.1f}, "
-                             f"other {self.extra_bytes / 2**20:.1f}) but the budget is {self.budget / 2**20:.1f} MiB")
+            raise ValueError(f"cache needs {self.bytes_total} B (fixed {self.fixed_bytes}, hot {_nbytes(self.hot_w)}, "
+                             f"cold {_nbytes(self.cold_w)}, tables {self.tables_bytes}, other {self.extra_bytes}) "
+                             f"but the budget is {self.budget} B")
         self.traffic = {"hot": 0, "cold": 0}       # bytes brought in from flash, per region
         self._lock = threading.Lock()              # I/O threads add traffic concurrently
         self.history: list[dict] = []              # one record per token (see end_token)
         self._token = {"hot_hits": 0, "hot_misses": 0, "cold_hits": 0, "cold_misses": 0,
                        "hot_bytes_in": 0, "cold_bytes_in": 0}
 
+    @staticmethod
+    def table_bytes(cfg: CacheConfig, max_clusters: int) -> int:
+        """Bytes of the bookkeeping tables (int64): per-neuron maps, cluster members, 4 per LRU slot."""
+        L, N = cfg.n_layers, cfg.n_neurons
+        per_neuron = 3 * L * N                              # cold slot_of, hot_cluster_of, hot_pos_of
+        per_cluster = L * max_clusters * (cfg.cluster_size + 1)   # hot_members, hot slot_of
+        return 8 * (per_neuron + per_cluster + 4 * (cfg.hot_slots + cfg.cold_slots) + 2 * 2)   # + 2 ends each
+
+    @property
+    def tables_bytes(self) -> int:
+        return sum(a.nbytes for t in (self.hot, self.cold) for a in (t.slot_of, t.key_of, t.prev, t.next, t.stamp, t.ends)) \
+            + self.hot_cluster_of.nbytes + self.hot_pos_of.nbytes + self.hot_members.nbytes
+
     @property
     def bytes_total(self) -> int:
-        return self.fixed_bytes + _nbytes(self.hot_w) + _nbytes(self.cold_w) + self.extra_bytes
+        return self.fixed_bytes + _nbytes(self.hot_w) + _nbytes(self.cold_w) + self.tables_bytes + self.extra_bytes
 
     def region_bytes(self) -> dict:
         return {"fixed": self.fixed_bytes, "hot": _nbytes(self.hot_w), "cold": _nbytes(self.cold_w),
-                "other": self.extra_bytes, "budget": self.budget}
+                "tables": self.tables_bytes, "other": self.extra_bytes, "budget": self.budget}
 
     def split_active(self, layer: int, active: np.ndarray):
         """Split a layer's active neurons into hot (by cluster) and cold, and look both up.
@@ -266,6 +279,21 @@ class SegmentedCache:
         ok = slots >= 0
         self.cold.key_of[slots[ok]] = -1
         self.cold.slot_of[keys[ok]] = -1
+
+    def forget_all(self) -> None:
+        """Empty the hot and cold regions (after an error left their contents in doubt)."""
+        for t in (self.hot, self.cold):
+            t.slot_of[:] = -1
+            t.key_of[:] = -1
+
+    def invalidate_plan(self, layer: int, plan: dict) -> None:
+        """Forget every slot ``plan`` (from :meth:`split_active`) assigned to a miss: its data never arrived."""
+        self.invalidate_cold(layer, plan["cold_neurons"][plan["cold_miss"]])
+        keys = layer * self.max_clusters + np.asarray(plan["hot_clusters"], dtype=np.int64)[plan["hot_miss"]]
+        slots = self.hot.slot_of[keys]
+        ok = slots >= 0
+        self.hot.key_of[slots[ok]] = -1
+        self.hot.slot_of[keys[ok]] = -1
 
     def cluster_members(self, layer: int, cluster: int) -> np.ndarray:
         m = self.hot_members[layer, cluster]

@@ -9,8 +9,16 @@
   cluster pipeline computes them while the I/O thread reads the misses.
 
 The memory budget covers everything the engine holds: the fixed region (embeddings,
-attention, norms, predictors), the hot and cold regions, the I/O staging buffers and the
-prefill buffer. It is checked once, when the engine is built (see ``SegmentedCache``).
+attention, norms), the predictor (its ``nbytes``), the hot and cold regions and their
+bookkeeping tables, the I/O staging buffers, the prefill buffers (sized for ``max_prompt``
+rows) and the model's KV cache (``kv_bytes``). It is checked once, when the engine is built
+(see ``SegmentedCache``); nothing grows afterwards. The one exception is declared: an
+:class:`OraclePredictor` (``oracle = True``) holds the full first matrix outside the budget,
+and :meth:`SparseFFN.stats` reports its bytes as ``outside_budget``.
+
+A predictor is any callable ``predictor(layer, x) -> neuron ids`` with an ``nbytes``
+attribute. Its ids are checked (integers in range) and deduplicated: a repeated id would
+otherwise be computed twice.
 
 ``SparseFFN`` is the decode FFN (what the baselines replace); ``NumpyGPT`` runs the trained
 GPT of ``teachkit.toy.model`` in numpy with any FFN backend, for text generation.
@@ -18,6 +26,8 @@ GPT of ``teachkit.toy.model`` in numpy with any FFN backend, for text generation
 
 from __future__ import annotations
 
+import queue
+import threading
 import time
 from dataclasses import dataclass
 
@@ -25,10 +35,10 @@ import numpy as np
 
 from .cache import CacheConfig, SegmentedCache
 from .flash import FlashFile
-from .iobench import FlashReader
-from .pipeline import ClusterPipeline, PipelineConfig, Trace
+from .iobench import FlashReader, FlashReadError
+from .pipeline import ClusterPipeline, PipelineConfig, PipelineTimeout, Trace
 
-__all__ = ["EngineConfig", "SparseFFN", "OraclePredictor", "NumpyGPT", "PredictorAdapter",
+__all__ = ["EngineConfig", "SparseFFN", "engine_memory", "OraclePredictor", "NumpyGPT", "PredictorAdapter",
            "hot_clusters_from_freq", "plan_regions"]
 
 
@@ -43,6 +53,7 @@ class EngineConfig:
     io_threads: int = 1
     timeout: float = 10.0
     prefill_chunk: int = 256       # neurons per sequential prefill read
+    max_prompt: int = 64           # prompt rows the prefill buffers are sized (and budgeted) for
 
 
 def hot_clusters_from_freq(freq: np.ndarray, hot_neurons: int, cluster_size: int) -> list:
@@ -59,65 +70,142 @@ def hot_clusters_from_freq(freq: np.ndarray, hot_neurons: int, cluster_size: int
     return out
 
 
+SLOT_TABLE_BYTES = 32              # 4 int64 per LRU slot: key_of, prev, next, stamp
+
+
 def plan_regions(spec, budget: int, fixed_bytes: int, other_bytes: int, hot_neurons: int,
                  cluster_size: int, hot_share: float = 1.0) -> tuple[int, int]:
-    """(hot cluster slots, cold neuron slots) that fit the budget after fixed and other buffers."""
+    """(hot cluster slots, cold neuron slots) that fit the budget after fixed and other buffers.
+
+    Each slot also costs ``SLOT_TABLE_BYTES`` of LRU bookkeeping; ``other_bytes`` holds the rest.
+    """
     bundle = spec.n_mats * spec.d * (4 if spec.dtype == "float32" else 1) + (4 * spec.n_mats if spec.dtype == "int8" else 0)
     free = budget - fixed_bytes - other_bytes
     clusters = -(-hot_neurons // cluster_size) * spec.n_layers
     hot_slots = int(round(clusters * hot_share))
-    hot_slots = max(0, min(hot_slots, free // (bundle * cluster_size)))
-    cold = (free - hot_slots * cluster_size * bundle) // bundle
+    hot_cost = bundle * cluster_size + SLOT_TABLE_BYTES
+    hot_slots = max(0, min(hot_slots, free // hot_cost))
+    cold = (free - hot_slots * hot_cost) // (bundle + SLOT_TABLE_BYTES)
     if cold < 0:
-        raise ValueError(f"budget {budget / 2**20:.1f} MiB does not even hold the fixed region "
-                         f"({fixed_bytes / 2**20:.1f} MiB) and buffers ({other_bytes / 2**20:.1f} MiB)")
+        raise ValueError(f"budget {budget / 2**20:.3f} MiB does not even hold the fixed region "
+                         f"({fixed_bytes / 2**20:.3f} MiB) and buffers ({other_bytes / 2**20:.3f} MiB)")
     return hot_slots, int(cold)
+
+
+def engine_memory(spec, cfg: EngineConfig, held_bytes: int, gated: bool, n_hot_clusters: int | None = None) -> dict:
+    """Where an engine's budget goes: buffers, tables, and the hot/cold slots that fit after them.
+
+    ``held_bytes``: what the engine holds besides its own buffers (fixed region, predictor,
+    KV cache). The planner calls this too, so plan and engine agree to the byte.
+    """
+    staging = cfg.io_threads * cfg.cluster_size * spec.stride + cfg.prefill_chunk * spec.stride
+    dequant = cfg.prefill_chunk * spec.n_mats * spec.d * 4 if spec.dtype == "int8" else 0
+    prefill = cfg.max_prompt * 4 * (cfg.prefill_chunk * (3 if gated else 2) + 2 * spec.d) + dequant
+    if n_hot_clusters is None:
+        n_hot_clusters = -(-cfg.hot_neurons // cfg.cluster_size)
+    ccfg = CacheConfig(spec.n_layers, spec.n_neurons, spec.n_mats, spec.d, spec.dtype, cfg.cluster_size)
+    tables = SegmentedCache.table_bytes(ccfg, max(1, n_hot_clusters))
+    hot_slots, cold_slots = plan_regions(spec, cfg.budget, held_bytes, staging + prefill + tables,
+                                         n_hot_clusters * cfg.cluster_size, cfg.cluster_size, cfg.hot_share)
+    return {"staging": staging, "prefill": prefill, "tables": tables, "hot_slots": hot_slots, "cold_slots": cold_slots}
 
 
 class OraclePredictor:
     """The exact active set, from full FFN weights in RAM (outside the budget: an oracle).
 
     With it the sparse engine computes exactly the dense FFN: the neurons it skips have h = 0.
+    Its ``nbytes`` are reported by the engine as ``outside_budget`` (``oracle = True``).
     """
+
+    oracle = True
 
     def __init__(self, bundles: list, gated: bool):
         self.first = [np.ascontiguousarray(b[:, 0]) for b in bundles]
+        self.nbytes = sum(a.nbytes for a in self.first)
 
     def __call__(self, layer: int, x: np.ndarray) -> np.ndarray:
         return np.flatnonzero(self.first[layer] @ x > 0).astype(np.int64)
 
 
+class _BoundedIO:
+    """One daemon thread that runs reads; the caller waits at most ``timeout`` s for each."""
+
+    def __init__(self, timeout: float, name: str):
+        self.timeout, self.jobs = timeout, queue.Queue()
+        threading.Thread(target=self._loop, daemon=True, name=name).start()
+
+    def _loop(self):
+        while (job := self.jobs.get()) is not None:
+            fn, box, done = job
+            try:
+                box.append((fn(), None))
+            except BaseException as err:  # noqa: BLE001 - handed to the caller
+                box.append((None, err))
+            done.set()
+
+    def call(self, fn, what: str):
+        box, done = [], threading.Event()
+        self.jobs.put((fn, box, done))
+        if not done.wait(self.timeout):
+            raise PipelineTimeout(f"{what}: no read completed within {self.timeout} s; the I/O thread is stuck")
+        value, err = box[0]
+        if err is not None:
+            raise err if isinstance(err, FlashReadError) else FlashReadError(f"{what} failed: {err!r}")
+        return value
+
+    def close(self):
+        self.jobs.put(None)
+
+
+def _nbytes_of_predictor(predictor) -> int:
+    n = getattr(predictor, "nbytes", None)
+    if n is None or int(n) < 0:
+        raise TypeError("the predictor must say how much memory it holds: give it an `nbytes` attribute "
+                        "(the engine counts it against the budget)")
+    return int(n)
+
+
 class SparseFFN:
-    """The decode FFN: predictor -> segmented cache -> cluster pipeline -> output."""
+    """The decode FFN: predictor -> segmented cache -> cluster pipeline -> output.
+
+    ``kv_bytes``: the KV cache the model keeps alongside (``NumpyGPT.kv_cache_bytes()``),
+    counted against the same budget.
+    """
 
     def __init__(self, flash_path, cfg: EngineConfig, predictor, gated: bool, fixed: dict | None = None,
                  freq: np.ndarray | None = None, expect=None, fault=None, trace: Trace | None = None,
-                 verify: bool = True):
+                 verify: bool = True, kv_bytes: int = 0):
         self.flash = FlashFile(flash_path, expect=expect, verify=verify)
         spec = self.flash.spec
         self.cfg, self.spec, self.predictor, self.gated = cfg, spec, predictor, bool(gated)
         if spec.layout != "bundled":
             raise ValueError("SparseFFN needs a bundled file")
+        if cfg.max_prompt < 1 or kv_bytes < 0:
+            raise ValueError("max_prompt must be positive and kv_bytes non-negative")
         fixed = dict(fixed or {})
         fixed_bytes = sum(a.nbytes for a in fixed.values())
-        staging = cfg.io_threads * cfg.cluster_size * spec.stride + cfg.prefill_chunk * spec.stride
+        pred_bytes = _nbytes_of_predictor(predictor)
+        self.outside_budget = pred_bytes if getattr(predictor, "oracle", False) else 0
+        self.kv_bytes = int(kv_bytes)
         hot = hot_clusters_from_freq(freq, cfg.hot_neurons, cfg.cluster_size) if (freq is not None and cfg.hot_neurons) \
             else [[] for _ in range(spec.n_layers)]
-        n_hot = cfg.hot_neurons if freq is not None else 0
-        hot_slots, cold_slots = plan_regions(spec, cfg.budget, fixed_bytes, staging, n_hot, cfg.cluster_size,
-                                             cfg.hot_share)
+        held = fixed_bytes + self.kv_bytes + (pred_bytes - self.outside_budget)
+        mem = engine_memory(spec, cfg, held, gated, max(len(c) for c in hot))
         ccfg = CacheConfig(spec.n_layers, spec.n_neurons, spec.n_mats, spec.d, spec.dtype, cfg.cluster_size,
-                           hot_slots, cold_slots)
-        self.cache = SegmentedCache(ccfg, cfg.budget, fixed=fixed, hot_clusters=hot, extra_bytes=staging)
+                           mem["hot_slots"], mem["cold_slots"])
+        other = held - fixed_bytes + mem["staging"] + mem["prefill"]
+        self.cache = SegmentedCache(ccfg, cfg.budget, fixed=fixed, hot_clusters=hot, extra_bytes=other)
         self.trace = trace if trace is not None else Trace()
         self.pipe = ClusterPipeline(self.flash, self.cache,
                                     PipelineConfig(cfg.schedule, cfg.read_unit, cfg.cluster_size, cfg.io_threads,
                                                    cfg.timeout), gated, self.trace, fault=fault)
-        self.prefill_reader = FlashReader(self.flash, cfg.prefill_chunk)
+        self.prefill_reader = FlashReader(self.flash, cfg.prefill_chunk, fault=fault)
+        self.prefill_io = _BoundedIO(cfg.timeout, "flash-prefill-io")
         self.tokens = 0
 
     def close(self) -> None:
         self.pipe.close()
+        self.prefill_io.close()
         self.prefill_reader.close()
 
     def __enter__(self):
@@ -126,13 +214,35 @@ class SparseFFN:
     def __exit__(self, *exc):
         self.close()
 
+    def active_ids(self, layer: int, x: np.ndarray) -> np.ndarray:
+        """The predictor's choice, checked: sorted, distinct int64 ids in ``[0, n_neurons)``."""
+        ids = np.asarray(self.predictor(layer, x))
+        if ids.ndim != 1 or not (ids.dtype.kind in "iu" or ids.size == 0):
+            raise ValueError(f"layer {layer}: the predictor must return a 1-D array of integer neuron ids, "
+                             f"got shape {ids.shape} dtype {ids.dtype}")
+        n = self.spec.n_neurons
+        if ids.size and (ids.min() < 0 or ids.max() >= n):
+            raise ValueError(f"layer {layer}: the predictor returned ids in [{ids.min()}, {ids.max()}], "
+                             f"outside 0..{n - 1}")
+        return np.unique(ids.astype(np.int64))
+
     def __call__(self, layer: int, x: np.ndarray) -> np.ndarray:
         """FFN output of ``layer`` for one token's input ``x`` (float32, length d)."""
+        if self.pipe.failed is not None:
+            raise RuntimeError(f"the pipeline stopped after an error: {self.pipe.failed!r}")
         x = np.ascontiguousarray(x, dtype=np.float32)
+        if x.shape != (self.spec.d,):
+            raise ValueError(f"x must have shape ({self.spec.d},), got {x.shape}")
         t0 = time.perf_counter()
-        active = self.predictor(layer, x)
+        active = self.active_ids(layer, x)
         self.trace.add("compute", "predict", layer, -1, t0, time.perf_counter())
-        plan = self.cache.split_active(layer, active)
+        plan = None
+        try:
+            plan = self.cache.split_active(layer, active)
+        except BaseException as err:        # a lookup that failed half-way leaves slots without data
+            self.cache.forget_all()
+            self.pipe.stop(layer, None, err)
+            raise
         out = np.zeros(self.spec.d, dtype=np.float32)
         return self.pipe.run_layer(layer, x, plan, out)
 
@@ -149,25 +259,40 @@ class SparseFFN:
         return self.cache.end_token()
 
     def dense_layer(self, layer: int, X: np.ndarray, act) -> np.ndarray:
-        """Prefill: the dense FFN of ``layer`` for all rows of ``X``, streamed from flash in chunks."""
+        """Prefill: the dense FFN of ``layer`` for all rows of ``X``, streamed from flash in chunks.
+
+        Each chunk is read by the prefill I/O thread; a read that fails or hangs stops the
+        engine with an error after ``cfg.timeout`` s.
+        """
+        if self.pipe.failed is not None:
+            raise RuntimeError(f"the pipeline stopped after an error: {self.pipe.failed!r}")
         spec, n, cs = self.spec, self.spec.n_neurons, self.cfg.prefill_chunk
+        if X.shape[0] > self.cfg.max_prompt:
+            raise ValueError(f"prefill of {X.shape[0]} rows, but the budget holds buffers for max_prompt = "
+                             f"{self.cfg.max_prompt}; raise EngineConfig.max_prompt")
         out = np.zeros((X.shape[0], spec.d), dtype=np.float32)
-        for a in range(0, n, cs):
-            ids = np.arange(a, min(n, a + cs), dtype=np.int64)
-            t0 = time.perf_counter()
-            dec = self.flash.decode(self.prefill_reader.read(layer, ids))
-            B = dec if spec.dtype == "float32" else (dec[0].astype(np.float32) * dec[1][:, :, None])
-            H = act(X @ B[:, 0].T)
-            if self.gated:
-                H = H * (X @ B[:, 1].T)
-            out += H @ B[:, -1]
-            self.trace.add("compute", "prefill", layer, a // cs, t0, time.perf_counter())
+        try:
+            for a in range(0, n, cs):
+                ids = np.arange(a, min(n, a + cs), dtype=np.int64)
+                t0 = time.perf_counter()
+                raw = self.prefill_io.call(lambda: self.prefill_reader.read(layer, ids), f"prefill read of layer {layer}")
+                dec = self.flash.decode(raw)
+                B = dec if spec.dtype == "float32" else (dec[0].astype(np.float32) * dec[1][:, :, None])
+                H = act(X @ B[:, 0].T)
+                if self.gated:
+                    H = H * (X @ B[:, 1].T)
+                out += H @ B[:, -1]
+                self.trace.add("compute", "prefill", layer, a // cs, t0, time.perf_counter())
+        except BaseException as err:
+            self.pipe.stop(layer, None, err)
+            raise
         return out
 
     def stats(self) -> dict:
         hr = self.cache.hit_rates()
         return {"hit_rate_hot": hr["hot"], "hit_rate_cold": hr["cold"], "bytes_read": self.pipe.bytes_read,
-                "n_reads": self.pipe.n_reads, "tokens": self.tokens, "regions": self.cache.region_bytes()}
+                "n_reads": self.pipe.n_reads, "tokens": self.tokens, "regions": self.cache.region_bytes(),
+                "outside_budget": self.outside_budget}
 
 
 # --------------------------------------------------------------------------- the trained GPT in numpy
@@ -220,6 +345,18 @@ class NumpyGPT:
         y = (att @ v).transpose(1, 0, 2).reshape(len(x), C)
         return (y @ p["attn_proj_w"].T + p["attn_proj_b"]).astype(np.float32)
 
+    def kv_cache_bytes(self) -> int:
+        """Bytes of a full KV cache (float32 K and V for ``block_size`` positions, every layer)."""
+        return self.n_layers * 2 * self.block_size * self.d * 4
+
+    def _check_engine(self, engine, n_prompt: int) -> None:
+        if engine.kv_bytes < self.kv_cache_bytes():
+            raise ValueError(f"the engine's budget counts {engine.kv_bytes} B of KV cache but this model needs "
+                             f"{self.kv_cache_bytes()} B: build it with kv_bytes=gpt.kv_cache_bytes()")
+        if n_prompt > engine.cfg.max_prompt:
+            raise ValueError(f"prompt of {n_prompt} tokens, but the engine's prefill buffers hold "
+                             f"max_prompt = {engine.cfg.max_prompt}")
+
     def ffn_input(self, l, x):
         h = _layernorm(x, self.layers[l]["ln2_w"], self.layers[l]["ln2_b"])
         return np.concatenate([h, np.ones((len(h), 1), np.float32)], axis=1)
@@ -249,6 +386,8 @@ class NumpyGPT:
         """Teacher-forced decode: log p(tokens[t+1] | tokens[:t+1]) one token at a time (the decode path)."""
         cache = [None] * self.n_layers
         out = []
+        if engine is not None:
+            self._check_engine(engine, 1)
         for t in range(min(len(tokens), self.block_size) - 1):
             tok = np.array([int(tokens[t])])
             if engine is None:
@@ -269,6 +408,7 @@ class NumpyGPT:
         if engine is None:
             logits = self.forward(np.array(tokens), cache, ffn_dense=self.dense_ffn)
         else:
+            self._check_engine(engine, len(tokens))
             logits = self.forward(np.array(tokens), cache,
                                   ffn_dense=lambda l, H: engine.dense_layer(l, H, _relu), trace=engine.trace)
         out = []
@@ -290,6 +430,7 @@ class PredictorAdapter:
 
     def __init__(self, predictors: list, threshold: float = 0.5):
         self.predictors, self.threshold = predictors, threshold
+        self.nbytes = sum(a.nbytes for p in predictors for a in (p.W1, p.b1, p.W2, p.b2))
 
     def __call__(self, layer: int, x: np.ndarray) -> np.ndarray:
         return self.predictors[layer].predict(x[:-1], self.threshold)

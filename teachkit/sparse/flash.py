@@ -174,6 +174,9 @@ def write_flash(path, spec: FlashSpec, layers) -> Path:
         head = _header_bytes(spec, crcs, reserve)
         f.seek(0)
         f.write(_PREFIX.pack(MAGIC, VERSION, len(head), zlib.crc32(head)) + head)
+        f.flush()
+        os.fsync(f.fileno())                    # written pages are dirty: they can only be dropped once on disk
+        os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
     os.replace(tmp, path)
     return path
 
@@ -204,10 +207,16 @@ class FlashFile:
             head = f.read(hlen)
         if len(head) != hlen or zlib.crc32(head) != hcrc:
             raise FlashFormatError(f"{self.path}: header is corrupt or truncated (crc32 mismatch)")
-        meta = json.loads(head)
-        self.spec = FlashSpec(**{k: meta[k] for k in FlashSpec.__dataclass_fields__})
-        self.data_offset = int(meta["data_offset"])
-        self.layer_crc32 = list(meta["layer_crc32"])
+        try:
+            meta = json.loads(head)
+            self.spec = FlashSpec(**{k: meta[k] for k in FlashSpec.__dataclass_fields__})
+            self.data_offset = int(meta["data_offset"])
+            self.layer_crc32 = [int(c) for c in meta["layer_crc32"]]
+        except (ValueError, KeyError, TypeError) as err:
+            raise FlashFormatError(f"{self.path}: the header does not describe a valid file "
+                                   f"({type(err).__name__}: {err})") from None
+        if len(self.layer_crc32) != self.spec.n_layers or self.data_offset < _PREFIX.size + hlen:
+            raise FlashFormatError(f"{self.path}: the header is inconsistent (layer checksums or data offset)")
         want = self.data_offset + self.spec.n_layers * self.spec.layer_bytes
         if size != want:
             raise FlashFormatError(f"{self.path}: {size} bytes on disk but the header describes {want}: "
@@ -220,6 +229,9 @@ class FlashFile:
     def check_matches(self, expect) -> None:
         want = asdict(expect) if isinstance(expect, FlashSpec) else dict(expect)
         for key, value in want.items():
+            if key not in FlashSpec.__dataclass_fields__:
+                raise FlashFormatError(f"cannot check {key!r}: a flash file records "
+                                       f"{', '.join(FlashSpec.__dataclass_fields__)}")
             got = getattr(self.spec, key)
             if got != value:
                 raise FlashFormatError(f"{self.path}: made for another model: {key} = {got} in the file, "
@@ -240,6 +252,7 @@ class FlashFile:
                     left -= len(chunk)
                 if crc != want:
                     raise FlashFormatError(f"{self.path}: layer {layer} is corrupt (crc32 mismatch)")
+            os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)    # leave the page cache cold
 
     def offset(self, layer: int, neuron: int, mat: int = 0) -> int:
         return self.spec.unit_offset(self.data_offset, layer, neuron, mat)
@@ -267,6 +280,7 @@ class FlashFile:
             raise ValueError(f"layer must be in 0..{s.n_layers - 1}, got {layer}")
         with open(self.path, "rb", buffering=0) as f:
             raw = os.pread(f.fileno(), s.layer_bytes, self.offset(layer, 0))
+            os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
         if len(raw) != s.layer_bytes:
             raise FlashFormatError(f"{self.path}: short read in layer {layer}")
         units = np.frombuffer(raw, dtype=np.uint8).reshape(s.units_per_layer, s.stride)

@@ -7,9 +7,12 @@ to keep it honest:
 * ``O_DIRECT``: the read goes to the device into our own buffer. Offset, length and buffer
   address must be multiples of the block size, hence 4 KiB-aligned units and an
   ``mmap``-allocated (page-aligned) staging buffer.
-* buffered reads followed by ``posix_fadvise(..., POSIX_FADV_DONTNEED)`` on the range read
-  (and ``POSIX_FADV_RANDOM`` so no readahead pulls in neighbours): for small notebook files
-  whose units are not 4 KiB-aligned.
+* buffered reads followed by ``posix_fadvise(..., POSIX_FADV_DONTNEED)`` on the range read,
+  rounded out to whole pages (the kernel keeps a partly covered page), and
+  ``POSIX_FADV_RANDOM`` so no readahead pulls in neighbours: for small notebook files whose
+  units are not 4 KiB-aligned. Dirty pages cannot be dropped, so files are ``fsync``-ed
+  after writing (:func:`drop_cache`). :func:`cached_pages` asks the kernel (``mincore``)
+  how many pages of a file are cached: the check that all this works.
 
 ``os.preadv`` releases the GIL, so one Python I/O thread reads while numba kernels (``nogil``)
 compute on the other core. Every short read raises :class:`FlashReadError`: a reader never
@@ -35,9 +38,56 @@ import numpy as np
 from .flash import FlashFile
 
 __all__ = ["FlashReader", "FlashReadError", "aligned_buffer", "profile_reads", "sequential_read_bw",
-           "runs", "interpolate_bw"]
+           "runs", "interpolate_bw", "cached_pages", "drop_cache", "direct_io_works"]
 
 _DIRECT = getattr(os, "O_DIRECT", 0)
+PAGE = mmap.PAGESIZE
+
+
+def drop_cache(path) -> None:
+    """``fsync`` ``path`` and drop all its pages from the page cache (a cold start)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
+
+
+def cached_pages(path) -> int:
+    """How many pages of ``path`` are in the page cache right now (``mincore`` on a mapping)."""
+    import ctypes
+
+    size = os.path.getsize(path)
+    if size == 0:
+        return 0
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mmap.restype = ctypes.c_void_p
+    libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
+    libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+    libc.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p]
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        addr = libc.mmap(None, size, mmap.PROT_READ, mmap.MAP_SHARED, fd, 0)
+    finally:
+        os.close(fd)
+    if addr in (None, ctypes.c_void_p(-1).value):
+        raise OSError(ctypes.get_errno(), "mmap failed")
+    try:
+        vec = (ctypes.c_ubyte * (-(-size // PAGE)))()
+        if libc.mincore(addr, size, vec) != 0:
+            raise OSError(ctypes.get_errno(), "mincore failed")
+        return sum(v & 1 for v in vec)
+    finally:
+        libc.munmap(addr, size)
+
+
+def direct_io_works(path) -> bool:
+    """True if ``path``'s filesystem accepts O_DIRECT (tmpfs, for one, refuses it)."""
+    fd = _open(path, True) if _DIRECT else -1
+    if fd >= 0:
+        os.close(fd)
+    return fd >= 0
 
 
 class FlashReadError(OSError):
@@ -125,8 +175,9 @@ class FlashReader:
             raise FlashReadError(err.errno, f"read of {want} B at offset {offset} failed: {err.strerror}") from err
         if got != want:
             raise FlashReadError(f"short read: {got} of {want} B at offset {offset} in {self.flash.path.name}")
-        if not self.direct:
-            os.posix_fadvise(self.fd, offset, want, os.POSIX_FADV_DONTNEED)
+        if not self.direct:                             # whole pages: a partly covered page would stay
+            lo = offset // PAGE * PAGE
+            os.posix_fadvise(self.fd, lo, -(-(offset + want) // PAGE) * PAGE - lo, os.POSIX_FADV_DONTNEED)
         self.bytes_read += want
         self.n_reads += 1
 
@@ -166,6 +217,9 @@ def _scratch_file(nbytes: int, directory=None) -> Path:
     with os.fdopen(fd, "wb") as f:
         for _ in range(nbytes >> 20):
             f.write(block)
+        f.flush()
+        os.fsync(f.fileno())                        # else writeback competes with the measurement
+    drop_cache(name)
     return Path(name)
 
 
@@ -231,11 +285,15 @@ def profile_reads(sizes=(4096, 16384, 65536, 262144), qds=(1, 4), n_reads: int =
 
     Reads a scratch file (in ``directory``, deleted after) or ``path`` with O_DIRECT at random ``size``-aligned offsets;
     ``qd`` threads keep ``qd`` reads in flight. Returns
-    ``{"random": {size: {qd: bytes_per_s}}, "sequential": bytes_per_s, "span": bytes}``.
+    ``{"random": {size: {qd: bytes_per_s}}, "sequential": bytes_per_s, "span": bytes, "direct": bool}``;
+    ``direct`` is False where the filesystem refused O_DIRECT (the profile is then optimistic).
     """
     own = path is None
     path = _scratch_file(file_bytes, directory) if own else Path(path)
+    if not own:
+        drop_cache(path)                            # fsync (no writeback during the run), then cold
     span = os.path.getsize(path)
+    used_direct = direct and direct_io_works(path)
     try:
         table = {int(s): {int(q): _random_bw(path, s, q, n_reads, span, seed + q, direct) for q in qds}
                  for s in sizes}
@@ -243,7 +301,7 @@ def profile_reads(sizes=(4096, 16384, 65536, 262144), qds=(1, 4), n_reads: int =
     finally:
         if own:
             path.unlink(missing_ok=True)
-    return {"random": table, "sequential": seq, "span": span}
+    return {"random": table, "sequential": seq, "span": span, "direct": used_direct}
 
 
 def interpolate_bw(profile: dict, size: int, qd: int = 1) -> float:

@@ -349,16 +349,31 @@ class ClusterPipeline:
     def run_layer(self, layer: int, x: np.ndarray, plan: dict, out: np.ndarray) -> np.ndarray:
         """Add layer ``layer``'s FFN output for input ``x`` to ``out``, reading misses from flash."""
         if self.failed is not None:
-            raise RuntimeError(f"the pipeline stopped after an error: {self.failed}")
-        ready, to_read = self._units(layer, plan)
-        for u in to_read:                                 # hot clusters are always read whole
-            u.split = self.cfg.read_unit == "split" and u.W is self.cache.cold_w
-            self.requests.put((u, "gate" if u.split else "bundle", layer))
-        if self.cfg.schedule == "cluster":
-            self._run_cluster(layer, x, out, ready, len(to_read))
-        else:
-            self._run_barrier(layer, x, out, ready, to_read, self.cfg.schedule == "serial")
+            raise RuntimeError(f"the pipeline stopped after an error: {self.failed!r}")
+        try:
+            ready, to_read = self._units(layer, plan)
+            for u in to_read:                             # hot clusters are always read whole
+                u.split = self.cfg.read_unit == "split" and u.W is self.cache.cold_w
+                self.requests.put((u, "gate" if u.split else "bundle", layer))
+            if self.cfg.schedule == "cluster":
+                self._run_cluster(layer, x, out, ready, len(to_read))
+            else:
+                self._run_barrier(layer, x, out, ready, to_read, self.cfg.schedule == "serial")
+        except BaseException as err:                      # read error, Ctrl-C, a kernel or predictor bug
+            self.stop(layer, plan, err)
+            raise
         return out
+
+    def stop(self, layer: int, plan: dict | None, err: BaseException) -> None:
+        """Mark the pipeline failed and forget the slots this layer was filling.
+
+        Reads still in flight (or never issued) would leave slots that *say* their neuron is
+        in memory while they hold stale bytes: the next token would compute garbage silently.
+        """
+        if self.failed is None:
+            self.failed = err
+        if plan is not None:
+            self.cache.invalidate_plan(layer, plan)
 
     def _run_cluster(self, layer, x, out, ready, outstanding):
         """No barrier: arrived clusters first (to keep the I/O thread busy), else any ready work."""

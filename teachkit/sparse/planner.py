@@ -18,7 +18,7 @@ LRU tables the engine uses) and the user's limit (the memory budget).
     pipelined: T = t_fixed + max(t_comp, t_io) + min(t_comp, t_io) / n_units     serial: T = t_fixed + t_comp + t_io
     tok/s = 1 / T
 
-with the constraint fixed + staging + H·L·bundle + C·bundle <= budget and C >= the largest
+with the constraint fixed + buffers + tables + H·L·bundle + C·bundle <= budget and C >= the largest
 per-layer cold active set (else a layer cannot be cached at all). With two lanes (I/O and
 compute) the layer takes as long as the busier lane plus the other lane's work on the last
 cluster (n_units clusters per layer), which is never more than the serial sum. The plan is
@@ -34,6 +34,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from .cache import simulate_hit_rate
+from .engine import EngineConfig, engine_memory
 from .iobench import interpolate_bw
 
 __all__ = ["ModelProfile", "Plan", "profile_model", "predict", "choose_plan", "explain", "kernel_bandwidth"]
@@ -128,10 +129,13 @@ def predict(spec, mp: ModelProfile, io_profile: dict, bw_mem: float, bw_kernel: 
 
 def choose_plan(spec, mp: ModelProfile, io_profile: dict, bw_mem: float, bw_kernel: float, budget: int,
                 fixed_bytes: int, extra_bytes: int, hot_fracs=(0.0, 0.05, 0.1, 0.2, 0.3),
-                cluster_sizes=(16, 32, 64), read_units=("bundle", "split"), io_threads=(1, 2, 4)) -> Plan:
+                cluster_sizes=(16, 32, 64), read_units=("bundle", "split"), io_threads=(1, 2, 4),
+                prefill_chunk: int = 64, max_prompt: int = 64) -> Plan:
     """Grid search of the cost model under the budget. Raises if nothing fits.
 
-    ``extra_bytes``: buffers besides the per-cluster I/O staging (e.g. the prefill buffer).
+    ``fixed_bytes``: what is read every token (attention, norms, embeddings, predictor);
+    ``extra_bytes``: what else the engine holds (the KV cache). Staging, prefill buffers and
+    cache tables are added as :func:`~teachkit.sparse.engine.engine_memory` counts them.
     """
     bundle = spec.bundle_bytes
     best, hits = None, {}
@@ -139,9 +143,12 @@ def choose_plan(spec, mp: ModelProfile, io_profile: dict, bw_mem: float, bw_kern
         if ru == "split" and spec.dtype != "float32":
             continue
         H = int(round(frac * spec.n_neurons / cs)) * cs
-        staging = qd * cs * spec.stride + extra_bytes      # the engine's I/O staging buffers
-        free = budget - fixed_bytes - staging - H * spec.n_layers * bundle
-        cold = free // bundle
+        ecfg = EngineConfig(budget=budget, hot_neurons=H, cluster_size=cs, read_unit=ru, io_threads=qd,
+                            prefill_chunk=prefill_chunk, max_prompt=max_prompt)
+        try:                                       # the engine's own accounting: plan and engine agree
+            cold = engine_memory(spec, ecfg, fixed_bytes + extra_bytes, spec.n_mats == 3)["cold_slots"]
+        except ValueError:
+            continue
         if cold < mp.max_active:                   # the cold region must hold one layer's active set
             continue
         if (H, cold) not in hits:
