@@ -101,7 +101,7 @@ def test_every_baseline_computes_the_dense_ffn(stack_files):
     X = [stack.hidden_states(l, 6, seed=4) for l in range(3)]
     budget = stack.bundles[0].nbytes
     backends = {"ram": DenseRAM(stack.bundles, True), "mmap": DenseMmap(bpath, budget, True),
-                "stream": DenseStream(bpath, budget, True, chunk_neurons=64),
+                "stream": DenseStream(bpath, budget, True, chunk_bytes=16 << 10),
                 "flash": LLMFlash(bpath, oracle, True, budget, window=2, io_threads=2),
                 "nocache_matrix": NoCacheSparse(mpath, oracle, True, 512),
                 "nocache_bundle": NoCacheSparse(bpath, oracle, True, 512, io_threads=2)}
@@ -116,3 +116,30 @@ def test_every_baseline_computes_the_dense_ffn(stack_files):
     assert backends["nocache_matrix"].n_reads == 3 * backends["nocache_bundle"].n_reads
     assert backends["stream"].n_pin > 0 and backends["stream"].resident_bytes <= budget
     assert 0 < backends["flash"].stats()["hit_rate"] < 1
+
+
+def test_dense_mmap_never_holds_more_than_its_budget(stack_files):
+    from teachkit.sparse.iobench import cached_pages
+
+    stack, bpath, _ = stack_files
+    budget = stack.bundles[0].nbytes // 2                  # half a layer: chunks must be dropped inside a layer
+    be = DenseMmap(bpath, budget, True)
+    X = stack.hidden_states(0, 3, seed=4)
+    for t in range(3):
+        for l in range(3):
+            np.testing.assert_allclose(be(l, X[t]), dense_ffn_ref(stack.bundles[l], X[t], True), rtol=1e-4, atol=1e-4)
+            assert cached_pages(bpath) * 4096 <= budget + 2 * 4096      # the kernel agrees (+ header page)
+    assert 0 < be.peak_resident <= budget
+    be.close()
+
+
+def test_dense_stream_keeps_two_reads_in_flight_in_order(stack_files):
+    stack, bpath, _ = stack_files
+    be = DenseStream(bpath, stack.bundles[0].nbytes, True, chunk_bytes=8 << 10, io_threads=2)
+    assert be.ring % 2 == 0 and len(be.readers) == 2 and be.n_pin < 512
+    X = stack.hidden_states(1, 4, seed=4)
+    for t in range(4):
+        for l in range(3):
+            np.testing.assert_allclose(be(l, X[t]), dense_ffn_ref(stack.bundles[l], X[t], True), rtol=1e-4, atol=1e-4)
+    assert all(r.n_reads > 0 for r in be.readers)               # both readers took part
+    be.close()

@@ -68,3 +68,14 @@ def test_save_load_roundtrip_and_missing_file(tiny, tmp_path):
     torch.testing.assert_close(loaded(x), model(x))
     with pytest.raises(ArtifactError, match="make data"):
         load_lm(tmp_path / "missing.pt")
+
+
+def test_training_is_reproducible(tiny):
+    # same seed, same weights up to float rounding (BLAS may round differently with alignment)
+    _, payload = tiny
+    _, again = train_lm(TINY, log=lambda s: None)
+    for k, v in payload["state"].items():
+        torch.testing.assert_close(again["state"][k], v, rtol=1e-5, atol=1e-7)
+    other = train_lm(LMConfig(**{**TINY.__dict__, "seed": 1}), log=lambda s: None)[1]
+    assert not torch.allclose(other["state"]["blocks.0.mlp.fc.weight"],
+                              payload["state"]["blocks.0.mlp.fc.weight"])

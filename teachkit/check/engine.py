@@ -108,6 +108,8 @@ def _makespan_hand(fn):
     assert_close(fn([1.0, 1.0, 1.0], [1.0, 1.0, 1.0]), 4.0, "3 clusters, 1 ms read + 1 ms compute each")
     assert_close(fn([0.0, 0.0], [2.0, 3.0]), 5.0, "clusters already in memory: compute only")
     assert_close(fn([3.0, 3.0], [1.0, 1.0]), 7.0, "I/O-bound: the last compute waits for the last read")
+    assert_close(fn([1.0, 5.0, 1.0, 1.0], [1.0, 5.0, 1.0, 1.0]), 13.0,
+                 "a slow read in the middle stalls compute, and its long compute then delays the rest: 1+5+5+1+1")
 
 
 makespan_inputs = lambda s: ([0.5 + (s * 7 + k * 3) % 5 * 0.3 for k in range(6)],  # noqa: E731
@@ -119,7 +121,8 @@ pipelined_makespan = Exercise(
     properties=[("hand-checked cases: overlap, compute-only, I/O-bound", _makespan_hand),
                 ("it matches the reference on other read/compute times", matches_reference(_ref_makespan, makespan_inputs))],
     wrong_answers={"no overlap (serial)": lambda r, c: float(sum(r) + sum(c)),
-                   "perfect overlap (max of the sums)": lambda r, c: float(max(sum(r), sum(c)))},
+                   "perfect overlap (max of the sums)": lambda r, c: float(max(sum(r), sum(c))),
+                   "two-bottleneck shortcut": lambda r, c: float(max(sum(r) + c[-1], r[0] + sum(c)))},
     hint="keep two clocks: io_end += read; comp_end = max(comp_end, io_end) + compute.",
 )
 

@@ -6,8 +6,8 @@
   least recently used layers are dropped (``madvise``/``fadvise`` DONTNEED) once more than
   ``budget`` bytes are resident. With layers visited in a cycle, LRU keeps nothing useful.
 * :class:`DenseStream`: the *tuned* dense streaming baseline. As many neurons of every layer
-  as the budget allows are pinned in RAM; the rest are streamed with large sequential O_DIRECT reads by
-  an I/O thread into a ring of chunk buffers, overlapped with BLAS compute on the chunk
+  as the budget allows are pinned in RAM; the rest are streamed in >= 4 MiB sequential reads,
+  two in flight, into a ring of chunk buffers, overlapped with BLAS compute on the chunks
   before (FlexGen / LLM-in-a-flash "hybrid" style).
 * :class:`NoCacheSparse`: predictor + sparse compute, but every active neuron is read from
   flash every token (ablation rungs "sparse from flash", and "+bundle" with a bundled file).
@@ -120,7 +120,15 @@ class DenseRAM(_Backend):
 
 
 class DenseMmap(_Backend):
-    """``budget``: bytes of FFN pages that may stay resident (the rest of the budget is fixed weights)."""
+    """``budget``: bytes of FFN pages that may stay resident (the rest of the budget is fixed weights).
+
+    The mapped file is used in chunks of at most ``budget / 4`` bytes. Before a chunk is
+    touched, the least recently used chunks are dropped (``madvise``/``fadvise`` DONTNEED)
+    until it fits: the resident FFN bytes never exceed ``budget`` (``peak_resident`` records
+    the maximum), as under a page cache limited to the budget. Readahead is confined to the
+    chunk about to be used (``MADV_RANDOM`` + ``MADV_WILLNEED``), so prefetched pages are
+    counted too. Layers are visited in a cycle, so LRU keeps nothing that is needed soon.
+    """
 
     def __init__(self, flash_path, budget: int, gated: bool):
         self.flash = FlashFile(flash_path, verify=False)
@@ -128,30 +136,45 @@ class DenseMmap(_Backend):
         if s.layout != "bundled" or s.dtype != "float32":
             raise ValueError("DenseMmap reads a float32 bundled file")
         self.gated, self.budget = gated, int(budget)
+        self.chunk = min(s.n_neurons, (self.budget // 4 - 2 * mmap.PAGESIZE) // s.stride)
+        if self.chunk < 1:
+            raise ValueError(f"DenseMmap needs a budget of at least 4 bundles + pages, got {budget} B")
         self.fd = os.open(self.flash.path, os.O_RDONLY)
         os.posix_fadvise(self.fd, 0, 0, os.POSIX_FADV_DONTNEED)
         self.mm = mmap.mmap(self.fd, 0, prot=mmap.PROT_READ)
+        self.mm.madvise(mmap.MADV_RANDOM)        # no readahead past the chunk (it would sit outside the budget) ...
         raw = np.frombuffer(self.mm, dtype=np.uint8, offset=self.flash.data_offset)
         self.units = raw.reshape(s.n_layers, s.n_neurons, s.stride)
-        self.resident: OrderedDict[int, int] = OrderedDict()      # layer -> bytes, LRU order
+        self.resident: OrderedDict[tuple, int] = OrderedDict()    # (layer, first neuron) -> bytes, LRU order
+        self.peak_resident = 0
 
-    def _evict(self, layer):
-        s = self.flash.spec
-        off = self.flash.offset(layer, 0)
-        lead = off % mmap.PAGESIZE                          # madvise wants a page-aligned start
-        self.mm.madvise(mmap.MADV_DONTNEED, off - lead, s.layer_bytes + lead)
-        os.posix_fadvise(self.fd, off, s.layer_bytes, os.POSIX_FADV_DONTNEED)
+    def _pages(self, layer, a, n):
+        """Page-aligned (start, length) covering neurons [a, a + n) of ``layer``."""
+        P = mmap.PAGESIZE
+        off = self.flash.offset(layer, a)
+        lo = off // P * P
+        return lo, -(-(off + n * self.flash.spec.stride) // P) * P - lo
+
+    def _evict(self, key):
+        lo, n = self._pages(key[0], key[1], min(self.chunk, self.flash.spec.n_neurons - key[1]))
+        self.mm.madvise(mmap.MADV_DONTNEED, lo, n)
+        os.posix_fadvise(self.fd, lo, n, os.POSIX_FADV_DONTNEED)
 
     def __call__(self, layer, x):
         s = self.flash.spec
-        B = self.units[layer][:, :s.bundle_bytes].view(np.float32).reshape(s.n_neurons, s.n_mats, s.d)
-        y = dense_bundle_ffn(B, x, self.gated)
-        self.resident[layer] = s.layer_bytes
-        self.resident.move_to_end(layer)
-        while sum(self.resident.values()) > self.budget:
-            old, _ = self.resident.popitem(last=False)
-            self._evict(old)
-        return y
+        out = np.zeros(s.d, np.float32)
+        for a in range(0, s.n_neurons, self.chunk):
+            n = min(self.chunk, s.n_neurons - a)
+            lo, need = self._pages(layer, a, n)
+            self.resident.pop((layer, a), None)
+            while self.resident and sum(self.resident.values()) + need > self.budget:
+                self._evict(self.resident.popitem(last=False)[0])
+            self.resident[layer, a] = need
+            self.peak_resident = max(self.peak_resident, sum(self.resident.values()))
+            self.mm.madvise(mmap.MADV_WILLNEED, lo, need)  # ... but the chunk itself is read in large requests
+            B = self.units[layer, a:a + n, :s.bundle_bytes].view(np.float32).reshape(n, s.n_mats, s.d)
+            dense_bundle_ffn(B, x, self.gated, out)
+        return out
 
     def close(self):
         units = self.units
@@ -165,80 +188,109 @@ class DenseMmap(_Backend):
 
 
 class DenseStream(_Backend):
-    """The first P neurons of every layer pinned in RAM, the rest streamed with O_DIRECT, ring-buffered.
+    """The tuned dense streaming baseline: pin what fits, stream the rest in large reads, QD >= 2.
 
-    P is as large as the budget allows after the ring of ``ring`` chunk buffers. An I/O thread
-    cycles over (layer, chunk) in decode order, ``ring`` chunks ahead of the compute.
+    The first P neurons of every layer are pinned in RAM (P as large as the budget allows after
+    the ring of buffers). The rest is streamed in chunks of ``chunk_bytes`` (4 MiB: large
+    sequential reads run at the disk's sequential bandwidth; smaller only if the ring would
+    take more than a quarter of the budget) by ``io_threads`` reader threads,
+    so ``io_threads`` reads are in flight; chunk k goes to ring buffer ``k % ring``, and the
+    compute consumes chunks in order (BLAS on the chunk, in place: no copy). Use it on a file
+    without padding (``stride == bundle_bytes``) so every byte read is a weight.
     """
 
-    def __init__(self, flash_path, budget: int, gated: bool, chunk_neurons: int = 256, ring: int = 3,
-                 timeout: float = 30.0):
+    def __init__(self, flash_path, budget: int, gated: bool, chunk_bytes: int = 4 << 20, io_threads: int = 2,
+                 ring: int | None = None, timeout: float = 30.0):
         self.flash = FlashFile(flash_path, verify=False)
         s = self.flash.spec
-        self.gated, self.timeout, self.chunk = gated, timeout, int(chunk_neurons)
-        self.ring_bytes = ring * self.chunk * s.stride
+        if s.dtype != "float32" or s.layout != "bundled":
+            raise ValueError("DenseStream reads a float32 bundled file")
+        self.gated, self.timeout = gated, timeout
+        self.qd = max(1, int(io_threads))
+        ring = max(self.qd + 1, int(ring or 0))
+        self.ring = -(-ring // self.qd) * self.qd        # a multiple of qd: slot k % ring always has one reader
+        chunk_bytes = min(int(chunk_bytes), budget // (4 * self.ring))     # the ring takes <= 1/4 of the budget
+        self.chunk = max(1, min(s.n_neurons, chunk_bytes // s.stride))
+        self.ring_bytes = self.ring * self.chunk * s.stride
         per_neuron = s.n_layers * s.n_mats * s.d * 4
         self.n_pin = int(max(0, min(s.n_neurons, (budget - self.ring_bytes) // per_neuron)))
+        if budget < self.ring_bytes:
+            raise ValueError(f"budget {budget} B does not hold the stream's ring of {self.ring_bytes} B")
         self.pinned = [np.ascontiguousarray(_dequant(self.flash.read_layer(l))[:self.n_pin])
                        for l in range(s.n_layers)]
         self.resident_bytes = sum(b.nbytes for b in self.pinned) + self.ring_bytes
-        self.reader = FlashReader(self.flash, self.chunk)
-        self.buffers = [aligned_buffer(self.chunk * s.stride).reshape(self.chunk, s.stride) for _ in range(ring)]
-        self.free: queue.Queue = queue.Queue()
-        self.full: queue.Queue = queue.Queue()
-        for b in self.buffers:
-            self.free.put(b)
-        self.stop = False
-        self.thread = threading.Thread(target=self._io, daemon=True, name="stream-io")
-        self.thread.start()
+        self.jobs = [(l, a) for l in range(s.n_layers) for a in range(self.n_pin, s.n_neurons, self.chunk)]
+        self.readers = [FlashReader(self.flash, 1, direct=None) for _ in range(self.qd)]
+        self.buffers = [aligned_buffer(self.chunk * s.stride).reshape(self.chunk, s.stride) for _ in range(self.ring)]
+        self.free = [threading.Event() for _ in range(self.ring)]
+        self.ready = [threading.Event() for _ in range(self.ring)]
+        self.meta = [None] * self.ring
+        for e in self.free:
+            e.set()
+        self.seq, self.stop = 0, False
+        self.threads = [threading.Thread(target=self._io, args=(j,), daemon=True, name=f"stream-io-{j}")
+                        for j in range(self.qd)]
+        if self.jobs:
+            for t in self.threads:
+                t.start()
 
-    def _io(self):
-        s = self.flash.spec
-        while not self.stop:                              # an endless cycle over the streamed part
-            for layer in range(s.n_layers):
-                for a in range(self.n_pin, s.n_neurons, self.chunk):
-                    buf = self.free.get()
-                    if buf is None:
-                        return
-                    ids = np.arange(a, min(s.n_neurons, a + self.chunk), dtype=np.int64)
-                    try:
-                        buf[:len(ids)] = self.reader.read(layer, ids)
-                        self.full.put((layer, a, len(ids), buf, None))
-                    except Exception as err:  # noqa: BLE001 - handed to the compute thread
-                        self.full.put((layer, a, 0, buf, err))
-                        return
+    def _io(self, j):
+        """Reader j handles chunks j, j + qd, j + 2 qd, ... of an endless cycle over the streamed part."""
+        s, r, k = self.flash.spec, self.readers[j], j
+        while not self.stop:
+            i = k % self.ring
+            while not self.free[i].wait(0.1):
+                if self.stop:
+                    return
+            self.free[i].clear()
+            layer, a = self.jobs[k % len(self.jobs)]
+            n = min(self.chunk, s.n_neurons - a)
+            try:
+                r._pread([memoryview(self.buffers[i].reshape(-1))[:n * s.stride]], self.flash.offset(layer, a))
+                self.meta[i] = (layer, a, n, None)
+            except Exception as err:  # noqa: BLE001 - handed to the compute thread
+                self.meta[i] = (layer, a, 0, err)
+                self.ready[i].set()
+                return
+            self.ready[i].set()
+            k += self.qd
 
     def __call__(self, layer, x):
         s = self.flash.spec
         out = dense_bundle_ffn(self.pinned[layer], x, self.gated) if self.n_pin else np.zeros(s.d, np.float32)
         done = self.n_pin
         while done < s.n_neurons:
-            try:
-                got_layer, a, n, buf, err = self.full.get(timeout=self.timeout)
-            except queue.Empty:
-                raise TimeoutError(f"streaming read stalled for {self.timeout} s") from None
+            i = self.seq % self.ring
+            if not self.ready[i].wait(self.timeout):
+                raise TimeoutError(f"streaming read stalled for {self.timeout} s")
+            self.ready[i].clear()
+            got_layer, a, n, err = self.meta[i]
             if err is not None:
                 raise err
             if got_layer != layer:
                 raise RuntimeError(f"stream out of order: expected layer {layer}, got {got_layer}")
-            dense_bundle_ffn(_dequant(self.flash.decode(buf[:n])), x, self.gated, out)
-            self.free.put(buf)
+            B = self.buffers[i][:n, :s.bundle_bytes].view(np.float32).reshape(n, s.n_mats, s.d)
+            dense_bundle_ffn(B, x, self.gated, out)
+            self.free[i].set()
+            self.seq += 1
             done += n
         return out
 
     @property
     def bytes_read(self):
-        return self.reader.bytes_read
+        return sum(r.bytes_read for r in self.readers)
 
     @property
     def n_reads(self):
-        return self.reader.n_reads
+        return sum(r.n_reads for r in self.readers)
 
     def close(self):
         self.stop = True
-        self.free.put(None)                               # wakes the I/O thread if it waits for a buffer
-        self.thread.join(timeout=self.timeout)
-        self.reader.close()
+        for t in self.threads:
+            if t.is_alive():
+                t.join(timeout=self.timeout)
+        for r in self.readers:
+            r.close()
 
 
 class NoCacheSparse(_Backend):

@@ -13,7 +13,7 @@ LRU tables the engine uses) and the user's limit (the memory budget).
     n_act      = mean active neurons per layer              (from the traces)
     h(H, C)    = hit rate with H hot neurons pinned and C cold slots   (trace replay)
     t_fixed    = B_fixed / BW_mem                          (attention, predictor: read every token)
-    t_comp     = L · n_act · bundle_bytes / BW_kernel  +  L · n_units · c_unit
+    t_comp     = L · n_act · bundle_bytes / BW_kernel  +  L · n_units · c_unit   (c_unit: unit_overhead())
     t_io       = L · n_act · (1 - h) · t_read(unit)        t_read = unit_bytes / BW_rand(unit_bytes, QD)
     pipelined: T = t_fixed + max(t_comp, t_io) + min(t_comp, t_io) / n_units     serial: T = t_fixed + t_comp + t_io
     tok/s = 1 / T
@@ -37,7 +37,8 @@ from .cache import simulate_hit_rate
 from .engine import EngineConfig, engine_memory
 from .iobench import interpolate_bw
 
-__all__ = ["ModelProfile", "Plan", "profile_model", "predict", "choose_plan", "explain", "kernel_bandwidth"]
+__all__ = ["ModelProfile", "Plan", "profile_model", "predict", "choose_plan", "explain", "kernel_bandwidth",
+           "unit_overhead"]
 
 
 @dataclass
@@ -64,12 +65,19 @@ def profile_model(traces: list, n_neurons: int) -> ModelProfile:
     return ModelProfile(L, n_neurons, freq, float(np.mean(sizes)), int(max(sizes)), traces)
 
 
-def kernel_bandwidth(d: int = 1024, n: int = 4096, n_act: int = 400, repeats: int = 20, seed: int = 0) -> float:
-    """Bytes/s of the pipeline's stage kernels on a bundle table bigger than the L2 cache."""
+def kernel_bandwidth(d: int = 1024, n: int = 4096, n_act: int = 400, repeats: int = 20, seed: int = 0,
+                     table_bytes: int | None = None) -> float:
+    """Bytes/s of the pipeline's stage kernels, gathering ``n_act`` random rows of a bundle table.
+
+    The engine's kernels read rows of its cache regions, so pass ``table_bytes`` = the size of
+    those regions (about the budget): a table that fits in the CPU caches measures the caches,
+    which is right only if the engine's regions fit too.
+    """
     from .pipeline import gate_compute, updown_compute
 
     rng = np.random.default_rng(seed)
-    W = rng.standard_normal((n, 3, d), dtype=np.float32)
+    n = max(n, int(table_bytes or 0) // (3 * d * 4))
+    W = np.full((n, 3, d), 0.01, dtype=np.float32)
     x = rng.standard_normal(d, dtype=np.float32)
     out = np.zeros(d, np.float32)
     times = []
@@ -83,6 +91,57 @@ def kernel_bandwidth(d: int = 1024, n: int = 4096, n_act: int = 400, repeats: in
         if r:
             times.append(time.perf_counter() - t0)
     return n_act * 3 * d * 4 / float(np.median(times))
+
+
+def unit_overhead(d: int = 1024, k: int = 64, repeats: int = 7) -> float:
+    """Seconds of fixed cost per work unit (cluster): kernel calls, trace records, bookkeeping.
+
+    Measured as (k units of 1 row - 1 unit of k rows) / k, with the pipeline's own calls and
+    one hand-off per unit to another thread and back through queues (as a read request and its
+    completion travel), so the GIL hand-offs are in it.
+    """
+    import queue
+    import sys
+    import threading
+
+    from .pipeline import SWITCH_INTERVAL, Trace, _Unit, gate_compute, updown_compute
+
+    if sys.getswitchinterval() > SWITCH_INTERVAL:
+        sys.setswitchinterval(SWITCH_INTERVAL)
+    W = np.full((k, 3, d), 0.01, dtype=np.float32)
+    x = np.ones(d, np.float32)
+    out = np.zeros(d, np.float32)
+    tr = Trace()
+    requests, done = queue.Queue(), queue.Queue()
+
+    def echo():
+        while (u := requests.get()) is not None:
+            done.put(u)
+
+    worker = threading.Thread(target=echo, daemon=True)
+    worker.start()
+
+    def run(units):
+        t0 = time.perf_counter()
+        for u in units:
+            requests.put(u)
+        for _ in units:
+            u = done.get()
+            t1 = time.perf_counter()
+            gate_compute(u.W, u.rows, x, u.g)
+            tr.add("compute", "gate_compute", 0, u.uid, t1, time.perf_counter())
+            t1 = time.perf_counter()
+            updown_compute(u.W, u.rows, x, u.g, True, out)
+            tr.add("compute", "updown_compute", 0, u.uid, t1, time.perf_counter())
+        return time.perf_counter() - t0
+
+    many, one = [], []
+    for _ in range(repeats + 1):
+        many.append(run([_Unit(i, W, np.array([i])) for i in range(k)]))
+        one.append(run([_Unit(0, W, np.arange(k))]))
+        tr.clear()
+    requests.put(None)
+    return max(0.0, (float(np.median(many[1:])) - float(np.median(one[1:]))) / (k - 1))
 
 
 @dataclass
@@ -130,7 +189,7 @@ def predict(spec, mp: ModelProfile, io_profile: dict, bw_mem: float, bw_kernel: 
 def choose_plan(spec, mp: ModelProfile, io_profile: dict, bw_mem: float, bw_kernel: float, budget: int,
                 fixed_bytes: int, extra_bytes: int, hot_fracs=(0.0, 0.05, 0.1, 0.2, 0.3),
                 cluster_sizes=(16, 32, 64), read_units=("bundle", "split"), io_threads=(1, 2, 4),
-                prefill_chunk: int = 64, max_prompt: int = 64) -> Plan:
+                prefill_chunk: int = 64, max_prompt: int = 64, unit_overhead: float = 30e-6) -> Plan:
     """Grid search of the cost model under the budget. Raises if nothing fits.
 
     ``fixed_bytes``: what is read every token (attention, norms, embeddings, predictor);
@@ -156,7 +215,7 @@ def choose_plan(spec, mp: ModelProfile, io_profile: dict, bw_mem: float, bw_kern
             hits[H, cold] = simulate_hit_rate(mp.traces, mp.n_neurons, int(cold), hot_sets,
                                               warmup=len(mp.traces) // 3)
         terms = predict(spec, mp, io_profile, bw_mem, bw_kernel, fixed_bytes, H, int(cold), cs, ru,
-                        io_threads=qd, hit_rate=hits[H, cold])
+                        io_threads=qd, hit_rate=hits[H, cold], unit_overhead=unit_overhead)
         plan = Plan(H, cs, ru, qd, int(cold), -(-H // cs) * spec.n_layers, terms["hit_rate"], terms["tok_s"], terms)
         if best is None or plan.predicted_tok_s > best.predicted_tok_s:
             best = plan

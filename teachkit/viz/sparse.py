@@ -88,6 +88,8 @@ def plot_kernel_times(activity, times_ms: dict, bound_ms=None, dense_ms: float |
         ax.axhline(dense_ms, color="grey", ls=":", label="dense numpy FFN")
     from matplotlib.ticker import NullFormatter
     ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.set_xticks(list(activity))
+    ax.set_xticklabels([f"{a:.1%}" for a in activity])
     ax.set_xlabel("fraction of neurons active")
     ax.set_ylabel("ms per call (median)")
     ax.set_title(title)
