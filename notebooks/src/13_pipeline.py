@@ -58,7 +58,7 @@ idx = oracle(0, x)
 g = np.empty(len(idx), np.float32)
 two_stage = updown_compute(B, idx, x, gate_compute(B, idx, x, g), True, np.zeros(256, np.float32))
 fused = kernels.sparse_ffn_bundled(B, idx, x, np.zeros(256, np.float32), gated=True)
-print(f"active neurons: {len(idx)} of 2048;  two-stage == fused: {np.allclose(two_stage, fused, atol=1e-5)}")
+print(f"active neurons: {len(idx)} of 2048;  two-stage == fused: {np.allclose(two_stage, fused, atol=1e-4)}")
 print("sparse == dense FFN:", np.allclose(two_stage, dense_ffn_ref(B, x, True), atol=1e-4))
 
 # %% [markdown]
@@ -91,18 +91,22 @@ for sched in ("serial", "matrix", "cluster"):
         eng.end_token()
     engines[sched], worst[sched] = eng, err
     eng.close()
-    print(f"{sched:8s} max relative error vs dense {err:.1e}  cold hit rate {eng.cache.hit_rates()['cold']:.3f}")
+    print(f"{sched:8s} same output as dense (rel. error < 1e-4): {err < 1e-4}  "
+          f"cold hit rate {eng.cache.hit_rates()['cold']:.2f}")
 assert max(worst.values()) < 1e-4
 
 # %% [markdown]
 # ## 3. The Gantt chart: where the time goes
 #
-# Each bar is one event of the trace of the last token, in the layer with the most reads: the I/O lane on top, the
-# compute lane below, grey where the compute thread waits for a read. Everything already in
-memory forms one batch per region (hot, cold), computed first. In the matrix-level
-# pipeline the compute thread finishes the in-memory gates, then **waits** for every read of
-# the layer before any up/down work. In the cluster-level pipeline it starts the in-memory
-# up/down work at once and computes each read cluster as it lands, so the waits shrink.
+# Each bar is one event of the trace of the last token, in the layer with the most reads: the
+# I/O lane on top, the compute lane below (up/down work on its own row), grey where the
+# compute thread waits for a read. The dashed line marks the moment the layer's last read
+# lands. Everything already in memory forms one batch per region (hot, cold).
+#
+# * **Matrix-level pipeline:** the compute thread does the in-memory gates, then waits at the
+#   barrier: no up/down work starts before the dashed line.
+# * **Cluster-level pipeline:** the in-memory up/down work starts at once, and each read
+#   cluster is computed as it lands: up/down bars appear *left* of the dashed line.
 
 # %%
 reads = [sum(e[1].endswith("_read") and e[2] == l for e in engines["cluster"].trace.events) for l in range(4)]
@@ -111,8 +115,25 @@ print(f"layer {busiest}: {reads[busiest]} read clusters in the cluster-level run
 viz.plot_gantt_pair(engines["matrix"].trace.events, engines["cluster"].trace.events, layers={busiest})
 
 # %%
-def wait_ms(trace, layers=None):
-    return 1e3 * sum(e[5] - e[4] for e in trace.events if e[1] == "wait" and (layers is None or e[2] in layers))
+# NBVAL_CHECK_OUTPUT
+def overlapped_updown(events):
+    """Up/down computes that started before their layer's last read ended."""
+    last_read = {}
+    for e in events:
+        if e[1].endswith("_read"):
+            last_read[e[2]] = max(last_read.get(e[2], 0.0), e[5])
+    return sum(1 for e in events if e[1] == "updown_compute" and e[2] in last_read and e[4] < last_read[e[2]])
+
+
+for sched, eng in engines.items():
+    print(f"{sched:8s} up/down computes started while the layer's reads were in flight: "
+          f"{'some' if overlapped_updown(eng.trace.events) else 'none'}")
+assert overlapped_updown(engines["cluster"].trace.events) > 0
+assert overlapped_updown(engines["matrix"].trace.events) == 0 == overlapped_updown(engines["serial"].trace.events)
+
+# %%
+def wait_ms(trace):
+    return 1e3 * sum(e[5] - e[4] for e in trace.events if e[1] == "wait")
 
 
 for sched, eng in engines.items():
@@ -121,11 +142,20 @@ for sched, eng in engines.items():
     print(f"{sched:8s} last token: compute {busy:6.2f} ms, I/O {io:6.2f} ms, compute thread waiting {wait_ms(eng.trace):6.2f} ms")
 
 # %% [markdown]
-# Timings on a shared 2-core machine move from run to run; the *pattern* of the Gantt charts
-# is what to look at. A gap where neither lane works is the operating system running another
-# program: both threads were ready but had no core. In the serial and matrix schedules the
-# compute thread waits for all of a layer's reads before its up/down work; in the cluster
-# schedule it waits only when nothing in memory is left to compute.
+# Look at the sizes before expecting a speed-up. Here the I/O lane is busy many times longer
+# than the compute lane: the layer is **I/O-bound**. It cannot end before its last read lands,
+# whatever the schedule, so the compute thread waits about as long in every schedule (the
+# timings also move from run to run on a shared 2-core machine; a gap where neither lane works
+# is another program holding the cores). Overlap saves at most the *smaller* of the two lanes:
+# here, under a millisecond. Note also the start of each layer: the I/O lane idles while the
+# predictor runs (and, in a full model, attention), because it cannot know what to read before
+# the prediction. Predicting the next layer's neurons early would let reads start sooner; our
+# engine does not do that.
+#
+# The cluster-level pipeline pays off when compute and I/O take similar time, e.g. a big
+# model with a high hit rate: then the layer takes about `max(compute, I/O)` instead of
+# `compute + I/O`. The exercise below computes this makespan; notebook 14 measures the whole
+# ladder of ideas on a larger model.
 #
 # ## 4. Reading in two phases: gate first, up/down only if it fired
 #
@@ -137,8 +167,11 @@ for sched, eng in engines.items():
 # %%
 # NBVAL_CHECK_OUTPUT
 class NoisyPredictor:
+    oracle = True                                      # it wraps the oracle: outside the budget too
+
     def __init__(self, base, extra=0.3, seed=0):
         self.base, self.extra, self.rng = base, extra, np.random.default_rng(seed)
+        self.nbytes = base.nbytes
 
     def __call__(self, layer, x):
         idx = self.base(layer, x)

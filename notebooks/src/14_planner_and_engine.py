@@ -14,8 +14,11 @@
 #    llama.cpp-style mmap, a tuned dense streamer, an LLM-in-a-flash-style engine, the ablation
 #    ladder and a budget sweep.
 #
-# Throughput experiments use **SYNTHETIC** LLaMA-shaped layers (random weights, labelled);
-# the text experiments use the real trained model.
+# Throughput experiments use **SYNTHETIC** LLaMA-shaped layers (random weights, labelled),
+# and their engines are driven by **oracle active sets**: a `TracePredictor` pays the real cost
+# of a low-rank predictor (its matrix products run) but returns the true active neurons, so
+# every engine computes the same FFN. What a real predictor costs in quality is measured
+# separately, on the real trained model (section 3).
 
 # %%
 import json
@@ -32,7 +35,7 @@ from teachkit.sparse.flash import FlashSpec, write_flash
 from teachkit.sparse.iobench import profile_reads
 from teachkit.sparse.lm import decode, encode, export_numpy, load_lm
 from teachkit.sparse.machine import measure_memory_bandwidth
-from teachkit.sparse.planner import choose_plan, explain, kernel_bandwidth
+from teachkit.sparse.planner import choose_plan, explain, kernel_bandwidth, unit_overhead
 from teachkit.sparse.synthetic import SyntheticConfig
 
 workdir = Path(tempfile.mkdtemp(prefix="nb14_"))
@@ -42,14 +45,19 @@ workdir = Path(tempfile.mkdtemp(prefix="nb14_"))
 #
 # Three numbers drive the cost model: memory bandwidth (how fast RAM-resident weights stream),
 # random-read bandwidth by read size and queue depth (how fast misses arrive), and the speed of
-# the sparse kernel. They are measured now, on this machine, so they vary between runs.
+# the sparse kernel and its fixed cost per work unit. They are measured now, on this machine,
+# so they vary between runs. The kernel runs on a table as large as the engine's cache (the
+# budget below, 24 MiB): on a small table it would measure the CPU caches instead.
 
 # %%
 bw_mem = measure_memory_bandwidth(1, 256 << 20, repeats=3)
+bw_mem2 = measure_memory_bandwidth(2, 256 << 20, repeats=3)
 io = profile_reads(sizes=(4096, 16384, 65536, 262144), qds=(1, 4), n_reads=24, file_bytes=64 << 20,
                    directory=workdir)
-bw_kernel = kernel_bandwidth(d=512, n=2048, n_act=200)
-print(f"memory bandwidth (1 thread): {bw_mem / 1e9:.1f} GB/s; sparse kernel: {bw_kernel / 1e9:.1f} GB/s")
+bw_kernel = kernel_bandwidth(d=512, n=2048, n_act=200, table_bytes=24 << 20)
+c_unit = unit_overhead(512)
+print(f"memory bandwidth: {bw_mem / 1e9:.1f} GB/s (1 thread), {bw_mem2 / 1e9:.1f} GB/s (2 threads); "
+      f"sparse kernel: {bw_kernel / 1e9:.1f} GB/s; {c_unit * 1e6:.1f} us per work unit")
 for size, row in io["random"].items():
     print(f"random {size // 1024:4d} KiB: " + "  ".join(f"QD{q} {v / 1e6:7.1f} MB/s" for q, v in row.items()))
 
@@ -63,11 +71,15 @@ for size, row in io["random"].items():
 #
 # ```
 # t_fixed = fixed bytes / BW_mem                         attention, predictors: every token
-# t_comp  = L · n_act · bundle / BW_kernel + per-cluster overhead
+# t_comp  = L · n_act · bundle / BW_kernel + L · n_units · c_unit    n_units = clusters per layer
 # t_io    = L · n_act · (1 − h) · t_read(unit, QD)       h = replayed hit rate
-# T       = t_fixed + max(t_comp, t_io) + one read per layer     (cluster pipeline)
-# tok/s   = 1 / T,    subject to  fixed + buffers + hot + cold ≤ budget
+# T       = t_fixed + max(t_comp, t_io) + min(t_comp, t_io) / n_units   (cluster pipeline:
+#           the busier lane, plus the other lane's share of one cluster)
+# tok/s   = 1 / T,    subject to  fixed + predictor + buffers + tables + hot + cold ≤ budget
 # ```
+#
+# The memory side uses the engine's own accounting (`engine_memory`), so the planner's cold
+# region is exactly the one the engine will build.
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -80,27 +92,45 @@ print(f"FFN {spec.ffn_bytes / 2**20:.0f} MiB on flash; fixed region {w.fixed_byt
 
 # %%
 budget = spec.ffn_bytes // 2
-plan = choose_plan(spec, w.profile, io, bw_mem, bw_kernel, budget, w.fixed_bytes, 64 * spec.stride)
+plan = choose_plan(spec, w.profile, io, bw_mem, bw_kernel, budget, w.fixed_bytes, 0, unit_overhead=c_unit)
 print(explain(plan))
 
 # %% [markdown]
+# **Reads in flight.** The plan may choose several reads in flight (`io_threads`, the queue
+# depth of the I/O profile). PowerInfer-2 has *one* I/O thread that keeps many asynchronous
+# reads queued; in Python we get the same queue depth with a few I/O threads, each blocked in
+# `preadv`. A blocked thread sleeps in the kernel and takes no CPU, so on 2 cores this does
+# not steal the compute thread's core; with `io_threads=1` it is exactly the issue's single
+# I/O thread, and notebook 12's profile shows what that costs (QD 1 against QD 4).
+#
 # Now we run the planned engine at three budgets and compare each measured speed with the
 # planner's prediction. A cost model is useful if it ranks plans correctly and lands in the
-# right range; expect it to be optimistic, because it ignores Python overheads and a busy
-# machine.
+# right range; expect it to be optimistic, because it leaves out the Python work around each
+# layer and a busy machine.
 
 # %%
 rows = []
 for frac in (0.35, 0.5, 0.75):
     b = int(spec.ffn_bytes * frac)
-    p = choose_plan(spec, w.profile, io, bw_mem, bw_kernel, b, w.fixed_bytes, 64 * spec.stride)
+    p = choose_plan(spec, w.profile, io, bw_mem, bw_kernel, b, w.fixed_bytes, 0, unit_overhead=c_unit)
     cfg = EngineConfig(budget=b, hot_neurons=p.hot_neurons, cluster_size=p.cluster_size, read_unit=p.read_unit,
                        io_threads=p.io_threads, prefill_chunk=64)
     with SparseFFN(w.path, cfg, w.predictor, gated=True, fixed=w.fixed, freq=w.profile.freq, verify=False) as eng:
         r = bench_engine.run_backend(w, eng, n_warm=8, n_time=12)
     rows.append((f"{frac:.2f} x FFN", p.predicted_tok_s, r["tok_s"]))
-    print(f"budget {frac:.2f} x FFN: predicted {p.predicted_tok_s:6.1f} tok/s, measured {r['tok_s']:6.1f} tok/s")
+    print(f"budget {frac:.2f} x FFN: predicted {p.predicted_tok_s:6.1f} tok/s, measured {r['tok_s']:6.1f} tok/s "
+          f"(measured / predicted {r['tok_s'] / p.predicted_tok_s:.2f})")
 viz.plot_predicted_vs_measured(*zip(*rows))
+order_pred = np.argsort([r[1] for r in rows])
+order_meas = np.argsort([r[2] for r in rows])
+print("the planner ranks the three budgets in the measured order:", bool(np.array_equal(order_pred, order_meas)))
+
+# %% [markdown]
+# The ranking is the useful part: more budget, higher hit rate, faster, in prediction and in
+# measurement (when the measured speeds are close, machine noise can swap two of them). The
+# absolute level is optimistic: the model counts the kernels and the reads but not the
+# Python work per layer (predictor call, cache lookup, queue hand-offs), which on this scale
+# is a large share of a token.
 
 # %% [markdown]
 # ## 3. The engine on the trained language model
@@ -124,24 +154,38 @@ gpt = NumpyGPT(export_numpy(model))
 B0 = gpt.bundles[0]
 lm_spec = FlashSpec(gpt.n_layers, B0.shape[0], 2, B0.shape[2], align=64)
 lm_path = write_flash(workdir / "lm_ffn.bin", lm_spec, gpt.bundles)
+preds = load_predictors()
 fixed_bytes = sum(a.nbytes for a in gpt.fixed.values())
-lm_budget = fixed_bytes + lm_spec.ffn_bytes // 2
-print(f"fixed region {fixed_bytes / 2**20:.2f} MiB, FFN {lm_spec.ffn_bytes / 2**20:.2f} MiB, budget {lm_budget / 2**20:.2f} MiB")
+kv = gpt.kv_cache_bytes()                                   # the KV cache counts against the budget too
+pred_bytes = max(PredictorAdapter(preds[k]).nbytes for k in ("lowrank", "mlp"))
+lm_budget = fixed_bytes + kv + pred_bytes + lm_spec.ffn_bytes // 2
+print(f"fixed region {fixed_bytes / 2**20:.2f} MiB, KV cache {kv / 2**20:.2f} MiB, predictor up to "
+      f"{pred_bytes / 2**20:.2f} MiB, FFN {lm_spec.ffn_bytes / 2**20:.2f} MiB, budget {lm_budget / 2**20:.2f} MiB")
 
 prompt = encode("def __init__(self, ").tolist()
-dense_out = gpt.generate(prompt, 60)
-cfg = EngineConfig(budget=lm_budget, cluster_size=16, prefill_chunk=128)
-with SparseFFN(lm_path, cfg, OraclePredictor(gpt.bundles, gated=False), gated=False, fixed=gpt.fixed) as eng:
-    sparse_out = gpt.generate(prompt, 60, engine=eng)
+dense_out = gpt.generate(prompt, 24)
+cfg = EngineConfig(budget=lm_budget, cluster_size=16, prefill_chunk=128, max_prompt=32)
+with SparseFFN(lm_path, cfg, OraclePredictor(gpt.bundles, gated=False), gated=False, fixed=gpt.fixed,
+               kv_bytes=kv) as eng:
+    sparse_out = gpt.generate(prompt, 24, engine=eng)
     st = eng.stats()
-print("dense :", repr(decode(dense_out)))
-print("sparse:", repr(decode(sparse_out)))
 assert sparse_out == dense_out, "with an oracle predictor the sparse engine must match dense exactly"
-print("identical tokens:", sparse_out == dense_out)
+print("identical tokens:", sparse_out == dense_out, "| tokens generated:", len(sparse_out))
+print("the FFN does not fit: cold slots", st["regions"]["cold"] // (lm_spec.bundle_bytes), "of",
+      lm_spec.n_layers * lm_spec.n_neurons, "neurons")
 
 # %%
+print("prompt:", repr(decode(prompt)))
+print("dense :", repr(decode(dense_out)))
+print("sparse:", repr(decode(sparse_out)))
 print(f"cold hit rate {st['hit_rate_cold']:.3f}; {st['bytes_read'] / 2**20:.2f} MiB read from flash "
-      f"(prefill streams each layer once, decode reads only misses)")
+      f"(prefill streams each layer once, decode reads only misses); oracle held outside the budget: "
+      f"{st['outside_budget'] / 2**20:.2f} MiB")
+
+# %% [markdown]
+# A small byte-level model trained for minutes is no poet: it continues the line plausibly
+# for a few tokens, then falls into runs of spaces. That is why we generate only 24 tokens;
+# the point is that dense and sparse produce the *same* tokens.
 
 # %% [markdown]
 # ### What does a real predictor cost?
@@ -153,23 +197,27 @@ print(f"cold hit rate {st['hit_rate_cold']:.3f}; {st['bytes_read'] / 2**20:.2f} 
 # decode path, one token at a time) and as agreement of greedy generations with the dense model.
 
 # %%
-# NBVAL_CHECK_OUTPUT
 _, payload = load_lm()
 held = payload["held_out"][:128].long().tolist()
-preds = load_predictors()
 nll = {"dense": -gpt.next_token_logprobs(held).mean()}
 agree = {}
 for name, predictor in [("oracle", OraclePredictor(gpt.bundles, gated=False)),
                         ("low-rank", PredictorAdapter(preds["lowrank"])), ("MLP", PredictorAdapter(preds["mlp"]))]:
-    with SparseFFN(lm_path, cfg, predictor, gated=False, fixed=gpt.fixed) as eng:
+    with SparseFFN(lm_path, cfg, predictor, gated=False, fixed=gpt.fixed, kv_bytes=kv) as eng:
         nll[name] = -gpt.next_token_logprobs(held, engine=eng).mean()
-    with SparseFFN(lm_path, cfg, predictor, gated=False, fixed=gpt.fixed) as eng:
-        out = gpt.generate(prompt, 60, engine=eng)
+    with SparseFFN(lm_path, cfg, predictor, gated=False, fixed=gpt.fixed, kv_bytes=kv) as eng:
+        out = gpt.generate(prompt, 24, engine=eng)
     agree[name] = float(np.mean(np.array(out) == np.array(dense_out)))
 for name, v in nll.items():
     extra = "" if name == "dense" else f"   greedy tokens equal to dense: {agree[name]:.0%}"
     print(f"{name:9s} held-out perplexity {np.exp(v):.3f}{extra}")
+
+# %%
+# NBVAL_CHECK_OUTPUT
 assert abs(nll["oracle"] - nll["dense"]) < 1e-4
+print("oracle perplexity equals dense (log-likelihood within 1e-4):", abs(nll["oracle"] - nll["dense"]) < 1e-4)
+print("real predictors cost some quality (perplexity above dense):",
+      all(nll[k] > nll["dense"] for k in ("low-rank", "MLP")))
 
 # %% [markdown]
 # ## 4. The baselines, the ablation and the budget sweep, in one run
@@ -182,14 +230,14 @@ assert abs(nll["oracle"] - nll["dense"]) < 1e-4
 # |---|---|
 # | `dense_ram` | every weight in RAM (no budget: the reference) |
 # | `dense_mmap` | llama.cpp style: `mmap` the file, LRU page cache limited to the budget |
-# | `dense_stream_tuned` | pin what fits, stream the rest with large O_DIRECT reads, double-buffered |
+# | `dense_stream_tuned` | pin what fits, stream the rest in large sequential reads, two in flight, from an unpadded file |
 # | `llm_in_a_flash` | predictor, bundles, a window of the last 5 tokens' neurons, read then compute |
 # | `sparse_flash` → `+bundle` → `+cache` → `+pipeline` | the ablation ladder (PowerInfer-2 Fig. 14) |
 #
 # Here at notebook size (a few seconds); the full-size run is `make bench`.
 
 # %%
-res = bench_engine.run(quick=True, profile={"bandwidth_Bps": {1: bw_mem}, "io": io}, workdir=workdir / "bench",
+res = bench_engine.run(quick=True, profile={"bandwidth_Bps": {1: bw_mem, 2: bw_mem2}, "io": io}, workdir=workdir / "bench",
                        shape=dict(d=512, d_ff=2048, n_layers=4), tokens=(4, 8, 32), sweep=(0.35, 0.5, 0.75),
                        log=lambda s: None)
 for name, r in res["configs"].items():
@@ -204,13 +252,25 @@ print("every engine computes the dense FFN (max relative error < 1e-4):", max(er
 c = res["configs"]
 ratio = c["sparse_flash"]["reads_per_token"] / c["+bundle"]["reads_per_token"]
 assert abs(ratio - 3) < 0.01, ratio                  # the stored figures have 4 significant digits
-assert c["+cache"]["bytes_read_per_token"] < 0.5 * c["+bundle"]["bytes_read_per_token"]
+cache_saves = c["+cache"]["bytes_read_per_token"] < 0.5 * c["+bundle"]["bytes_read_per_token"]
+assert cache_saves
 print("bundling: 3x fewer reads for the same neurons:", abs(ratio - 3) < 0.01)
-print("the cache: less than half the bytes of reading every active neuron:", True)
+print("the cache: less than half the bytes of reading every active neuron:", cache_saves)
 
 # %%
 viz.plot_ablation(res["ablation"])
 viz.plot_budget_sweep(res["budget_sweep"])
+print("cold hit rate by budget:", {r["budget_over_ffn"]: round(r["hit_rate_cold"], 2)
+                                   for r in res["budget_sweep"] if "hit_rate_cold" in r})
+
+# %% [markdown]
+# **Why the cold hit rate falls off a cliff at small budgets.** Decoding visits the layers in
+# the same order on every token, and the cold neurons that recur do so about once per token.
+# When the cold region holds fewer of them than recur, LRU evicts each neuron shortly before
+# it is needed again (the cyclic pattern of notebook 12), so the hit rate drops towards zero
+# instead of shrinking gently. A scan-resistant policy, or pinning part of the cold set, would
+# degrade more gracefully; PowerInfer-2 avoids the regime by letting the planner size the
+# regions.
 
 # %% [markdown]
 # ### The full-size run
@@ -218,8 +278,9 @@ viz.plot_budget_sweep(res["budget_sweep"])
 # `data/engine_bench.json` is the stored result of
 # `python -m teachkit.sparse.bench_engine --json data/engine_bench.json` (8 SYNTHETIC layers,
 # d = 1024, d_ff = 4096, 384 MiB of FFN on flash, budget 192 MiB), produced on the course's
-# 2-core VM while other jobs were running; your machine will give other numbers. Its physical
-# bound is `1 / max(t_mem, t_io)` with the measured bandwidths.
+# 2-core VM; the file records the load average during the run (a load of 4 on 2 cores means
+# the engines got about half the CPU time they asked for). Your machine will give other
+# numbers. Its physical bound is `1 / max(t_mem, t_io)` with the measured bandwidths.
 
 # %%
 stored = DATA_DIR / "engine_bench.json"
@@ -229,18 +290,64 @@ if stored.exists():
     for name, r in full["configs"].items():
         print(f"{name:>18}: {r['tok_s']:7.2f} tok/s  {r['bytes_read_per_token'] / 2**20:8.2f} MiB read/token")
     print("bound:", round(full["bound"]["tok_s"], 1), "tok/s;", {k: v for k, v in full["ratios"].items()})
+    print(f"load average during the run: {full.get('load_avg_1min', float('nan')):.2f} on "
+          f"{full.get('cpus', 2)} CPUs")
     for k, g in full["goals"].items():
         print(f"goal {k} >= {g['goal']}: measured {g['measured']} -> {'met' if g['met'] else 'missed'}")
     viz.plot_ablation(full["ablation"], title="ablation, full-size stored run")
 
 # %% [markdown]
-# **Reading the numbers.** On this kind of machine the disk reads large sequential blocks at
-# about 1-2 GB/s, so the mmap and streaming baselines are bounded by that rate; the sparse
-# engines read only the missed neurons (a few MiB per token) and are limited by small random
-# reads. The ladder shows where PowerInfer-2's gains come from: bundling cuts the number of
-# reads, the cache cuts the bytes, and the pipeline hides compute behind I/O, which helps only
-# as much as there is compute to hide. The goals of the issue (20x mmap, 3x LLM in a flash)
-# were measured on phones with slow flash and slow CPUs; check which ones this machine reaches.
+# **Could the goals be met on this hardware?** Compare each engine with its own physical bound
+# before blaming the machine. A dense engine must stream, every token, the FFN bytes it does
+# not hold, at best at the sequential bandwidth. Two versions of that bound:
+#
+# * mmap *as it behaves*: its LRU page cache keeps nothing useful on a cyclic scan over the
+#   layers, so it reads (almost) the whole FFN every token;
+# * an *ideal* dense engine that pins what fits and streams only `FFN − budget`.
+#
+# The sparse engine's bound is `1 / max(t_mem, t_io)` above. Their quotients are the largest
+# speed-ups physics allows; compare them with the goals (20x over mmap).
+
+# %%
+if stored.exists():
+    seq = full["io_profile"]["sequential_Bps"]
+    mmap_bound = seq / full["configs"]["dense_mmap"]["bytes_read_per_token"]
+    ideal_dense_bound = seq / (full["ffn_bytes"] - full["budget_bytes"])
+    sparse_bound = full["bound"]["tok_s"]
+    best = full["configs"]["+pipeline"]["tok_s"]
+    print(f"sequential read {seq / 1e9:.2f} GB/s")
+    print(f"mmap as it behaves: bound {mmap_bound:.1f} tok/s (measured {full['configs']['dense_mmap']['tok_s']:.1f}); "
+          f"ideal dense: bound {ideal_dense_bound:.1f} tok/s")
+    print(f"sparse engine: bound {sparse_bound:.1f} tok/s, measured {best:.1f}, achieved / bound {best / sparse_bound:.2f}")
+    print(f"largest possible speed-up: {sparse_bound / mmap_bound:.1f}x over mmap, "
+          f"{sparse_bound / ideal_dense_bound:.1f}x over an ideal dense streamer")
+    steps = full["ablation"]
+    print("each rung against the one before:",
+          {s["step"]: round(s["tok_s"] / steps[k - 1]["tok_s"], 2) for k, s in enumerate(steps) if k})
+
+# %% [markdown]
+# **Reading the numbers.** The stored run's own figures answer the question. If the largest
+# possible speed-up over mmap is above 20 while the measured one is below, physics does not
+# forbid the goal: the gap is in the sparse engine, which reaches only a fraction of its bound
+# (`achieved / bound`). Its time goes to Python work per layer (predictor call, cache lookup,
+# queue hand-offs) on top of the kernels and reads, on a 2-core machine shared with other
+# jobs. Against an *ideal* dense streamer the headroom is smaller: much of PowerInfer-2's
+# reported 24.6x comes from llama.cpp's page cache re-reading what it could have kept.
+#
+# The ablation shows which ideas pay here: bundling (3x fewer reads) and the cache (far fewer
+# bytes) do. The cluster pipeline gains little or nothing over the serial `+cache` rung: at
+# this size a layer is I/O-bound and there is little compute to hide (notebook 13), while its
+# extra thread hand-offs cost time. `achieved / bound` is the figure to improve first.
+#
+# ## Conclusion
+#
+# * With an oracle predictor the engine's tokens equal the dense model's: sparse decoding
+#   from flash under a budget is exact; a real predictor costs some perplexity.
+# * Every byte the engine holds is inside the budget (the oracle's are declared outside).
+# * Bundling and the segmented cache give the large, reliable gains; the cluster pipeline's
+#   overlap is real (notebook 13) but pays only when compute and I/O are comparable.
+# * Check the goals printed above against the bounds: where a goal is missed but the bound
+#   allows it, the missing factor is software overhead (achieved / bound), not the disk.
 #
 # ## Exercise
 #

@@ -73,19 +73,27 @@ def plot_hit_curve(sizes, rates: dict, xlabel: str = "cold slots", title: str = 
 
 
 def _gantt(ax, events, title, layers=None):
+    """One row per lane (up/down compute on its own row, so short bars stay visible); a dashed line
+    where each layer's last read lands: work left of it overlapped the reads."""
     ev = [e for e in events if layers is None or e[2] in layers]
     if not ev:
         ax.set_title(f"{title} (no events)")
         return
     t0 = min(e[4] for e in ev)
-    lanes = sorted({e[0] for e in ev}, key=lambda s: (not s.startswith("io"), s))
+    span = max(e[5] for e in ev) - t0
+    row = lambda e: e[0] + (" up/down" if e[1] == "updown_compute" else "")    # noqa: E731
+    lanes = sorted({row(e) for e in ev}, key=lambda s: (not s.startswith("io"), s))
     for e in ev:
-        y = lanes.index(e[0])
-        ax.barh(y, (e[5] - e[4]) * 1e3, left=(e[4] - t0) * 1e3, height=0.7,
+        width = max(e[5] - e[4], 0.004 * span)        # at least a visible sliver
+        ax.barh(lanes.index(row(e)), width * 1e3, left=(e[4] - t0) * 1e3, height=0.7,
                 color=STAGE_COLORS.get(e[1], "k"), edgecolor="white", linewidth=0.3)
+    for layer in sorted({e[2] for e in ev}):
+        ends = [e[5] for e in ev if e[2] == layer and e[1].endswith("_read")]
+        if ends:
+            ax.axvline((max(ends) - t0) * 1e3, color="k", ls="--", lw=0.8)
     ax.set_yticks(range(len(lanes)))
     ax.set_yticklabels(lanes)
-    ax.set_xlabel("ms")
+    ax.set_xlabel("ms (dashed: the layer's last read lands)")
     ax.set_title(title)
     ax.grid(False)
 
@@ -123,6 +131,7 @@ def plot_ablation(steps: list, title: str = "ablation: what each idea buys") -> 
     for k, (b, v) in enumerate(zip(bars, vals)):
         gain = "" if k == 0 else f"\n×{v / vals[k - 1]:.2f}"
         ax.text(b.get_x() + b.get_width() / 2, v, f"{v:.1f}{gain}", ha="center", va="bottom", fontsize=8)
+    ax.set_ylim(0, max(vals) * 1.3)                 # room for the labels below the title
     ax.set_xticks(range(len(vals)))
     ax.set_xticklabels(names, rotation=15, fontsize=8)
     ax.set_ylabel("tokens/s")
