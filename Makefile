@@ -22,7 +22,7 @@ help:
 	@echo "make test       library tests, then every notebook under nbval"
 	@echo "make notebooks  re-execute notebooks in place (NB=05 for one) - the one way outputs are made"
 	@echo "make data       rebuild data/ (checkpoints, pairs, stored runs), deterministic"
-	@echo "make bench      run the benchmarks, JSON into bench/"
+	@echo "make bench      run the benchmarks (minutes; quiet machine), JSON into data/"
 
 setup: $(STAMP)
 
@@ -53,9 +53,14 @@ notebooks: setup
 data: setup
 	$(PY) -m teachkit.devtools.make_data
 
+# Full-size runs (several minutes, several GB of RAM; run on a quiet machine). The stored JSON in
+# data/ is what notebooks 11 and 14 plot, labelled as stored results. `--quick` runs both parts in
+# one command: `python -m teachkit.sparse.bench --quick --json PATH` (kernels + `engine` section).
 bench: setup
-	@mkdir -p bench
-	$(PY) -m teachkit.sparse.bench --json bench/sparse.json
+	@echo "==> [1/2] sparse kernels vs dense (data/sparse_bench.json)"
+	$(PY) -m teachkit.sparse.bench --no-engine --json data/sparse_bench.json
+	@echo "==> [2/2] engine vs baselines (data/engine_bench.json)"
+	$(PY) -m teachkit.sparse.bench_engine --json data/engine_bench.json
 
 clean-venv:
 	rm -rf $(VENV)

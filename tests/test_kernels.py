@@ -186,14 +186,69 @@ def test_index_out_of_range_is_a_value_error(bad):
         K.down_axpy(B[:, 2].copy(), idx, np.ones(2, np.float32), np.zeros(32, np.float32))
 
 
-def test_parallel_down_axpy_loses_no_update():
-    # 400k additions of 1.0 into 8 outputs: a racy kernel loses some whenever threads overlap;
-    # private accumulators never do (all partial sums are exact integers in float32)
+def test_read_only_out_nan_input_and_bad_scales_are_clear_errors():
+    B, x = _bundles(), _x()
+    idx = np.arange(3, dtype=np.int64)
+    ro = np.zeros(32, np.float32)
+    ro.flags.writeable = False
+    with pytest.raises(ValueError, match="out is read-only"):
+        K.sparse_ffn_bundled(B, idx, x, ro, True)
+    with pytest.raises(ValueError, match="out is read-only"):
+        K.down_axpy(B[:, 2].copy(), idx, np.ones(3, np.float32), ro)
+    xn = x.copy()
+    xn[5] = np.nan
+    with pytest.raises(ValueError, match="x holds NaN or inf at position 5"):
+        K.sparse_ffn_bundled(B, idx, xn, np.zeros(32, np.float32), True)
+    with pytest.raises(ValueError, match="h holds NaN or inf"):
+        K.down_axpy(B[:, 2].copy(), idx, np.array([1, np.inf, 0], np.float32),
+                    np.zeros(32, np.float32))
+    q, s = quantize_int8(B)
+    for bad in (np.nan, 0.0, -1.0):
+        s2 = s.copy()
+        s2[4, 1] = bad
+        with pytest.raises(ValueError, match=r"scales\[4, 1\].*finite and > 0"):
+            K.sparse_ffn_bundled_int8(q, s2, idx, x, np.zeros(32, np.float32), True)
+
+
+def _threads():
     import numba
+    return numba.config.NUMBA_NUM_THREADS
+
+
+# 400k additions of 1.0 into 8 outputs: a racy kernel loses some whenever threads overlap;
+# private accumulators never do (all partial sums are exact integers in float32). On one thread
+# there is no race to lose, so the tests would prove nothing: they are skipped.
+needs_two_threads = pytest.mark.skipif(_threads() < 2, reason="a race needs >= 2 numba threads")
+N_ADD = 400_000
+
+
+@needs_two_threads
+def test_parallel_down_axpy_loses_no_update():
     from teachkit.sparse.machine import numba_threads
 
     rows = np.ones((64, 8), np.float32)
-    idx = (np.arange(400_000) % 64).astype(np.int64)
-    with numba_threads(numba.config.NUMBA_NUM_THREADS):
-        out = K.down_axpy(rows, idx, np.ones(400_000, np.float32), np.zeros(8, np.float32))
-    np.testing.assert_array_equal(out, np.full(8, 400_000.0, np.float32))
+    idx = (np.arange(N_ADD) % 64).astype(np.int64)
+    with numba_threads(_threads()):
+        out = K.down_axpy(rows, idx, np.ones(N_ADD, np.float32), np.zeros(8, np.float32))
+    np.testing.assert_array_equal(out, np.full(8, N_ADD, np.float32))
+
+
+@needs_two_threads
+@pytest.mark.parametrize("int8", [False, True])
+def test_parallel_fused_kernels_lose_no_update(int8):
+    # gate = up = e_0 and x = e_0, so h_i = relu(1) * 1 = 1; down = ones: every call adds 1
+    from teachkit.sparse.machine import numba_threads
+
+    B = np.zeros((64, 3, 8), np.float32)
+    B[:, 0, 0] = B[:, 1, 0] = 1.0
+    B[:, 2] = 1.0
+    x = np.zeros(8, np.float32)
+    x[0] = 1.0
+    idx = (np.arange(N_ADD) % 64).astype(np.int64)
+    with numba_threads(_threads()):
+        if int8:
+            q, s = quantize_int8(B)
+            out = K.sparse_ffn_bundled_int8(q, s, idx, x, np.zeros(8, np.float32), True)
+        else:
+            out = K.sparse_ffn_bundled(B, idx, x, np.zeros(8, np.float32), True)
+    np.testing.assert_array_equal(out, np.full(8, N_ADD, np.float32))

@@ -301,8 +301,8 @@ if stored.exists():
 # before blaming the machine. A dense engine must stream, every token, the FFN bytes it does
 # not hold, at best at the sequential bandwidth. Two versions of that bound:
 #
-# * mmap *as it behaves*: its LRU page cache keeps nothing useful on a cyclic scan over the
-#   layers, so it reads (almost) the whole FFN every token;
+# * mmap *as it behaves*: its LRU page cache keeps little of use on a cyclic scan over the
+#   layers, so it reads most of the FFN every token (its MiB/token above);
 # * an *ideal* dense engine that pins what fits and streams only `FFN − budget`.
 #
 # The sparse engine's bound is `1 / max(t_mem, t_io)` above. Their quotients are the largest

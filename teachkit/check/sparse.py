@@ -21,19 +21,21 @@ def _ref_freq(H):
 
 
 def _freq_hand(fn):
-    H = np.array([[0.0, 2.0, 0.0], [1.0, 3.0, 0.0]])
-    assert_close(fn(H), np.array([0.5, 1.0, 0.0]), "firing_frequency([[0,2,0],[1,3,0]])")
+    H = np.array([[0.0, 2.0, -1.0], [1.0, 3.0, 0.0]])
+    assert_close(fn(H), np.array([0.5, 1.0, 0.0]),
+                 "firing_frequency([[0,2,-1],[1,3,0]]) (a negative value is not a firing)")
 
 
 firing_frequency = Exercise(
     name="firing_frequency",
     reference=_ref_freq,
-    properties=[("for [[0,2,0],[1,3,0]] the frequencies are [0.5, 1, 0]", _freq_hand),
+    properties=[("for [[0,2,-1],[1,3,0]] the frequencies are [0.5, 1, 0]", _freq_hand),
                 ("it matches the reference on random activations",
                  matches_reference(_ref_freq, _acts))],
     wrong_answers={"averages the values, not the firings": lambda H: np.asarray(H).mean(0),
                    "averages over neurons (per-token activity)":
-                       lambda H: (np.asarray(H) > 0).mean(1)},
+                       lambda H: (np.asarray(H) > 0).mean(1),
+                   "counts nonzero values, negatives included": lambda H: (np.asarray(H) != 0).mean(0)},
     hint="a neuron fires on a token when its activation is > 0; average that over tokens (axis 0).",
 )
 
@@ -78,18 +80,26 @@ def _union_hand(fn):
     H = np.array([[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 0, 1], [0, 0, 0, 1]], float)
     assert_close(fn(H, 2), 0.375, "two windows of 2 tokens: 2/4 and 1/4 neurons active")
     assert_close(fn(H, 1), 0.25, "window 1 is the per-token activity")
+    H5 = np.vstack([H, [[1, 1, 1, 1]]])
+    assert_close(fn(H5, 2), 0.375, "5 tokens, window 2: the partial last block is dropped")
+
+
+def _wrong_union_partial(H, window):
+    A = np.asarray(H) > 0
+    return float(np.mean([A[s:s + window].any(0).mean() for s in range(0, len(A), window)]))
 
 
 union_activity = Exercise(
     name="union_activity",
     reference=_ref_union,
-    properties=[("on a hand-made example the union over 2 tokens is 0.375", _union_hand),
+    properties=[("on hand-made examples the union over 2 tokens is 0.375, a partial block dropped", _union_hand),
                 ("it matches the reference on random activations",
                  matches_reference(_ref_union, lambda s: (_acts(s)[0], 3)))],
     wrong_answers={"mean per-token activity (no union)":
                        lambda H, w: float((np.asarray(H) > 0).mean()),
                    "union over all tokens at once":
-                       lambda H, w: float((np.asarray(H) > 0).any(0).mean())},
+                       lambda H, w: float((np.asarray(H) > 0).any(0).mean()),
+                   "keeps the partial last block": _wrong_union_partial},
     hint="cut the tokens into blocks of `window`, take any() over each block, then the mean.",
 )
 

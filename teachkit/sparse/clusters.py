@@ -11,8 +11,10 @@ fp32). PowerInfer-2 runs FFN work in *clusters* of neurons:
 
 The cluster is the unit of work a thread (or the I/O pipeline) takes. Too small and the
 per-task overhead dominates; too large and the threads cannot share the work evenly.
-:func:`cluster_size` picks the neuron count whose bytes reach a target unit (PowerInfer-2
-cuts the CPU part into 512×4096 chunks, i.e. 512 neurons).
+:func:`cluster_size_for_overhead` derives the size from two measured times: a task costs
+``t0 + n·t1`` (fixed overhead t0, t1 per neuron), so the overhead is at most a share ``ε`` of
+the task when ``n ≥ t0 / (ε·t1)``. :func:`cluster_size` converts a target unit in bytes into
+neurons instead (PowerInfer-2 cuts the CPU part into 512×4096 fp32 chunks).
 
 Reordering neurons by frequency (:func:`hot_first_order`) puts the hot set in one contiguous
 range, so a hot cluster is a plain slice ``bundles[a:b]`` read sequentially.
@@ -24,7 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["classify_hot", "cluster_size", "hot_first_order", "NeuronClusters", "make_clusters"]
+__all__ = ["classify_hot", "cluster_size", "cluster_size_for_overhead", "hot_first_order", "NeuronClusters", "make_clusters"]
 
 
 def classify_hot(freq, coverage: float = 0.5, max_hot: float = 0.3) -> np.ndarray:
@@ -51,6 +53,17 @@ def cluster_size(d: int, n_mats: int = 3, bytes_per_weight: int = 4,
     if per_neuron <= 0 or unit_bytes <= 0:
         raise ValueError("d, n_mats, bytes_per_weight and unit_bytes must be positive")
     return max(1, int(round(unit_bytes / per_neuron)))
+
+
+def cluster_size_for_overhead(task_overhead_s: float, per_neuron_s: float,
+                              max_overhead: float = 0.05) -> int:
+    """Fewest neurons per cluster so a task's fixed overhead is at most ``max_overhead`` of its
+    neuron work: ``n = ceil(t0 / (max_overhead · t1))``."""
+    if task_overhead_s < 0 or per_neuron_s <= 0 or not 0 < max_overhead <= 1:
+        raise ValueError("need task_overhead_s >= 0, per_neuron_s > 0 and 0 < max_overhead <= 1, "
+                         f"got {task_overhead_s}, {per_neuron_s}, {max_overhead}")
+    n = task_overhead_s / (max_overhead * per_neuron_s)
+    return max(1, int(np.ceil(n * (1 - 1e-12))))          # 40.000000001 is 40, not 41
 
 
 def hot_first_order(freq) -> np.ndarray:

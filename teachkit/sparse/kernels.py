@@ -28,7 +28,8 @@ The down projection is a sum of scaled rows (an *axpy*) into one output vector. 
 ``out[k]``, both add, one write is lost. Each thread therefore owns a private accumulator row
 ``partial[c]`` and the rows are summed once at the end (PowerInfer's CPU axpy does the same).
 
-Public functions validate their inputs (dtype, shape, contiguity, index range) and raise a
+Public functions validate their inputs (dtype, shape, contiguity, index range, a writeable
+``out``, NaN/inf in ``x``/``h`` and in the int8 scales) and raise a
 ``TypeError``/``ValueError`` a learner can act on; the ``_``-prefixed jitted kernels do not.
 ``parallel=False`` selects a single-threaded kernel, for callers that run their own threads.
 """
@@ -255,6 +256,24 @@ def _check_vec(v, name: str, length: int) -> np.ndarray:
     return v
 
 
+def _check_input(x, name: str, length: int) -> np.ndarray:
+    """An input vector: float32 of the right length and free of NaN/inf (which would spread)."""
+    _check_vec(x, name, length)
+    if not np.isfinite(x).all():
+        raise ValueError(f"{name} holds NaN or inf at position {int(np.flatnonzero(~np.isfinite(x))[0])}; "
+                         f"the kernel would spread it into every output")
+    return x
+
+
+def _check_out(out, length: int) -> np.ndarray:
+    """The output vector: float32, right length, and writeable (the kernel adds into it)."""
+    _check_vec(out, "out", length)
+    if not out.flags.writeable:
+        raise ValueError("out is read-only; the kernel adds into it in place: pass a writeable "
+                         "array, e.g. out.copy() or np.zeros(d, np.float32)")
+    return out
+
+
 def check_bundles(bundles, gated: bool) -> np.ndarray:
     """Validate a float32 bundle array (n, 3, d) for gated or (n, 2, d) for plain FFNs."""
     _array(bundles, "bundles", np.float32, 3)
@@ -276,6 +295,11 @@ def check_int8_bundles(q, scales, gated: bool):
     if scales.shape != q.shape[:2]:
         raise ValueError(f"scales must have shape {q.shape[:2]} (one per neuron and matrix), "
                          f"got {scales.shape}")
+    bad = ~(np.isfinite(scales) & (scales > 0))
+    if bad.any():
+        i, m = np.argwhere(bad)[0]
+        raise ValueError(f"scales[{i}, {m}] = {scales[i, m]}: every scale must be finite and > 0 "
+                         f"(quantize_int8 gives 1.0 for an all-zero row)")
     return q, scales
 
 
@@ -284,8 +308,8 @@ def gather_dot(W, idx, x, out, parallel: bool = True) -> np.ndarray:
     """``out[j] = W[idx[j]] · x`` for float32 ``W`` (n, d): the gate/up rows of the active set."""
     _array(W, "W", np.float32, 2)
     check_index(idx, W.shape[0])
-    _check_vec(x, "x", W.shape[1])
-    _check_vec(out, "out", idx.shape[0])
+    _check_input(x, "x", W.shape[1])
+    _check_out(out, idx.shape[0])
     (_gather_dot_par if parallel else _gather_dot_ser)(W, idx, x, out)
     return out
 
@@ -294,8 +318,8 @@ def down_axpy(Wd_T, idx, h, out, parallel: bool = True) -> np.ndarray:
     """``out += Σ_j h[j] · Wd_T[idx[j]]``: the down projection over the active set, race-free."""
     _array(Wd_T, "Wd_T", np.float32, 2)
     check_index(idx, Wd_T.shape[0])
-    _check_vec(h, "h", idx.shape[0])
-    _check_vec(out, "out", Wd_T.shape[1])
+    _check_input(h, "h", idx.shape[0])
+    _check_out(out, Wd_T.shape[1])
     if parallel:
         _down_axpy_par(Wd_T, idx, h, out, numba.get_num_threads())
     else:
@@ -307,8 +331,8 @@ def sparse_ffn_bundled(bundles, idx, x, out, gated: bool, parallel: bool = True)
     """``out += Σ_{i∈idx} h_i · down_i`` over float32 bundles; returns ``out``."""
     check_bundles(bundles, gated)
     check_index(idx, bundles.shape[0])
-    _check_vec(x, "x", bundles.shape[2])
-    _check_vec(out, "out", bundles.shape[2])
+    _check_input(x, "x", bundles.shape[2])
+    _check_out(out, bundles.shape[2])
     if parallel:
         _ffn_bundled_par(bundles, idx, x, out, bool(gated), numba.get_num_threads())
     else:
@@ -321,8 +345,8 @@ def sparse_ffn_bundled_int8(q, scales, idx, x, out, gated: bool,
     """The same FFN on int8 bundles: weight row = ``q[i, m] * scales[i, m]``."""
     check_int8_bundles(q, scales, gated)
     check_index(idx, q.shape[0])
-    _check_vec(x, "x", q.shape[2])
-    _check_vec(out, "out", q.shape[2])
+    _check_input(x, "x", q.shape[2])
+    _check_out(out, q.shape[2])
     if parallel:
         _ffn_bundled_i8_par(q, scales, idx, x, out, bool(gated), numba.get_num_threads())
     else:

@@ -182,8 +182,10 @@ def record_ffn(model: GPT, tokens: torch.Tensor, block: int | None = None):
 def perplexity(model: GPT, tokens: torch.Tensor, masker=None, block: int | None = None) -> float:
     """exp(mean next-byte cross-entropy) on ``tokens`` in non-overlapping blocks.
 
-    ``masker(layer, x) -> mask`` (numpy, (N, d_ff), 0/1), if given, is applied to every FFN's
-    activations: the model then runs with only the neurons the masker keeps.
+    ``masker(layer, x) -> mask`` (numpy, (N, d_ff), bool or 0/1), if given, is applied to every
+    FFN's activations: the model then runs with only the neurons the masker keeps. ``x`` is the
+    FFN input of *this* (masked) run. Dropped neurons are selected away (``torch.where``), never
+    multiplied by 0, so a NaN or inf in a dropped neuron cannot leak.
     """
     block = block or model.config.block_size
     n = ((len(tokens) - 1) // block) * block
@@ -198,8 +200,8 @@ def perplexity(model: GPT, tokens: torch.Tensor, masker=None, block: int | None 
 
             def apply_mask(mod, args, out, l=l, store=store):
                 xin = store["x"].reshape(-1, store["x"].shape[-1]).numpy()
-                mask = np.asarray(masker(l, xin), dtype=np.float32)
-                return out * torch.from_numpy(mask).reshape(out.shape)
+                mask = torch.from_numpy(np.asarray(masker(l, xin)) != 0).reshape(out.shape)
+                return torch.where(mask, out, torch.zeros((), dtype=out.dtype))   # select
 
             handles += [b.mlp.register_forward_pre_hook(save_input),
                         b.mlp.act.register_forward_hook(apply_mask)]

@@ -26,7 +26,14 @@ stall per hand-off, longer than a whole layer. The pipeline therefore lowers the
 
 Every stage is recorded in a :class:`Trace` (lane, stage, layer, cluster, t0, t1). A failed
 read is re-raised in the compute thread; a read that never completes raises
-:class:`PipelineTimeout` after ``timeout`` seconds: the pipeline never hangs.
+:class:`PipelineTimeout` after ``timeout`` seconds: the pipeline never hangs. *Any* exception
+inside a layer (a read error, Ctrl-C, a bug in a kernel) stops the pipeline for good and
+forgets the cache slots that layer was filling, so no later token computes with bytes that
+never arrived.
+
+Limits: the I/O thread idles while the predictor (and, in a model, attention) runs, since it
+cannot know what to read before the prediction; and work already in memory runs as one batch
+per region rather than cluster by cluster.
 """
 
 from __future__ import annotations

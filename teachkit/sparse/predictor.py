@@ -3,8 +3,10 @@
 Two kinds, both trained with binary cross-entropy on recorded (FFN input x, active mask) pairs:
 
 * **low-rank** (Deja Vu, LLM in a flash): ``logits = (x A) B + c`` with A (d, r), B (r, d_ff) and
-  no nonlinearity. It costs r·(d + d_ff) multiply-adds instead of the FFN's d·d_ff.
-* **MLP** (PowerInfer): ``logits = relu(x W1 + b1) W2 + b2`` with a hidden width r.
+  no nonlinearity. It costs r·(d + d_ff) multiply-adds per token, against the dense FFN's
+  2·d·d_ff (up and down; 3·d·d_ff with a gate).
+* **MLP** (PowerInfer): ``logits = relu(x W1 + b1) W2 + b2`` with a hidden width r (the same
+  cost plus r biases).
 
 Neuron i is predicted active when ``sigmoid(logit_i) > threshold``. Lowering the threshold
 raises **recall** (share of truly active neurons the predictor keeps: a missed neuron is an

@@ -5,8 +5,12 @@ a boolean "fired" mask) and count a neuron as active for a token when its value 
 
 * ``activity_per_token``: fraction of neurons active for each token (PowerInfer: ~10%).
 * ``firing_frequency``: for each neuron, the fraction of tokens on which it fires. Sorted in
-  decreasing order it follows roughly a power law ``f(r) ≈ C r^(-α)``: a few *hot* neurons fire
-  on most tokens, the long tail of *cold* neurons rarely.
+  decreasing order it is *skewed*: a few *hot* neurons fire on many tokens, the long tail of
+  *cold* neurons rarely. PowerInfer reports a power law ``f(r) ≈ C r^(-α)`` for OPT and Llama;
+  whether a given model follows one is a measurement, not an assumption: ``compare_fits`` fits
+  both a power law (straight on log-log axes) and an exponential in rank (straight on log-linear
+  axes) and reports the R² of each. (The small LM of notebook 10 is skewed but fits the
+  exponential better than the power law.)
 * ``hot_share``: the smallest fraction of neurons that accounts for ``share`` of all firings
   (OPT-30B: 26% of neurons give 80% of activations, PowerInfer §3.1).
 * ``union_activity``: fraction of neurons active for *at least one* token of a window of k
@@ -18,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 
 __all__ = ["active_mask", "activity_per_token", "firing_frequency", "hot_share",
-           "fit_power_law", "union_activity", "consecutive_overlap"]
+           "fit_power_law", "fit_exponential", "compare_fits", "union_activity", "consecutive_overlap"]
 
 
 def active_mask(H) -> np.ndarray:
@@ -45,18 +49,54 @@ def hot_share(freq, share: float = 0.8) -> float:
     return min(k, len(f)) / len(f)
 
 
+def _ranked(freq, top: float) -> tuple[np.ndarray, np.ndarray]:
+    f = np.sort(np.asarray(freq, dtype=np.float64))[::-1]
+    if not 0 < top <= 1:
+        raise ValueError(f"top must be in (0, 1], got {top}")
+    f = f[f > 0][: max(2, int(top * len(f)))]
+    if len(f) < 2:
+        raise ValueError("need at least two neurons that fire to fit a rank/frequency curve")
+    return np.arange(1, len(f) + 1, dtype=np.float64), f
+
+
+def _line_fit(u, v) -> tuple[float, float, float]:
+    """Least squares v ≈ a + b u; returns (b, a, R²)."""
+    b, a = np.polyfit(u, v, 1)
+    resid = v - (a + b * u)
+    ss_tot = float(((v - v.mean()) ** 2).sum())
+    r2 = 1.0 - float((resid ** 2).sum()) / ss_tot if ss_tot > 0 else 1.0
+    return float(b), float(a), r2
+
+
 def fit_power_law(freq, top: float = 0.5) -> tuple[float, float]:
     """Least-squares fit of log f = log C - α log r over the ``top`` share of ranks with f > 0.
 
-    Returns ``(alpha, C)``.
+    Returns ``(alpha, C)``. A fit always returns numbers: check its R² with
+    :func:`compare_fits` before calling the curve a power law.
     """
-    f = np.sort(np.asarray(freq, dtype=np.float64))[::-1]
-    f = f[f > 0][: max(2, int(top * len(f)))]
-    if len(f) < 2:
-        raise ValueError("need at least two neurons that fire to fit a power law")
-    r = np.arange(1, len(f) + 1)
-    slope, intercept = np.polyfit(np.log(r), np.log(f), 1)
-    return float(-slope), float(np.exp(intercept))
+    r, f = _ranked(freq, top)
+    slope, intercept, _ = _line_fit(np.log(r), np.log(f))
+    return -slope, float(np.exp(intercept))
+
+
+def fit_exponential(freq, top: float = 0.5) -> tuple[float, float]:
+    """Least-squares fit of log f = log C - λ r (an exponential in rank); returns ``(lam, C)``."""
+    r, f = _ranked(freq, top)
+    slope, intercept, _ = _line_fit(r, np.log(f))
+    return -slope, float(np.exp(intercept))
+
+
+def compare_fits(freq, top: float = 0.5) -> dict:
+    """R² of log f against log r (power law) and against r (exponential), same ranks.
+
+    Returns ``{"power_law": (alpha, C, r2), "exponential": (lam, C, r2)}``. A power law is the
+    better description only if its R² is the higher one (and close to 1).
+    """
+    r, f = _ranked(freq, top)
+    a1, c1, r2_pow = _line_fit(np.log(r), np.log(f))
+    a2, c2, r2_exp = _line_fit(r, np.log(f))
+    return {"power_law": (-a1, float(np.exp(c1)), r2_pow),
+            "exponential": (-a2, float(np.exp(c2)), r2_exp)}
 
 
 def union_activity(H, window: int) -> float:

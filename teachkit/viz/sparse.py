@@ -6,7 +6,7 @@ import numpy as np
 
 from . import COLORS, figure, show
 
-__all__ = ["plot_activation_heatmap", "plot_power_law", "plot_union_activity",
+__all__ = ["plot_activation_heatmap", "plot_power_law", "plot_rank_fits", "plot_union_activity",
            "plot_predictor_tradeoff", "plot_kernel_times"]
 
 
@@ -42,6 +42,31 @@ def plot_power_law(freqs: dict, fits: dict | None = None,
     ax.set_ylabel("fraction of tokens it fires on")
     ax.set_title(title)
     ax.legend(fontsize=8)
+    show(fig)
+
+
+def plot_rank_fits(freqs: dict, top: float = 0.5,
+                   title: str = "is it a power law? the same curves on two axes") -> None:
+    """Rank/frequency on log-log axes (a power law is straight) and on log-linear axes (an
+    exponential is straight), with the R² of each straight-line fit over the ``top`` ranks."""
+    from teachkit.sparse.stats import compare_fits
+
+    fig, (a1, a2) = figure(2)
+    for k, (name, f) in enumerate(freqs.items()):
+        f = np.sort(np.asarray(f))[::-1]
+        r = np.arange(1, len(f) + 1)
+        fits = compare_fits(f, top)
+        c = COLORS[k % len(COLORS)]
+        a1.loglog(r[f > 0], f[f > 0], color=c, label=f"{name} (R² {fits['power_law'][2]:.2f})")
+        a2.semilogy(r[f > 0], f[f > 0], color=c, label=f"{name} (R² {fits['exponential'][2]:.2f})")
+    a1.set_xlabel("neuron rank (log)")
+    a1.set_ylabel("fraction of tokens it fires on")
+    a1.set_title("log-log: a power law is straight")
+    a2.set_xlabel("neuron rank (linear)")
+    a2.set_title("log-linear: an exponential is straight")
+    a1.legend(fontsize=7)
+    a2.legend(fontsize=7)
+    fig.suptitle(title)
     show(fig)
 
 
