@@ -46,6 +46,31 @@ def test_record_and_masked_perplexity(tiny):
         record_ffn(model, tokens[:5])
 
 
+def test_masked_perplexity_selects_so_dropped_nan_cannot_leak(tiny):
+    # poison neuron 0 of every FFN with NaN; a mask that drops it must give a finite result
+    # (multiplying by the mask would give NaN * 0 = NaN)
+    model, payload = tiny
+    tokens = payload["held_out"][:256]
+
+    def poison(mod, args, out):
+        out = out.clone()
+        out[..., 0] = float("nan")
+        return out
+
+    def drop_first(layer, x):
+        m = np.ones((len(x), 64), bool)
+        m[:, 0] = False
+        return m
+
+    handles = [b.mlp.act.register_forward_hook(poison) for b in model.blocks]
+    try:
+        assert np.isnan(perplexity(model, tokens))
+        assert np.isfinite(perplexity(model, tokens, drop_first))
+    finally:
+        for h in handles:
+            h.remove()
+
+
 def test_numpy_export_matches_torch_ffn(tiny):
     model, payload = tiny
     w = export_numpy(model)

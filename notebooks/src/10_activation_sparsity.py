@@ -295,7 +295,8 @@ for kind in ("lowrank", "mlp"):
 # MLP at threshold 0.05 (layer-1 recall 0.91, 95.9% of the activation mass) costs +0.7%
 # perplexity, while the low-rank predictor at 0.2 (recall 0.92, 96.4% of the mass) costs only
 # +0.2% and at 0.5 (recall 0.74, 88% of the mass) +0.6%. *Which* neurons are missed, and in
-# *which* layer, matters: the MLP misses more in layer 0 (FFN output error 0.10 against 0.02),
+# *which* layer, matters: the MLP misses more in layer 0 (at threshold 0.2 its FFN output error
+# there is 0.10, the low-rank one's 0.02),
 # and an error in an early layer is carried through every later one. So measure the end-to-end
 # cost (perplexity) rather than infer it from recall.
 #

@@ -66,7 +66,7 @@ def plot_rank_fits(freqs: dict, top: float = 0.5,
     a2.set_title("log-linear: an exponential is straight")
     a1.legend(fontsize=7)
     a2.legend(fontsize=7)
-    fig.suptitle(title)
+    fig.suptitle(f"{title} (R²: straight-line fits over the top {top:.0%} of ranks)", fontsize=10)
     show(fig)
 
 
