@@ -15,7 +15,10 @@ to keep it honest:
   how many pages of a file are cached: the check that all this works.
 
 ``os.preadv`` releases the GIL, so one Python I/O thread reads while numba kernels (``nogil``)
-compute on the other core. Every short read raises :class:`FlashReadError`: a reader never
+compute on the other core. But it takes the GIL back after every read: with hundreds of small
+reads per token, the compute thread keeps waiting for it. So :meth:`FlashReader.read` issues
+all reads of one call from a single numba loop over libc ``pread`` (GIL released throughout);
+the Python ``os.preadv`` path remains for the ``fault`` test hook and for error messages. Every short read raises :class:`FlashReadError`: a reader never
 hands back a half-filled buffer.
 
 **The I/O profile** (:func:`profile_reads`) is PowerInfer-2's hardware profile: random-read
