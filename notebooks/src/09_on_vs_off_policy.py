@@ -171,7 +171,9 @@ assert max(gold for r in ok if r["method"] == "orpo" for gold in [r["final"]["go
 #
 # Plotting gold and proxy reward over training shows the classic failure of optimising a learned
 # reward: the proxy keeps rising while the gold reward turns down. We flag a run when its gold reward
-# fell by at least 0.03 after its peak while its proxy did not fall.
+# fell by at least 0.03 after its peak while its proxy did not fall. Only an on-policy method can
+# *exploit* the reward model, since only it queries the model; for an off-policy run a flag just means
+# the two rewards disagree about where it went.
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -182,7 +184,7 @@ for r in ok:
         flagged.append(r)
         print(f"{r['method']:6s} β={r['beta']:<5g} gold peak {o['gold_peak']:.3f} -> end {o['gold_end']:.3f}, "
               f"proxy {o['proxy_gain']:+.3f} after the peak")
-print(f"{len(flagged)} of {len(ok)} runs over-optimised the reward model")
+print(f"{len(flagged)} of {len(ok)} runs: the gold reward fell after its peak while the proxy kept rising")
 
 # %%
 weakest_leash = [min(showdown_data.select_runs(runs, method=m), key=lambda r: r["beta"])
