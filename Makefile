@@ -13,7 +13,7 @@ export PYTHONHASHSEED  := 0
 export MPLBACKEND      := Agg
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 
-NBVAL_FLAGS := --nbval-lax --nbval-current-env --nbval-sanitize-with notebooks/nbval_sanitize.cfg
+NBVAL_FLAGS := --nbval-lax --nbval-current-env --nbval-cell-timeout=300 --nbval-sanitize-with notebooks/nbval_sanitize.cfg
 
 .PHONY: setup lab test test-lib test-notebooks notebooks data bench clean-venv help
 

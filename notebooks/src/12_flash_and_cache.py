@@ -239,8 +239,8 @@ def late_rate(hist, region, skip=10):
 
 for share, r in runs_.items():
     print(f"hot region for {share:.0%} of the 16 hot clusters ({r['capacity']['hot']} slots), "
-          f"{r['capacity']['cold']} cold slots: after warm-up hot hit rate {late_rate(r["hist"], "hot"):.2f}, "
-          f"cold {late_rate(r["hist"], "cold"):.2f}")
+          f"{r['capacity']['cold']} cold slots: after warm-up hot hit rate {late_rate(r['hist'], 'hot'):.2f}, "
+          f"cold {late_rate(r['hist'], 'cold'):.2f}")
 
 # %%
 viz.plot_cache_history(full["hist"], full["capacity"])

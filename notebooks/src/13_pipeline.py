@@ -233,7 +233,7 @@ release.set()
 eng.close()
 
 # %% [markdown]
-# ## Exercise
+# ## Exercises
 #
 # **The pipeline's makespan.** One I/O lane reads clusters one after another (`read_ms[i]`,
 # 0 for a cluster already in memory); one compute lane computes them in order (`compute_ms[i]`),

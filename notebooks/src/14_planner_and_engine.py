@@ -349,7 +349,7 @@ if stored.exists():
 # * Check the goals printed above against the bounds: where a goal is missed but the bound
 #   allows it, the missing factor is software overhead (achieved / bound), not the disk.
 #
-# ## Exercise
+# ## Exercises
 #
 # **The physical bound.** RAM-resident bytes per token `ram_bytes`, missed bytes per token
 # `miss_bytes` (read from disk, then once more from RAM), bandwidths `bw_mem` and `bw_io` in
