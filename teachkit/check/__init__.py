@@ -19,7 +19,6 @@ from ._core import (
     matches_reference,
     registry,
 )
-from .welcome import *  # noqa: F401,F403
 
 __all__ = [
     "CheckResult",
@@ -31,26 +30,6 @@ __all__ = [
 ]
 
 
-def _topic_modules() -> list[str]:
-    import pkgutil
+from .._topics import export_topic_modules  # noqa: E402
 
-    return sorted(m.name for m in pkgutil.iter_modules(__path__)
-                  if not m.name.startswith("_") and m.name != "welcome")
-
-
-def _load_optional_modules() -> None:
-    import importlib
-
-    for mod in _topic_modules():
-        try:
-            module = importlib.import_module(f"{__name__}.{mod}")
-        except ModuleNotFoundError as err:
-            if err.name == f"{__name__}.{mod}":
-                continue
-            raise
-        for name in getattr(module, "__all__", []):
-            globals()[name] = getattr(module, name)
-            __all__.append(name)
-
-
-_load_optional_modules()
+__all__ += export_topic_modules(__name__, __path__, globals())

@@ -7,8 +7,6 @@ nothing or the Figure, so a notebook cell never prints a repr. Topic plots live 
 
 from __future__ import annotations
 
-import importlib
-
 import matplotlib
 
 FIGSIZE = (7.0, 3.6)
@@ -67,24 +65,8 @@ def show(fig) -> None:
     plt.close(fig)
 
 
-def _topic_modules() -> list[str]:
-    import pkgutil
-
-    return sorted(m.name for m in pkgutil.iter_modules(__path__)
-                  if not m.name.startswith("_") and m.name != "welcome")
-
-
-def _load_topic_modules() -> None:
-    for mod in _topic_modules():
-        try:
-            module = importlib.import_module(f"{__name__}.{mod}")
-        except ModuleNotFoundError as err:
-            if err.name == f"{__name__}.{mod}":
-                continue
-            raise
-        for name in getattr(module, "__all__", []):
-            globals()[name] = getattr(module, name)
-
-
 use_style()
-_load_topic_modules()
+
+from .._topics import export_topic_modules  # noqa: E402
+
+export_topic_modules(__name__, __path__, globals())
