@@ -129,18 +129,21 @@ def test_panel_repr_is_short_and_stable():
 
 
 def synthetic_runs():
+    """Stored-looking runs of two on-policy methods (every knob but DPOP λ) and two off-policy ones
+    (DPOP λ), each at three β with its knobs at the runner's defaults; plus one missing method."""
     from teachkit.rlhf import runner
 
     runs = []
-    lr = runner.knob_defaults("dpo")["lr"]
-    for method, family, cfg_extra in (("dpo", "off-policy", {"lr": lr}),
-                                      ("dpop", "off-policy", {"lr": lr, "lam": 50.0})):
+    for method in ("ppo", "grpo", "dpo", "dpop"):
+        spec = runner.METHODS[method]
+        fields = dict(spec.knobs)
+        cfg_extra = {fields[k]: v for k, v in runner.knob_defaults(method).items()}
         for beta in (0.03, 0.1, 0.3):
             h = {"step": [0.0, 1.0, 2.0], "gold_reward": [0.5, 0.6, 0.55], "proxy_reward": [0.0, 0.2, 0.4],
                  "kl_to_ref": [0.0, 0.1 / beta, 0.2 / beta], "seconds": [0.0, 1.0, 2.0],
                  "samples_generated": [0.0] * 3, "reward_queries": [0.0] * 3, "pairs_seen": [0.0, 64.0, 128.0]}
-            runs.append({"method": method, "family": family, "status": "ok", "beta": beta, "task": "arithmetic",
-                         "config": {"beta": beta, **cfg_extra}, "history": h,
+            runs.append({"method": method, "family": spec.family, "status": "ok", "beta": beta,
+                         "task": "arithmetic", "config": {"beta": beta, **cfg_extra}, "history": h,
                          "final": {"gold_reward": 0.55, "proxy_reward": 0.4, "kl_to_ref": 0.2 / beta}})
     runs.append(runner.missing_record("orpo", "not built"))
     return runs
@@ -153,26 +156,52 @@ def test_method_explorer_every_control_and_the_train_button():
 
     def live(method, beta, **knobs):
         calls.append((method, beta, knobs))
-        return {"step": [0.0, 1.0], "gold_reward": [0.5, 0.7], "proxy_reward": [0.0, 0.3],
-                "kl_to_ref": [0.0, 0.4], "pairs_seen": [0.0, 32.0], "reward_queries": [0.0, 0.0]}
+        return {"step": [0.0, 1.0], "gold_reward": [0.5, 0.7], "proxy_reward": [0.0, 0.3], "kl_to_ref": [0.0, 0.4],
+                "seconds": [0.0, 0.5], "samples_generated": [0.0, 16.0], "reward_queries": [0.0, 16.0],
+                "pairs_seen": [0.0, 0.0]}
 
     panel = widgets.method_explorer(synthetic_runs(), live=live)
-    c = panel.controls
-    assert list(c["method"].options) == ["dpo", "dpop"]           # the missing method is not offered
+    c, state = panel.controls, panel.state
+    assert list(c["method"].options) == ["ppo", "grpo", "dpo", "dpop"]   # the missing method is not offered
     assert set(c) == {"method", "beta"} | set(runner.KNOBS)
+    swept = set()
     for method in c["method"].options:
         c["method"].value = method
-        used = runner.METHOD_KNOBS[method]
+        used, defaults = runner.METHOD_KNOBS[method], runner.knob_defaults(method)
         assert all(c[k].disabled == (k not in used) for k in runner.KNOBS)
         for beta in c["beta"].options:
             c["beta"].value = beta
-            assert panel.state["shown"] == [f"stored β={beta:g}"]
+            assert state["shown"] == [f"stored β={beta:g}"]
+        stored = state["shown"]
+        # every value of every knob: away from the default nothing stored matches, at it the stored run
         for knob in runner.KNOBS:
+            default = defaults.get(knob, runner.KNOBS[knob][5])
             for value in slider_values(c[knob]):
+                before, old = state["draws"], c[knob].value
                 c[knob].value = value
-            c[knob].value = runner.knob_defaults(method).get(knob, runner.KNOBS[knob][5])
-        panel.buttons["train"].click()
-        assert calls[-1][0] == method and panel.state["shown"][0] == "live run"
+                changed = c[knob].value != old
+                if c[knob].disabled:        # a knob this method does not have changes nothing
+                    assert state["shown"] == stored and state["draws"] == before
+                elif math.isclose(c[knob].value, default, rel_tol=1e-9):
+                    assert state["shown"] == stored and state["draws"] == before + changed
+                else:
+                    swept.add(knob)
+                    assert state["shown"] == [] and state["last"] == {} and state["draws"] == before
+            c[knob].value = default
+            assert state["shown"] == stored
+        # train live at the ends of every knob the method has
+        for knob in used:
+            default = defaults[knob]
+            for value in (slider_values(c[knob])[0], slider_values(c[knob])[-1]):
+                c[knob].value = value
+                panel.buttons["train"].click()
+                expected = {**defaults, knob: c[knob].value}
+                assert calls[-1] == (method, c["beta"].value, expected)
+                at_default = math.isclose(c[knob].value, default, rel_tol=1e-9)
+                assert state["shown"] == sorted(["live run"] + (stored if at_default else []))
+                assert set(state["last"]["live run"]) == set(runner.HISTORY_KEYS)
+            c[knob].value = default
+    assert swept == set(runner.KNOBS)          # every knob was moved while it was enabled
     # the defaults button brings the knobs back to where the stored runs sit
     c["method"].value = "dpop"
     beta = c["beta"].value

@@ -163,7 +163,7 @@ def train_ppo(world, cfg: PPOConfig = PPOConfig()):
                                   {"params": critic.parameters(), "lr": cfg.critic_lr}], eps=1e-5)
     history = History(world, ("train_score", "entropy", "clip_fraction", "approx_kl", "policy_loss",
                               "value_loss", "mean_length", "first_ratio_dev"))
-    timer, start = Timer(), time.perf_counter()
+    timer, start, in_eval = Timer(), time.perf_counter(), 0.0   # seconds exclude evaluation
     history.log(0, policy, 0.0, cfg.seed)
     peak_bytes = 0
     for step in range(1, cfg.steps + 1):
@@ -223,7 +223,9 @@ def train_ppo(world, cfg: PPOConfig = PPOConfig()):
         if profiling:
             peak_bytes = peak.bytes
         if step % cfg.eval_every == 0 or step == cfg.steps:
-            history.log(step, policy, time.perf_counter() - start, cfg.seed)
+            t_eval = time.perf_counter()
+            history.log(step, policy, t_eval - start - in_eval, cfg.seed)
+            in_eval += time.perf_counter() - t_eval
     if cfg.profile_step:
         costs = model_costs({"policy": policy, "critic": critic, "reference": reference,
                              "reward_model": world.reward_model}, [optimizer])

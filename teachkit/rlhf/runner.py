@@ -29,6 +29,11 @@ think in completions seen the off-policy side already gets twice as many. Counti
 repeats makes epochs over a small dataset cost what they teach, and it maps onto the loops: the
 number of steps is ``labels // labels_per_step``. Wall time is *not* equalised, it is measured:
 off-policy steps need no generation, and the cost bars show by how much.
+
+The two kinds of label come from different judges in the toy world: the preference pairs are
+ranked by the task's gold reward (``teachkit/toy/pairs.py``), the on-policy loops are scored by the
+learned proxy reward model. ``wall_seconds`` is training time only: every loop subtracts the time
+spent in its evaluations.
 """
 
 from __future__ import annotations
