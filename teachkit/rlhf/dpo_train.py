@@ -28,7 +28,7 @@ from ..toy.generate import completion_logits
 from .dpo import DPOP_FORMS, dpo_loss, dpop_loss, implicit_rewards, ipo_loss, simpo_loss
 
 __all__ = ["DPOConfig", "LOSSES", "PairData", "pair_data", "pair_forward", "pair_logps", "train_dpo",
-           "preference_loss", "pair_metrics", "evaluate", "new_history", "RunLog",
+           "preference_loss", "pair_metrics", "evaluate", "new_history", "RunLog", "fit_pairs",
            "check_loop_config", "PAIR_SUBSETS"]
 
 LOSSES = ("dpo", "dpop", "ipo", "simpo")
@@ -235,6 +235,29 @@ class RunLog:
             self.history.setdefault(k, []).append(float(v))
 
 
+def fit_pairs(policy, opt, loss_on, train, cfg, g, log: RunLog, measure):
+    """The offline loop shared by DPO, TDPO and ORPO: minibatches of pairs, clipped AdamW steps.
+
+    ``loss_on(batch)`` is the method's loss; the step-0 loss is taken on every training pair, and
+    ``measure()`` is logged every ``cfg.eval_every`` steps and at the end.
+    """
+    with torch.no_grad():
+        log.losses.append(loss_on(train).item())          # step 0: the loss on every training pair
+    log.add(0, 0, measure)
+    policy.train()
+    for step in range(1, cfg.steps + 1):
+        loss = loss_on(train.sample(cfg.batch_size, g))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.max_grad_norm)
+        opt.step()
+        log.losses.append(loss.item())
+        if step % cfg.eval_every == 0 or step == cfg.steps:
+            log.add(step, step * cfg.batch_size, measure)
+    policy.eval()
+    return policy, log.history
+
+
 def train_dpo(world, cfg: DPOConfig = DPOConfig()):
     """Train a copy of the SFT policy on the world's training pairs; returns (policy, history)."""
     torch.manual_seed(cfg.seed)
@@ -256,18 +279,4 @@ def train_dpo(world, cfg: DPOConfig = DPOConfig()):
         return preference_loss(cfg, pol_c, pol_r, batch.ref_chosen_logps, batch.ref_rejected_logps,
                                batch.chosen_lengths, batch.rejected_lengths)
 
-    with torch.no_grad():
-        log.losses.append(loss_on(train).item())          # step 0: the loss on every training pair
-    log.add(0, 0, measure)
-    policy.train()
-    for step in range(1, cfg.steps + 1):
-        loss = loss_on(train.sample(cfg.batch_size, g))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.max_grad_norm)
-        opt.step()
-        log.losses.append(loss.item())
-        if step % cfg.eval_every == 0 or step == cfg.steps:
-            log.add(step, step * cfg.batch_size, measure)
-    policy.eval()
-    return policy, log.history
+    return fit_pairs(policy, opt, loss_on, train, cfg, g, log, measure)

@@ -24,7 +24,6 @@ and as wrong (length_right, length_wrong). With ``profile_step`` set, the cost f
 
 from __future__ import annotations
 
-import time
 from contextlib import nullcontext
 from dataclasses import dataclass
 
@@ -83,8 +82,8 @@ def train_grpo(world, cfg: GRPOConfig = GRPOConfig()):
     optimizer = torch.optim.Adam(policy.parameters(), lr=cfg.lr, eps=1e-5)
     history = History(world, ("loss", "train_score", "frac_zero_std", "clip_fraction", "kl_k3", "entropy",
                               "mean_length", "length_right", "length_wrong"))
-    timer, start, in_eval = Timer(), time.perf_counter(), 0.0   # seconds exclude evaluation
-    history.log(0, policy, 0.0, cfg.seed)
+    timer = Timer()
+    history.log(0, policy, cfg.seed)
     peak_bytes = 0
     G = cfg.group_size
     for step in range(1, cfg.steps + 1):
@@ -130,9 +129,7 @@ def train_grpo(world, cfg: GRPOConfig = GRPOConfig()):
             if (~right).any():
                 history.add(length_wrong=lengths[~right].mean())
         if step % cfg.eval_every == 0 or step == cfg.steps:
-            t_eval = time.perf_counter()
-            history.log(step, policy, t_eval - start - in_eval, cfg.seed)
-            in_eval += time.perf_counter() - t_eval
+            history.log(step, policy, cfg.seed)
     if cfg.profile_step:
         costs = model_costs({"policy": policy, "reference": reference, "reward_model": world.reward_model},
                             [optimizer])

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from .dpo_train import RunLog, check_loop_config, evaluate, pair_data, pair_forward
+from .dpo_train import RunLog, check_loop_config, evaluate, fit_pairs, pair_data, pair_forward
 from .orpo import log_odds, orpo_loss
 
 __all__ = ["ORPOConfig", "train_orpo", "orpo_metrics", "mean_logps"]
@@ -89,18 +89,4 @@ def train_orpo(world, cfg: ORPOConfig = ORPOConfig()):
         chosen, rejected = mean_logps(policy, batch)
         return orpo_loss(chosen, rejected, lam=cfg.lam)
 
-    with torch.no_grad():
-        log.losses.append(loss_on(train).item())          # step 0: the loss on every training pair
-    log.add(0, 0, measure)
-    policy.train()
-    for step in range(1, cfg.steps + 1):
-        loss = loss_on(train.sample(cfg.batch_size, g))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.max_grad_norm)
-        opt.step()
-        log.losses.append(loss.item())
-        if step % cfg.eval_every == 0 or step == cfg.steps:
-            log.add(step, step * cfg.batch_size, measure)
-    policy.eval()
-    return policy, log.history
+    return fit_pairs(policy, opt, loss_on, train, cfg, g, log, measure)

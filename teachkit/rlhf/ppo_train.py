@@ -116,15 +116,24 @@ class History:
             "samples_generated", "reward_queries", "pairs_seen") + tuple(extra_keys)}
         self.pending: dict[str, list[float]] = {}
         self.samples = self.queries = 0
+        self._start: float | None = None   # the clock starts after the step-0 evaluation
+        self._in_eval = 0.0                # evaluation time, kept out of "seconds"
 
     def add(self, **stats: float) -> None:
         for k, v in stats.items():
             self.pending.setdefault(k, []).append(float(v))
 
-    def log(self, step: int, policy, seconds: float, seed: int) -> None:
+    def log(self, step: int, policy, seed: int) -> None:
+        """Evaluate the policy and log one row; ``seconds`` is training time, evaluation excluded."""
         from ..toy.evaluate import evaluate_policy
 
+        t_eval = time.perf_counter()
+        seconds = 0.0 if self._start is None else t_eval - self._start - self._in_eval
         metrics = evaluate_policy(self.world, policy, seed=seed)
+        if self._start is None:
+            self._start = time.perf_counter()
+        else:
+            self._in_eval += time.perf_counter() - t_eval
         row = {"step": step, "gold_reward": metrics["gold_reward"], "proxy_reward": metrics["proxy_reward"],
                "kl_to_ref": metrics["kl_to_ref"], "seconds": seconds, "samples_generated": self.samples,
                "reward_queries": self.queries, "pairs_seen": 0}
@@ -163,8 +172,8 @@ def train_ppo(world, cfg: PPOConfig = PPOConfig()):
                                   {"params": critic.parameters(), "lr": cfg.critic_lr}], eps=1e-5)
     history = History(world, ("train_score", "entropy", "clip_fraction", "approx_kl", "policy_loss",
                               "value_loss", "mean_length", "first_ratio_dev"))
-    timer, start, in_eval = Timer(), time.perf_counter(), 0.0   # seconds exclude evaluation
-    history.log(0, policy, 0.0, cfg.seed)
+    timer = Timer()
+    history.log(0, policy, cfg.seed)
     peak_bytes = 0
     for step in range(1, cfg.steps + 1):
         profiling = step == cfg.profile_step
@@ -223,9 +232,7 @@ def train_ppo(world, cfg: PPOConfig = PPOConfig()):
         if profiling:
             peak_bytes = peak.bytes
         if step % cfg.eval_every == 0 or step == cfg.steps:
-            t_eval = time.perf_counter()
-            history.log(step, policy, t_eval - start - in_eval, cfg.seed)
-            in_eval += time.perf_counter() - t_eval
+            history.log(step, policy, cfg.seed)
     if cfg.profile_step:
         costs = model_costs({"policy": policy, "critic": critic, "reference": reference,
                              "reward_model": world.reward_model}, [optimizer])

@@ -26,7 +26,6 @@ mean_length; with ``profile_step`` set, the cost figures of :mod:`teachkit.rlhf.
 
 from __future__ import annotations
 
-import time
 from contextlib import nullcontext
 from dataclasses import dataclass
 
@@ -68,8 +67,8 @@ def train_remax(world, cfg: ReMaxConfig = ReMaxConfig()):
     reference = _frozen(world.reference)
     optimizer = torch.optim.Adam(policy.parameters(), lr=cfg.lr, eps=1e-5)
     history = History(world, ("train_score", "greedy_score", "advantage_std", "entropy", "mean_length"))
-    timer, start, in_eval = Timer(), time.perf_counter(), 0.0   # seconds exclude evaluation
-    history.log(0, policy, 0.0, cfg.seed)
+    timer = Timer()
+    history.log(0, policy, cfg.seed)
     peak_bytes = 0
     for step in range(1, cfg.steps + 1):
         profiling = step == cfg.profile_step
@@ -100,9 +99,7 @@ def train_remax(world, cfg: ReMaxConfig = ReMaxConfig()):
             history.add(train_score=r_sample.mean(), greedy_score=r_greedy.mean(), advantage_std=advantages.std(),
                         entropy=masked_mean(entropy.detach(), roll.mask), mean_length=roll.lengths.float().mean())
         if step % cfg.eval_every == 0 or step == cfg.steps:
-            t_eval = time.perf_counter()
-            history.log(step, policy, t_eval - start - in_eval, cfg.seed)
-            in_eval += time.perf_counter() - t_eval
+            history.log(step, policy, cfg.seed)
     if cfg.profile_step:
         costs = model_costs({"policy": policy, "reference": reference, "reward_model": world.reward_model},
                             [optimizer])

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import torch
 
 from .dpo import dpo_loss
-from .dpo_train import RunLog, check_loop_config, evaluate, pair_data, pair_forward, pair_metrics
+from .dpo_train import RunLog, check_loop_config, evaluate, fit_pairs, pair_data, pair_forward, pair_metrics
 from .tdpo import sequential_kl, tdpo_loss
 
 __all__ = ["TDPOConfig", "train_tdpo", "seq_kl_metrics"]
@@ -87,18 +87,4 @@ def train_tdpo(world, cfg: TDPOConfig = TDPOConfig()):
         ratio_c, ratio_r = pol_c - batch.ref_chosen_logps, pol_r - batch.ref_rejected_logps
         return tdpo_loss(ratio_c, ratio_r, kl_c, kl_r, beta=cfg.beta, alpha=cfg.alpha, variant=cfg.variant)
 
-    with torch.no_grad():
-        log.losses.append(loss_on(train).item())          # step 0: the loss on every training pair
-    log.add(0, 0, measure)
-    policy.train()
-    for step in range(1, cfg.steps + 1):
-        loss = loss_on(train.sample(cfg.batch_size, g))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(policy.parameters(), cfg.max_grad_norm)
-        opt.step()
-        log.losses.append(loss.item())
-        if step % cfg.eval_every == 0 or step == cfg.steps:
-            log.add(step, step * cfg.batch_size, measure)
-    policy.eval()
-    return policy, log.history
+    return fit_pairs(policy, opt, loss_on, train, cfg, g, log, measure)
