@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from teachkit.sparse.aio import BYTES_PER_SLOT
 from teachkit.sparse.flash import FlashSpec
 from teachkit.sparse.planner import choose_plan, predict, profile_model
 
@@ -31,7 +32,8 @@ def test_plan_fits_the_budget_and_holds_a_layer():
     budget, fixed, extra = 1_200_000, 100_000, 10_000
     plan = choose_plan(SPEC, mp, IO, 10e9, 10e9, budget, fixed, extra)
     bundle, n, L, cs = SPEC.bundle_bytes, SPEC.n_neurons, SPEC.n_layers, plan.cluster_size
-    staging = (plan.io_threads * cs + 64) * SPEC.stride                  # I/O units + one prefill chunk
+    rows = max(plan.io_depth, cs)
+    staging = (rows + 64) * SPEC.stride + rows * BYTES_PER_SLOT        # staging rows + one prefill chunk + AIO tables
     prefill = 64 * 4 * (64 * 3 + 2 * SPEC.d)                             # max_prompt rows of H, U, X, out
     n_cl = max(1, plan.hot_neurons // cs)
     tables = 8 * (3 * L * n + L * n_cl * (cs + 1) + 4 * (plan.hot_slots + plan.cold_slots) + 4)

@@ -241,7 +241,7 @@ def _run(cfg, n_warm, n_time, n_profile, profile, log, workdir, quick, sweep_fra
     io = profile.get("io")
     if io is None:
         log("  profiling reads (O_DIRECT, random, by size x queue depth) on the bundled file ...")
-        io = profile_reads(sizes=(4096, 16384, 65536, 1 << 20), qds=(1, 4, 8), n_reads=48 if quick else 128,
+        io = profile_reads(sizes=(4096, 16384, 65536, 1 << 20), qds=(1, 4, 8, 16, 32, 64), n_reads=48 if quick else 128,
                            path=w.path)
     bw_kernel = kernel_bandwidth(d=cfg.d, n=cfg.d_ff, n_act=int(w.profile.mean_active), table_bytes=budget)
     c_unit = unit_overhead(cfg.d)
@@ -250,12 +250,12 @@ def _run(cfg, n_warm, n_time, n_profile, profile, log, workdir, quick, sweep_fra
     kv_bytes = 0                                     # no KV cache in the synthetic workload
     qd_choices = tuple(sorted({1, 2} | {int(q) for row in io["random"].values() for q in row}))  # measured QDs
     plan = choose_plan(spec, w.profile, io, bw_mem, bw_kernel, budget, w.fixed_bytes, kv_bytes, unit_overhead=c_unit,
-                       io_threads=qd_choices)
+                       io_depth=qd_choices)
     log("  " + explain(plan).replace("\n", "\n  "))
 
     def engine(schedule="cluster", p=plan, b=budget):
         ecfg = EngineConfig(budget=b, hot_neurons=p.hot_neurons, cluster_size=p.cluster_size, schedule=schedule,
-                            read_unit=p.read_unit, prefill_chunk=64, io_threads=p.io_threads)
+                            read_unit=p.read_unit, prefill_chunk=64, io_depth=p.io_depth)
         return SparseFFN(w.path, ecfg, w.predictor, gated=True, fixed=w.fixed, freq=w.profile.freq, verify=False)
 
     def check_against_dense():
@@ -277,9 +277,9 @@ def _run(cfg, n_warm, n_time, n_profile, profile, log, workdir, quick, sweep_fra
                                                   io_threads=2),
         "dense_ram": lambda: dense,
         "llm_in_a_flash": lambda: LLMFlash(w.path, w.predictor, True, cache_budget, window=5,
-                                           parallel=flash_parallel, io_threads=plan.io_threads),
-        "sparse_flash": lambda: NoCacheSparse(w.matrix_path, w.predictor, True, max_act, plan.io_threads),
-        "+bundle": lambda: NoCacheSparse(w.path, w.predictor, True, max_act, plan.io_threads),
+                                           parallel=flash_parallel, io_threads=plan.io_depth),
+        "sparse_flash": lambda: NoCacheSparse(w.matrix_path, w.predictor, True, max_act, plan.io_depth),
+        "+bundle": lambda: NoCacheSparse(w.path, w.predictor, True, max_act, plan.io_depth),
         "+cache": lambda: engine("serial"),
         "+pipeline(matrix)": lambda: engine("matrix"),
         "+pipeline": lambda: engine("cluster"),
@@ -293,7 +293,7 @@ def _run(cfg, n_warm, n_time, n_profile, profile, log, workdir, quick, sweep_fra
         b = int(ffn * frac)
         try:
             p = choose_plan(spec, w.profile, io, bw_mem, bw_kernel, b, w.fixed_bytes, kv_bytes, unit_overhead=c_unit,
-                            io_threads=qd_choices)
+                            io_depth=qd_choices)
             backends[f"sweep_{frac}"] = engine("cluster", p, b)
             sweep_plans[frac] = p
         except ValueError as err:
@@ -326,7 +326,7 @@ def _run(cfg, n_warm, n_time, n_profile, profile, log, workdir, quick, sweep_fra
         r["hit_rate_cold"] = _cold_hit_rate(backends[f"sweep_{frac}"].cache.history[n_warm:])
         r["budget_over_ffn"] = frac
         r["predicted_tok_s"] = p.predicted_tok_s
-        r["plan"] = {"hot_neurons": p.hot_neurons, "cold_slots": p.cold_slots, "io_threads": p.io_threads}
+        r["plan"] = {"hot_neurons": p.hot_neurons, "cold_slots": p.cold_slots, "io_depth": p.io_depth}
         sweep.append(r)
         log(f"  budget {frac:.2f} x FFN: {r['tok_s']:.2f} tok/s (predicted {p.predicted_tok_s:.1f}), "
             f"cold hit rate {r['hit_rate_cold']:.3f}")

@@ -33,10 +33,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .aio import BYTES_PER_SLOT
 from .cache import CacheConfig, SegmentedCache
 from .flash import FlashFile
 from .iobench import FlashReader, FlashReadError
-from .pipeline import ClusterPipeline, PipelineConfig, PipelineTimeout, Trace
+from .pipeline import ClusterPipeline, PipelineConfig, PipelineTimeout, Trace, staging_rows
 
 __all__ = ["EngineConfig", "SparseFFN", "engine_memory", "OraclePredictor", "NumpyGPT", "PredictorAdapter",
            "hot_clusters_from_freq", "plan_regions"]
@@ -50,8 +51,9 @@ class EngineConfig:
     cluster_size: int = 32
     schedule: str = "cluster"
     read_unit: str = "bundle"
-    io_threads: int = 1
+    io_depth: int = 16             # reads in flight (one I/O thread)
     timeout: float = 10.0
+    aio: str = "auto"              # "kernel" (Linux AIO), "threads" (pread threads) or "auto"
     prefill_chunk: int = 256       # neurons per sequential prefill read
     max_prompt: int = 64           # prompt rows the prefill buffers are sized (and budgeted) for
 
@@ -98,7 +100,8 @@ def engine_memory(spec, cfg: EngineConfig, held_bytes: int, gated: bool, n_hot_c
     ``held_bytes``: what the engine holds besides its own buffers (fixed region, predictor,
     KV cache). The planner calls this too, so plan and engine agree to the byte.
     """
-    staging = cfg.io_threads * cfg.cluster_size * spec.stride + cfg.prefill_chunk * spec.stride
+    rows = staging_rows(cfg, cfg.cluster_size)
+    staging = (rows + cfg.prefill_chunk) * spec.stride + rows * BYTES_PER_SLOT     # + the AIO tables
     dequant = cfg.prefill_chunk * spec.n_mats * spec.d * 4 if spec.dtype == "int8" else 0
     prefill = cfg.max_prompt * 4 * (cfg.prefill_chunk * (3 if gated else 2) + 2 * spec.d) + dequant
     if n_hot_clusters is None:
@@ -197,8 +200,8 @@ class SparseFFN:
         self.cache = SegmentedCache(ccfg, cfg.budget, fixed=fixed, hot_clusters=hot, extra_bytes=other)
         self.trace = trace if trace is not None else Trace()
         self.pipe = ClusterPipeline(self.flash, self.cache,
-                                    PipelineConfig(cfg.schedule, cfg.read_unit, cfg.cluster_size, cfg.io_threads,
-                                                   cfg.timeout), gated, self.trace, fault=fault)
+                                    PipelineConfig(cfg.schedule, cfg.read_unit, cfg.cluster_size, cfg.io_depth,
+                                                   cfg.timeout, cfg.aio), gated, self.trace, fault=fault)
         self.prefill_reader = FlashReader(self.flash, cfg.prefill_chunk, fault=fault)
         self.prefill_io = _BoundedIO(cfg.timeout, "flash-prefill-io")
         self.tokens = 0

@@ -208,6 +208,27 @@ class FlashReader:
         self.n_reads += len(off)
         self.bytes_read += int(length.sum())
 
+    def addresses(self, layer: int, units: np.ndarray, lo: int, hi: int, rows: np.ndarray):
+        """``(addr, offset, length)`` of one read per unit: bytes ``[lo, hi)`` of ``units[j]`` into staging row ``rows[j]``.
+
+        For asynchronous readers (:mod:`teachkit.sparse.aio`), which issue the reads themselves.
+        """
+        if not 0 <= lo < hi <= self._stride:
+            raise ValueError(f"byte range [{lo}, {hi}) is outside a unit of {self._stride} B")
+        if self.direct and (lo % 512 or hi % 512):
+            raise ValueError(f"O_DIRECT partial reads need 512-aligned bounds, got [{lo}, {hi})")
+        units, rows = np.asarray(units, dtype=np.int64), np.asarray(rows, dtype=np.int64)
+        base = self._base + layer * self._layer_bytes
+        addr = (self.staging.ctypes.data + rows * self._stride + lo).astype(np.uint64)
+        return addr, base + units * self._stride + lo, np.full(len(units), hi - lo, dtype=np.int64)
+
+    def completed(self, offset: np.ndarray, length: np.ndarray) -> None:
+        """Count reads issued through :meth:`addresses` that completed; evict their pages if buffered."""
+        if not self.direct:
+            _drop_pages(self.fd, np.asarray(offset, np.int64), np.asarray(length, np.int64), PAGE)
+        self.n_reads += len(offset)
+        self.bytes_read += int(np.sum(length))
+
     def read(self, layer: int, units: np.ndarray, mat: int = 0, lo: int = 0, hi: int | None = None,
              coalesce: bool = True) -> np.ndarray:
         """Read bytes ``[lo, hi)`` of each unit ``units`` (sorted) of ``layer`` into staging rows 0..k-1.
@@ -265,6 +286,14 @@ def _pread_all(fd, addr, offset, length, drop, page):
             b = (offset[j] + length[j] + page - 1) // page * page
             _c_fadvise(fd, a, b - a, _FADV_DONTNEED)
     return -1
+
+
+@njit(nogil=True)
+def _drop_pages(fd, offset, length, page):
+    for j in range(offset.shape[0]):
+        a = offset[j] // page * page
+        b = (offset[j] + length[j] + page - 1) // page * page
+        _c_fadvise(fd, a, b - a, _FADV_DONTNEED)
 
 
 # --------------------------------------------------------------------------- profiling
@@ -335,44 +364,56 @@ def sequential_read_bw(path, chunk: int = 1 << 20, limit: int | None = None, dir
 SEQ_CONFIGS = ((1 << 20, 1), (4 << 20, 1), (4 << 20, 2), (4 << 20, 4))   # (chunk, qd) tried for the best
 
 
-def _random_bw(path, size: int, qd: int, n_reads: int, span: int, seed: int, direct: bool) -> float:
+def _random_bw(path, size: int, qd: int, n_reads: int, span: int, seed: int, direct: bool, method: str) -> float:
+    """Random ``size``-byte reads, ``qd`` in flight from one thread (:func:`~teachkit.sparse.aio.open_async_reads`).
+
+    A read is submitted as soon as one completes, so the queue never drains until the end.
+    """
+    from .aio import open_async_reads
+
     fd = _open_uncached(path, direct)
-    offsets = np.random.default_rng(seed).integers(0, span // size, n_reads * qd) * size
-    errors = []
-
-    def worker(part):
-        buf = memoryview(aligned_buffer(size))
-        try:
-            for off in part:
-                if os.preadv(fd, [buf], int(off)) != size:
-                    raise FlashReadError("short read while profiling")
-        except Exception as err:  # noqa: BLE001 - re-raised in the caller
-            errors.append(err)
-
-    threads = [threading.Thread(target=worker, args=(offsets[i::qd],)) for i in range(qd)]
-    t0 = time.perf_counter()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    dt = time.perf_counter() - t0
-    os.close(fd)
-    if errors:
-        raise errors[0]
+    total = max(4 * qd, min(n_reads * qd, (64 << 20) // size))      # at most ~64 MiB per cell
+    offsets = np.random.default_rng(seed).integers(0, span // size, total) * size
+    buf = aligned_buffer(qd * size)
+    reads = open_async_reads(fd, qd, method)
+    try:
+        t0 = time.perf_counter()
+        nxt, done = 0, 0
+        free = list(range(qd))
+        while done < len(offsets):
+            k = min(len(free), len(offsets) - nxt)
+            if k:
+                rows = np.array(free[:k], dtype=np.int64)
+                del free[:k]
+                reads.submit((buf.ctypes.data + rows * size).astype(np.uint64), offsets[nxt:nxt + k],
+                             np.full(k, size, dtype=np.int64), rows)
+                nxt += k
+            tags, res = reads.reap(1, 5.0)
+            if not len(tags):
+                raise FlashReadError("no read completed within 5 s while profiling")
+            if (res != size).any():
+                raise FlashReadError(f"short or failed read while profiling (result {int(res[res != size][0])})")
+            free.extend(tags.tolist())
+            done += len(tags)
+        dt = time.perf_counter() - t0
+    finally:
+        reads.close()
+        os.close(fd)
     return len(offsets) * size / dt
 
 
 def profile_reads(sizes=(4096, 16384, 65536, 262144), qds=(1, 4), n_reads: int = 64,
                   file_bytes: int = 256 << 20, path=None, direct: bool = True, seed: int = 0,
-                  directory=None) -> dict:
+                  directory=None, method: str = "auto") -> dict:
     """Random-read bandwidth (bytes/s) by read size x queue depth, and sequential bandwidth.
 
     Reads a scratch file (in ``directory``, deleted after) or ``path`` with O_DIRECT at random ``size``-aligned offsets;
-    ``qd`` threads keep ``qd`` reads in flight. Returns
+    one thread keeps ``qd`` reads in flight with kernel AIO (``method="kernel"``; ``"threads"``:
+    ``qd`` blocking-``pread`` threads; ``"auto"``: kernel AIO where the OS has it). Returns
     ``{"random": {size: {qd: bytes_per_s}}, "sequential": bytes_per_s (1 MiB reads, QD 1),
     "sequential_best": the best of :data:`SEQ_CONFIGS` (larger reads, more in flight: what a tuned
     streaming reader can reach, hence the one a bound must use), "sequential_by": each of them,
-    "span": bytes, "direct": bool}``;
+    "span": bytes, "direct": bool, "method": what issued the random reads}``;
     ``direct`` is False where the filesystem refused O_DIRECT (the profile is then optimistic).
     """
     own = path is None
@@ -382,7 +423,7 @@ def profile_reads(sizes=(4096, 16384, 65536, 262144), qds=(1, 4), n_reads: int =
     span = os.path.getsize(path)
     used_direct = direct and direct_io_works(path)
     try:
-        table = {int(s): {int(q): _random_bw(path, s, q, n_reads, span, seed + q, direct) for q in qds}
+        table = {int(s): {int(q): _random_bw(path, s, q, n_reads, span, seed + q, direct, method) for q in qds}
                  for s in sizes}
         lim = min(span, 128 << 20)
         seq_by = {f"{c >> 20}MiB_qd{q}": sequential_read_bw(path, c, lim, direct, q) for c, q in SEQ_CONFIGS}
@@ -390,7 +431,13 @@ def profile_reads(sizes=(4096, 16384, 65536, 262144), qds=(1, 4), n_reads: int =
         if own:
             path.unlink(missing_ok=True)
     return {"random": table, "sequential": seq_by["1MiB_qd1"], "sequential_best": max(seq_by.values()),
-            "sequential_by": seq_by, "span": span, "direct": used_direct}
+            "sequential_by": seq_by, "span": span, "direct": used_direct, "method": _method_name(method)}
+
+
+def _method_name(method: str) -> str:
+    from .aio import kernel_aio_available
+
+    return "kernel" if method == "kernel" or (method == "auto" and kernel_aio_available()) else "threads"
 
 
 def interpolate_bw(profile: dict, size: int, qd: int = 1) -> float:

@@ -41,6 +41,7 @@ per region rather than cluster by cluster.
 
 from __future__ import annotations
 
+import os
 import queue
 import sys
 import threading
@@ -51,6 +52,7 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit
 
+from .aio import open_async_reads
 from .iobench import FlashReader, FlashReadError
 
 __all__ = ["PipelineConfig", "ClusterPipeline", "Trace", "PipelineTimeout", "gate_compute", "updown_compute"]
@@ -136,12 +138,15 @@ def updown_compute(W, rows, x, g, gated: bool, out) -> np.ndarray:
 
 
 @njit(nogil=True, cache=True)
-def _scatter(raw, lo, hi, dst, rows, dst_lo):
-    """Copy bytes [lo, hi) of each staged unit into row ``rows[j]`` of ``dst`` at ``dst_lo``."""
-    for j in range(rows.shape[0]):
-        r = rows[j]
-        for b in range(hi - lo):
-            dst[r, dst_lo + b] = raw[j, lo + b]
+def _scatter_rows(src, srows, lo, hi, dst, drows, dst_lo):
+    """Copy elements [lo, hi) of staging row ``srows[j]`` into row ``drows[j]`` of ``dst`` at ``dst_lo``."""
+    for j in range(srows.shape[0]):
+        dst[drows[j], dst_lo:dst_lo + hi - lo] = src[srows[j], lo:hi]
+
+
+def staging_rows(cfg: "PipelineConfig", hot_cluster_size: int) -> int:
+    """Staging rows the I/O thread holds: one per read in flight, and at least one whole unit."""
+    return max(cfg.io_depth, cfg.cluster_size, hot_cluster_size)
 
 
 # --------------------------------------------------------------------------- trace
@@ -179,16 +184,17 @@ class PipelineConfig:
     schedule: str = "cluster"     # "cluster", "matrix" or "serial"
     read_unit: str = "bundle"     # "bundle" (one read per neuron) or "split" (gate, then up/down)
     cluster_size: int = 32
-    io_threads: int = 1
+    io_depth: int = 16            # reads in flight (one I/O thread, kernel AIO)
     timeout: float = 10.0
+    aio: str = "auto"             # "kernel" (Linux AIO), "threads" (pread threads) or "auto"
 
     def __post_init__(self):
         if self.schedule not in ("cluster", "matrix", "serial"):
             raise ValueError(f"schedule must be 'cluster', 'matrix' or 'serial', got {self.schedule!r}")
         if self.read_unit not in ("bundle", "split"):
             raise ValueError(f"read_unit must be 'bundle' or 'split', got {self.read_unit!r}")
-        if self.cluster_size < 1 or self.io_threads < 1 or self.timeout <= 0:
-            raise ValueError("cluster_size, io_threads and timeout must be positive")
+        if self.cluster_size < 1 or self.io_depth < 1 or self.timeout <= 0:
+            raise ValueError("cluster_size, io_depth and timeout must be positive")
 
 
 class _Unit:
@@ -224,67 +230,127 @@ class ClusterPipeline:
         self.trace = trace if trace is not None else Trace()
         if sys.getswitchinterval() > SWITCH_INTERVAL:
             sys.setswitchinterval(SWITCH_INTERVAL)           # see "The GIL hand-off" above
-        unit = max(cfg.cluster_size, cache.cfg.cluster_size)
-        self.readers = [FlashReader(flash, unit, fault=fault) for _ in range(cfg.io_threads)]
-        if cfg.read_unit == "split" and self.readers[0].direct and (self.spec.d * 4) % 512:
+        self.n_rows = staging_rows(cfg, cache.cfg.cluster_size)
+        self.reader = FlashReader(flash, self.n_rows, fault=fault)
+        self.readers = [self.reader]
+        if cfg.read_unit == "split" and self.reader.direct and (self.spec.d * 4) % 512:
             raise ValueError("read_unit='split' with O_DIRECT needs d*4 to be a multiple of 512")
+        self.aio = open_async_reads(self.reader.fd, self.n_rows, cfg.aio)
         self.requests: queue.Queue = queue.Queue()
         self.done: queue.Queue = queue.Queue()
         self.failed: BaseException | None = None
-        self.threads = [threading.Thread(target=self._io_loop, args=(r, i), daemon=True, name=f"flash-io-{i}")
-                        for i, r in enumerate(self.readers)]
-        for t in self.threads:
-            t.start()
-        self.staging_bytes = sum(r.staging.nbytes for r in self.readers)
+        self.thread = threading.Thread(target=self._io_loop, daemon=True, name="flash-io")
+        self.thread.start()
+        self.staging_bytes = self.reader.staging.nbytes
 
-    # ---- the I/O thread ---------------------------------------------------------------
-    def _io_loop(self, reader: FlashReader, i: int) -> None:
-        d4 = self.spec.d * 4
-        whole = self.spec.payload_bytes()
+    # ---- the I/O thread ----------------------------------------------------------------
+    def _range(self, part: str):
+        """Bytes ``[lo, hi)`` of a bundle that ``part`` reads, and the stage name."""
+        d4, whole = self.spec.d * 4, self.spec.payload_bytes()
+        if part == "bundle":
+            return 0, self.spec.stride, "bundle_read"
+        if part == "gate":
+            return 0, d4, "gate_read"
+        return d4, (-(-whole // 512) * 512 if self.reader.direct else whole), "updown_read"
+
+    def _io_loop(self) -> None:
+        """Submit every requested read at once (up to ``n_rows`` in flight), hand back whole units.
+
+        A unit's reads go to free staging rows; when its last read completes, its bytes are
+        copied into the cache rows it was given and the unit goes on the ``done`` queue. The
+        thread sleeps in ``io_getevents`` (no GIL) until the unit nearest completion can be done.
+        """
+        reader, aio = self.reader, self.aio
+        free = list(range(self.n_rows))
+        backlog: deque = deque()
+        jobs: dict = {}                        # job id -> [unit, part, layer, rows, reads left, t0, offsets, lengths]
+        next_id = 0
         while True:
-            job = self.requests.get()
-            if job is None:
-                return
-            unit, part, layer = job
-            t0 = time.perf_counter()
             try:
-                neurons, rows = (unit.neurons, unit.read_rows)
-                if part == "bundle":
-                    lo, hi, stage = 0, self.spec.stride, "bundle_read"
-                elif part == "gate":
-                    lo, hi, stage = 0, d4, "gate_read"
-                else:
-                    lo, hi, stage = d4, whole, "updown_read"
-                    if reader.direct:
-                        hi = -(-whole // 512) * 512
-                raw = reader.read(layer, neurons, lo=lo, hi=hi)
-                self.cache.add_traffic("hot" if unit.W is self.cache.hot_w else "cold", len(neurons) * (hi - lo))
-                qb, sb = _as_bytes(unit.W)
-                hi_payload = min(hi, whole)
-                if sb is None:
-                    _scatter(raw, lo, hi_payload, qb, rows, lo)
-                else:
-                    m = self.spec.n_mats
-                    _scatter(raw, 0, 4 * m, sb, rows, 0)
-                    _scatter(raw, 4 * m, whole, qb, rows, 0)
-                self.trace.add(f"io{i}", stage, layer, unit.uid, t0, time.perf_counter())
-                self.done.put((unit, part, None))
-            except BaseException as err:  # noqa: BLE001 - handed to the compute thread
-                self.done.put((unit, part, err))
+                batch = self.requests.get() if not (jobs or backlog) else self.requests.get_nowait()
+                while True:
+                    if batch is None:
+                        return
+                    backlog.extend(batch)
+                    batch = self.requests.get_nowait()
+            except queue.Empty:
+                pass
+            while backlog and len(backlog[0][0].neurons) <= min(len(free), len(aio.free)):
+                unit, part, layer = backlog.popleft()
+                k = len(unit.neurons)
+                rows, free = np.array(free[:k], dtype=np.int64), free[k:]
+                lo, hi, _ = self._range(part)
+                t0 = time.perf_counter()
+                try:
+                    if reader.fault is not None:
+                        for j in range(k):
+                            reader.fault(reader.n_reads + j)
+                    addr, off, length = reader.addresses(layer, unit.neurons, lo, hi, rows)
+                    aio.submit(addr, off, length, np.full(k, next_id))
+                except BaseException as err:  # noqa: BLE001 - handed to the compute thread
+                    free.extend(rows.tolist())
+                    self.done.put((unit, part, err))
+                    continue
+                jobs[next_id] = [unit, part, layer, rows, k, t0, off, length, None]
+                next_id += 1
+            if not jobs:
+                continue
+            split = self.cfg.read_unit == "split"
+            tags, res = aio.reap(1 if split else min(j[4] for j in jobs.values()), 0.05)
+            if not len(tags):
+                continue
+            ids, counts = np.unique(tags, return_counts=True)
+            for jid, n in zip(ids.tolist(), counts.tolist()):
+                job = jobs[jid]
+                job[4] -= n
+                mine = res[tags == jid]
+                if job[8] is None and (mine != job[7][0]).any():
+                    got = int(mine[mine != job[7][0]][0])
+                    why = os.strerror(-got) if got < 0 else f"short read: {got} of {int(job[7][0])} B"
+                    job[8] = FlashReadError(f"reading layer {job[2]} from {self.flash.path.name} failed: {why}")
+                if job[4] == 0:                     # every read of the unit is back: its rows are free again
+                    del jobs[jid]
+                    if job[8] is None:
+                        self._land(job)
+                    else:
+                        self.done.put((job[0], job[1], job[8]))
+                    free.extend(job[3].tolist())
+
+    def _land(self, job) -> None:
+        """Copy a unit's staged bytes into its cache rows, count them, and hand the unit over."""
+        unit, part, layer, rows, _, t0, off, length, _ = job
+        try:
+            lo, hi, stage = self._range(part)
+            self.reader.completed(off, length)
+            self.cache.add_traffic("hot" if unit.W is self.cache.hot_w else "cold", int(length.sum()))
+            qb, sb = _as_bytes(unit.W)
+            whole = self.spec.payload_bytes()
+            staging = self.reader.staging
+            if sb is None:                                  # float32 rows: copy 4 bytes at a time
+                _scatter_rows(staging.view(np.uint32), rows, lo // 4, min(hi, whole) // 4, qb.view(np.uint32),
+                              unit.read_rows, lo // 4)
+            else:
+                m = self.spec.n_mats
+                _scatter_rows(staging, rows, 0, 4 * m, sb, unit.read_rows, 0)
+                _scatter_rows(staging, rows, 4 * m, whole, qb, unit.read_rows, 0)
+            self.trace.add("io", stage, layer, unit.uid, t0, time.perf_counter())
+            self.done.put((unit, part, None))
+        except BaseException as err:  # noqa: BLE001 - handed to the compute thread
+            self.done.put((unit, part, err))
 
     def close(self) -> None:
-        for _ in self.threads:
-            self.requests.put(None)
-        for r in self.readers:
-            r.close()
+        self.requests.put(None)
+        self.thread.join(timeout=1.0)
+        self.aio.close()
+        self.reader.close()
 
     @property
     def bytes_read(self) -> int:
-        return sum(r.bytes_read for r in self.readers)
+        return self.reader.bytes_read
 
     @property
     def n_reads(self) -> int:
-        return sum(r.n_reads for r in self.readers)
+        return self.reader.n_reads
 
     # ---- the compute thread -----------------------------------------------------------
     def _units(self, layer: int, plan: dict):
@@ -292,9 +358,8 @@ class ClusterPipeline:
 
         Everything already in memory is ready at once, so it forms one unit per region (hot,
         cold): fewer kernel calls, fewer GIL hand-offs. Misses are cut into clusters of at most
-        ``cluster_size`` neurons, smaller when that gives every I/O thread a share (45 misses
-        in clusters of 16 would keep only 3 of 4 reads in flight); a hot miss is its whole hot
-        cluster. Each is computed as soon as its read lands.
+        ``cluster_size`` neurons; a hot miss is its whole hot cluster. Each is computed as soon
+        as its last read lands.
         """
         cs, cache = self.cfg.cluster_size, self.cache
         to_read, uid = [], 2
@@ -311,7 +376,6 @@ class ClusterPipeline:
         ready = [u for u in (_Unit(0, cache.hot_w, np.concatenate(resident_hot) if resident_hot else []),
                              _Unit(1, cache.cold_w, slots[~miss])) if len(u.rows)]
         n_sel, s_sel = neurons[miss], slots[miss]
-        cs = min(cs, max(1, -(-len(n_sel) // len(self.readers))))     # every I/O thread gets a share
         for a in range(0, len(n_sel), cs):
             s = np.ascontiguousarray(s_sel[a:a + cs])
             to_read.append(_Unit(uid, cache.cold_w, s, np.ascontiguousarray(n_sel[a:a + cs]), s))
@@ -354,7 +418,7 @@ class ClusterPipeline:
             self.cache.invalidate_cold(layer, dead)       # half-read bundles must not stay cached
         u.rows, u.neurons, u.read_rows, u.g = u.rows[fired], u.neurons[fired], u.read_rows[fired], u.g[fired]
         if len(u.rows):
-            self.requests.put((u, "updown", layer))
+            self.requests.put([(u, "updown", layer)])
             return True
         return False
 
@@ -366,7 +430,8 @@ class ClusterPipeline:
             ready, to_read = self._units(layer, plan)
             for u in to_read:                             # hot clusters are always read whole
                 u.split = self.cfg.read_unit == "split" and u.W is self.cache.cold_w
-                self.requests.put((u, "gate" if u.split else "bundle", layer))
+            if to_read:                                   # the whole layer's reads in one request
+                self.requests.put([(u, "gate" if u.split else "bundle", layer) for u in to_read])
             if self.cfg.schedule == "cluster":
                 self._run_cluster(layer, x, out, ready, len(to_read))
             else:

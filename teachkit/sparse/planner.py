@@ -149,7 +149,7 @@ class Plan:
     hot_neurons: int
     cluster_size: int
     read_unit: str
-    io_threads: int
+    io_depth: int
     cold_slots: int
     hot_slots: int
     hit_rate: float
@@ -159,7 +159,7 @@ class Plan:
 
 def predict(spec, mp: ModelProfile, io_profile: dict, bw_mem: float, bw_kernel: float, fixed_bytes: int,
             hot_neurons: int, cold_slots: int, cluster_size: int, read_unit: str, pipelined: bool = True,
-            io_threads: int = 1, unit_overhead: float = 30e-6, hit_rate: float | None = None) -> dict:
+            io_depth: int = 1, unit_overhead: float = 30e-6, hit_rate: float | None = None) -> dict:
     """The cost model above for one plan; returns every term (seconds) and the tok/s."""
     bundle = spec.bundle_bytes
     L = mp.n_layers
@@ -168,11 +168,11 @@ def predict(spec, mp: ModelProfile, io_profile: dict, bw_mem: float, bw_kernel: 
         hit_rate = simulate_hit_rate(mp.traces, mp.n_neurons, cold_slots, hot_sets, warmup=len(mp.traces) // 3)
     n_miss = mp.mean_active * (1 - hit_rate)
     if read_unit == "bundle":
-        t_read = spec.stride / interpolate_bw(io_profile, spec.stride, io_threads)
+        t_read = spec.stride / interpolate_bw(io_profile, spec.stride, io_depth)
     else:
         part = spec.d * 4
-        t_read = part / interpolate_bw(io_profile, part, io_threads) + \
-            (bundle - part) / interpolate_bw(io_profile, bundle - part, io_threads)
+        t_read = part / interpolate_bw(io_profile, part, io_depth) + \
+            (bundle - part) / interpolate_bw(io_profile, bundle - part, io_depth)
     n_units = np.ceil(mp.mean_active / cluster_size) + 1
     t_fixed = fixed_bytes / bw_mem
     t_comp = L * (mp.mean_active * bundle / bw_kernel + n_units * unit_overhead)
@@ -188,7 +188,7 @@ def predict(spec, mp: ModelProfile, io_profile: dict, bw_mem: float, bw_kernel: 
 
 def choose_plan(spec, mp: ModelProfile, io_profile: dict, bw_mem: float, bw_kernel: float, budget: int,
                 fixed_bytes: int, extra_bytes: int, hot_fracs=(0.0, 0.05, 0.1, 0.2, 0.3),
-                cluster_sizes=(16, 32, 64), read_units=("bundle", "split"), io_threads=(1, 2, 4),
+                cluster_sizes=(16, 32, 64), read_units=("bundle", "split"), io_depth=(1, 2, 4),
                 prefill_chunk: int = 64, max_prompt: int = 64, unit_overhead: float = 30e-6) -> Plan:
     """Grid search of the cost model under the budget. Raises if nothing fits.
 
@@ -198,11 +198,11 @@ def choose_plan(spec, mp: ModelProfile, io_profile: dict, bw_mem: float, bw_kern
     """
     bundle = spec.bundle_bytes
     best, hits = None, {}
-    for frac, cs, ru, qd in itertools.product(hot_fracs, cluster_sizes, read_units, io_threads):
+    for frac, cs, ru, qd in itertools.product(hot_fracs, cluster_sizes, read_units, io_depth):
         if ru == "split" and spec.dtype != "float32":
             continue
         H = int(round(frac * spec.n_neurons / cs)) * cs
-        ecfg = EngineConfig(budget=budget, hot_neurons=H, cluster_size=cs, read_unit=ru, io_threads=qd,
+        ecfg = EngineConfig(budget=budget, hot_neurons=H, cluster_size=cs, read_unit=ru, io_depth=qd,
                             prefill_chunk=prefill_chunk, max_prompt=max_prompt)
         try:                                       # the engine's own accounting: plan and engine agree
             cold = engine_memory(spec, ecfg, fixed_bytes + extra_bytes, spec.n_mats == 3)["cold_slots"]
@@ -215,7 +215,7 @@ def choose_plan(spec, mp: ModelProfile, io_profile: dict, bw_mem: float, bw_kern
             hits[H, cold] = simulate_hit_rate(mp.traces, mp.n_neurons, int(cold), hot_sets,
                                               warmup=len(mp.traces) // 3)
         terms = predict(spec, mp, io_profile, bw_mem, bw_kernel, fixed_bytes, H, int(cold), cs, ru,
-                        io_threads=qd, hit_rate=hits[H, cold], unit_overhead=unit_overhead)
+                        io_depth=qd, hit_rate=hits[H, cold], unit_overhead=unit_overhead)
         plan = Plan(H, cs, ru, qd, int(cold), -(-H // cs) * spec.n_layers, terms["hit_rate"], terms["tok_s"], terms)
         if best is None or plan.predicted_tok_s > best.predicted_tok_s:
             best = plan
@@ -229,7 +229,7 @@ def explain(plan: Plan) -> str:
     t = plan.terms
     return (f"plan: {plan.hot_neurons} hot neurons/layer in clusters of {plan.cluster_size} "
             f"({plan.hot_slots} hot clusters), {plan.cold_slots} cold slots, read unit '{plan.read_unit}', "
-            f"{plan.io_threads} reads in flight\n"
+            f"{plan.io_depth} reads in flight\n"
             f"  replayed hit rate {plan.hit_rate:.3f}, {t['misses_per_token']:.0f} misses/token "
             f"at {t['t_read'] * 1e6:.0f} us each\n"
             f"  t_fixed {t['t_fixed'] * 1e3:.2f} ms + max(t_compute {t['t_compute'] * 1e3:.2f} ms, "
