@@ -103,6 +103,7 @@ class KernelAIO:
             n = _sys(self._submit, self.ctx, ctypes.c_long(k - done), ctypes.c_void_p(ptrs.ctypes.data + 8 * done))
             if n <= 0:
                 err = ctypes.get_errno()
+                self.in_flight += done                   # the reads the kernel took are in flight
                 self.free.extend(int(s) for s in slots[done:])
                 raise OSError(err, f"io_submit failed after {done} of {k} reads: {os.strerror(err)}")
             done += n
@@ -181,8 +182,11 @@ class ThreadedReads:
         return tags, np.array([r for _, r in got], dtype=np.int64)
 
     def close(self) -> None:
+        """Stop the threads once the reads already queued are done (as ``io_destroy`` waits for them)."""
         for _ in self.threads:
             self.jobs.put(None)
+        for t in self.threads:                           # no pread may write into the buffer after close
+            t.join()
 
 
 def kernel_aio_available() -> bool:

@@ -241,7 +241,7 @@ def _run(cfg, n_warm, n_time, n_profile, profile, log, workdir, quick, sweep_fra
     io = profile.get("io")
     if io is None:
         log("  profiling reads (O_DIRECT, random, by size x queue depth) on the bundled file ...")
-        io = profile_reads(sizes=(4096, 16384, 65536, 1 << 20), qds=(1, 4, 8, 16, 32, 64), n_reads=48 if quick else 128,
+        io = profile_reads(sizes=(4096, 16384, 65536, 1 << 20), qds=(1, 4, 8, 16, 32, 64, 128), n_reads=48 if quick else 128,
                            path=w.path)
     bw_kernel = kernel_bandwidth(d=cfg.d, n=cfg.d_ff, n_act=int(w.profile.mean_active), table_bytes=budget)
     c_unit = unit_overhead(cfg.d)

@@ -255,15 +255,17 @@ class SegmentedCache:
         active = np.asarray(active, dtype=np.int64)
         cl = self.hot_cluster_of[layer, active]
         is_hot = cl >= 0
-        hot_n, cold_n = active[is_hot], active[~is_hot]
-        clusters = np.unique(cl[is_hot])
+        cold_n = active[~is_hot]
+        order = np.argsort(cl[is_hot], kind="stable")          # hot neurons grouped by cluster
+        hot_n, hot_cl = active[is_hot][order], cl[is_hot][order]
+        clusters, first, counts = np.unique(hot_cl, return_index=True, return_counts=True)
         cs = self.cfg.cluster_size
         if len(clusters):
             h_slots, h_miss = self.hot.lookup(layer * self.max_clusters + clusters)
         else:
             h_slots, h_miss = np.empty(0, np.int64), np.empty(0, bool)
-        slot_by_cluster = dict(zip(clusters.tolist(), h_slots.tolist()))
-        rows = [slot_by_cluster[c] * cs + self.hot_pos_of[layer, hot_n[cl[is_hot] == c]] for c in clusters.tolist()]
+        all_rows = np.repeat(h_slots, counts) * cs + self.hot_pos_of[layer, hot_n]
+        rows = np.split(all_rows, first[1:]) if len(clusters) else []
         c_slots, c_miss = self.cold.lookup(layer * self.cfg.n_neurons + cold_n)
         t = self._token
         t["hot_hits"] += int(len(clusters) - h_miss.sum())

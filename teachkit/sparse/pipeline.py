@@ -254,6 +254,13 @@ class ClusterPipeline:
         return d4, (-(-whole // 512) * 512 if self.reader.direct else whole), "updown_read"
 
     def _io_loop(self) -> None:
+        """The I/O thread. If it fails, the compute thread gets the error (not a timeout)."""
+        try:
+            self._serve()
+        except BaseException as err:  # noqa: BLE001 - handed to the compute thread
+            self.done.put((None, None, err))
+
+    def _serve(self) -> None:
         """Submit every requested read at once (up to ``n_rows`` in flight), hand back whole units.
 
         A unit's reads go to free staging rows; when its last read completes, its bytes are
@@ -275,24 +282,32 @@ class ClusterPipeline:
                     batch = self.requests.get_nowait()
             except queue.Empty:
                 pass
-            while backlog and len(backlog[0][0].neurons) <= min(len(free), len(aio.free)):
+            batch, t0 = [], time.perf_counter()               # every unit that fits: one io_submit
+            while backlog and len(backlog[0][0].neurons) <= min(len(free), len(aio.free) - sum(j[4] for j in batch)):
                 unit, part, layer = backlog.popleft()
                 k = len(unit.neurons)
                 rows, free = np.array(free[:k], dtype=np.int64), free[k:]
                 lo, hi, _ = self._range(part)
-                t0 = time.perf_counter()
                 try:
                     if reader.fault is not None:
                         for j in range(k):
                             reader.fault(reader.n_reads + j)
                     addr, off, length = reader.addresses(layer, unit.neurons, lo, hi, rows)
-                    aio.submit(addr, off, length, np.full(k, next_id))
                 except BaseException as err:  # noqa: BLE001 - handed to the compute thread
                     free.extend(rows.tolist())
                     self.done.put((unit, part, err))
                     continue
-                jobs[next_id] = [unit, part, layer, rows, k, t0, off, length, None]
+                batch.append([unit, part, layer, rows, k, t0, off, length, None, addr, next_id])
                 next_id += 1
+            if batch:
+                try:
+                    aio.submit(np.concatenate([j[9] for j in batch]), np.concatenate([j[6] for j in batch]),
+                               np.concatenate([j[7] for j in batch]),
+                               np.concatenate([np.full(j[4], j[10]) for j in batch]))
+                except OSError as err:        # some reads may be in flight: this thread cannot go on
+                    raise FlashReadError(f"submitting reads of layer {batch[0][2]} failed: {err}") from err
+                for j in batch:
+                    jobs[j[10]] = j[:9]
             if not jobs:
                 continue
             split = self.cfg.read_unit == "split"
