@@ -11,6 +11,10 @@
   before (FlexGen / LLM-in-a-flash "hybrid" style).
 * :class:`NoCacheSparse`: predictor + sparse compute, but every active neuron is read from
   flash every token (ablation rungs "sparse from flash", and "+bundle" with a bundled file).
+
+Reads: ``io_threads`` blocking-``pread`` threads (LLM in a flash's own method: parallel reads
+from many threads), or with ``io_depth`` the engine's own I/O, one thread keeping ``io_depth``
+reads in flight with kernel AIO (:mod:`teachkit.sparse.aio`).
 * :class:`LLMFlash`: LLM in a flash: predictor, row-column bundling, a *window* of the
   neurons used by the last ``window`` tokens kept in RAM, misses read then computed (no
   pipeline, no hot region). Compute uses K's fused kernel, on both cores (``parallel``) when
@@ -29,7 +33,7 @@ import numpy as np
 from . import kernels as K
 from .cache import LRUTable
 from .flash import FlashFile
-from .iobench import FlashReader, aligned_buffer
+from .iobench import FlashReader, FlashReadError, aligned_buffer
 
 __all__ = ["DenseRAM", "DenseMmap", "DenseStream", "NoCacheSparse", "LLMFlash", "dense_bundle_ffn"]
 
@@ -92,6 +96,54 @@ class _ParallelReads:
             self.pool.shutdown()
         for r in self.readers:
             r.close()
+
+
+class _BatchReads:
+    """:class:`_ParallelReads`' interface on one thread: ``depth`` reads in flight (kernel AIO),
+    the same I/O the sparse engine's pipeline uses, so an ablation step changes one thing only."""
+
+    def __init__(self, flash, depth: int, kind: str = "auto"):
+        from .aio import open_async_reads
+
+        self.flash, self.depth = flash, int(depth)
+        self.reader = FlashReader(flash, self.depth)
+        self.aio = open_async_reads(self.reader.fd, self.depth, kind)
+        self.staging_bytes = self.reader.staging.nbytes
+        self.timeout = 10.0
+
+    def read(self, layer, ids, sink, mat: int = 0):
+        stride = self.flash.spec.stride
+        for a in range(0, len(ids), self.depth):
+            pos = np.arange(a, min(len(ids), a + self.depth))
+            rows = np.arange(len(pos))
+            addr, off, length = self.reader.addresses(layer, ids[pos], 0, stride, rows, mat=mat)
+            self.aio.submit(addr, off, length, rows)
+            got = 0
+            while got < len(pos):
+                tags, res = self.aio.reap(len(pos) - got, self.timeout)
+                if not len(tags):
+                    raise FlashReadError(f"no read of layer {layer} completed within {self.timeout} s")
+                if (res != stride).any():
+                    raise FlashReadError(f"reading layer {layer} failed: result {int(res[res != stride][0])} of {stride} B")
+                got += len(tags)
+            self.reader.completed(off, length)
+            sink(pos, self.flash.decode(self.reader.staging[:len(pos)]))
+
+    @property
+    def bytes_read(self):
+        return self.reader.bytes_read
+
+    @property
+    def n_reads(self):
+        return self.reader.n_reads
+
+    def close(self):
+        self.aio.close()
+        self.reader.close()
+
+
+def _reads(flash, io_threads: int, io_depth: int | None):
+    return _BatchReads(flash, io_depth) if io_depth else _ParallelReads(flash, io_threads, 16)
 
 
 class _Backend:
@@ -311,11 +363,12 @@ class DenseStream(_Backend):
 class NoCacheSparse(_Backend):
     """Read every predicted neuron every token (bundled: one read each; matrix: one per matrix)."""
 
-    def __init__(self, flash_path, predictor, gated: bool, max_active: int, io_threads: int = 1):
+    def __init__(self, flash_path, predictor, gated: bool, max_active: int, io_threads: int = 1,
+                 io_depth: int | None = None):
         self.flash = FlashFile(flash_path, verify=False)
         s = self.flash.spec
         self.predictor, self.gated = predictor, gated
-        self.io = _ParallelReads(self.flash, io_threads, 64)
+        self.io = _reads(self.flash, io_threads, io_depth)
         self.bundles = np.zeros((max_active, s.n_mats, s.d), dtype=np.float32)
         self.resident_bytes = self.io.staging_bytes + self.bundles.nbytes
 
@@ -351,13 +404,13 @@ class LLMFlash(_Backend):
     """Windowed neuron cache (last ``window`` tokens), bundled reads, read-then-compute."""
 
     def __init__(self, flash_path, predictor, gated: bool, budget: int, window: int = 5, parallel: bool = False,
-                 io_threads: int = 1):
+                 io_threads: int = 1, io_depth: int | None = None):
         self.flash = FlashFile(flash_path, verify=False)
         s = self.flash.spec
         if s.layout != "bundled" or s.dtype != "float32":
             raise ValueError("LLMFlash reads a float32 bundled file")
         self.predictor, self.gated, self.window, self.parallel = predictor, gated, int(window), bool(parallel)
-        self.io = _ParallelReads(self.flash, io_threads, 64)
+        self.io = _reads(self.flash, io_threads, io_depth)
         slots = (budget - self.io.staging_bytes) // (s.n_mats * s.d * 4)
         if slots <= 0:
             raise ValueError("budget too small for the LLM-in-a-flash window")

@@ -39,6 +39,9 @@ from .synthetic import LABEL, SyntheticConfig, SyntheticStack
 __all__ = ["run", "TracePredictor", "Workload", "run_backend", "disk_read_bytes"]
 
 
+LLM_FLASH_THREADS = 32     # "parallelize reads over 32 threads" (LLM in a flash, section 3)
+
+
 def disk_read_bytes() -> int:
     """Bytes this process has made the kernel fetch from storage (``/proc/self/io``)."""
     try:
@@ -60,9 +63,12 @@ class TracePredictor:
         self.A = [rng.standard_normal((rank, d), dtype=np.float32) for _ in range(L)]
         self.B = [rng.standard_normal((n, rank), dtype=np.float32) for _ in range(L)]
         self.nbytes = sum(a.nbytes + b.nbytes for a, b in zip(self.A, self.B))
+        self._rows_a, self._rows_b = np.arange(rank), np.arange(n)
 
     def __call__(self, layer, x):
-        _ = self.B[layer] @ (self.A[layer] @ x) > 0        # the cost of a real predictor
+        A, B = self.A[layer], self.B[layer]                # the cost of a real predictor, on both cores
+        z = K.gather_dot(A, self._rows_a, x, np.empty(A.shape[0], np.float32))
+        _ = K.gather_dot(B, self._rows_b, z, np.empty(B.shape[0], np.float32)) > 0
         return self.sets[layer][self.t]
 
 
@@ -95,12 +101,15 @@ class Workload:
         self.profile = profile_model([[prof[l][t] for l in range(L)] for t in range(n_profile)], n)
         self.predictor = TracePredictor(self.sets, d, n)
         self.fixed = {f"attn{l}_{i}": w for l, ws in enumerate(self.attn) for i, w in enumerate(ws)}
+        self._rows_qkv, self._rows_o = np.arange(d + d // 2), np.arange(d)
         # what every engine holds and reads each token: attention + predictor (counted via its nbytes)
         self.fixed_bytes = sum(a.nbytes for a in self.fixed.values()) + self.predictor.nbytes
 
     def attention(self, layer, x):
+        """The attention projections' cost (q, smaller k and v, o), as matvecs on both cores."""
         qkv, wo = self.attn[layer]
-        return wo @ (qkv @ x)[: x.shape[0]]
+        h = K.gather_dot(qkv, self._rows_qkv, x, np.empty(qkv.shape[0], np.float32))
+        return K.gather_dot(wo, self._rows_o, np.ascontiguousarray(h[: x.shape[0]]), np.empty(wo.shape[0], np.float32))
 
 
 def _token(w: Workload, backend, t: int, check=None) -> float:
@@ -277,9 +286,11 @@ def _run(cfg, n_warm, n_time, n_profile, profile, log, workdir, quick, sweep_fra
                                                   io_threads=2),
         "dense_ram": lambda: dense,
         "llm_in_a_flash": lambda: LLMFlash(w.path, w.predictor, True, cache_budget, window=5,
-                                           parallel=flash_parallel, io_threads=plan.io_depth),
-        "sparse_flash": lambda: NoCacheSparse(w.matrix_path, w.predictor, True, max_act, plan.io_depth),
-        "+bundle": lambda: NoCacheSparse(w.path, w.predictor, True, max_act, plan.io_depth),
+                                           parallel=flash_parallel, io_threads=LLM_FLASH_THREADS),
+        "llm_in_a_flash(aio)": lambda: LLMFlash(w.path, w.predictor, True, cache_budget, window=5,
+                                                parallel=flash_parallel, io_depth=plan.io_depth),
+        "sparse_flash": lambda: NoCacheSparse(w.matrix_path, w.predictor, True, max_act, io_depth=plan.io_depth),
+        "+bundle": lambda: NoCacheSparse(w.path, w.predictor, True, max_act, io_depth=plan.io_depth),
         "+cache": lambda: engine("serial"),
         "+pipeline(matrix)": lambda: engine("matrix"),
         "+pipeline": lambda: engine("cluster"),
@@ -365,7 +376,8 @@ def _run(cfg, n_warm, n_time, n_profile, profile, log, workdir, quick, sweep_fra
     mmap_bound = bw_seq / max(1, spec.ffn_bytes - budget)       # streaming what cannot stay resident
     ratios = {"sparse_vs_dense_mmap": best["tok_s"] / results["dense_mmap"]["tok_s"],
               "sparse_vs_dense_stream_tuned": best["tok_s"] / results["dense_stream_tuned"]["tok_s"],
-              "sparse_vs_llm_in_a_flash": best["tok_s"] / results["llm_in_a_flash"]["tok_s"],
+              "sparse_vs_llm_in_a_flash": best["tok_s"] / max(results["llm_in_a_flash"]["tok_s"],
+                                                               results["llm_in_a_flash(aio)"]["tok_s"]),
               "achieved_over_bound": best["tok_s"] / bound,
               "achieved_over_ideal_bound": best["tok_s"] / bound_ideal,
               "measured_over_predicted": best["tok_s"] / plan.predicted_tok_s}

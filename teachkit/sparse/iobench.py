@@ -208,7 +208,7 @@ class FlashReader:
         self.n_reads += len(off)
         self.bytes_read += int(length.sum())
 
-    def addresses(self, layer: int, units: np.ndarray, lo: int, hi: int, rows: np.ndarray):
+    def addresses(self, layer: int, units: np.ndarray, lo: int, hi: int, rows: np.ndarray, mat: int = 0):
         """``(addr, offset, length)`` of one read per unit: bytes ``[lo, hi)`` of ``units[j]`` into staging row ``rows[j]``.
 
         For asynchronous readers (:mod:`teachkit.sparse.aio`), which issue the reads themselves.
@@ -218,7 +218,7 @@ class FlashReader:
         if self.direct and (lo % 512 or hi % 512):
             raise ValueError(f"O_DIRECT partial reads need 512-aligned bounds, got [{lo}, {hi})")
         units, rows = np.asarray(units, dtype=np.int64), np.asarray(rows, dtype=np.int64)
-        base = self._base + layer * self._layer_bytes
+        base = self._base + layer * self._layer_bytes + mat * self._mat_bytes
         addr = (self.staging.ctypes.data + rows * self._stride + lo).astype(np.uint64)
         return addr, base + units * self._stride + lo, np.full(len(units), hi - lo, dtype=np.int64)
 
