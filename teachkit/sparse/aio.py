@@ -78,11 +78,16 @@ class KernelAIO:
             raise AioUnavailable(err, f"io_setup refused: {os.strerror(err)}")
         self.iocbs = np.zeros(self.depth, IOCB)
         self.free = list(range(self.depth))          # iocb slots not in flight
+        self._lock = threading.Lock()                # submit and reap may run on different threads
         self.events = np.zeros(self.depth, IO_EVENT)
         self.in_flight = 0
 
     def submit(self, addr: np.ndarray, offset: np.ndarray, length: np.ndarray, tags: np.ndarray) -> None:
         """Queue reads ``length[i]`` bytes at ``offset[i]`` into address ``addr[i]``; ``tags[i]`` comes back."""
+        with self._lock:
+            self._submit_locked(addr, offset, length, tags)
+
+    def _submit_locked(self, addr, offset, length, tags) -> None:
         k = len(offset)
         if k > len(self.free):
             raise ValueError(f"{k} reads asked for, but only {len(self.free)} of {self.depth} slots are free")
@@ -112,7 +117,9 @@ class KernelAIO:
     def reap(self, min_nr: int = 0, timeout: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
         """Completed reads: ``(tags, results)``; waits up to ``timeout`` s for at least ``min_nr``."""
         ts = _Timespec(int(timeout), int((timeout % 1) * 1e9))
-        n = _sys(self._getevents, self.ctx, ctypes.c_long(min(min_nr, self.in_flight)), ctypes.c_long(self.depth),
+        with self._lock:
+            want = max(0, min(min_nr, self.in_flight))
+        n = _sys(self._getevents, self.ctx, ctypes.c_long(want), ctypes.c_long(self.depth),
                  ctypes.c_void_p(self.events.ctypes.data), ctypes.byref(ts))
         if n < 0:
             err = ctypes.get_errno()
@@ -120,10 +127,11 @@ class KernelAIO:
                 return np.empty(0, np.int64), np.empty(0, np.int64)
             raise OSError(err, f"io_getevents failed: {os.strerror(err)}")
         ev = self.events[:n]
-        data = ev["data"].copy()
-        self.free.extend(int(s) for s in (data & np.uint64(0xFFFF)))
-        self.in_flight -= n
-        return (data >> np.uint64(16)).astype(np.int64), ev["res"].astype(np.int64)
+        data, res = ev["data"].copy(), ev["res"].astype(np.int64)
+        with self._lock:
+            self.free.extend(int(s) for s in (data & np.uint64(0xFFFF)))
+            self.in_flight -= n
+        return (data >> np.uint64(16)).astype(np.int64), res
 
     def close(self) -> None:
         if self.ctx.value:
@@ -159,9 +167,10 @@ class ThreadedReads:
                 self.cv.notify()
 
     def submit(self, addr, offset, length, tags) -> None:
-        if self.in_flight + len(offset) > self.depth:
-            raise ValueError(f"{len(offset)} reads asked for, but only {self.depth - self.in_flight} slots are free")
-        self.in_flight += len(offset)
+        with self.cv:
+            if self.in_flight + len(offset) > self.depth:
+                raise ValueError(f"{len(offset)} reads asked for, but only {self.depth - self.in_flight} slots are free")
+            self.in_flight += len(offset)
         for job in zip(np.asarray(addr).tolist(), np.asarray(offset).tolist(), np.asarray(length).tolist(),
                        np.asarray(tags).tolist()):
             self.jobs.put(job)
@@ -177,7 +186,7 @@ class ThreadedReads:
             while len(self.results) < need and (left := end - time.monotonic()) > 0:
                 self.cv.wait(left)
             got, self.results = self.results, []
-        self.in_flight -= len(got)
+            self.in_flight -= len(got)
         tags = np.array([t for t, _ in got], dtype=np.int64)
         return tags, np.array([r for _, r in got], dtype=np.int64)
 

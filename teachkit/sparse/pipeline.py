@@ -209,6 +209,17 @@ class _Unit:
         self.split = False
 
 
+class _Job:
+    """One unit's reads in flight: where they go (staging ``rows``) and how many are still out."""
+
+    __slots__ = ("id", "unit", "part", "layer", "rows", "left", "t0", "addr", "off", "length", "error")
+
+    def __init__(self, jid, unit, part, layer, rows, t0, addr, off, length):
+        self.id, self.unit, self.part, self.layer, self.rows = jid, unit, part, layer, rows
+        self.left, self.t0, self.addr, self.off, self.length = len(rows), t0, addr, off, length
+        self.error = None
+
+
 def _as_bytes(W):
     """uint8 2-D views of a region's weights: ``(weights_bytes, scales_bytes or None)``."""
     if isinstance(W, tuple):
@@ -236,14 +247,20 @@ class ClusterPipeline:
         if cfg.read_unit == "split" and self.reader.direct and (self.spec.d * 4) % 512:
             raise ValueError("read_unit='split' with O_DIRECT needs d*4 to be a multiple of 512")
         self.aio = open_async_reads(self.reader.fd, self.n_rows, cfg.aio)
-        self.requests: queue.Queue = queue.Queue()
         self.done: queue.Queue = queue.Queue()
         self.failed: BaseException | None = None
+        self.lock = threading.Lock()               # guards the job table, free rows and backlog
+        self.wake = threading.Event()
+        self.free_rows = list(range(self.n_rows))
+        self.backlog: deque = deque()
+        self.jobs: dict = {}
+        self.next_id = 0
+        self.closed = False
         self.thread = threading.Thread(target=self._io_loop, daemon=True, name="flash-io")
         self.thread.start()
         self.staging_bytes = self.reader.staging.nbytes
 
-    # ---- the I/O thread ----------------------------------------------------------------
+    # ---- reads: submitted by the compute thread, reaped and landed by the I/O thread --------
     def _range(self, part: str):
         """Bytes ``[lo, hi)`` of a bundle that ``part`` reads, and the stage name."""
         d4, whole = self.spec.d * 4, self.spec.payload_bytes()
@@ -253,6 +270,40 @@ class ClusterPipeline:
             return 0, d4, "gate_read"
         return d4, (-(-whole // 512) * 512 if self.reader.direct else whole), "updown_read"
 
+    def _request(self, items) -> None:
+        """Queue ``(unit, part, layer)`` reads and submit all that fit, at once, from this thread.
+
+        Submitting here, not in the I/O thread, keeps a thread hand-off off the critical path:
+        the reads are in flight before the compute thread starts on the work already in memory.
+        """
+        with self.lock:
+            self.backlog.extend(items)
+            self._submit_backlog()
+        self.wake.set()
+
+    def _submit_backlog(self) -> None:
+        """Submit queued units while staging rows and AIO slots last: one ``io_submit``. Holds the lock."""
+        batch, pending, t0 = [], 0, time.perf_counter()
+        while self.backlog:
+            unit, part, layer = self.backlog[0]
+            k = len(unit.neurons)
+            if k > min(len(self.free_rows), len(self.aio.free) - pending):
+                break
+            self.backlog.popleft()
+            rows = np.array(self.free_rows[:k], dtype=np.int64)
+            del self.free_rows[:k]
+            lo, hi, _ = self._range(part)
+            addr, off, length = self.reader.addresses(layer, unit.neurons, lo, hi, rows)
+            batch.append(_Job(self.next_id, unit, part, layer, rows, t0, addr, off, length))
+            self.next_id += 1
+            pending += k
+        if batch:
+            self.aio.submit(np.concatenate([j.addr for j in batch]), np.concatenate([j.off for j in batch]),
+                            np.concatenate([j.length for j in batch]),
+                            np.concatenate([np.full(j.left, j.id) for j in batch]))
+            for j in batch:
+                self.jobs[j.id] = j
+
     def _io_loop(self) -> None:
         """The I/O thread. If it fails, the compute thread gets the error (not a timeout)."""
         try:
@@ -261,100 +312,76 @@ class ClusterPipeline:
             self.done.put((None, None, err))
 
     def _serve(self) -> None:
-        """Submit every requested read at once (up to ``n_rows`` in flight), hand back whole units.
+        """Wait for completions (no GIL) and hand back whole units.
 
-        A unit's reads go to free staging rows; when its last read completes, its bytes are
-        copied into the cache rows it was given and the unit goes on the ``done`` queue. The
-        thread sleeps in ``io_getevents`` (no GIL) until the unit nearest completion can be done.
+        It sleeps in ``io_getevents`` until the unit nearest completion can be done. When a
+        unit's last read is back, its staged bytes are copied into the cache rows it was given
+        (:meth:`_land`), its staging rows are freed, and queued units are submitted into them.
         """
-        reader, aio = self.reader, self.aio
-        free = list(range(self.n_rows))
-        backlog: deque = deque()
-        jobs: dict = {}                        # job id -> [unit, part, layer, rows, reads left, t0, offsets, lengths]
-        next_id = 0
-        while True:
-            try:
-                batch = self.requests.get() if not (jobs or backlog) else self.requests.get_nowait()
-                while True:
-                    if batch is None:
-                        return
-                    backlog.extend(batch)
-                    batch = self.requests.get_nowait()
-            except queue.Empty:
-                pass
-            batch, t0 = [], time.perf_counter()               # every unit that fits: one io_submit
-            while backlog and len(backlog[0][0].neurons) <= min(len(free), len(aio.free) - sum(j[4] for j in batch)):
-                unit, part, layer = backlog.popleft()
-                k = len(unit.neurons)
-                rows, free = np.array(free[:k], dtype=np.int64), free[k:]
-                lo, hi, _ = self._range(part)
-                try:
-                    if reader.fault is not None:
-                        for j in range(k):
-                            reader.fault(reader.n_reads + j)
-                    addr, off, length = reader.addresses(layer, unit.neurons, lo, hi, rows)
-                except BaseException as err:  # noqa: BLE001 - handed to the compute thread
-                    free.extend(rows.tolist())
-                    self.done.put((unit, part, err))
-                    continue
-                batch.append([unit, part, layer, rows, k, t0, off, length, None, addr, next_id])
-                next_id += 1
-            if batch:
-                try:
-                    aio.submit(np.concatenate([j[9] for j in batch]), np.concatenate([j[6] for j in batch]),
-                               np.concatenate([j[7] for j in batch]),
-                               np.concatenate([np.full(j[4], j[10]) for j in batch]))
-                except OSError as err:        # some reads may be in flight: this thread cannot go on
-                    raise FlashReadError(f"submitting reads of layer {batch[0][2]} failed: {err}") from err
-                for j in batch:
-                    jobs[j[10]] = j[:9]
-            if not jobs:
+        reader = self.reader
+        while not self.closed:
+            with self.lock:
+                hint = min((j.left for j in self.jobs.values()), default=0)
+            if not hint:
+                self.wake.wait(0.05)
+                self.wake.clear()
                 continue
-            split = self.cfg.read_unit == "split"
-            tags, res = aio.reap(1 if split else min(j[4] for j in jobs.values()), 0.05)
+            tags, res = self.aio.reap(1 if self.cfg.read_unit == "split" else hint, 0.05)
             if not len(tags):
                 continue
-            ids, counts = np.unique(tags, return_counts=True)
-            for jid, n in zip(ids.tolist(), counts.tolist()):
-                job = jobs[jid]
-                job[4] -= n
-                mine = res[tags == jid]
-                if job[8] is None and (mine != job[7][0]).any():
-                    got = int(mine[mine != job[7][0]][0])
-                    why = os.strerror(-got) if got < 0 else f"short read: {got} of {int(job[7][0])} B"
-                    job[8] = FlashReadError(f"reading layer {job[2]} from {self.flash.path.name} failed: {why}")
-                if job[4] == 0:                     # every read of the unit is back: its rows are free again
-                    del jobs[jid]
-                    if job[8] is None:
-                        self._land(job)
-                    else:
-                        self.done.put((job[0], job[1], job[8]))
-                    free.extend(job[3].tolist())
+            if reader.fault is not None:                  # test hook: an injected disk error or hang
+                for j in range(len(tags)):
+                    reader.fault(reader.n_reads + j)
+            finished = []
+            with self.lock:
+                ids, counts = np.unique(tags, return_counts=True)
+                for jid, n in zip(ids.tolist(), counts.tolist()):
+                    job = self.jobs.get(jid)
+                    if job is None:                        # submitted by a call that then failed
+                        continue
+                    job.left -= n
+                    mine = res[tags == jid]
+                    if job.error is None and (mine != job.length[0]).any():
+                        got = int(mine[mine != job.length[0]][0])
+                        why = os.strerror(-got) if got < 0 else f"short read: {got} of {int(job.length[0])} B"
+                        job.error = FlashReadError(f"reading layer {job.layer} from {self.flash.path.name} failed: {why}")
+                    if job.left == 0:
+                        finished.append(self.jobs.pop(jid))
+            for job in finished:
+                if job.error is None:
+                    self._land(job)
+                else:
+                    self.done.put((job.unit, job.part, job.error))
+            with self.lock:
+                for job in finished:
+                    self.free_rows.extend(job.rows.tolist())
+                self._submit_backlog()
 
-    def _land(self, job) -> None:
+    def _land(self, job: "_Job") -> None:
         """Copy a unit's staged bytes into its cache rows, count them, and hand the unit over."""
-        unit, part, layer, rows, _, t0, off, length, _ = job
+        unit = job.unit
         try:
-            lo, hi, stage = self._range(part)
-            self.reader.completed(off, length)
-            self.cache.add_traffic("hot" if unit.W is self.cache.hot_w else "cold", int(length.sum()))
+            lo, hi, stage = self._range(job.part)
+            self.reader.completed(job.off, job.length)
+            self.cache.add_traffic("hot" if unit.W is self.cache.hot_w else "cold", int(job.length.sum()))
             qb, sb = _as_bytes(unit.W)
             whole = self.spec.payload_bytes()
             staging = self.reader.staging
             if sb is None:                                  # float32 rows: copy 4 bytes at a time
-                _scatter_rows(staging.view(np.uint32), rows, lo // 4, min(hi, whole) // 4, qb.view(np.uint32),
+                _scatter_rows(staging.view(np.uint32), job.rows, lo // 4, min(hi, whole) // 4, qb.view(np.uint32),
                               unit.read_rows, lo // 4)
             else:
                 m = self.spec.n_mats
-                _scatter_rows(staging, rows, 0, 4 * m, sb, unit.read_rows, 0)
-                _scatter_rows(staging, rows, 4 * m, whole, qb, unit.read_rows, 0)
-            self.trace.add("io", stage, layer, unit.uid, t0, time.perf_counter())
-            self.done.put((unit, part, None))
+                _scatter_rows(staging, job.rows, 0, 4 * m, sb, unit.read_rows, 0)
+                _scatter_rows(staging, job.rows, 4 * m, whole, qb, unit.read_rows, 0)
+            self.trace.add("io", stage, job.layer, unit.uid, job.t0, time.perf_counter())
+            self.done.put((unit, job.part, None))
         except BaseException as err:  # noqa: BLE001 - handed to the compute thread
-            self.done.put((unit, part, err))
+            self.done.put((unit, job.part, err))
 
     def close(self) -> None:
-        self.requests.put(None)
+        self.closed = True
+        self.wake.set()
         self.thread.join(timeout=1.0)
         self.aio.close()
         self.reader.close()
@@ -433,7 +460,7 @@ class ClusterPipeline:
             self.cache.invalidate_cold(layer, dead)       # half-read bundles must not stay cached
         u.rows, u.neurons, u.read_rows, u.g = u.rows[fired], u.neurons[fired], u.read_rows[fired], u.g[fired]
         if len(u.rows):
-            self.requests.put([(u, "updown", layer)])
+            self._request([(u, "updown", layer)])
             return True
         return False
 
@@ -446,7 +473,7 @@ class ClusterPipeline:
             for u in to_read:                             # hot clusters are always read whole
                 u.split = self.cfg.read_unit == "split" and u.W is self.cache.cold_w
             if to_read:                                   # the whole layer's reads in one request
-                self.requests.put([(u, "gate" if u.split else "bundle", layer) for u in to_read])
+                self._request([(u, "gate" if u.split else "bundle", layer) for u in to_read])
             if self.cfg.schedule == "cluster":
                 self._run_cluster(layer, x, out, ready, len(to_read))
             else:
