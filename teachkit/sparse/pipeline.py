@@ -50,12 +50,16 @@ from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
+import numba
 from numba import njit
+
+from . import kernels as K
 
 from .aio import open_async_reads
 from .iobench import FlashReader, FlashReadError
 
-__all__ = ["PipelineConfig", "ClusterPipeline", "Trace", "PipelineTimeout", "gate_compute", "updown_compute"]
+__all__ = ["PipelineConfig", "ClusterPipeline", "Trace", "PipelineTimeout", "gate_compute", "updown_compute",
+           "fused_compute"]
 
 _JIT = dict(nogil=True, fastmath=True, cache=True)
 SWITCH_INTERVAL = 2e-4
@@ -128,6 +132,19 @@ def gate_compute(W, rows, x, g) -> np.ndarray:
     return g
 
 
+def fused_compute(W, rows, x, out, gated: bool) -> np.ndarray:
+    """Both stages in one pass, on every core: ``out += Σ_j h_j · down(W[rows[j]])``.
+
+    For work already in memory, where there is nothing to wait for between the stages. It
+    is K's fused bundled kernel (private per-thread accumulators, see ``kernels``).
+    """
+    if isinstance(W, tuple):
+        K._ffn_bundled_i8_par(W[0], W[1], rows, x, out, gated, numba.get_num_threads())
+    else:
+        K._ffn_bundled_par(W, rows, x, out, gated, numba.get_num_threads())
+    return out
+
+
 def updown_compute(W, rows, x, g, gated: bool, out) -> np.ndarray:
     """``out += Σ_j h_j · down(W[rows[j]])`` with ``h = relu(g)·(up·x)`` (gated) or ``relu(g)``."""
     if isinstance(W, tuple):
@@ -154,7 +171,7 @@ class Trace:
     """Timestamped stage events: ``(lane, stage, layer, cluster, t0, t1)`` with t from perf_counter."""
 
     STAGES = ("attention", "predict", "bundle_read", "gate_read", "gate_compute", "updown_read",
-              "updown_compute", "wait", "prefill")
+              "updown_compute", "fused_compute", "wait", "prefill")
 
     def __init__(self, enabled: bool = True):
         self.enabled = enabled
@@ -496,7 +513,7 @@ class ClusterPipeline:
 
     def _run_cluster(self, layer, x, out, ready, outstanding):
         """No barrier: arrived clusters first (to keep the I/O thread busy), else any ready work."""
-        work = deque(("gate", u, False) for u in ready)
+        work = deque(("fused", u, False) for u in ready)
 
         def arrive(unit, part):
             work.appendleft(("updown", unit, True) if part == "updown" else ("gate", unit, True))
@@ -515,6 +532,10 @@ class ClusterPipeline:
             stage, u, fresh = work.popleft()
             if stage == "updown":
                 self._updown(layer, u, x, out)
+            elif stage == "fused":
+                t0 = time.perf_counter()
+                fused_compute(u.W, u.rows, x, out, self.gated)
+                self.trace.add("compute", "fused_compute", layer, u.uid, t0, time.perf_counter())
             else:
                 self._gate(layer, u, x)
                 if fresh and u.split:

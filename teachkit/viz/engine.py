@@ -11,6 +11,7 @@ __all__ = ["plot_io_profile", "plot_cache_history", "plot_hit_curve", "plot_gant
 
 STAGE_COLORS = {"predict": COLORS[7], "attention": COLORS[5], "bundle_read": COLORS[0], "gate_read": COLORS[0],
                 "updown_read": COLORS[4], "gate_compute": COLORS[2], "updown_compute": COLORS[3],
+                "fused_compute": COLORS[1],
                 "wait": "#dddddd", "prefill": COLORS[6]}
 
 
@@ -81,7 +82,7 @@ def _gantt(ax, events, title, layers=None):
         return
     t0 = min(e[4] for e in ev)
     span = max(e[5] for e in ev) - t0
-    row = lambda e: e[0] + (" up/down" if e[1] == "updown_compute" else "")    # noqa: E731
+    row = lambda e: e[0] + (" up/down" if e[1] in ("updown_compute", "fused_compute") else "")    # noqa: E731
     lanes = sorted({row(e) for e in ev}, key=lambda s: (not s.startswith("io"), s))
     for e in ev:
         width = max(e[5] - e[4], 0.004 * span)        # at least a visible sliver
