@@ -42,7 +42,7 @@ from numba import njit
 
 from .flash import FlashFile
 
-__all__ = ["FlashReader", "FlashReadError", "aligned_buffer", "profile_reads", "sequential_read_bw",
+__all__ = ["FlashReader", "FlashReadError", "aligned_buffer", "profile_reads", "burst_profile", "sequential_read_bw",
            "runs", "interpolate_bw", "cached_pages", "drop_cache", "direct_io_works"]
 
 _DIRECT = getattr(os, "O_DIRECT", 0)
@@ -400,6 +400,46 @@ def _random_bw(path, size: int, qd: int, n_reads: int, span: int, seed: int, dir
         reads.close()
         os.close(fd)
     return len(offsets) * size / dt
+
+
+def burst_profile(path, size: int, ks=(8, 16, 32, 64, 128), repeats: int = 15, seed: int = 0,
+                  method: str = "auto") -> dict:
+    """How long a *batch* of ``k`` random reads takes, submitted at once, until the last is back.
+
+    A decoding engine cannot keep the queue full: a layer's reads are known only after its
+    predictor has run, so they go out as one burst and the layer waits for the slowest. The
+    fit ``t(k) = a + b·k`` gives ``a`` (latency of the first read) and ``b`` (time per extra
+    read, ~1/IOPS). Returns ``{"k": [...], "seconds": [...] (medians), "a": s, "b": s}``.
+    """
+    from .aio import open_async_reads
+
+    fd = _open_uncached(path, True)
+    span = os.path.getsize(path)
+    rng = np.random.default_rng(seed)
+    buf = aligned_buffer(max(ks) * size)
+    reads = open_async_reads(fd, max(ks), method)
+    med = []
+    try:
+        for k in ks:
+            times = []
+            for _ in range(repeats):
+                off = rng.integers(0, span // size, k) * size
+                rows = np.arange(k)
+                t0 = time.perf_counter()
+                reads.submit((buf.ctypes.data + rows * size).astype(np.uint64), off, np.full(k, size, np.int64), rows)
+                got = 0
+                while got < k:
+                    tags, res = reads.reap(k - got, 5.0)
+                    if not len(tags) or (res != size).any():
+                        raise FlashReadError("a burst read failed or stalled while profiling")
+                    got += len(tags)
+                times.append(time.perf_counter() - t0)
+            med.append(float(np.median(times)))
+    finally:
+        reads.close()
+        os.close(fd)
+    b, a = np.polyfit(np.asarray(ks, float), np.asarray(med), 1)
+    return {"k": [int(k) for k in ks], "seconds": med, "a": float(max(a, 0.0)), "b": float(max(b, 0.0))}
 
 
 def profile_reads(sizes=(4096, 16384, 65536, 262144), qds=(1, 4), n_reads: int = 64,

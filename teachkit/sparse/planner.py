@@ -8,21 +8,28 @@ LRU tables the engine uses) and the user's limit (the memory budget).
 **Decisions**: hot neurons per layer H, hot/cold split of the cache, cluster size c, read unit
 (whole bundle, or gate then up/down).
 
-**Cost model** (per token, L layers, batch 1)::
+**Cost model** (per layer, batch 1; a token is L layers in a row)::
 
     n_act      = mean active neurons per layer              (from the traces)
     h(H, C)    = hit rate with H hot neurons pinned and C cold slots   (trace replay)
-    t_fixed    = B_fixed / BW_mem                          (attention, predictor: read every token)
-    t_comp     = L · n_act · bundle_bytes / BW_kernel  +  L · n_units · c_unit   (c_unit: unit_overhead())
-    t_io       = L · n_act · (1 - h) · t_read(unit)        t_read = unit_bytes / BW_rand(unit_bytes, QD)
-    pipelined: T = t_fixed + max(t_comp, t_io) + min(t_comp, t_io) / n_units     serial: T = t_fixed + t_comp + t_io
-    tok/s = 1 / T
+    n_miss     = n_act · (1 - h)
+    t_pre      = B_fixed / (L · BW_mem)        attention + predictor: nothing can be read before them
+    t_io       = a · ⌈n_miss / QD⌉ + b · n_miss    a batch of reads submitted at once (burst profile:
+                                                a = first-read latency, b = time per extra read);
+                 without a burst profile:  n_miss · unit_bytes / BW_rand(unit_bytes, QD)
+    t_mem      = n_act · h · bundle / BW_fused + 2 c_unit      in-memory work, fused, both cores
+    t_tail     = n_miss · bundle / BW_kernel + n_units · c_unit  arrived clusters (n_units of them)
+    pipelined: t_layer = t_pre + max(t_mem + t_tail, t_io + t_tail / n_units)
+    serial:    t_layer = t_pre + t_io + n_act · bundle / BW_kernel + (n_units + 2) · c_unit
+    tok/s = 1 / (L · t_layer)
 
 with the constraint fixed + buffers + tables + H·L·bundle + C·bundle <= budget and C >= the largest
-per-layer cold active set (else a layer cannot be cached at all). With two lanes (I/O and
-compute) the layer takes as long as the busier lane plus the other lane's work on the last
-cluster (n_units clusters per layer), which is never more than the serial sum. The plan is
-the grid point with the highest predicted tok/s; :func:`explain` prints it.
+per-layer cold active set (else a layer cannot be cached at all). The reads of a layer cannot
+start before its predictor has run, so ``t_pre`` is never hidden: that per-layer chain is why
+measured speed stays far below ``1/max(t_mem, t_io)`` summed over a token. In the pipelined
+schedule a layer ends when both lanes are done: the compute lane (in-memory work, then each
+cluster as it lands) and the I/O lane (plus the compute of the last cluster to land). The plan
+is the grid point with the highest predicted tok/s; :func:`explain` prints it.
 """
 
 from __future__ import annotations
@@ -66,14 +73,15 @@ def profile_model(traces: list, n_neurons: int) -> ModelProfile:
 
 
 def kernel_bandwidth(d: int = 1024, n: int = 4096, n_act: int = 400, repeats: int = 20, seed: int = 0,
-                     table_bytes: int | None = None) -> float:
+                     table_bytes: int | None = None, fused: bool = False) -> float:
     """Bytes/s of the pipeline's stage kernels, gathering ``n_act`` random rows of a bundle table.
 
     The engine's kernels read rows of its cache regions, so pass ``table_bytes`` = the size of
     those regions (about the budget): a table that fits in the CPU caches measures the caches,
-    which is right only if the engine's regions fit too.
+    which is right only if the engine's regions fit too. ``fused``: the one-pass kernel on
+    every core that the cluster schedule runs on in-memory work (``fused_compute``).
     """
-    from .pipeline import gate_compute, updown_compute
+    from .pipeline import fused_compute, gate_compute, updown_compute
 
     rng = np.random.default_rng(seed)
     n = max(n, int(table_bytes or 0) // (3 * d * 4))
@@ -85,9 +93,12 @@ def kernel_bandwidth(d: int = 1024, n: int = 4096, n_act: int = 400, repeats: in
         rows = np.sort(rng.choice(n, n_act, replace=False)).astype(np.int64)
         g = np.empty(n_act, np.float32)
         t0 = time.perf_counter()
-        gate_compute(W, rows, x, g)
-        g[:] = 1.0
-        updown_compute(W, rows, x, g, True, out)
+        if fused:
+            fused_compute(W, rows, x, out, True)
+        else:
+            gate_compute(W, rows, x, g)
+            g[:] = 1.0
+            updown_compute(W, rows, x, g, True, out)
         if r:
             times.append(time.perf_counter() - t0)
     return n_act * 3 * d * 4 / float(np.median(times))
@@ -159,37 +170,53 @@ class Plan:
 
 def predict(spec, mp: ModelProfile, io_profile: dict, bw_mem: float, bw_kernel: float, fixed_bytes: int,
             hot_neurons: int, cold_slots: int, cluster_size: int, read_unit: str, pipelined: bool = True,
-            io_depth: int = 1, unit_overhead: float = 30e-6, hit_rate: float | None = None) -> dict:
-    """The cost model above for one plan; returns every term (seconds) and the tok/s."""
+            io_depth: int = 1, unit_overhead: float = 30e-6, hit_rate: float | None = None,
+            bw_fused: float | None = None) -> dict:
+    """The cost model above for one plan; returns every term (seconds per token) and the tok/s.
+
+    ``bw_fused``: bytes/s of the fused kernel on every core (default: ``bw_kernel``).
+    ``io_profile["burst"]`` (from :func:`~teachkit.sparse.iobench.burst_profile`), when present,
+    times a layer's reads as one batch.
+    """
     bundle = spec.bundle_bytes
     L = mp.n_layers
+    bw_fused = bw_fused or bw_kernel
     if hit_rate is None:
         hot_sets = [np.argsort(-f, kind="stable")[:hot_neurons] for f in mp.freq]
         hit_rate = simulate_hit_rate(mp.traces, mp.n_neurons, cold_slots, hot_sets, warmup=len(mp.traces) // 3)
-    n_miss = mp.mean_active * (1 - hit_rate)
+    n_act = mp.mean_active
+    n_miss = n_act * (1 - hit_rate)
     if read_unit == "bundle":
         t_read = spec.stride / interpolate_bw(io_profile, spec.stride, io_depth)
     else:
         part = spec.d * 4
         t_read = part / interpolate_bw(io_profile, part, io_depth) + \
             (bundle - part) / interpolate_bw(io_profile, bundle - part, io_depth)
-    n_units = np.ceil(mp.mean_active / cluster_size) + 1
-    t_fixed = fixed_bytes / bw_mem
-    t_comp = L * (mp.mean_active * bundle / bw_kernel + n_units * unit_overhead)
-    t_io = L * n_miss * t_read
-    if pipelined:                       # per layer: the longer lane, plus the other lane's last cluster
-        t_ffn = max(t_comp, t_io) + min(t_comp, t_io) / n_units
+    burst = io_profile.get("burst")
+    if burst and read_unit == "bundle" and n_miss > 0:
+        t_io = burst["a"] * np.ceil(n_miss / io_depth) + burst["b"] * n_miss
     else:
-        t_ffn = t_comp + t_io
-    total = t_fixed + t_ffn
-    return {"hit_rate": float(hit_rate), "t_fixed": t_fixed, "t_compute": t_comp, "t_io": t_io,
+        t_io = n_miss * t_read
+    n_units = max(1.0, float(np.ceil(n_miss / cluster_size)))
+    t_pre = fixed_bytes / bw_mem / L
+    if pipelined:
+        t_mem = n_act * hit_rate * bundle / bw_fused + 2 * unit_overhead
+        t_tail = n_miss * bundle / bw_kernel + n_units * unit_overhead
+        t_comp = t_mem + t_tail
+        t_layer = t_pre + max(t_comp, t_io + t_tail / n_units)
+    else:
+        t_comp = n_act * bundle / bw_kernel + (n_units + 2) * unit_overhead
+        t_layer = t_pre + t_io + t_comp
+    total = L * t_layer
+    return {"hit_rate": float(hit_rate), "t_fixed": L * t_pre, "t_compute": L * t_comp, "t_io": L * t_io,
             "t_token": total, "tok_s": 1.0 / total, "misses_per_token": L * n_miss, "t_read": t_read}
 
 
 def choose_plan(spec, mp: ModelProfile, io_profile: dict, bw_mem: float, bw_kernel: float, budget: int,
                 fixed_bytes: int, extra_bytes: int, hot_fracs=(0.0, 0.05, 0.1, 0.2, 0.3),
                 cluster_sizes=(16, 32, 64), read_units=("bundle", "split"), io_depth=(1, 2, 4),
-                prefill_chunk: int = 64, max_prompt: int = 64, unit_overhead: float = 30e-6) -> Plan:
+                prefill_chunk: int = 64, max_prompt: int = 64, unit_overhead: float = 30e-6,
+                bw_fused: float | None = None) -> Plan:
     """Grid search of the cost model under the budget. Raises if nothing fits.
 
     ``fixed_bytes``: what is read every token (attention, norms, embeddings, predictor);
@@ -215,7 +242,7 @@ def choose_plan(spec, mp: ModelProfile, io_profile: dict, bw_mem: float, bw_kern
             hits[H, cold] = simulate_hit_rate(mp.traces, mp.n_neurons, int(cold), hot_sets,
                                               warmup=len(mp.traces) // 3)
         terms = predict(spec, mp, io_profile, bw_mem, bw_kernel, fixed_bytes, H, int(cold), cs, ru,
-                        io_depth=qd, hit_rate=hits[H, cold], unit_overhead=unit_overhead)
+                        io_depth=qd, hit_rate=hits[H, cold], unit_overhead=unit_overhead, bw_fused=bw_fused)
         plan = Plan(H, cs, ru, qd, int(cold), -(-H // cs) * spec.n_layers, terms["hit_rate"], terms["tok_s"], terms)
         if best is None or plan.predicted_tok_s > best.predicted_tok_s:
             best = plan
@@ -232,8 +259,9 @@ def explain(plan: Plan) -> str:
             f"{plan.io_depth} reads in flight\n"
             f"  replayed hit rate {plan.hit_rate:.3f}, {t['misses_per_token']:.0f} misses/token "
             f"at {t['t_read'] * 1e6:.0f} us each\n"
-            f"  t_fixed {t['t_fixed'] * 1e3:.2f} ms + max(t_compute {t['t_compute'] * 1e3:.2f} ms, "
-            f"t_io {t['t_io'] * 1e3:.2f} ms) -> predicted {plan.predicted_tok_s:.1f} tok/s")
+            f"  per token: t_fixed {t['t_fixed'] * 1e3:.2f} ms, then per layer max(compute, I/O): "
+            f"compute {t['t_compute'] * 1e3:.2f} ms, I/O {t['t_io'] * 1e3:.2f} ms in all -> "
+            f"predicted {plan.predicted_tok_s:.1f} tok/s")
 
 
 def plan_dict(plan: Plan) -> dict:
