@@ -9,7 +9,7 @@ from teachkit.sparse.bundles import dequantize_int8, quantize_int8
 from teachkit.sparse.engine import EngineConfig, OraclePredictor, SparseFFN
 from teachkit.sparse.flash import FlashSpec, write_flash
 from teachkit.sparse.iobench import FlashReadError
-from teachkit.sparse.pipeline import PipelineTimeout
+from teachkit.sparse.pipeline import PipelineTimeout, Trace
 from teachkit.sparse.reference import dense_ffn_ref
 from teachkit.sparse.synthetic import SyntheticConfig, SyntheticStack
 
@@ -267,3 +267,13 @@ def test_prefill_read_failure_and_hang_stop_with_an_error(tmp_path, stack):
     assert isinstance(errors[0], PipelineTimeout)
     release.set()
     eng.close()
+
+
+def test_trace_covered_counts_overlapping_events_once():
+    tr = Trace()
+    tr.t_origin = 0.0
+    for t0, t1 in [(1.0, 3.0), (2.0, 4.0), (6.0, 7.0)]:
+        tr.add("io", "bundle_read", 0, 0, t0, t1)
+    tr.add("compute", "gate_compute", 0, 0, 0.0, 10.0)
+    assert tr.busy("io") == pytest.approx(5.0)
+    assert tr.covered("io") == pytest.approx(4.0)                 # [1, 4] and [6, 7]

@@ -28,7 +28,9 @@ from teachkit.sparse.bundles import quantize_int8
 from teachkit.sparse.cache import LRUTable, simulate_hit_rate
 from teachkit.sparse.engine import EngineConfig, OraclePredictor, SparseFFN
 from teachkit.sparse.flash import FlashFile, FlashFormatError, FlashSpec, write_flash
-from teachkit.sparse.iobench import FlashReader, cached_pages, drop_cache, interpolate_bw, profile_reads
+from teachkit.sparse.aio import kernel_aio_available
+from teachkit.sparse.iobench import (FlashReader, burst_profile, cached_pages, drop_cache, interpolate_bw,
+                                     profile_reads)
 from teachkit.sparse.synthetic import SyntheticConfig, SyntheticStack
 
 workdir = Path(tempfile.mkdtemp(prefix="nb12_"))
@@ -169,6 +171,37 @@ print("a 256 KiB read moves more bytes/s than a 4 KiB read:", bw[262144][1] > bw
 one_bundle = 49152 / interpolate_bw(io, 49152, 1)             # gate|up|down of d = 4096, fp32
 three_rows = 3 * 16384 / interpolate_bw(io, 16384, 1)         # the same rows, one read each
 print(f"one 48 KiB bundle read: {one_bundle * 1e6:.0f} us; three 16 KiB row reads: {three_rows * 1e6:.0f} us")
+
+# %% [markdown]
+# ### Many reads in flight, from one thread
+#
+# Why does bandwidth grow with the queue depth? **Little's law**: reads per second = reads in
+# flight / time per read. One 16 KiB read takes about a tenth of a millisecond here, so one
+# read at a time caps us near ten thousand reads per second, whatever the disk could do in
+# parallel. With blocking `pread` each read in flight needs its own thread, and every thread
+# wakes up and takes Python's GIL for its own result. Linux's **kernel AIO**
+# (`io_submit` / `io_getevents`, wrapped in `teachkit.sparse.aio`) takes a whole batch in one
+# system call from one thread and hands back the completions in another: that is what
+# `profile_reads` used above, and what the engine uses. The same measurement both ways:
+
+# %%
+both = {m: profile_reads(sizes=(16384,), qds=(1, 16), n_reads=24, file_bytes=64 << 20, directory=workdir,
+                         method=m)["random"][16384] for m in ("threads", "kernel" if kernel_aio_available() else "threads")}
+for m, row in both.items():
+    print(f"16 KiB random reads with {m:7s}: " + "  ".join(f"QD{q}: {v / 1e6:6.0f} MB/s" for q, v in row.items()))
+
+# %% [markdown]
+# **Bursts.** A decoding engine cannot keep the queue full all the time: a layer's missing
+# neurons are known only after its predictor has run, so they go out together and the layer
+# waits for the slowest one. `burst_profile` times exactly that: `k` reads submitted at once,
+# until the last is back. A straight line `a + b·k` fits it: `a` is the latency of a read,
+# `b` the time each extra read adds (about 1/IOPS). Notebook 14's planner uses both.
+
+# %%
+burst = burst_profile(16384, ks=(4, 16, 64), repeats=9, file_bytes=64 << 20, directory=workdir)
+for k, t in zip(burst["k"], burst["seconds"]):
+    print(f"{k:3d} reads at once: {t * 1e3:5.2f} ms  ({k / t / 1e3:5.1f} k reads/s)")
+print(f"fit: a = {burst['a'] * 1e6:.0f} us, b = {burst['b'] * 1e6:.1f} us per read")
 
 # %% [markdown]
 # ## 4. LRU in arrays
@@ -316,6 +349,19 @@ def my_lru_step(order, capacity, key):
 
 
 _ = check.lru_step(my_lru_step)
+
+# %% [markdown]
+# 3. **A burst of reads.** A layer submits `k` reads at once; the disk keeps at most
+#    `queue_depth` of them in flight, and each takes `read_s` seconds. Return the time until
+#    the last one lands. (Real disks are not this regular: compare with the burst profile
+#    above, where `b` is what one more read costs.)
+
+# %%
+def my_burst_time(k, queue_depth, read_s):
+    raise NotImplementedError  # YOUR CODE HERE
+
+
+_ = check.burst_time(my_burst_time)
 
 # %%
 import shutil

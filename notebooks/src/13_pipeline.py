@@ -6,14 +6,17 @@
 # is what the compute thread does while it waits. PowerInfer-2's answer (§4.3, Fig. 6):
 #
 # * split each layer's active neurons into **clusters** (work units of a few dozen neurons);
-# * give one **I/O thread** the clusters that must be read, and let the **compute thread**
-#   work on clusters already in memory meanwhile;
+# * put every read of the clusters that are missing in flight at once, and let the **compute
+#   thread** work on clusters already in memory meanwhile;
 # * never wait at a *matrix* boundary: as soon as a cluster's gate is done, its up/down can
 #   run, even while other clusters' gates are still being read.
 #
 # Each cluster passes five stages: **predict → gate read → gate compute → up/down read →
 # up/down compute**. Every stage is recorded in an event trace, which we draw as a Gantt chart.
-# On 2 cores: one I/O thread, one compute thread. The FFN layers are **SYNTHETIC**.
+# On 2 cores: one compute thread and one **I/O thread**. The compute thread hands a layer's
+# reads to the kernel in one `io_submit` (Linux AIO, notebook 12), so they are in flight
+# before it starts computing; the I/O thread sleeps until reads complete, copies each
+# finished cluster into its cache slots and hands it over. The FFN layers are **SYNTHETIC**.
 
 # %%
 import tempfile
@@ -49,7 +52,10 @@ print(stack.describe())
 # * `gate_compute`: `g_j = gate_{rows[j]} · x` for the cluster's rows;
 # * `updown_compute`: for `g_j > 0`, `h_j = g_j (up_j · x)` and `out += h_j down_j`.
 #
-# Together they must give exactly what the fused kernel gives.
+# Together they must give exactly what the fused kernel gives. Work that is already in
+# memory has nothing to wait for between the stages, so the cluster schedule runs it as one
+# `fused_compute` (K's fused kernel, on both cores) and keeps the two stages for clusters that
+# arrive from flash.
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -98,15 +104,18 @@ assert max(worst.values()) < 1e-4
 # %% [markdown]
 # ## 3. The Gantt chart: where the time goes
 #
-# Each bar is one event of the trace of the last token, in the layer with the most reads: the
-# I/O lane on top, the compute lane below (up/down work on its own row), grey where the
+# Each bar is one event of the trace of the last token, in the layer with the most reads. On
+# top, the reads: a bar runs from the moment a cluster's reads are submitted to the moment the
+# cluster lands in the cache; reads overlap in time, so each one in flight gets its own row
+# (`io 1`, `io 2`, ...). Below, the compute lane (up/down work on its own row), grey where the
 # compute thread waits for a read. The dashed line marks the moment the layer's last read
 # lands. Everything already in memory forms one batch per region (hot, cold).
 #
 # * **Matrix-level pipeline:** the compute thread does the in-memory gates, then waits at the
 #   barrier: no up/down work starts before the dashed line.
-# * **Cluster-level pipeline:** the in-memory up/down work starts at once, and each read
-#   cluster is computed as it lands: up/down bars appear *left* of the dashed line.
+# * **Cluster-level pipeline:** the in-memory work (gate and up/down, fused) starts at once,
+#   and each read cluster is computed as it lands: up/down bars appear *left* of the dashed
+#   line.
 
 # %%
 reads = [sum(e[1].endswith("_read") and e[2] == l for e in engines["cluster"].trace.events) for l in range(4)]
@@ -122,7 +131,8 @@ def overlapped_updown(events):
     for e in events:
         if e[1].endswith("_read"):
             last_read[e[2]] = max(last_read.get(e[2], 0.0), e[5])
-    return sum(1 for e in events if e[1] == "updown_compute" and e[2] in last_read and e[4] < last_read[e[2]])
+    return sum(1 for e in events if e[1] in ("updown_compute", "fused_compute") and e[2] in last_read
+               and e[4] < last_read[e[2]])
 
 
 for sched, eng in engines.items():
@@ -137,9 +147,10 @@ def wait_ms(trace):
 
 
 for sched, eng in engines.items():
-    busy = 1e3 * eng.trace.busy("compute", {"gate_compute", "updown_compute"})
-    io = 1e3 * eng.trace.busy("io")
-    print(f"{sched:8s} last token: compute {busy:6.2f} ms, I/O {io:6.2f} ms, compute thread waiting {wait_ms(eng.trace):6.2f} ms")
+    busy = 1e3 * eng.trace.busy("compute", {"gate_compute", "updown_compute", "fused_compute"})
+    io = 1e3 * eng.trace.covered("io")                # time with at least one read in flight
+    print(f"{sched:8s} last token: compute {busy:6.2f} ms, reads in flight {io:6.2f} ms, "
+          f"compute thread waiting {wait_ms(eng.trace):6.2f} ms")
 
 # %% [markdown]
 # Look at the sizes before expecting a speed-up. Here the I/O lane is busy many times longer
@@ -160,7 +171,7 @@ for sched, eng in engines.items():
 # ## 4. Reading in two phases: gate first, up/down only if it fired
 #
 # A real predictor is not exact: it also selects neurons that will not fire (false
-# positives). With `read_unit="split"` the I/O thread first reads only the gate row of each
+# positives). With `read_unit="split"` the pipeline first reads only the gate row of each
 # missing neuron; after the gate compute, up and down are read only for the neurons whose gate
 # fired (PowerInfer-2's two-phase loading). We add 30% random false positives to the oracle.
 
@@ -200,9 +211,10 @@ print("split reads fewer bytes:", read["split"][0] < read["bundle"][0], "| but m
 #
 # ## 5. A failed read stops the pipeline, with an error, in bounded time
 #
-# A disk can fail, and a thread can get stuck. The compute thread never waits forever: an
-# exception in the I/O thread is handed over and re-raised, and a read that does not complete
-# within `timeout` seconds raises `PipelineTimeout`.
+# A disk can fail, and a thread can get stuck. The compute thread never waits forever: a failed
+# read (or any exception in the I/O thread) is handed over and re-raised, and a read that does
+# not complete within `timeout` seconds raises `PipelineTimeout`. Here a test hook, `fault`,
+# plays the broken disk: the I/O thread calls it for every completed read.
 
 # %%
 # NBVAL_CHECK_OUTPUT

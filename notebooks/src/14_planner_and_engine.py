@@ -32,7 +32,7 @@ from teachkit.sparse import bench_engine
 from teachkit.sparse.build_data import load_predictors
 from teachkit.sparse.engine import EngineConfig, NumpyGPT, OraclePredictor, PredictorAdapter, SparseFFN
 from teachkit.sparse.flash import FlashSpec, write_flash
-from teachkit.sparse.iobench import profile_reads
+from teachkit.sparse.iobench import burst_profile, profile_reads
 from teachkit.sparse.lm import decode, encode, export_numpy, load_lm
 from teachkit.sparse.machine import measure_memory_bandwidth
 from teachkit.sparse.planner import choose_plan, explain, kernel_bandwidth, unit_overhead
@@ -43,23 +43,31 @@ workdir = Path(tempfile.mkdtemp(prefix="nb14_"))
 # %% [markdown]
 # ## 1. Profile the machine
 #
-# Three numbers drive the cost model: memory bandwidth (how fast RAM-resident weights stream),
-# random-read bandwidth by read size and queue depth (how fast misses arrive), and the speed of
-# the sparse kernel and its fixed cost per work unit. They are measured now, on this machine,
-# so they vary between runs. The kernel runs on a table as large as the engine's cache (the
-# budget below, 24 MiB): on a small table it would measure the CPU caches instead.
+# Four things drive the cost model: memory bandwidth (how fast RAM-resident weights stream),
+# random reads by read size and queue depth (how fast misses arrive), how long a *burst* of
+# reads takes when a layer submits its misses all at once (notebook 12), and the speed of the
+# sparse kernels (the one-core stage kernels and the fused kernel on both cores) with their
+# fixed cost per work unit. They are measured now, on this machine, so they vary between runs.
+# The kernels run on a table as large as the engine's cache (the budget below, 24 MiB): on a
+# small table they would measure the CPU caches instead.
 
 # %%
 bw_mem = measure_memory_bandwidth(1, 256 << 20, repeats=3)
 bw_mem2 = measure_memory_bandwidth(2, 256 << 20, repeats=3)
-io = profile_reads(sizes=(4096, 16384, 65536, 262144), qds=(1, 4), n_reads=24, file_bytes=64 << 20,
+io = profile_reads(sizes=(4096, 16384, 65536, 262144), qds=(1, 4, 16, 64), n_reads=24, file_bytes=64 << 20,
                    directory=workdir)
+io["burst"] = burst_profile(8192, ks=(8, 16, 32, 64), repeats=9, file_bytes=64 << 20, directory=workdir)
 bw_kernel = kernel_bandwidth(d=512, n=2048, n_act=200, table_bytes=24 << 20)
+bw_fused = kernel_bandwidth(d=512, n=2048, n_act=200, table_bytes=24 << 20, fused=True)
 c_unit = unit_overhead(512)
 print(f"memory bandwidth: {bw_mem / 1e9:.1f} GB/s (1 thread), {bw_mem2 / 1e9:.1f} GB/s (2 threads); "
-      f"sparse kernel: {bw_kernel / 1e9:.1f} GB/s; {c_unit * 1e6:.1f} us per work unit")
+      f"stage kernels {bw_kernel / 1e9:.1f} GB/s, fused kernel {bw_fused / 1e9:.1f} GB/s; "
+      f"{c_unit * 1e6:.1f} us per work unit")
 for size, row in io["random"].items():
     print(f"random {size // 1024:4d} KiB: " + "  ".join(f"QD{q} {v / 1e6:7.1f} MB/s" for q, v in row.items()))
+b = io["burst"]
+print("a burst of k 8 KiB reads:", ", ".join(f"{k}: {t * 1e3:.2f} ms" for k, t in zip(b["k"], b["seconds"])),
+      f"-> a = {b['a'] * 1e6:.0f} us, b = {b['b'] * 1e6:.1f} us per read")
 
 # %% [markdown]
 # ## 2. Profile the model, and let the planner choose
@@ -70,12 +78,14 @@ for size, row in io["random"].items():
 # candidate split of the budget. The cost model (from `teachkit.sparse.planner`):
 #
 # ```
-# t_fixed = fixed bytes / BW_mem                         attention, predictors: every token
-# t_comp  = L · n_act · bundle / BW_kernel + L · n_units · c_unit    n_units = clusters per layer
-# t_io    = L · n_act · (1 − h) · t_read(unit, QD)       h = replayed hit rate
-# T       = t_fixed + max(t_comp, t_io) + min(t_comp, t_io) / n_units   (cluster pipeline:
-#           the busier lane, plus the other lane's share of one cluster)
-# tok/s   = 1 / T,    subject to  fixed + predictor + buffers + tables + hot + cold ≤ budget
+# per layer (a token is L of them, one after the other):
+# t_pre   = fixed bytes / (L · BW_mem)            attention, predictor: nothing can be read before them
+# n_miss  = n_act · (1 − h)                       h = replayed hit rate
+# t_io    = a · ⌈n_miss / QD⌉ + b · n_miss          the layer's misses as one burst
+# t_mem   = n_act · h · bundle / BW_fused           in-memory work, fused, both cores, under the burst
+# t_tail  = n_miss · bundle / BW_kernel + n_units · c_unit    each cluster as it lands
+# t_layer = t_pre + max(t_mem + t_tail, t_io + t_tail / n_units)
+# tok/s   = 1 / (L · t_layer),   subject to  fixed + predictor + buffers + tables + hot + cold ≤ budget
 # ```
 #
 # The memory side uses the engine's own accounting (`engine_memory`), so the planner's cold
@@ -92,16 +102,17 @@ print(f"FFN {spec.ffn_bytes / 2**20:.0f} MiB on flash; fixed region {w.fixed_byt
 
 # %%
 budget = spec.ffn_bytes // 2
-plan = choose_plan(spec, w.profile, io, bw_mem, bw_kernel, budget, w.fixed_bytes, 0, unit_overhead=c_unit)
+plan = choose_plan(spec, w.profile, io, bw_mem, bw_kernel, budget, w.fixed_bytes, 0, unit_overhead=c_unit,
+                   io_depth=(1, 4, 16, 64), bw_fused=bw_fused)
 print(explain(plan))
 
 # %% [markdown]
-# **Reads in flight.** The plan may choose several reads in flight (`io_threads`, the queue
-# depth of the I/O profile). PowerInfer-2 has *one* I/O thread that keeps many asynchronous
-# reads queued; in Python we get the same queue depth with a few I/O threads, each blocked in
-# `preadv`. A blocked thread sleeps in the kernel and takes no CPU, so on 2 cores this does
-# not steal the compute thread's core; with `io_threads=1` it is exactly the issue's single
-# I/O thread, and notebook 12's profile shows what that costs (QD 1 against QD 4).
+# **Reads in flight.** The plan chooses how many reads may be in flight (`io_depth`, a queue
+# depth of the I/O profile). As in PowerInfer-2 there is *one* I/O thread, and the queue depth
+# comes from asynchronous reads, not from more threads: the compute thread hands a layer's
+# misses to the kernel in one `io_submit` (Linux AIO, `teachkit.sparse.aio`), and the I/O
+# thread sleeps in `io_getevents` until clusters land. Notebook 12 measures what this is worth
+# against one blocking `pread` thread per read in flight.
 #
 # Now we run the planned engine at three budgets and compare each measured speed with the
 # planner's prediction. A cost model is useful if it ranks plans correctly and lands in the
@@ -112,9 +123,10 @@ print(explain(plan))
 rows = []
 for frac in (0.35, 0.5, 0.75):
     b = int(spec.ffn_bytes * frac)
-    p = choose_plan(spec, w.profile, io, bw_mem, bw_kernel, b, w.fixed_bytes, 0, unit_overhead=c_unit)
+    p = choose_plan(spec, w.profile, io, bw_mem, bw_kernel, b, w.fixed_bytes, 0, unit_overhead=c_unit,
+                    io_depth=(1, 4, 16, 64), bw_fused=bw_fused)
     cfg = EngineConfig(budget=b, hot_neurons=p.hot_neurons, cluster_size=p.cluster_size, read_unit=p.read_unit,
-                       io_threads=p.io_threads, prefill_chunk=64)
+                       io_depth=p.io_depth, prefill_chunk=64)
     with SparseFFN(w.path, cfg, w.predictor, gated=True, fixed=w.fixed, freq=w.profile.freq, verify=False) as eng:
         r = bench_engine.run_backend(w, eng, n_warm=8, n_time=12)
     rows.append((f"{frac:.2f} x FFN", p.predicted_tok_s, r["tok_s"]))

@@ -1,4 +1,4 @@
-"""Exercises of notebooks 12-14: flash layout, an LRU step, the pipeline makespan, the decode bound."""
+"""Exercises of notebooks 12-14: flash layout, an LRU step, a burst of reads, the pipeline makespan, the decode bound."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import random
 
 from ._core import Exercise, assert_close, matches_reference
 
-__all__ = ["bundle_offset", "lru_step", "pipelined_makespan", "decode_bound"]
+__all__ = ["bundle_offset", "lru_step", "burst_time", "pipelined_makespan", "decode_bound"]
 
 
 # --------------------------------------------------------------------------- 12: where is neuron i?
@@ -91,6 +91,38 @@ lru_step = Exercise(
     wrong_answers={"FIFO: a hit does not refresh the key": _wrong_fifo,
                    "evicts the most recently used key": _wrong_mru},
     hint="order runs from least to most recently used; a hit moves the key to the end, a miss pops order[0] if full.",
+)
+
+
+# --------------------------------------------------------------------------- 12: a burst of reads
+def _ref_burst(k, queue_depth, read_s):
+    """``k`` reads submitted at once, at most ``queue_depth`` in flight, each taking ``read_s``.
+
+    They go in waves of ``queue_depth``: the last lands after ceil(k / queue_depth) reads' time.
+    """
+    if k <= 0:
+        return 0.0
+    return -(-k // queue_depth) * read_s
+
+
+def _burst_hand(fn):
+    assert_close(fn(1, 8, 1e-4), 1e-4, "one read: its own latency")
+    assert_close(fn(8, 8, 1e-4), 1e-4, "8 reads, 8 in flight: one wave")
+    assert_close(fn(9, 8, 1e-4), 2e-4, "9 reads, 8 in flight: the 9th waits for a free slot (a second wave)")
+    assert_close(fn(48, 1, 5e-5), 48 * 5e-5, "one read in flight: one after the other")
+    assert_close(fn(0, 4, 1e-4), 0.0, "no reads, no time")
+
+
+burst_time = Exercise(
+    name="burst_time",
+    reference=_ref_burst,
+    properties=[("hand-checked cases: one wave, a partial second wave, queue depth 1, no reads", _burst_hand),
+                ("it matches the reference on other bursts",
+                 matches_reference(_ref_burst, lambda s: (3 + 11 * s, 1 + s % 5 * 4, 4e-5 + s * 1e-5)))],
+    wrong_answers={"serial: k reads one after the other": lambda k, q, t: k * t,
+                   "no partial wave: k / queue_depth": lambda k, q, t: k / q * t,
+                   "all at once, whatever the queue depth": lambda k, q, t: t if k else 0.0},
+    hint="reads go in waves of queue_depth: ceil(k / queue_depth) waves, each one read long.",
 )
 
 

@@ -253,7 +253,7 @@ def _run(cfg, n_warm, n_time, n_profile, profile, log, workdir, quick, sweep_fra
         io = profile_reads(sizes=(4096, 16384, 65536, 1 << 20), qds=(1, 4, 8, 16, 32, 64, 128), n_reads=48 if quick else 128,
                            path=w.path)
     if "burst" not in io:
-        io = {**io, "burst": burst_profile(w.path, spec.stride)}
+        io = {**io, "burst": burst_profile(spec.stride, w.path)}
     burst = io["burst"]
     log(f"  a burst of k reads of {spec.stride} B: " + ", ".join(f"{k}: {t * 1e3:.2f} ms" for k, t in
                                                            zip(burst["k"], burst["seconds"]))

@@ -402,15 +402,26 @@ def _random_bw(path, size: int, qd: int, n_reads: int, span: int, seed: int, dir
     return len(offsets) * size / dt
 
 
-def burst_profile(path, size: int, ks=(8, 16, 32, 64, 128), repeats: int = 15, seed: int = 0,
-                  method: str = "auto") -> dict:
+def burst_profile(size: int, path=None, ks=(8, 16, 32, 64, 128), repeats: int = 15, seed: int = 0,
+                  method: str = "auto", file_bytes: int = 64 << 20, directory=None) -> dict:
     """How long a *batch* of ``k`` random reads takes, submitted at once, until the last is back.
 
     A decoding engine cannot keep the queue full: a layer's reads are known only after its
     predictor has run, so they go out as one burst and the layer waits for the slowest. The
     fit ``t(k) = a + b·k`` gives ``a`` (latency of the first read) and ``b`` (time per extra
-    read, ~1/IOPS). Returns ``{"k": [...], "seconds": [...] (medians), "a": s, "b": s}``.
+    read, ~1/IOPS). Reads ``path``, or a scratch file of ``file_bytes`` in ``directory`` (deleted
+    after). Returns ``{"k": [...], "seconds": [...] (medians), "a": s, "b": s}``.
     """
+    own = path is None
+    path = _scratch_file(file_bytes, directory) if own else Path(path)
+    try:
+        return _bursts(path, size, ks, repeats, seed, method)
+    finally:
+        if own:
+            path.unlink(missing_ok=True)
+
+
+def _bursts(path, size, ks, repeats, seed, method) -> dict:
     from .aio import open_async_reads
 
     fd = _open_uncached(path, True)

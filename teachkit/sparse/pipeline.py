@@ -191,6 +191,17 @@ class Trace:
         return sum(e[5] - e[4] for e in self.events
                    if e[0].startswith(lane_prefix) and (stages is None or e[1] in stages))
 
+    def covered(self, lane_prefix: str, stages=None) -> float:
+        """Seconds during which at least one such event was running (overlapping reads count once)."""
+        spans = sorted((e[4], e[5]) for e in self.events
+                       if e[0].startswith(lane_prefix) and (stages is None or e[1] in stages))
+        total, end = 0.0, float("-inf")
+        for a, b in spans:
+            if b > end:
+                total += b - max(a, end)
+                end = b
+        return total
+
 
 class PipelineTimeout(TimeoutError):
     """No read completed within the pipeline's timeout: the I/O thread is stuck."""

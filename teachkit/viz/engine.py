@@ -82,11 +82,16 @@ def _gantt(ax, events, title, layers=None):
         return
     t0 = min(e[4] for e in ev)
     span = max(e[5] for e in ev) - t0
-    row = lambda e: e[0] + (" up/down" if e[1] in ("updown_compute", "fused_compute") else "")    # noqa: E731
-    lanes = sorted({row(e) for e in ev}, key=lambda s: (not s.startswith("io"), s))
+    names = {e: e[0] + (" up/down" if e[1] in ("updown_compute", "fused_compute") else "") for e in ev}
+    ends: list = []                                   # reads overlap in time: one row per read in flight
+    for e in sorted((e for e in ev if e[0] == "io"), key=lambda e: e[4]):
+        k = next((i for i, end in enumerate(ends) if end <= e[4]), len(ends))
+        ends[k:k + 1] = [e[5]]
+        names[e] = f"io {k + 1}"
+    lanes = sorted(set(names.values()), key=lambda s: (not s.startswith("io"), len(s), s))
     for e in ev:
         width = max(e[5] - e[4], 0.004 * span)        # at least a visible sliver
-        ax.barh(lanes.index(row(e)), width * 1e3, left=(e[4] - t0) * 1e3, height=0.7,
+        ax.barh(lanes.index(names[e]), width * 1e3, left=(e[4] - t0) * 1e3, height=0.7,
                 color=STAGE_COLORS.get(e[1], "k"), edgecolor="white", linewidth=0.3)
     for layer in sorted({e[2] for e in ev}):
         ends = [e[5] for e in ev if e[2] == layer and e[1].endswith("_read")]
