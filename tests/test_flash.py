@@ -144,12 +144,12 @@ def test_reader_raises_on_failure_and_short_read(tmp_path):
 
 
 def test_reader_falls_back_where_o_direct_is_refused(tmp_path, monkeypatch):
-    import teachkit.sparse.iobench as iob
+    import teachkit.sparse.reader as rd                # FlashReader calls _open from its own module
 
     spec = FlashSpec(n_layers=1, n_neurons=4, n_mats=2, d=1024, align=4096)
     f = FlashFile(write_flash(tmp_path / "w.bin", spec, _layers(spec)))
-    real_open = iob._open
-    monkeypatch.setattr(iob, "_open", lambda path, direct: -1 if direct else real_open(path, False))
+    real_open = rd._open
+    monkeypatch.setattr(rd, "_open", lambda path, direct: -1 if direct else real_open(path, False))
     with FlashReader(f, max_units=4) as r:                 # direct=None: falls back to buffered reads
         assert r.direct is False
         assert f.decode(r.read(0, np.array([1, 2]))).shape == (2, 2, 1024)

@@ -243,8 +243,9 @@ print("real predictors cost some quality (perplexity above dense):",
 # | `dense_ram` | every weight in RAM (no budget: the reference) |
 # | `dense_mmap` | llama.cpp style: `mmap` the file, LRU page cache limited to the budget |
 # | `dense_stream_tuned` | pin what fits, stream the rest in large sequential reads, two in flight, from an unpadded file |
-# | `llm_in_a_flash` | predictor, bundles, a window of the last 5 tokens' neurons, read then compute |
-# | `sparse_flash` → `+bundle` → `+cache` → `+pipeline` | the ablation ladder (PowerInfer-2 Fig. 14) |
+# | `llm_in_a_flash` | predictor, bundles, a window of the last 5 tokens' neurons, read then compute; reads from 32 `pread` threads, as its paper does |
+# | `llm_in_a_flash(aio)` | the same engine with our I/O: a layer's misses in one kernel-AIO batch |
+# | `sparse_flash` → `+bundle` → `+cache` → `+pipeline` | the ablation ladder (PowerInfer-2 Fig. 14), all on our I/O |
 #
 # Here at notebook size (a few seconds); the full-size run is `make bench`.
 

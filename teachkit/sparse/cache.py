@@ -249,7 +249,8 @@ class SegmentedCache:
 
         Returns a dict with
         ``hot_clusters`` (cluster ids touched), ``hot_slots``, ``hot_miss`` (per cluster),
-        ``hot_rows`` (per touched cluster: rows in ``hot_w`` of its *active* neurons),
+        ``hot_rows`` (per touched cluster: rows in ``hot_w`` of its *active* neurons; all of them
+        in one array as ``hot_rows_all``, with ``hot_rows_miss`` marking rows of missed clusters),
         ``cold_neurons``, ``cold_slots``, ``cold_miss``.
         """
         active = np.asarray(active, dtype=np.int64)
@@ -265,7 +266,8 @@ class SegmentedCache:
         else:
             h_slots, h_miss = np.empty(0, np.int64), np.empty(0, bool)
         all_rows = np.repeat(h_slots, counts) * cs + self.hot_pos_of[layer, hot_n]
-        rows = np.split(all_rows, first[1:]) if len(clusters) else []
+        ends = np.append(first[1:], len(all_rows)).tolist()
+        rows = [all_rows[a:b] for a, b in zip(first.tolist(), ends)]
         c_slots, c_miss = self.cold.lookup(layer * self.cfg.n_neurons + cold_n)
         t = self._token
         t["hot_hits"] += int(len(clusters) - h_miss.sum())
@@ -273,6 +275,7 @@ class SegmentedCache:
         t["cold_hits"] += int(len(cold_n) - c_miss.sum())
         t["cold_misses"] += int(c_miss.sum())
         return {"hot_clusters": clusters, "hot_slots": h_slots, "hot_miss": h_miss, "hot_rows": rows,
+                "hot_rows_all": all_rows, "hot_rows_miss": np.repeat(h_miss, counts),
                 "cold_neurons": cold_n, "cold_slots": c_slots, "cold_miss": c_miss}
 
     def add_traffic(self, region: str, nbytes: int) -> None:

@@ -6,11 +6,10 @@ must be read from flash (a miss). Each cluster goes through PowerInfer-2's stage
 
     predict -> gate_read -> gate_compute -> updown_read -> updown_compute
 
-``gate_compute`` computes the first row of each bundle (gate, or up for a plain ReLU FFN),
-``updown_compute`` the rest and accumulates ``h_i · down_i`` into the output. With
-``read_unit="bundle"`` a miss is one read of the whole bundle (``bundle_read``); with
-``read_unit="split"`` the gate part is read first and up/down only for neurons whose gate
-fired (PowerInfer-2's two-phase loading). Three schedules:
+What each compute stage does, and why the FFN splits in two there, is in
+:mod:`teachkit.sparse.stages`. With ``read_unit="bundle"`` a miss is one read of the whole
+bundle (``bundle_read``); with ``read_unit="split"`` the gate part is read first and up/down
+only for neurons whose gate fired (PowerInfer-2's two-phase loading). Three schedules:
 
 * ``"serial"``: read every miss, then compute (LLM in a flash: I/O time + compute time).
 * ``"matrix"``: compute in-memory clusters while reads are in flight, but finish *all* of the
@@ -50,157 +49,21 @@ from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
-import numba
-from numba import njit
-
-from . import kernels as K
 
 from .aio import open_async_reads
-from .iobench import FlashReader, FlashReadError
+from .reader import FlashReader, FlashReadError
+# gate_compute and friends are called through this module's namespace (tests patch them here)
+from .stages import Trace, _scatter_rows, fused_compute, gate_compute, updown_compute
 
 __all__ = ["PipelineConfig", "ClusterPipeline", "Trace", "PipelineTimeout", "gate_compute", "updown_compute",
            "fused_compute"]
 
-_JIT = dict(nogil=True, fastmath=True, cache=True)
 SWITCH_INTERVAL = 2e-4
-
-
-# --------------------------------------------------------------------------- stage kernels
-@njit(**_JIT)
-def _first_rows(W, rows, x, g):
-    for j in range(rows.shape[0]):
-        r = rows[j]
-        acc = np.float32(0.0)
-        for k in range(x.shape[0]):
-            acc += W[r, 0, k] * x[k]
-        g[j] = acc
-
-
-@njit(**_JIT)
-def _rest_rows(W, rows, x, g, gated, out):
-    last = W.shape[1] - 1
-    for j in range(rows.shape[0]):
-        if g[j] <= 0.0:
-            continue
-        r = rows[j]
-        h = g[j]
-        if gated:
-            u = np.float32(0.0)
-            for k in range(x.shape[0]):
-                u += W[r, 1, k] * x[k]
-            h = h * u
-        if h != 0.0:
-            for k in range(out.shape[0]):
-                out[k] += h * W[r, last, k]
-
-
-@njit(**_JIT)
-def _first_rows_i8(Q, S, rows, x, g):
-    for j in range(rows.shape[0]):
-        r = rows[j]
-        acc = np.float32(0.0)
-        for k in range(x.shape[0]):
-            acc += np.float32(Q[r, 0, k]) * x[k]
-        g[j] = acc * S[r, 0]
-
-
-@njit(**_JIT)
-def _rest_rows_i8(Q, S, rows, x, g, gated, out):
-    last = Q.shape[1] - 1
-    for j in range(rows.shape[0]):
-        if g[j] <= 0.0:
-            continue
-        r = rows[j]
-        h = g[j]
-        if gated:
-            u = np.float32(0.0)
-            for k in range(x.shape[0]):
-                u += np.float32(Q[r, 1, k]) * x[k]
-            h = h * u * S[r, 1]
-        if h != 0.0:
-            hs = h * S[r, last]
-            for k in range(out.shape[0]):
-                out[k] += hs * np.float32(Q[r, last, k])
-
-
-def gate_compute(W, rows, x, g) -> np.ndarray:
-    """``g[j] = first_row(W[rows[j]]) · x`` (the gate, or the up row of a plain FFN)."""
-    if isinstance(W, tuple):
-        _first_rows_i8(W[0], W[1], rows, x, g)
-    else:
-        _first_rows(W, rows, x, g)
-    return g
-
-
-def fused_compute(W, rows, x, out, gated: bool) -> np.ndarray:
-    """Both stages in one pass, on every core: ``out += Σ_j h_j · down(W[rows[j]])``.
-
-    For work already in memory, where there is nothing to wait for between the stages. It
-    is K's fused bundled kernel (private per-thread accumulators, see ``kernels``).
-    """
-    if isinstance(W, tuple):
-        K._ffn_bundled_i8_par(W[0], W[1], rows, x, out, gated, numba.get_num_threads())
-    else:
-        K._ffn_bundled_par(W, rows, x, out, gated, numba.get_num_threads())
-    return out
-
-
-def updown_compute(W, rows, x, g, gated: bool, out) -> np.ndarray:
-    """``out += Σ_j h_j · down(W[rows[j]])`` with ``h = relu(g)·(up·x)`` (gated) or ``relu(g)``."""
-    if isinstance(W, tuple):
-        _rest_rows_i8(W[0], W[1], rows, x, g, gated, out)
-    else:
-        _rest_rows(W, rows, x, g, gated, out)
-    return out
-
-
-@njit(nogil=True, cache=True)
-def _scatter_rows(src, srows, lo, hi, dst, drows, dst_lo):
-    """Copy elements [lo, hi) of staging row ``srows[j]`` into row ``drows[j]`` of ``dst`` at ``dst_lo``."""
-    for j in range(srows.shape[0]):
-        dst[drows[j], dst_lo:dst_lo + hi - lo] = src[srows[j], lo:hi]
 
 
 def staging_rows(cfg: "PipelineConfig", hot_cluster_size: int) -> int:
     """Staging rows the I/O thread holds: one per read in flight, and at least one whole unit."""
     return max(cfg.io_depth, cfg.cluster_size, hot_cluster_size)
-
-
-# --------------------------------------------------------------------------- trace
-class Trace:
-    """Timestamped stage events: ``(lane, stage, layer, cluster, t0, t1)`` with t from perf_counter."""
-
-    STAGES = ("attention", "predict", "bundle_read", "gate_read", "gate_compute", "updown_read",
-              "updown_compute", "fused_compute", "wait", "prefill")
-
-    def __init__(self, enabled: bool = True):
-        self.enabled = enabled
-        self.events: list[tuple] = []
-        self.t_origin = time.perf_counter()
-
-    def add(self, lane: str, stage: str, layer: int, cluster: int, t0: float, t1: float) -> None:
-        if self.enabled:
-            self.events.append((lane, stage, layer, cluster, t0 - self.t_origin, t1 - self.t_origin))
-
-    def clear(self) -> None:
-        self.events.clear()
-        self.t_origin = time.perf_counter()
-
-    def busy(self, lane_prefix: str, stages=None) -> float:
-        """Total seconds spent in ``stages`` on lanes starting with ``lane_prefix``."""
-        return sum(e[5] - e[4] for e in self.events
-                   if e[0].startswith(lane_prefix) and (stages is None or e[1] in stages))
-
-    def covered(self, lane_prefix: str, stages=None) -> float:
-        """Seconds during which at least one such event was running (overlapping reads count once)."""
-        spans = sorted((e[4], e[5]) for e in self.events
-                       if e[0].startswith(lane_prefix) and (stages is None or e[1] in stages))
-        total, end = 0.0, float("-inf")
-        for a, b in spans:
-            if b > end:
-                total += b - max(a, end)
-                end = b
-        return total
 
 
 class PipelineTimeout(TimeoutError):
@@ -434,16 +297,13 @@ class ClusterPipeline:
         cs, cache = self.cfg.cluster_size, self.cache
         to_read, uid = [], 2
         hot_cs = cache.cfg.cluster_size
-        resident_hot = []
-        for c, slot, miss, rows in zip(plan["hot_clusters"], plan["hot_slots"], plan["hot_miss"], plan["hot_rows"]):
-            if miss:
-                members = cache.cluster_members(layer, int(c))
-                to_read.append(_Unit(uid, cache.hot_w, rows, members, slot * hot_cs + np.arange(len(members))))
-                uid += 1
-            else:
-                resident_hot.append(rows)
+        for k in np.flatnonzero(plan["hot_miss"]).tolist():
+            c, slot, rows = int(plan["hot_clusters"][k]), int(plan["hot_slots"][k]), plan["hot_rows"][k]
+            members = cache.cluster_members(layer, c)
+            to_read.append(_Unit(uid, cache.hot_w, rows, members, slot * hot_cs + np.arange(len(members))))
+            uid += 1
         neurons, slots, miss = plan["cold_neurons"], plan["cold_slots"], plan["cold_miss"]
-        ready = [u for u in (_Unit(0, cache.hot_w, np.concatenate(resident_hot) if resident_hot else []),
+        ready = [u for u in (_Unit(0, cache.hot_w, plan["hot_rows_all"][~plan["hot_rows_miss"]]),
                              _Unit(1, cache.cold_w, slots[~miss])) if len(u.rows)]
         n_sel, s_sel = neurons[miss], slots[miss]
         for a in range(0, len(n_sel), cs):

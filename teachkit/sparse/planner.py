@@ -81,7 +81,7 @@ def kernel_bandwidth(d: int = 1024, n: int = 4096, n_act: int = 400, repeats: in
     which is right only if the engine's regions fit too. ``fused``: the one-pass kernel on
     every core that the cluster schedule runs on in-memory work (``fused_compute``).
     """
-    from .pipeline import fused_compute, gate_compute, updown_compute
+    from .stages import fused_compute, gate_compute, updown_compute
 
     rng = np.random.default_rng(seed)
     n = max(n, int(table_bytes or 0) // (3 * d * 4))
@@ -115,7 +115,8 @@ def unit_overhead(d: int = 1024, k: int = 64, repeats: int = 7) -> float:
     import sys
     import threading
 
-    from .pipeline import SWITCH_INTERVAL, Trace, _Unit, gate_compute, updown_compute
+    from .pipeline import SWITCH_INTERVAL, _Unit
+    from .stages import Trace, gate_compute, updown_compute
 
     if sys.getswitchinterval() > SWITCH_INTERVAL:
         sys.setswitchinterval(SWITCH_INTERVAL)
