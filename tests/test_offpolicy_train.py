@@ -11,7 +11,7 @@ from teachkit.rlhf.orpo_train import ORPOConfig, train_orpo
 from teachkit.rlhf.tdpo_train import TDPOConfig, train_tdpo
 from teachkit.toy.generate import completion_logprobs
 from teachkit.toy.model import GPT
-from teachkit.toy.pairs import PairSplit, PreferencePairs, low_edit_pairs
+from teachkit.toy.pairs import PairSplit, low_edit_pairs
 from teachkit.toy.reward_model import reward_model_from
 from teachkit.toy.sft import model_config
 from teachkit.toy.tasks import get_task

@@ -4,7 +4,7 @@ import torch
 import torch.nn.functional as F
 
 from teachkit.toy.pairs import PreferencePairs, low_edit_pairs, pairs_from_samples
-from teachkit.toy.reward_model import RewardModelConfig, pair_accuracy, reward_model_from, train_reward_model
+from teachkit.toy.reward_model import RewardModelConfig, reward_model_from, train_reward_model
 from teachkit.toy.sft import SFTConfig, new_model, sft_loss, train_sft
 from teachkit.toy.tasks import get_task
 

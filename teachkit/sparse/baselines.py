@@ -24,7 +24,8 @@ reads in flight with kernel AIO (:mod:`teachkit.sparse.aio`).
 from __future__ import annotations
 
 # private helpers too: code written before the split imported them from here
-from .baselines_dense import DenseMmap, DenseRAM, DenseStream, _Backend, _dequant, dense_bundle_ffn, read_ahead_bytes
-from .baselines_sparse import LLMFlash, NoCacheSparse, _BatchReads, _ParallelReads, _reads
+from .baselines_dense import (DenseMmap, DenseRAM, DenseStream, _Backend, _dequant, dense_bundle_ffn,  # noqa: F401
+                              read_ahead_bytes)
+from .baselines_sparse import LLMFlash, NoCacheSparse, _BatchReads, _ParallelReads, _reads  # noqa: F401
 
 __all__ = ["DenseRAM", "DenseMmap", "DenseStream", "NoCacheSparse", "LLMFlash", "dense_bundle_ffn"]

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -53,44 +52,44 @@ def _open_uncached(path, direct: bool) -> int:
 
 
 def sequential_read_bw(path, chunk: int = 1 << 20, limit: int | None = None, direct: bool = True,
-                       qd: int = 1) -> float:
+                       qd: int = 1, method: str = "auto") -> float:
     """Bytes/s reading ``path`` front to back in ``chunk``-sized O_DIRECT reads, ``qd`` in flight.
 
-    With ``qd`` > 1, thread i reads chunks i, i + qd, ... (a streaming reader with ``qd``
-    readers, like the tuned dense stream): the device sees ``qd`` sequential requests at once.
+    One thread keeps ``qd`` consecutive chunks in flight (kernel AIO, or ``qd`` ``pread``
+    threads with ``method="threads"``): the device sees ``qd`` sequential requests at once.
     """
+    from .aio import open_async_reads
+
     size = os.path.getsize(path) if limit is None else min(limit, os.path.getsize(path))
     fd = _open_uncached(path, direct)
     n_chunks = size // chunk
-    done, errors = [0] * qd, []
-
-    def worker(i):
-        buf = memoryview(aligned_buffer(chunk))
-        try:
-            for c in range(i, n_chunks, qd):
-                got = os.preadv(fd, [buf], c * chunk)
-                if got != chunk:
-                    raise FlashReadError("short read while profiling")
-                done[i] += got
-        except Exception as err:  # noqa: BLE001 - re-raised in the caller
-            errors.append(err)
-
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(qd)]
+    buf = aligned_buffer(qd * chunk)
+    reads = open_async_reads(fd, qd, method)
     try:
         t0 = time.perf_counter()
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        nxt = done = 0
+        free = list(range(qd))
+        while done < n_chunks:
+            k = min(len(free), n_chunks - nxt)
+            if k:
+                rows = np.array(free[:k], dtype=np.int64)
+                del free[:k]
+                reads.submit((buf.ctypes.data + rows * chunk).astype(np.uint64),
+                             (nxt + np.arange(k)) * chunk, np.full(k, chunk, dtype=np.int64), rows)
+                nxt += k
+            tags, res = reads.reap(1, 5.0)
+            if not len(tags) or (res != chunk).any():
+                raise FlashReadError("a sequential read failed or stalled while profiling")
+            free.extend(tags.tolist())
+            done += len(tags)
         dt = time.perf_counter() - t0
     finally:
+        reads.close()
         os.close(fd)
-    if errors:
-        raise errors[0]
-    return sum(done) / dt
+    return n_chunks * chunk / dt
 
 
-SEQ_CONFIGS = ((1 << 20, 1), (4 << 20, 1), (4 << 20, 2), (4 << 20, 4))   # (chunk, qd) tried for the best
+SEQ_CONFIGS = ((1 << 20, 1), (4 << 20, 1), (4 << 20, 2), (4 << 20, 4), (1 << 20, 8))   # (chunk, qd) tried for the best
 
 
 def _random_bw(path, size: int, qd: int, n_reads: int, span: int, seed: int, direct: bool, method: str) -> float:
@@ -206,7 +205,7 @@ def profile_reads(sizes=(4096, 16384, 65536, 262144), qds=(1, 4), n_reads: int =
         table = {int(s): {int(q): _random_bw(path, s, q, n_reads, span, seed + q, direct, method) for q in qds}
                  for s in sizes}
         lim = min(span, 128 << 20)
-        seq_by = {f"{c >> 20}MiB_qd{q}": sequential_read_bw(path, c, lim, direct, q) for c, q in SEQ_CONFIGS}
+        seq_by = {f"{c >> 20}MiB_qd{q}": sequential_read_bw(path, c, lim, direct, q, method) for c, q in SEQ_CONFIGS}
     finally:
         if own:
             path.unlink(missing_ok=True)

@@ -224,7 +224,6 @@ def choose_plan(spec, mp: ModelProfile, io_profile: dict, bw_mem: float, bw_kern
     ``extra_bytes``: what else the engine holds (the KV cache). Staging, prefill buffers and
     cache tables are added as :func:`~teachkit.sparse.engine.engine_memory` counts them.
     """
-    bundle = spec.bundle_bytes
     best, hits = None, {}
     for frac, cs, ru, qd in itertools.product(hot_fracs, cluster_sizes, read_units, io_depth):
         if ru == "split" and spec.dtype != "float32":

@@ -26,7 +26,6 @@ from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 __all__ = ["GPTConfig", "GPT", "KVCache"]
 
