@@ -130,19 +130,25 @@ for frac in (0.35, 0.5, 0.75):
     with SparseFFN(w.path, cfg, w.predictor, gated=True, fixed=w.fixed, freq=w.profile.freq, verify=False) as eng:
         r = bench_engine.run_backend(w, eng, n_warm=8, n_time=12)
     rows.append((f"{frac:.2f} x FFN", p.predicted_tok_s, r["tok_s"]))
+    measured_hit = 1 - r["bytes_read_per_token"] / (spec.stride * w.profile.mean_active * spec.n_layers)
     print(f"budget {frac:.2f} x FFN: predicted {p.predicted_tok_s:6.1f} tok/s, measured {r['tok_s']:6.1f} tok/s "
-          f"(measured / predicted {r['tok_s'] / p.predicted_tok_s:.2f})")
+          f"(measured / predicted {r['tok_s'] / p.predicted_tok_s:.2f}); hit rate replayed {p.hit_rate:.2f}, "
+          f"measured {measured_hit:.2f}")
 viz.plot_predicted_vs_measured(*zip(*rows))
 order_pred = np.argsort([r[1] for r in rows])
 order_meas = np.argsort([r[2] for r in rows])
 print("the planner ranks the three budgets in the measured order:", bool(np.array_equal(order_pred, order_meas)))
 
 # %% [markdown]
-# The ranking is the useful part: more budget, higher hit rate, faster, in prediction and in
-# measurement (when the measured speeds are close, machine noise can swap two of them). The
-# absolute level is optimistic: the model counts the kernels and the reads but not the
-# Python work per layer (predictor call, cache lookup, queue hand-offs), which on this scale
-# is a large share of a token.
+# A cost model must above all *rank* plans correctly. Check the line above: the smallest
+# budget is clearly slowest, as predicted, but the larger budgets measure close to each other
+# and their order can differ from the prediction. The replay assumes a cache that has run
+# long enough to fill; these measured runs are short, and in this drifting workload more cold
+# slots raise the hit rate only a little (compare the replayed hit rate with the measured one,
+# 1 − neurons read / neurons active).
+# The absolute level is optimistic too: the model counts the kernels, the reads and the
+# per-layer chain, but not the Python work per layer (predictor call, cache lookup, the
+# hand-off of each landed cluster), which at this scale is a large share of a token.
 
 # %% [markdown]
 # ## 3. The engine on the trained language model
@@ -323,12 +329,12 @@ if stored.exists():
 
 # %%
 if stored.exists():
-    seq = full["io_profile"]["sequential_Bps"]
+    seq = full["io_profile"]["sequential_best_Bps"]              # the best chunk size x reads in flight
     mmap_bound = seq / full["configs"]["dense_mmap"]["bytes_read_per_token"]
     ideal_dense_bound = seq / (full["ffn_bytes"] - full["budget_bytes"])
     sparse_bound = full["bound"]["tok_s"]
     best = full["configs"]["+pipeline"]["tok_s"]
-    print(f"sequential read {seq / 1e9:.2f} GB/s")
+    print(f"sequential read {seq / 1e9:.2f} GB/s at best")
     print(f"mmap as it behaves: bound {mmap_bound:.1f} tok/s (measured {full['configs']['dense_mmap']['tok_s']:.1f}); "
           f"ideal dense: bound {ideal_dense_bound:.1f} tok/s")
     print(f"sparse engine: bound {sparse_bound:.1f} tok/s, measured {best:.1f}, achieved / bound {best / sparse_bound:.2f}")
@@ -337,30 +343,49 @@ if stored.exists():
     steps = full["ablation"]
     print("each rung against the one before:",
           {s["step"]: round(s["tok_s"] / steps[k - 1]["tok_s"], 2) for k, s in enumerate(steps) if k})
+    lf, lfa = full["configs"]["llm_in_a_flash"]["tok_s"], full["configs"]["llm_in_a_flash(aio)"]["tok_s"]
+    print(f"LLM in a flash: {lf:.1f} tok/s with 32 pread threads, {lfa:.1f} with one AIO batch per layer "
+          f"({lfa / lf:.1f}x, same bytes read)")
+    chain = full["bound"]["tok_s_dependency_chain"]
+    print(f"the per-layer chain (attention + predictor, then the burst of reads): bound {chain:.1f} tok/s, "
+          f"achieved / chain bound {best / chain:.2f}")
 
 # %% [markdown]
-# **Reading the numbers.** The stored run's own figures answer the question. If the largest
-# possible speed-up over mmap is above 20 while the measured one is below, physics does not
-# forbid the goal: the gap is in the sparse engine, which reaches only a fraction of its bound
-# (`achieved / bound`). Its time goes to Python work per layer (predictor call, cache lookup,
-# queue hand-offs) on top of the kernels and reads, on a 2-core machine shared with other
-# jobs. Against an *ideal* dense streamer the headroom is smaller: much of PowerInfer-2's
-# reported 24.6x comes from llama.cpp's page cache re-reading what it could have kept.
+# **Reading the numbers.** Three lessons from the stored run.
 #
-# The ablation shows which ideas pay here: bundling (3x fewer reads) and the cache (far fewer
-# bytes) do. The cluster pipeline gains little or nothing over the serial `+cache` rung: at
-# this size a layer is I/O-bound and there is little compute to hide (notebook 13), while its
-# extra thread hand-offs cost time. `achieved / bound` is the figure to improve first.
+# 1. **How the reads are issued matters as much as how many.** The same LLM-in-a-flash engine,
+#    reading the same bytes, is about twice as fast with one kernel-AIO batch per layer as with
+#    32 blocking `pread` threads. The ablation ladder and the engine all use the batched I/O,
+#    so each rung changes one idea only: bundling (3x fewer reads), the cache (far fewer
+#    bytes), then the cluster pipeline, which now pays (the `+pipeline` rung), because the
+#    in-memory work runs fused on both cores while the layer's reads are in flight.
+# 2. **The chain per layer.** A layer's reads can start only after its attention and its
+#    predictor, and the layer then waits for the whole burst (notebook 12: about `a + b·k`).
+#    `1 / max(t_mem, t_io)` assumes reads overlap *everything*, which no engine without a
+#    look-ahead predictor can do; the chain bound (`tok_s_dependency_chain`) keeps that
+#    dependency, and the engine reaches about half of it. The rest is Python and bookkeeping
+#    per layer, and the 2-core machine itself.
+# 3. **Against a fair baseline the gap is small.** Given the same I/O, the LLM-in-a-flash
+#    engine is close to ours: the segmented cache reads about a quarter fewer bytes than the
+#    window, and the pipeline hides the in-memory compute under the burst, but on this machine
+#    a layer's compute is short, so there is little to hide. PowerInfer-2's 3.84x was measured
+#    on phones against LLM in a flash's own implementation; here the comparable figure is the
+#    one against the 32-thread baseline.
+#
+# The planner's prediction is optimistic by about 1.5x (it leaves out the per-layer Python
+# work), and its replayed hit rate is higher than the measured one at large budgets, where
+# a short run is still filling the cache; more budget than half the FFN bought little here.
 #
 # ## Conclusion
 #
 # * With an oracle predictor the engine's tokens equal the dense model's: sparse decoding
 #   from flash under a budget is exact; a real predictor costs some perplexity.
 # * Every byte the engine holds is inside the budget (the oracle's are declared outside).
-# * Bundling and the segmented cache give the large, reliable gains; the cluster pipeline's
-#   overlap is real (notebook 13) but pays only when compute and I/O are comparable.
+# * Bundling, the segmented cache and batched asynchronous reads give the large gains; the
+#   cluster pipeline adds a real but smaller one, because a layer's reads cannot start before
+#   its predictor and the layer is I/O-bound.
 # * Check the goals printed above against the bounds: where a goal is missed but the bound
-#   allows it, the missing factor is software overhead (achieved / bound), not the disk.
+#   allows it, the chain bound shows how much of the gap the design itself explains.
 #
 # ## Exercises
 #
