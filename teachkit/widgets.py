@@ -121,6 +121,15 @@ def method_explorer(runs: list[dict], live: Callable[..., dict] | None = None) -
     def betas_of(method):
         return sorted({r["beta"] for r in ok if r["method"] == method})
 
+    def initial_beta(method, options):
+        """The method's named default β if a stored run has it, else the middle stored β."""
+        spec = runner.METHODS.get(method)
+        if spec is not None:
+            match = [b for b in options if abs(b - spec.default_beta) <= 1e-9 * max(1.0, abs(b))]
+            if match:
+                return match[0]
+        return options[(len(options) - 1) // 2]
+
     controls = {
         "method": W.Dropdown(options=methods, value=methods[0], description="method"),
         "beta": W.SelectionSlider(options=betas_of(methods[0]), description="β"),
@@ -171,7 +180,7 @@ def method_explorer(runs: list[dict], live: Callable[..., dict] | None = None) -
         if change is None or isinstance(change, dict):   # a new method (not the defaults button)
             options = betas_of(method)
             controls["beta"].options = options
-            controls["beta"].value = options[len(options) // 2]
+            controls["beta"].value = initial_beta(method, options)
         state["busy"] = False
         refresh()
 

@@ -303,7 +303,7 @@ def test_the_aio_tables_are_counted_in_the_budget(flash_files, stack, kind, io_d
     with _engine(flash_files[512], stack, kind, io_depth=io_depth) as eng:
         cfg = eng.cfg
         rows = staging_rows(cfg, cfg.cluster_size)
-        assert rows == max(io_depth, cfg.cluster_size) and eng.pipe.n_rows == rows == eng.pipe.aio.depth
+        assert rows == max(io_depth, cfg.cluster_size) and eng.pipe.io.n_rows == rows == eng.pipe.aio.depth
         mem = engine_memory(spec, cfg, 0, True)
         assert mem["staging"] == (rows + cfg.prefill_chunk) * spec.stride + rows * BYTES_PER_SLOT
         # what the engine really allocated: staging buffers, and for kernel AIO its iocb/event tables

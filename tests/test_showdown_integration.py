@@ -60,11 +60,11 @@ AVAILABLE = [m for m, why in runner.available_methods().items() if why is None]
 def test_every_available_method_runs_under_the_budget_and_fills_its_record(world, method):
     spec = runner.METHODS[method]
     budget = small(method)
-    rec = runner.run_method(world, method, spec.betas[1], budget, seed=0)
+    rec = runner.run_method(world, method, spec.default_beta, budget, seed=0)
     assert rec["status"] == "ok" and rec["family"] == spec.family and rec["task"] == "arithmetic"
     cfg = rec["config"]
     assert cfg[spec.steps_field] == 2                       # the budget pays for exactly two steps
-    assert cfg[spec.beta_field] == spec.betas[1]
+    assert cfg[spec.beta_field] == spec.default_beta
     c = rec["costs"]
     assert c["labels_used"] <= budget.labels * (1 if spec.family == "on-policy" else budget.pairs_per_query)
     assert c["labels_used"] == 2 * spec.labels_per_step(_cfg(method, cfg))

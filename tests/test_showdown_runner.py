@@ -178,7 +178,21 @@ def test_the_live_configuration_and_the_lr_sweep_are_stored_configurations():
     live = sd.LIVE
     assert live["task"] in sd.TASKS
     assert live["beta"] in runner.METHODS[live["method"]].betas      # notebook 09 finds its stored twin
+    for method in sd.LR_SWEEP["methods"]:                            # the sweep runs at a stored β
+        assert runner.METHODS[method].default_beta in runner.METHODS[method].betas
     assert sd.LR_SWEEP["task"] in sd.TASKS
     assert all(runner.METHODS[m].family == "off-policy" for m in sd.LR_SWEEP["methods"])
     with pytest.raises(ValueError, match="task must be one of"):
         sd.data_path("chess")
+
+
+def test_every_grid_is_ascending_and_names_its_default_beta():
+    for name, spec in runner.METHODS.items():
+        assert len(spec.betas) >= 3 and list(spec.betas) == sorted(set(spec.betas)), name
+        assert spec.default_beta in spec.betas, name
+        # the default is an interior point, never an end of the grid: the named single-run β
+        assert spec.betas[0] < spec.default_beta < spec.betas[-1], name
+    with pytest.raises(ValueError, match="not in its grid"):
+        runner.dataclasses.replace(runner.METHODS["dpo"], default_beta=0.5)
+    with pytest.raises(ValueError, match="ascending"):
+        runner.dataclasses.replace(runner.METHODS["dpo"], betas=(1.0, 0.3, 0.1))

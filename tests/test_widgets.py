@@ -164,6 +164,11 @@ def test_method_explorer_every_control_and_the_train_button():
     c, state = panel.controls, panel.state
     assert list(c["method"].options) == ["ppo", "grpo", "dpo", "dpop"]   # the missing method is not offered
     assert set(c) == {"method", "beta"} | set(runner.KNOBS)
+    # a method opens at its named default β when a stored run has it, else at the middle stored β
+    for method, first in (("dpo", 0.3), ("dpop", 0.3), ("ppo", 0.1), ("grpo", 0.1)):
+        c["method"].value = method
+        assert c["beta"].value == first, method
+    c["method"].value = "ppo"
     swept = set()
     for method in c["method"].options:
         c["method"].value = method

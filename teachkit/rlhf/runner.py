@@ -87,6 +87,12 @@ class MethodSpec:
     ``labels_per_step(cfg)`` is what one optimiser step costs (queries or pairs), ``steps_field``
     the config field that sets the number of steps, ``fixed`` config values that select the
     method (e.g. ``loss="ipo"`` in a shared DPO loop), ``knobs`` runner knob -> config field.
+
+    ``betas`` is the grid of β that ``make data`` stores (any length, ascending); ``default_beta``
+    the one named point of it that single runs use when no β is given (the learning-rate sweep of
+    the length task, the budget table of notebook 09, the tests). It is a point of the grid, so
+    those runs have a stored twin, and it is named rather than taken by index, so that extending the
+    grid does not move it.
     """
 
     name: str
@@ -101,6 +107,13 @@ class MethodSpec:
     knobs: tuple = ()
     models: tuple = ("policy", "reference")
     betas: tuple = (0.1, 0.3, 1.0)
+    default_beta: float = 0.3
+
+    def __post_init__(self):
+        if list(self.betas) != sorted(set(self.betas)) or not all(b > 0 for b in self.betas):
+            raise ValueError(f"{self.name}: betas must be positive and strictly ascending, got {self.betas}")
+        if self.default_beta not in self.betas:
+            raise ValueError(f"{self.name}: default_beta {self.default_beta} is not in its grid {self.betas}")
 
 
 def _pairs_per_step(cfg) -> int:
@@ -114,30 +127,33 @@ ON_POLICY_MODELS = ("policy", "reference", "reward_model")
 _SPECS = [
     MethodSpec("ppo", "on-policy", "teachkit.rlhf.ppo_train", "PPOConfig", "train_ppo",
                lambda cfg: cfg.batch_size, knobs=(("clip_eps", "clip_eps"), ("gae_lambda", "gae_lambda")),
-               models=("policy", "critic", "reference", "reward_model"), betas=(0.01, 0.05, 0.2)),
+               models=("policy", "critic", "reference", "reward_model"), betas=(0.01, 0.05, 0.2, 0.8),
+               default_beta=0.05),
     MethodSpec("remax", "on-policy", "teachkit.rlhf.remax_train", "ReMaxConfig", "train_remax",
-               lambda cfg: 2 * cfg.batch_size, models=ON_POLICY_MODELS, betas=(0.1, 0.5, 2.0)),
+               lambda cfg: 2 * cfg.batch_size, models=ON_POLICY_MODELS, betas=(0.1, 0.5, 2.0), default_beta=0.5),
     MethodSpec("grpo", "on-policy", "teachkit.rlhf.grpo_train", "GRPOConfig", "train_grpo",
                lambda cfg: cfg.prompts_per_step * cfg.group_size, fixed=(("advantage", "grpo"),),
                knobs=(("clip_eps", "clip_eps"), ("group_size", "group_size")), models=ON_POLICY_MODELS,
-               betas=(0.01, 0.04, 0.16)),
+               betas=(0.01, 0.04, 0.16, 0.64), default_beta=0.04),
     MethodSpec("rloo", "on-policy", "teachkit.rlhf.grpo_train", "GRPOConfig", "train_grpo",
                lambda cfg: cfg.prompts_per_step * cfg.group_size, fixed=(("advantage", "rloo"),),
                knobs=(("clip_eps", "clip_eps"), ("group_size", "group_size")), models=ON_POLICY_MODELS,
-               betas=(0.01, 0.04, 0.16)),
+               betas=(0.01, 0.04, 0.16, 0.64), default_beta=0.04),
     MethodSpec("dpo", "off-policy", "teachkit.rlhf.dpo_train", "DPOConfig", "train_dpo",
-               _pairs_per_step, fixed=(("loss", "dpo"),)),
+               _pairs_per_step, fixed=(("loss", "dpo"),), betas=(0.1, 0.3, 1.0, 3.0)),
     MethodSpec("dpop", "off-policy", "teachkit.rlhf.dpo_train", "DPOConfig", "train_dpo",
-               _pairs_per_step, fixed=(("loss", "dpop"),), knobs=(("dpop_lambda", "lam"),)),
+               _pairs_per_step, fixed=(("loss", "dpop"),), knobs=(("dpop_lambda", "lam"),),
+               betas=(0.03, 0.1, 0.3, 1.0)),
     MethodSpec("ipo", "off-policy", "teachkit.rlhf.dpo_train", "DPOConfig", "train_dpo",
                _pairs_per_step, fixed=(("loss", "ipo"),)),
     MethodSpec("simpo", "off-policy", "teachkit.rlhf.dpo_train", "DPOConfig", "train_dpo",
                _pairs_per_step, beta_field="simpo_beta", fixed=(("loss", "simpo"),),
-               models=("policy",), betas=(0.5, 2.0, 8.0)),
+               models=("policy",), betas=(0.5, 2.0, 8.0, 32.0), default_beta=2.0),
     MethodSpec("tdpo", "off-policy", "teachkit.rlhf.tdpo_train", "TDPOConfig", "train_tdpo",
-               _pairs_per_step, fixed=(("variant", 2),)),
+               _pairs_per_step, fixed=(("variant", 2),), betas=(0.1, 0.3, 1.0, 3.0)),
     MethodSpec("orpo", "off-policy", "teachkit.rlhf.orpo_train", "ORPOConfig", "train_orpo",
-               _pairs_per_step, beta_field="lam", models=("policy",), betas=(0.05, 0.1, 0.5)),
+               _pairs_per_step, beta_field="lam", models=("policy",), betas=(0.01, 0.05, 0.1, 0.5),
+               default_beta=0.1),
 ]
 METHODS: dict[str, MethodSpec] = {s.name: s for s in _SPECS}
 

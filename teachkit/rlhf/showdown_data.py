@@ -43,8 +43,8 @@ in the summary table (its best-gold run), so the live run checks a row the noteb
 LR_SWEEP = {"task": "length", "lrs": (1e-4, 3e-4), "methods": ("dpo", "dpop", "ipo", "simpo", "tdpo")}
 """The off-policy loops' default learning rates were tuned on arithmetic (1e-5 to 3e-5, the on-policy
 loops use 3e-4). So that "offline fell short" on the length task is not just "offline took smaller
-steps", these methods are also run there at their middle β with larger learning rates, up to the
-on-policy one (``meta["lr_sweep"]``)."""
+steps", these methods are also run there at their default β (``MethodSpec.default_beta``, a point of
+their grid) with larger learning rates, up to the on-policy one (``meta["lr_sweep"]``)."""
 
 
 def data_path(task: str):
@@ -128,7 +128,7 @@ def build(task: str, methods=None, betas: dict | None = None, budget: runner.Bud
         for method in LR_SWEEP["methods"]:
             if available.get(method) is not None:
                 continue
-            beta = runner.METHODS[method].betas[1]
+            beta = runner.METHODS[method].default_beta
             for lr in LR_SWEEP["lrs"]:
                 rec = runner.run_method(world, method, beta, budget, seed=0, eval_points=EVAL_POINTS,
                                         extra_eval=extra, lr=lr)

@@ -1,4 +1,4 @@
-"""The neuron-cluster pipeline: one I/O thread reads, the compute thread never waits at a barrier.
+"""The neuron-cluster pipeline: reads in flight while the compute thread works, and no matrix barrier.
 
 One FFN layer at decode time is a set of *clusters* (work units of up to ``cluster_size``
 active neurons). A cluster is either already in memory (hot region, or a cold-cache hit) or
@@ -17,14 +17,16 @@ only for neurons whose gate fired (PowerInfer-2's two-phase loading). Three sche
 * ``"cluster"``: no barrier. The compute thread takes any ready work: an arrived cluster's
   gate, an in-memory cluster's up/down (the *next* matrix), ... (Fig. 6b).
 
-**The GIL hand-off.** ``preadv`` and the numba kernels release the GIL, but the Python code
-around them needs it. A thread that wants the GIL may wait a full *switch interval*
-(``sys.getswitchinterval()``, 5 ms by default) while the other thread runs Python code: a 5 ms
-stall per hand-off, longer than a whole layer. The pipeline therefore lowers the interval to
-0.2 ms (a process-wide setting; measured: a 4 ms gate compute became 10 us). Hand-offs are
-also made rare: a unit's reads are issued by one GIL-free call (``FlashReader`` loops over
-``pread`` in numba), not one Python ``os.preadv`` per neuron; measured on one bench token,
-this cut the compute lane's gate+updown time from 13.1 to 5.6 ms.
+**Reads.** :class:`~teachkit.sparse.unit_reads.UnitReads` puts a layer's misses in flight in
+one ``io_submit`` from the compute thread, and its one I/O thread lands each cluster as its
+last read completes; the compute thread meanwhile runs what is in memory.
+
+**The GIL hand-off.** The numba kernels and the AIO system calls release the GIL, but the
+Python code around them needs it. A thread that wants the GIL may wait a full *switch
+interval* (``sys.getswitchinterval()``, 5 ms by default) while the other thread runs Python
+code: a 5 ms stall per hand-off, longer than a whole layer. The pipeline therefore lowers the
+interval to 0.2 ms (a process-wide setting; measured: a 4 ms gate compute became 10 us), and
+keeps hand-offs rare: none before the reads are in flight, one per landed cluster after.
 
 Every stage is recorded in a :class:`Trace` (lane, stage, layer, cluster, t0, t1). A failed
 read is re-raised in the compute thread; a read that never completes raises
@@ -40,30 +42,23 @@ per region rather than cluster by cluster.
 
 from __future__ import annotations
 
-import os
 import queue
 import sys
-import threading
 import time
 from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
 
-from .aio import open_async_reads
-from .reader import FlashReader, FlashReadError
+from .reader import FlashReadError
 # gate_compute and friends are called through this module's namespace (tests patch them here)
-from .stages import Trace, _scatter_rows, fused_compute, gate_compute, updown_compute
+from .stages import Trace, fused_compute, gate_compute, updown_compute
+from .unit_reads import UnitReads, staging_rows  # noqa: F401  (staging_rows: re-exported for the engine)
 
 __all__ = ["PipelineConfig", "ClusterPipeline", "Trace", "PipelineTimeout", "gate_compute", "updown_compute",
            "fused_compute"]
 
 SWITCH_INTERVAL = 2e-4
-
-
-def staging_rows(cfg: "PipelineConfig", hot_cluster_size: int) -> int:
-    """Staging rows the I/O thread holds: one per read in flight, and at least one whole unit."""
-    return max(cfg.io_depth, cfg.cluster_size, hot_cluster_size)
 
 
 class PipelineTimeout(TimeoutError):
@@ -100,25 +95,6 @@ class _Unit:
         self.split = False
 
 
-class _Job:
-    """One unit's reads in flight: where they go (staging ``rows``) and how many are still out."""
-
-    __slots__ = ("id", "unit", "part", "layer", "rows", "left", "t0", "addr", "off", "length", "error")
-
-    def __init__(self, jid, unit, part, layer, rows, t0, addr, off, length):
-        self.id, self.unit, self.part, self.layer, self.rows = jid, unit, part, layer, rows
-        self.left, self.t0, self.addr, self.off, self.length = len(rows), t0, addr, off, length
-        self.error = None
-
-
-def _as_bytes(W):
-    """uint8 2-D views of a region's weights: ``(weights_bytes, scales_bytes or None)``."""
-    if isinstance(W, tuple):
-        q, s = W
-        return q.reshape(q.shape[0], -1).view(np.uint8), s.view(np.uint8).reshape(s.shape[0], -1)
-    return W.reshape(W.shape[0], -1).view(np.uint8), None
-
-
 class ClusterPipeline:
     """Runs FFN layers from a :class:`~teachkit.sparse.cache.SegmentedCache` and a flash file."""
 
@@ -132,158 +108,37 @@ class ClusterPipeline:
         self.trace = trace if trace is not None else Trace()
         if sys.getswitchinterval() > SWITCH_INTERVAL:
             sys.setswitchinterval(SWITCH_INTERVAL)           # see "The GIL hand-off" above
-        self.n_rows = staging_rows(cfg, cache.cfg.cluster_size)
-        self.reader = FlashReader(flash, self.n_rows, fault=fault)
-        self.readers = [self.reader]
-        if cfg.read_unit == "split" and self.reader.direct and (self.spec.d * 4) % 512:
-            raise ValueError("read_unit='split' with O_DIRECT needs d*4 to be a multiple of 512")
-        self.aio = open_async_reads(self.reader.fd, self.n_rows, cfg.aio)
         self.done: queue.Queue = queue.Queue()
         self.failed: BaseException | None = None
-        self.lock = threading.Lock()               # guards the job table, free rows and backlog
-        self.wake = threading.Event()
-        self.free_rows = list(range(self.n_rows))
-        self.backlog: deque = deque()
-        self.jobs: dict = {}
-        self.next_id = 0
-        self.closed = False
-        self.thread = threading.Thread(target=self._io_loop, daemon=True, name="flash-io")
-        self.thread.start()
-        self.staging_bytes = self.reader.staging.nbytes
+        self.io = UnitReads(flash, cache, cfg, self.trace, self.done, fault)
 
-    # ---- reads: submitted by the compute thread, reaped and landed by the I/O thread --------
-    def _range(self, part: str):
-        """Bytes ``[lo, hi)`` of a bundle that ``part`` reads, and the stage name."""
-        d4, whole = self.spec.d * 4, self.spec.payload_bytes()
-        if part == "bundle":
-            return 0, self.spec.stride, "bundle_read"
-        if part == "gate":
-            return 0, d4, "gate_read"
-        return d4, (-(-whole // 512) * 512 if self.reader.direct else whole), "updown_read"
+    # ---- the read side (teachkit.sparse.unit_reads) -----------------------------------
+    @property
+    def reader(self):
+        return self.io.reader
 
-    def _request(self, items) -> None:
-        """Queue ``(unit, part, layer)`` reads and submit all that fit, at once, from this thread.
+    @property
+    def readers(self) -> list:
+        return [self.io.reader]
 
-        Submitting here, not in the I/O thread, keeps a thread hand-off off the critical path:
-        the reads are in flight before the compute thread starts on the work already in memory.
-        """
-        with self.lock:
-            self.backlog.extend(items)
-            self._submit_backlog()
-        self.wake.set()
+    @property
+    def aio(self):
+        return self.io.aio
 
-    def _submit_backlog(self) -> None:
-        """Submit queued units while staging rows and AIO slots last: one ``io_submit``. Holds the lock."""
-        batch, pending, t0 = [], 0, time.perf_counter()
-        while self.backlog:
-            unit, part, layer = self.backlog[0]
-            k = len(unit.neurons)
-            if k > min(len(self.free_rows), len(self.aio.free) - pending):
-                break
-            self.backlog.popleft()
-            rows = np.array(self.free_rows[:k], dtype=np.int64)
-            del self.free_rows[:k]
-            lo, hi, _ = self._range(part)
-            addr, off, length = self.reader.addresses(layer, unit.neurons, lo, hi, rows)
-            batch.append(_Job(self.next_id, unit, part, layer, rows, t0, addr, off, length))
-            self.next_id += 1
-            pending += k
-        if batch:
-            self.aio.submit(np.concatenate([j.addr for j in batch]), np.concatenate([j.off for j in batch]),
-                            np.concatenate([j.length for j in batch]),
-                            np.concatenate([np.full(j.left, j.id) for j in batch]))
-            for j in batch:
-                self.jobs[j.id] = j
-
-    def _io_loop(self) -> None:
-        """The I/O thread. If it fails, the compute thread gets the error (not a timeout)."""
-        try:
-            self._serve()
-        except BaseException as err:  # noqa: BLE001 - handed to the compute thread
-            self.done.put((None, None, err))
-
-    def _serve(self) -> None:
-        """Wait for completions (no GIL) and hand back whole units.
-
-        It sleeps in ``io_getevents`` until the unit nearest completion can be done. When a
-        unit's last read is back, its staged bytes are copied into the cache rows it was given
-        (:meth:`_land`), its staging rows are freed, and queued units are submitted into them.
-        """
-        reader = self.reader
-        while not self.closed:
-            with self.lock:
-                hint = min((j.left for j in self.jobs.values()), default=0)
-            if not hint:
-                self.wake.wait(0.05)
-                self.wake.clear()
-                continue
-            tags, res = self.aio.reap(1 if self.cfg.read_unit == "split" else hint, 0.05)
-            if not len(tags):
-                continue
-            if reader.fault is not None:                  # test hook: an injected disk error or hang
-                for j in range(len(tags)):
-                    reader.fault(reader.n_reads + j)
-            finished = []
-            with self.lock:
-                ids, counts = np.unique(tags, return_counts=True)
-                for jid, n in zip(ids.tolist(), counts.tolist()):
-                    job = self.jobs.get(jid)
-                    if job is None:                        # submitted by a call that then failed
-                        continue
-                    job.left -= n
-                    mine = res[tags == jid]
-                    if job.error is None and (mine != job.length[0]).any():
-                        got = int(mine[mine != job.length[0]][0])
-                        why = os.strerror(-got) if got < 0 else f"short read: {got} of {int(job.length[0])} B"
-                        job.error = FlashReadError(f"reading layer {job.layer} from {self.flash.path.name} failed: {why}")
-                    if job.left == 0:
-                        finished.append(self.jobs.pop(jid))
-            for job in finished:
-                if job.error is None:
-                    self._land(job)
-                else:
-                    self.done.put((job.unit, job.part, job.error))
-            with self.lock:
-                for job in finished:
-                    self.free_rows.extend(job.rows.tolist())
-                self._submit_backlog()
-
-    def _land(self, job: "_Job") -> None:
-        """Copy a unit's staged bytes into its cache rows, count them, and hand the unit over."""
-        unit = job.unit
-        try:
-            lo, hi, stage = self._range(job.part)
-            self.reader.completed(job.off, job.length)
-            self.cache.add_traffic("hot" if unit.W is self.cache.hot_w else "cold", int(job.length.sum()))
-            qb, sb = _as_bytes(unit.W)
-            whole = self.spec.payload_bytes()
-            staging = self.reader.staging
-            if sb is None:                                  # float32 rows: copy 4 bytes at a time
-                _scatter_rows(staging.view(np.uint32), job.rows, lo // 4, min(hi, whole) // 4, qb.view(np.uint32),
-                              unit.read_rows, lo // 4)
-            else:
-                m = self.spec.n_mats
-                _scatter_rows(staging, job.rows, 0, 4 * m, sb, unit.read_rows, 0)
-                _scatter_rows(staging, job.rows, 4 * m, whole, qb, unit.read_rows, 0)
-            self.trace.add("io", stage, job.layer, unit.uid, job.t0, time.perf_counter())
-            self.done.put((unit, job.part, None))
-        except BaseException as err:  # noqa: BLE001 - handed to the compute thread
-            self.done.put((unit, job.part, err))
-
-    def close(self) -> None:
-        self.closed = True
-        self.wake.set()
-        self.thread.join(timeout=1.0)
-        self.aio.close()
-        self.reader.close()
+    @property
+    def staging_bytes(self) -> int:
+        return self.io.staging_bytes
 
     @property
     def bytes_read(self) -> int:
-        return self.reader.bytes_read
+        return self.io.reader.bytes_read
 
     @property
     def n_reads(self) -> int:
-        return self.reader.n_reads
+        return self.io.reader.n_reads
+
+    def close(self) -> None:
+        self.io.close()
 
     # ---- the compute thread -----------------------------------------------------------
     def _units(self, layer: int, plan: dict):
@@ -348,7 +203,7 @@ class ClusterPipeline:
             self.cache.invalidate_cold(layer, dead)       # half-read bundles must not stay cached
         u.rows, u.neurons, u.read_rows, u.g = u.rows[fired], u.neurons[fired], u.read_rows[fired], u.g[fired]
         if len(u.rows):
-            self._request([(u, "updown", layer)])
+            self.io.request([(u, "updown", layer)])
             return True
         return False
 
@@ -361,7 +216,7 @@ class ClusterPipeline:
             for u in to_read:                             # hot clusters are always read whole
                 u.split = self.cfg.read_unit == "split" and u.W is self.cache.cold_w
             if to_read:                                   # the whole layer's reads in one request
-                self._request([(u, "gate" if u.split else "bundle", layer) for u in to_read])
+                self.io.request([(u, "gate" if u.split else "bundle", layer) for u in to_read])
             if self.cfg.schedule == "cluster":
                 self._run_cluster(layer, x, out, ready, len(to_read))
             else:

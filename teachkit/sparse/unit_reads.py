@@ -1,0 +1,213 @@
+"""The read side of the cluster pipeline: a layer's misses in flight at once, landed cluster by cluster.
+
+The compute thread calls :meth:`UnitReads.request` with the units (clusters) a layer must read.
+Every read that fits goes to the kernel in **one** ``io_submit`` (kernel AIO,
+:mod:`teachkit.sparse.aio`), from the compute thread itself: no thread hand-off stands between
+the prediction and the reads being in flight. One **I/O thread** sleeps in ``io_getevents``
+(no GIL held) until the unit nearest completion can be done; when a unit's last read is back
+it copies the staged bytes into the cache rows the unit was given, frees its staging rows
+(submitting queued units into them) and puts the unit on the ``done`` queue, where the compute
+thread picks it up.
+
+Staging rows bound the reads in flight (``io_depth``, and at least one whole unit); each row
+and AIO slot is counted in the engine's budget. A read that fails or comes back short marks its
+unit failed; an exception in the I/O thread itself is handed to the compute thread as well, so
+the caller always gets the real error, never a silent hang. ``fault`` (a test hook) is called
+for every completed read, where an injected disk error or hang shows.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import threading
+import time
+from collections import deque
+
+import numpy as np
+
+from .aio import open_async_reads
+from .reader import FlashReader, FlashReadError
+from .stages import _scatter_rows
+
+__all__ = ["UnitReads", "staging_rows"]
+
+
+def staging_rows(cfg, hot_cluster_size: int) -> int:
+    """Staging rows the I/O thread holds: one per read in flight, and at least one whole unit."""
+    return max(cfg.io_depth, cfg.cluster_size, hot_cluster_size)
+
+
+class _Job:
+    """One unit's reads in flight: where they go (staging ``rows``) and how many are still out."""
+
+    __slots__ = ("id", "unit", "part", "layer", "rows", "left", "t0", "addr", "off", "length", "error")
+
+    def __init__(self, jid, unit, part, layer, rows, t0, addr, off, length):
+        self.id, self.unit, self.part, self.layer, self.rows = jid, unit, part, layer, rows
+        self.left, self.t0, self.addr, self.off, self.length = len(rows), t0, addr, off, length
+        self.error = None
+
+
+def _as_bytes(W):
+    """uint8 2-D views of a region's weights: ``(weights_bytes, scales_bytes or None)``."""
+    if isinstance(W, tuple):
+        q, s = W
+        return q.reshape(q.shape[0], -1).view(np.uint8), s.view(np.uint8).reshape(s.shape[0], -1)
+    return W.reshape(W.shape[0], -1).view(np.uint8), None
+
+
+class UnitReads:
+    """Reads units of a bundled flash file into a :class:`~teachkit.sparse.cache.SegmentedCache`."""
+
+    def __init__(self, flash, cache, cfg, trace, done: queue.Queue, fault=None):
+        self.flash, self.cache, self.cfg, self.trace, self.done = flash, cache, cfg, trace, done
+        self.spec = flash.spec
+        self.n_rows = staging_rows(cfg, cache.cfg.cluster_size)
+        self.reader = FlashReader(flash, self.n_rows, fault=fault)
+        if cfg.read_unit == "split" and self.reader.direct and (self.spec.d * 4) % 512:
+            raise ValueError("read_unit='split' with O_DIRECT needs d*4 to be a multiple of 512")
+        self.aio = open_async_reads(self.reader.fd, self.n_rows, cfg.aio)
+        self.lock = threading.Lock()               # guards the job table, free rows and backlog
+        self.wake = threading.Event()
+        self.free_rows = list(range(self.n_rows))
+        self.backlog: deque = deque()
+        self.jobs: dict = {}
+        self.next_id = 0
+        self.closed = False
+        self.staging_bytes = self.reader.staging.nbytes
+        self.thread = threading.Thread(target=self._io_loop, daemon=True, name="flash-io")
+        self.thread.start()
+
+    def _range(self, part: str):
+        """Bytes ``[lo, hi)`` of a bundle that ``part`` reads, and the stage name."""
+        d4, whole = self.spec.d * 4, self.spec.payload_bytes()
+        if part == "bundle":
+            return 0, self.spec.stride, "bundle_read"
+        if part == "gate":
+            return 0, d4, "gate_read"
+        return d4, (-(-whole // 512) * 512 if self.reader.direct else whole), "updown_read"
+
+    def request(self, items) -> None:
+        """Queue ``(unit, part, layer)`` reads and submit all that fit, at once, from this thread.
+
+        Submitting here, not in the I/O thread, keeps a thread hand-off off the critical path:
+        the reads are in flight before the compute thread starts on the work already in memory.
+        """
+        with self.lock:
+            self.backlog.extend(items)
+            self._submit_backlog()
+        self.wake.set()
+
+    def _submit_backlog(self) -> None:
+        """Submit queued units while staging rows and AIO slots last: one ``io_submit``. Holds the lock."""
+        batch, pending, t0 = [], 0, time.perf_counter()
+        while self.backlog:
+            unit, part, layer = self.backlog[0]
+            k = len(unit.neurons)
+            if k > min(len(self.free_rows), len(self.aio.free) - pending):
+                break
+            self.backlog.popleft()
+            rows = np.array(self.free_rows[:k], dtype=np.int64)
+            del self.free_rows[:k]
+            lo, hi, _ = self._range(part)
+            addr, off, length = self.reader.addresses(layer, unit.neurons, lo, hi, rows)
+            batch.append(_Job(self.next_id, unit, part, layer, rows, t0, addr, off, length))
+            self.next_id += 1
+            pending += k
+        if batch:
+            self.aio.submit(np.concatenate([j.addr for j in batch]), np.concatenate([j.off for j in batch]),
+                            np.concatenate([j.length for j in batch]),
+                            np.concatenate([np.full(j.left, j.id) for j in batch]))
+            for j in batch:
+                self.jobs[j.id] = j
+
+    def _io_loop(self) -> None:
+        """The I/O thread. If it fails, the compute thread gets the error (not a timeout)."""
+        try:
+            self._serve()
+        except BaseException as err:  # noqa: BLE001 - handed to the compute thread
+            self.done.put((None, None, err))
+
+    def _serve(self) -> None:
+        """Wait for completions (no GIL) and hand back whole units.
+
+        It sleeps in ``io_getevents`` until the unit nearest completion can be done. When a
+        unit's last read is back, its staged bytes are copied into the cache rows it was given
+        (:meth:`_land`), its staging rows are freed, and queued units are submitted into them.
+        """
+        reader = self.reader
+        while not self.closed:
+            with self.lock:
+                hint = min((j.left for j in self.jobs.values()), default=0)
+            if not hint:
+                self.wake.wait(0.05)
+                self.wake.clear()
+                continue
+            tags, res = self.aio.reap(1 if self.cfg.read_unit == "split" else hint, 0.05)
+            if not len(tags):
+                continue
+            if reader.fault is not None:                  # test hook: an injected disk error or hang
+                for j in range(len(tags)):
+                    reader.fault(reader.n_reads + j)
+            finished = []
+            with self.lock:
+                ids, counts = np.unique(tags, return_counts=True)
+                for jid, n in zip(ids.tolist(), counts.tolist()):
+                    job = self.jobs.get(jid)
+                    if job is None:                        # submitted by a call that then failed
+                        continue
+                    job.left -= n
+                    mine = res[tags == jid]
+                    if job.error is None and (mine != job.length[0]).any():
+                        got = int(mine[mine != job.length[0]][0])
+                        why = os.strerror(-got) if got < 0 else f"short read: {got} of {int(job.length[0])} B"
+                        job.error = FlashReadError(f"reading layer {job.layer} from {self.flash.path.name} failed: {why}")
+                    if job.left == 0:
+                        finished.append(self.jobs.pop(jid))
+            for job in finished:
+                if job.error is None:
+                    self._land(job)
+                else:
+                    self.done.put((job.unit, job.part, job.error))
+            with self.lock:
+                for job in finished:
+                    self.free_rows.extend(job.rows.tolist())
+                self._submit_backlog()
+
+    def _land(self, job: "_Job") -> None:
+        """Copy a unit's staged bytes into its cache rows, count them, and hand the unit over."""
+        unit = job.unit
+        try:
+            lo, hi, stage = self._range(job.part)
+            self.reader.completed(job.off, job.length)
+            self.cache.add_traffic("hot" if unit.W is self.cache.hot_w else "cold", int(job.length.sum()))
+            qb, sb = _as_bytes(unit.W)
+            whole = self.spec.payload_bytes()
+            staging = self.reader.staging
+            if sb is None:                                  # float32 rows: copy 4 bytes at a time
+                _scatter_rows(staging.view(np.uint32), job.rows, lo // 4, min(hi, whole) // 4, qb.view(np.uint32),
+                              unit.read_rows, lo // 4)
+            else:
+                m = self.spec.n_mats
+                _scatter_rows(staging, job.rows, 0, 4 * m, sb, unit.read_rows, 0)
+                _scatter_rows(staging, job.rows, 4 * m, whole, qb, unit.read_rows, 0)
+            self.trace.add("io", stage, job.layer, unit.uid, job.t0, time.perf_counter())
+            self.done.put((unit, job.part, None))
+        except BaseException as err:  # noqa: BLE001 - handed to the compute thread
+            self.done.put((unit, job.part, err))
+
+    def close(self) -> None:
+        self.closed = True
+        self.wake.set()
+        self.thread.join(timeout=1.0)
+        self.aio.close()
+        self.reader.close()
+
+    @property
+    def bytes_read(self) -> int:
+        return self.reader.bytes_read
+
+    @property
+    def n_reads(self) -> int:
+        return self.reader.n_reads
