@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from teachkit.sparse.cache import CacheConfig, LRUTable, SegmentedCache, simulate_hit_rate
+from teachkit.sparse.cache import CacheConfig, LRUTable, SegmentedCache, neuron_hit_rate, simulate_hit_rate
 
 
 def _keys(*k):
@@ -101,6 +101,7 @@ def test_split_active_routes_hot_and_cold_and_counts_hits():
     assert r["hot_miss"].tolist() == [False] and r["cold_miss"].tolist() == [False, True]
     rec = c.end_token()
     assert rec == {"hot_hits": 1, "hot_misses": 2, "cold_hits": 1, "cold_misses": 3,
+                   "hot_neuron_hits": 1, "hot_neuron_misses": 3,          # clusters above, neurons here
                    "hot_bytes_in": 0, "cold_bytes_in": 0, "hot_occupied": 2, "cold_occupied": 3}
     c.add_traffic("cold", 96)
     assert c.end_token()["cold_bytes_in"] == 96 and c.traffic == {"hot": 0, "cold": 96}
@@ -123,3 +124,23 @@ def test_simulated_hit_rate_matches_hand_count():
     assert simulate_hit_rate(traces, 8, cold_slots=2) == pytest.approx(2 / 6)
     # neuron 1 pinned hot: t0 hot 1, miss 2; t1 hot 1, miss 3; t2 hit 2, hit 3 -> 4 / 6
     assert simulate_hit_rate(traces, 8, cold_slots=2, hot_sets=[[1]]) == pytest.approx(4 / 6)
+
+
+def test_the_cache_measures_the_hit_rate_the_planner_replays():
+    """Same traces, same hot sets, same cold slots: the cache's measured neuron hit rate equals the replay's."""
+    rng = np.random.default_rng(4)
+    n, L, cs, cold_slots = 64, 2, 4, 20
+    p = np.minimum(0.9, 2.0 / np.arange(1, n + 1))
+    traces = [[np.flatnonzero(rng.random(n) < p) for _ in range(L)] for _ in range(40)]
+    hot_sets = [np.arange(8) for _ in range(L)]                  # the 8 most frequent neurons
+    hot = [[np.arange(a, a + cs) for a in range(0, 8, cs)] for _ in range(L)]
+    cfg = CacheConfig(L, n, 3, 8, "float32", cs, hot_slots=L * 2, cold_slots=cold_slots)
+    c = SegmentedCache(cfg, budget=1 << 20, hot_clusters=hot)
+    for token in traces:
+        for l, act in enumerate(token):
+            c.split_active(l, act)
+        c.end_token()
+    warm = 10
+    measured = neuron_hit_rate(c.history[warm:])
+    assert 0.2 < measured < 0.95
+    assert measured == pytest.approx(simulate_hit_rate(traces, n, cold_slots, hot_sets, warmup=warm))

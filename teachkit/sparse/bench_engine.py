@@ -23,6 +23,7 @@ import numpy as np
 from .baselines import DenseMmap, DenseRAM, DenseStream, LLMFlash, NoCacheSparse
 from .bench_workload import (TracePredictor, Workload, _cold_hit_rate, _parallel_is_faster, _round, disk_read_bytes,
                              run_backend, run_interleaved)
+from .cache import neuron_hit_rate
 from .engine import EngineConfig, SparseFFN
 from .iobench import burst_profile, interpolate_bw, profile_reads
 from .planner import choose_plan, explain, kernel_bandwidth, plan_dict, unit_overhead
@@ -69,8 +70,8 @@ def _run(cfg, n_warm, n_time, n_profile, profile, log, workdir, quick, sweep_fra
         if threads not in bw:
             from .machine import measure_memory_bandwidth
             bw[threads] = measure_memory_bandwidth(threads, 512 << 20)
-    bw_mem = bw[1]                                   # what the engine's one compute thread can stream
     bw_mem_best = max(bw[1], bw[2])                  # what the machine can stream at all (for the bound)
+    bw_mem = bw_mem_best                             # attention and predictor run on both cores
     io = profile.get("io")
     if io is None:
         log("  profiling reads (O_DIRECT, random, by size x queue depth) on the bundled file ...")
@@ -156,6 +157,7 @@ def _run(cfg, n_warm, n_time, n_profile, profile, log, workdir, quick, sweep_fra
             (bk.cache.bytes_total if hasattr(bk, "cache") else None)
         if hasattr(bk, "cache"):
             r["hit_rate_cold_timed"] = _cold_hit_rate(bk.cache.history[n_warm:])
+            r["hit_rate_timed"] = neuron_hit_rate(bk.cache.history[n_warm:])      # the replay's measure
         results[name] = r
         log(f"  {name:>20}: {r['tok_s']:7.2f} tok/s, {r['bytes_read_per_token'] / 2**20:7.2f} MiB read/token, "
             f"max rel err vs dense {worst[name][0]:.1e}")
@@ -166,12 +168,14 @@ def _run(cfg, n_warm, n_time, n_profile, profile, log, workdir, quick, sweep_fra
             continue
         r = measured[f"sweep_{frac}"]
         r["hit_rate_cold"] = _cold_hit_rate(backends[f"sweep_{frac}"].cache.history[n_warm:])
+        r["hit_rate"] = neuron_hit_rate(backends[f"sweep_{frac}"].cache.history[n_warm:])
         r["budget_over_ffn"] = frac
         r["predicted_tok_s"] = p.predicted_tok_s
-        r["plan"] = {"hot_neurons": p.hot_neurons, "cold_slots": p.cold_slots, "io_depth": p.io_depth}
+        r["plan"] = {"hot_neurons": p.hot_neurons, "cold_slots": p.cold_slots, "io_depth": p.io_depth,
+                     "read_unit": p.read_unit, "cluster_size": p.cluster_size, "replayed_hit_rate": p.hit_rate}
         sweep.append(r)
         log(f"  budget {frac:.2f} x FFN: {r['tok_s']:.2f} tok/s (predicted {p.predicted_tok_s:.1f}), "
-            f"cold hit rate {r['hit_rate_cold']:.3f}")
+            f"hit rate {r['hit_rate']:.3f} (replayed {p.hit_rate:.3f}), read unit {p.read_unit}")
 
     best = results["+pipeline"]
     active_bytes = w.profile.mean_active * spec.n_layers * spec.bundle_bytes
@@ -247,8 +251,9 @@ def _run(cfg, n_warm, n_time, n_profile, profile, log, workdir, quick, sweep_fra
                              "h = the replayed hit rate; "
                              "dense_mmap_tok_s = BW_seq (best chunk x QD) / (FFN - budget); "
                              "tok_s_dependency_chain = 1/(L (fixed/(L BW_mem) + a + b m)), m = the engine's reads per "
-                             "layer, a + b k = the measured time of a burst of k reads: a layer's reads cannot start "
-                             "before its attention and predictor"},
+                             "layer, a + b k = the measured time of a burst of k reads (one latency a per layer, even "
+                             "when the reads go in several waves or, for split reads, in two rounds): a layer's reads "
+                             "cannot start before its attention and predictor"},
         "ratios": ratios,
         "goals": {k: {"goal": g, "measured": ratios[k], "met": bool(ratios[k] >= g)} for k, g in goals.items()},
         "load_avg_1min": os.getloadavg()[0], "cpus": os.cpu_count(),

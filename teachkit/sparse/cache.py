@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 from numba import njit
 
-__all__ = ["LRUTable", "SegmentedCache", "CacheConfig", "lru_lookup", "simulate_hit_rate"]
+__all__ = ["LRUTable", "SegmentedCache", "CacheConfig", "lru_lookup", "simulate_hit_rate", "neuron_hit_rate"]
 
 _HEAD, _TAIL = 0, 1
 
@@ -221,7 +221,7 @@ class SegmentedCache:
         self._lock = threading.Lock()              # I/O threads add traffic concurrently
         self.history: list[dict] = []              # one record per token (see end_token)
         self._token = {"hot_hits": 0, "hot_misses": 0, "cold_hits": 0, "cold_misses": 0,
-                       "hot_bytes_in": 0, "cold_bytes_in": 0}
+                       "hot_neuron_hits": 0, "hot_neuron_misses": 0, "hot_bytes_in": 0, "cold_bytes_in": 0}
 
     @staticmethod
     def table_bytes(cfg: CacheConfig, max_clusters: int) -> int:
@@ -270,6 +270,9 @@ class SegmentedCache:
         rows = [all_rows[a:b] for a, b in zip(first.tolist(), ends)]
         c_slots, c_miss = self.cold.lookup(layer * self.cfg.n_neurons + cold_n)
         t = self._token
+        hot_missed = int(counts[h_miss].sum())
+        t["hot_neuron_hits"] += len(hot_n) - hot_missed       # hot hits/misses above count clusters
+        t["hot_neuron_misses"] += hot_missed
         t["hot_hits"] += int(len(clusters) - h_miss.sum())
         t["hot_misses"] += int(h_miss.sum())
         t["cold_hits"] += int(len(cold_n) - c_miss.sum())
@@ -324,6 +327,16 @@ class SegmentedCache:
             n = t.hits + t.misses
             out[name] = t.hits / n if n else float("nan")
         return out
+
+
+def neuron_hit_rate(history: list) -> float:
+    """Share of active neurons found in memory (hot or cold) over ``history`` records (``end_token``).
+
+    The same measure as :func:`simulate_hit_rate`'s replay, so the two can be compared.
+    """
+    hits = sum(r["hot_neuron_hits"] + r["cold_hits"] for r in history)
+    n = hits + sum(r["hot_neuron_misses"] + r["cold_misses"] for r in history)
+    return hits / n if n else float("nan")
 
 
 def simulate_hit_rate(traces: list, n_neurons: int, cold_slots: int, hot_sets=None, warmup: int = 0) -> float:

@@ -11,7 +11,8 @@ What each compute stage does, and why the FFN splits in two there, is in
 bundle (``bundle_read``); with ``read_unit="split"`` the gate part is read first and up/down
 only for neurons whose gate fired (PowerInfer-2's two-phase loading). Three schedules:
 
-* ``"serial"``: read every miss, then compute (LLM in a flash: I/O time + compute time).
+* ``"serial"``: read every miss, then compute everything in one fused pass per region on both
+  cores (LLM in a flash: I/O time + compute time).
 * ``"matrix"``: compute in-memory clusters while reads are in flight, but finish *all* of the
   gate matrix before any up/down work (a barrier per matrix, Fig. 6a).
 * ``"cluster"``: no barrier. The compute thread takes any ready work: an arrived cluster's
@@ -274,6 +275,13 @@ class ClusterPipeline:
         if serial:
             for _ in to_read:
                 self._wait(layer)
+            if not any(u.split for u in to_read):      # everything is in memory now: one fused pass per region
+                for W in {id(u.W): u.W for u in ready + to_read}.values():
+                    rows = np.concatenate([u.rows for u in ready + to_read if u.W is W])
+                    t0 = time.perf_counter()
+                    fused_compute(W, rows, x, out, self.gated)
+                    self.trace.add("compute", "fused_compute", layer, -1, t0, time.perf_counter())
+                return
         for u in ready:
             self._gate(layer, u, x)
         if not serial:

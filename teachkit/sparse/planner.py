@@ -1,12 +1,13 @@
 """The offline planner: profile the machine and the model, then choose the engine's plan.
 
 **Inputs** (PowerInfer-2 §5): the machine (memory bandwidth, random-read bandwidth by read size
-and queue depth, speed of the sparse kernel), the model (activation frequencies; the cache hit
-rate against cache size, measured by *replaying* recorded activation traces through the very
-LRU tables the engine uses) and the user's limit (the memory budget).
+and queue depth, the time of a burst of reads, the speed of the stage and fused kernels), the
+model (activation frequencies; the cache hit rate against cache size, measured by *replaying*
+recorded activation traces through the very LRU tables the engine uses) and the user's limit
+(the memory budget).
 
 **Decisions**: hot neurons per layer H, hot/cold split of the cache, cluster size c, read unit
-(whole bundle, or gate then up/down).
+(whole bundle, or gate then up/down), reads in flight (``io_depth``).
 
 **Cost model** (per layer, batch 1; a token is L layers in a row)::
 
@@ -16,7 +17,9 @@ LRU tables the engine uses) and the user's limit (the memory budget).
     t_pre      = B_fixed / (L · BW_mem)        attention + predictor: nothing can be read before them
     t_io       = a · ⌈n_miss / QD⌉ + b · n_miss    a batch of reads submitted at once (burst profile:
                                                 a = first-read latency, b = time per extra read);
+                 twice that for read_unit "split" (gate reads, then up/down reads: two bursts);
                  without a burst profile:  n_miss · unit_bytes / BW_rand(unit_bytes, QD)
+    QD         = max(io_depth, c)                 the engine stages at least one whole cluster
     t_mem      = n_act · h · bundle / BW_fused + 2 c_unit      in-memory work, fused, both cores
     t_tail     = n_miss · bundle / BW_kernel + n_units · c_unit  arrived clusters (n_units of them)
     pipelined: t_layer = t_pre + max(t_mem + t_tail, t_io + t_tail / n_units)
@@ -187,15 +190,21 @@ def predict(spec, mp: ModelProfile, io_profile: dict, bw_mem: float, bw_kernel: 
         hit_rate = simulate_hit_rate(mp.traces, mp.n_neurons, cold_slots, hot_sets, warmup=len(mp.traces) // 3)
     n_act = mp.mean_active
     n_miss = n_act * (1 - hit_rate)
+    qd = max(io_depth, cluster_size)              # the engine stages at least one whole cluster
+    small = min(int(k) for k in io_profile["random"])
+
+    def read_time(size):                          # below the smallest measured size a read costs one op
+        size = max(size, small)
+        return size / interpolate_bw(io_profile, size, qd)
+
     if read_unit == "bundle":
-        t_read = spec.stride / interpolate_bw(io_profile, spec.stride, io_depth)
+        t_read = read_time(spec.stride)
     else:
-        part = spec.d * 4
-        t_read = part / interpolate_bw(io_profile, part, io_depth) + \
-            (bundle - part) / interpolate_bw(io_profile, bundle - part, io_depth)
+        t_read = read_time(spec.d * 4) + read_time(bundle - spec.d * 4)
     burst = io_profile.get("burst")
-    if burst and read_unit == "bundle" and n_miss > 0:
-        t_io = burst["a"] * np.ceil(n_miss / io_depth) + burst["b"] * n_miss
+    waves = np.ceil(n_miss / qd)
+    if burst and n_miss > 0:                      # split: two bursts, gate then up/down, one after the other
+        t_io = (burst["a"] * waves + burst["b"] * n_miss) * (1 if read_unit == "bundle" else 2)
     else:
         t_io = n_miss * t_read
     n_units = max(1.0, float(np.ceil(n_miss / cluster_size)))
@@ -257,11 +266,10 @@ def explain(plan: Plan) -> str:
     return (f"plan: {plan.hot_neurons} hot neurons/layer in clusters of {plan.cluster_size} "
             f"({plan.hot_slots} hot clusters), {plan.cold_slots} cold slots, read unit '{plan.read_unit}', "
             f"{plan.io_depth} reads in flight\n"
-            f"  replayed hit rate {plan.hit_rate:.3f}, {t['misses_per_token']:.0f} misses/token "
-            f"at {t['t_read'] * 1e6:.0f} us each\n"
-            f"  per token: t_fixed {t['t_fixed'] * 1e3:.2f} ms, then per layer max(compute, I/O): "
-            f"compute {t['t_compute'] * 1e3:.2f} ms, I/O {t['t_io'] * 1e3:.2f} ms in all -> "
-            f"predicted {plan.predicted_tok_s:.1f} tok/s")
+            f"  replayed hit rate {plan.hit_rate:.3f}, {t['misses_per_token']:.0f} misses/token\n"
+            f"  per token: attention + predictor {t['t_fixed'] * 1e3:.2f} ms, compute {t['t_compute'] * 1e3:.2f} ms, "
+            f"I/O {t['t_io'] * 1e3:.2f} ms; each layer takes the longer of its compute and its I/O "
+            f"(+ the last cluster's compute) -> {t['t_token'] * 1e3:.2f} ms = {plan.predicted_tok_s:.1f} tok/s")
 
 
 def plan_dict(plan: Plan) -> dict:
