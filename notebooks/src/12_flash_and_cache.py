@@ -9,8 +9,8 @@
 # 2. **How fast can this machine read?** Small random reads are slow; bigger ones, and more of
 #    them in flight, are faster. We measure it, with the page cache kept out of the way.
 # 3. **What do we keep in RAM?** A *segmented cache*: a fixed region (attention, embeddings,
-#    predictors), a hot region of neuron clusters, a cold region of single neurons, each with
-#    its own LRU, all in preallocated numpy arrays.
+#    predictors), a hot region of neuron clusters and a cold region of single neurons (the
+#    last two each with its own LRU), all in preallocated numpy arrays.
 #
 # The FFN layers here are **SYNTHETIC** (random weights with controlled statistics, from
 # `teachkit.sparse.synthetic`). Files go to a temporary directory and are deleted at the end.
@@ -97,8 +97,10 @@ drop_cache(path)             # reading the file to damage a copy put it in the p
 # int8 bundles store one float32 scale per row (scales first, then the int8 rows): the
 # *payload* is about 4x smaller. Whether the *read* is smaller depends on the alignment: here
 # (d = 256) both payloads fit in one 4 KiB unit, so both strides are 4096 B and int8 saves
-# nothing on flash. At a real model's width (d = 4096) the payloads span many pages and the
-# saving is the full 4x. Both dtypes go through the same format.
+# nothing on flash. At a real model's width (d = 4096) the payloads span many pages: the int8
+# payload is almost exactly 4x smaller, but its 12 bytes of scales push it just past three
+# 4 KiB pages, so the read is 3x smaller (4x if the scales were stored apart). Both dtypes go
+# through the same format.
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -114,7 +116,7 @@ err = np.abs(q * s[:, :, None] - stack.bundles[0])
 print("every row within scale/2 of the fp32 weights:", bool(np.all(err <= 0.5 * s[:, :, None] * (1 + 1e-5))))
 
 # %% [markdown]
-# ## 2. Reading neurons: `os.preadv` into an aligned buffer
+# ## 2. Reading neurons: `pread` into an aligned buffer
 #
 # `FlashReader` opens the file with `O_DIRECT` (when the alignment allows it) and reads into a
 # page-aligned staging buffer. Neighbouring neurons are read with **one** `preadv` (a *run*).
@@ -126,7 +128,7 @@ ids = np.array([3, 4, 5, 6, 100, 731], dtype=np.int64)
 with FlashReader(f, max_units=16) as reader:
     got = f.decode(reader.read(1, ids))
     direct = reader.direct
-    print("neurons read:", len(ids), "| preadv calls:", reader.n_reads, "| bytes:", reader.bytes_read)
+    print("neurons read:", len(ids), "| read calls:", reader.n_reads, "| bytes:", reader.bytes_read)
 print("identical to the weights in RAM:", np.array_equal(got, stack.bundles[1][ids]))
 
 # %% [markdown]
@@ -181,14 +183,23 @@ print(f"one 48 KiB bundle read: {one_bundle * 1e6:.0f} us; three 16 KiB row read
 # parallel. With blocking `pread` each read in flight needs its own thread, and every thread
 # wakes up and takes Python's GIL for its own result. Linux's **kernel AIO**
 # (`io_submit` / `io_getevents`, wrapped in `teachkit.sparse.aio`) takes a whole batch in one
-# system call from one thread and hands back the completions in another: that is what
+# system call from one thread, which later collects the completions with a second call
+# (`io_getevents`): that is what
 # `profile_reads` used above, and what the engine uses. The same measurement both ways:
 
 # %%
+methods = ("threads", "kernel") if kernel_aio_available() else ("threads",)
 both = {m: profile_reads(sizes=(16384,), qds=(1, 16), n_reads=24, file_bytes=64 << 20, directory=workdir,
-                         method=m)["random"][16384] for m in ("threads", "kernel" if kernel_aio_available() else "threads")}
+                         method=m)["random"][16384] for m in methods}
 for m, row in both.items():
     print(f"16 KiB random reads with {m:7s}: " + "  ".join(f"QD{q}: {v / 1e6:6.0f} MB/s" for q, v in row.items()))
+
+# %% [markdown]
+# Compare the rows. With 16 in flight, kernel AIO moves more bytes than 16 `pread` threads
+# (on the course VM, several times more): every thread wakes up for its own result and needs
+# the GIL, and on 2 cores 16 threads mostly wait for each other. Even at QD 1 the thread
+# version loses: each read is handed to another thread and back. (Where the kernel lacks AIO,
+# only the threads row is printed.)
 
 # %% [markdown]
 # **Bursts.** A decoding engine cannot keep the queue full all the time: a layer's missing
@@ -291,7 +302,8 @@ assert late_rate(runs_[0.5]["hist"], "hot") < 0.5 < late_rate(full["hist"], "hot
 # the least recently used cluster, which is exactly the one needed soonest, so almost every
 # lookup misses. (The same happens to the cold region in notebook 14 when the budget gets
 # small.) That is why PowerInfer-2's planner sizes the hot region to hold the whole hot set
-# and preloads it, and leaves LRU to the cold neurons, whose reuse is irregular.
+# keeps it resident (ours fills it on the first token), and leaves LRU to the cold neurons,
+# whose reuse is irregular.
 
 # %% [markdown]
 # The budget is enforced, not hoped for: give the engine less memory than its buffers and

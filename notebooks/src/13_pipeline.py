@@ -6,17 +6,18 @@
 # is what the compute thread does while it waits. PowerInfer-2's answer (§4.3, Fig. 6):
 #
 # * split each layer's active neurons into **clusters** (work units of a few dozen neurons);
-# * put every read of the clusters that are missing in flight at once, and let the **compute
-#   thread** work on clusters already in memory meanwhile;
+# * put the reads of the missing clusters in flight at once (up to `io_depth` reads), and let
+#   the **compute thread** work on clusters already in memory meanwhile;
 # * never wait at a *matrix* boundary: as soon as a cluster's gate is done, its up/down can
 #   run, even while other clusters' gates are still being read.
 #
 # Each cluster passes five stages: **predict → gate read → gate compute → up/down read →
 # up/down compute**. Every stage is recorded in an event trace, which we draw as a Gantt chart.
 # On 2 cores: one compute thread and one **I/O thread**. The compute thread hands a layer's
-# reads to the kernel in one `io_submit` (Linux AIO, notebook 12), so they are in flight
-# before it starts computing; the I/O thread sleeps until reads complete, copies each
-# finished cluster into its cache slots and hands it over. The FFN layers are **SYNTHETIC**.
+# reads to the kernel in one `io_submit` (Linux AIO, notebook 12), up to `io_depth` of them,
+# so they are in flight before it starts computing; the I/O thread sleeps until reads
+# complete, copies each finished cluster into its cache slots, hands it over, and submits any
+# clusters still queued into the staging rows that freed up. The FFN layers are **SYNTHETIC**.
 
 # %%
 import tempfile
@@ -46,7 +47,7 @@ print(stack.describe())
 # %% [markdown]
 # ## 1. Two stages per cluster: gate, then up/down
 #
-# K's fused kernel (notebook 11) computes `Σ h_i down_i` in one pass. The pipeline cuts it in
+# The fused bundled kernel of notebook 11 (`kernels.sparse_ffn_bundled`) computes `Σ h_i down_i` in one pass. The pipeline cuts it in
 # two so that the stages can be scheduled separately:
 #
 # * `gate_compute`: `g_j = gate_{rows[j]} · x` for the cluster's rows;
@@ -54,7 +55,7 @@ print(stack.describe())
 #
 # Together they must give exactly what the fused kernel gives. Work that is already in
 # memory has nothing to wait for between the stages, so the cluster schedule runs it as one
-# `fused_compute` (K's fused kernel, on both cores) and keeps the two stages for clusters that
+# `fused_compute` (that fused kernel, on both cores) and keeps the two stages for clusters that
 # arrive from flash.
 
 # %%
@@ -76,8 +77,8 @@ print("sparse == dense FFN:", np.allclose(two_stage, dense_ffn_ref(B, x, True), 
 # * `cluster`: no barrier; take whatever is ready.
 #
 # The budget is a quarter of the FFN, so every token misses some neurons; clusters hold 8
-# neurons, so a layer's misses form several clusters. With the oracle predictor every schedule
-# must reproduce the dense FFN.
+# neurons, so a layer's misses form several clusters, and `io_depth=64` lets all of them be in
+# flight at once. With the oracle predictor every schedule must reproduce the dense FFN.
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -85,7 +86,8 @@ budget = spec.ffn_bytes // 4
 refs = [[dense_ffn_ref(stack.bundles[l], X[l][t], True) for l in range(4)] for t in range(16)]
 engines, worst, token_ms = {}, {}, {}
 for sched in ("serial", "matrix", "cluster"):
-    cfg = EngineConfig(budget=budget, hot_neurons=128, cluster_size=8, schedule=sched, prefill_chunk=64)
+    cfg = EngineConfig(budget=budget, hot_neurons=128, cluster_size=8, schedule=sched, prefill_chunk=64,
+                       io_depth=64)                    # room for a whole layer's reads in flight
     eng = SparseFFN(path, cfg, oracle, gated=True, freq=stack.firing_prob)
     err, times = 0.0, []
     for t in range(16):
@@ -110,7 +112,8 @@ assert max(worst.values()) < 1e-4
 # cluster lands in the cache; reads overlap in time, so each one in flight gets its own row
 # (`io 1`, `io 2`, ...). Below, the compute lane (up/down work on its own row), grey where the
 # compute thread waits for a read. The dashed line marks the moment the layer's last read
-# lands. Everything already in memory forms one batch per region (hot, cold).
+# lands. Everything already in memory forms one batch per region (hot, cold). Fused work
+# (gate and up/down in one pass) is drawn on the up/down row.
 #
 # * **Matrix-level pipeline:** the compute thread does the in-memory gates, then waits at the
 #   barrier: no up/down work starts before the dashed line.
@@ -157,15 +160,18 @@ for sched, eng in engines.items():
 # Look at the sizes before expecting a speed-up. Reads are in flight for longer than the
 # compute takes: the layers are **I/O-bound**, and a layer cannot end before its last read
 # lands, whatever the schedule. What the schedule changes is what the compute thread does
-# meanwhile. In `serial` and `matrix` it mostly waits. In `cluster` it runs the in-memory work
-# (fused, on both cores) and each cluster as it lands, so its waiting time shrinks; the token
-# can end sooner by at most what was hidden, the smaller lane. (Its compute time looks longer: the fused
-# kernel shares the second core with the I/O thread handling completions, and this is wall
-# time, not CPU time. Timings also move from run to run on a shared 2-core machine.) Note
-# also the start of each layer: no read is in flight while the predictor runs (and, in a full
-# model, attention), because nothing is known to be missing before the prediction.
-# Predicting the next layer's neurons early would let reads start sooner; our engine does not
-# do that.
+# meanwhile. In `matrix` it mostly waits at the barrier. In `serial` it waits for every read,
+# then computes everything in one fused pass on both cores. In `cluster` it runs the
+# in-memory work (fused, on both cores) while the reads fly, and each cluster as it lands.
+# Overlap can save at most the smaller lane, which here is a fraction of a millisecond per
+# token; differences between the medians larger than that are run-to-run noise in the reads
+# (compare the "reads in flight" column). The compute and waiting columns do not add up to
+# the token: the rest is the predictor, the cache lookup, submitting the reads and Python.
+# (The fused kernel's wall time also stretches when it shares the second core with the I/O
+# thread.) Note also the start of each layer: no read is in flight while the predictor runs
+# (and, in a full model, attention), because nothing is known to be missing before the
+# prediction. Predicting the next layer's neurons early would let reads start sooner; our
+# engine does not do that.
 #
 # The cluster-level pipeline pays off when compute and I/O take similar time, e.g. a big
 # model with a high hit rate: then the layer takes about `max(compute, I/O)` instead of

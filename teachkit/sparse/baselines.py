@@ -17,7 +17,7 @@ from many threads), or with ``io_depth`` the engine's own I/O, one thread keepin
 reads in flight with kernel AIO (:mod:`teachkit.sparse.aio`).
 * :class:`LLMFlash`: LLM in a flash: predictor, row-column bundling, a *window* of the
   neurons used by the last ``window`` tokens kept in RAM, misses read then computed (no
-  pipeline, no hot region). Compute uses K's fused kernel, on both cores (``parallel``) when
+  pipeline, no hot region). Compute uses the fused bundled kernel (notebook 11), on both cores (``parallel``) when
   that is faster on this machine, since nothing else runs during its compute.
 """
 

@@ -1,6 +1,6 @@
 """The engine benchmark's workload, and how an engine's tokens are timed.
 
-**Workload** (SYNTHETIC, labelled so): K's LLaMA-shaped synthetic FFN stack (gated, power-law
+**Workload** (SYNTHETIC, labelled so): the LLaMA-shaped synthetic FFN stack (gated, power-law
 firing, ~10% activity, one drifting hidden-state stream per layer), float32, plus a fixed
 region of attention weights (Wqkv with 4x smaller K/V, Wo) and a rank-64 low-rank predictor
 per layer, which every engine reads each token. The active sets are the oracle ones from the
@@ -162,7 +162,7 @@ def run_interleaved(w: Workload, backends: dict, n_warm: int, n_time: int, check
 
 
 def _parallel_is_faster(w: Workload, repeats: int = 15) -> bool:
-    """Is K's fused sparse kernel faster on both cores than on one, on this workload's sizes?
+    """Is the fused sparse kernel (``kernels.sparse_ffn_bundled``) faster on both cores than on one, on this workload's sizes?
 
     The two are timed alternately (one call each, ``repeats`` times, on several layers'
     active sets), so a burst of load from elsewhere on the machine hits both alike.

@@ -218,7 +218,7 @@ class SegmentedCache:
                              f"cold {_nbytes(self.cold_w)}, tables {self.tables_bytes}, other {self.extra_bytes}) "
                              f"but the budget is {self.budget} B")
         self.traffic = {"hot": 0, "cold": 0}       # bytes brought in from flash, per region
-        self._lock = threading.Lock()              # I/O threads add traffic concurrently
+        self._lock = threading.Lock()              # the I/O thread adds traffic while the compute thread reads it
         self.history: list[dict] = []              # one record per token (see end_token)
         self._token = {"hot_hits": 0, "hot_misses": 0, "cold_hits": 0, "cold_misses": 0,
                        "hot_neuron_hits": 0, "hot_neuron_misses": 0, "hot_bytes_in": 0, "cold_bytes_in": 0}

@@ -6,7 +6,8 @@
   whole prompt at once: ``H = act(X W₁ᵀ)`` (T × chunk), ``out += H W₂`` (BLAS, batched).
 * **Decode is sparse.** Per layer: a predictor picks the active neurons, the segmented cache
   says which are in memory (hot clusters, cold neurons) and which must be read, and the
-  cluster pipeline computes them while the I/O thread reads the misses.
+  cluster pipeline computes them while the misses are read (kernel AIO) and landed by its
+  I/O thread.
 
 The memory budget covers everything the engine holds: the fixed region (embeddings,
 attention, norms), the predictor (its ``nbytes``), the hot and cold regions and their
@@ -52,7 +53,7 @@ class EngineConfig:
     cluster_size: int = 32
     schedule: str = "cluster"
     read_unit: str = "bundle"
-    io_depth: int = 16             # reads in flight (one I/O thread)
+    io_depth: int = 16             # reads in flight (at least one cluster's worth), one I/O thread
     timeout: float = 10.0
     aio: str = "auto"              # "kernel" (Linux AIO), "threads" (pread threads) or "auto"
     prefill_chunk: int = 256       # neurons per sequential prefill read

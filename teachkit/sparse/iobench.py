@@ -1,7 +1,7 @@
 """Measuring how fast this machine reads the flash file: the I/O profile the planner uses.
 
 **The I/O profile** (:func:`profile_reads`) is PowerInfer-2's hardware profile: random-read
-bandwidth against read size and queue depth (QD = reads in flight, here = reader threads),
+bandwidth against read size and queue depth (QD = reads in flight, kept by one thread with kernel AIO),
 plus sequential bandwidth. Small reads are IOPS-bound; bandwidth rises with size and QD.
 :func:`burst_profile` times a batch of reads submitted at once, as a decoding layer issues them.
 

@@ -151,7 +151,7 @@ class NumpyGPT:
 
 
 class PredictorAdapter:
-    """K's per-layer predictors (``Predictor.predict(x)``) on the engine's bias-channel input."""
+    """Notebook 10's per-layer predictors (``Predictor.predict(x)``) on the engine's bias-channel input."""
 
     def __init__(self, predictors: list, threshold: float = 0.5):
         self.predictors, self.threshold = predictors, threshold

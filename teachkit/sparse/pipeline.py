@@ -71,7 +71,7 @@ class PipelineConfig:
     schedule: str = "cluster"     # "cluster", "matrix" or "serial"
     read_unit: str = "bundle"     # "bundle" (one read per neuron) or "split" (gate, then up/down)
     cluster_size: int = 32
-    io_depth: int = 16            # reads in flight (one I/O thread, kernel AIO)
+    io_depth: int = 16            # reads in flight (at least one cluster's worth), one I/O thread
     timeout: float = 10.0
     aio: str = "auto"             # "kernel" (Linux AIO), "threads" (pread threads) or "auto"
 
@@ -120,6 +120,7 @@ class ClusterPipeline:
 
     @property
     def readers(self) -> list:
+        """The one reader, in a list (where a test sets its ``fault`` hook)."""
         return [self.io.reader]
 
     @property

@@ -14,13 +14,16 @@ to keep it honest:
   after writing (:func:`drop_cache`). :func:`cached_pages` asks the kernel (``mincore``)
   how many pages of a file are cached: the check that all this works.
 
-**GIL-free reads.** ``os.preadv`` releases the GIL, so one Python I/O thread reads while numba
-kernels (``nogil``) compute on the other core. But it takes the GIL back after every read: with
-hundreds of small reads per token, the compute thread keeps waiting for it. So
-:meth:`FlashReader.read` issues all reads of one call from a single numba loop over libc
-``pread`` (GIL released throughout); the Python ``os.preadv`` path remains for the ``fault``
-test hook and for error messages. Every short read raises :class:`FlashReadError`: a reader
-never hands back a half-filled buffer.
+**Blocking reads, GIL-free.** :meth:`FlashReader.read` (prefill, the baselines, notebook 12)
+waits for its reads. ``os.preadv`` releases the GIL but takes it back after every read, so
+with many small reads another thread keeps waiting for it; ``read`` therefore issues all reads
+of one call from a single numba loop over libc ``pread`` (GIL released throughout). The Python
+``os.preadv`` path remains for the ``fault`` test hook and for error messages. Every short read
+raises :class:`FlashReadError`: a reader never hands back a half-filled buffer.
+
+**Asynchronous reads.** The decode pipeline does not wait: it asks :meth:`FlashReader.addresses`
+where each read goes and hands them to the kernel in one batch (:mod:`teachkit.sparse.unit_reads`),
+then reports what came back with :meth:`FlashReader.completed`.
 """
 
 from __future__ import annotations
@@ -124,7 +127,8 @@ class FlashReader:
 
     ``direct=None`` picks O_DIRECT when the file's alignment allows it, else buffered reads
     with DONTNEED eviction. ``fault`` is a test hook called as ``fault(n_reads_so_far)``
-    before each read; it may raise (an injected disk error) or block (an injected hang).
+    before each read of :meth:`read` (and, in the pipeline, for each completed asynchronous
+    read); it may raise (an injected disk error) or block (an injected hang).
     """
 
     def __init__(self, flash: FlashFile, max_units: int, direct: bool | None = None, fault=None):

@@ -17,7 +17,7 @@ neurons whose gate fired (PowerInfer-2's two-phase loading), and compute one clu
 while another cluster's up/down is still in flight. Work already in memory has nothing to wait
 for between the two stages, so :func:`fused_compute` runs both in one pass on every core.
 
-The kernels release the GIL (``nogil``), so they run while the I/O thread reads. int8 weights
+The kernels release the GIL (``nogil``), so they run while reads are in flight and the I/O thread lands them. int8 weights
 come as a ``(Q, S)`` tuple (weights, one scale per row) and go to the ``_i8`` variants.
 :func:`_scatter_rows` is the landing copy: arrived bytes, from the reader's staging rows into
 the cache rows their cluster computes from.
@@ -111,7 +111,7 @@ def fused_compute(W, rows, x, out, gated: bool) -> np.ndarray:
     """Both stages in one pass, on every core: ``out += Σ_j h_j · down(W[rows[j]])``.
 
     For work already in memory, where there is nothing to wait for between the stages. It
-    is K's fused bundled kernel (private per-thread accumulators, see ``kernels``).
+    is the fused bundled kernel of notebook 11 (private per-thread accumulators, see ``kernels``).
     """
     if isinstance(W, tuple):
         K._ffn_bundled_i8_par(W[0], W[1], rows, x, out, gated, numba.get_num_threads())
