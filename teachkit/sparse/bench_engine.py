@@ -21,12 +21,13 @@ from pathlib import Path
 import numpy as np
 
 from .baselines import DenseMmap, DenseRAM, DenseStream, LLMFlash, NoCacheSparse
-from .bench_workload import (TracePredictor, Workload, _cold_hit_rate, _parallel_is_faster, _round, disk_read_bytes,
+from .bench_workload import (TracePredictor, Workload, _cold_hit_rate, _parallel_is_faster, _round, _token, disk_read_bytes,
                              run_backend, run_interleaved)
 from .cache import neuron_hit_rate
 from .engine import EngineConfig, SparseFFN
 from .iobench import burst_profile, interpolate_bw, profile_reads
-from .planner import choose_plan, explain, kernel_bandwidth, plan_dict, unit_overhead
+from .planner import (calibrate_layer_overhead, choose_plan, explain, kernel_bandwidth, plan_dict, predict,
+                      unit_overhead)
 from .synthetic import LABEL, SyntheticConfig
 
 __all__ = ["run", "TracePredictor", "Workload", "run_backend", "disk_read_bytes"]
@@ -55,6 +56,19 @@ def run(quick: bool = False, profile: dict | None = None, log=print, workdir=Non
     finally:
         if own:
             shutil.rmtree(workdir, ignore_errors=True)
+
+
+def calibrate(w: Workload, plan, io, bw_mem, bw_kernel, bw_fused, c_unit, n_tokens: int = 8) -> float:
+    """The planner's per-layer overhead, from the planned engine with the whole FFN in memory."""
+    spec = w.spec
+    model = predict(spec, w.profile, io, bw_mem, bw_kernel, w.fixed_bytes, plan.hot_neurons, 0, plan.cluster_size,
+                    plan.read_unit, io_depth=plan.io_depth, unit_overhead=c_unit, hit_rate=1.0, bw_fused=bw_fused)
+    ecfg = EngineConfig(budget=w.fixed_bytes + spec.ffn_bytes + spec.ffn_bytes // 4, hot_neurons=plan.hot_neurons,
+                        cluster_size=plan.cluster_size, read_unit=plan.read_unit, prefill_chunk=64,
+                        io_depth=plan.io_depth)
+    with SparseFFN(w.path, ecfg, w.predictor, gated=True, fixed=w.fixed, freq=w.profile.freq, verify=False) as eng:
+        return calibrate_layer_overhead(lambda t: _token(w, eng, t), range(n_tokens), model["t_token"],
+                                        spec.n_layers)
 
 
 def _run(cfg, n_warm, n_time, n_profile, profile, log, workdir, quick, sweep_fracs):
@@ -92,6 +106,10 @@ def _run(cfg, n_warm, n_time, n_profile, profile, log, workdir, quick, sweep_fra
     qd_choices = tuple(sorted({1, 2} | {int(q) for row in io["random"].values() for q in row}))  # measured QDs
     plan = choose_plan(spec, w.profile, io, bw_mem, bw_kernel, budget, w.fixed_bytes, kv_bytes, unit_overhead=c_unit,
                        io_depth=qd_choices, bw_fused=bw_fused)
+    c_layer = calibrate(w, plan, io, bw_mem, bw_kernel, bw_fused, c_unit)
+    log(f"  calibrated on an all-in-memory run: {c_layer * 1e6:.0f} us per layer the cost model leaves out")
+    plan = choose_plan(spec, w.profile, io, bw_mem, bw_kernel, budget, w.fixed_bytes, kv_bytes, unit_overhead=c_unit,
+                       io_depth=qd_choices, bw_fused=bw_fused, layer_overhead=c_layer)
     log("  " + explain(plan).replace("\n", "\n  "))
 
     def engine(schedule="cluster", p=plan, b=budget):
@@ -136,7 +154,7 @@ def _run(cfg, n_warm, n_time, n_profile, profile, log, workdir, quick, sweep_fra
         b = int(ffn * frac)
         try:
             p = choose_plan(spec, w.profile, io, bw_mem, bw_kernel, b, w.fixed_bytes, kv_bytes, unit_overhead=c_unit,
-                            io_depth=qd_choices, bw_fused=bw_fused)
+                            io_depth=qd_choices, bw_fused=bw_fused, layer_overhead=c_layer)
             backends[f"sweep_{frac}"] = engine("cluster", p, b)
             sweep_plans[frac] = p
         except ValueError as err:
@@ -235,7 +253,7 @@ def _run(cfg, n_warm, n_time, n_profile, profile, log, workdir, quick, sweep_fra
                        "sequential_Bps": io["sequential"], "sequential_best_Bps": bw_seq,
                        "sequential_by_Bps": io.get("sequential_by", {})},
         "bw_mem_Bps": {str(k): v for k, v in bw.items()}, "bw_kernel_Bps": bw_kernel, "bw_fused_Bps": bw_fused,
-        "unit_overhead_s": c_unit, "burst": burst,
+        "unit_overhead_s": c_unit, "layer_overhead_s": c_layer, "burst": burst,
         "io_direct": bool(io.get("direct", False)), "llm_in_a_flash_parallel": flash_parallel,
         "planner": plan_dict(plan), "configs": results,
         "ablation": [{"step": k, "tok_s": results[k]["tok_s"]} for k in

@@ -14,7 +14,9 @@ recorded activation traces through the very LRU tables the engine uses) and the 
     n_act      = mean active neurons per layer              (from the traces)
     h(H, C)    = hit rate with H hot neurons pinned and C cold slots   (trace replay)
     n_miss     = n_act · (1 - h)
-    t_pre      = B_fixed / (L · BW_mem)        attention + predictor: nothing can be read before them
+    t_pre      = B_fixed / (L · BW_mem) + c_layer   attention + predictor: nothing can be read before
+                                                them; c_layer = bookkeeping per layer, calibrated
+                                                on one all-in-memory run
     t_io       = a · ⌈n_miss / QD⌉ + b · n_miss    a batch of reads submitted at once (burst profile:
                                                 a = first-read latency, b = time per extra read);
                  twice that for read_unit "split" (gate reads, then up/down reads: two bursts);
@@ -48,7 +50,7 @@ from .engine import EngineConfig, engine_memory
 from .iobench import interpolate_bw
 
 __all__ = ["ModelProfile", "Plan", "profile_model", "predict", "choose_plan", "explain", "kernel_bandwidth",
-           "unit_overhead"]
+           "unit_overhead", "calibrate_layer_overhead"]
 
 
 @dataclass
@@ -175,10 +177,11 @@ class Plan:
 def predict(spec, mp: ModelProfile, io_profile: dict, bw_mem: float, bw_kernel: float, fixed_bytes: int,
             hot_neurons: int, cold_slots: int, cluster_size: int, read_unit: str, pipelined: bool = True,
             io_depth: int = 1, unit_overhead: float = 30e-6, hit_rate: float | None = None,
-            bw_fused: float | None = None) -> dict:
+            bw_fused: float | None = None, layer_overhead: float = 0.0) -> dict:
     """The cost model above for one plan; returns every term (seconds per token) and the tok/s.
 
     ``bw_fused``: bytes/s of the fused kernel on every core (default: ``bw_kernel``).
+    ``layer_overhead``: seconds per layer the terms leave out (see :func:`calibrate_layer_overhead`).
     ``io_profile["burst"]`` (from :func:`~teachkit.sparse.iobench.burst_profile`), when present,
     times a layer's reads as one batch.
     """
@@ -208,7 +211,7 @@ def predict(spec, mp: ModelProfile, io_profile: dict, bw_mem: float, bw_kernel: 
     else:
         t_io = n_miss * t_read
     n_units = max(1.0, float(np.ceil(n_miss / cluster_size)))
-    t_pre = fixed_bytes / bw_mem / L
+    t_pre = fixed_bytes / bw_mem / L + layer_overhead
     if pipelined:
         t_mem = n_act * hit_rate * bundle / bw_fused + 2 * unit_overhead
         t_tail = n_miss * bundle / bw_kernel + n_units * unit_overhead
@@ -226,7 +229,7 @@ def choose_plan(spec, mp: ModelProfile, io_profile: dict, bw_mem: float, bw_kern
                 fixed_bytes: int, extra_bytes: int, hot_fracs=(0.0, 0.05, 0.1, 0.2, 0.3),
                 cluster_sizes=(16, 32, 64), read_units=("bundle", "split"), io_depth=(1, 2, 4),
                 prefill_chunk: int = 64, max_prompt: int = 64, unit_overhead: float = 30e-6,
-                bw_fused: float | None = None) -> Plan:
+                bw_fused: float | None = None, layer_overhead: float = 0.0) -> Plan:
     """Grid search of the cost model under the budget. Raises if nothing fits.
 
     ``fixed_bytes``: what is read every token (attention, norms, embeddings, predictor);
@@ -251,7 +254,8 @@ def choose_plan(spec, mp: ModelProfile, io_profile: dict, bw_mem: float, bw_kern
             hits[H, cold] = simulate_hit_rate(mp.traces, mp.n_neurons, int(cold), hot_sets,
                                               warmup=len(mp.traces) // 3)
         terms = predict(spec, mp, io_profile, bw_mem, bw_kernel, fixed_bytes, H, int(cold), cs, ru,
-                        io_depth=qd, hit_rate=hits[H, cold], unit_overhead=unit_overhead, bw_fused=bw_fused)
+                        io_depth=qd, hit_rate=hits[H, cold], unit_overhead=unit_overhead, bw_fused=bw_fused,
+                        layer_overhead=layer_overhead)
         plan = Plan(H, cs, ru, qd, int(cold), -(-H // cs) * spec.n_layers, terms["hit_rate"], terms["tok_s"], terms)
         if best is None or plan.predicted_tok_s > best.predicted_tok_s:
             best = plan
@@ -259,6 +263,23 @@ def choose_plan(spec, mp: ModelProfile, io_profile: dict, bw_mem: float, bw_kern
         raise ValueError(f"no plan fits a budget of {budget / 2**20:.1f} MiB: the cold region cannot hold "
                          f"one layer's {mp.max_active} active neurons")
     return best
+
+
+def calibrate_layer_overhead(time_token, tokens, model_token_s: float, n_layers: int) -> float:
+    """Seconds per layer that the cost model leaves out, from one all-in-memory run.
+
+    ``time_token(t)`` decodes token ``t`` with the planned engine given a budget that holds the
+    whole FFN, returning seconds. The tokens are decoded twice: the first pass fills the cache,
+    the second finds every neuron in memory (no read at all). Its median, minus
+    ``model_token_s`` (what :func:`predict` says such a token costs, ``hit_rate=1``), spread
+    over the layers, is the Python and bookkeeping time per layer: predictor call, cache
+    lookup, work units, hand-offs. One constant, fitted where there is no I/O; the budgets
+    with I/O then test the model.
+    """
+    for t in tokens:
+        time_token(t)
+    measured = float(np.median([time_token(t) for t in tokens]))
+    return max(0.0, (measured - model_token_s) / n_layers)
 
 
 def explain(plan: Plan) -> str:
