@@ -337,6 +337,12 @@ assert all(np.diff(curves["cold LRU only"]) >= 0)
 viz.plot_hit_curve(sizes, curves)
 
 # %% [markdown]
+# Read the curves at equal *memory*, not equal x: the pinned curve holds 128 more neurons
+# (64 per layer) at every point. Pinning pays where the cold region is small and LRU churns;
+# with room to spare, a plain LRU keeps the frequent neurons anyway. The planner weighs
+# exactly this trade when it splits the budget (notebook 14).
+
+# %% [markdown]
 # ## Exercises
 #
 # 1. **Where is neuron i?** Return the byte offset of neuron `neuron` of layer `layer` in a

@@ -216,7 +216,10 @@ print("split reads fewer bytes:", read["split"][0] < read["bundle"][0], "| but m
 
 # %% [markdown]
 # Fewer bytes, more (smaller) reads: whether that pays depends on the I/O profile of
-# notebook 12, which is why the planner (notebook 14) chooses the read unit per machine.
+# notebook 12, which is why the planner (notebook 14) chooses the read unit per machine. (Part
+# of the saving here is padding: a whole-bundle read takes the 4 KiB stride, while the two
+# phases read 1 KiB of gate and 2 KiB of up/down. And the second phase is a second round trip
+# to the disk, which the planner charges as a second burst.)
 # The outputs stay exact: a false positive only costs I/O, never accuracy.
 #
 # ## 5. A failed read stops the pipeline, with an error, in bounded time
@@ -257,7 +260,8 @@ eng.close()
 # %% [markdown]
 # ## Exercises
 #
-# **The pipeline's makespan.** One I/O lane reads clusters one after another (`read_ms[i]`,
+# **The pipeline's makespan.** A simplified pipeline (the engine keeps several reads in
+# flight; here they take turns). One I/O lane reads clusters one after another (`read_ms[i]`,
 # 0 for a cluster already in memory); one compute lane computes them in order (`compute_ms[i]`),
 # each only after its own read *and* the previous compute. Return the time at which the last
 # compute ends. Compare with no overlap (`sum(read) + sum(compute)`).

@@ -7,7 +7,8 @@
 # 1. an **offline planner** that profiles the machine and the model and chooses the plan
 #    (hot-set size, cache split, cluster size, read unit, reads in flight) under a memory
 #    budget, with a cost model written out, and a prediction we then check;
-# 2. the **polymorphic engine** on the trained language model of notebook 10: dense prefill,
+# 2. the **polymorphic engine** (PowerInfer-2's name for an engine that runs each phase in its
+#    own way) on the trained language model of notebook 10: dense prefill,
 #    sparse decode; with an oracle predictor its text is identical to the dense model's, and we
 #    measure what the real predictors cost in quality;
 # 3. the **baselines** in one run with the same weights, budget and tokens: dense in RAM,
@@ -57,7 +58,8 @@ bw_mem = measure_memory_bandwidth(1, 256 << 20, repeats=3)
 bw_mem2 = measure_memory_bandwidth(2, 256 << 20, repeats=3)
 io = profile_reads(sizes=(4096, 16384, 65536, 262144), qds=(1, 4, 16, 64), n_reads=24, file_bytes=64 << 20,
                    directory=workdir)
-io["burst"] = burst_profile(8192, ks=(8, 16, 32, 64), repeats=9, file_bytes=64 << 20, directory=workdir)
+io["burst"] = burst_profile(8192, ks=(8, 16, 32, 64), repeats=9, file_bytes=64 << 20,   # 8 KiB = one bundle
+                            directory=workdir)                                               # of this workload
 bw_kernel = kernel_bandwidth(d=512, n=2048, n_act=200, table_bytes=24 << 20)
 bw_fused = kernel_bandwidth(d=512, n=2048, n_act=200, table_bytes=24 << 20, fused=True)
 c_unit = unit_overhead(512)
@@ -222,7 +224,9 @@ print(f"cold hit rate {st['hit_rate_cold']:.3f}; {st['bytes_read'] / 2**20:.2f} 
 # %% [markdown]
 # A small byte-level model trained for minutes is no poet: it continues the line plausibly
 # for a few tokens, then falls into runs of spaces. That is why we generate only 24 tokens;
-# the point is that dense and sparse produce the *same* tokens.
+# the point is that dense and sparse produce the *same* tokens. (Greedy tokens also agree for
+# the real predictors below: a few dropped neurons rarely change the top token, which is why
+# the perplexity over held-out text is the sensitive measure.)
 
 # %% [markdown]
 # ### What does a real predictor cost?
