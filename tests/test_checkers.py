@@ -54,3 +54,16 @@ def test_success_message_is_friendly(capsys):
 def test_non_callable_is_a_clear_error():
     with pytest.raises(TypeError, match="expects a function"):
         check.masked_mean(42)
+
+
+@pytest.mark.parametrize("name", sorted(EXERCISES))
+def test_every_exercise_can_show_its_reference_solution(name, capsys):
+    check.solution(name)
+    out = capsys.readouterr().out
+    assert out.startswith(f"# reference solution of check.{name}")
+    assert "def " in out or "lambda" in out
+
+
+def test_solution_of_an_unknown_exercise_names_the_real_ones():
+    with pytest.raises(KeyError, match="bundle_offset"):
+        check.solution("no_such_exercise")

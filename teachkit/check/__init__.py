@@ -2,7 +2,8 @@
 
 Every exercise is an :class:`Exercise`: a reference implementation plus a list of named
 properties. ``teachkit.check.<name>(your_fn)`` runs each property against the learner's
-function and reports, by name, the first one that fails. Each exercise also carries
+function and reports, by name, the first one that fails; ``solution(name)`` prints the
+reference. Each exercise also carries
 ``wrong_answers``: deliberately broken versions that the test-suite proves it rejects.
 
 Checker modules register their exercises here; see ``teachkit/check/welcome.py`` for the
@@ -18,6 +19,7 @@ from ._core import (
     assert_close,
     matches_reference,
     registry,
+    solution,
 )
 
 __all__ = [
@@ -27,6 +29,7 @@ __all__ = [
     "assert_close",
     "matches_reference",
     "registry",
+    "solution",
 ]
 
 

@@ -99,6 +99,18 @@ def registry() -> dict[str, Exercise]:
     return dict(_REGISTRY)
 
 
+def solution(name: str) -> None:
+    """Print the reference solution of exercise ``name`` (for the stuck, and for lecturers)."""
+    import inspect
+    import textwrap
+
+    if name not in _REGISTRY:
+        raise KeyError(f"no exercise called {name!r}; the exercises are: {', '.join(sorted(_REGISTRY))}")
+    ref = _REGISTRY[name].reference
+    print(f"# reference solution of check.{name} ({ref.__module__}.{ref.__qualname__})")
+    print(textwrap.dedent(inspect.getsource(ref)).rstrip())
+
+
 def _describe(err: Exception) -> str:
     if isinstance(err, AssertionError) and str(err):
         return str(err)

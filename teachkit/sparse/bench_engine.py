@@ -36,6 +36,9 @@ __all__ = ["run", "TracePredictor", "Workload", "run_backend", "disk_read_bytes"
 LLM_FLASH_THREADS = 32     # "parallelize reads over 32 threads" (LLM in a flash, section 3)
 
 
+GOALS = {"sparse_vs_dense_mmap": 20.0, "sparse_vs_llm_in_a_flash": 3.0, "achieved_over_bound": 0.5}   # issue #8
+
+
 def run(quick: bool = False, profile: dict | None = None, log=print, workdir=None, shape: dict | None = None,
         tokens: tuple | None = None, sweep=None) -> dict:
     """The engine section of the benchmark (see module docstring).
@@ -241,7 +244,7 @@ def _run(cfg, n_warm, n_time, n_profile, profile, log, workdir, quick, sweep_fra
               "achieved_over_dependency_bound": best["tok_s"] / bound_chain,
               "sparse_vs_llm_in_a_flash_threads": best["tok_s"] / results["llm_in_a_flash"]["tok_s"],
               "measured_over_predicted": best["tok_s"] / plan.predicted_tok_s}
-    goals = {"sparse_vs_dense_mmap": 20.0, "sparse_vs_llm_in_a_flash": 3.0, "achieved_over_bound": 0.5}
+    goals = GOALS
     res = {
         "label": f"{LABEL} LLaMA-shaped FFN stack + synthetic attention/predictor weights (random, not a trained model)",
         "quick": quick, "shapes": {"n_layers": cfg.n_layers, "d": cfg.d, "d_ff": cfg.d_ff, "gated": True,
@@ -279,13 +282,36 @@ def _run(cfg, n_warm, n_time, n_profile, profile, log, workdir, quick, sweep_fra
     return _round(res)
 
 
+def repeated(runs: list) -> dict:
+    """Several independent runs -> the run with the median engine speed, goals judged on median ratios.
+
+    The machine is noisy (±10% run to run on a 2-core VM), so one run's ratios are not the
+    result: every ratio is the median over the runs, and the stored details (configurations,
+    sweep, profiles) are those of the run whose ``+pipeline`` speed is the median.
+    """
+    speeds = [r["configs"]["+pipeline"]["tok_s"] for r in runs]
+    mid = runs[int(np.argsort(speeds)[len(runs) // 2])]
+    ratios = {k: float(np.median([r["ratios"][k] for r in runs])) for k in mid["ratios"]}
+    out = dict(mid, ratios=_round(ratios), repeats=len(runs),
+               runs=[{"tok_s": r["configs"]["+pipeline"]["tok_s"], "ratios": r["ratios"],
+                      "load_avg_1min": r["load_avg_1min"]} for r in runs])
+    out["goals"] = {k: {"goal": g, "measured": out["ratios"][k], "met": bool(out["ratios"][k] >= g)}
+                    for k, g in GOALS.items()}
+    return out
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description="engine benchmark (sparse flash engine vs baselines)")
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--json", required=True)
+    ap.add_argument("--repeats", type=int, default=3, help="independent runs; ratios are their medians")
     ap.add_argument("--workdir", default=None, help="where the temporary weight files go (default: a temp dir)")
     args = ap.parse_args(argv)
-    res = run(args.quick, None, log=lambda s: print(s, flush=True), workdir=args.workdir)
+    runs = []
+    for i in range(args.repeats):
+        print(f"=== run {i + 1} of {args.repeats}", flush=True)
+        runs.append(run(args.quick, None, log=lambda s: print(s, flush=True), workdir=args.workdir))
+    res = repeated(runs)
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(res, indent=1) + "\n")
     for k, g in res["goals"].items():
