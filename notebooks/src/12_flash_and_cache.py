@@ -196,7 +196,7 @@ for m, row in both.items():
 
 # %% [markdown]
 # Compare the rows. With 16 in flight, kernel AIO moves more bytes than 16 `pread` threads
-# (on the course VM, several times more): every thread wakes up for its own result and needs
+# (on the course VM, about two to three times more): every thread wakes up for its own result and needs
 # the GIL, and on 2 cores 16 threads mostly wait for each other. Even at QD 1 the thread
 # version loses: each read is handed to another thread and back. (Where the kernel lacks AIO,
 # only the threads row is printed.)
@@ -301,7 +301,7 @@ assert late_rate(runs_[0.5]["hist"], "hot") < 0.5 < late_rate(full["hist"], "hot
 # on nearly every token, in the same order. With fewer slots than clusters, each miss evicts
 # the least recently used cluster, which is exactly the one needed soonest, so almost every
 # lookup misses. (The same happens to the cold region in notebook 14 when the budget gets
-# small.) That is why PowerInfer-2's planner sizes the hot region to hold the whole hot set
+# small.) That is why PowerInfer-2's planner sizes the hot region to hold the whole hot set,
 # keeps it resident (ours fills it on the first token), and leaves LRU to the cold neurons,
 # whose reuse is irregular.
 
