@@ -63,3 +63,36 @@ def test_more_budget_never_predicts_slower():
     speeds = [choose_plan(SPEC, mp, IO, 10e9, 10e9, b, 100_000, 10_000).predicted_tok_s
               for b in (1_000_000, 1_300_000, 1_700_000)]
     assert speeds == sorted(speeds)
+
+
+def test_calibration_fits_the_time_the_model_leaves_out_on_the_second_pass():
+    from teachkit.sparse.planner import calibrate_layer_overhead
+
+    calls = []
+
+    def time_token(t):                      # first pass slow (cache filling), second pass 10 ms
+        calls.append(t)
+        return 0.050 if calls.count(t) == 1 else 0.010
+
+    got = calibrate_layer_overhead(time_token, range(3), model_token_s=0.002, n_layers=4)
+    assert got == pytest.approx((0.010 - 0.002) / 4)          # only the all-in-memory pass counts
+    assert calls == [0, 1, 2, 0, 1, 2]
+    assert calibrate_layer_overhead(lambda t: 0.001, range(2), 0.002, 4) == 0.0   # never negative
+
+
+def test_layer_overhead_adds_to_every_layer_of_the_chain():
+    mp = _profile()
+    base = predict(SPEC, mp, IO, 10e9, 5e9, 1_000_000, 0, 100, 32, "bundle", hit_rate=0.5)
+    more = predict(SPEC, mp, IO, 10e9, 5e9, 1_000_000, 0, 100, 32, "bundle", hit_rate=0.5, layer_overhead=1e-4)
+    assert more["t_token"] == pytest.approx(base["t_token"] + SPEC.n_layers * 1e-4)
+
+
+def test_split_reads_cost_two_bursts():
+    mp = _profile()
+    io = dict(IO, burst={"a": 1e-4, "b": 1e-5})
+    kw = dict(hit_rate=0.5, io_depth=64)
+    whole = predict(SPEC, mp, io, 10e9, 5e9, 1_000_000, 0, 100, 32, "bundle", **kw)
+    split = predict(SPEC, mp, io, 10e9, 5e9, 1_000_000, 0, 100, 32, "split", **kw)
+    assert split["t_io"] == pytest.approx(2 * whole["t_io"])
+    n_miss = mp.mean_active * 0.5
+    assert whole["t_io"] == pytest.approx(SPEC.n_layers * (1e-4 * np.ceil(n_miss / 64) + 1e-5 * n_miss))
