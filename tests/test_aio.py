@@ -333,3 +333,16 @@ def test_an_error_inside_the_io_thread_reaches_the_caller_at_once(flash_files, s
     finally:
         monkeypatch.undo()
         eng.close()
+
+
+def test_read_batch_returns_every_byte_or_names_what_failed(reads):
+    r, data = reads
+    buf = aligned_buffer(4 * PAGE)
+    addr = (buf.ctypes.data + np.arange(4) * PAGE).astype(np.uint64)
+    off = np.array([0, 5, 2, 9], dtype=np.int64) * PAGE
+    aio.read_batch(r, addr, off, np.full(4, PAGE), 5.0, "test batch")
+    for j, o in enumerate(off):
+        assert np.array_equal(buf[j * PAGE:(j + 1) * PAGE], data[o:o + PAGE])
+    past_end = np.array([0, len(data)], dtype=np.int64)            # the second read finds end of file
+    with pytest.raises(FlashReadError, match=r"test batch: a read returned 0 of 4096 B"):
+        aio.read_batch(r, addr[:2], past_end, np.full(2, PAGE), 5.0, "test batch")

@@ -98,7 +98,7 @@ def test_injected_read_failure_stops_with_an_error(tmp_path, stack):
         if n >= 3:
             raise OSError(5, "injected I/O error")
 
-    eng.pipe.readers[0].fault = fault
+    eng.pipe.reader.fault = fault
     X = stack.hidden_states(0, 3, seed=3)
     done = threading.Event()
     errors = []
@@ -122,7 +122,7 @@ def test_injected_read_failure_stops_with_an_error(tmp_path, stack):
 def test_hung_read_times_out(tmp_path, stack):
     eng, _ = _engine(tmp_path, stack, timeout=0.5)
     release = threading.Event()
-    eng.pipe.readers[0].fault = lambda n: release.wait(30)
+    eng.pipe.reader.fault = lambda n: release.wait(30)
     with pytest.raises(PipelineTimeout, match="stuck"):
         eng(0, stack.hidden_states(0, 1, seed=3)[0])
     release.set()
@@ -218,7 +218,7 @@ def test_cluster_schedule_overlaps_updown_with_reads(tmp_path, stack, schedule):
     import time as _time
 
     eng, _ = _engine(tmp_path, stack, schedule=schedule)
-    eng.pipe.readers[0].fault = lambda n: _time.sleep(0.003)          # a slow disk: reads take >= 3 ms
+    eng.pipe.reader.fault = lambda n: _time.sleep(0.003)          # a slow disk: reads take >= 3 ms
     with eng:
         X = stack.hidden_states(1, 4, seed=9)
         for t in range(4):

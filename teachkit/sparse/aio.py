@@ -34,7 +34,8 @@ import time
 
 import numpy as np
 
-__all__ = ["BYTES_PER_SLOT", "KernelAIO", "ThreadedReads", "AioUnavailable", "kernel_aio_available", "open_async_reads"]
+__all__ = ["BYTES_PER_SLOT", "KernelAIO", "ThreadedReads", "AioUnavailable", "kernel_aio_available", "open_async_reads",
+           "read_batch"]
 
 IOCB = np.dtype([("data", "<u8"), ("key", "<u4"), ("rw_flags", "<u4"), ("opcode", "<u2"), ("reqprio", "<i2"),
                  ("fildes", "<u4"), ("buf", "<u8"), ("nbytes", "<u8"), ("offset", "<i8"), ("reserved2", "<u8"),
@@ -196,6 +197,27 @@ class ThreadedReads:
             self.jobs.put(None)
         for t in self.threads:                           # no pread may write into the buffer after close
             t.join()
+
+
+def read_batch(reads, addr, offset, length, timeout: float, what: str) -> None:
+    """Submit these reads at once and wait until every one is back, in full.
+
+    Raises :class:`~teachkit.sparse.reader.FlashReadError` naming ``what`` if one comes back
+    short or failed, or if nothing completes within ``timeout`` seconds (never hangs).
+    """
+    from .reader import FlashReadError
+
+    length = np.asarray(length, dtype=np.int64)
+    reads.submit(addr, offset, length, np.arange(len(length)))
+    got = 0
+    while got < len(length):
+        tags, res = reads.reap(len(length) - got, timeout)
+        if not len(tags):
+            raise FlashReadError(f"{what}: no read completed within {timeout} s")
+        bad = res != length[tags]
+        if bad.any():
+            raise FlashReadError(f"{what}: a read returned {int(res[bad][0])} of {int(length[tags][bad][0])} B")
+        got += len(tags)
 
 
 def kernel_aio_available() -> bool:

@@ -16,7 +16,8 @@ from . import kernels as K
 from .baselines_dense import _Backend, _dequant
 from .cache import LRUTable
 from .flash import FlashFile
-from .reader import FlashReader, FlashReadError
+from .aio import open_async_reads, read_batch
+from .reader import FlashReader
 
 __all__ = ["NoCacheSparse", "LLMFlash"]
 
@@ -69,8 +70,6 @@ class _BatchReads:
     the same I/O the sparse engine's pipeline uses, so an ablation step changes one thing only."""
 
     def __init__(self, flash, depth: int, kind: str = "auto"):
-        from .aio import open_async_reads
-
         self.flash, self.depth = flash, int(depth)
         self.reader = FlashReader(flash, self.depth)
         self.aio = open_async_reads(self.reader.fd, self.depth, kind)
@@ -78,20 +77,11 @@ class _BatchReads:
         self.timeout = 10.0
 
     def read(self, layer, ids, sink, mat: int = 0):
-        stride = self.flash.spec.stride
         for a in range(0, len(ids), self.depth):
             pos = np.arange(a, min(len(ids), a + self.depth))
-            rows = np.arange(len(pos))
-            addr, off, length = self.reader.addresses(layer, ids[pos], 0, stride, rows, mat=mat)
-            self.aio.submit(addr, off, length, rows)
-            got = 0
-            while got < len(pos):
-                tags, res = self.aio.reap(len(pos) - got, self.timeout)
-                if not len(tags):
-                    raise FlashReadError(f"no read of layer {layer} completed within {self.timeout} s")
-                if (res != stride).any():
-                    raise FlashReadError(f"reading layer {layer} failed: result {int(res[res != stride][0])} of {stride} B")
-                got += len(tags)
+            addr, off, length = self.reader.addresses(layer, ids[pos], 0, self.flash.spec.stride,
+                                                      np.arange(len(pos)), mat=mat)
+            read_batch(self.aio, addr, off, length, self.timeout, f"reading layer {layer}")
             self.reader.completed(off, length)
             sink(pos, self.flash.decode(self.reader.staging[:len(pos)]))
 
@@ -112,7 +102,24 @@ def _reads(flash, io_threads: int, io_depth: int | None):
     return _BatchReads(flash, io_depth) if io_depth else _ParallelReads(flash, io_threads, 16)
 
 
-class NoCacheSparse(_Backend):
+class _ReadsBackend(_Backend):
+    """A baseline that reads flash through ``self.io`` (threads or batched AIO)."""
+
+    io: "_ParallelReads | _BatchReads"
+
+    @property
+    def bytes_read(self):
+        return self.io.bytes_read
+
+    @property
+    def n_reads(self):
+        return self.io.n_reads
+
+    def close(self):
+        self.io.close()
+
+
+class NoCacheSparse(_ReadsBackend):
     """Read every predicted neuron every token (bundled: one read each; matrix: one per matrix)."""
 
     def __init__(self, flash_path, predictor, gated: bool, max_active: int, io_threads: int = 1,
@@ -140,19 +147,8 @@ class NoCacheSparse(_Backend):
         out = np.zeros(s.d, dtype=np.float32)
         return K.sparse_ffn_bundled(self.bundles, np.arange(k, dtype=np.int64), x, out, self.gated, parallel=False)
 
-    @property
-    def bytes_read(self):
-        return self.io.bytes_read
 
-    @property
-    def n_reads(self):
-        return self.io.n_reads
-
-    def close(self):
-        self.io.close()
-
-
-class LLMFlash(_Backend):
+class LLMFlash(_ReadsBackend):
     """Windowed neuron cache (last ``window`` tokens), bundled reads, read-then-compute."""
 
     def __init__(self, flash_path, predictor, gated: bool, budget: int, window: int = 5, parallel: bool = False,
@@ -194,17 +190,6 @@ class LLMFlash(_Backend):
         t.slot_of[t.key_of[old]] = -1
         t.key_of[old] = -1
         return {}
-
-    @property
-    def bytes_read(self):
-        return self.io.bytes_read
-
-    @property
-    def n_reads(self):
-        return self.io.n_reads
-
-    def close(self):
-        self.io.close()
 
     def stats(self):
         n = self.hits + self.misses

@@ -87,8 +87,7 @@ def _run(cfg, n_warm, n_time, n_profile, profile, log, workdir, quick, sweep_fra
         if threads not in bw:
             from .machine import measure_memory_bandwidth
             bw[threads] = measure_memory_bandwidth(threads, 512 << 20)
-    bw_mem_best = max(bw[1], bw[2])                  # what the machine can stream at all (for the bound)
-    bw_mem = bw_mem_best                             # attention and predictor run on both cores
+    bw_mem = max(bw[1], bw[2])    # what the machine streams at best: attention and predictor use both cores
     io = profile.get("io")
     if io is None:
         log("  profiling reads (O_DIRECT, random, by size x queue depth) on the bundled file ...")
@@ -206,7 +205,7 @@ def _run(cfg, n_warm, n_time, n_profile, profile, log, workdir, quick, sweep_fra
         return max(interpolate_bw(io, size, q) for q in qds)
 
     def bound_for(missed_bytes, read_size):
-        t_mem = (w.fixed_bytes + active_bytes + missed_bytes) / bw_mem_best
+        t_mem = (w.fixed_bytes + active_bytes + missed_bytes) / bw_mem
         t_io = missed_bytes / bw_rand(read_size)
         return t_mem, t_io, 1 / max(t_mem, t_io)
 
@@ -219,7 +218,7 @@ def _run(cfg, n_warm, n_time, n_profile, profile, log, workdir, quick, sweep_fra
     # the design's own chain: per layer, attention + predictor (nothing to read before them), then
     # the layer's misses as one burst; in-memory compute may hide under the burst, nothing else can
     miss_layer = best["reads_per_token"] / spec.n_layers
-    t_chain = spec.n_layers * (w.fixed_bytes / bw_mem_best / spec.n_layers + burst["a"] + burst["b"] * miss_layer)
+    t_chain = spec.n_layers * (w.fixed_bytes / bw_mem / spec.n_layers + burst["a"] + burst["b"] * miss_layer)
     bound_chain = 1 / t_chain
     stream = results["dense_stream_tuned"]
     stream["achieved_read_Bps"] = stream["bytes_read_per_token"] * stream["tok_s"]

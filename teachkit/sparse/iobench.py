@@ -51,62 +51,20 @@ def _open_uncached(path, direct: bool) -> int:
     return fd
 
 
-def sequential_read_bw(path, chunk: int = 1 << 20, limit: int | None = None, direct: bool = True,
-                       qd: int = 1, method: str = "auto") -> float:
-    """Bytes/s reading ``path`` front to back in ``chunk``-sized O_DIRECT reads, ``qd`` in flight.
+def _keep_in_flight(path, direct: bool, offsets: np.ndarray, size: int, qd: int, method: str) -> float:
+    """Bytes/s reading ``size`` bytes at each offset, ``qd`` in flight from one thread.
 
-    One thread keeps ``qd`` consecutive chunks in flight (kernel AIO, or ``qd`` ``pread``
-    threads with ``method="threads"``): the device sees ``qd`` sequential requests at once.
-    """
-    from .aio import open_async_reads
-
-    size = os.path.getsize(path) if limit is None else min(limit, os.path.getsize(path))
-    fd = _open_uncached(path, direct)
-    n_chunks = size // chunk
-    buf = aligned_buffer(qd * chunk)
-    reads = open_async_reads(fd, qd, method)
-    try:
-        t0 = time.perf_counter()
-        nxt = done = 0
-        free = list(range(qd))
-        while done < n_chunks:
-            k = min(len(free), n_chunks - nxt)
-            if k:
-                rows = np.array(free[:k], dtype=np.int64)
-                del free[:k]
-                reads.submit((buf.ctypes.data + rows * chunk).astype(np.uint64),
-                             (nxt + np.arange(k)) * chunk, np.full(k, chunk, dtype=np.int64), rows)
-                nxt += k
-            tags, res = reads.reap(1, 5.0)
-            if not len(tags) or (res != chunk).any():
-                raise FlashReadError("a sequential read failed or stalled while profiling")
-            free.extend(tags.tolist())
-            done += len(tags)
-        dt = time.perf_counter() - t0
-    finally:
-        reads.close()
-        os.close(fd)
-    return n_chunks * chunk / dt
-
-
-SEQ_CONFIGS = ((1 << 20, 1), (4 << 20, 1), (4 << 20, 2), (4 << 20, 4), (1 << 20, 8))   # (chunk, qd) tried for the best
-
-
-def _random_bw(path, size: int, qd: int, n_reads: int, span: int, seed: int, direct: bool, method: str) -> float:
-    """Random ``size``-byte reads, ``qd`` in flight from one thread (:func:`~teachkit.sparse.aio.open_async_reads`).
-
-    A read is submitted as soon as one completes, so the queue never drains until the end.
+    A read is submitted as soon as one completes, so the queue never drains until the end
+    (:func:`~teachkit.sparse.aio.open_async_reads`: kernel AIO, or ``qd`` ``pread`` threads).
     """
     from .aio import open_async_reads
 
     fd = _open_uncached(path, direct)
-    total = max(4 * qd, min(n_reads * qd, (64 << 20) // size))      # at most ~64 MiB per cell
-    offsets = np.random.default_rng(seed).integers(0, span // size, total) * size
     buf = aligned_buffer(qd * size)
     reads = open_async_reads(fd, qd, method)
     try:
         t0 = time.perf_counter()
-        nxt, done = 0, 0
+        nxt = done = 0
         free = list(range(qd))
         while done < len(offsets):
             k = min(len(free), len(offsets) - nxt)
@@ -130,6 +88,26 @@ def _random_bw(path, size: int, qd: int, n_reads: int, span: int, seed: int, dir
     return len(offsets) * size / dt
 
 
+def sequential_read_bw(path, chunk: int = 1 << 20, limit: int | None = None, direct: bool = True,
+                       qd: int = 1, method: str = "auto") -> float:
+    """Bytes/s reading ``path`` front to back in ``chunk``-sized O_DIRECT reads, ``qd`` in flight.
+
+    The device sees ``qd`` consecutive requests at once, as a streaming reader makes them.
+    """
+    size = os.path.getsize(path) if limit is None else min(limit, os.path.getsize(path))
+    return _keep_in_flight(path, direct, np.arange(size // chunk, dtype=np.int64) * chunk, chunk, qd, method)
+
+
+SEQ_CONFIGS = ((1 << 20, 1), (4 << 20, 1), (4 << 20, 2), (4 << 20, 4), (1 << 20, 8))   # (chunk, qd) tried for the best
+
+
+def _random_bw(path, size: int, qd: int, n_reads: int, span: int, seed: int, direct: bool, method: str) -> float:
+    """Random ``size``-byte reads at aligned offsets, ``qd`` in flight."""
+    total = max(4 * qd, min(n_reads * qd, (64 << 20) // size))      # at most ~64 MiB per cell
+    offsets = np.random.default_rng(seed).integers(0, span // size, total) * size
+    return _keep_in_flight(path, direct, offsets, size, qd, method)
+
+
 def burst_profile(size: int, path=None, ks=(8, 16, 32, 64, 128), repeats: int = 15, seed: int = 0,
                   method: str = "auto", file_bytes: int = 64 << 20, directory=None) -> dict:
     """How long a *batch* of ``k`` random reads takes, submitted at once, until the last is back.
@@ -150,7 +128,7 @@ def burst_profile(size: int, path=None, ks=(8, 16, 32, 64, 128), repeats: int = 
 
 
 def _bursts(path, size, ks, repeats, seed, method) -> dict:
-    from .aio import open_async_reads
+    from .aio import open_async_reads, read_batch
 
     fd = _open_uncached(path, True)
     span = os.path.getsize(path)
@@ -161,17 +139,11 @@ def _bursts(path, size, ks, repeats, seed, method) -> dict:
     try:
         for k in ks:
             times = []
+            addr = (buf.ctypes.data + np.arange(k) * size).astype(np.uint64)
             for _ in range(repeats):
                 off = rng.integers(0, span // size, k) * size
-                rows = np.arange(k)
                 t0 = time.perf_counter()
-                reads.submit((buf.ctypes.data + rows * size).astype(np.uint64), off, np.full(k, size, np.int64), rows)
-                got = 0
-                while got < k:
-                    tags, res = reads.reap(k - got, 5.0)
-                    if not len(tags) or (res != size).any():
-                        raise FlashReadError("a burst read failed or stalled while profiling")
-                    got += len(tags)
+                read_batch(reads, addr, off, np.full(k, size, np.int64), 5.0, "a burst read while profiling")
                 times.append(time.perf_counter() - t0)
             med.append(float(np.median(times)))
     finally:

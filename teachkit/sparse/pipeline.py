@@ -119,11 +119,6 @@ class ClusterPipeline:
         return self.io.reader
 
     @property
-    def readers(self) -> list:
-        """The one reader, in a list (where a test sets its ``fault`` hook)."""
-        return [self.io.reader]
-
-    @property
     def aio(self):
         return self.io.aio
 
