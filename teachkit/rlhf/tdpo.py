@@ -35,6 +35,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from .dpo import _check_logps
 from .masking import check_mask, check_same_shape, check_tensor
 
 __all__ = ["sequential_kl", "tdpo_loss", "tdpo_rewards"]
@@ -67,20 +68,10 @@ def sequential_kl(policy_logits: torch.Tensor, ref_logits: torch.Tensor, mask: t
     return torch.where(keep[..., 0], per_position, zero).sum(dim=-1)
 
 
-def _check_pairs(**tensors: torch.Tensor) -> None:
-    for name, t in tensors.items():
-        check_tensor(name, t, ndim=1)
-        if not t.is_floating_point():
-            raise TypeError(f"{name} must be a floating-point tensor, got dtype {t.dtype}")
-    check_same_shape(**tensors)
-    if next(iter(tensors.values())).numel() == 0:
-        raise ValueError("the batch is empty: need at least one preference pair")
-
-
 def tdpo_loss(chosen_logratios, rejected_logratios, chosen_seq_kl, rejected_seq_kl,
               beta: float = 0.1, alpha: float = 0.5, variant: int = 2) -> torch.Tensor:
     """TDPO1 or TDPO2 loss, averaged over pairs. All inputs (B,); logratios are summed (π − π_ref)."""
-    _check_pairs(chosen_logratios=chosen_logratios, rejected_logratios=rejected_logratios,
+    _check_logps(chosen_logratios=chosen_logratios, rejected_logratios=rejected_logratios,
                  chosen_seq_kl=chosen_seq_kl, rejected_seq_kl=rejected_seq_kl)
     if variant not in (1, 2) or isinstance(variant, bool):
         raise ValueError(f"variant must be 1 (TDPO1) or 2 (TDPO2), got {variant!r}")
@@ -98,7 +89,7 @@ def tdpo_loss(chosen_logratios, rejected_logratios, chosen_seq_kl, rejected_seq_
 
 def tdpo_rewards(chosen_logratios, rejected_logratios, chosen_seq_kl, rejected_seq_kl, beta: float = 0.1):
     """TDPO's implicit rewards  β·(logratio + SeqKL)  for chosen and rejected (detached), as in the paper's code."""
-    _check_pairs(chosen_logratios=chosen_logratios, rejected_logratios=rejected_logratios,
+    _check_logps(chosen_logratios=chosen_logratios, rejected_logratios=rejected_logratios,
                  chosen_seq_kl=chosen_seq_kl, rejected_seq_kl=rejected_seq_kl)
     return ((beta * (chosen_logratios + chosen_seq_kl)).detach(),
             (beta * (rejected_logratios + rejected_seq_kl)).detach())
