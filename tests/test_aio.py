@@ -14,6 +14,7 @@ from teachkit.sparse.engine import EngineConfig, OraclePredictor, SparseFFN, eng
 from teachkit.sparse.flash import FlashFile, FlashSpec, write_flash
 from teachkit.sparse.iobench import FlashReadError, aligned_buffer
 from teachkit.sparse.pipeline import staging_rows
+from teachkit.sparse.unit_reads import JOB_BYTES_PER_ROW
 from teachkit.sparse.reference import dense_ffn_ref
 from teachkit.sparse.synthetic import SyntheticConfig, SyntheticStack
 
@@ -305,15 +306,18 @@ def test_the_aio_tables_are_counted_in_the_budget(flash_files, stack, kind, io_d
         rows = staging_rows(cfg, cfg.cluster_size)
         assert rows == max(io_depth, cfg.cluster_size) and eng.pipe.io.n_rows == rows == eng.pipe.aio.depth
         mem = engine_memory(spec, cfg, 0, True)
-        assert mem["staging"] == (rows + cfg.prefill_chunk) * spec.stride + rows * BYTES_PER_SLOT
+        assert mem["staging"] == (rows + cfg.prefill_chunk) * spec.stride + rows * (BYTES_PER_SLOT + JOB_BYTES_PER_ROW)
         # what the engine really allocated: staging buffers, and for kernel AIO its iocb/event tables
         assert eng.pipe.reader.staging.nbytes + eng.prefill_reader.staging.nbytes == \
             (rows + cfg.prefill_chunk) * spec.stride
         if kind == "kernel":
             assert eng.pipe.aio.iocbs.nbytes + eng.pipe.aio.events.nbytes == rows * BYTES_PER_SLOT
+        io = eng.pipe.io
+        assert sum(a.nbytes for a in (io.job_left, io.job_len, io.job_bad, io.job_failed, io._finished)) == \
+            rows * JOB_BYTES_PER_ROW
         assert eng.cache.bytes_total <= cfg.budget
     more = engine_memory(spec, EngineConfig(**{**cfg.__dict__, "io_depth": rows + 10}), 0, True)
-    assert more["staging"] - mem["staging"] == 10 * (spec.stride + BYTES_PER_SLOT)
+    assert more["staging"] - mem["staging"] == 10 * (spec.stride + BYTES_PER_SLOT + JOB_BYTES_PER_ROW)
 
 
 @pytest.mark.parametrize("kind", KINDS)

@@ -55,7 +55,7 @@ def _cfg(**kw):
 def test_cache_is_never_over_budget():
     cfg = _cfg()
     fixed = {"emb": np.zeros((16, 8), np.float32)}
-    tables = 8 * (3 * 2 * 64 + 2 * 1 * (4 + 1) + 4 * (2 + 10) + 4)   # int64: per neuron, cluster, slot; LRU ends
+    tables = 8 * (3 * 2 * 64 + 2 * 1 * (4 + 1) + 4 * (2 + 10) + 4) + 10   # int64: per neuron, cluster, slot; LRU ends; cold flags
     need = 512 + (2 * 4 + 10) * 3 * 8 * 4 + tables
     c = SegmentedCache(cfg, budget=need, fixed=fixed)
     assert c.bytes_total == need
@@ -102,7 +102,8 @@ def test_split_active_routes_hot_and_cold_and_counts_hits():
     rec = c.end_token()
     assert rec == {"hot_hits": 1, "hot_misses": 2, "cold_hits": 1, "cold_misses": 3,
                    "hot_neuron_hits": 1, "hot_neuron_misses": 3,          # clusters above, neurons here
-                   "hot_bytes_in": 0, "cold_bytes_in": 0, "hot_occupied": 2, "cold_occupied": 3}
+                   "hot_bytes_in": 0, "cold_bytes_in": 0, "hot_occupied": 2, "cold_occupied": 3,
+                   "prefetched": 0, "prefetch_hits": 0}
     c.add_traffic("cold", 96)
     assert c.end_token()["cold_bytes_in"] == 96 and c.traffic == {"hot": 0, "cold": 96}
     r = c.split_active(1, np.array([11]))        # a third hot cluster evicts layer 0's cluster 1

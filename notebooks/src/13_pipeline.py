@@ -15,9 +15,10 @@
 # up/down compute**. Every stage is recorded in an event trace, which we draw as a Gantt chart.
 # On 2 cores: one compute thread and one **I/O thread**. The compute thread hands a layer's
 # reads to the kernel in one `io_submit` (Linux AIO, notebook 12), up to `io_depth` of them,
-# so they are in flight before it starts computing; the I/O thread sleeps until reads
-# complete, copies each finished cluster into its cache slots, hands it over, and submits any
-# clusters still queued into the staging rows that freed up. The FFN layers are **SYNTHETIC**.
+# so they are in flight before it starts computing. Each read lands straight in the cache
+# slot its neuron was given (float32 rows have the bundle's layout; int8 ones go through a
+# staging buffer and a copy). The I/O thread sleeps until reads complete, hands each finished
+# cluster over, and submits any clusters still queued as reads free up. The FFN layers are **SYNTHETIC**.
 
 # %%
 import tempfile
@@ -170,8 +171,8 @@ for sched, eng in engines.items():
 # (The fused kernel's wall time also stretches when it shares the second core with the I/O
 # thread.) Note also the start of each layer: no read is in flight while the predictor runs
 # (and, in a full model, attention), because nothing is known to be missing before the
-# prediction. Predicting the next layer's neurons early would let reads start sooner; our
-# engine does not do that.
+# prediction. Predicting the next layer's neurons early would let reads start sooner: the
+# engine can (`EngineConfig(lookahead=True)`), and notebook 14 measures whether it pays.
 #
 # The cluster-level pipeline pays off when compute and I/O take similar time, e.g. a big
 # model with a high hit rate: then the layer takes about `max(compute, I/O)` instead of

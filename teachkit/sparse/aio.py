@@ -33,6 +33,7 @@ import threading
 import time
 
 import numpy as np
+from numba import njit
 
 __all__ = ["BYTES_PER_SLOT", "KernelAIO", "ThreadedReads", "AioUnavailable", "kernel_aio_available", "open_async_reads",
            "read_batch"]
@@ -62,6 +63,27 @@ def _sys(nr: int, *args) -> int:
     return _libc.syscall(ctypes.c_long(nr), *args)
 
 
+@njit(nogil=True, cache=True)
+def _fill_iocbs(words, slots, fd, addr, length, offset, tags, base, ptrs):
+    """Write one ``IOCB_CMD_PREAD`` iocb per read into ``words`` (the iocb table as 8 u64 each).
+
+    Words: 0 data (tag << 16 | slot), 1 key/rw_flags, 2 opcode | reqprio << 16 | fildes << 32,
+    3 buf, 4 nbytes, 5 offset, 6 reserved2, 7 flags/resfd. ``ptrs[j]``: the address of read j's iocb.
+    """
+    for j in range(slots.shape[0]):
+        s = slots[j]
+        w = words[s]
+        w[0] = (np.uint64(tags[j]) << np.uint64(16)) | np.uint64(s)
+        w[1] = 0
+        w[2] = (np.uint64(fd) << np.uint64(32)) | np.uint64(IOCB_CMD_PREAD)
+        w[3] = addr[j]
+        w[4] = np.uint64(length[j])
+        w[5] = np.uint64(offset[j])
+        w[6] = 0
+        w[7] = 0
+        ptrs[j] = np.uint64(base) + np.uint64(64) * np.uint64(s)
+
+
 class KernelAIO:
     """An AIO context with room for ``depth`` reads in flight on file descriptor ``fd``."""
 
@@ -78,6 +100,7 @@ class KernelAIO:
             err = ctypes.get_errno()
             raise AioUnavailable(err, f"io_setup refused: {os.strerror(err)}")
         self.iocbs = np.zeros(self.depth, IOCB)
+        self._words = self.iocbs.view(np.uint64).reshape(self.depth, IOCB.itemsize // 8)
         self.free = list(range(self.depth))          # iocb slots not in flight
         self._lock = threading.Lock()                # submit and reap may run on different threads
         self.events = np.zeros(self.depth, IO_EVENT)
@@ -96,14 +119,9 @@ class KernelAIO:
             return
         slots = np.array(self.free[:k], dtype=np.int64)
         del self.free[:k]
-        cb = self.iocbs
-        cb["opcode"][slots] = IOCB_CMD_PREAD
-        cb["fildes"][slots] = self.fd
-        cb["buf"][slots] = addr
-        cb["nbytes"][slots] = length
-        cb["offset"][slots] = offset
-        cb["data"][slots] = (np.asarray(tags, dtype=np.uint64) << np.uint64(16)) | slots.astype(np.uint64)
-        ptrs = (cb.ctypes.data + IOCB.itemsize * slots).astype(np.uint64)
+        ptrs = np.empty(k, np.uint64)
+        _fill_iocbs(self._words, slots, self.fd, np.asarray(addr, np.uint64), np.asarray(length, np.int64),
+                    np.asarray(offset, np.int64), np.asarray(tags, np.int64), self.iocbs.ctypes.data, ptrs)
         done = 0
         while done < k:
             n = _sys(self._submit, self.ctx, ctypes.c_long(k - done), ctypes.c_void_p(ptrs.ctypes.data + 8 * done))
@@ -130,7 +148,7 @@ class KernelAIO:
         ev = self.events[:n]
         data, res = ev["data"].copy(), ev["res"].astype(np.int64)
         with self._lock:
-            self.free.extend(int(s) for s in (data & np.uint64(0xFFFF)))
+            self.free.extend((data & np.uint64(0xFFFF)).astype(np.int64).tolist())
             self.in_flight -= n
         return (data >> np.uint64(16)).astype(np.int64), res
 

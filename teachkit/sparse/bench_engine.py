@@ -38,6 +38,12 @@ LLM_FLASH_THREADS = 32     # "parallelize reads over 32 threads" (LLM in a flash
 
 GOALS = {"sparse_vs_dense_mmap": 20.0, "sparse_vs_llm_in_a_flash": 3.0, "achieved_over_bound": 0.5}   # issue #8
 
+# Layers share a residual stream (synthetic.py): layer l+1's predictor applied to layer l's input then
+# finds 0.64 of layer l+1's active neurons with precision 0.64 at d=1024, d_ff=4096 (c = 0.9 gives
+# 0.70/0.70). On the trained LM of notebook 14 the same look-ahead measures 0.54-0.83 recall and
+# 0.11-0.85 precision (means 0.69/0.53): 0.8 sits inside that range.
+LAYER_COUPLING = 0.8
+
 
 def run(quick: bool = False, profile: dict | None = None, log=print, workdir=None, shape: dict | None = None,
         tokens: tuple | None = None, sweep=None) -> dict:
@@ -48,7 +54,7 @@ def run(quick: bool = False, profile: dict | None = None, log=print, workdir=Non
     ``shape=dict(d=512, d_ff=2048, n_layers=4)``, ``tokens=(warm-up, timed, profiling)``.
     """
     shape = {"d": 1024, "d_ff": 4096, "n_layers": 4 if quick else 8, **(shape or {})}
-    cfg = SyntheticConfig(activity=0.10, seed=0, **shape)
+    cfg = SyntheticConfig(activity=0.10, seed=0, layer_coupling=LAYER_COUPLING, **shape)
     n_warm, n_time, n_profile = tokens or ((6, 10, 64) if quick else (10, 24, 128))
     sweep = sweep or ((0.3, 0.5, 0.75) if quick else (0.3, 0.4, 0.5, 0.75, 1.0))
     own = workdir is None
@@ -114,9 +120,9 @@ def _run(cfg, n_warm, n_time, n_profile, profile, log, workdir, quick, sweep_fra
                        io_depth=qd_choices, bw_fused=bw_fused, layer_overhead=c_layer)
     log("  " + explain(plan).replace("\n", "\n  "))
 
-    def engine(schedule="cluster", p=plan, b=budget):
+    def engine(schedule="cluster", p=plan, b=budget, lookahead=False):
         ecfg = EngineConfig(budget=b, hot_neurons=p.hot_neurons, cluster_size=p.cluster_size, schedule=schedule,
-                            read_unit=p.read_unit, prefill_chunk=64, io_depth=p.io_depth)
+                            read_unit=p.read_unit, prefill_chunk=64, io_depth=p.io_depth, lookahead=lookahead)
         return SparseFFN(w.path, ecfg, w.predictor, gated=True, fixed=w.fixed, freq=w.profile.freq, verify=False)
 
     def check_against_dense():
@@ -146,6 +152,7 @@ def _run(cfg, n_warm, n_time, n_profile, profile, log, workdir, quick, sweep_fra
         "+cache": lambda: engine("serial"),
         "+pipeline(matrix)": lambda: engine("matrix"),
         "+pipeline": lambda: engine("cluster"),
+        "+look-ahead": lambda: engine("cluster", lookahead=True),     # measured beside the ladder, not on it
     }
     backends = {k: make() for k, make in configs.items()}
     checks, worst = {}, {}
@@ -176,8 +183,13 @@ def _run(cfg, n_warm, n_time, n_profile, profile, log, workdir, quick, sweep_fra
         r["resident_bytes"] = getattr(bk, "resident_bytes", None) or \
             (bk.cache.bytes_total if hasattr(bk, "cache") else None)
         if hasattr(bk, "cache"):
-            r["hit_rate_cold_timed"] = _cold_hit_rate(bk.cache.history[n_warm:])
-            r["hit_rate_timed"] = neuron_hit_rate(bk.cache.history[n_warm:])      # the replay's measure
+            hist = bk.cache.history[n_warm:]
+            r["hit_rate_cold_timed"] = _cold_hit_rate(hist)
+            r["hit_rate_timed"] = neuron_hit_rate(hist)      # the replay's measure (a look-ahead's hits count)
+            if bk.cfg.lookahead:
+                r["prefetched_per_token"] = sum(h["prefetched"] for h in hist) / len(hist)
+                r["prefetch_hits_per_token"] = sum(h["prefetch_hits"] for h in hist) / len(hist)
+                r["prefetch_precision"] = r["prefetch_hits_per_token"] / max(1e-9, r["prefetched_per_token"])
         results[name] = r
         log(f"  {name:>20}: {r['tok_s']:7.2f} tok/s, {r['bytes_read_per_token'] / 2**20:7.2f} MiB read/token, "
             f"max rel err vs dense {worst[name][0]:.1e}")
@@ -198,6 +210,7 @@ def _run(cfg, n_warm, n_time, n_profile, profile, log, workdir, quick, sweep_fra
             f"hit rate {r['hit_rate']:.3f} (replayed {p.hit_rate:.3f}), read unit {p.read_unit}")
 
     best = results["+pipeline"]
+    ahead_quality = _lookahead_quality(w)
     active_bytes = w.profile.mean_active * spec.n_layers * spec.bundle_bytes
     qds = sorted({int(q) for row in io["random"].values() for q in row})
 
@@ -242,7 +255,8 @@ def _run(cfg, n_warm, n_time, n_profile, profile, log, workdir, quick, sweep_fra
               "achieved_over_ideal_bound": best["tok_s"] / bound_ideal,
               "achieved_over_dependency_bound": best["tok_s"] / bound_chain,
               "sparse_vs_llm_in_a_flash_threads": best["tok_s"] / results["llm_in_a_flash"]["tok_s"],
-              "measured_over_predicted": best["tok_s"] / plan.predicted_tok_s}
+              "measured_over_predicted": best["tok_s"] / plan.predicted_tok_s,
+              "lookahead_over_pipeline": results["+look-ahead"]["tok_s"] / best["tok_s"]}
     goals = GOALS
     res = {
         "label": f"{LABEL} LLaMA-shaped FFN stack + synthetic attention/predictor weights (random, not a trained model)",
@@ -261,6 +275,7 @@ def _run(cfg, n_warm, n_time, n_profile, profile, log, workdir, quick, sweep_fra
         "ablation": [{"step": k, "tok_s": results[k]["tok_s"]} for k in
                      ("sparse_flash", "+bundle", "+cache", "+pipeline(matrix)", "+pipeline")],
         "budget_sweep": sweep,
+        "lookahead": {**ahead_quality, "layer_coupling": cfg.layer_coupling},
         "bound": {"t_mem_s": t_mem, "t_io_s": t_io, "tok_s": bound, "tok_s_ideal_misses": bound_ideal,
                   "tok_s_dependency_chain": bound_chain,
                   "mean_read_bytes": mean_read,
@@ -279,6 +294,17 @@ def _run(cfg, n_warm, n_time, n_profile, profile, log, workdir, quick, sweep_fra
         "load_avg_1min": os.getloadavg()[0], "cpus": os.cpu_count(),
     }
     return _round(res)
+
+
+def _lookahead_quality(w: Workload) -> dict:
+    """How well layer l's predictor on layer l-1's input guesses layer l's active set, over the timed tokens."""
+    hit = guessed = active = 0
+    for l in range(1, w.cfg.n_layers):
+        for truth, guess in zip(w.sets[l], w.ahead_sets[l]):
+            hit += len(np.intersect1d(truth, guess, assume_unique=True))
+            guessed += len(guess)
+            active += len(truth)
+    return {"recall": hit / max(1, active), "precision": hit / max(1, guessed)}
 
 
 def repeated(runs: list) -> dict:

@@ -1,7 +1,8 @@
 """The engine benchmark's workload, and how an engine's tokens are timed.
 
 **Workload** (SYNTHETIC, labelled so): the LLaMA-shaped synthetic FFN stack (gated, power-law
-firing, ~10% activity, one drifting hidden-state stream per layer), float32, plus a fixed
+firing, ~10% activity, drifting hidden states; with ``layer_coupling`` > 0 the layers share a
+residual stream, so a look-ahead can guess layer l+1 from layer l's input), float32, plus a fixed
 region of attention weights (Wqkv with 4x smaller K/V, Wo) and a rank-64 low-rank predictor
 per layer, which every engine reads each token. The active sets are the oracle ones from the
 generator (so every engine computes the same FFN outputs); the predictor's *cost* is real
@@ -43,22 +44,37 @@ def disk_read_bytes() -> int:
 
 
 class TracePredictor:
-    """Oracle active sets from a trace, at the real cost of a low-rank predictor (A: r x d, B: n x r)."""
+    """Oracle active sets from a trace, at the real cost of a low-rank predictor (A: r x d, B: n x r).
 
-    def __init__(self, sets: list, d: int, n: int, rank: int = 64, seed: int = 0):
+    ``ahead_sets[l][t]`` (optional): what layer l's predictor guesses from layer l-1's input at
+    token t, returned by :meth:`lookahead` at the same cost (the engine's look-ahead).
+    """
+
+    def __init__(self, sets: list, d: int, n: int, rank: int = 64, seed: int = 0, ahead_sets: list | None = None):
         rng = np.random.default_rng(seed)
         L = len(sets)
-        self.sets, self.t = sets, 0
+        self.sets, self.ahead_sets, self.t = sets, ahead_sets, 0
         self.A = [rng.standard_normal((rank, d), dtype=np.float32) for _ in range(L)]
         self.B = [rng.standard_normal((n, rank), dtype=np.float32) for _ in range(L)]
         self.nbytes = sum(a.nbytes + b.nbytes for a, b in zip(self.A, self.B))
         self._rows_a, self._rows_b = np.arange(rank), np.arange(n)
+        self._z, self._s = np.empty(rank, np.float32), np.empty(n, np.float32)
+
+    def _cost(self, layer, x):
+        """The predictor's two matvecs and threshold, on both cores (the kernels, without argument checks)."""
+        K._gather_dot_par(self.A[layer], self._rows_a, x, self._z)
+        K._gather_dot_par(self.B[layer], self._rows_b, self._z, self._s)
+        return self._s > 0
 
     def __call__(self, layer, x):
-        A, B = self.A[layer], self.B[layer]                # the cost of a real predictor, on both cores
-        z = K.gather_dot(A, self._rows_a, x, np.empty(A.shape[0], np.float32))
-        _ = K.gather_dot(B, self._rows_b, z, np.empty(B.shape[0], np.float32)) > 0
+        self._cost(layer, x)
         return self.sets[layer][self.t]
+
+    def lookahead(self, layer, x_prev):
+        if self.ahead_sets is None or layer == 0:
+            raise ValueError("this trace has no look-ahead guesses (pass ahead_sets; layer 0 has none)")
+        self._cost(layer, x_prev)
+        return self.ahead_sets[layer][self.t]
 
 
 class Workload:
@@ -85,10 +101,12 @@ class Workload:
                       rng.standard_normal((d, d), dtype=np.float32)) for _ in range(L)]
         self.X = [stack.hidden_states(l, n_tokens, seed=1) for l in range(L)]
         self.sets = [stack.active_sets(l, self.X[l]) for l in range(L)]
+        # the look-ahead's guesses: layer l's active set as seen from layer l-1's input
+        self.ahead_sets = [None] + [stack.active_sets(l, self.X[l - 1]) for l in range(1, L)]
         prof_X = [stack.hidden_states(l, n_profile, seed=2) for l in range(L)]   # held-out profiling run
         prof = [stack.active_sets(l, prof_X[l]) for l in range(L)]
         self.profile = profile_model([[prof[l][t] for l in range(L)] for t in range(n_profile)], n)
-        self.predictor = TracePredictor(self.sets, d, n)
+        self.predictor = TracePredictor(self.sets, d, n, ahead_sets=self.ahead_sets)
         self.fixed = {f"attn{l}_{i}": w for l, ws in enumerate(self.attn) for i, w in enumerate(ws)}
         self._rows_qkv, self._rows_o = np.arange(d + d // 2), np.arange(d)
         # what every engine holds and reads each token: attention + predictor (counted via its nbytes)

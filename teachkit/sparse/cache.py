@@ -18,10 +18,16 @@ are O(1). ``slot_of[key]`` maps a key (``layer * n + neuron``) to its slot, -1 i
 A lookup touches every hit first, then places the misses: so a miss never evicts a neuron the
 same layer is about to use. If the region has fewer slots than one layer needs, the lookup
 fails with a clear error instead of thrashing.
+
+**Look-ahead.** :meth:`SegmentedCache.prefetch_cold` gives cold slots to neurons the engine
+*guesses* the next layer will need (never a slot the current layer is using); a per-slot flag
+remembers them, so the next lookup can count how many of its hits came from the guess
+(``prefetch_hits``) and how many guesses were read for nothing.
 """
 
 from __future__ import annotations
 
+import mmap
 import threading
 from dataclasses import dataclass
 
@@ -97,6 +103,94 @@ def lru_lookup(slot_of, key_of, prev, nxt, ends, stamp, keys, step, out_slot, ou
     return n_miss
 
 
+@njit(nogil=True, cache=True)
+def _split_lookup(active, cluster_of, pos_of, hot_base, cold_base, cs,
+                  h_slot_of, h_key_of, h_prev, h_next, h_ends, h_stamp, h_step,
+                  c_slot_of, c_key_of, c_prev, c_next, c_ends, c_stamp, c_step):
+    """Route sorted ``active`` neurons to hot clusters and cold neurons, and look both up.
+
+    Hot neurons are grouped by cluster (in cluster order; within a cluster, in ``active``
+    order); each touched cluster is one hot lookup, each cold neuron one cold lookup. Returns
+    the arrays of :meth:`SegmentedCache.split_active`, ``starts`` (where each cluster's rows
+    begin in ``all_rows``, plus the end), the two miss counts (-1: region too small) and the
+    number of hot neurons in missed clusters.
+    """
+    n = active.shape[0]
+    cl = np.empty(n, np.int64)
+    n_hot = 0
+    for j in range(n):
+        cl[j] = cluster_of[active[j]]
+        if cl[j] >= 0:
+            n_hot += 1
+    hot_n = np.empty(n_hot, np.int64)
+    hot_cl = np.empty(n_hot, np.int64)
+    cold_n = np.empty(n - n_hot, np.int64)
+    a = b = 0
+    for j in range(n):
+        if cl[j] >= 0:
+            hot_n[a] = active[j]
+            hot_cl[a] = cl[j]
+            a += 1
+        else:
+            cold_n[b] = active[j]
+            b += 1
+    order = np.argsort(hot_cl, kind="mergesort")            # stable: grouped by cluster
+    hot_n, hot_cl = hot_n[order], hot_cl[order]
+    n_cl = 0
+    for j in range(n_hot):
+        if j == 0 or hot_cl[j] != hot_cl[j - 1]:
+            n_cl += 1
+    clusters = np.empty(n_cl, np.int64)
+    starts = np.empty(n_cl + 1, np.int64)
+    k = 0
+    for j in range(n_hot):
+        if j == 0 or hot_cl[j] != hot_cl[j - 1]:
+            clusters[k] = hot_cl[j]
+            starts[k] = j
+            k += 1
+    starts[n_cl] = n_hot
+    h_slots = np.empty(n_cl, np.int64)
+    h_miss = np.empty(n_cl, np.bool_)
+    n_hmiss = 0
+    if n_cl:
+        n_hmiss = lru_lookup(h_slot_of, h_key_of, h_prev, h_next, h_ends, h_stamp, clusters + hot_base, h_step,
+                             h_slots, h_miss)
+    all_rows = np.empty(n_hot, np.int64)
+    rows_miss = np.empty(n_hot, np.bool_)
+    hot_missed = 0
+    if n_hmiss >= 0:
+        for k in range(n_cl):
+            for j in range(starts[k], starts[k + 1]):
+                all_rows[j] = h_slots[k] * cs + pos_of[hot_n[j]]
+                rows_miss[j] = h_miss[k]
+                hot_missed += h_miss[k]
+    c_slots = np.empty(n - n_hot, np.int64)
+    c_miss = np.empty(n - n_hot, np.bool_)
+    n_cmiss = 0
+    if n_hmiss >= 0:                                         # else: the hot region failed, stop here
+        n_cmiss = lru_lookup(c_slot_of, c_key_of, c_prev, c_next, c_ends, c_stamp, cold_n + cold_base, c_step,
+                             c_slots, c_miss)
+    return clusters, h_slots, h_miss, starts, all_rows, rows_miss, cold_n, c_slots, c_miss, n_hmiss, n_cmiss, hot_missed
+
+
+class _Slices:
+    """``rows[k]``: the k-th cluster's rows, a view of ``all_rows`` (no list built per layer)."""
+
+    __slots__ = ("all_rows", "starts")
+
+    def __init__(self, all_rows, starts):
+        self.all_rows, self.starts = all_rows, starts
+
+    def __len__(self):
+        return len(self.starts) - 1
+
+    def __getitem__(self, k):
+        if not -len(self) <= k < len(self):
+            raise IndexError(k)
+        k %= len(self)
+        return self.all_rows[self.starts[k]:self.starts[k + 1]]
+
+
 class LRUTable:
     """Bookkeeping of one LRU region: ``n_slots`` slots for keys in ``[0, n_keys)``."""
 
@@ -160,10 +254,17 @@ class CacheConfig:
 
 
 def _alloc(n: int, cfg: CacheConfig):
-    """Zeroed region arrays, every page touched now: the OS maps ``np.zeros`` pages lazily, and a
-    first write during decode would pay the page fault (measured: up to 6 ms per layer)."""
+    """Zeroed, page-aligned region arrays, every page touched now.
+
+    Page-aligned (``mmap``-backed), so O_DIRECT reads can land straight in a row. Touched now
+    because the OS maps pages lazily, and a first write during decode would pay the page
+    fault (measured: up to 6 ms per layer).
+    """
     def touched(shape, dtype):
-        a = np.empty(shape, dtype=dtype)
+        nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
+        if nbytes == 0:
+            return np.zeros(shape, dtype)
+        a = np.frombuffer(mmap.mmap(-1, nbytes), dtype=np.uint8).view(dtype).reshape(shape)
         a.fill(0)
         return a
 
@@ -208,6 +309,7 @@ class SegmentedCache:
                 self.hot_members[l, c, :len(members)] = members
         self.hot = LRUTable(cfg.hot_slots, L * self.max_clusters, "hot")
         self.cold = LRUTable(cfg.cold_slots, L * N, "cold")
+        self.prefetched = np.zeros(cfg.cold_slots, dtype=np.bool_)   # filled by a look-ahead, not used yet
         self.hot_w = _alloc(cfg.hot_slots * cs, cfg)
         self.cold_w = _alloc(cfg.cold_slots, cfg)
         self.budget = int(budget)
@@ -221,6 +323,7 @@ class SegmentedCache:
         self._lock = threading.Lock()              # the I/O thread adds traffic while the compute thread reads it
         self.history: list[dict] = []              # one record per token (see end_token)
         self._token = {"hot_hits": 0, "hot_misses": 0, "cold_hits": 0, "cold_misses": 0,
+                       "prefetched": 0, "prefetch_hits": 0,
                        "hot_neuron_hits": 0, "hot_neuron_misses": 0, "hot_bytes_in": 0, "cold_bytes_in": 0}
 
     @staticmethod
@@ -229,12 +332,13 @@ class SegmentedCache:
         L, N = cfg.n_layers, cfg.n_neurons
         per_neuron = 3 * L * N                              # cold slot_of, hot_cluster_of, hot_pos_of
         per_cluster = L * max_clusters * (cfg.cluster_size + 1)   # hot_members, hot slot_of
-        return 8 * (per_neuron + per_cluster + 4 * (cfg.hot_slots + cfg.cold_slots) + 2 * 2)   # + 2 ends each
+        return 8 * (per_neuron + per_cluster + 4 * (cfg.hot_slots + cfg.cold_slots) + 2 * 2) \
+            + cfg.cold_slots                                # + 2 ends each; one prefetched flag per cold slot
 
     @property
     def tables_bytes(self) -> int:
         return sum(a.nbytes for t in (self.hot, self.cold) for a in (t.slot_of, t.key_of, t.prev, t.next, t.stamp, t.ends)) \
-            + self.hot_cluster_of.nbytes + self.hot_pos_of.nbytes + self.hot_members.nbytes
+            + self.hot_cluster_of.nbytes + self.hot_pos_of.nbytes + self.hot_members.nbytes + self.prefetched.nbytes
 
     @property
     def bytes_total(self) -> int:
@@ -251,35 +355,65 @@ class SegmentedCache:
         ``hot_clusters`` (cluster ids touched), ``hot_slots``, ``hot_miss`` (per cluster),
         ``hot_rows`` (per touched cluster: rows in ``hot_w`` of its *active* neurons; all of them
         in one array as ``hot_rows_all``, with ``hot_rows_miss`` marking rows of missed clusters),
-        ``cold_neurons``, ``cold_slots``, ``cold_miss``.
+        ``cold_neurons``, ``cold_slots``, ``cold_miss``. One numba call does the routing and both
+        LRU lookups (:func:`_split_lookup`): this runs between the prediction and the reads, on
+        every layer of every token.
         """
-        active = np.asarray(active, dtype=np.int64)
-        cl = self.hot_cluster_of[layer, active]
-        is_hot = cl >= 0
-        cold_n = active[~is_hot]
-        order = np.argsort(cl[is_hot], kind="stable")          # hot neurons grouped by cluster
-        hot_n, hot_cl = active[is_hot][order], cl[is_hot][order]
-        clusters, first, counts = np.unique(hot_cl, return_index=True, return_counts=True)
-        cs = self.cfg.cluster_size
-        if len(clusters):
-            h_slots, h_miss = self.hot.lookup(layer * self.max_clusters + clusters)
-        else:
-            h_slots, h_miss = np.empty(0, np.int64), np.empty(0, bool)
-        all_rows = np.repeat(h_slots, counts) * cs + self.hot_pos_of[layer, hot_n]
-        ends = np.append(first[1:], len(all_rows)).tolist()
-        rows = [all_rows[a:b] for a, b in zip(first.tolist(), ends)]
-        c_slots, c_miss = self.cold.lookup(layer * self.cfg.n_neurons + cold_n)
+        active = np.ascontiguousarray(active, dtype=np.int64)
+        hot, cold = self.hot, self.cold
+        hot.step += 1
+        cold.step += 1
+        (clusters, h_slots, h_miss, starts, all_rows, rows_miss, cold_n, c_slots, c_miss, n_hmiss, n_cmiss,
+         hot_missed) = _split_lookup(active, self.hot_cluster_of[layer], self.hot_pos_of[layer],
+                                     layer * self.max_clusters, layer * self.cfg.n_neurons, self.cfg.cluster_size,
+                                     hot.slot_of, hot.key_of, hot.prev, hot.next, hot.ends, hot.stamp, hot.step,
+                                     cold.slot_of, cold.key_of, cold.prev, cold.next, cold.ends, cold.stamp, cold.step)
+        for table, n_miss, keys in ((hot, n_hmiss, clusters), (cold, n_cmiss, cold_n)):
+            if n_miss < 0:
+                raise ValueError(f"{table.name} region has {table.n_slots} slots but one step needs {len(keys)}: "
+                                 f"raise the memory budget or give this region a larger share")
+            table.hits += len(keys) - n_miss
+            table.misses += n_miss
         t = self._token
-        hot_missed = int(counts[h_miss].sum())
-        t["hot_neuron_hits"] += len(hot_n) - hot_missed       # hot hits/misses above count clusters
+        t["hot_neuron_hits"] += len(all_rows) - hot_missed     # hot hits/misses below count clusters
         t["hot_neuron_misses"] += hot_missed
-        t["hot_hits"] += int(len(clusters) - h_miss.sum())
-        t["hot_misses"] += int(h_miss.sum())
-        t["cold_hits"] += int(len(cold_n) - c_miss.sum())
-        t["cold_misses"] += int(c_miss.sum())
-        return {"hot_clusters": clusters, "hot_slots": h_slots, "hot_miss": h_miss, "hot_rows": rows,
-                "hot_rows_all": all_rows, "hot_rows_miss": np.repeat(h_miss, counts),
+        t["hot_hits"] += len(clusters) - n_hmiss
+        t["hot_misses"] += n_hmiss
+        t["cold_hits"] += len(cold_n) - n_cmiss
+        t["cold_misses"] += n_cmiss
+        if n_cmiss:
+            self.prefetched[c_slots[c_miss]] = False                 # reused slots
+        if len(cold_n) > n_cmiss:
+            hit = c_slots[~c_miss]
+            t["prefetch_hits"] += int(self.prefetched[hit].sum())    # hits only because of a look-ahead
+            self.prefetched[hit] = False
+        return {"hot_clusters": clusters, "hot_slots": h_slots, "hot_miss": h_miss, "hot_rows": _Slices(all_rows, starts),
+                "hot_rows_all": all_rows, "hot_rows_miss": rows_miss,
                 "cold_neurons": cold_n, "cold_slots": c_slots, "cold_miss": c_miss}
+
+    def prefetch_cold(self, layer: int, guess: np.ndarray):
+        """Give cold slots to guessed neurons of ``layer`` that are not in memory: ``(neurons, slots)``.
+
+        For a look-ahead: the caller reads them now, so that ``layer``'s lookup finds them.
+        It runs between two lookups and must not evict a slot that the current layer is
+        computing from (stamped with the current step): it takes at most as many slots as are
+        free of that stamp, least recently used first, and skips the rest of the guess. Hits
+        are left where they are (a guess is not a use); hit and miss counts are not touched.
+        """
+        guess = np.asarray(guess, dtype=np.int64)
+        cold = self.cold
+        keys = layer * self.cfg.n_neurons + guess[self.hot_cluster_of[layer, guess] < 0]
+        keys = keys[cold.slot_of[keys] < 0]
+        room = cold.n_slots - int((cold.stamp == cold.step).sum())
+        keys = np.ascontiguousarray(keys[:max(0, room)])
+        slots = np.empty(len(keys), np.int64)
+        miss = np.empty(len(keys), np.bool_)
+        if len(keys) and lru_lookup(cold.slot_of, cold.key_of, cold.prev, cold.next, cold.ends, cold.stamp, keys,
+                                    cold.step, slots, miss) != len(keys):
+            raise RuntimeError("prefetch_cold: the LRU lookup did not place every guess")   # cannot happen (room)
+        self.prefetched[slots] = True
+        self._token["prefetched"] += len(keys)
+        return keys - layer * self.cfg.n_neurons, slots
 
     def add_traffic(self, region: str, nbytes: int) -> None:
         """Count ``nbytes`` read from flash into ``region`` ('hot' or 'cold'); thread-safe."""
@@ -294,9 +428,11 @@ class SegmentedCache:
         ok = slots >= 0
         self.cold.key_of[slots[ok]] = -1
         self.cold.slot_of[keys[ok]] = -1
+        self.prefetched[slots[ok]] = False
 
     def forget_all(self) -> None:
         """Empty the hot and cold regions (after an error left their contents in doubt)."""
+        self.prefetched[:] = False
         for t in (self.hot, self.cold):
             t.slot_of[:] = -1
             t.key_of[:] = -1

@@ -9,6 +9,13 @@
   cluster pipeline computes them while the misses are read (kernel AIO) and landed by its
   I/O thread.
 
+With ``lookahead=True``, once a layer is done the engine guesses the next layer's neurons
+from this layer's input (``predictor.lookahead(layer, x_prev)`` if the predictor has it, else
+``predictor(layer, x_prev)``) and reads the ones not in memory while the next layer's
+attention runs (see :mod:`teachkit.sparse.pipeline`). It never changes the output; whether it
+is faster depends on how many of its guesses are wrong (each is a wasted read) and on how busy
+the disk already is. The benchmark measures it (``+look-ahead``).
+
 The memory budget covers everything the engine holds: the fixed region (embeddings,
 attention, norms), the predictor (its ``nbytes``), the hot and cold regions and their
 bookkeeping tables, the I/O staging buffers, the prefill buffers (sized for ``max_prompt``
@@ -35,6 +42,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .aio import BYTES_PER_SLOT
+from .unit_reads import JOB_BYTES_PER_ROW
 from .cache import CacheConfig, SegmentedCache
 from .flash import FlashFile
 from .iobench import FlashReader, FlashReadError
@@ -58,6 +66,7 @@ class EngineConfig:
     aio: str = "auto"              # "kernel" (Linux AIO), "threads" (pread threads) or "auto"
     prefill_chunk: int = 256       # neurons per sequential prefill read
     max_prompt: int = 64           # prompt rows the prefill buffers are sized (and budgeted) for
+    lookahead: bool = False        # guess layer l+1's neurons from layer l's input and read them during layer l
 
 
 def hot_clusters_from_freq(freq: np.ndarray, hot_neurons: int, cluster_size: int) -> list:
@@ -75,6 +84,7 @@ def hot_clusters_from_freq(freq: np.ndarray, hot_neurons: int, cluster_size: int
 
 
 SLOT_TABLE_BYTES = 32              # 4 int64 per LRU slot: key_of, prev, next, stamp
+COLD_FLAG_BYTES = 1                # per cold slot: "filled by a look-ahead, not used yet"
 
 
 def plan_regions(spec, budget: int, fixed_bytes: int, other_bytes: int, hot_neurons: int,
@@ -89,7 +99,7 @@ def plan_regions(spec, budget: int, fixed_bytes: int, other_bytes: int, hot_neur
     hot_slots = int(round(clusters * hot_share))
     hot_cost = bundle * cluster_size + SLOT_TABLE_BYTES
     hot_slots = max(0, min(hot_slots, free // hot_cost))
-    cold = (free - hot_slots * hot_cost) // (bundle + SLOT_TABLE_BYTES)
+    cold = (free - hot_slots * hot_cost) // (bundle + SLOT_TABLE_BYTES + COLD_FLAG_BYTES)
     if cold < 0:
         raise ValueError(f"budget {budget / 2**20:.3f} MiB does not even hold the fixed region "
                          f"({fixed_bytes / 2**20:.3f} MiB) and buffers ({other_bytes / 2**20:.3f} MiB)")
@@ -103,7 +113,7 @@ def engine_memory(spec, cfg: EngineConfig, held_bytes: int, gated: bool, n_hot_c
     KV cache). The planner calls this too, so plan and engine agree to the byte.
     """
     rows = staging_rows(cfg, cfg.cluster_size)
-    staging = (rows + cfg.prefill_chunk) * spec.stride + rows * BYTES_PER_SLOT     # + the AIO tables
+    staging = (rows + cfg.prefill_chunk) * spec.stride + rows * (BYTES_PER_SLOT + JOB_BYTES_PER_ROW)   # + AIO, job tables
     dequant = cfg.prefill_chunk * spec.n_mats * spec.d * 4 if spec.dtype == "int8" else 0
     prefill = cfg.max_prompt * 4 * (cfg.prefill_chunk * (3 if gated else 2) + 2 * spec.d) + dequant
     if n_hot_clusters is None:
@@ -219,9 +229,9 @@ class SparseFFN:
     def __exit__(self, *exc):
         self.close()
 
-    def active_ids(self, layer: int, x: np.ndarray) -> np.ndarray:
+    def active_ids(self, layer: int, x: np.ndarray, predict=None) -> np.ndarray:
         """The predictor's choice, checked: sorted, distinct int64 ids in ``[0, n_neurons)``."""
-        ids = np.asarray(self.predictor(layer, x))
+        ids = np.asarray((predict or self.predictor)(layer, x))
         if ids.ndim != 1 or not (ids.dtype.kind in "iu" or ids.size == 0):
             raise ValueError(f"layer {layer}: the predictor must return a 1-D array of integer neuron ids, "
                              f"got shape {ids.shape} dtype {ids.dtype}")
@@ -244,6 +254,7 @@ class SparseFFN:
         t0 = time.perf_counter()
         active = self.active_ids(layer, x)
         self.trace.add("compute", "predict", layer, -1, t0, time.perf_counter())
+        self.pipe.settle(layer)                       # the look-ahead's reads land before this lookup
         plan = None
         try:
             plan = self.cache.split_active(layer, active)
@@ -252,7 +263,26 @@ class SparseFFN:
             self.pipe.stop(layer, None, err)
             raise
         out = np.zeros(self.spec.d, dtype=np.float32)
-        return self.pipe.run_layer(layer, x, plan, out)
+        ahead = None
+        if self.cfg.lookahead and layer + 1 < self.spec.n_layers:
+            ahead = lambda: self._look_ahead(layer + 1, x)      # noqa: E731
+        return self.pipe.run_layer(layer, x, plan, out, after_submit=ahead)
+
+    def _look_ahead(self, layer: int, x_prev: np.ndarray) -> None:
+        """Guess ``layer``'s active neurons from the previous layer's input and start reading them.
+
+        The residual stream changes little from one layer to the next, so ``layer``'s predictor
+        applied to the previous layer's input finds much of ``layer``'s active set (Deja Vu's
+        look-ahead; notebook 14 measures how much on the trained LM). The predictor may offer
+        ``lookahead(layer, x_prev)``; else its ordinary call is used. Only neurons that are not
+        in memory are read, into cold slots; the real predictor still decides what ``layer``
+        computes, so the output is exactly what it would be without the look-ahead.
+        """
+        t0 = time.perf_counter()
+        guess = self.active_ids(layer, x_prev, getattr(self.predictor, "lookahead", self.predictor))
+        neurons, slots = self.cache.prefetch_cold(layer, guess)
+        self.trace.add("compute", "lookahead", layer, -1, t0, time.perf_counter())
+        self.pipe.prefetch(layer, neurons, slots)
 
     @property
     def bytes_read(self) -> int:

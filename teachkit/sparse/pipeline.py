@@ -36,9 +36,16 @@ inside a layer (a read error, Ctrl-C, a bug in a kernel) stops the pipeline for 
 forgets the cache slots that layer was filling, so no later token computes with bytes that
 never arrived.
 
-Limits: the I/O thread idles while the predictor (and, in a model, attention) runs, since it
-cannot know what to read before the prediction; and work already in memory runs as one batch
-per region rather than cluster by cluster.
+**Look-ahead** (optional, the engine's ``lookahead``). Once a layer's own work is done, the
+engine may guess the next layer's neurons from this layer's input and :meth:`prefetch` the
+ones not in memory; they are read while the next layer's attention and predictor run, and
+:meth:`settle` waits for every one of them before that layer's cache lookup (so a lookup never
+sees a slot whose bytes are still on their way). The guess only decides what is *read*; the
+real predictor still decides what is computed, so the output does not change.
+
+Limits: without the look-ahead the I/O thread idles while the predictor (and, in a model,
+attention) runs, since it cannot know what to read before the prediction; and work already
+in memory runs as one batch per region rather than cluster by cluster.
 """
 
 from __future__ import annotations
@@ -60,6 +67,7 @@ __all__ = ["PipelineConfig", "ClusterPipeline", "Trace", "PipelineTimeout", "gat
            "fused_compute"]
 
 SWITCH_INTERVAL = 2e-4
+AHEAD_UID = 1_000_000          # look-ahead units are numbered from here (trace cluster ids)
 
 
 class PipelineTimeout(TimeoutError):
@@ -87,13 +95,14 @@ class PipelineConfig:
 class _Unit:
     """One cluster: rows of region weights ``W`` to compute; ``neurons`` to read into ``read_rows``."""
 
-    __slots__ = ("uid", "W", "rows", "neurons", "read_rows", "g", "split")
+    __slots__ = ("uid", "W", "rows", "neurons", "read_rows", "g", "split", "layer")
 
     def __init__(self, uid, W, rows, neurons=None, read_rows=None):
         self.uid, self.W, self.rows = uid, W, np.ascontiguousarray(rows, dtype=np.int64)
         self.neurons, self.read_rows = neurons, read_rows
         self.g = np.empty(len(rows), dtype=np.float32)
         self.split = False
+        self.layer = -1
 
 
 class ClusterPipeline:
@@ -111,6 +120,8 @@ class ClusterPipeline:
             sys.setswitchinterval(SWITCH_INTERVAL)           # see "The GIL hand-off" above
         self.done: queue.Queue = queue.Queue()
         self.failed: BaseException | None = None
+        self.ahead: dict = {}                 # look-ahead units still in flight: uid -> unit
+        self._ahead_uid = 0
         self.io = UnitReads(flash, cache, cfg, self.trace, self.done, fault)
 
     # ---- the read side (teachkit.sparse.unit_reads) -----------------------------------
@@ -165,8 +176,21 @@ class ClusterPipeline:
         return ready, to_read
 
     def _wait(self, layer: int, block: bool = True):
-        """Next completed read ``(unit, part)``; ``None`` if ``block`` is off and none is ready."""
+        """Next completed read ``(unit, part)`` of this layer; ``None`` if ``block`` is off and none is ready.
+
+        Look-ahead reads that land meanwhile are booked (:meth:`_next`) and waited past.
+        """
         t0 = time.perf_counter()
+        while True:
+            got = self._next(layer, block)
+            if got is None or got[1] != "ahead":
+                break
+        if block:
+            self.trace.add("compute", "wait", layer, -1, t0, time.perf_counter())
+        return got
+
+    def _next(self, layer: int, block: bool):
+        """One item from the ``done`` queue; raises the read's error, or a timeout."""
         try:
             unit, part, err = self.done.get(timeout=self.cfg.timeout) if block else self.done.get_nowait()
         except queue.Empty:
@@ -175,12 +199,47 @@ class ClusterPipeline:
             self.failed = PipelineTimeout(f"no flash read completed within {self.cfg.timeout} s (layer {layer}); "
                                           "the I/O thread is stuck")
             raise self.failed from None
-        if block:
-            self.trace.add("compute", "wait", layer, -1, t0, time.perf_counter())
         if err is not None:
             self.failed = err if isinstance(err, FlashReadError) else FlashReadError(f"reading layer {layer} failed: {err!r}")
             raise self.failed
+        if part == "ahead":
+            self.ahead.pop(unit.uid, None)
         return unit, part
+
+    # ---- look-ahead: reads for the next layer, started during this one --------------------
+    def prefetch(self, layer: int, neurons: np.ndarray, slots: np.ndarray) -> None:
+        """Read cold ``neurons`` of ``layer`` into cold ``slots`` (from ``SegmentedCache.prefetch_cold``).
+
+        The reads queue behind the current layer's (one I/O thread, first come first served);
+        :meth:`settle` waits for them before ``layer``'s own lookup.
+        """
+        cs, items = self.cfg.cluster_size, []
+        for a in range(0, len(neurons), cs):
+            s = np.ascontiguousarray(slots[a:a + cs])
+            u = _Unit(AHEAD_UID + self._ahead_uid, self.cache.cold_w, s, np.ascontiguousarray(neurons[a:a + cs]), s)
+            u.layer = layer
+            self._ahead_uid = (self._ahead_uid + 1) % AHEAD_UID
+            self.ahead[u.uid] = u
+            items.append((u, "ahead", layer))
+        if items:
+            self.io.request(items)
+
+    def settle(self, layer: int) -> None:
+        """Wait until every look-ahead read is in memory (called before a layer's cache lookup)."""
+        if self.failed is not None:
+            raise RuntimeError(f"the pipeline stopped after an error: {self.failed!r}")
+        if not self.ahead:
+            return
+        t0 = time.perf_counter()
+        try:
+            while self.ahead:
+                got = self._next(layer, block=True)
+                if got[1] != "ahead":
+                    raise RuntimeError("a read landed after its layer had finished")
+        except BaseException as err:
+            self.stop(layer, None, err)
+            raise
+        self.trace.add("compute", "wait", layer, -1, t0, time.perf_counter())
 
     def _gate(self, layer, u, x):
         t0 = time.perf_counter()
@@ -204,8 +263,11 @@ class ClusterPipeline:
             return True
         return False
 
-    def run_layer(self, layer: int, x: np.ndarray, plan: dict, out: np.ndarray) -> np.ndarray:
-        """Add layer ``layer``'s FFN output for input ``x`` to ``out``, reading misses from flash."""
+    def run_layer(self, layer: int, x: np.ndarray, plan: dict, out: np.ndarray, after_submit=None) -> np.ndarray:
+        """Add layer ``layer``'s FFN output for input ``x`` to ``out``, reading misses from flash.
+
+        ``after_submit()`` runs once this layer's reads are in flight (the engine's look-ahead).
+        """
         if self.failed is not None:
             raise RuntimeError(f"the pipeline stopped after an error: {self.failed!r}")
         try:
@@ -218,6 +280,8 @@ class ClusterPipeline:
                 self._run_cluster(layer, x, out, ready, len(to_read))
             else:
                 self._run_barrier(layer, x, out, ready, to_read, self.cfg.schedule == "serial")
+            if after_submit is not None:
+                after_submit()
         except BaseException as err:                      # read error, Ctrl-C, a kernel or predictor bug
             self.stop(layer, plan, err)
             raise
@@ -233,6 +297,9 @@ class ClusterPipeline:
             self.failed = err
         if plan is not None:
             self.cache.invalidate_plan(layer, plan)
+        for u in list(self.ahead.values()):              # look-ahead reads that may never land
+            self.cache.invalidate_cold(u.layer, u.neurons)
+        self.ahead.clear()
 
     def _run_cluster(self, layer, x, out, ready, outstanding):
         """No barrier: arrived clusters first (to keep the I/O thread busy), else any ready work."""

@@ -141,7 +141,7 @@ class Trace:
     """Timestamped stage events: ``(lane, stage, layer, cluster, t0, t1)`` with t from perf_counter."""
 
     STAGES = ("attention", "predict", "bundle_read", "gate_read", "gate_compute", "updown_read",
-              "updown_compute", "fused_compute", "wait", "prefill")
+              "updown_compute", "fused_compute", "wait", "prefill", "lookahead", "prefetch_read")
 
     def __init__(self, enabled: bool = True):
         self.enabled = enabled

@@ -24,6 +24,12 @@ d-1 of the gate matrix acts as a per-neuron bias b_i and the kernels stay bias-f
   much of it because ρ is close to 1.
 * **One hidden-state process per layer**: the layers do not feed each other, because a stack
   of random layers would not keep these statistics. Each layer is a realistic FFN workload.
+* **A residual stream, optionally** (``layer_coupling = c > 0``). In a real transformer each
+  layer adds a small update to a shared residual stream, so layer l+1's input resembles layer
+  l's, and layer l+1's predictor applied to layer l's input guesses much of its active set
+  (the *look-ahead* of Deja Vu). With c > 0 all layers share one subspace U and
+  ``z_{l+1,t} = c z_{l,t} + √(1-c²) ξ_{l+1,t}``, where ξ is the layer's own drifting process.
+  Every layer keeps the statistics above; c = 0 (the default) gives independent layers.
 """
 
 from __future__ import annotations
@@ -51,6 +57,7 @@ class SyntheticConfig:
     drift: float = 0.9          # AR(1) coefficient of the hidden state from token to token
     noise: float = 0.1          # share of pre-activation variance outside the subspace
     seed: int = 0
+    layer_coupling: float = 0.0   # c: layer l+1's latent = c * layer l's + sqrt(1-c^2) * its own (0: independent)
 
 
 def power_law_probs(n: int, activity: float, power: float, p_max: float = 0.9) -> np.ndarray:
@@ -76,6 +83,8 @@ class SyntheticStack:
             raise ValueError(f"need d, d_ff >= 8 and n_layers >= 1, got {cfg}")
         if not 1 <= cfg.rank < cfg.d:
             raise ValueError(f"rank must be in [1, d), got {cfg.rank}")
+        if not 0 <= cfg.layer_coupling < 1:
+            raise ValueError(f"layer_coupling must be in [0, 1), got {cfg.layer_coupling}")
         self.cfg = cfg
         d, d_ff, k = cfg.d, cfg.d_ff, cfg.rank
         rng = np.random.default_rng(cfg.seed)
@@ -87,6 +96,8 @@ class SyntheticStack:
             B = rng.standard_normal((d_ff, n_mats, d), dtype=np.float32)
             B *= np.float32(1 / np.sqrt(d))
             U = np.linalg.qr(rng.standard_normal((d - 1, k)))[0].astype(np.float32)
+            if cfg.layer_coupling and self.basis:
+                U = self.basis[0]                                  # one residual stream: one subspace
             w = B[:, 0, : d - 1]                                   # the "gate" rows
             s = np.sqrt(((w @ U).astype(np.float64) ** 2).sum(1)
                         + self.noise_scale ** 2 * (w.astype(np.float64) ** 2).sum(1))
@@ -115,15 +126,27 @@ class SyntheticStack:
             raise ValueError(f"layer must be in [0, {self.cfg.n_layers}), got {layer}")
         c = self.cfg
         rng = np.random.default_rng([c.seed, layer, seed])
+        z = self._latents(rng, n_tokens)
+        if c.layer_coupling:
+            z_prev = self._latents(np.random.default_rng([c.seed, 0, seed]), n_tokens)
+            for l in range(1, layer + 1):
+                own = z if l == layer else self._latents(np.random.default_rng([c.seed, l, seed]), n_tokens)
+                z_prev = c.layer_coupling * z_prev + np.sqrt(1 - c.layer_coupling ** 2) * own
+            z = z_prev
+        X = np.ones((n_tokens, c.d), np.float32)
+        X[:, :-1] = z.astype(np.float32) @ self.basis[layer].T
+        X[:, :-1] += self.noise_scale * rng.standard_normal((n_tokens, c.d - 1), dtype=np.float32)
+        return X
+
+    def _latents(self, rng, n_tokens: int) -> np.ndarray:
+        """(n_tokens, rank) AR(1) latents: ``z_t = drift z_{t-1} + √(1-drift²) ε_t``."""
+        c = self.cfg
         z = np.empty((n_tokens, c.rank))
         z_t = rng.standard_normal(c.rank)
         for t in range(n_tokens):
             z_t = c.drift * z_t + np.sqrt(1 - c.drift ** 2) * rng.standard_normal(c.rank)
             z[t] = z_t
-        X = np.ones((n_tokens, c.d), np.float32)
-        X[:, :-1] = z.astype(np.float32) @ self.basis[layer].T
-        X[:, :-1] += self.noise_scale * rng.standard_normal((n_tokens, c.d - 1), dtype=np.float32)
-        return X
+        return z
 
     def preactivations(self, layer: int, X: np.ndarray) -> np.ndarray:
         """Gate (or, for a plain FFN, up) pre-activations, (n_tokens, d_ff)."""

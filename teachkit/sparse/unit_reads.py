@@ -9,8 +9,15 @@ it copies the staged bytes into the cache rows the unit was given, frees its sta
 (submitting queued units into them) and puts the unit on the ``done`` queue, where the compute
 thread picks it up.
 
-Staging rows bound the reads in flight (``io_depth``, and at least one whole unit); each row
-and AIO slot is counted in the engine's budget. A read that fails or comes back short marks its
+**Where the bytes land.** float32 cache rows are laid out exactly like a bundle on flash and
+the regions are page-aligned, so reads go straight into the cache rows the unit was given:
+no copy, and the I/O thread only counts and hands over. int8 rows (weights and scales kept
+apart in the cache) and padded bundles are read into staging rows and copied
+(:func:`~teachkit.sparse.stages._scatter_rows`). Completions are tallied per unit in one numba
+call (:func:`_tally`).
+
+Staging rows bound the reads in flight (``io_depth``, and at least one whole unit); each row,
+AIO slot and job-table entry is counted in the engine's budget. A read that fails or comes back short marks its
 unit failed; an exception in the I/O thread itself is handed to the compute thread as well, so
 the caller always gets the real error, never a silent hang. ``fault`` (a test hook) is called
 for every completed read, where an injected disk error or hang shows.
@@ -25,12 +32,16 @@ import time
 from collections import deque
 
 import numpy as np
+from numba import njit
 
 from .aio import open_async_reads
 from .reader import FlashReader, FlashReadError
 from .stages import _scatter_rows
 
-__all__ = ["UnitReads", "staging_rows"]
+__all__ = ["UnitReads", "staging_rows", "JOB_BYTES_PER_ROW"]
+
+JOB_BYTES_PER_ROW = 4 * 8 + 1   # job tables, one entry per staging row: left, len, bad, finished; failed
+FIRST_BATCH_READS = 16        # reads worth a first io_submit of their own (one unit goes first)
 
 
 def staging_rows(cfg, hot_cluster_size: int) -> int:
@@ -57,6 +68,26 @@ def _as_bytes(W):
     return W.reshape(W.shape[0], -1).view(np.uint8), None
 
 
+@njit(nogil=True, cache=True)
+def _tally(tags, res, left, length, bad, failed, finished):
+    """Count completed reads per job (``tags`` = job slots); return how many jobs are now complete.
+
+    A result other than the job's read length (an ``-errno`` or a short count) marks the job
+    failed and keeps the first such result in ``bad``. Complete jobs go to ``finished``.
+    """
+    n = 0
+    for i in range(tags.shape[0]):
+        j = tags[i]
+        if res[i] != length[j] and not failed[j]:
+            failed[j] = True
+            bad[j] = res[i]
+        left[j] -= 1
+        if left[j] == 0:
+            finished[n] = j
+            n += 1
+    return n
+
+
 class UnitReads:
     """Reads units of a bundled flash file into a :class:`~teachkit.sparse.cache.SegmentedCache`."""
 
@@ -68,22 +99,41 @@ class UnitReads:
         if cfg.read_unit == "split" and self.reader.direct and (self.spec.d * 4) % 512:
             raise ValueError("read_unit='split' with O_DIRECT needs d*4 to be a multiple of 512")
         self.aio = open_async_reads(self.reader.fd, self.n_rows, cfg.aio)
+        self.into_cache = self._can_read_into(cache.hot_w) and self._can_read_into(cache.cold_w)
         self.lock = threading.Lock()               # guards the job table, free rows and backlog
         self.wake = threading.Event()
         self.free_rows = list(range(self.n_rows))
         self.backlog: deque = deque()
-        self.jobs: dict = {}
-        self.next_id = 0
+        self.jobs: dict = {}                        # job slot -> _Job in flight; the slot is the reads' tag
+        self.job_slots = list(range(self.n_rows))  # a job holds >= 1 staging row, so n_rows slots suffice
+        self.job_left = np.zeros(self.n_rows, np.int64)     # reads still out, per job slot
+        self.job_len = np.zeros(self.n_rows, np.int64)      # bytes each of its reads must return
+        self.job_bad = np.zeros(self.n_rows, np.int64)      # the first wrong result (-errno or short count)
+        self.job_failed = np.zeros(self.n_rows, np.bool_)
+        self._finished = np.empty(self.n_rows, np.int64)
         self.closed = False
         self.staging_bytes = self.reader.staging.nbytes
         self.thread = threading.Thread(target=self._io_loop, daemon=True, name="flash-io")
         self.thread.start()
+
+    def _can_read_into(self, W) -> bool:
+        """Can reads land straight in ``W``'s rows (no staging copy)? float32 rows laid out exactly
+        as a bundle on flash (no padding), and, for O_DIRECT, 512-aligned addresses."""
+        if isinstance(W, tuple):
+            return False
+        if len(W) == 0:                                  # a region without rows is never read into
+            return True
+        if self.spec.stride != W[0].nbytes:
+            return False
+        return not self.reader.direct or (W.ctypes.data % 512 == 0 and self.spec.stride % 512 == 0)
 
     def _range(self, part: str):
         """Bytes ``[lo, hi)`` of a bundle that ``part`` reads, and the stage name."""
         d4, whole = self.spec.d * 4, self.spec.payload_bytes()
         if part == "bundle":
             return 0, self.spec.stride, "bundle_read"
+        if part == "ahead":                                # a look-ahead's whole bundle
+            return 0, self.spec.stride, "prefetch_read"
         if part == "gate":
             return 0, d4, "gate_read"
         return d4, (-(-whole // 512) * 512 if self.reader.direct else whole), "updown_read"
@@ -100,27 +150,46 @@ class UnitReads:
         self.wake.set()
 
     def _submit_backlog(self) -> None:
-        """Submit queued units while staging rows and AIO slots last: one ``io_submit``. Holds the lock."""
-        batch, pending, t0 = [], 0, time.perf_counter()
+        """Submit queued units while staging rows and AIO slots last. Holds the lock.
+
+        The first units go to the kernel in a small ``io_submit`` of their own: the kernel
+        prepares a whole batch before the disk sees any of it (~2 us per read here), so a
+        short first batch starts the disk sooner.
+        """
+        picked, t0 = [], time.perf_counter()
+        room = min(len(self.free_rows), len(self.aio.free))
         while self.backlog:
             unit, part, layer = self.backlog[0]
             k = len(unit.neurons)
-            if k > min(len(self.free_rows), len(self.aio.free) - pending):
+            if k > room:
                 break
             self.backlog.popleft()
-            rows = np.array(self.free_rows[:k], dtype=np.int64)
-            del self.free_rows[:k]
+            picked.append((unit, part, layer, k))
+            room -= k
+        if not picked:
+            return
+        total = sum(p[3] for p in picked)
+        rows = np.array(self.free_rows[:total], dtype=np.int64)
+        del self.free_rows[:total]
+        batch, at = [], 0
+        for unit, part, layer, k in picked:
             lo, hi, _ = self._range(part)
-            addr, off, length = self.reader.addresses(layer, unit.neurons, lo, hi, rows)
-            batch.append(_Job(self.next_id, unit, part, layer, rows, t0, addr, off, length))
-            self.next_id += 1
-            pending += k
-        if batch:
-            self.aio.submit(np.concatenate([j.addr for j in batch]), np.concatenate([j.off for j in batch]),
-                            np.concatenate([j.length for j in batch]),
-                            np.concatenate([np.full(j.left, j.id) for j in batch]))
-            for j in batch:
-                self.jobs[j.id] = j
+            r = rows[at:at + k]
+            addr, off, length = self.reader.addresses(layer, unit.neurons, lo, hi, r)
+            if self.into_cache:                          # straight into the cache rows
+                addr = (unit.W.ctypes.data + unit.read_rows * self.spec.stride + lo).astype(np.uint64)
+            slot = self.job_slots.pop()
+            batch.append(_Job(slot, unit, part, layer, r, t0, addr, off, length))
+            self.job_left[slot], self.job_len[slot], self.job_failed[slot] = k, hi - lo, False
+            at += k
+        for j in batch:
+            self.jobs[j.id] = j
+        first = 1 if len(batch) > 1 and total > FIRST_BATCH_READS else len(batch)
+        for group in (batch[:first], batch[first:]):
+            if group:
+                self.aio.submit(np.concatenate([j.addr for j in group]), np.concatenate([j.off for j in group]),
+                                np.concatenate([j.length for j in group]),
+                                np.concatenate([np.full(j.left, j.id) for j in group]))
 
     def _io_loop(self) -> None:
         """The I/O thread. If it fails, the compute thread gets the error (not a timeout)."""
@@ -139,7 +208,7 @@ class UnitReads:
         reader = self.reader
         while not self.closed:
             with self.lock:
-                hint = min((j.left for j in self.jobs.values()), default=0)
+                hint = int(self.job_left[list(self.jobs)].min()) if self.jobs else 0
             if not hint:
                 self.wake.wait(0.05)
                 self.wake.clear()
@@ -150,21 +219,15 @@ class UnitReads:
             if reader.fault is not None:                  # test hook: an injected disk error or hang
                 for j in range(len(tags)):
                     reader.fault(reader.n_reads + j)
-            finished = []
             with self.lock:
-                ids, counts = np.unique(tags, return_counts=True)
-                for jid, n in zip(ids.tolist(), counts.tolist()):
-                    job = self.jobs.get(jid)
-                    if job is None:                        # submitted by a call that then failed
-                        continue
-                    job.left -= n
-                    mine = res[tags == jid]
-                    if job.error is None and (mine != job.length[0]).any():
-                        got = int(mine[mine != job.length[0]][0])
-                        why = os.strerror(-got) if got < 0 else f"short read: {got} of {int(job.length[0])} B"
-                        job.error = FlashReadError(f"reading layer {job.layer} from {self.flash.path.name} failed: {why}")
-                    if job.left == 0:
-                        finished.append(self.jobs.pop(jid))
+                n_fin = _tally(tags, res, self.job_left, self.job_len, self.job_bad, self.job_failed, self._finished)
+                finished = [self.jobs.pop(j) for j in self._finished[:n_fin].tolist()]
+                self.job_slots.extend(j.id for j in finished)
+            for job in finished:
+                if self.job_failed[job.id]:
+                    got, want = int(self.job_bad[job.id]), int(job.length[0])
+                    why = os.strerror(-got) if got < 0 else f"short read: {got} of {want} B"
+                    job.error = FlashReadError(f"reading layer {job.layer} from {self.flash.path.name} failed: {why}")
             for job in finished:
                 if job.error is None:
                     self._land(job)
@@ -185,7 +248,9 @@ class UnitReads:
             qb, sb = _as_bytes(unit.W)
             whole = self.spec.payload_bytes()
             staging = self.reader.staging
-            if sb is None:                                  # float32 rows: copy 4 bytes at a time
+            if self.into_cache:                             # the bytes are in place already
+                pass
+            elif sb is None:                                # float32 rows: copy 4 bytes at a time
                 _scatter_rows(staging.view(np.uint32), job.rows, lo // 4, min(hi, whole) // 4, qb.view(np.uint32),
                               unit.read_rows, lo // 4)
             else:

@@ -11,7 +11,7 @@ __all__ = ["plot_io_profile", "plot_cache_history", "plot_hit_curve", "plot_gant
 
 STAGE_COLORS = {"predict": COLORS[7], "attention": COLORS[5], "bundle_read": COLORS[0], "gate_read": COLORS[0],
                 "updown_read": COLORS[4], "gate_compute": COLORS[2], "updown_compute": COLORS[3],
-                "fused_compute": COLORS[1],
+                "fused_compute": COLORS[1], "lookahead": COLORS[6], "prefetch_read": "#9ecae1",
                 "wait": "#dddddd", "prefill": COLORS[6]}
 
 
