@@ -181,6 +181,22 @@ def test_iocb_and_event_layouts_match_the_kernel_abi():
         {"data": 0, "obj": 8, "res": 16, "res2": 24}
 
 
+def test_the_iocb_writer_fills_exactly_the_abi_fields():
+    """``_fill_iocbs`` writes raw words; read them back through the named ABI fields."""
+    cb = np.full(4 * 64, 0xFF, dtype=np.uint8).view(aio.IOCB)      # garbage everywhere first
+    words = cb.view(np.uint64).reshape(4, 8)
+    slots, ptrs = np.array([3, 1]), np.empty(2, np.uint64)
+    aio._fill_iocbs(words, slots, 7, np.array([4096, 8192], np.uint64), np.array([512, 1024]),
+                    np.array([0, 1 << 33]), np.array([5, 6]), 1000, ptrs)
+    for j, s in enumerate(slots):
+        r = cb[s]
+        assert (r["opcode"], r["reqprio"], r["fildes"], r["key"], r["rw_flags"]) == (aio.IOCB_CMD_PREAD, 0, 7, 0, 0)
+        assert (r["buf"], r["nbytes"], r["offset"]) == ([4096, 8192][j], [512, 1024][j], [0, 1 << 33][j])
+        assert (r["reserved2"], r["flags"], r["resfd"]) == (0, 0, 0)
+        assert r["data"] == ([5, 6][j] << 16 | s) and ptrs[j] == 1000 + 64 * s
+    assert (cb[[0, 2]].view(np.uint8) == 0xFF).all()                # other slots untouched
+
+
 def test_a_partly_accepted_kernel_submit_still_counts_the_reads_in_flight(data_file, monkeypatch):
     """io_submit may take the first reads of a batch and then fail: those reads are in flight."""
     _need("kernel")

@@ -142,3 +142,14 @@ def test_float32_reads_land_straight_in_the_cache_rows(tmp_path, coupled):
         assert eng.pipe.io.into_cache
         for W in (eng.cache.hot_w, eng.cache.cold_w):
             assert W.ctypes.data % 4096 == 0                      # page-aligned: fit for O_DIRECT
+
+
+def test_ids_out_of_range_are_refused_before_any_table_is_touched():
+    cfg = CacheConfig(n_layers=2, n_neurons=64, n_mats=3, d=8, cluster_size=4, hot_slots=0, cold_slots=10)
+    c = SegmentedCache(cfg, budget=1 << 20)
+    for bad in (np.array([3, 64]), np.array([-1, 2])):
+        with pytest.raises(ValueError, match="in \\[0, 64\\)"):
+            c.split_active(0, bad)
+        with pytest.raises(ValueError, match="in \\[0, 64\\)"):
+            c.prefetch_cold(1, bad)
+    assert c.cold.occupied == 0

@@ -360,6 +360,9 @@ class SegmentedCache:
         every layer of every token.
         """
         active = np.ascontiguousarray(active, dtype=np.int64)
+        if active.size and (active.min() < 0 or active.max() >= self.cfg.n_neurons):
+            raise ValueError(f"layer {layer}: neuron ids must be in [0, {self.cfg.n_neurons}), "
+                             f"got [{active.min()}, {active.max()}]")           # numba would not check
         hot, cold = self.hot, self.cold
         hot.step += 1
         cold.step += 1
@@ -401,6 +404,8 @@ class SegmentedCache:
         are left where they are (a guess is not a use); hit and miss counts are not touched.
         """
         guess = np.asarray(guess, dtype=np.int64)
+        if guess.size and (guess.min() < 0 or guess.max() >= self.cfg.n_neurons):
+            raise ValueError(f"layer {layer}: guessed neuron ids must be in [0, {self.cfg.n_neurons})")
         cold = self.cold
         keys = layer * self.cfg.n_neurons + guess[self.hot_cluster_of[layer, guess] < 0]
         keys = keys[cold.slot_of[keys] < 0]

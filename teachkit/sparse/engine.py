@@ -266,7 +266,7 @@ class SparseFFN:
         ahead = None
         if self.cfg.lookahead and layer + 1 < self.spec.n_layers:
             ahead = lambda: self._look_ahead(layer + 1, x)      # noqa: E731
-        return self.pipe.run_layer(layer, x, plan, out, after_submit=ahead)
+        return self.pipe.run_layer(layer, x, plan, out, when_done=ahead)
 
     def _look_ahead(self, layer: int, x_prev: np.ndarray) -> None:
         """Guess ``layer``'s active neurons from the previous layer's input and start reading them.

@@ -210,8 +210,8 @@ class ClusterPipeline:
     def prefetch(self, layer: int, neurons: np.ndarray, slots: np.ndarray) -> None:
         """Read cold ``neurons`` of ``layer`` into cold ``slots`` (from ``SegmentedCache.prefetch_cold``).
 
-        The reads queue behind the current layer's (one I/O thread, first come first served);
-        :meth:`settle` waits for them before ``layer``'s own lookup.
+        The engine calls it when the current layer is done, so these reads share the disk with no
+        other read of this token; :meth:`settle` waits for them before ``layer``'s own lookup.
         """
         cs, items = self.cfg.cluster_size, []
         for a in range(0, len(neurons), cs):
@@ -263,10 +263,11 @@ class ClusterPipeline:
             return True
         return False
 
-    def run_layer(self, layer: int, x: np.ndarray, plan: dict, out: np.ndarray, after_submit=None) -> np.ndarray:
+    def run_layer(self, layer: int, x: np.ndarray, plan: dict, out: np.ndarray, when_done=None) -> np.ndarray:
         """Add layer ``layer``'s FFN output for input ``x`` to ``out``, reading misses from flash.
 
-        ``after_submit()`` runs once this layer's reads are in flight (the engine's look-ahead).
+        ``when_done()`` runs once this layer's reads have landed and its compute is done (the
+        engine's look-ahead: its reads then have the disk to themselves).
         """
         if self.failed is not None:
             raise RuntimeError(f"the pipeline stopped after an error: {self.failed!r}")
@@ -280,8 +281,8 @@ class ClusterPipeline:
                 self._run_cluster(layer, x, out, ready, len(to_read))
             else:
                 self._run_barrier(layer, x, out, ready, to_read, self.cfg.schedule == "serial")
-            if after_submit is not None:
-                after_submit()
+            if when_done is not None:
+                when_done()
         except BaseException as err:                      # read error, Ctrl-C, a kernel or predictor bug
             self.stop(layer, plan, err)
             raise

@@ -1,13 +1,13 @@
 """The read side of the cluster pipeline: a layer's misses in flight at once, landed cluster by cluster.
 
 The compute thread calls :meth:`UnitReads.request` with the units (clusters) a layer must read.
-Every read that fits goes to the kernel in **one** ``io_submit`` (kernel AIO,
-:mod:`teachkit.sparse.aio`), from the compute thread itself: no thread hand-off stands between
-the prediction and the reads being in flight. One **I/O thread** sleeps in ``io_getevents``
-(no GIL held) until the unit nearest completion can be done; when a unit's last read is back
-it copies the staged bytes into the cache rows the unit was given, frees its staging rows
-(submitting queued units into them) and puts the unit on the ``done`` queue, where the compute
-thread picks it up.
+Every read that fits goes to the kernel at once (kernel AIO, :mod:`teachkit.sparse.aio`; the
+first unit in a small ``io_submit`` of its own, the rest in a second), from the compute thread
+itself: no thread hand-off stands between the prediction and the reads being in flight. One
+**I/O thread** sleeps in ``io_getevents`` (no GIL held) until the unit nearest completion can
+be done; when a unit's last read is back it makes sure the bytes are in the cache rows the
+unit was given, frees the unit's rows (submitting queued units into them) and puts the unit
+on the ``done`` queue, where the compute thread picks it up.
 
 **Where the bytes land.** float32 cache rows are laid out exactly like a bundle on flash and
 the regions are page-aligned, so reads go straight into the cache rows the unit was given:
@@ -202,8 +202,8 @@ class UnitReads:
         """Wait for completions (no GIL) and hand back whole units.
 
         It sleeps in ``io_getevents`` until the unit nearest completion can be done. When a
-        unit's last read is back, its staged bytes are copied into the cache rows it was given
-        (:meth:`_land`), its staging rows are freed, and queued units are submitted into them.
+        unit's last read is back, it is landed (:meth:`_land`), its rows are freed, and queued
+        units are submitted into them.
         """
         reader = self.reader
         while not self.closed:
@@ -239,7 +239,8 @@ class UnitReads:
                 self._submit_backlog()
 
     def _land(self, job: "_Job") -> None:
-        """Copy a unit's staged bytes into its cache rows, count them, and hand the unit over."""
+        """Count a unit's bytes, copy them from staging into its cache rows if they were not read
+        there directly, and hand the unit over."""
         unit = job.unit
         try:
             lo, hi, stage = self._range(job.part)
@@ -248,8 +249,8 @@ class UnitReads:
             qb, sb = _as_bytes(unit.W)
             whole = self.spec.payload_bytes()
             staging = self.reader.staging
-            if self.into_cache:                             # the bytes are in place already
-                pass
+            if self.into_cache:
+                pass                                        # read straight into the cache rows
             elif sb is None:                                # float32 rows: copy 4 bytes at a time
                 _scatter_rows(staging.view(np.uint32), job.rows, lo // 4, min(hi, whole) // 4, qb.view(np.uint32),
                               unit.read_rows, lo // 4)
