@@ -84,6 +84,8 @@ def test_prefill_streams_the_dense_layer(tmp_path, stack):
         got = eng.dense_layer(2, X, lambda a: np.maximum(a, 0))
         want = np.stack([dense_ffn_ref(W[2], x, True) for x in X])
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+        st = eng.stats()                       # the layer streamed once, counted apart from decode reads
+        assert st["prefill_bytes_read"] == eng.spec.layer_bytes and st["bytes_read"] == 0
 
 
 def test_budget_too_small_is_refused(tmp_path, stack):

@@ -14,11 +14,13 @@
 # Each cluster passes five stages: **predict → gate read → gate compute → up/down read →
 # up/down compute**. Every stage is recorded in an event trace, which we draw as a Gantt chart.
 # On 2 cores: one compute thread and one **I/O thread**. The compute thread hands a layer's
-# reads to the kernel in one `io_submit` (Linux AIO, notebook 12), up to `io_depth` of them,
-# so they are in flight before it starts computing. Each read lands straight in the cache
-# slot its neuron was given (float32 rows have the bundle's layout; int8 ones go through a
-# staging buffer and a copy). The I/O thread sleeps until reads complete, hands each finished
-# cluster over, and submits any clusters still queued as reads free up. The FFN layers are **SYNTHETIC**.
+# reads to the kernel itself (`io_submit`, Linux AIO, notebook 12; the first cluster alone,
+# so the disk starts sooner, then the rest), up to `io_depth` of them, so they are in flight
+# before it starts computing. When a cache row has exactly a bundle's layout (float32, no
+# padding, as in notebook 14's full-size run) a read lands straight in it; otherwise (int8, or
+# a padded bundle like this notebook's 3 KiB in a 4 KiB stride) it lands in a staging buffer
+# and the I/O thread copies it. The I/O thread sleeps until reads complete, hands each
+# finished cluster over, and submits any clusters still queued as reads free up. The FFN layers are **SYNTHETIC**.
 
 # %%
 import tempfile
@@ -118,9 +120,9 @@ assert max(worst.values()) < 1e-4
 #
 # * **Matrix-level pipeline:** the compute thread does the in-memory gates, then waits at the
 #   barrier: no up/down work starts before the dashed line.
-# * **Cluster-level pipeline:** the in-memory work (gate and up/down, fused) starts at once,
-#   and each read cluster is computed as it lands: up/down bars appear *left* of the dashed
-#   line.
+# * **Cluster-level pipeline:** the in-memory work (gate and up/down, fused) starts as soon
+#   as the reads are submitted (submitting them is the gap before it), and each read cluster
+#   is computed as it lands: up/down bars appear *left* of the dashed line.
 
 # %%
 reads = [sum(e[1].endswith("_read") and e[2] == l for e in engines["cluster"].trace.events) for l in range(4)]

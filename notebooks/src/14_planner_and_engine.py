@@ -131,9 +131,9 @@ print(explain(plan))
 # **Reads in flight.** The plan chooses how many reads may be in flight (`io_depth`, a queue
 # depth of the I/O profile). As in PowerInfer-2 there is *one* I/O thread, and the queue depth
 # comes from asynchronous reads, not from more threads: the compute thread hands a layer's
-# misses to the kernel in one `io_submit` (Linux AIO, `teachkit.sparse.aio`), up to `io_depth`
-# of them; the I/O thread sleeps in `io_getevents` until clusters land, and submits any that
-# did not fit into the staging rows they free. Notebook 12 measures what this is worth against
+# misses to the kernel itself (`io_submit`, Linux AIO, `teachkit.sparse.aio`; the first
+# cluster alone, then the rest), up to `io_depth` of them; the I/O thread sleeps in
+# `io_getevents` until clusters land, and submits any that did not fit as reads free up. Notebook 12 measures what this is worth against
 # one blocking `pread` thread per read in flight.
 #
 # Now we run the planned engine at three budgets and compare each measured speed with the
@@ -217,9 +217,9 @@ print("the FFN does not fit: cold slots", st["regions"]["cold"] // (lm_spec.bund
 print("prompt:", repr(decode(prompt)))
 print("dense :", repr(decode(dense_out)))
 print("sparse:", repr(decode(sparse_out)))
-print(f"cold hit rate {st['hit_rate_cold']:.3f}; {st['bytes_read'] / 2**20:.2f} MiB read from flash "
-      f"(prefill streams each layer once, decode reads only misses); oracle held outside the budget: "
-      f"{st['outside_budget'] / 2**20:.2f} MiB")
+print(f"cold hit rate {st['hit_rate_cold']:.3f}; read from flash: {st['prefill_bytes_read'] / 2**20:.2f} MiB by "
+      f"prefill (each layer streamed once), {st['bytes_read'] / 2**20:.2f} MiB by decode (misses only); "
+      f"oracle held outside the budget: {st['outside_budget'] / 2**20:.2f} MiB")
 
 # %% [markdown]
 # A small byte-level model trained for minutes is no poet: it continues the line plausibly
@@ -265,8 +265,8 @@ print("real predictors cost some quality (perplexity above dense):",
 #
 # A layer's reads wait for its predictor, which waits for its attention (section 4 measures
 # what that chain costs). A *look-ahead* would run layer `l+1`'s predictor on layer `l`'s FFN
-# input, which the residual stream makes similar, and start layer `l+1`'s reads during layer
-# `l`. Before building it, measure whether it could work: on held-out text, what share of
+# input, which the residual stream makes similar, and start layer `l+1`'s reads before layer
+# `l+1`'s own attention and predictor have run. Before building it, measure whether it could work: on held-out text, what share of
 # layer `l+1`'s active neurons does the look-ahead find (recall), and what share of what it
 # finds is really active (precision; the rest would be wasted reads)?
 
@@ -329,8 +329,9 @@ print("the reads are less precise than the guesses (mean over layers):", read_pr
 # The precision of the *reads* is lower than the mean precision of the guesses measured
 # above, and for a reason: a correct guess is usually a neuron that fires often, and those are already in
 # memory, so it costs no read; a wrong guess is more often a rare neuron, which is not, so it
-# does. Whether the look-ahead pays off is a question of time: its wasted reads compete with
-# the next layer's own reads for the disk. Section 4 measures it at full size (`+look-ahead`).
+# does. Whether the look-ahead pays off is a question of time: the next layer waits for all
+# of its reads before its cache lookup, so every wasted read is time spent waiting. Section 4
+# measures it at full size (`+look-ahead`).
 
 # %% [markdown]
 # ## 4. The baselines, the ablation and the budget sweep, in one run
@@ -480,9 +481,8 @@ if stored.exists():
 #    `1 / max(t_mem, t_io)` assumes the reads overlap *everything*; the chain bound
 #    (`tok_s_dependency_chain`) keeps that dependency. The engine reaches about half of it (the
 #    printout above); the rest is per-layer software time (prediction, cache lookup, submitting
-#    the reads, handing clusters over) on a 2-core machine. Inside the engine each of these
-#    steps takes two to three times as long as in a tight loop (measured while building it),
-#    most likely because the attention weights have just streamed through the CPU caches.
+#    the reads, handing clusters over) on a 2-core machine, where the compute thread, its
+#    second kernel thread and the I/O thread share two cores.
 # 4. **Against a fair baseline the gap is small.** Given the same I/O, the LLM-in-a-flash
 #    engine is close to ours: the segmented cache reads about a quarter fewer bytes than its
 #    window, and the cluster pipeline hides the in-memory compute under the burst, but a
@@ -490,12 +490,13 @@ if stored.exists():
 #    Python work per layer (hot and cold regions, work units). PowerInfer-2's 3.84x was
 #    measured on phones against LLM in a flash's own implementation; the comparable figure
 #    here is the one against the 32-thread baseline, about 2.5x.
-# 5. **The look-ahead loses here, and the reason is countable.** It guesses well on average
-#    (recall and precision about 0.64), but what it must *read* are the guesses not in memory,
-#    and those are mostly the wrong ones (section 3): fewer than half of its reads are used.
-#    Those wasted reads share the disk with the next layer's own reads, and the disk, not the
-#    latency, is what each layer waits for. It would pay off with a sharper guess or a disk
-#    with capacity to spare.
+# 5. **The look-ahead loses here, and the reason is countable.** On the synthetic stack (whose
+#    layer coupling was set so that its guesses resemble the trained LM's of section 3) it
+#    guesses well on average (recall and precision about 0.64), but what it must *read* are the
+#    guesses not in memory, and those are mostly the wrong ones (section 3): fewer than half
+#    of its reads are used. The next layer waits for all of them before its cache lookup, so
+#    the engine reads and waits for about 1.8x the bytes of `+pipeline` per token. It would pay
+#    off with a sharper guess, or with a next layer that waits only for the guesses it uses.
 #
 # The last lines of the printout say what the goals would read if the engine reached its chain
 # bound: 20x over mmap and half of `1 / max(t_mem, t_io)` are within the design's reach on this
@@ -511,9 +512,10 @@ if stored.exists():
 # * With an oracle predictor the engine's tokens equal the dense model's: sparse decoding
 #   from flash under a budget is exact; a real predictor costs some perplexity.
 # * Every byte the engine holds is inside the budget (the oracle's are declared outside).
-# * Bundling, the segmented cache and batched asynchronous reads give the large gains; the
-#   cluster pipeline adds a real but smaller one, because a layer's reads cannot start before
-#   its predictor and the layer is I/O-bound.
+# * The segmented cache and batched asynchronous reads give the large gains (about 4x and
+#   2x in the stored run); bundling and the cluster pipeline add smaller ones (about 1.4x and
+#   1.2x), the pipeline's limited because a layer's reads cannot start before its predictor
+#   and the layer is I/O-bound.
 # * What is left is per-layer software time: the engine reaches about half of its chain
 #   bound. A look-ahead that starts the next layer's reads early is exact but, on this disk
 #   and with these guesses, slower: every wrong guess is a read.

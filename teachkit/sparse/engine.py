@@ -327,8 +327,10 @@ class SparseFFN:
         return out
 
     def stats(self) -> dict:
+        """Hit rates, and bytes read by decode (``bytes_read``, misses only) and by prefill, separately."""
         hr = self.cache.hit_rates()
         return {"hit_rate_hot": hr["hot"], "hit_rate_cold": hr["cold"], "bytes_read": self.pipe.bytes_read,
+                "prefill_bytes_read": self.prefill_reader.bytes_read,
                 "n_reads": self.pipe.n_reads, "tokens": self.tokens, "regions": self.cache.region_bytes(),
                 "outside_budget": self.outside_budget}
 
