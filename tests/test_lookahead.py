@@ -1,10 +1,9 @@
 """The look-ahead: layer l+1's reads started during layer l, from a guess on layer l's input."""
 
-import threading
-
 import numpy as np
 import pytest
 
+from deadline import error_within
 from teachkit.sparse.cache import CacheConfig, SegmentedCache
 from teachkit.sparse.engine import EngineConfig, OraclePredictor, SparseFFN
 from teachkit.sparse.flash import FlashSpec, write_flash
@@ -111,18 +110,8 @@ def test_a_failed_lookahead_read_stops_the_pipeline(tmp_path, coupled):
     eng = _engine(tmp_path, coupled, True, fault=fault)
     eng(0, x[0])                                                 # its own reads succeed; the look-ahead's fail
     assert eng.cache.history == [] and eng.pipe.ahead
-    done, errors = threading.Event(), []
-
-    def run():
-        try:
-            eng(1, x[1])
-        except Exception as err:  # noqa: BLE001
-            errors.append(err)
-        done.set()
-
-    threading.Thread(target=run, daemon=True).start()
-    assert done.wait(10), "the pipeline hung after a failed look-ahead read"
-    assert isinstance(errors[0], FlashReadError) and "injected" in str(errors[0])
+    err = error_within(lambda: eng(1, x[1]), 10, "the pipeline after a failed look-ahead read")
+    assert isinstance(err, FlashReadError) and "injected" in str(err)
     assert not eng.cache.prefetched.any() and not eng.pipe.ahead   # slots that never got their bytes are forgotten
     with pytest.raises(RuntimeError, match="stopped after an error"):
         eng(1, x[1])

@@ -5,6 +5,7 @@ import threading
 import numpy as np
 import pytest
 
+from deadline import error_within
 from teachkit.sparse.bundles import dequantize_int8, quantize_int8
 from teachkit.sparse.engine import EngineConfig, OraclePredictor, SparseFFN
 from teachkit.sparse.flash import FlashSpec, write_flash
@@ -102,20 +103,8 @@ def test_injected_read_failure_stops_with_an_error(tmp_path, stack):
 
     eng.pipe.reader.fault = fault
     X = stack.hidden_states(0, 3, seed=3)
-    done = threading.Event()
-    errors = []
-
-    def run():
-        try:
-            for t in range(3):
-                eng(0, X[t])
-        except Exception as err:   # noqa: BLE001
-            errors.append(err)
-        done.set()
-
-    threading.Thread(target=run, daemon=True).start()
-    assert done.wait(10), "the pipeline hung after a read failure"
-    assert isinstance(errors[0], FlashReadError) and "injected" in str(errors[0])
+    err = error_within(lambda: [eng(0, x) for x in X], 10, "the pipeline after a read failure")
+    assert isinstance(err, FlashReadError) and "injected" in str(err)
     with pytest.raises(RuntimeError, match="stopped after an error"):
         eng(0, X[0])
     eng.close()
@@ -255,19 +244,8 @@ def test_prefill_read_failure_and_hang_stop_with_an_error(tmp_path, stack):
     eng, _ = _engine(tmp_path, stack, timeout=0.5)
     release = threading.Event()
     eng.prefill_reader.fault = lambda n: release.wait(30)
-    done = threading.Event()
-    errors = []
-
-    def run():
-        try:
-            eng.dense_layer(2, X, lambda a: np.maximum(a, 0))
-        except Exception as err:   # noqa: BLE001
-            errors.append(err)
-        done.set()
-
-    threading.Thread(target=run, daemon=True).start()
-    assert done.wait(10), "prefill hung on a stuck read"
-    assert isinstance(errors[0], PipelineTimeout)
+    err = error_within(lambda: eng.dense_layer(2, X, lambda a: np.maximum(a, 0)), 10, "prefill on a stuck read")
+    assert isinstance(err, PipelineTimeout)
     release.set()
     eng.close()
 
