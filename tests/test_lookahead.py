@@ -75,6 +75,8 @@ def test_lookahead_engine_equals_dense_and_reads_ahead(tmp_path, coupled):
         assert sum(eng.cache.traffic.values()) == eng.pipe.bytes_read        # prefetched bytes are counted
         assert eng.cache.bytes_total <= eng.cfg.budget
         assert "prefetch_read" in {e[1] for e in eng.trace.events}
+        guesses = [e for e in eng.trace.events if e[1] == "lookahead"]
+        assert len(guesses) == 10 * 2 and {e[2] for e in guesses} == {1, 2}   # every layer but the first, each token
         assert not eng.pipe.ahead                                            # nothing left in flight
 
 

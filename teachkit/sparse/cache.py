@@ -394,7 +394,7 @@ class SegmentedCache:
                 "hot_rows_all": all_rows, "hot_rows_miss": rows_miss,
                 "cold_neurons": cold_n, "cold_slots": c_slots, "cold_miss": c_miss}
 
-    def prefetch_cold(self, layer: int, guess: np.ndarray):
+    def prefetch_cold(self, layer: int, guess: np.ndarray, limit: int | None = None):
         """Give cold slots to guessed neurons of ``layer`` that are not in memory: ``(neurons, slots)``.
 
         For a look-ahead: the caller reads them now, so that ``layer``'s lookup finds them.
@@ -410,6 +410,8 @@ class SegmentedCache:
         keys = layer * self.cfg.n_neurons + guess[self.hot_cluster_of[layer, guess] < 0]
         keys = keys[cold.slot_of[keys] < 0]
         room = cold.n_slots - int((cold.stamp == cold.step).sum())
+        if limit is not None:
+            room = min(room, limit)
         keys = np.ascontiguousarray(keys[:max(0, room)])
         slots = np.empty(len(keys), np.int64)
         miss = np.empty(len(keys), np.bool_)

@@ -9,10 +9,11 @@
   cluster pipeline computes them while the misses are read (kernel AIO) and landed by its
   I/O thread.
 
-With ``lookahead=True``, once a layer is done the engine guesses the next layer's neurons
-from this layer's input (``predictor.lookahead(layer, x_prev)`` if the predictor has it, else
-``predictor(layer, x_prev)``) and reads the ones not in memory while the next layer's
-attention runs (see :mod:`teachkit.sparse.pipeline`). It never changes the output; whether it
+With ``lookahead=True``, while a layer waits for its reads the engine guesses the next layer's
+neurons from this layer's input (``predictor.lookahead(layer, x_prev)`` if the predictor has
+it, else ``predictor(layer, x_prev)``); once the layer is done it reads the guessed neurons
+that are not in memory, while the next layer's attention runs (see
+:mod:`teachkit.sparse.pipeline`). It never changes the output; whether it
 is faster depends on how many of its guesses are wrong (each is a wasted read) and on how busy
 the disk already is. The benchmark measures it (``+look-ahead``).
 
@@ -263,26 +264,41 @@ class SparseFFN:
             self.pipe.stop(layer, None, err)
             raise
         out = np.zeros(self.spec.d, dtype=np.float32)
-        ahead = None
-        if self.cfg.lookahead and layer + 1 < self.spec.n_layers:
-            ahead = lambda: self._look_ahead(layer + 1, x)      # noqa: E731
-        return self.pipe.run_layer(layer, x, plan, out, when_done=ahead)
+        if not (self.cfg.lookahead and layer + 1 < self.spec.n_layers):
+            return self.pipe.run_layer(layer, x, plan, out)
+        guess, read = self._look_ahead(layer + 1, x)
+        return self.pipe.run_layer(layer, x, plan, out, when_idle=guess, when_done=read)
 
-    def _look_ahead(self, layer: int, x_prev: np.ndarray) -> None:
-        """Guess ``layer``'s active neurons from the previous layer's input and start reading them.
+    def _look_ahead(self, layer: int, x_prev: np.ndarray):
+        """Two hooks for the pipeline: make the guess for ``layer`` while the compute thread would
+        only wait for the current layer's reads; read it once the current layer is done (so the
+        guessed reads do not delay the current layer's own)."""
+        picked = []
+
+        def guess():
+            picked.append(self._guess(layer, x_prev))
+
+        def read():
+            if not picked:                      # the layer never waited: guess now
+                guess()
+            self.pipe.prefetch(layer, *picked[0])
+        return guess, read
+
+    def _guess(self, layer: int, x_prev: np.ndarray):
+        """Guess ``layer``'s active neurons from the previous layer's input; give the ones not in
+        memory cold slots. Returns ``(neurons, slots)`` to read.
 
         The residual stream changes little from one layer to the next, so ``layer``'s predictor
         applied to the previous layer's input finds much of ``layer``'s active set (Deja Vu's
         look-ahead; notebook 14 measures how much on the trained LM). The predictor may offer
-        ``lookahead(layer, x_prev)``; else its ordinary call is used. Only neurons that are not
-        in memory are read, into cold slots; the real predictor still decides what ``layer``
-        computes, so the output is exactly what it would be without the look-ahead.
+        ``lookahead(layer, x_prev)``; else its ordinary call is used. At most one batch of reads
+        (the pipeline's staging rows, ``io_depth``), so they can all be in flight at once.
         """
         t0 = time.perf_counter()
         guess = self.active_ids(layer, x_prev, getattr(self.predictor, "lookahead", self.predictor))
-        neurons, slots = self.cache.prefetch_cold(layer, guess)
+        neurons, slots = self.cache.prefetch_cold(layer, guess, limit=self.pipe.io.n_rows)
         self.trace.add("compute", "lookahead", layer, -1, t0, time.perf_counter())
-        self.pipe.prefetch(layer, neurons, slots)
+        return neurons, slots
 
     @property
     def bytes_read(self) -> int:

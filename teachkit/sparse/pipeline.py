@@ -36,9 +36,10 @@ inside a layer (a read error, Ctrl-C, a bug in a kernel) stops the pipeline for 
 forgets the cache slots that layer was filling, so no later token computes with bytes that
 never arrived.
 
-**Look-ahead** (optional, the engine's ``lookahead``). Once a layer's own work is done, the
-engine may guess the next layer's neurons from this layer's input and :meth:`prefetch` the
-ones not in memory; they are read while the next layer's attention and predictor run, and
+**Look-ahead** (optional, the engine's ``lookahead``). While the compute thread waits for a
+layer's reads, the engine may guess the next layer's neurons from this layer's input; once
+the layer is done it reads (:meth:`prefetch`) the ones not in memory, while the next
+layer's attention and predictor run, and
 :meth:`settle` waits for every one of them before that layer's cache lookup (so a lookup never
 sees a slot whose bytes are still on their way). The guess only decides what is *read*; the
 real predictor still decides what is computed, so the output does not change.
@@ -213,7 +214,7 @@ class ClusterPipeline:
         The engine calls it when the current layer is done, so these reads share the disk with no
         other read of this token; :meth:`settle` waits for them before ``layer``'s own lookup.
         """
-        cs, items = self.cfg.cluster_size, []
+        cs, items = max(len(neurons), 1), []        # one unit: the I/O thread wakes once, not per cluster
         for a in range(0, len(neurons), cs):
             s = np.ascontiguousarray(slots[a:a + cs])
             u = _Unit(AHEAD_UID + self._ahead_uid, self.cache.cold_w, s, np.ascontiguousarray(neurons[a:a + cs]), s)
@@ -263,11 +264,14 @@ class ClusterPipeline:
             return True
         return False
 
-    def run_layer(self, layer: int, x: np.ndarray, plan: dict, out: np.ndarray, when_done=None) -> np.ndarray:
+    def run_layer(self, layer: int, x: np.ndarray, plan: dict, out: np.ndarray, when_done=None,
+                  when_idle=None) -> np.ndarray:
         """Add layer ``layer``'s FFN output for input ``x`` to ``out``, reading misses from flash.
 
-        ``when_done()`` runs once this layer's reads have landed and its compute is done (the
-        engine's look-ahead: its reads then have the disk to themselves).
+        ``when_idle()`` runs the first time the compute thread would only wait for reads (at the
+        start for the barrier schedules); ``when_done()`` once this layer's reads have landed
+        and its compute is done. The engine's look-ahead guesses in the first and reads in the
+        second, so its reads have the disk to themselves.
         """
         if self.failed is not None:
             raise RuntimeError(f"the pipeline stopped after an error: {self.failed!r}")
@@ -278,8 +282,10 @@ class ClusterPipeline:
             if to_read:                                   # the whole layer's reads in one request
                 self.io.request([(u, "gate" if u.split else "bundle", layer) for u in to_read])
             if self.cfg.schedule == "cluster":
-                self._run_cluster(layer, x, out, ready, len(to_read))
+                self._run_cluster(layer, x, out, ready, len(to_read), when_idle)
             else:
+                if when_idle is not None:
+                    when_idle()
                 self._run_barrier(layer, x, out, ready, to_read, self.cfg.schedule == "serial")
             if when_done is not None:
                 when_done()
@@ -302,8 +308,11 @@ class ClusterPipeline:
             self.cache.invalidate_cold(u.layer, u.neurons)
         self.ahead.clear()
 
-    def _run_cluster(self, layer, x, out, ready, outstanding):
-        """No barrier: arrived clusters first (to keep the I/O thread busy), else any ready work."""
+    def _run_cluster(self, layer, x, out, ready, outstanding, idle=None):
+        """No barrier: arrived clusters first (to keep the I/O thread busy), else any ready work.
+
+        ``idle()`` runs once, the first time the compute thread has nothing to do but wait.
+        """
         work = deque(("fused", u, False) for u in ready)
 
         def arrive(unit, part):
@@ -317,6 +326,10 @@ class ClusterPipeline:
                 outstanding -= 1
                 arrive(*got)
             if not work:
+                if idle is not None:
+                    idle, run_idle = None, idle
+                    run_idle()
+                    continue
                 arrive(*self._wait(layer))
                 outstanding -= 1
                 continue
