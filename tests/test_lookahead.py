@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from deadline import error_within
+from teachkit.sparse.bundles import dequantize_int8, quantize_int8
 from teachkit.sparse.cache import CacheConfig, SegmentedCache
 from teachkit.sparse.engine import EngineConfig, OraclePredictor, SparseFFN
 from teachkit.sparse.flash import FlashSpec, write_flash
@@ -46,15 +47,32 @@ def test_uncoupled_layers_ignore_each_other():
     np.testing.assert_array_equal(a.bundles[0], b.bundles[0])
 
 
-def _engine(tmp_path, stack, lookahead, fault=None, **kw):
+def _engine(tmp_path, stack, lookahead, fault=None, dtype="float32", **kw):
     c = stack.cfg
-    path = tmp_path / "ffn.bin"
+    path = tmp_path / f"ffn_{dtype}.bin"
+    layers = stack.bundles if dtype == "float32" else [quantize_int8(b) for b in stack.bundles]
     if not path.exists():
-        write_flash(path, FlashSpec(c.n_layers, c.d_ff, 3, c.d, align=512), stack.bundles)
+        write_flash(path, FlashSpec(c.n_layers, c.d_ff, 3, c.d, dtype=dtype, align=512), layers)
+    weights = stack.bundles if dtype == "float32" else [dequantize_int8(*q) for q in layers]
     cfg = EngineConfig(budget=kw.pop("budget", 4 << 20), hot_neurons=64, cluster_size=16, prefill_chunk=64,
                        lookahead=lookahead, **kw)
-    return SparseFFN(path, cfg, OraclePredictor(stack.bundles, True), gated=True, freq=stack.firing_prob,
-                     fault=fault)
+    return SparseFFN(path, cfg, OraclePredictor(weights, True), gated=True, freq=stack.firing_prob, fault=fault)
+
+
+@pytest.mark.parametrize("aio", ["kernel", "threads"])
+@pytest.mark.parametrize("dtype", ["float32", "int8"])
+def test_lookahead_is_exact_on_every_read_path(tmp_path, coupled, aio, dtype):
+    """Kernel AIO or pread threads; reads straight into the cache rows (float32) or via staging (int8)."""
+    X = [coupled.hidden_states(l, 6, seed=7) for l in range(3)]
+    with _engine(tmp_path, coupled, True, dtype=dtype, aio=aio) as eng:
+        assert eng.pipe.io.into_cache == (dtype == "float32")
+        W = [dequantize_int8(*quantize_int8(b)) for b in coupled.bundles] if dtype == "int8" else coupled.bundles
+        for t in range(6):
+            for l in range(3):
+                np.testing.assert_allclose(eng(l, X[l][t]), dense_ffn_ref(W[l], X[l][t], gated=True),
+                                           rtol=1e-4, atol=1e-4)
+            eng.end_token()
+        assert sum(h["prefetch_hits"] for h in eng.cache.history) > 0
 
 
 def test_lookahead_engine_equals_dense_and_reads_ahead(tmp_path, coupled):
