@@ -67,7 +67,7 @@ class EngineConfig:
     aio: str = "auto"              # "kernel" (Linux AIO), "threads" (pread threads) or "auto"
     prefill_chunk: int = 256       # neurons per sequential prefill read
     max_prompt: int = 64           # prompt rows the prefill buffers are sized (and budgeted) for
-    lookahead: bool = False        # guess layer l+1's neurons from layer l's input and read them during layer l
+    lookahead: bool = False        # guess layer l+1 from layer l's input while l waits; read the guess when l is done
 
 
 def hot_clusters_from_freq(freq: np.ndarray, hot_neurons: int, cluster_size: int) -> list:
