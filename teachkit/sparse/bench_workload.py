@@ -84,6 +84,8 @@ class Workload:
         self.stack = stack = SyntheticStack(cfg)
         self.cfg, L, d, n = cfg, cfg.n_layers, cfg.d, cfg.d_ff
         self.spec = FlashSpec(L, n, 3, d, align=4096)
+        workdir = Path(workdir)
+        workdir.mkdir(parents=True, exist_ok=True)
         self.path = write_flash(workdir / "ffn_bundled.bin", self.spec, stack.bundles)
         self.matrix_path = write_flash(workdir / "ffn_matrix.bin",
                                        FlashSpec(L, n, 3, d, layout="matrix", align=4096), stack.bundles)
