@@ -40,11 +40,15 @@ def test_a_residual_stream_makes_the_next_layer_guessable():
         _stack(1.0)
 
 
-def test_uncoupled_layers_ignore_each_other():
-    """With coupling 0 a layer's inputs do not depend on the other layers (the old generator)."""
+def test_coupling_leaves_the_first_layer_alone_and_changes_the_others():
+    """Layer 0 is the same stream with or without coupling (and whatever the depth); deeper layers are not."""
     a, b = _stack(0.0), SyntheticStack(SyntheticConfig(d=128, d_ff=512, n_layers=1, activity=0.1, rank=8, seed=1))
+    c = _stack(0.9)
     np.testing.assert_array_equal(a.hidden_states(0, 5, seed=2), b.hidden_states(0, 5, seed=2))
+    np.testing.assert_array_equal(a.hidden_states(0, 5, seed=2), c.hidden_states(0, 5, seed=2))
     np.testing.assert_array_equal(a.bundles[0], b.bundles[0])
+    assert not np.allclose(a.hidden_states(1, 5, seed=2), c.hidden_states(1, 5, seed=2))
+    assert c.basis[1] is c.basis[0] and not np.allclose(a.basis[1], a.basis[0])   # one residual stream, one subspace
 
 
 def _engine(tmp_path, stack, lookahead, fault=None, dtype="float32", **kw):
@@ -96,6 +100,13 @@ def test_lookahead_engine_equals_dense_and_reads_ahead(tmp_path, coupled):
         guesses = [e for e in eng.trace.events if e[1] == "lookahead"]
         assert len(guesses) == 10 * 2 and {e[2] for e in guesses} == {1, 2}   # every layer but the first, each token
         assert not eng.pipe.ahead                                            # nothing left in flight
+
+
+def test_more_lookahead_reads_than_rows_in_flight_are_refused(tmp_path, coupled):
+    with _engine(tmp_path, coupled, True) as eng:
+        n = eng.pipe.io.n_rows + 1
+        with pytest.raises(ValueError, match="at most"):
+            eng.pipe.prefetch(1, np.arange(n), np.arange(n))
 
 
 def test_prefetch_never_takes_a_slot_the_current_layer_uses():

@@ -214,16 +214,16 @@ class ClusterPipeline:
         The engine calls it when the current layer is done, so these reads share the disk with no
         other read of this token; :meth:`settle` waits for them before ``layer``'s own lookup.
         """
-        cs, items = max(len(neurons), 1), []        # one unit: the I/O thread wakes once, not per cluster
-        for a in range(0, len(neurons), cs):
-            s = np.ascontiguousarray(slots[a:a + cs])
-            u = _Unit(AHEAD_UID + self._ahead_uid, self.cache.cold_w, s, np.ascontiguousarray(neurons[a:a + cs]), s)
-            u.layer = layer
-            self._ahead_uid = (self._ahead_uid + 1) % AHEAD_UID
-            self.ahead[u.uid] = u
-            items.append((u, "ahead", layer))
-        if items:
-            self.io.request(items)
+        if not len(neurons):
+            return
+        if len(neurons) > self.io.n_rows:                  # one unit must fit the rows in flight, or it never starts
+            raise ValueError(f"at most {self.io.n_rows} look-ahead reads at once, got {len(neurons)}")
+        slots = np.ascontiguousarray(slots)           # one unit: the I/O thread wakes once, not per cluster
+        u = _Unit(AHEAD_UID + self._ahead_uid, self.cache.cold_w, slots, np.ascontiguousarray(neurons), slots)
+        u.layer = layer
+        self._ahead_uid = (self._ahead_uid + 1) % AHEAD_UID
+        self.ahead[u.uid] = u
+        self.io.request([(u, "ahead", layer)])
 
     def settle(self, layer: int) -> None:
         """Wait until every look-ahead read is in memory (called before a layer's cache lookup)."""

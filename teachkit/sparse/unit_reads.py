@@ -246,22 +246,24 @@ class UnitReads:
             lo, hi, stage = self._range(job.part)
             self.reader.completed(job.off, job.length)
             self.cache.add_traffic("hot" if unit.W is self.cache.hot_w else "cold", int(job.length.sum()))
-            qb, sb = _as_bytes(unit.W)
-            whole = self.spec.payload_bytes()
-            staging = self.reader.staging
-            if self.into_cache:
-                pass                                        # read straight into the cache rows
-            elif sb is None:                                # float32 rows: copy 4 bytes at a time
-                _scatter_rows(staging.view(np.uint32), job.rows, lo // 4, min(hi, whole) // 4, qb.view(np.uint32),
-                              unit.read_rows, lo // 4)
-            else:
-                m = self.spec.n_mats
-                _scatter_rows(staging, job.rows, 0, 4 * m, sb, unit.read_rows, 0)
-                _scatter_rows(staging, job.rows, 4 * m, whole, qb, unit.read_rows, 0)
+            if not self.into_cache:
+                self._copy_from_staging(job, lo, hi)
             self.trace.add("io", stage, job.layer, unit.uid, job.t0, time.perf_counter())
             self.done.put((unit, job.part, None))
         except BaseException as err:  # noqa: BLE001 - handed to the compute thread
             self.done.put((unit, job.part, err))
+
+    def _copy_from_staging(self, job: "_Job", lo: int, hi: int) -> None:
+        """Bytes ``[lo, hi)`` of each bundle, from the job's staging rows into its unit's cache rows."""
+        qb, sb = _as_bytes(job.unit.W)
+        whole, staging = self.spec.payload_bytes(), self.reader.staging
+        if sb is None:                                      # float32 rows: copy 4 bytes at a time
+            _scatter_rows(staging.view(np.uint32), job.rows, lo // 4, min(hi, whole) // 4, qb.view(np.uint32),
+                          job.unit.read_rows, lo // 4)
+        else:
+            m = self.spec.n_mats
+            _scatter_rows(staging, job.rows, 0, 4 * m, sb, job.unit.read_rows, 0)
+            _scatter_rows(staging, job.rows, 4 * m, whole, qb, job.unit.read_rows, 0)
 
     def close(self) -> None:
         self.closed = True
