@@ -366,3 +366,44 @@ def test_read_batch_returns_every_byte_or_names_what_failed(reads):
     past_end = np.array([0, len(data)], dtype=np.int64)            # the second read finds end of file
     with pytest.raises(FlashReadError, match=r"test batch: a read returned 0 of 4096 B"):
         aio.read_batch(r, addr[:2], past_end, np.full(2, PAGE), 5.0, "test batch")
+
+
+class _OneByOne:
+    """A fake reader whose reads come back one at a time, 10 ms apart; it records each wait's ``min_nr``."""
+
+    def __init__(self):
+        self.left, self.wants = [], []
+
+    def submit(self, addr, offset, length, tags):
+        self.left = list(zip(np.asarray(tags).tolist(), np.asarray(length).tolist()))
+
+    def reap(self, min_nr, timeout):
+        self.wants.append(min_nr)
+        got, self.left = self.left[:min_nr], self.left[min_nr:]
+        time.sleep(0.01 * len(got))
+        return np.array([t for t, _ in got], np.int64), np.array([n for _, n in got], np.int64)
+
+
+@pytest.mark.parametrize("min_first", [None, 1])
+def test_read_batch_says_when_the_first_read_came_back(min_first):
+    fake, k = _OneByOne(), 6
+    t0 = time.perf_counter()
+    t_first = aio.read_batch(fake, np.zeros(k, np.uint64), np.zeros(k, np.int64), np.full(k, PAGE), 5.0, "test",
+                             min_first=min_first)
+    total = time.perf_counter() - t0
+    assert fake.wants == ([k] if min_first is None else [1, k - 1])
+    if min_first is None:                              # one wait for everything: the first is the last
+        assert t_first - t0 >= 0.9 * 0.01 * k
+    else:
+        assert t_first - t0 < 0.5 * total
+
+
+def test_burst_profile_reports_when_the_first_read_of_a_burst_is_back(tmp_path):
+    from teachkit.sparse.iobench import burst_profile
+
+    ks = (2, 8)
+    prof = burst_profile(PAGE, ks=ks, repeats=3, file_bytes=2 << 20, directory=tmp_path)
+    assert prof["k"] == list(ks) and len(prof["first_seconds"]) == len(ks)
+    for first, whole in zip(prof["first_seconds"], prof["seconds"]):
+        assert 0 < first <= whole
+    assert not list(tmp_path.iterdir()), "the scratch file was left behind"

@@ -166,6 +166,8 @@ for sched, eng in engines.items():
 # meanwhile. In `matrix` it mostly waits at the barrier. In `serial` it waits for every read,
 # then computes everything in one fused pass on both cores. In `cluster` it runs the
 # in-memory work (fused, on both cores) while the reads fly, and each cluster as it lands.
+# (On the course VM the clusters land nearly together at the end of the burst, as notebook
+# 12's burst profile showed, so in practice only the in-memory work overlaps the reads.)
 # Overlap can save at most the smaller lane, which here is a fraction of a millisecond per
 # token; differences between the medians larger than that are run-to-run noise in the reads
 # (compare the "reads in flight" column). The compute and waiting columns do not add up to

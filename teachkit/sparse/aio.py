@@ -217,9 +217,12 @@ class ThreadedReads:
             t.join()
 
 
-def read_batch(reads, addr, offset, length, timeout: float, what: str) -> None:
+def read_batch(reads, addr, offset, length, timeout: float, what: str, min_first: int | None = None) -> float:
     """Submit these reads at once and wait until every one is back, in full.
 
+    Returns the ``time.perf_counter()`` at which the first completion was collected. By default
+    the first wait asks for all the reads at once (one wake-up); ``min_first=1`` wakes at the
+    first completion instead, to see *when* reads come back (:func:`~teachkit.sparse.iobench.burst_profile`).
     Raises :class:`~teachkit.sparse.reader.FlashReadError` naming ``what`` if one comes back
     short or failed, or if nothing completes within ``timeout`` seconds (never hangs).
     """
@@ -227,15 +230,19 @@ def read_batch(reads, addr, offset, length, timeout: float, what: str) -> None:
 
     length = np.asarray(length, dtype=np.int64)
     reads.submit(addr, offset, length, np.arange(len(length)))
-    got = 0
+    got, t_first = 0, None
     while got < len(length):
-        tags, res = reads.reap(len(length) - got, timeout)
+        want = len(length) - got if (min_first is None or t_first is not None) else min(min_first, len(length))
+        tags, res = reads.reap(want, timeout)
         if not len(tags):
             raise FlashReadError(f"{what}: no read completed within {timeout} s")
+        if t_first is None:
+            t_first = time.perf_counter()
         bad = res != length[tags]
         if bad.any():
             raise FlashReadError(f"{what}: a read returned {int(res[bad][0])} of {int(length[tags][bad][0])} B")
         got += len(tags)
+    return t_first
 
 
 def kernel_aio_available() -> bool:

@@ -115,8 +115,11 @@ def burst_profile(size: int, path=None, ks=(8, 16, 32, 64, 128), repeats: int = 
     A decoding engine cannot keep the queue full: a layer's reads are known only after its
     predictor has run, so they go out as one burst and the layer waits for the slowest. The
     fit ``t(k) = a + b·k`` gives ``a`` (latency of the first read) and ``b`` (time per extra
-    read, ~1/IOPS). Reads ``path``, or a scratch file of ``file_bytes`` in ``directory`` (deleted
-    after). Returns ``{"k": [...], "seconds": [...] (medians), "a": s, "b": s}``.
+    read, ~1/IOPS). ``first_seconds`` is when the *first* read of the burst came back: a
+    pipeline can compute an arrived cluster only after that, so ``first_seconds / seconds`` near
+    1 means the disk hands the whole burst back at once and only work already in memory can
+    hide under it. Reads ``path``, or a scratch file of ``file_bytes`` in ``directory`` (deleted
+    after). Returns ``{"k": [...], "seconds": [...], "first_seconds": [...] (medians), "a": s, "b": s}``.
     """
     own = path is None
     path = _scratch_file(file_bytes, directory) if own else Path(path)
@@ -135,22 +138,26 @@ def _bursts(path, size, ks, repeats, seed, method) -> dict:
     rng = np.random.default_rng(seed)
     buf = aligned_buffer(max(ks) * size)
     reads = open_async_reads(fd, max(ks), method)
-    med = []
+    med, med_first = [], []
     try:
         for k in ks:
-            times = []
+            times, firsts = [], []
             addr = (buf.ctypes.data + np.arange(k) * size).astype(np.uint64)
             for _ in range(repeats):
                 off = rng.integers(0, span // size, k) * size
                 t0 = time.perf_counter()
-                read_batch(reads, addr, off, np.full(k, size, np.int64), 5.0, "a burst read while profiling")
+                t_first = read_batch(reads, addr, off, np.full(k, size, np.int64), 5.0, "a burst read while profiling",
+                                     min_first=1)
                 times.append(time.perf_counter() - t0)
+                firsts.append(t_first - t0)
             med.append(float(np.median(times)))
+            med_first.append(float(np.median(firsts)))
     finally:
         reads.close()
         os.close(fd)
     b, a = np.polyfit(np.asarray(ks, float), np.asarray(med), 1)
-    return {"k": [int(k) for k in ks], "seconds": med, "a": float(max(a, 0.0)), "b": float(max(b, 0.0))}
+    return {"k": [int(k) for k in ks], "seconds": med, "first_seconds": med_first, "a": float(max(a, 0.0)),
+            "b": float(max(b, 0.0))}
 
 
 def profile_reads(sizes=(4096, 16384, 65536, 262144), qds=(1, 4), n_reads: int = 64,
