@@ -21,3 +21,46 @@ def test_repeated_runs_keep_the_median_run_and_judge_goals_on_median_ratios():
                                                     "met": False}
     assert out["repeats"] == 3 and [r["tok_s"] for r in out["runs"]] == [60.0, 50.0, 70.0]
     assert repeated([_run(60.0, 21.0)])["goals"]["sparse_vs_dense_mmap"]["met"] is True
+
+
+def _stored_like():
+    """The fields of an engine_bench.json that the ceilings read, with numbers easy to check by hand."""
+    return {"shapes": {"n_layers": 2}, "fixed_bytes": 2e6, "bw_mem_Bps": {"1": 0.5e9, "2": 1e9},
+            "burst": {"a": 1e-4, "b": 1e-5}, "bound": {"tok_s": 1000.0},
+            "configs": {"+pipeline": {"tok_s": 300.0, "reads_per_token": 40.0},
+                        "+look-ahead": {"tok_s": 280.0, "prefetch_hits_per_token": 20.0},
+                        "dense_mmap": {"tok_s": 25.0}, "llm_in_a_flash": {"tok_s": 50.0},
+                        "llm_in_a_flash(aio)": {"tok_s": 125.0}}}
+
+
+def test_goal_ceilings_put_each_goal_at_the_chain_bound_and_at_an_ideal_look_ahead():
+    from teachkit.sparse.bench_engine import chain_tok_s, goal_ceilings
+
+    # 2 MB of fixed weights over 2 layers at 1 GB/s (the faster bandwidth): 1 ms per layer
+    assert chain_tok_s(2, 2e6, 1e9, 1e-4, 1e-5, 20) == pytest.approx(1 / (2 * (1e-3 + 1e-4 + 2e-4)))
+    c = goal_ceilings(_stored_like())
+    chain = 1 / (2 * (1e-3 + 1e-4 + 20 * 1e-5))
+    ahead = 1 / (2 * (1e-3 + 1e-4 + 10 * 1e-5))            # half of the 20 misses per layer were guessed
+    assert c["dependency_chain"]["tok_s"] == pytest.approx(chain)
+    assert c["chain_with_ideal_lookahead"]["tok_s"] == pytest.approx(ahead)
+    assert c["chain_with_ideal_lookahead"]["covered_share_of_misses"] == pytest.approx(0.5)
+    assert c["dependency_chain"]["sparse_vs_dense_mmap"] == pytest.approx(chain / 25.0)
+    assert c["dependency_chain"]["sparse_vs_llm_in_a_flash"] == pytest.approx(chain / 125.0)   # the faster baseline
+    assert c["dependency_chain"]["achieved_over_bound"] == pytest.approx(chain / 1000.0)
+    assert c["engine_over_chain_needed"]["sparse_vs_dense_mmap"] == pytest.approx(GOALS["sparse_vs_dense_mmap"] /
+                                                                                   (chain / 25.0))
+
+
+def test_repeated_runs_give_median_ceilings():
+    from teachkit.sparse.bench_engine import goal_ceilings
+
+    runs = []
+    for tok_s, mmap in ((60.0, 25.0), (50.0, 12.5), (70.0, 50.0)):
+        r = _run(tok_s, 10.0)
+        stored = _stored_like()
+        stored["configs"]["dense_mmap"]["tok_s"] = mmap
+        r["ceilings"] = goal_ceilings(stored)
+        runs.append(r)
+    out = repeated(runs)
+    chain = runs[0]["ceilings"]["dependency_chain"]["tok_s"]
+    assert out["ceilings"]["dependency_chain"]["sparse_vs_dense_mmap"] == pytest.approx(chain / 25.0, rel=1e-3)

@@ -30,7 +30,7 @@ from .planner import (calibrate_layer_overhead, choose_plan, explain, kernel_ban
                       unit_overhead)
 from .synthetic import LABEL, SyntheticConfig
 
-__all__ = ["run", "TracePredictor", "Workload", "run_backend", "disk_read_bytes"]
+__all__ = ["run", "TracePredictor", "Workload", "run_backend", "disk_read_bytes", "chain_tok_s", "goal_ceilings"]
 
 
 LLM_FLASH_THREADS = 32     # "parallelize reads over 32 threads" (LLM in a flash, section 3)
@@ -230,9 +230,8 @@ def _run(cfg, n_warm, n_time, n_profile, profile, log, workdir, quick, sweep_fra
     _, _, bound_ideal = bound_for(ideal_missed, spec.bundle_bytes)
     # the design's own chain: per layer, attention + predictor (nothing to read before them), then
     # the layer's misses as one burst; in-memory compute may hide under the burst, nothing else can
-    miss_layer = best["reads_per_token"] / spec.n_layers
-    t_chain = spec.n_layers * (w.fixed_bytes / bw_mem / spec.n_layers + burst["a"] + burst["b"] * miss_layer)
-    bound_chain = 1 / t_chain
+    bound_chain = chain_tok_s(spec.n_layers, w.fixed_bytes, bw_mem, burst["a"], burst["b"],
+                              best["reads_per_token"] / spec.n_layers)
     stream = results["dense_stream_tuned"]
     stream["achieved_read_Bps"] = stream["bytes_read_per_token"] * stream["tok_s"]
     bw_seq = io.get("sequential_best", io["sequential"])      # best of chunk size x reads in flight
@@ -293,7 +292,41 @@ def _run(cfg, n_warm, n_time, n_profile, profile, log, workdir, quick, sweep_fra
         "goals": {k: {"goal": g, "measured": ratios[k], "met": bool(ratios[k] >= g)} for k, g in goals.items()},
         "load_avg_1min": os.getloadavg()[0], "cpus": os.cpu_count(),
     }
+    res["ceilings"] = goal_ceilings(res)
     return _round(res)
+
+
+def chain_tok_s(n_layers: int, fixed_bytes: float, bw_mem: float, a: float, b: float, misses_per_layer: float) -> float:
+    """The dependency-chain bound: per layer, stream the fixed weights (attention, predictor), then one
+    burst of the layer's misses, ``a + b·m``; nothing of a layer can be read before its predictor ran."""
+    return 1.0 / (n_layers * (fixed_bytes / bw_mem / n_layers + a + b * misses_per_layer))
+
+
+def goal_ceilings(res: dict) -> dict:
+    """What each goal ratio would be if the engine ran *at* a bound, against the measured baselines.
+
+    * ``dependency_chain``: at :func:`chain_tok_s` with the engine's own misses per layer;
+    * ``chain_with_ideal_lookahead``: the same chain, but every read the look-ahead guessed right
+      (``prefetch_hits_per_token`` of ``+look-ahead``) is taken off the burst for free, as if it
+      had been read under the attention before it.
+
+    A goal whose ceiling is below it cannot be met by this design on this machine, however
+    good the software; one above it says how much of the chain the engine must reach.
+    Works on a stored ``engine_bench.json`` as well as on a fresh run.
+    """
+    c, burst, L = res["configs"], res["burst"], res["shapes"]["n_layers"]
+    bw = max(float(v) for v in res["bw_mem_Bps"].values())
+    misses = c["+pipeline"]["reads_per_token"] / L
+    covered = min(1.0, c["+look-ahead"]["prefetch_hits_per_token"] / max(1e-9, c["+pipeline"]["reads_per_token"]))
+    llm = max(c["llm_in_a_flash"]["tok_s"], c["llm_in_a_flash(aio)"]["tok_s"])
+    out = {}
+    for name, m in (("dependency_chain", misses), ("chain_with_ideal_lookahead", misses * (1 - covered))):
+        tok_s = chain_tok_s(L, res["fixed_bytes"], bw, burst["a"], burst["b"], m)
+        out[name] = {"tok_s": tok_s, "sparse_vs_dense_mmap": tok_s / c["dense_mmap"]["tok_s"],
+                     "sparse_vs_llm_in_a_flash": tok_s / llm, "achieved_over_bound": tok_s / res["bound"]["tok_s"]}
+    out["chain_with_ideal_lookahead"]["covered_share_of_misses"] = covered
+    out["engine_over_chain_needed"] = {k: g / out["dependency_chain"][k] for k, g in GOALS.items()}
+    return out
 
 
 def _lookahead_quality(w: Workload) -> dict:
@@ -322,6 +355,9 @@ def repeated(runs: list) -> dict:
                       "load_avg_1min": r["load_avg_1min"]} for r in runs])
     out["goals"] = {k: {"goal": g, "measured": out["ratios"][k], "met": bool(out["ratios"][k] >= g)}
                     for k, g in GOALS.items()}
+    if all("ceilings" in r for r in runs):                 # each ceiling: the median over the runs
+        out["ceilings"] = _round({bound: {k: float(np.median([r["ceilings"][bound][k] for r in runs])) for k in row}
+                                  for bound, row in mid["ceilings"].items()})
     return out
 
 
