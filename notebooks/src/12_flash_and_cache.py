@@ -218,11 +218,12 @@ print(f"fit: a = {burst['a'] * 1e6:.0f} us, b = {burst['b'] * 1e6:.1f} us per re
 # %% [markdown]
 # The last column says *when* a burst's reads come back. On a phone's UFS (one command queue)
 # they come back one after another, so a pipeline can compute the first cluster that lands
-# while the rest are still on their way. On the course VM's virtual disk the first read of a
-# burst of up to a few dozen reads comes back at about 0.8–1.0 of the burst's time (only much
-# larger bursts come back in two or more waves): the host hands the batch back nearly all at once. Then the only work that can hide under a burst is the work already in memory;
-# nothing "lands early". Keep this number in mind in notebooks 13 and 14: it is why the
-# cluster pipeline adds less here than PowerInfer-2's 2.3x on a phone.
+# while the rest are still on their way. On the course VM's virtual disk the first read comes
+# back late: at about 0.9–1.0 of the burst's time for a dozen reads, about 0.7–1.0 for several
+# dozen (larger bursts come back in two or more waves): the host hands a batch back nearly all
+# at once. Then the only work that can hide under a burst is the work already in memory; nothing
+# "lands early". Keep this number in mind in notebooks 13 and 14: it is why the cluster
+# pipeline adds less here than PowerInfer-2's 2.3x on a phone.
 
 # %% [markdown]
 # ## 4. LRU in arrays

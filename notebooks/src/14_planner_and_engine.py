@@ -496,8 +496,8 @@ if stored.exists():
                         ("chain_with_ideal_lookahead", "the chain bound with an ideal look-ahead")):
         row = ceilings[name]
         print(f"at {label} ({row['tok_s']:.0f} tok/s) the goals would read: "
-                  f"{row['sparse_vs_dense_mmap']:.1f}x mmap, {row['sparse_vs_llm_in_a_flash']:.2f}x the faster "
-                  f"LLM in a flash, {row['achieved_over_bound']:.2f} of 1/max(t_mem, t_io)")
+              f"{row['sparse_vs_dense_mmap']:.1f}x mmap, {row['sparse_vs_llm_in_a_flash']:.2f}x the faster "
+              f"LLM in a flash, {row['achieved_over_bound']:.2f} of 1/max(t_mem, t_io)")
     print("share of its chain bound the engine must reach for each goal:",
           {k: round(v, 2) for k, v in ceilings["engine_over_chain_needed"].items()})
 

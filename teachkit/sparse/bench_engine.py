@@ -248,8 +248,7 @@ def _run(cfg, n_warm, n_time, n_profile, profile, log, workdir, quick, sweep_fra
     mmap_bound = bw_seq / max(1, spec.ffn_bytes - budget)       # streaming what cannot stay resident
     ratios = {"sparse_vs_dense_mmap": best["tok_s"] / results["dense_mmap"]["tok_s"],
               "sparse_vs_dense_stream_tuned": best["tok_s"] / results["dense_stream_tuned"]["tok_s"],
-              "sparse_vs_llm_in_a_flash": best["tok_s"] / max(results["llm_in_a_flash"]["tok_s"],
-                                                               results["llm_in_a_flash(aio)"]["tok_s"]),
+              "sparse_vs_llm_in_a_flash": best["tok_s"] / faster_llm_in_a_flash(results),
               "achieved_over_bound": best["tok_s"] / bound,
               "achieved_over_ideal_bound": best["tok_s"] / bound_ideal,
               "achieved_over_dependency_bound": best["tok_s"] / bound_chain,
@@ -296,6 +295,11 @@ def _run(cfg, n_warm, n_time, n_profile, profile, log, workdir, quick, sweep_fra
     return _round(res)
 
 
+def faster_llm_in_a_flash(configs: dict) -> float:
+    """tok/s of the faster LLM-in-a-flash engine (32 pread threads or our AIO): the goal's baseline."""
+    return max(configs["llm_in_a_flash"]["tok_s"], configs["llm_in_a_flash(aio)"]["tok_s"])
+
+
 def chain_tok_s(n_layers: int, fixed_bytes: float, bw_mem: float, a: float, b: float, misses_per_layer: float) -> float:
     """The dependency-chain bound: per layer, stream the fixed weights (attention, predictor), then one
     burst of the layer's misses, ``a + b·m``; nothing of a layer can be read before its predictor ran."""
@@ -318,7 +322,7 @@ def goal_ceilings(res: dict) -> dict:
     bw = max(float(v) for v in res["bw_mem_Bps"].values())
     misses = c["+pipeline"]["reads_per_token"] / L
     covered = min(1.0, c["+look-ahead"]["prefetch_hits_per_token"] / max(1e-9, c["+pipeline"]["reads_per_token"]))
-    llm = max(c["llm_in_a_flash"]["tok_s"], c["llm_in_a_flash(aio)"]["tok_s"])
+    llm = faster_llm_in_a_flash(c)
     out = {}
     for name, m in (("dependency_chain", misses), ("chain_with_ideal_lookahead", misses * (1 - covered))):
         tok_s = chain_tok_s(L, res["fixed_bytes"], bw, burst["a"], burst["b"], m)
