@@ -15,11 +15,11 @@ export PYDEVD_DISABLE_FILE_VALIDATION := 1
 
 NBVAL_FLAGS := --nbval-lax --nbval-current-env --nbval-cell-timeout=300 --nbval-sanitize-with notebooks/nbval_sanitize.cfg
 
-.PHONY: setup lab test test-lib test-notebooks notebooks data bench clean-venv help
+.PHONY: setup lab test test-lib test-notebooks test-notebooks-numerics notebooks data bench clean-venv help
 
 help:
 	@echo "make lab        open the course in JupyterLab (PORT=$(PORT), LAB_ARGS=...)"
-	@echo "make test       library tests, then every notebook under nbval"
+	@echo "make test       library tests, then every notebook under nbval, twice (two float-rounding paths)"
 	@echo "make notebooks  re-execute notebooks in place (NB=05 for one) - the one way outputs are made"
 	@echo "make data       rebuild data/ (checkpoints, pairs, stored runs), deterministic"
 	@echo "make bench      run the benchmarks (minutes; quiet machine), JSON into data/"
@@ -39,13 +39,20 @@ $(STAMP): pyproject.toml
 lab: setup
 	$(VENV)/bin/jupyter lab --notebook-dir=notebooks --port=$(PORT) $(ROOT_FLAG) $(LAB_ARGS)
 
-test: setup test-lib test-notebooks
+test: setup test-lib test-notebooks test-notebooks-numerics
 
 test-lib: setup
 	$(PY) -m pytest tests/ -q
 
 test-notebooks: setup
 	$(PY) -m pytest $(NBVAL_FLAGS) -q notebooks/$(if $(NB),$(NB)*.ipynb,)
+
+# A second float-rounding path: torch's portable kernels instead of AVX2/AVX-512 ones, and MKL's
+# bitwise-compatible mode. A learner's CPU rounds differently from the one that stored the outputs,
+# so every notebook's asserts, and every compared output, must hold on this path too.
+NUMERICS_ENV ?= ATEN_CPU_CAPABILITY=default MKL_CBWR=COMPATIBLE
+test-notebooks-numerics: setup
+	$(NUMERICS_ENV) $(PY) -m pytest $(NBVAL_FLAGS) -q notebooks/$(if $(NB),$(NB)*.ipynb,)
 
 notebooks: setup
 	$(PY) -m teachkit.devtools.run_notebooks $(NB)

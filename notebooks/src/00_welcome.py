@@ -15,8 +15,15 @@
 #   code *in view*. The same code lives, tested, in the `teachkit` package, so the next notebook can
 #   `import` it instead of repeating it. A notebook usually checks that its inline version equals the
 #   library's.
-# - **Everything is small and seeded.** Models train in seconds on two CPU cores. Re-running a cell
-#   gives the same numbers; that is also how the course is tested (with `nbval`).
+# - **Everything is small and seeded.** Models train in seconds on two CPU cores. Re-running a
+#   notebook on the same machine gives the same numbers; that is also how the course is tested (with
+#   `nbval`).
+# - **Your numbers may differ in the last digits.** Another CPU (AVX2 or AVX-512, Apple silicon) or
+#   another BLAS library adds floating-point numbers in another order, so the stored outputs and yours
+#   can differ in the last printed digits, and a reinforcement-learning run, which amplifies small
+#   differences, can take a visibly different path. The notebooks therefore assert what must hold on
+#   every such path, often over several seeds, never the exact digits of one run. The course's tests
+#   run every notebook on two rounding paths to keep it that way.
 # - **Every notebook ends with exercises.** You write a function; `teachkit.check` compares it with the
 #   reference on seeded inputs and checks the properties that matter, and names the one that fails.
 # - **Two commands.** `make lab` opens this course; `make test` runs every test and every notebook.
@@ -46,6 +53,21 @@ from teachkit import envcheck
 
 print("kernel:", sys.executable)
 environment_ok = envcheck.report()
+
+# %% [markdown]
+# What decides the last digits of your numbers: the vector instructions torch's kernels use on this
+# CPU, and how many threads it may use (the course's `make` commands set one thread per kernel, which
+# keeps runs repeatable).
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+import os
+import platform
+
+import torch
+
+print("machine:", platform.machine(), "·", platform.system(), "·", os.cpu_count(), "logical CPUs")
+print("torch kernels use:", torch.backends.cpu.get_cpu_capability(), "· threads:", torch.get_num_threads())
 
 # %%
 assert environment_ok, "fix the FAIL lines above, then restart the kernel"
@@ -81,18 +103,19 @@ print("select then average:  ", round(masked_mean(values, mask).item(), 4))
 
 # %% [markdown]
 # Plots come from `teachkit.viz`, which fixes one size and style so figures look the same in class
-# and on the web. Here is the function behind the next exercise, −log σ(z), the loss of a single
-# preference pair that you will meet again in the reward model and in DPO.
+# and on the web. Here is the logistic function σ(z), the probability that the chosen answer of a
+# preference pair beats the rejected one when their rewards differ by z. You will meet it again in
+# the reward model and in DPO; the next exercise asks for the loss built from it.
 
 # %%
 from teachkit import viz
 
 z = torch.linspace(-6, 6, 200)
 fig, ax = viz.figure()
-ax.plot(z, torch.nn.functional.softplus(-z), label="−log σ(z)")
-ax.axhline(0.6931, ls=":", c="gray", label="ln 2, at z = 0")
+ax.plot(z, torch.sigmoid(z), label="σ(z) = 1 / (1 + e^(−z))")
+ax.axhline(0.5, ls=":", c="gray", label="σ(0) = 1/2: a coin flip")
 ax.set_xlabel("z = reward(chosen) − reward(rejected)")
-ax.set_ylabel("loss")
+ax.set_ylabel("P(chosen beats rejected)")
 ax.legend()
 viz.show(fig)
 

@@ -258,9 +258,11 @@ assert abs(heldout_acc - stored["heldout_accuracy"]) < 1e-6 and heldout_acc > 0.
 # %% [markdown]
 # ## 5. Where the proxy agrees with the gold reward, and where it does not
 #
-# On fresh SFT samples, the reward model's scores separate right from wrong answers well but not
-# perfectly (the histograms overlap). We draw the samples with the seed `make data` used (1), so
-# the correlation is the stored one printed above.
+# How good a judge is the reward model on fresh SFT samples? Two numbers say it. The correlation
+# with the gold reward is the stored one printed above (we draw the samples with the seed `make data`
+# used, 1). Since the gold reward here is right (1) or wrong (0), a more telling number is how often
+# the proxy ranks a right answer above a wrong one, over all (right, wrong) pairs of samples: the area
+# under the ROC curve, 0.5 for a coin flip and 1 for a perfect judge.
 
 # %%
 rollout = generate(world.reference, world.eval_prompts, task.max_new_tokens,
@@ -271,9 +273,18 @@ viz.plot_proxy_vs_gold(proxy, gold)
 print(f"correlation between proxy and gold (seed 1, as stored): {pearson(proxy, gold):.3f}")
 assert abs(pearson(proxy, gold) - stored["gold_correlation"]) < 1e-4
 
+right, wrong = proxy[gold == 1], proxy[gold == 0]
+above = ((right[:, None] > wrong[None, :]).float().mean()
+         + 0.5 * (right[:, None] == wrong[None, :]).float().mean()).item()
+print(f"{len(right)} right and {len(wrong)} wrong answers; the proxy ranks the right one higher in "
+      f"{above:.0%} of their pairs, the wrong one in {1 - above:.0%}")
+assert 0.7 < above < 0.97, "the proxy should be a good but imperfect judge"
+
 # %% [markdown]
-# One set of 200 samples is a noisy measurement. Over ten sample sets (seeds 0–9) the correlation
-# spreads over about 0.15, and the stored value sits inside that spread:
+# So the proxy is a good judge with a blind spot: the histograms overlap, and a policy that
+# optimises it will find the pairs it gets the wrong way round. One set of 200 samples is a noisy
+# measurement, so we repeat it over ten sample sets (seeds 0–9) and check that the stored value sits
+# inside their spread:
 
 # %%
 def proxy_gold_correlation(seed):
@@ -320,7 +331,8 @@ for pr in wrong_prompts:
 # ## 6. The second task: `length`, where the optimum lies where SFT rarely goes
 #
 # Prompt `k:` asks for exactly k letters (k = 1..6); gold reward $1 - |n - k| / 6$. The
-# demonstrator mostly ignores k (geometric lengths with mean 2), so for k = 5 or 6 the SFT policy
+# demonstrator mostly ignores k: it writes exactly k letters with a small probability `p_exact`
+# (printed below) and otherwise a geometric length with mean 2, so for k = 5 or 6 the SFT policy
 # rarely writes k letters. Offline pairs built from its samples rarely contain the optimum; an
 # on-policy method can walk the length distribution towards it.
 
@@ -335,6 +347,7 @@ viz.plot_length_distribution(lengths, targets, lt.max_target, lt.max_new_tokens 
 
 # %%
 p_hit = [(lengths[targets == k] == k).float().mean().item() for k in range(1, 7)]
+print(f"the demonstrator writes exactly k letters with probability p_exact = {lt.p_exact}")
 print("P(n = k) under SFT:", " ".join(f"k={k}: {p:.2f}" for k, p in enumerate(p_hit, 1)))
 print(f"SFT gold reward on the length task: {length_world.sft_metrics['gold_reward']:.3f}")
 assert p_hit[5] < 0.25 < p_hit[0]

@@ -92,8 +92,8 @@ def plot_length_distribution(lengths, targets, max_target: int, max_len: int,
     ax.scatter(np.arange(1, max_target + 1) + 1, np.arange(max_target), marker="x", color="red")
     ax.set(xticks=range(max_len + 2), xticklabels=["none"] + [str(n) for n in range(max_len + 1)],
            yticks=range(max_target), yticklabels=[str(k) for k in range(1, max_target + 1)],
-           xlabel="letters before EOS (none: no EOS or a bad symbol)", ylabel="target k", title=title)
+           xlabel="letters before EOS (none: no EOS or a bad symbol)", ylabel="target k",
+           title=f"{title}  (red ×: the optimum n = k)")
     ax.grid(False)
-    ax.text(1.0, 1.02, "× optimum n = k", color="red", transform=ax.transAxes, ha="right", va="bottom")
     fig.colorbar(im, ax=ax)
     show(fig)
