@@ -71,11 +71,13 @@ for i in range(4):
 #
 # **Step 4: the preference model.** Bradley–Terry says a labeller prefers y_w to y_l with
 # probability $\sigma(r(x,y_w) - r(x,y_l))$. Substitute step 3 into it. The unknown $\beta\log Z(x)$
-# is the same for both completions of a prompt, so it **cancels**:
+# is the same for both completions of a prompt, so it **cancels**, and the preference is written
+# through the optimal policy π* alone:
 #
-# $$P(y_w \succ y_l) = \sigma\Big(\beta\log\frac{\pi(y_w|x)}{\pi_{ref}(y_w|x)} - \beta\log\frac{\pi(y_l|x)}{\pi_{ref}(y_l|x)}\Big).$$
+# $$P(y_w \succ y_l) = \sigma\Big(\beta\log\frac{\pi^*(y_w|x)}{\pi_{ref}(y_w|x)} - \beta\log\frac{\pi^*(y_l|x)}{\pi_{ref}(y_l|x)}\Big).$$
 #
-# **Step 5: maximum likelihood.** Fit the policy itself to the labelled pairs:
+# **Step 5: maximum likelihood.** We do not know π*, so put a trainable policy π_θ in its place and
+# fit it to the labelled pairs:
 #
 # $$\mathcal L_{DPO}(\theta) = -\,\mathbb E_{(x,y_w,y_l)}\;\log\sigma\Big(\beta\big[\log\tfrac{\pi_\theta(y_w|x)}{\pi_{ref}(y_w|x)} - \log\tfrac{\pi_\theta(y_l|x)}{\pi_{ref}(y_l|x)}\big]\Big).$$
 #
@@ -198,10 +200,15 @@ for e in (+1, -1):
           f"mean log π/π_ref of the rejected answer {rejected_shift[e]:+.2f}; "
           f"{train_errors.count(e)} such training pairs")
 assert rejected_shift[+1] < 0 < rejected_shift[-1]
+others = sum(x not in (+1, -1) for x in errors)
+print(f"the other {others} of {len(errors)} held-out pairs reject an answer further off, or not a number")
+print(f"share of training pairs that reject a +1 answer: {train_errors.count(+1) / len(train_errors):.2f}")
+assert others + sum(x in (+1, -1) for x in errors) == len(errors)
+assert train_errors.count(+1) > train_errors.count(-1)
 
 # %% [markdown]
-# The SFT model's typical mistake is "one too many" (it writes 13 for 5+7), so two thirds of the
-# training pairs reject a +1 answer. DPO pushes those down: log π of the +1 answers falls well below
+# The SFT model's typical mistake is "one too many" (it writes 13 for 5+7), so most of the
+# training pairs reject a +1 answer (the share is printed above). DPO pushes those down: log π of the +1 answers falls well below
 # the reference. The probability they lose does not all go to the right answer. The neighbouring
 # *wrong* answer, one too few, gains probability on the held-out −1 pairs (its mean log-ratio is
 # positive), and those pairs end up ranked wrong. The greedy answers still improve (section 7):
