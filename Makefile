@@ -33,7 +33,7 @@ $(STAMP): pyproject.toml
 	@echo "==> installing $(TORCH_SPEC) (CPU build)"
 	$(PY) -m pip install -qq --progress-bar off "$(TORCH_SPEC)"
 	@echo "==> installing teachkit and its dependencies"
-	$(PY) -m pip install -qq --progress-bar off -e ".[test]"
+	$(PY) -m pip install -qq --progress-bar off -e ".[test,trl]"
 	@touch $(STAMP)
 
 lab: setup

@@ -58,7 +58,7 @@ def test_conda_side_needs_nothing_pyproject_does_not_declare(pyproject, env):
 def test_channel_and_editable_install(env):
     assert env["channels"] == ["conda-forge"]
     pip_section = [d for d in env["dependencies"] if isinstance(d, dict)]
-    assert pip_section == [{"pip": ["-e .[test]"]}]
+    assert pip_section == [{"pip": ["-e .[test,trl]"]}]  # the extras make test installs
 
 
 def test_ranges_not_pins_and_torch_admits_the_cpu_wheel(pyproject):
@@ -73,3 +73,10 @@ def test_ranges_not_pins_and_torch_admits_the_cpu_wheel(pyproject):
     test_extra = dict(_split(r) for r in pyproject["project"]["optional-dependencies"]["test"])
     assert test_extra["nbval"] == "==0.11.*"
     assert "10" not in SpecifierSet(test_extra["pytest"])
+
+
+def test_trl_extra_has_ranges_and_every_setup_installs_it(pyproject):
+    trl = dict(_split(r) for r in pyproject["project"]["optional-dependencies"]["trl"])
+    assert set(trl) == {"trl", "transformers", "accelerate", "datasets"}
+    assert all(spec and "==" not in spec and "<" in spec for spec in trl.values()), trl
+    assert '-e ".[test,trl]"' in (ROOT / "Makefile").read_text()
