@@ -67,3 +67,15 @@ def test_every_exercise_can_show_its_reference_solution(name, capsys):
 def test_solution_of_an_unknown_exercise_names_the_real_ones():
     with pytest.raises(KeyError, match="bundle_offset"):
         check.solution("no_such_exercise")
+
+
+def test_a_learner_returning_an_integer_tensor_reads_the_library_message():
+    from teachkit.rlhf import gae
+
+    def int_gae(r, v, m, gamma, lam):
+        return tuple(x.long() for x in gae(r, v, m, gamma, lam))
+
+    result = check.gae(int_gae, quiet=True)
+    assert not result.passed and result.attempted
+    assert "your result must be a floating-point tensor, got dtype torch.int64" in result.message
+    assert "your function raised" not in result.message

@@ -19,8 +19,10 @@ def test_nan_under_mask_does_not_reach_the_gradient():
     assert torch.isfinite(x.grad).all()
 
 
-def test_empty_mask_gives_zero_not_nan():
-    assert masked_mean(torch.ones(2, 3), torch.zeros(2, 3)).item() == 0.0
+def test_empty_selection_is_an_error_but_an_empty_row_gives_zero():
+    with pytest.raises(ValueError, match="mask selects nothing"):
+        masked_mean(torch.ones(2, 3), torch.zeros(2, 3))
+    assert masked_mean(torch.ones(2, 3), torch.tensor([[1, 0, 0], [0, 0, 0]]), dim=1).tolist() == [1.0, 0.0]
 
 
 def test_masked_var_matches_torch():

@@ -278,7 +278,7 @@ def test_length_bias_of_the_paper_aggregation():
 
 def test_grpo_loss_rejects_bad_input():
     z = torch.zeros(2, 3)
-    with pytest.raises(ValueError, match="one value per completion"):
+    with pytest.raises(ValueError, match="one value per sequence"):
         grpo_loss(z, z, z, torch.zeros(3), torch.ones(2, 3))
     with pytest.raises(ValueError, match="dimension"):
         grpo_loss(z, z, z, torch.zeros(2, 3), torch.ones(2, 3))

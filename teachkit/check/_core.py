@@ -8,6 +8,9 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import numpy as np
+import torch
+
+from ..rlhf.validate import check_floating
 
 Property = Callable[[Callable], None]
 """A property takes the learner's function and raises AssertionError (with a hint) if it fails."""
@@ -125,8 +128,28 @@ def _to_numpy(x: Any) -> np.ndarray:
     return np.asarray(x, dtype=np.float64)
 
 
+def check_output(got: Any, want: Any, what: str = "result") -> None:
+    """The learner's output must be what the reference returns: a tuple of the same length, and a
+    floating-point tensor where the reference returns one (int or bool would silently truncate).
+
+    Uses ``teachkit.rlhf.validate``, so the learner reads the same message the library gives.
+    """
+    if isinstance(want, (tuple, list)):
+        if not isinstance(got, (tuple, list)) or len(got) != len(want):
+            raise AssertionError(f"{what}: expected {len(want)} return values, got {type(got).__name__}")
+        for k, (g, w) in enumerate(zip(got, want)):
+            check_output(g, w, f"{what}[{k}]")
+        return
+    if isinstance(want, torch.Tensor) and want.is_floating_point() and isinstance(got, torch.Tensor):
+        try:
+            check_floating("your result", got)
+        except TypeError as err:
+            raise AssertionError(f"{what}: {err}") from None
+
+
 def assert_close(got: Any, want: Any, what: str = "result", rtol: float = 1e-5, atol: float = 1e-6) -> None:
     """Compare numbers, arrays, tensors, or tuples of them; raise AssertionError with a readable diff."""
+    check_output(got, want, what)
     if isinstance(want, (tuple, list)):
         if not isinstance(got, (tuple, list)) or len(got) != len(want):
             raise AssertionError(f"{what}: expected {len(want)} return values, got {type(got).__name__}")

@@ -6,9 +6,10 @@ import math
 
 import torch
 
-from ._core import Exercise, assert_close, matches_reference
+from ._core import Exercise, assert_close, check_output, matches_reference
 from ..rlhf.advantages import gae as _gae_ref, grpo_advantages as _grpo_adv_ref, rloo_advantages as _rloo_ref
 from ..rlhf.kl import kl_k3 as _k3_ref
+from ..rlhf.masking import select_or_zero
 from ..rlhf.ppo import ppo_policy_loss as _ppo_ref
 from ..rlhf.reinforce import reinforce_loss as _reinforce_ref
 
@@ -54,7 +55,8 @@ def _gae_nan(fn):
     r, v, mask, gamma, lam = _gae_inputs(5)
     want = _gae_ref(r, v, mask, gamma, lam)
     got = fn(_poison(r, mask), _poison(v, mask), mask, gamma, lam)
-    assert_close(tuple(torch.where(mask.bool(), x, 0) for x in got), want, "with NaN after each sequence's end")
+    check_output(got, want, "with NaN after each sequence's end")
+    assert_close(tuple(select_or_zero(x, mask.bool()) for x in got), want, "with NaN after each sequence's end")
 
 
 def _gae_wrong_bootstrap(rewards, values, mask, gamma, lam):
@@ -88,6 +90,8 @@ gae = Exercise(
         ("NaN after a sequence's end never leaks", _gae_nan),
     ],
     wrong_answers={"bootstraps from values after the end": _gae_wrong_bootstrap,
+                   "returns integer advantages (an int dtype truncates)":
+                       lambda r, v, m, gamma, lam: tuple(x.long() for x in _gae_ref(r, v, m, gamma, lam)),
                    "ignores λ": _gae_wrong_no_lambda,
                    "returns the advantages as returns (forgets + V)": _gae_wrong_returns},
     hint="loop t backwards: δ = r_t + γ V_{t+1} − V_t, A_t = δ + γλ A_{t+1}; zero r and V under the mask first.",

@@ -56,48 +56,33 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .masking import check_mask, check_same_shape, check_tensor, masked_sum
+from .masking import masked_sum
+from .validate import (check_choice, check_floating, check_mask, check_mask_selects, check_not_empty,
+                       check_number, check_pair_batch)
 
 __all__ = ["sequence_logps", "implicit_rewards", "dpo_loss", "dpop_loss", "ipo_loss", "simpo_loss", "DPOP_FORMS"]
 
 
-def _check_logps(**tensors: torch.Tensor) -> None:
-    """(B,) floating tensors, all the same shape, B >= 1."""
-    for name, t in tensors.items():
-        check_tensor(name, t, ndim=1)
-        if not t.is_floating_point():
-            raise TypeError(f"{name} must be a floating-point tensor, got dtype {t.dtype}")
-    check_same_shape(**tensors)
-    if next(iter(tensors.values())).numel() == 0:
-        raise ValueError("the batch is empty: need at least one preference pair")
-
-
-def _check_positive(name: str, value: float, allow_zero: bool = False) -> None:
-    if not isinstance(value, (int, float)) or isinstance(value, bool):
-        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
-    if value < 0 or (value == 0 and not allow_zero):
-        raise ValueError(f"{name} must be {'>= 0' if allow_zero else '> 0'}, got {value}")
-
-
 def sequence_logps(token_logps: torch.Tensor, mask: torch.Tensor, average: bool = False) -> torch.Tensor:
     """(B, T) per-token log-probs -> (B,) summed (DPO) or length-averaged (ORPO, SimPO) log-probs."""
-    check_tensor("token_logps", token_logps, ndim=2)
-    mask = check_mask(mask, token_logps)
+    check_not_empty("token_logps", check_floating("token_logps", token_logps, ndim=2))
+    mask = check_mask_selects(check_mask(mask, token_logps, "token_logps"))
     total = masked_sum(token_logps, mask, dim=-1)
     if not average:
         return total
     lengths = mask.sum(dim=-1)
     if torch.any(lengths == 0):
-        raise ValueError("a completion has an all-zero mask: its average log-prob is undefined")
+        raise ValueError("mask: a completion has an all-zero mask row, so its average log-prob is undefined; "
+                         "every completion needs at least one token")
     return total / lengths.to(total.dtype)
 
 
 def implicit_rewards(policy_chosen_logps, policy_rejected_logps, ref_chosen_logps,
                      ref_rejected_logps, beta: float = 0.1):
     """DPO's implicit rewards  r̂ = β·log π(y)/π_ref(y)  for chosen and rejected: two (B,) tensors."""
-    _check_logps(policy_chosen_logps=policy_chosen_logps, policy_rejected_logps=policy_rejected_logps,
-                 ref_chosen_logps=ref_chosen_logps, ref_rejected_logps=ref_rejected_logps)
-    _check_positive("beta", beta)
+    check_pair_batch(policy_chosen_logps=policy_chosen_logps, policy_rejected_logps=policy_rejected_logps,
+                     ref_chosen_logps=ref_chosen_logps, ref_rejected_logps=ref_rejected_logps)
+    beta = check_number("beta", beta, low=0.0, low_open=True)
     return (beta * (policy_chosen_logps - ref_chosen_logps),
             beta * (policy_rejected_logps - ref_rejected_logps))
 
@@ -105,9 +90,9 @@ def implicit_rewards(policy_chosen_logps, policy_rejected_logps, ref_chosen_logp
 def dpo_loss(policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps,
              beta: float = 0.1) -> torch.Tensor:
     """Mean over pairs of  −log σ(β[(π_c − ref_c) − (π_r − ref_r)]).  Inputs (B,), returns 0-dim."""
-    _check_logps(policy_chosen_logps=policy_chosen_logps, policy_rejected_logps=policy_rejected_logps,
-                 ref_chosen_logps=ref_chosen_logps, ref_rejected_logps=ref_rejected_logps)
-    _check_positive("beta", beta)
+    check_pair_batch(policy_chosen_logps=policy_chosen_logps, policy_rejected_logps=policy_rejected_logps,
+                     ref_chosen_logps=ref_chosen_logps, ref_rejected_logps=ref_rejected_logps)
+    beta = check_number("beta", beta, low=0.0, low_open=True)
     margin = (policy_chosen_logps - ref_chosen_logps) - (policy_rejected_logps - ref_rejected_logps)
     return -F.logsigmoid(beta * margin).mean()
 
@@ -121,12 +106,11 @@ def dpop_loss(policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_
 
     form "a" (default):  −log σ(β·[h − λP]);   "b":  −log σ(β·h − λP);   "c":  −log σ(β·h) + λP.
     """
-    _check_logps(policy_chosen_logps=policy_chosen_logps, policy_rejected_logps=policy_rejected_logps,
-                 ref_chosen_logps=ref_chosen_logps, ref_rejected_logps=ref_rejected_logps)
-    _check_positive("beta", beta)
-    _check_positive("lam", lam, allow_zero=True)
-    if form not in DPOP_FORMS:
-        raise ValueError(f"form must be one of {DPOP_FORMS} (where the penalty sits), got {form!r}")
+    check_pair_batch(policy_chosen_logps=policy_chosen_logps, policy_rejected_logps=policy_rejected_logps,
+                     ref_chosen_logps=ref_chosen_logps, ref_rejected_logps=ref_rejected_logps)
+    beta = check_number("beta", beta, low=0.0, low_open=True)
+    lam = check_number("lam", lam, low=0.0)
+    check_choice("form", form, DPOP_FORMS)
     margin = (policy_chosen_logps - ref_chosen_logps) - (policy_rejected_logps - ref_rejected_logps)
     penalty = torch.clamp(ref_chosen_logps - policy_chosen_logps, min=0.0)
     if form == "a":
@@ -139,16 +123,16 @@ def dpop_loss(policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_
 def ipo_loss(policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps,
              beta: float = 0.1) -> torch.Tensor:
     """IPO:  mean of (h − 1/(2β))²  with h the DPO log-ratio margin. The margin settles at 1/(2β)."""
-    _check_logps(policy_chosen_logps=policy_chosen_logps, policy_rejected_logps=policy_rejected_logps,
-                 ref_chosen_logps=ref_chosen_logps, ref_rejected_logps=ref_rejected_logps)
-    _check_positive("beta", beta)
+    check_pair_batch(policy_chosen_logps=policy_chosen_logps, policy_rejected_logps=policy_rejected_logps,
+                     ref_chosen_logps=ref_chosen_logps, ref_rejected_logps=ref_rejected_logps)
+    beta = check_number("beta", beta, low=0.0, low_open=True)
     margin = (policy_chosen_logps - ref_chosen_logps) - (policy_rejected_logps - ref_rejected_logps)
     return ((margin - 1.0 / (2.0 * beta)) ** 2).mean()
 
 
 def simpo_loss(chosen_mean_logps, rejected_mean_logps, beta: float = 2.0, gamma: float = 0.5) -> torch.Tensor:
     """SimPO:  −log σ(β·(ℓ̄_w − ℓ̄_l) − γ)  on length-averaged log-probs; no reference model."""
-    _check_logps(chosen_mean_logps=chosen_mean_logps, rejected_mean_logps=rejected_mean_logps)
-    _check_positive("beta", beta)
-    _check_positive("gamma", gamma, allow_zero=True)
+    check_pair_batch(chosen_mean_logps=chosen_mean_logps, rejected_mean_logps=rejected_mean_logps)
+    beta = check_number("beta", beta, low=0.0, low_open=True)
+    gamma = check_number("gamma", gamma, low=0.0)
     return -F.logsigmoid(beta * (chosen_mean_logps - rejected_mean_logps) - gamma).mean()

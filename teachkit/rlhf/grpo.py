@@ -24,7 +24,8 @@ from __future__ import annotations
 import torch
 
 from .kl import kl_k3
-from .masking import check_mask, check_same_shape, check_tensor, masked_mean, masked_sum
+from .masking import masked_mean, masked_sum, select_or_zero
+from .validate import check_choice, check_number, check_one_per_row, check_token_batch
 
 __all__ = ["grpo_loss", "aggregate_loss", "AGGREGATIONS"]
 
@@ -33,16 +34,17 @@ AGGREGATIONS = ("seq-mean-token-mean", "token-mean", "seq-mean-token-sum-norm")
 
 def aggregate_loss(per_token: torch.Tensor, mask: torch.Tensor,
                    aggregation: str = "seq-mean-token-mean") -> torch.Tensor:
-    """Reduce a (B, T) per-token loss to a 0-dim tensor by one of ``AGGREGATIONS``; mask-0 entries never count."""
-    check_tensor("per_token", per_token, ndim=2)
-    m = check_mask(mask, per_token)
+    """Reduce a (B, T) per-token loss to a 0-dim tensor by one of ``AGGREGATIONS``; mask-0 entries never count.
+
+    A row whose mask is all 0 counts as a row of 0 loss in the "seq-mean" forms (as in TRL).
+    """
+    m = check_token_batch(mask, per_token=per_token)
+    check_choice("aggregation", aggregation, AGGREGATIONS)
     if aggregation == "seq-mean-token-mean":
         return masked_mean(per_token, m, dim=1).mean()
     if aggregation == "token-mean":
         return masked_mean(per_token, m)
-    if aggregation == "seq-mean-token-sum-norm":
-        return masked_sum(per_token, m) / per_token.numel()
-    raise ValueError(f"unknown aggregation {aggregation!r}; choose one of {', '.join(AGGREGATIONS)}")
+    return masked_sum(per_token, m) / per_token.numel()
 
 
 def grpo_loss(logp: torch.Tensor, old_logp: torch.Tensor, ref_logp: torch.Tensor | None,
@@ -52,25 +54,17 @@ def grpo_loss(logp: torch.Tensor, old_logp: torch.Tensor, ref_logp: torch.Tensor
 
     ``ref_logp`` may be None when ``beta == 0`` (no reference model needed).
     """
-    check_tensor("logp", logp, ndim=2)
-    check_tensor("advantages", advantages, ndim=1)
-    if aggregation not in AGGREGATIONS:
-        raise ValueError(f"unknown aggregation {aggregation!r}; choose one of {', '.join(AGGREGATIONS)}")
-    if not clip_eps > 0:
-        raise ValueError(f"clip_eps must be positive, got {clip_eps}")
-    if not beta >= 0:
-        raise ValueError(f"beta must be ≥ 0, got {beta}")
+    check_choice("aggregation", aggregation, AGGREGATIONS)
+    clip_eps = check_number("clip_eps", clip_eps, low=0.0, low_open=True)
+    beta = check_number("beta", beta, low=0.0)
     if ref_logp is None:
         if beta != 0:
-            raise ValueError("ref_logp is None but beta > 0: the KL term needs the reference log-probs")
-        ref_logp = logp.detach()
-    check_same_shape(logp=logp, old_logp=old_logp, ref_logp=ref_logp)
-    if advantages.shape[0] != logp.shape[0]:
-        raise ValueError(f"advantages must hold one value per completion: logp{tuple(logp.shape)} has "
-                         f"{logp.shape[0]} rows but advantages{tuple(advantages.shape)} has {advantages.shape[0]}")
-    m = check_mask(mask, logp)
-    zero = torch.zeros((), dtype=logp.dtype, device=logp.device)
-    logp, old_logp, ref_logp = (torch.where(m, x, zero) for x in (logp, old_logp, ref_logp))
+            raise ValueError("ref_logp is None but beta > 0: the KL term needs the reference log-probs "
+                             "(pass ref_logp, or set beta=0)")
+        ref_logp = logp.detach() if isinstance(logp, torch.Tensor) else logp
+    m = check_token_batch(mask, logp=logp, old_logp=old_logp, ref_logp=ref_logp)
+    check_one_per_row("advantages", advantages, logp, "logp")
+    logp, old_logp, ref_logp = (select_or_zero(x, m) for x in (logp, old_logp, ref_logp))
     ratio = torch.exp(logp - old_logp)
     adv = advantages.unsqueeze(1)
     surrogate = torch.minimum(ratio * adv, ratio.clamp(1 - clip_eps, 1 + clip_eps) * adv)

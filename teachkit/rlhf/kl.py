@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import torch
 
-from .masking import check_same_shape
+from .validate import check_floating, check_not_empty, check_same_shape
 
 __all__ = ["kl_k1", "kl_k2", "kl_k3"]
 
@@ -31,7 +31,10 @@ _SERIES_BELOW = 0.1
 
 
 def _log_ratio(logp: torch.Tensor, ref_logp: torch.Tensor) -> torch.Tensor:
+    check_floating("logp", logp)
+    check_floating("ref_logp", ref_logp)
     check_same_shape(logp=logp, ref_logp=ref_logp)
+    check_not_empty("logp", logp)
     return logp - ref_logp
 
 
@@ -54,5 +57,5 @@ def kl_k3(logp: torch.Tensor, ref_logp: torch.Tensor) -> torch.Tensor:
     ds = torch.where(small, d, torch.zeros_like(d))
     dl = torch.where(small, torch.ones_like(d), d)
     series = ds * ds * (0.5 + ds * (1 / 6 + ds * (1 / 24 + ds * (1 / 120 + ds / 720))))
-    direct = torch.expm1(dl) - dl
+    direct = torch.where(dl == torch.inf, dl, torch.expm1(dl) - dl)  # e^d − d at d = +inf is inf, not inf − inf
     return torch.where(small, series, direct).clamp_min(0.0)  # clamp: a guard, never needed in tests

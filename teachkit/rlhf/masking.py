@@ -1,68 +1,78 @@
-"""Masks and shape checks shared by every loss in ``teachkit.rlhf``.
+"""Masked reductions: select, never multiply, so values under mask 0 never leak.
 
 Convention: ``mask`` is (B, T) with 1 on completion tokens up to and including the first EOS.
-Values where the mask is 0 are padding and may hold anything, NaN included. NaN * 0 is NaN, so
-we never multiply by the mask: we *select* with ``torch.where`` before reducing.
+Values where the mask is 0 are padding and may hold anything, NaN and inf included.
+
+Why select: NaN·0 = NaN and inf·0 = NaN, so ``(x * mask).sum()`` is poisoned by one NaN in the
+padding. ``torch.where(mask, x, 0)`` *selects*: the padding never enters the arithmetic, and the
+backward pass of ``where`` sends exactly 0 (not NaN·0) to the unselected entries.
+
+The gradient can still leak if a masked-out value is used *before* the select. In
+``where(mask, (x − μ)², 0)`` the unselected branch (x − μ)² is computed from the NaN; its local
+derivative 2(x − μ) is NaN, and the chain rule multiplies the 0 from ``where`` by it: 0·NaN = NaN.
+So every function here selects the *inputs* first, ``x₀ = select_or_zero(x, mask)``, and only then
+computes with x₀.
+
+Checks (shapes, dtypes, 0/1 masks, the empty-batch policy) live in ``validate.py``.
 """
 
 from __future__ import annotations
 
 import torch
 
+from .validate import check_floating, check_mask, check_mask_selects, check_not_empty, check_tensor
 
-def check_tensor(name: str, x, ndim: int | None = None) -> torch.Tensor:
-    """Raise a learner-readable error unless ``x`` is a tensor with ``ndim`` dimensions."""
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
-    if ndim is not None and x.dim() != ndim:
-        raise ValueError(f"{name} must have {ndim} dimension(s), got shape {tuple(x.shape)}")
-    return x
+__all__ = ["select_or_zero", "masked_sum", "masked_mean", "masked_var"]
 
 
-def check_same_shape(**tensors: torch.Tensor) -> None:
-    """All named tensors must share one shape; the error lists every shape by name."""
-    for name, t in tensors.items():
-        check_tensor(name, t)
-    shapes = {name: tuple(t.shape) for name, t in tensors.items()}
-    if len(set(shapes.values())) > 1:
-        listing = ", ".join(f"{n}{s}" for n, s in shapes.items())
-        raise ValueError(f"shape mismatch: these must all have the same shape, got {listing}")
+def select_or_zero(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """``x`` where the bool ``mask`` is True, exactly 0 elsewhere (``mask`` broadcasts against ``x``).
+
+    The one place the course turns a mask into values. ``mask`` must already be bool (the output
+    of ``check_mask``); nothing under mask 0 reaches the result or the gradient.
+    """
+    check_tensor("x", x)
+    if not isinstance(mask, torch.Tensor) or mask.dtype != torch.bool:
+        raise TypeError("mask must be a bool tensor here: validate it first with m = check_mask(mask, x)")
+    return torch.where(mask, x, torch.zeros((), dtype=x.dtype, device=x.device))
 
 
-def check_mask(mask: torch.Tensor, like: torch.Tensor, name: str = "mask") -> torch.Tensor:
-    """Validate a 0/1 mask of the same shape as ``like`` and return it as bool."""
-    check_tensor(name, mask)
-    if mask.shape != like.shape:
-        raise ValueError(f"{name} must have the same shape as the values, "
-                         f"got {name}{tuple(mask.shape)} and values{tuple(like.shape)}")
-    if mask.dtype != torch.bool:
-        if not torch.all((mask == 0) | (mask == 1)):
-            raise ValueError(f"{name} must contain only 0 and 1")
-        mask = mask.bool()
-    return mask
+def _checked(x, mask) -> torch.Tensor:
+    check_not_empty("x", check_floating("x", x))
+    return check_mask_selects(check_mask(mask, x, "x"))
 
 
 def masked_sum(x: torch.Tensor, mask: torch.Tensor, dim=None) -> torch.Tensor:
-    """Sum of ``x`` where ``mask`` is 1. Masked-out entries never leak, not even NaN or inf."""
-    mask = check_mask(mask, x)
-    selected = torch.where(mask, x, torch.zeros((), dtype=x.dtype, device=x.device))
+    """Sum of ``x`` where ``mask`` is 1, over everything or along ``dim``; a row that selects nothing sums to 0."""
+    m = _checked(x, mask)
+    selected = select_or_zero(x, m)
     return selected.sum() if dim is None else selected.sum(dim=dim)
 
 
 def masked_mean(x: torch.Tensor, mask: torch.Tensor, dim=None) -> torch.Tensor:
-    """Mean of ``x`` over entries where ``mask`` is 1 (an all-zero mask gives 0, not NaN)."""
-    mask = check_mask(mask, x)
-    total = masked_sum(x, mask, dim)
-    count = mask.sum() if dim is None else mask.sum(dim=dim)
+    """Mean of ``x`` over the entries where ``mask`` is 1.
+
+    Along ``dim``, a row whose mask is all 0 gets 0 (its sum over its count, clamped to 1); the
+    whole mask must select something (the empty-batch policy of ``validate.py``).
+    """
+    m = _checked(x, mask)
+    selected = select_or_zero(x, m)
+    total = selected.sum() if dim is None else selected.sum(dim=dim)
+    count = m.sum() if dim is None else m.sum(dim=dim)
     return total / count.clamp(min=1).to(x.dtype)
 
 
 def masked_var(x: torch.Tensor, mask: torch.Tensor, unbiased: bool = True) -> torch.Tensor:
-    """Variance of the entries of ``x`` under ``mask`` (Bessel-corrected by default)."""
-    mask = check_mask(mask, x)
-    mean = masked_mean(x, mask)
-    sq = masked_sum((x - mean) ** 2, mask)
-    n = mask.sum().to(x.dtype)
+    """Variance of the entries of ``x`` under ``mask``; Bessel-corrected (n − 1) by default, as ``torch.var``.
+
+    With a single selected entry the Bessel variance 0/0 is undefined; we return 0 (the entry has
+    no spread), so ``whiten`` of one token gives 0 rather than NaN.
+    """
+    m = _checked(x, mask)
+    x0 = select_or_zero(x, m)                      # select first: the gradient must not see padding
+    n = m.sum().to(x.dtype)
+    mean = x0.sum() / n
+    sq = select_or_zero((x0 - mean) ** 2, m).sum()
     if unbiased:
         n = (n - 1).clamp(min=1)
-    return sq / n.clamp(min=1)
+    return sq / n

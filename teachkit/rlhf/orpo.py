@@ -39,7 +39,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from .masking import check_same_shape, check_tensor
+from .validate import check_floating, check_not_empty, check_number, check_pair_batch
 
 __all__ = ["log1mexp", "log_odds", "orpo_loss", "MAX_MEAN_LOGP"]
 
@@ -49,13 +49,23 @@ MAX_MEAN_LOGP = -1e-7
 
 def log1mexp(x: torch.Tensor) -> torch.Tensor:
     """log(1 − eˣ) for x < 0, accurate near 0 and far below it; both branches are finite, so no NaN grads."""
-    check_tensor("x", x)
-    if torch.any(x >= 0):
-        raise ValueError("log1mexp needs x < 0 (log(1 − eˣ) is undefined for x >= 0)")
+    check_not_empty("x", check_floating("x", x))
+    if bool(torch.any(x >= 0)):
+        raise ValueError("x must be < 0: log1mexp computes log(1 − eˣ), undefined for x >= 0")
+    if bool(torch.any(torch.isnan(x))):
+        raise ValueError("x contains NaN: log1mexp needs x < 0")
     near_zero = x > -math.log(2.0)
     safe_near = torch.where(near_zero, x, torch.full_like(x, -1.0))   # keep the unused branch finite
     safe_far = torch.where(near_zero, torch.full_like(x, -1.0), x)
     return torch.where(near_zero, torch.log(-torch.expm1(safe_near)), torch.log1p(-torch.exp(safe_far)))
+
+
+def _check_mean_logps(name: str, x) -> None:
+    check_not_empty(name, check_floating(name, x))
+    if bool(torch.any(torch.isnan(x))):
+        raise ValueError(f"{name} contains NaN: pass (averaged) log-probabilities, all <= 0")
+    if bool(torch.any(x > 0)):
+        raise ValueError(f"{name} must be <= 0: they are (averaged) log-probabilities")
 
 
 def log_odds(mean_logps: torch.Tensor) -> torch.Tensor:
@@ -63,26 +73,17 @@ def log_odds(mean_logps: torch.Tensor) -> torch.Tensor:
 
     Positive inputs (not a log-probability) raise; inputs in (−1e−7, 0] are clamped to −1e−7.
     """
-    check_tensor("mean_logps", mean_logps)
-    if not mean_logps.is_floating_point():
-        raise TypeError(f"mean_logps must be a floating-point tensor, got dtype {mean_logps.dtype}")
-    if torch.any(torch.isnan(mean_logps)):
-        raise ValueError("mean_logps contains NaN")
-    if torch.any(mean_logps > 0):
-        raise ValueError("mean_logps must be <= 0: they are (averaged) log-probabilities")
+    _check_mean_logps("mean_logps", mean_logps)
     ell = torch.clamp(mean_logps, max=MAX_MEAN_LOGP)
     return ell - log1mexp(ell)
 
 
 def orpo_loss(chosen_mean_logps, rejected_mean_logps, lam: float = 0.1) -> torch.Tensor:
     """ORPO:  mean(−ℓ̄_w) + λ·mean(−log σ(log-odds_w − log-odds_l)).  Inputs (B,) length-averaged log-probs."""
-    for name, t in (("chosen_mean_logps", chosen_mean_logps), ("rejected_mean_logps", rejected_mean_logps)):
-        check_tensor(name, t, ndim=1)
-    check_same_shape(chosen_mean_logps=chosen_mean_logps, rejected_mean_logps=rejected_mean_logps)
-    if chosen_mean_logps.numel() == 0:
-        raise ValueError("the batch is empty: need at least one preference pair")
-    if not isinstance(lam, (int, float)) or isinstance(lam, bool) or lam < 0:
-        raise ValueError(f"lam must be a number >= 0, got {lam!r}")
+    check_pair_batch(chosen_mean_logps=chosen_mean_logps, rejected_mean_logps=rejected_mean_logps)
+    _check_mean_logps("chosen_mean_logps", chosen_mean_logps)
+    _check_mean_logps("rejected_mean_logps", rejected_mean_logps)
+    lam = check_number("lam", lam, low=0.0)
     nll = -chosen_mean_logps.mean()
     ratio = log_odds(chosen_mean_logps) - log_odds(rejected_mean_logps)
     return nll + lam * (-F.logsigmoid(ratio).mean())

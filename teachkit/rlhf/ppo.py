@@ -18,29 +18,19 @@ from __future__ import annotations
 
 import torch
 
-from .masking import check_mask, check_same_shape, check_tensor, masked_mean
+from .masking import masked_mean, select_or_zero
+from .validate import check_number, check_token_batch
 
 __all__ = ["ppo_policy_loss", "ppo_value_loss", "clip_fraction"]
-
-
-def _select(mask: torch.Tensor, *xs: torch.Tensor) -> list[torch.Tensor]:
-    """Zero every input under mask 0 *before* any arithmetic, so NaN there reaches neither value nor gradient."""
-    return [torch.where(mask, x, torch.zeros((), dtype=x.dtype, device=x.device)) for x in xs]
-
-
-def _check_eps(clip_eps: float) -> None:
-    if not clip_eps > 0:
-        raise ValueError(f"clip_eps must be positive, got {clip_eps}")
 
 
 def ppo_policy_loss(logp: torch.Tensor, old_logp: torch.Tensor, advantages: torch.Tensor,
                     mask: torch.Tensor, clip_eps: float = 0.2) -> torch.Tensor:
     """Masked mean over tokens of max(−A·ρ, −A·clip(ρ, 1−ε, 1+ε)); all inputs (B, T). Returns a 0-dim tensor."""
-    check_tensor("logp", logp, ndim=2)
-    check_same_shape(logp=logp, old_logp=old_logp, advantages=advantages)
-    m = check_mask(mask, logp)
-    _check_eps(clip_eps)
-    logp, old_logp, advantages = _select(m, logp, old_logp, advantages)
+    m = check_token_batch(mask, logp=logp, old_logp=old_logp, advantages=advantages)
+    clip_eps = check_number("clip_eps", clip_eps, low=0.0, low_open=True)
+    # select every input *before* any arithmetic, so NaN under mask 0 reaches neither value nor gradient
+    logp, old_logp, advantages = (select_or_zero(x, m) for x in (logp, old_logp, advantages))
     ratio = torch.exp(logp - old_logp)
     unclipped = -advantages * ratio
     clipped = -advantages * ratio.clamp(1 - clip_eps, 1 + clip_eps)
@@ -50,11 +40,9 @@ def ppo_policy_loss(logp: torch.Tensor, old_logp: torch.Tensor, advantages: torc
 def ppo_value_loss(values: torch.Tensor, old_values: torch.Tensor, returns: torch.Tensor,
                    mask: torch.Tensor, clip_eps: float = 0.2) -> torch.Tensor:
     """½ masked mean of max((V − R)², (clip(V, V_old − ε, V_old + ε) − R)²); inputs (B, T)."""
-    check_tensor("values", values, ndim=2)
-    check_same_shape(values=values, old_values=old_values, returns=returns)
-    m = check_mask(mask, values)
-    _check_eps(clip_eps)
-    values, old_values, returns = _select(m, values, old_values, returns)
+    m = check_token_batch(mask, values=values, old_values=old_values, returns=returns)
+    clip_eps = check_number("clip_eps", clip_eps, low=0.0, low_open=True)
+    values, old_values, returns = (select_or_zero(x, m) for x in (values, old_values, returns))
     clipped = torch.maximum(torch.minimum(values, old_values + clip_eps), old_values - clip_eps)
     loss = torch.maximum((values - returns) ** 2, (clipped - returns) ** 2)
     return 0.5 * masked_mean(loss, m)
@@ -63,9 +51,13 @@ def ppo_value_loss(values: torch.Tensor, old_values: torch.Tensor, returns: torc
 @torch.no_grad()
 def clip_fraction(logp: torch.Tensor, old_logp: torch.Tensor, mask: torch.Tensor,
                   clip_eps: float = 0.2) -> torch.Tensor:
-    """Fraction of masked tokens whose ratio lies outside [1 − ε, 1 + ε] (a diagnostic, 0-dim)."""
-    check_same_shape(logp=logp, old_logp=old_logp)
-    m = check_mask(mask, logp)
-    logp, old_logp = _select(m, logp, old_logp)
-    outside = (torch.exp(logp - old_logp) - 1).abs() > clip_eps
-    return masked_mean(outside.to(logp.dtype), m)
+    """Fraction of masked tokens whose ratio lies outside [1 − ε, 1 + ε] (a diagnostic, 0-dim).
+
+    A NaN log-prob under mask 1 makes the fraction NaN: its ratio is neither inside nor outside.
+    """
+    m = check_token_batch(mask, logp=logp, old_logp=old_logp)
+    clip_eps = check_number("clip_eps", clip_eps, low=0.0, low_open=True)
+    logp, old_logp = select_or_zero(logp, m), select_or_zero(old_logp, m)
+    distance = (torch.exp(logp - old_logp) - 1).abs()
+    outside = torch.where(distance.isnan(), distance, (distance > clip_eps).to(distance.dtype))
+    return masked_mean(outside, m)

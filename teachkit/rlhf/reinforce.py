@@ -16,19 +16,16 @@ from __future__ import annotations
 
 import torch
 
-from .masking import check_mask, check_tensor, masked_sum
+from .masking import masked_sum, select_or_zero
+from .validate import check_one_per_row, check_token_batch
 
 __all__ = ["reinforce_loss"]
 
 
 def reinforce_loss(logp: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """−Σ A·logp·mask / Σ mask with ``logp``, ``mask`` (B, T) and per-sequence ``advantages`` (B,)."""
-    check_tensor("logp", logp, ndim=2)
-    check_tensor("advantages", advantages, ndim=1)
-    if advantages.shape[0] != logp.shape[0]:
-        raise ValueError(f"advantages must hold one value per sequence: logp{tuple(logp.shape)} has "
-                         f"{logp.shape[0]} sequences but advantages{tuple(advantages.shape)} has {advantages.shape[0]}")
-    m = check_mask(mask, logp)
-    logp = torch.where(m, logp, torch.zeros((), dtype=logp.dtype, device=logp.device))
+    m = check_token_batch(mask, logp=logp)
+    check_one_per_row("advantages", advantages, logp, "logp")
+    logp = select_or_zero(logp, m)
     total = masked_sum(-advantages.unsqueeze(1) * logp, m)
-    return total / m.sum().clamp(min=1).to(logp.dtype)
+    return total / m.sum().to(total.dtype)

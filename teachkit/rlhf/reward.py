@@ -11,12 +11,12 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .masking import check_same_shape, check_tensor
+from .validate import check_pair_batch
+
+__all__ = ["bradley_terry_loss"]
 
 
 def bradley_terry_loss(chosen_rewards: torch.Tensor, rejected_rewards: torch.Tensor) -> torch.Tensor:
-    """Mean of −log σ(r_c − r_r) over pairs; inputs are (B,) scalar rewards. Returns a 0-dim tensor."""
-    check_tensor("chosen_rewards", chosen_rewards, ndim=1)
-    check_tensor("rejected_rewards", rejected_rewards, ndim=1)
-    check_same_shape(chosen_rewards=chosen_rewards, rejected_rewards=rejected_rewards)
+    """Mean of −log σ(r_c − r_r) over pairs; inputs are (B,) floating rewards, B ≥ 1. Returns a 0-dim tensor."""
+    check_pair_batch(chosen_rewards=chosen_rewards, rejected_rewards=rejected_rewards)
     return -F.logsigmoid(chosen_rewards - rejected_rewards).mean()

@@ -35,8 +35,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .dpo import _check_logps
-from .masking import check_mask, check_same_shape, check_tensor
+from .masking import select_or_zero
+from .validate import (check_choice, check_floating, check_mask, check_mask_selects, check_not_empty,
+                       check_number, check_pair_batch, check_same_shape)
 
 __all__ = ["sequential_kl", "tdpo_loss", "tdpo_rewards"]
 
@@ -48,37 +49,30 @@ def sequential_kl(policy_logits: torch.Tensor, ref_logits: torch.Tensor, mask: t
     or inf) change neither the value nor the gradient. Gradients flow into ``policy_logits`` only
     through the KL, and into ``ref_logits`` if that tensor requires grad (usually it does not).
     """
-    check_tensor("policy_logits", policy_logits, ndim=3)
-    check_tensor("ref_logits", ref_logits, ndim=3)
+    check_floating("policy_logits", policy_logits, ndim=3)
+    check_floating("ref_logits", ref_logits, ndim=3)
     check_same_shape(policy_logits=policy_logits, ref_logits=ref_logits)
-    if not policy_logits.is_floating_point() or not ref_logits.is_floating_point():
-        raise TypeError("policy_logits and ref_logits must be floating-point tensors")
-    check_tensor("mask", mask, ndim=2)
-    if tuple(mask.shape) != tuple(policy_logits.shape[:2]):
-        raise ValueError(f"mask must be (B, T) = {tuple(policy_logits.shape[:2])} to match the logits "
-                         f"(B, T, V) = {tuple(policy_logits.shape)}, got mask{tuple(mask.shape)}")
-    keep = check_mask(mask, mask)[..., None]                       # (B, T, 1) bool
-    zero = torch.zeros((), dtype=policy_logits.dtype, device=policy_logits.device)
-    pol_logp = F.log_softmax(torch.where(keep, policy_logits, zero), dim=-1)
-    ref_logp = F.log_softmax(torch.where(keep, ref_logits, zero), dim=-1)
+    check_not_empty("policy_logits", policy_logits)
+    keep = check_mask_selects(check_mask(mask, policy_logits.shape[:2], "the logits' (B, T)"))[..., None]
+    pol_logp = F.log_softmax(select_or_zero(policy_logits, keep), dim=-1)
+    ref_logp = F.log_softmax(select_or_zero(ref_logits, keep), dim=-1)
     ref_p = ref_logp.exp()
-    # 0·log 0 = 0: tokens the reference never emits contribute nothing (and no NaN).
-    per_token = torch.where(ref_p > 0, ref_p * (ref_logp - pol_logp), zero)
+    # 0·log 0 = 0: tokens the reference never emits contribute nothing. Test ref_p == 0, not
+    # ref_p > 0, so a NaN in a kept position stays NaN instead of being dropped as "never emitted".
+    per_token = torch.where(ref_p == 0, torch.zeros((), dtype=ref_p.dtype, device=ref_p.device),
+                            ref_p * (ref_logp - pol_logp))
     per_position = per_token.sum(dim=-1)                           # (B, T)
-    return torch.where(keep[..., 0], per_position, zero).sum(dim=-1)
+    return select_or_zero(per_position, keep[..., 0]).sum(dim=-1)
 
 
 def tdpo_loss(chosen_logratios, rejected_logratios, chosen_seq_kl, rejected_seq_kl,
               beta: float = 0.1, alpha: float = 0.5, variant: int = 2) -> torch.Tensor:
     """TDPO1 or TDPO2 loss, averaged over pairs. All inputs (B,); logratios are summed (π − π_ref)."""
-    _check_logps(chosen_logratios=chosen_logratios, rejected_logratios=rejected_logratios,
-                 chosen_seq_kl=chosen_seq_kl, rejected_seq_kl=rejected_seq_kl)
-    if variant not in (1, 2) or isinstance(variant, bool):
-        raise ValueError(f"variant must be 1 (TDPO1) or 2 (TDPO2), got {variant!r}")
-    if not isinstance(beta, (int, float)) or beta <= 0:
-        raise ValueError(f"beta must be a number > 0, got {beta!r}")
-    if not isinstance(alpha, (int, float)) or alpha < 0:
-        raise ValueError(f"alpha must be a number >= 0, got {alpha!r}")
+    check_pair_batch(chosen_logratios=chosen_logratios, rejected_logratios=rejected_logratios,
+                     chosen_seq_kl=chosen_seq_kl, rejected_seq_kl=rejected_seq_kl)
+    check_choice("variant", variant, (1, 2))
+    beta = check_number("beta", beta, low=0.0, low_open=True)
+    alpha = check_number("alpha", alpha, low=0.0)
     margin = chosen_logratios - rejected_logratios
     if variant == 1:
         z = margin - (rejected_seq_kl - chosen_seq_kl)
@@ -89,7 +83,8 @@ def tdpo_loss(chosen_logratios, rejected_logratios, chosen_seq_kl, rejected_seq_
 
 def tdpo_rewards(chosen_logratios, rejected_logratios, chosen_seq_kl, rejected_seq_kl, beta: float = 0.1):
     """TDPO's implicit rewards  β·(logratio + SeqKL)  for chosen and rejected (detached), as in the paper's code."""
-    _check_logps(chosen_logratios=chosen_logratios, rejected_logratios=rejected_logratios,
-                 chosen_seq_kl=chosen_seq_kl, rejected_seq_kl=rejected_seq_kl)
+    check_pair_batch(chosen_logratios=chosen_logratios, rejected_logratios=rejected_logratios,
+                     chosen_seq_kl=chosen_seq_kl, rejected_seq_kl=rejected_seq_kl)
+    beta = check_number("beta", beta, low=0.0, low_open=True)
     return ((beta * (chosen_logratios + chosen_seq_kl)).detach(),
             (beta * (rejected_logratios + rejected_seq_kl)).detach())
