@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from teachkit import rlhf
 from teachkit.devtools.fuzz_rlhf import SPECS, classify, perturbations
 
-PROFILE = settings(max_examples=40, derandomize=True, deadline=None,
+PROFILE = settings(max_examples=40, derandomize=True, deadline=None, database=None,
                    suppress_health_check=[HealthCheck.too_slow])
 POISONS = st.sampled_from([math.nan, math.inf, -math.inf, 1e30])
 VALUE_DTYPES = st.sampled_from([torch.float32, torch.float64])
@@ -145,7 +145,7 @@ def test_hyperparameters_are_finite_numbers_in_range_or_a_clear_error(call, valu
         assert not bool(torch.isnan(o).any()), f"{name}({hname}={value!r}) returned NaN"
 
 
-@settings(max_examples=60, derandomize=True, deadline=None)
+@settings(max_examples=60, derandomize=True, deadline=None, database=None)
 @given(st.sampled_from(sorted(SPECS)), st.integers(1, 4), st.integers(1, 5), st.integers(0, 2**16), st.data())
 def test_any_perturbation_of_any_function_is_correct_or_a_clear_error(name, B, T, seed, data):
     spec = SPECS[name]
