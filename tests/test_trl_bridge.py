@@ -179,3 +179,51 @@ def test_orpo_odds_ratio_term_agrees_and_the_nll_is_over_prompt_and_completion(w
         lp = torch.log_softmax(policy(x)[:, :-1], -1).gather(-1, x[:, 1:, None]).squeeze(-1)
     m = torch.cat([torch.ones_like(pairs.prompts[:, 1:]).float(), pairs.chosen_mask], 1)
     assert abs(nll.item() - (-(lp * m).sum() / m.sum()).item()) < 1e-5   # ... but the token mean of all
+
+
+# ----------------------------------------------------------------------------- the trainers' data
+
+def test_gold_reward_function_scores_trl_completions_like_the_task(world, policy):
+    from teachkit.bridge.trl_runs import gold_reward_func
+
+    prompts = world.eval_prompts[:64]
+    roll = generate(policy, prompts, world.task.max_new_tokens, generator=torch.Generator().manual_seed(0))
+    texts = [world.task.tokenizer.decode(p) for p in prompts]
+    ids = [c[m.bool()].tolist() for c, m in zip(roll.completions, roll.mask)]
+    got = gold_reward_func(world)(prompts=texts, completions=None, completion_ids=ids)
+    want = world.gold_reward(roll.prompts, roll.completions, roll.mask)
+    assert got == want.tolist() and 0 < sum(got) < len(got)
+
+
+def test_dpo_trainer_sees_our_token_ids_and_reference_log_probs(world, tmp_path):
+    from teachkit.bridge.trl_runs import TRLDPORun, dpo_trainer
+    from teachkit.rlhf.dpo_train import pair_data
+
+    ds = dpo_trainer(world, TRLDPORun(steps=1), str(tmp_path)).train_dataset
+    pairs, ref = world.pairs.train, pair_data(world, "train")
+    assert len(ds) == len(pairs)
+    for i in (0, 1, len(ds) - 1):
+        assert ds[i]["prompt_ids"] == pairs.prompts[i].tolist()
+        assert ds[i]["chosen_ids"] == pairs.chosen[i][pairs.chosen_mask[i].bool()].tolist()
+        assert ds[i]["rejected_ids"] == pairs.rejected[i][pairs.rejected_mask[i].bool()].tolist()
+    got = torch.tensor([ds["ref_chosen_logps"], ds["ref_rejected_logps"]])
+    want = torch.stack([ref.ref_chosen_logps, ref.ref_rejected_logps])
+    assert (got - want).abs().max().item() < 1e-4
+
+
+def test_check_references_are_trl_code():
+    from teachkit import check
+
+    logp, old, ref, rewards, mask, G = _batch(6)
+    adv = grpo_advantages(rewards, G)
+    k3r = check.bias_corrected_k3.reference(logp.detach(), old, ref)
+    ours = grpo_loss(logp, old, ref, adv, mask, beta=0.0, aggregation="token-mean") \
+        + 0.04 * (k3r * mask).sum() / mask.sum()
+    theirs = tl.trl_grpo_loss(logp, old, ref, adv, mask, "bnpo", beta=0.04, use_bias_correction_kl=True)
+    assert abs(ours.item() - theirs.item()) < 1e-6
+    seq = check.rloo_sequence_loss.reference(logp, old, adv, mask, 0.2)
+    assert abs(seq.item() - tl.trl_rloo_loss(logp, old, adv, mask, 0.2).item()) < 1e-7
+    policy = load_world().new_policy()
+    want = to_hf(policy).state_dict()
+    got = check.gpt2_state_dict.reference(policy.state_dict(), policy.config.n_layer)
+    assert all(torch.equal(got[k], want[k]) for k in got) and set(want) - set(got) == {"lm_head.weight"}
