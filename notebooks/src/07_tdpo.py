@@ -2,10 +2,11 @@
 # # 07 · TDPO: token-level DPO with a sequential forward KL
 #
 # DPO scores whole completions: a single number log π(y|x) per completion. But a language model
-# writes one token at a time, choosing each from a distribution over the *whole vocabulary*. **Token-level DPO** (Zeng et al.,
-# ICML 2024) keeps DPO's pairs but also measures, at every position, how far the policy's full
-# next-token distribution has drifted from the reference's. It adds that drift, the *sequential
-# KL*, to the margin.
+# writes one token at a time, choosing each from a distribution over the *whole vocabulary*.
+# **Token-level DPO** (Zeng et al., ICML 2024, arXiv:2404.11999) keeps DPO's pairs but also
+# measures, at every position, how far the policy's full next-token distribution has drifted from
+# the reference's: the *sequential KL*. It subtracts a difference of two of them from DPO's margin,
+# the rejected completion's drift minus the chosen one's.
 #
 # This notebook builds the sequential KL, writes TDPO1 and TDPO2, and trains DPO, TDPO1 and TDPO2
 # from the same start. It then compares how far each moves on the chosen and on the rejected
@@ -60,11 +61,17 @@ for t in range(completion.shape[1]):
 # $$D_{SeqKL}(x, y;\ \pi_{ref}\,\|\,\pi_\theta) = \sum_{t=1}^{|y|} \mathrm{KL}\big(\pi_{ref}(\cdot|x, y_{<t})\ \|\ \pi_\theta(\cdot|x, y_{<t})\big)
 # = \sum_t \sum_v \pi_{ref}(v|\cdot)\,\big[\log\pi_{ref}(v|\cdot) - \log\pi_\theta(v|\cdot)\big].$$
 #
-# Mind the direction. This is **KL(π_ref ‖ π_θ)**: the average is taken under the *reference's*
-# next-token distribution, at the prefixes of the pair's own completions (offline data, nothing is
-# sampled). Section 3 shows why this direction appears. The KL in the RLHF objective, and on the
-# x-axis of section 5's plots, is the other one, **KL(π_θ ‖ π_ref)**, averaged over completions
-# *sampled from the policy*.
+# Mind the direction. This is the **forward KL, KL(π_ref ‖ π_θ)**: the average is taken under the
+# *reference's* next-token distribution, at the prefixes of the pair's own completions (offline
+# data, nothing is sampled). Section 3 shows why this direction appears. The KL in the RLHF
+# objective, and on the x-axis of section 5's plots, is the other one, the **reverse KL,
+# KL(π_θ ‖ π_ref)**, averaged over completions *sampled from the policy*.
+#
+# What the direction buys: the forward KL charges the policy heavily wherever the reference puts
+# probability and the policy puts little (log π_θ → −∞ there), so it keeps the policy
+# *mass-covering*: every token the reference would write stays possible. The reverse KL charges the
+# policy only where the policy itself puts mass, so dropping some of the reference's tokens is
+# cheap: it is *mode-seeking*.
 #
 # It needs the full logits (B, T, V) of both models, not just the log-probs of the written tokens.
 # Padding positions are removed by *selecting*, before any arithmetic, so that a NaN in padding
@@ -124,7 +131,8 @@ print("NaN in padding does not leak:", torch.allclose(sequential_kl(nan_pol, ref
 # $$\text{TDPO2:}\quad z = (m_w - m_l) - \alpha\big(D_{SeqKL}(y_l) - \mathrm{sg}[D_{SeqKL}(y_w)]\big)$$
 # $$\mathcal L = -\log\sigma(\beta z).$$
 #
-# TDPO2 is the variant the authors' README recommends. Reading it: pushing the rejected completion away from
+# TDPO2 is the variant the authors recommend in the README of their code
+# (github.com/Vance0124/Token-level-Direct-Preference-Optimization). Reading it: pushing the rejected completion away from
 # the reference now *costs* margin, by its sequential KL. The stop-gradient (sg) means only the
 # rejected side is held back, and α sets how hard. With α = 0 it is DPO. At π = π_ref every term
 # is 0 and the loss is ln 2, as in DPO.
@@ -163,7 +171,8 @@ for name, h in runs.items():
 dpo_h, tdpo2_h = runs["DPO"], runs["TDPO2"]
 assert dpo_h["seq_kl_rejected"][-1] > dpo_h["seq_kl_chosen"][-1]        # the rejected side runs away
 assert dpo_h["seq_kl_rejected"][-1] > 1.5 * tdpo2_h["seq_kl_rejected"][-1]
-assert tdpo2_h["seq_kl_rejected"][-1] - tdpo2_h["seq_kl_chosen"][-1] < dpo_h["seq_kl_rejected"][-1] - dpo_h["seq_kl_chosen"][-1]
+gap = {name: h["seq_kl_rejected"][-1] - h["seq_kl_chosen"][-1] for name, h in runs.items()}
+assert gap["TDPO1"] < gap["DPO"] and gap["TDPO2"] < gap["DPO"]
 for side in ("seq_kl_chosen", "seq_kl_rejected"):                      # both of TDPO2's KLs: about half
     assert tdpo2_h[side][-1] < 0.65 * dpo_h[side][-1]
 
@@ -173,7 +182,7 @@ for side in ("seq_kl_chosen", "seq_kl_rejected"):                      # both of
 # almost equally, so its correction nearly cancels and it behaves much like DPO. TDPO2 charges only
 # for the rejected side. Both of its sequential KLs end about half the size of DPO's: it stays much
 # closer to the reference on the pairs. (The gap between the two sides is smaller than DPO's for
-# both TDPO variants; TDPO1's is the smallest.)
+# both TDPO variants.)
 #
 # ## 5. The trade-off between reward and KL
 #
@@ -200,10 +209,16 @@ assert tdpo2_h["greedy_gold_reward"][-1] > dpo_h["greedy_gold_reward"][-1] + 0.1
 # at lr 1e-5, DPO reaches TDPO2's greedy accuracy (within 0.05) at a smaller KL
 assert dpo_slow_h["greedy_gold_reward"][-1] > tdpo2_h["greedy_gold_reward"][-1] - 0.05
 assert dpo_slow_h["kl_to_ref"][-1] < tdpo2_h["kl_to_ref"][-1]
+assert tdpo2_h["gold_reward"][-1] > dpo_slow_h["gold_reward"][-1]   # ... and TDPO2 keeps more sampled gold
+best = max(range(len(dpo_h["gold_reward"])), key=dpo_h["gold_reward"].__getitem__)
+print(f"DPO at lr 3e-5: sampled gold peaks at step {int(dpo_h['step'][best])} "
+      f"({dpo_h['gold_reward'][best]:.3f}), ends at {dpo_h['gold_reward'][-1]:.3f}; "
+      f"KL {dpo_h['kl_to_ref'][best]:.2f} -> {dpo_h['kl_to_ref'][-1]:.2f}")
+assert best < len(dpo_h["gold_reward"]) - 1 and dpo_h["kl_to_ref"][-1] > dpo_h["kl_to_ref"][best]
 
 # %% [markdown]
 # At lr 3e-5, TDPO2 ends with more gold reward at *less* KL than DPO. DPO at that rate has already
-# passed its best point (around step 20) and slides back down while its KL keeps growing. But at
+# passed its best point (the step is printed above) and slides back down while its KL keeps growing. But at
 # lr 1e-5, DPO reaches about the same greedy accuracy as TDPO2 at a *smaller* KL; TDPO2 keeps more
 # sampled gold reward, at a larger KL. Neither point dominates the other. So what this toy shows is
 # not that TDPO2 has a better frontier: it is that TDPO2 **tolerates a learning rate at which DPO

@@ -106,9 +106,11 @@ def plot_reward_kl(runs: dict, reward_key: str = "gold_reward") -> None:
     """Reward against KL to the reference along each run (start marked with a circle, end with a star)."""
     _check_runs(runs, [reward_key, "kl_to_ref"])
     fig, ax = figure(1)
+    styles = [("-", "o"), ("--", "s"), (":", "^"), ("-.", "D")]  # overlapping paths stay readable
     for j, (label, h) in enumerate(runs.items()):
         c = COLORS[j % len(COLORS)]
-        ax.plot(h["kl_to_ref"], h[reward_key], color=c, marker=".", label=label)
+        line, marker = styles[j % len(styles)]
+        ax.plot(h["kl_to_ref"], h[reward_key], color=c, ls=line, marker=marker, ms=5, mfc="none", label=label)
         ax.plot(h["kl_to_ref"][-1], h[reward_key][-1], color=c, marker="*", ms=14)
     first = next(iter(runs.values()))
     ax.plot(first["kl_to_ref"][0], first[reward_key][0], "ko", label="start (SFT)")
