@@ -15,12 +15,13 @@ export PYDEVD_DISABLE_FILE_VALIDATION := 1
 
 NBVAL_FLAGS := --nbval-lax --nbval-current-env --nbval-cell-timeout=300 --nbval-sanitize-with notebooks/nbval_sanitize.cfg
 
-.PHONY: setup lab test test-lib test-notebooks test-notebooks-numerics notebooks data bench clean-venv help
+.PHONY: setup lab test test-lib test-notebooks test-notebooks-numerics notebooks slides browser-check data bench clean-venv help
 
 help:
 	@echo "make lab        open the course in JupyterLab (PORT=$(PORT), LAB_ARGS=...)"
 	@echo "make test       library tests, then every notebook under nbval, twice (two float-rounding paths)"
-	@echo "make notebooks  re-execute notebooks in place (NB=05 for one) - the one way outputs are made"
+	@echo "make notebooks  build notebooks from notebooks/src and execute them in place (NB=05 for one)"
+	@echo "make slides     static HTML decks that open offline, into notebooks/_slides/ (NB=05 for one)"
 	@echo "make data       rebuild data/ (checkpoints, pairs, stored runs), deterministic"
 	@echo "make bench      run the benchmarks (minutes; quiet machine), JSON into data/"
 
@@ -54,8 +55,18 @@ NUMERICS_ENV ?= ATEN_CPU_CAPABILITY=default MKL_CBWR=COMPATIBLE
 test-notebooks-numerics: setup
 	$(NUMERICS_ENV) $(PY) -m pytest $(NBVAL_FLAGS) -q notebooks/$(if $(NB),$(NB)*.ipynb,)
 
+# Source (notebooks/src, jupytext percent format) -> .ipynb -> executed in place.
 notebooks: setup
-	$(PY) -m teachkit.devtools.run_notebooks $(NB)
+	$(PY) -m teachkit.devtools.sync_notebooks --execute $(NB)
+
+# Static reveal.js decks, one per notebook, into notebooks/_slides/ (git-ignored); they open offline.
+slides: setup
+	$(PY) -m teachkit.devtools.slides build $(NB)
+
+# Maintainers: every notebook run in JupyterLab in the system Chromium (Debian: apt-get install chromium).
+browser-check: setup
+	$(PY) -m pip install -qq --progress-bar off -e ".[test,trl,browser]"
+	$(PY) -m teachkit.devtools.browser_check $(NB)
 
 data: setup
 	$(PY) -m teachkit.devtools.make_data
