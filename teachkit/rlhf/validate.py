@@ -15,8 +15,8 @@ The contract
   A mask has exactly the shape of the values it selects from.
 - **Shapes.** Tensors that pair up entry by entry must share one shape; per-sequence tensors
   (B,) must have one entry per row of the per-token tensors (B, T).
-- **Hyperparameters.** Real numbers (Python or NumPy; not bool), finite, inside the documented
-  range; the check returns ``float(value)``.
+- **Hyperparameters.** Real numbers (Python, NumPy or a 0-dim tensor; not bool), finite, inside
+  the documented range; the check returns ``float(value)``.
 - **Empty batch: an error, everywhere.** Every public function raises ``ValueError`` when its
   batch is empty: a tensor argument with no entries (B = 0 sequences or pairs, or T = 0
   positions), or a mask with no 1 anywhere. There is no neutral value to return: the mean of
@@ -25,7 +25,8 @@ The contract
   per-row sum or mean is 0 (and a sequence-level mean counts it as a row of 0, as TRL does).
 - **Values under mask 0** are never checked: they may hold anything, NaN and inf included, and
   never reach a result or a gradient (see ``masking.py``). NaN or inf where the mask is 1 is data,
-  not padding: it propagates into the result (a NaN loss), it is never hidden.
+  not padding: it propagates into the result (a NaN loss), or is a clear error where a function
+  needs finite values (the rewards of the group baselines, ORPO's log-probs); it is never hidden.
 """
 
 from __future__ import annotations
@@ -114,8 +115,9 @@ def check_one_per_row(name: str, x: torch.Tensor, rows_of: torch.Tensor, rows_na
     """A per-sequence tensor (B,) must hold one value per row of ``rows_of`` (B, T)."""
     check_floating(name, x, ndim=1)
     if x.shape[0] != rows_of.shape[0]:
-        raise ValueError(f"{name} must hold one value per sequence (completion): {rows_name}{tuple(rows_of.shape)} has "
-                         f"{rows_of.shape[0]} rows but {name}{tuple(x.shape)} has {x.shape[0]}")
+        raise ValueError(f"{name} must hold one value per sequence (completion): "
+                         f"{rows_name}{tuple(rows_of.shape)} has {rows_of.shape[0]} rows "
+                         f"but {name}{tuple(x.shape)} has {x.shape[0]}")
     return x
 
 
@@ -176,7 +178,7 @@ def check_integer(name: str, value, low: int) -> int:
 
 
 def check_choice(name: str, value, choices: tuple) -> None:
-    """``value`` must be one of ``choices`` (compared with ==, bool never matches an int)."""
+    """``value`` must be one of ``choices``: equal and of the same type (so True is not 1, nor 2.0 the 2)."""
     if isinstance(value, bool) or not any(type(value) is type(c) and value == c for c in choices):
         listing = ", ".join(repr(c) for c in choices)
         raise ValueError(f"unknown {name} {value!r}: {name} must be one of {listing}")
