@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 
+from teachkit.sparse import platform_io
 from teachkit.sparse.baselines import DenseMmap, DenseRAM, DenseStream, LLMFlash, NoCacheSparse
 from teachkit.sparse.engine import EngineConfig, NumpyGPT, OraclePredictor, SparseFFN, plan_regions
 from teachkit.sparse.flash import FlashFormatError, FlashSpec, write_flash
@@ -130,7 +131,8 @@ def test_dense_mmap_never_holds_more_than_its_budget(stack_files):
         for l in range(3):
             np.testing.assert_allclose(be(l, X[t]), dense_ffn_ref(stack.bundles[l], X[t], True), rtol=1e-4, atol=1e-4)
             slack = 2 * read_ahead_bytes(bpath) + 2 * 4096                # readahead in flight, header page
-            assert cached_pages(bpath) * 4096 <= budget + slack            # the kernel agrees
+            if platform_io.CAPS.fadvise:                                   # else the page cache keeps what was read
+                assert cached_pages(bpath) * 4096 <= budget + slack        # the kernel agrees
     assert 0 < be.peak_resident <= budget
     be.close()
 

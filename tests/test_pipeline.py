@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from deadline import error_within
+from teachkit.sparse.aio import BYTES_PER_SLOT, KernelAIO
 from teachkit.sparse.bundles import dequantize_int8, quantize_int8
 from teachkit.sparse.engine import EngineConfig, OraclePredictor, SparseFFN
 from teachkit.sparse.flash import FlashSpec, write_flash
@@ -192,7 +193,9 @@ def test_budget_covers_every_array_the_engine_holds(tmp_path, stack):
         held = sum(held_array_bytes(eng).values())
         kv, prefill = 50_000, 8 * 4 * (64 * 3 + 2 * c.d)      # held by the model / made during prefill
         assert held + kv + prefill <= eng.cache.bytes_total <= budget
-        assert eng.cache.bytes_total - (held + kv + prefill) < 1024     # nothing large is left uncounted
+        slots = 0 if isinstance(eng.pipe.aio, KernelAIO) else BYTES_PER_SLOT * eng.pipe.io.n_rows
+        assert eng.cache.bytes_total - (held + kv + prefill) < 1024 + slots   # nothing large is left uncounted
+        # (the budget counts kernel AIO's tables; pread threads hold none, so they leave that much spare)
         assert pred.W.nbytes + fixed["attn"].nbytes <= held
     assert eng.stats()["outside_budget"] == 0
 

@@ -19,8 +19,16 @@ collects the completions with another, all from one thread. Measured on the cour
 ``io_submit`` does the read before it returns (still correct, just not overlapped).
 
 :class:`ThreadedReads` offers the same ``submit`` / ``reap`` on a pool of ``pread`` threads
-(reads in flight = threads): the fallback where kernel AIO is missing, and what it is
-measured against in notebook 12.
+(reads in flight = threads): the fallback where kernel AIO is missing (macOS; on Windows the
+threads seek and read, see :mod:`teachkit.sparse.platform_io`), and what it is measured
+against in notebook 12.
+
+**Failures.** Every wait has a deadline. A read that fails comes back as ``-errno`` in its
+result; an exception in a read thread, or a refused ``io_submit``, raises
+:class:`~teachkit.sparse.reader.FlashReadError` with the real error as its ``__cause__``.
+``close()`` waits at most ``close_timeout`` seconds: a thread still stuck in a read after that
+(a hung disk: a read in the kernel cannot be cancelled) is left behind as a daemon, named in
+``stuck`` and in a ``RuntimeWarning``.
 """
 
 from __future__ import annotations
@@ -31,12 +39,16 @@ import platform
 import queue
 import threading
 import time
+import warnings
 
 import numpy as np
 from numba import njit
 
+from . import platform_io
+from .reader import FlashReadError
+
 __all__ = ["BYTES_PER_SLOT", "KernelAIO", "ThreadedReads", "AioUnavailable", "kernel_aio_available", "open_async_reads",
-           "read_batch"]
+           "read_batch", "join_within"]
 
 IOCB = np.dtype([("data", "<u8"), ("key", "<u4"), ("rw_flags", "<u4"), ("opcode", "<u2"), ("reqprio", "<i2"),
                  ("fildes", "<u4"), ("buf", "<u8"), ("nbytes", "<u8"), ("offset", "<i8"), ("reserved2", "<u8"),
@@ -55,12 +67,26 @@ class _Timespec(ctypes.Structure):
     _fields_ = [("tv_sec", ctypes.c_long), ("tv_nsec", ctypes.c_long)]
 
 
-_libc = ctypes.CDLL(None, use_errno=True)          # CDLL calls release the GIL
-_libc.syscall.restype = ctypes.c_long
-
-
 def _sys(nr: int, *args) -> int:
-    return _libc.syscall(ctypes.c_long(nr), *args)
+    libc = platform_io.libc()                        # CDLL calls release the GIL
+    libc.syscall.restype = ctypes.c_long
+    return libc.syscall(ctypes.c_long(nr), *args)
+
+
+def join_within(threads, seconds: float, what: str) -> list[str]:
+    """Join ``threads`` within ``seconds`` in all; name (and warn about) those still running.
+
+    A thread blocked in a read inside the kernel cannot be stopped from Python; it is a daemon,
+    so it will not keep the interpreter alive, and it exits when its read returns.
+    """
+    end = time.monotonic() + seconds
+    for t in threads:
+        t.join(max(0.0, end - time.monotonic()))
+    stuck = [t.name for t in threads if t.is_alive()]
+    if stuck:
+        warnings.warn(f"{what}: {len(stuck)} thread(s) still stuck in a read after {seconds} s "
+                      f"({', '.join(stuck)}); left behind as daemons", RuntimeWarning, stacklevel=3)
+    return stuck
 
 
 @njit(nogil=True, cache=True)
@@ -89,7 +115,7 @@ class KernelAIO:
 
     def __init__(self, fd: int, depth: int):
         nrs = _SYSCALLS.get(platform.machine())
-        if nrs is None or not hasattr(os, "O_DIRECT"):
+        if nrs is None or not platform_io.CAPS.kernel_aio:
             raise AioUnavailable(f"no kernel AIO on {platform.system()} {platform.machine()}")
         self._setup, self._destroy, self._submit, self._getevents = nrs
         if depth < 1:
@@ -105,6 +131,7 @@ class KernelAIO:
         self._lock = threading.Lock()                # submit and reap may run on different threads
         self.events = np.zeros(self.depth, IO_EVENT)
         self.in_flight = 0
+        self.stuck: list[str] = []                   # no threads of its own
 
     def submit(self, addr: np.ndarray, offset: np.ndarray, length: np.ndarray, tags: np.ndarray) -> None:
         """Queue reads ``length[i]`` bytes at ``offset[i]`` into address ``addr[i]``; ``tags[i]`` comes back."""
@@ -129,7 +156,8 @@ class KernelAIO:
                 err = ctypes.get_errno()
                 self.in_flight += done                   # the reads the kernel took are in flight
                 self.free.extend(int(s) for s in slots[done:])
-                raise OSError(err, f"io_submit failed after {done} of {k} reads: {os.strerror(err)}")
+                cause = OSError(err, os.strerror(err))
+                raise FlashReadError(err, f"io_submit failed after {done} of {k} reads: {os.strerror(err)}") from cause
             done += n
         self.in_flight += k
 
@@ -159,28 +187,42 @@ class KernelAIO:
 
 
 class ThreadedReads:
-    """:class:`KernelAIO`'s interface on ``depth`` threads that each run blocking ``pread``."""
+    """:class:`KernelAIO`'s interface on ``depth`` threads that each run blocking reads.
 
-    def __init__(self, fd: int, depth: int):
+    Reads go through :class:`~teachkit.sparse.platform_io.RangeFile` (``pread``, or seek +
+    readinto on a handle per thread, opened from ``path``, where the OS has no ``pread``).
+    ``fault(n)`` (a test hook) runs in the read thread before each read; it may raise or block.
+    """
+
+    def __init__(self, fd: int, depth: int, path=None, fault=None, close_timeout: float = 2.0):
         if depth < 1:
             raise ValueError(f"depth must be positive, got {depth}")
-        self.fd, self.depth = int(fd), int(depth)
+        self.fd, self.depth, self.fault, self.close_timeout = int(fd), int(depth), fault, float(close_timeout)
+        self.file = platform_io.RangeFile(fd, path)
         self.jobs: queue.Queue = queue.Queue()
         self.results: list = []
         self.cv = threading.Condition()
         self.in_flight = 0
+        self.n_started = 0
+        self.error: BaseException | None = None      # the first exception raised in a read thread
+        self.stuck: list[str] = []
         self.threads = [threading.Thread(target=self._loop, daemon=True, name=f"pread-{i}") for i in range(depth)]
         for t in self.threads:
             t.start()
 
     def _loop(self):
-        pread = _libc.pread
-        pread.restype = ctypes.c_ssize_t
-        pread.argtypes = [ctypes.c_int, ctypes.c_uint64, ctypes.c_size_t, ctypes.c_int64]
         while (job := self.jobs.get()) is not None:
             addr, off, length, tag = job
-            got = pread(self.fd, addr, length, off)
-            res = got if got >= 0 else -ctypes.get_errno()
+            try:
+                if self.fault is not None:
+                    with self.cv:
+                        n, self.n_started = self.n_started, self.n_started + 1
+                    self.fault(n)
+                res = self.file.read_address(addr, length, off)
+            except BaseException as err:  # noqa: BLE001 - handed to whoever reaps
+                res = -5                                  # EIO; the exception itself goes with the next reap
+                with self.cv:
+                    self.error = self.error or err
             with self.cv:
                 self.results.append((tag, res))
                 self.cv.notify()
@@ -199,22 +241,28 @@ class ThreadedReads:
         return range(self.depth - self.in_flight)
 
     def reap(self, min_nr: int = 0, timeout: float = 0.0):
+        """Completed reads ``(tags, results)``; raises :class:`FlashReadError` if a read thread raised."""
         end = time.monotonic() + timeout
         with self.cv:
             need = min(min_nr, self.in_flight)
-            while len(self.results) < need and (left := end - time.monotonic()) > 0:
+            while len(self.results) < need and self.error is None and (left := end - time.monotonic()) > 0:
                 self.cv.wait(left)
             got, self.results = self.results, []
             self.in_flight -= len(got)
+            err = self.error
+        if err is not None:
+            raise FlashReadError(f"a read thread failed: {err!r}") from err
         tags = np.array([t for t, _ in got], dtype=np.int64)
         return tags, np.array([r for _, r in got], dtype=np.int64)
 
     def close(self) -> None:
-        """Stop the threads once the reads already queued are done (as ``io_destroy`` waits for them)."""
+        """Stop the threads once the reads already queued are done (as ``io_destroy`` waits for them),
+        waiting at most ``close_timeout`` s; threads still stuck in a read are named in ``stuck``."""
         for _ in self.threads:
             self.jobs.put(None)
-        for t in self.threads:                           # no pread may write into the buffer after close
-            t.join()
+        self.stuck = join_within(self.threads, self.close_timeout, "closing the read threads")
+        if not self.stuck:                               # a stuck read may still use its handle
+            self.file.close()
 
 
 def read_batch(reads, addr, offset, length, timeout: float, what: str, min_first: int | None = None) -> float:
@@ -226,8 +274,6 @@ def read_batch(reads, addr, offset, length, timeout: float, what: str, min_first
     Raises :class:`~teachkit.sparse.reader.FlashReadError` naming ``what`` if one comes back
     short or failed, or if nothing completes within ``timeout`` seconds (never hangs).
     """
-    from .reader import FlashReadError
-
     length = np.asarray(length, dtype=np.int64)
     reads.submit(addr, offset, length, np.arange(len(length)))
     got, t_first = 0, None
@@ -253,8 +299,9 @@ def kernel_aio_available() -> bool:
         return False
 
 
-def open_async_reads(fd: int, depth: int, kind: str = "auto"):
-    """``kind``: ``"kernel"`` (:class:`KernelAIO`), ``"threads"`` (:class:`ThreadedReads`) or ``"auto"``."""
+def open_async_reads(fd: int, depth: int, kind: str = "auto", path=None):
+    """``kind``: ``"kernel"`` (:class:`KernelAIO`), ``"threads"`` (:class:`ThreadedReads`) or ``"auto"``
+    (kernel AIO where the platform has it). ``path``: the file's, for platforms without ``pread``."""
     if kind not in ("auto", "kernel", "threads"):
         raise ValueError(f"kind must be 'auto', 'kernel' or 'threads', got {kind!r}")
     if kind != "threads":
@@ -263,4 +310,4 @@ def open_async_reads(fd: int, depth: int, kind: str = "auto"):
         except AioUnavailable:
             if kind == "kernel":
                 raise
-    return ThreadedReads(fd, depth)
+    return ThreadedReads(fd, depth, path)

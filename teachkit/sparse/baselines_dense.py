@@ -17,8 +17,9 @@ from collections import OrderedDict
 
 import numpy as np
 
+from . import platform_io
 from .flash import FlashFile
-from .reader import FlashReader, aligned_buffer
+from .reader import FlashReader, FlashReadError, aligned_buffer
 
 __all__ = ["DenseRAM", "DenseMmap", "DenseStream", "dense_bundle_ffn", "read_ahead_bytes"]
 
@@ -69,16 +70,8 @@ class DenseRAM(_Backend):
 
 
 def read_ahead_bytes(path, default: int = 128 << 10) -> int:
-    """The kernel's readahead window for the device holding ``path`` (sysfs), else ``default``."""
-    st = os.stat(path)
-    dev = f"/sys/dev/block/{os.major(st.st_dev)}:{os.minor(st.st_dev)}"
-    for q in (f"{dev}/queue/read_ahead_kb", f"{dev}/../queue/read_ahead_kb"):
-        try:
-            with open(q) as f:
-                return int(f.read()) << 10
-        except (OSError, ValueError):
-            continue
-    return default
+    """The kernel's readahead window for the device holding ``path`` (Linux sysfs), else ``default``."""
+    return platform_io.read_ahead_bytes(path, default)
 
 
 class DenseMmap(_Backend):
@@ -106,9 +99,10 @@ class DenseMmap(_Backend):
         self.chunk = min(s.n_neurons, ((self.budget - self.reserve) // 4 - 2 * mmap.PAGESIZE) // s.stride)
         if self.chunk < 1:
             raise ValueError(f"DenseMmap needs a budget of at least 4 bundles + readahead, got {budget} B")
-        self.fd = os.open(self.flash.path, os.O_RDONLY)
-        os.posix_fadvise(self.fd, 0, 0, os.POSIX_FADV_DONTNEED)
-        self.mm = mmap.mmap(self.fd, 0, prot=mmap.PROT_READ)
+        self.fd = platform_io.open_read(self.flash.path)
+        platform_io.drop_cache(self.fd)
+        self.size = os.fstat(self.fd).st_size
+        self.mm = mmap.mmap(self.fd, 0, access=mmap.ACCESS_READ)
         raw = np.frombuffer(self.mm, dtype=np.uint8, offset=self.flash.data_offset)
         self.units = raw.reshape(s.n_layers, s.n_neurons, s.stride)
         self.resident: OrderedDict[tuple, int] = OrderedDict()    # (layer, first neuron) -> bytes, LRU order
@@ -123,14 +117,16 @@ class DenseMmap(_Backend):
 
     def _evict(self, key):
         lo, n = self._pages(key[0], key[1], min(self.chunk, self.flash.spec.n_neurons - key[1]))
-        self.mm.madvise(mmap.MADV_DONTNEED, lo, n)
-        os.posix_fadvise(self.fd, lo, n, os.POSIX_FADV_DONTNEED)
+        if hasattr(self.mm, "madvise"):                   # not on Windows: there the OS decides
+            self.mm.madvise(mmap.MADV_DONTNEED, lo, n)
+        platform_io.drop_cache(self.fd, lo, n)
 
     def __call__(self, layer, x):
         s = self.flash.spec
         out = np.zeros(s.d, np.float32)
         for a in range(0, s.n_neurons, self.chunk):
             n = min(self.chunk, s.n_neurons - a)
+            self._check_size(layer)
             need = self._pages(layer, a, n)[1]
             self.resident.pop((layer, a), None)
             while self.resident and sum(self.resident.values()) + need + self.reserve > self.budget:
@@ -140,6 +136,15 @@ class DenseMmap(_Backend):
             B = self.units[layer, a:a + n, :s.bundle_bytes].view(np.float32).reshape(n, s.n_mats, s.d)
             dense_bundle_ffn(B, x, self.gated, out)
         return out
+
+    def _check_size(self, layer):
+        """A page fault past the end of a truncated file kills the process (SIGBUS): check the size
+        first (one ``fstat``), so truncation is an error. A truncation between this check and the
+        touch can still fault; the window is one chunk's compute."""
+        size = os.fstat(self.fd).st_size
+        if size < self.size:
+            raise FlashReadError(f"{self.flash.path.name} shrank from {self.size} to {size} B while mapped "
+                                 f"(reading layer {layer}); the mmap engine stops here instead of faulting")
 
     def close(self):
         units = self.units

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from . import kernels as K
+from . import platform_io
 from .flash import FlashFile, FlashSpec, write_flash
 from .planner import profile_model
 from .reader import drop_cache
@@ -32,15 +33,9 @@ from .synthetic import SyntheticConfig, SyntheticStack
 __all__ = ["TracePredictor", "Workload", "run_backend", "run_interleaved", "disk_read_bytes"]
 
 
-def disk_read_bytes() -> int:
-    """Bytes this process has made the kernel fetch from storage (``/proc/self/io``)."""
-    try:
-        for line in Path("/proc/self/io").read_text().splitlines():
-            if line.startswith("read_bytes:"):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return -1
+def disk_read_bytes() -> int | None:
+    """Bytes this process has made the kernel fetch from storage (``/proc/self/io``); None where the OS keeps no count."""
+    return platform_io.process_read_bytes()
 
 
 class TracePredictor:
@@ -155,7 +150,8 @@ def run_interleaved(w: Workload, backends: dict, n_warm: int, n_time: int, check
     """Every backend decodes token t before any decodes t+1, so all see the same machine load.
 
     Bytes read come from each engine's own reader counters; the mmap engine has none, so its
-    bytes are the kernel's ``/proc/self/io`` read_bytes during its own calls.
+    bytes are the kernel's ``/proc/self/io`` read_bytes during its own calls (nan where the OS
+    keeps no such count: macOS, Windows).
     """
     lat = {k: [] for k in backends}
     disk = {k: 0 for k in backends}
@@ -169,7 +165,8 @@ def run_interleaved(w: Workload, backends: dict, n_warm: int, n_time: int, check
             d0 = disk_read_bytes()
             chk = checks.get(name) if (checks and t == n_warm) else None
             lat[name].append(_token(w, b, t, chk))
-            disk[name] += disk_read_bytes() - d0
+            d1 = disk_read_bytes()
+            disk[name] += float("nan") if d0 is None or d1 is None else d1 - d0     # nan: the OS keeps no count
         if t == n_warm - 1 or t == n_warm + n_time - 1:
             log(f"    token {t + 1}/{n_warm + n_time} done")
     out = {}

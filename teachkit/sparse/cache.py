@@ -282,8 +282,11 @@ class SegmentedCache:
 
     ``hot_clusters``: per layer, a list of sorted int64 neuron arrays of ``cluster_size``
     (the planner's hot set, grouped). ``extra_bytes``: other buffers the engine holds
-    (staging, KV cache) that count toward the same budget.
+    (staging, KV cache) that count toward the same budget. ``history`` keeps one record per
+    token for the last ``HISTORY_LEN`` tokens (about 0.7 KiB each), so it stops growing.
     """
+
+    HISTORY_LEN = 1024
 
     def __init__(self, cfg: CacheConfig, budget: int, fixed: dict | None = None,
                  hot_clusters: list | None = None, extra_bytes: int = 0):
@@ -321,7 +324,7 @@ class SegmentedCache:
                              f"but the budget is {self.budget} B")
         self.traffic = {"hot": 0, "cold": 0}       # bytes brought in from flash, per region
         self._lock = threading.Lock()              # the I/O thread adds traffic while the compute thread reads it
-        self.history: list[dict] = []              # one record per token (see end_token)
+        self.history: list[dict] = []              # one record per token, the last HISTORY_LEN (see end_token)
         self._token = {"hot_hits": 0, "hot_misses": 0, "cold_hits": 0, "cold_misses": 0,
                        "prefetched": 0, "prefetch_hits": 0,
                        "hot_neuron_hits": 0, "hot_neuron_misses": 0, "hot_bytes_in": 0, "cold_bytes_in": 0}
@@ -458,9 +461,11 @@ class SegmentedCache:
         return m[m >= 0]
 
     def end_token(self) -> dict:
-        """Close the accounting of one token and append it to ``history``."""
+        """Close the accounting of one token and append it to ``history`` (the last ``HISTORY_LEN`` kept)."""
         rec = dict(self._token, hot_occupied=self.hot.occupied, cold_occupied=self.cold.occupied)
         self.history.append(rec)
+        if len(self.history) > self.HISTORY_LEN:          # bounded: a long run holds no more than a short one
+            del self.history[0]
         self._token = {k: 0 for k in self._token}
         return rec
 

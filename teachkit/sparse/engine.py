@@ -21,7 +21,8 @@ The memory budget covers everything the engine holds: the fixed region (embeddin
 attention, norms), the predictor (its ``nbytes``), the hot and cold regions and their
 bookkeeping tables, the I/O staging buffers, the prefill buffers (sized for ``max_prompt``
 rows) and the model's KV cache (``kv_bytes``). It is checked once, when the engine is built
-(see ``SegmentedCache``); nothing grows afterwards. The one exception is declared: an
+(see ``SegmentedCache``); nothing grows afterwards (the trace and the per-token history are
+rings of fixed length, outside the budget: under 2 MiB together). The one exception is declared: an
 :class:`OraclePredictor` (``oracle = True``) holds the full first matrix outside the budget,
 and :meth:`SparseFFN.stats` reports its bytes as ``outside_budget``.
 
@@ -42,7 +43,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .aio import BYTES_PER_SLOT
+from .aio import BYTES_PER_SLOT, join_within
 from .unit_reads import JOB_BYTES_PER_ROW
 from .cache import CacheConfig, SegmentedCache
 from .flash import FlashFile
@@ -68,6 +69,7 @@ class EngineConfig:
     prefill_chunk: int = 256       # neurons per sequential prefill read
     max_prompt: int = 64           # prompt rows the prefill buffers are sized (and budgeted) for
     lookahead: bool = False        # guess layer l+1 from layer l's input while l waits; read the guess when l is done
+    check_reads: bool = False      # crc32 of every bundle read (a table of 4 B per neuron, in the budget)
 
 
 def hot_clusters_from_freq(freq: np.ndarray, hot_neurons: int, cluster_size: int) -> list:
@@ -115,6 +117,7 @@ def engine_memory(spec, cfg: EngineConfig, held_bytes: int, gated: bool, n_hot_c
     """
     rows = staging_rows(cfg, cfg.cluster_size)
     staging = (rows + cfg.prefill_chunk) * spec.stride + rows * (BYTES_PER_SLOT + JOB_BYTES_PER_ROW)   # + AIO, job tables
+    staging += spec.n_layers * spec.units_per_layer * 4 if cfg.check_reads else 0                # crc32 per unit
     dequant = cfg.prefill_chunk * spec.n_mats * spec.d * 4 if spec.dtype == "int8" else 0
     prefill = cfg.max_prompt * 4 * (cfg.prefill_chunk * (3 if gated else 2) + 2 * spec.d) + dequant
     if n_hot_clusters is None:
@@ -148,7 +151,9 @@ class _BoundedIO:
 
     def __init__(self, timeout: float, name: str):
         self.timeout, self.jobs = timeout, queue.Queue()
-        threading.Thread(target=self._loop, daemon=True, name=name).start()
+        self.thread = threading.Thread(target=self._loop, daemon=True, name=name)
+        self.thread.start()
+        self.stuck: list[str] = []
 
     def _loop(self):
         while (job := self.jobs.get()) is not None:
@@ -165,12 +170,15 @@ class _BoundedIO:
         if not done.wait(self.timeout):
             raise PipelineTimeout(f"{what}: no read completed within {self.timeout} s; the I/O thread is stuck")
         value, err = box[0]
+        if isinstance(err, FlashReadError):
+            raise err
         if err is not None:
-            raise err if isinstance(err, FlashReadError) else FlashReadError(f"{what} failed: {err!r}")
+            raise FlashReadError(f"{what} failed: {err!r}") from err
         return value
 
-    def close(self):
+    def close(self, timeout: float = 2.0):
         self.jobs.put(None)
+        self.stuck = join_within([self.thread], timeout, "closing the prefill I/O thread")
 
 
 def _nbytes_of_predictor(predictor) -> int:
@@ -214,15 +222,19 @@ class SparseFFN:
         self.trace = trace if trace is not None else Trace()
         self.pipe = ClusterPipeline(self.flash, self.cache,
                                     PipelineConfig(cfg.schedule, cfg.read_unit, cfg.cluster_size, cfg.io_depth,
-                                                   cfg.timeout, cfg.aio), gated, self.trace, fault=fault)
-        self.prefill_reader = FlashReader(self.flash, cfg.prefill_chunk, fault=fault)
+                                                   cfg.timeout, cfg.aio, cfg.check_reads), gated, self.trace, fault=fault)
+        self.prefill_reader = FlashReader(self.flash, cfg.prefill_chunk, fault=fault, check=cfg.check_reads)
         self.prefill_io = _BoundedIO(cfg.timeout, "flash-prefill-io")
         self.tokens = 0
+        self.stuck: list[str] = []                    # threads close() had to leave in a read (none, normally)
 
     def close(self) -> None:
+        """Stop every thread, waiting at most a few seconds; ``stuck`` names any left in a read."""
         self.pipe.close()
         self.prefill_io.close()
-        self.prefill_reader.close()
+        if not self.prefill_io.stuck:                 # a stuck prefill read still uses the reader's buffer
+            self.prefill_reader.close()
+        self.stuck = self.pipe.stuck + self.prefill_io.stuck
 
     def __enter__(self):
         return self

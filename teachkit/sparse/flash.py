@@ -20,6 +20,12 @@ bytes: with ``align=4096`` every read is O_DIRECT-able (offset, length and buffe
 
 A file that is truncated, corrupt (crc32 mismatch) or made for another model raises
 :class:`FlashFormatError` with a message saying which; nothing is silently misread.
+
+The header's checksums cover whole layers, checked once when a file is opened. For a check of
+every read (a disk that returns bad bytes later, a file overwritten while in use),
+:meth:`FlashFile.unit_crcs` derives each unit's crc32 from a verified pass and
+:meth:`FlashFile.first_bad_unit` compares read bytes with it (``check_reads=True`` in the
+engine; it costs one crc32 pass over every byte read).
 """
 
 from __future__ import annotations
@@ -32,6 +38,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+
+from . import platform_io
 
 __all__ = ["FlashSpec", "FlashFile", "FlashFormatError", "write_flash", "MAGIC", "VERSION"]
 
@@ -176,7 +184,7 @@ def write_flash(path, spec: FlashSpec, layers) -> Path:
         f.write(_PREFIX.pack(MAGIC, VERSION, len(head), zlib.crc32(head)) + head)
         f.flush()
         os.fsync(f.fileno())                    # written pages are dirty: they can only be dropped once on disk
-        os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
+        platform_io.drop_cache(f.fileno())      # where the platform can (see platform_io)
     os.replace(tmp, path)
     return path
 
@@ -221,6 +229,7 @@ class FlashFile:
         if size != want:
             raise FlashFormatError(f"{self.path}: {size} bytes on disk but the header describes {want}: "
                                    f"the file is {'truncated' if size < want else 'too long'}")
+        self._unit_crcs = None
         if expect is not None:
             self.check_matches(expect)
         if verify:
@@ -239,20 +248,58 @@ class FlashFile:
 
     def verify(self) -> None:
         """Recompute each layer's crc32 (reads the whole file once)."""
-        lb = self.spec.layer_bytes
+        self._scan(units=False)
+
+    def unit_crcs(self) -> np.ndarray:
+        """crc32 of every unit (all ``stride`` bytes): uint32 ``(n_layers, units_per_layer)``.
+
+        Made by one pass over the file that also checks every layer's crc32 against the header,
+        so the table describes the file as written; kept after the first call. A per-read check
+        (:meth:`first_bad_unit`) compares what a read brought back against it.
+        """
+        if self._unit_crcs is None:
+            self._unit_crcs = self._scan(units=True)
+        return self._unit_crcs
+
+    def first_bad_unit(self, layer: int, units, raw: np.ndarray, rows=None) -> int:
+        """Index j of the first ``units[j]`` whose bytes (row ``rows[j]`` of ``raw``, uint8 ``(·, stride)``)
+        do not match :meth:`unit_crcs`; -1 if all match. Costs one crc32 pass over the bytes."""
+        table = self.unit_crcs()[layer]
+        units = np.asarray(units).tolist()
+        rows = range(len(units)) if rows is None else np.asarray(rows).tolist()
+        for j, (u, r) in enumerate(zip(units, rows)):
+            if zlib.crc32(raw[r]) != table[u]:
+                return j
+        return -1
+
+    def _scan(self, units: bool):
+        """Check every layer's crc32; with ``units``, also return every unit's crc32."""
+        s = self.spec
+        per = max(1, (16 << 20) // s.stride) * s.stride            # whole units per read
+        table = np.zeros((s.n_layers, s.units_per_layer), np.uint32) if units else None
+        buf = bytearray(per)
         with open(self.path, "rb", buffering=0) as f:
             f.seek(self.data_offset)
             for layer, want in enumerate(self.layer_crc32):
-                crc, left = 0, lb
+                crc, left, u = 0, s.layer_bytes, 0
                 while left:
-                    chunk = f.read(min(left, 16 << 20))
-                    if not chunk:
+                    n = min(left, per)
+                    view = memoryview(buf)[:n]
+                    got = 0
+                    while got < n and (k := f.readinto(view[got:])):
+                        got += k
+                    if got < n:
                         raise FlashFormatError(f"{self.path}: truncated inside layer {layer}")
-                    crc = zlib.crc32(chunk, crc)
-                    left -= len(chunk)
+                    crc = zlib.crc32(view, crc)
+                    left -= n
+                    if units:
+                        for a in range(0, n, s.stride):
+                            table[layer, u] = zlib.crc32(view[a:a + s.stride])
+                            u += 1
                 if crc != want:
                     raise FlashFormatError(f"{self.path}: layer {layer} is corrupt (crc32 mismatch)")
-            os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)    # leave the page cache cold
+            platform_io.drop_cache(f.fileno())      # leave the page cache cold, where the platform can
+        return table
 
     def offset(self, layer: int, neuron: int, mat: int = 0) -> int:
         return self.spec.unit_offset(self.data_offset, layer, neuron, mat)
@@ -279,8 +326,9 @@ class FlashFile:
         if not 0 <= layer < s.n_layers:
             raise ValueError(f"layer must be in 0..{s.n_layers - 1}, got {layer}")
         with open(self.path, "rb", buffering=0) as f:
-            raw = os.pread(f.fileno(), s.layer_bytes, self.offset(layer, 0))
-            os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
+            f.seek(self.offset(layer, 0))
+            raw = f.read(s.layer_bytes)
+            platform_io.drop_cache(f.fileno())
         if len(raw) != s.layer_bytes:
             raise FlashFormatError(f"{self.path}: short read in layer {layer}")
         units = np.frombuffer(raw, dtype=np.uint8).reshape(s.units_per_layer, s.stride)

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .reader import (FlashReader, FlashReadError, _open, aligned_buffer, cached_pages, direct_io_works, drop_cache,
-                     runs)
+from . import platform_io
+from .reader import FlashReader, FlashReadError, aligned_buffer, cached_pages, direct_io_works, drop_cache, runs
 
 __all__ = ["FlashReader", "FlashReadError", "aligned_buffer", "profile_reads", "burst_profile", "sequential_read_bw",
            "runs", "interpolate_bw", "cached_pages", "drop_cache", "direct_io_works"]
@@ -37,18 +37,17 @@ def _scratch_file(nbytes: int, directory=None) -> Path:
     return Path(name)
 
 
-def _open_uncached(path, direct: bool) -> int:
+def _open_uncached(path, direct: bool) -> tuple[int, str]:
     """Open for reading past the page cache: O_DIRECT, or (where refused) evict the file's pages first.
 
     Without O_DIRECT the measurement drops cached pages once; repeated random reads of the same
-    block may then hit the cache, so the profile is optimistic on such filesystems.
+    block may then hit the cache, so the profile is optimistic on such filesystems. Where the
+    platform cannot drop pages at all (``how`` = ``"buffered"``) the profile may be a memory figure.
     """
-    fd = _open(path, direct)
-    if fd < 0:
-        fd = os.open(path, os.O_RDONLY)
-    os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-    os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_RANDOM)
-    return fd
+    fd, how = platform_io.open_uncached(path, direct)
+    platform_io.drop_cache(fd)
+    platform_io.advise_random(fd)
+    return fd, how
 
 
 def _keep_in_flight(path, direct: bool, offsets: np.ndarray, size: int, qd: int, method: str) -> float:
@@ -59,9 +58,9 @@ def _keep_in_flight(path, direct: bool, offsets: np.ndarray, size: int, qd: int,
     """
     from .aio import open_async_reads
 
-    fd = _open_uncached(path, direct)
+    fd, _ = _open_uncached(path, direct)
     buf = aligned_buffer(qd * size)
-    reads = open_async_reads(fd, qd, method)
+    reads = open_async_reads(fd, qd, method, path=path)
     try:
         t0 = time.perf_counter()
         nxt = done = 0
@@ -133,11 +132,11 @@ def burst_profile(size: int, path=None, ks=(8, 16, 32, 64, 128), repeats: int = 
 def _bursts(path, size, ks, repeats, seed, method) -> dict:
     from .aio import open_async_reads, read_batch
 
-    fd = _open_uncached(path, True)
+    fd, _ = _open_uncached(path, True)
     span = os.path.getsize(path)
     rng = np.random.default_rng(seed)
     buf = aligned_buffer(max(ks) * size)
-    reads = open_async_reads(fd, max(ks), method)
+    reads = open_async_reads(fd, max(ks), method, path=path)
     med, med_first = [], []
     try:
         for k in ks:
@@ -172,7 +171,10 @@ def profile_reads(sizes=(4096, 16384, 65536, 262144), qds=(1, 4), n_reads: int =
     "sequential_best": the best of :data:`SEQ_CONFIGS` (larger reads, more in flight: what a tuned
     streaming reader can reach, hence the one a bound must use), "sequential_by": each of them,
     "span": bytes, "direct": bool, "method": what issued the random reads}``;
-    ``direct`` is False where the filesystem refused O_DIRECT (the profile is then optimistic).
+    ``direct`` is False where the filesystem refused O_DIRECT (the profile is then optimistic);
+    ``open`` says how the file was opened and ``page_cache`` what that means for the figures
+    (:func:`~teachkit.sparse.platform_io.page_cache_note`: where the platform can neither bypass
+    nor drop the page cache, the "disk" bandwidth may be memory bandwidth).
     """
     own = path is None
     path = _scratch_file(file_bytes, directory) if own else Path(path)
@@ -180,6 +182,8 @@ def profile_reads(sizes=(4096, 16384, 65536, 262144), qds=(1, 4), n_reads: int =
         drop_cache(path)                            # fsync (no writeback during the run), then cold
     span = os.path.getsize(path)
     used_direct = direct and direct_io_works(path)
+    fd, how = _open_uncached(path, direct)
+    os.close(fd)
     try:
         table = {int(s): {int(q): _random_bw(path, s, q, n_reads, span, seed + q, direct, method) for q in qds}
                  for s in sizes}
@@ -189,7 +193,8 @@ def profile_reads(sizes=(4096, 16384, 65536, 262144), qds=(1, 4), n_reads: int =
         if own:
             path.unlink(missing_ok=True)
     return {"random": table, "sequential": seq_by["1MiB_qd1"], "sequential_best": max(seq_by.values()),
-            "sequential_by": seq_by, "span": span, "direct": used_direct, "method": _method_name(method)}
+            "sequential_by": seq_by, "span": span, "direct": used_direct, "method": _method_name(method),
+            "open": how, "page_cache": platform_io.page_cache_note(how)}
 
 
 def _method_name(method: str) -> str:

@@ -15,13 +15,14 @@ import contextlib
 import ctypes
 import glob
 import os
-import platform
 import time
 from pathlib import Path
 
 import numba
 import numpy as np
 from numba import njit, prange
+
+from . import platform_io
 
 __all__ = ["measure_memory_bandwidth", "blas_threads", "numba_threads", "median_seconds",
            "machine_info", "CacheFlusher", "last_level_cache_bytes"]
@@ -54,14 +55,8 @@ def _read_sum(a, nchunks, nstreams):
 
 
 def last_level_cache_bytes() -> int:
-    """Size of the largest CPU cache the OS reports (0 if unknown)."""
-    sizes = []
-    for f in glob.glob("/sys/devices/system/cpu/cpu0/cache/index*/size"):
-        with contextlib.suppress(OSError, ValueError):
-            txt = Path(f).read_text().strip().upper()
-            mult = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}.get(txt[-1], 1)
-            sizes.append(int(txt.rstrip("KMG")) * mult)
-    return max(sizes, default=0)
+    """Size of the largest CPU cache the OS reports (0 if unknown; see :mod:`teachkit.sparse.platform_io`)."""
+    return platform_io.last_level_cache_bytes()
 
 
 class CacheFlusher:
@@ -159,12 +154,7 @@ def blas_threads(n: int):
 
 def machine_info() -> dict:
     """Facts to print beside any timing: CPU, cores, load, library versions."""
-    cpu = platform.processor() or platform.machine()
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+    cpu = platform_io.cpu_name()
     return {"cpu": cpu, "cores": os.cpu_count(),
             "load_avg_1min": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
             "numpy": np.__version__, "numba": numba.__version__,

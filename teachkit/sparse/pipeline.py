@@ -83,6 +83,7 @@ class PipelineConfig:
     io_depth: int = 16            # reads in flight (at least one cluster's worth), one I/O thread
     timeout: float = 10.0
     aio: str = "auto"             # "kernel" (Linux AIO), "threads" (pread threads) or "auto"
+    check_reads: bool = False     # crc32 of every bundle read against the file's (read_unit="bundle")
 
     def __post_init__(self):
         if self.schedule not in ("cluster", "matrix", "serial"):
@@ -149,6 +150,11 @@ class ClusterPipeline:
     def close(self) -> None:
         self.io.close()
 
+    @property
+    def stuck(self) -> list:
+        """Threads left running by :meth:`close` because a read never returned."""
+        return self.io.stuck
+
     # ---- the compute thread -----------------------------------------------------------
     def _units(self, layer: int, plan: dict):
         """Turn a cache lookup into work units: in-memory ones and ones to read.
@@ -201,7 +207,10 @@ class ClusterPipeline:
                                           "the I/O thread is stuck")
             raise self.failed from None
         if err is not None:
-            self.failed = err if isinstance(err, FlashReadError) else FlashReadError(f"reading layer {layer} failed: {err!r}")
+            if not isinstance(err, FlashReadError):
+                wrapped = FlashReadError(f"reading layer {layer} failed: {err!r}")
+                wrapped.__cause__, err = err, wrapped
+            self.failed = err
             raise self.failed
         if part == "ahead":
             self.ahead.pop(unit.uid, None)

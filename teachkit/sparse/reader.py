@@ -14,10 +14,16 @@ to keep it honest:
   after writing (:func:`drop_cache`). :func:`cached_pages` asks the kernel (``mincore``)
   how many pages of a file are cached: the check that all this works.
 
+Both are Linux calls. Elsewhere the file is opened as well as the platform allows
+(:func:`~teachkit.sparse.platform_io.open_uncached`: ``F_NOCACHE`` on macOS, a plain open on
+Windows); :attr:`FlashReader.how` and :attr:`FlashReader.page_cache` say which, so a
+measurement can say whether its reads may have come from memory.
+
 **Blocking reads, GIL-free.** :meth:`FlashReader.read` (prefill, the baselines, notebook 12)
 waits for its reads. ``os.preadv`` releases the GIL but takes it back after every read, so
 with many small reads another thread keeps waiting for it; ``read`` therefore issues all reads
-of one call from a single numba loop over libc ``pread`` (GIL released throughout). The Python
+of one call from a single numba loop over libc ``pread`` (GIL released throughout; without libc,
+as on Windows, a Python loop of seek + readinto). The Python
 ``os.preadv`` path remains for the ``fault`` test hook and for error messages. Every short read
 raises :class:`FlashReadError`: a reader never hands back a half-filled buffer.
 
@@ -29,36 +35,41 @@ then reports what came back with :meth:`FlashReader.completed`.
 from __future__ import annotations
 
 import ctypes
-import errno
 import mmap
 import os
 
 import numpy as np
 from numba import njit
 
+from . import platform_io
 from .flash import FlashFile
 
 __all__ = ["FlashReader", "FlashReadError", "aligned_buffer", "runs", "cached_pages", "drop_cache", "direct_io_works"]
 
-_DIRECT = getattr(os, "O_DIRECT", 0)
 PAGE = mmap.PAGESIZE
 
 
 def drop_cache(path) -> None:
-    """``fsync`` ``path`` and drop all its pages from the page cache (a cold start)."""
-    fd = os.open(path, os.O_RDONLY)
+    """``fsync`` ``path`` and drop all its pages from the page cache (a cold start).
+
+    Where the platform cannot drop pages this only syncs (``platform_io.describe()`` says so).
+    """
+    fd = platform_io.open_read(path)
     try:
         os.fsync(fd)
-        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        platform_io.drop_cache(fd)
     finally:
         os.close(fd)
 
 
-def cached_pages(path) -> int:
-    """How many pages of ``path`` are in the page cache right now (``mincore`` on a mapping)."""
-    import ctypes
+def cached_pages(path) -> int | None:
+    """How many pages of ``path`` are in the page cache right now (``mincore`` on a mapping).
 
+    ``None`` where the platform cannot tell (no ``mincore``).
+    """
     size = os.path.getsize(path)
+    if not platform_io.CAPS.mincore:
+        return None
     if size == 0:
         return 0
     libc = ctypes.CDLL(None, use_errno=True)
@@ -66,7 +77,7 @@ def cached_pages(path) -> int:
     libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
     libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
     libc.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p]
-    fd = os.open(path, os.O_RDONLY)
+    fd = platform_io.open_read(path)
     try:
         addr = libc.mmap(None, size, mmap.PROT_READ, mmap.MAP_SHARED, fd, 0)
     finally:
@@ -83,27 +94,16 @@ def cached_pages(path) -> int:
 
 
 def direct_io_works(path) -> bool:
-    """True if ``path``'s filesystem accepts O_DIRECT (tmpfs, for one, refuses it)."""
-    fd = _open(path, True) if _DIRECT else -1
-    if fd >= 0:
-        os.close(fd)
-    return fd >= 0
+    """True if this platform has O_DIRECT and ``path``'s filesystem accepts it (tmpfs, for one, refuses it)."""
+    if not platform_io.CAPS.o_direct:
+        return False
+    fd, how = platform_io.open_uncached(path, True)
+    os.close(fd)
+    return how == "O_DIRECT"
 
 
 class FlashReadError(OSError):
     """A read from the flash file failed or came back short."""
-
-
-def _open(path, direct: bool) -> int:
-    """``os.open`` read-only, with O_DIRECT if asked; -1 if the filesystem does not support it."""
-    if not direct:
-        return os.open(path, os.O_RDONLY)
-    try:
-        return os.open(path, os.O_RDONLY | _DIRECT)
-    except OSError as err:
-        if err.errno == errno.EINVAL:
-            return -1
-        raise
 
 
 def aligned_buffer(nbytes: int) -> np.ndarray:
@@ -126,37 +126,52 @@ class FlashReader:
     """Reads units of a :class:`FlashFile` into a private aligned staging buffer.
 
     ``direct=None`` picks O_DIRECT when the file's alignment allows it, else buffered reads
-    with DONTNEED eviction. ``fault`` is a test hook called as ``fault(n_reads_so_far)``
+    with DONTNEED eviction. ``check``: compare every whole unit read with its crc32
+    (:meth:`FlashFile.unit_crcs`), so a corrupt read raises instead of computing garbage. ``fault`` is a test hook called as ``fault(n_reads_so_far)``
     before each read of :meth:`read` (and, in the pipeline, for each completed asynchronous
     read); it may raise (an injected disk error) or block (an injected hang).
     """
 
-    def __init__(self, flash: FlashFile, max_units: int, direct: bool | None = None, fault=None):
+    def __init__(self, flash: FlashFile, max_units: int, direct: bool | None = None, fault=None,
+                 check: bool = False):
         if max_units <= 0:
             raise ValueError(f"max_units must be positive, got {max_units}")
         self.flash, self.spec = flash, flash.spec
-        self.direct = bool(_DIRECT) and (self.spec.align % 4096 == 0) if direct is None else bool(direct)
-        if self.direct and self.spec.align % 512:
+        caps = platform_io.CAPS
+        want = caps.o_direct and (self.spec.align % 4096 == 0) if direct is None else bool(direct)
+        if want and self.spec.align % 512:
             raise ValueError(f"O_DIRECT needs units aligned to 512 B at least; this file has align={self.spec.align}")
-        self.fd = _open(flash.path, self.direct)
-        if self.fd < 0:                                   # the filesystem refuses O_DIRECT (e.g. tmpfs)
-            if direct:
-                raise ValueError(f"{flash.path} is on a filesystem without O_DIRECT; use direct=None or False")
-            self.direct = False
-            self.fd = os.open(flash.path, os.O_RDONLY)
+        self.fd, self.how = platform_io.open_uncached(flash.path, want)
+        self.direct = self.how == "O_DIRECT"
+        if direct and not self.direct:
+            os.close(self.fd)
+            where = "on a filesystem" if caps.o_direct else "on a platform"
+            raise ValueError(f"{flash.path} is {where} without O_DIRECT; use direct=None or False")
+        self.drops = self.how == "buffered+drop"          # evict what was read (see the module docstring)
         if not self.direct:
-            os.posix_fadvise(self.fd, 0, 0, os.POSIX_FADV_RANDOM)
+            platform_io.advise_random(self.fd)
+        self.file = platform_io.RangeFile(self.fd, flash.path)
+        self._native = _native_loops() if self.file.positional else None
         self.max_units = int(max_units)
         self.staging = aligned_buffer(self.max_units * self.spec.stride).reshape(self.max_units, self.spec.stride)
         self.fault = fault
+        self.check = bool(check)                        # crc32 of every whole unit read (FlashFile.unit_crcs)
+        if self.check:
+            flash.unit_crcs()
         self.bytes_read = 0
         self.n_reads = 0
         s = self.spec                                   # geometry, precomputed for the hot path
         self._stride, self._layer_bytes, self._base = s.stride, s.layer_bytes, flash.data_offset
         self._mat_bytes = s.n_neurons * s.stride if s.layout == "matrix" else 0
 
+    @property
+    def page_cache(self) -> str:
+        """What these reads measure, as far as the page cache goes (:func:`~teachkit.sparse.platform_io.page_cache_note`)."""
+        return platform_io.page_cache_note(self.how)
+
     def close(self) -> None:
         if self.fd >= 0:
+            self.file.close()
             os.close(self.fd)
             self.fd = -1
 
@@ -171,14 +186,14 @@ class FlashReader:
             self.fault(self.n_reads)
         want = sum(len(v) for v in views)
         try:
-            got = os.preadv(self.fd, views, offset)
+            got = self.file.read_into(views[0], offset) if len(views) == 1 else os.preadv(self.fd, views, offset)
         except OSError as err:
             raise FlashReadError(err.errno, f"read of {want} B at offset {offset} failed: {err.strerror}") from err
         if got != want:
             raise FlashReadError(f"short read: {got} of {want} B at offset {offset} in {self.flash.path.name}")
-        if not self.direct:                             # whole pages: a partly covered page would stay
+        if self.drops:                                  # whole pages: a partly covered page would stay
             lo = offset // PAGE * PAGE
-            os.posix_fadvise(self.fd, lo, -(-(offset + want) // PAGE) * PAGE - lo, os.POSIX_FADV_DONTNEED)
+            platform_io.drop_cache(self.fd, lo, -(-(offset + want) // PAGE) * PAGE - lo)
         self.bytes_read += want
         self.n_reads += 1
 
@@ -193,7 +208,7 @@ class FlashReader:
             dst = np.arange(k, dtype=np.int64) * stride + lo
             off, length = base + units * stride + lo, np.full(k, hi - lo, dtype=np.int64)
         addr = dst + self.staging.ctypes.data
-        failed = _pread_all(self.fd, addr, off, length, not self.direct, PAGE)
+        failed = self._read_all(addr, off, length)
         if failed >= 0:                                   # redo the failed read in Python for its error message
             self.n_reads += int(failed)
             self.bytes_read += int(length[:failed].sum())
@@ -203,6 +218,25 @@ class FlashReader:
                                  f"in {self.flash.path.name} failed (short or interrupted)")
         self.n_reads += len(off)
         self.bytes_read += int(length.sum())
+
+    def _read_all(self, addr, off, length) -> int:
+        """Every read of a batch; -1 if all came back whole, else the index of the first that did not."""
+        if self._native is not None:                      # one GIL-free numba loop over libc pread
+            failed = self._native[0](self.fd, addr, off, length)
+        else:
+            failed = next((j for j in range(len(off))
+                           if self.file.read_address(int(addr[j]), int(length[j]), int(off[j])) != length[j]), -1)
+        if self.drops:
+            self._drop(off, length)
+        return failed
+
+    def _drop(self, offset, length) -> None:
+        if self._native is not None and self._native[1] is not None:
+            self._native[1](self.fd, np.asarray(offset, np.int64), np.asarray(length, np.int64), PAGE)
+            return
+        for o, n in zip(np.asarray(offset).tolist(), np.asarray(length).tolist()):
+            lo = o // PAGE * PAGE
+            platform_io.drop_cache(self.fd, lo, -(-(o + n) // PAGE) * PAGE - lo)
 
     def addresses(self, layer: int, units: np.ndarray, lo: int, hi: int, rows: np.ndarray, mat: int = 0):
         """``(addr, offset, length)`` of one read per unit: bytes ``[lo, hi)`` of ``units[j]`` into staging row ``rows[j]``.
@@ -220,8 +254,8 @@ class FlashReader:
 
     def completed(self, offset: np.ndarray, length: np.ndarray) -> None:
         """Count reads issued through :meth:`addresses` that completed; evict their pages if buffered."""
-        if not self.direct:
-            _drop_pages(self.fd, np.asarray(offset, np.int64), np.asarray(length, np.int64), PAGE)
+        if self.drops:
+            self._drop(offset, length)
         self.n_reads += len(offset)
         self.bytes_read += int(np.sum(length))
 
@@ -244,49 +278,74 @@ class FlashReader:
         base = self._base + layer * self._layer_bytes + mat * self._mat_bytes
         if self.fault is None and k:
             self._read_native(base, np.asarray(units, dtype=np.int64), lo, hi, coalesce and lo == 0 and hi == stride)
-            return self.staging[:k]
-        flat = memoryview(self.staging.reshape(-1))
-        if coalesce and lo == 0 and hi == stride:
-            for first, n in runs(units):
-                a = first * stride
-                self._pread([flat[a:a + n * stride]], base + int(units[first]) * stride)
         else:
-            for j in range(k):
-                a = j * stride + lo
-                self._pread([flat[a:a + hi - lo]], base + int(units[j]) * stride + lo)
+            flat = memoryview(self.staging.reshape(-1))
+            if coalesce and lo == 0 and hi == stride:
+                for first, n in runs(units):
+                    a = first * stride
+                    self._pread([flat[a:a + n * stride]], base + int(units[first]) * stride)
+            else:
+                for j in range(k):
+                    a = j * stride + lo
+                    self._pread([flat[a:a + hi - lo]], base + int(units[j]) * stride + lo)
+        if self.check and lo == 0 and hi == stride:
+            self.check_units(layer, np.asarray(units) + (mat * self.spec.n_neurons if self._mat_bytes else 0),
+                             self.staging)
         return self.staging[:k]
+
+    def check_units(self, layer: int, units, raw: np.ndarray, rows=None) -> None:
+        """Raise :class:`FlashReadError` if a unit's bytes (row ``rows[j]`` of ``raw``) differ from the file's."""
+        bad = self.flash.first_bad_unit(layer, units, raw, rows)
+        if bad >= 0:
+            raise FlashReadError(f"layer {layer}, unit {int(np.asarray(units)[bad])} of {self.flash.path.name}: "
+                                 "the bytes read do not match its crc32 (a corrupt read, or the file "
+                                 "changed on disk since it was opened)")
 
 
 # --------------------------------------------------------------------------- GIL-free reads
-_libc = ctypes.CDLL(None, use_errno=True)
-_c_pread = _libc.pread                   # the address goes as an integer: same register as a pointer
-_c_pread.restype, _c_pread.argtypes = ctypes.c_ssize_t, [ctypes.c_int, ctypes.c_uint64, ctypes.c_size_t, ctypes.c_int64]
-_c_fadvise = _libc.posix_fadvise
-_c_fadvise.restype, _c_fadvise.argtypes = ctypes.c_int, [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_int]
-_FADV_DONTNEED = int(getattr(os, "POSIX_FADV_DONTNEED", 4))
+_LOOPS: list = []
 
 
-@njit(nogil=True)
-def _pread_all(fd, addr, offset, length, drop, page):
-    """``pread`` each (addr, offset, length) without the GIL; -1 if all complete, else the failed index.
+def _native_loops():
+    """``(pread_all, drop_pages)`` compiled over libc (``drop_pages`` None without ``posix_fadvise``).
 
-    One Python call for a whole cluster's reads: a Python-level ``os.preadv`` per read hands the
-    GIL back and forth with the compute thread at every read (a 0.2 ms switch interval each).
-    ``drop``: evict the pages just read (buffered files, see the module docstring).
+    Built on first use, so that importing this module needs no libc (Windows).
     """
-    for j in range(offset.shape[0]):
-        if _c_pread(fd, addr[j], length[j], offset[j]) != length[j]:
-            return j
-        if drop:
-            a = offset[j] // page * page
-            b = (offset[j] + length[j] + page - 1) // page * page
-            _c_fadvise(fd, a, b - a, _FADV_DONTNEED)
-    return -1
+    if _LOOPS:
+        return _LOOPS[0]
+    libc = platform_io.libc()
+    c_pread = libc.pread                  # the address goes as an integer: same register as a pointer
+    c_pread.restype, c_pread.argtypes = ctypes.c_ssize_t, [ctypes.c_int, ctypes.c_uint64, ctypes.c_size_t, ctypes.c_int64]
 
+    @njit(nogil=True)
+    def pread_all(fd, addr, offset, length):
+        """``pread`` each (addr, offset, length) without the GIL; -1 if all complete, else the failed index.
 
-@njit(nogil=True)
-def _drop_pages(fd, offset, length, page):
-    for j in range(offset.shape[0]):
-        a = offset[j] // page * page
-        b = (offset[j] + length[j] + page - 1) // page * page
-        _c_fadvise(fd, a, b - a, _FADV_DONTNEED)
+        One Python call for a whole cluster's reads: a Python-level ``os.preadv`` per read hands
+        the GIL back and forth with the compute thread at every read (a 0.2 ms switch interval each).
+        """
+        for j in range(offset.shape[0]):
+            if c_pread(fd, addr[j], length[j], offset[j]) != length[j]:
+                return j
+        return -1
+
+    drop_pages = None
+    if platform_io.CAPS.fadvise and hasattr(libc, "posix_fadvise"):
+        c_fadvise = libc.posix_fadvise
+        c_fadvise.restype, c_fadvise.argtypes = ctypes.c_int, [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_int]
+        dontneed = int(os.POSIX_FADV_DONTNEED)
+
+        @njit(nogil=True)
+        def drop_pages(fd, offset, length, page):
+            """Evict the whole pages covering each read (a partly covered page would stay)."""
+            for j in range(offset.shape[0]):
+                a = offset[j] // page * page
+                b = (offset[j] + length[j] + page - 1) // page * page
+                c_fadvise(fd, a, b - a, dontneed)
+
+    none, nothing = np.empty(0, np.uint64), np.empty(0, np.int64)
+    pread_all(-1, none, nothing, nothing)              # compile now, not inside a timed or bounded read
+    if drop_pages is not None:
+        drop_pages(-1, nothing, nothing, PAGE)
+    _LOOPS.append((pread_all, drop_pages))
+    return _LOOPS[0]

@@ -28,6 +28,7 @@ Every stage is recorded in a :class:`Trace` as ``(lane, stage, layer, cluster, t
 from __future__ import annotations
 
 import time
+from collections import deque
 
 import numpy as np
 import numba
@@ -138,14 +139,20 @@ def _scatter_rows(src, srows, lo, hi, dst, drows, dst_lo):
 
 # --------------------------------------------------------------------------- trace
 class Trace:
-    """Timestamped stage events: ``(lane, stage, layer, cluster, t0, t1)`` with t from perf_counter."""
+    """Timestamped stage events: ``(lane, stage, layer, cluster, t0, t1)`` with t from perf_counter.
+
+    A ring: it keeps the last ``maxlen`` events (about 170 B each, so at most ~0.7 MiB by
+    default), so an engine that decodes for hours holds no more than one that decoded a few
+    tokens. ``maxlen=None`` keeps everything (a short, fully traced run).
+    """
 
     STAGES = ("attention", "predict", "bundle_read", "gate_read", "gate_compute", "updown_read",
               "updown_compute", "fused_compute", "wait", "prefill", "lookahead", "prefetch_read")
+    MAXLEN = 4096
 
-    def __init__(self, enabled: bool = True):
+    def __init__(self, enabled: bool = True, maxlen: int | None = MAXLEN):
         self.enabled = enabled
-        self.events: list[tuple] = []
+        self.events: deque = deque(maxlen=maxlen)
         self.t_origin = time.perf_counter()
 
     def add(self, lane: str, stage: str, layer: int, cluster: int, t0: float, t1: float) -> None:

@@ -34,7 +34,7 @@ from collections import deque
 import numpy as np
 from numba import njit
 
-from .aio import open_async_reads
+from .aio import join_within, open_async_reads
 from .reader import FlashReader, FlashReadError
 from .stages import _scatter_rows
 
@@ -42,6 +42,7 @@ __all__ = ["UnitReads", "staging_rows", "JOB_BYTES_PER_ROW"]
 
 JOB_BYTES_PER_ROW = 4 * 8 + 1   # job tables, one entry per staging row: left, len, bad, finished; failed
 FIRST_BATCH_READS = 16        # reads worth a first io_submit of their own (one unit goes first)
+_LEFT_BEHIND: list = []       # buffers a read stuck past close() may still write into: never freed
 
 
 def staging_rows(cfg, hot_cluster_size: int) -> int:
@@ -95,10 +96,12 @@ class UnitReads:
         self.flash, self.cache, self.cfg, self.trace, self.done = flash, cache, cfg, trace, done
         self.spec = flash.spec
         self.n_rows = staging_rows(cfg, cache.cfg.cluster_size)
-        self.reader = FlashReader(flash, self.n_rows, fault=fault)
+        if cfg.check_reads and cfg.read_unit != "bundle":
+            raise ValueError("check_reads needs read_unit='bundle': a unit's crc32 covers the whole bundle")
+        self.reader = FlashReader(flash, self.n_rows, fault=fault, check=cfg.check_reads)
         if cfg.read_unit == "split" and self.reader.direct and (self.spec.d * 4) % 512:
             raise ValueError("read_unit='split' with O_DIRECT needs d*4 to be a multiple of 512")
-        self.aio = open_async_reads(self.reader.fd, self.n_rows, cfg.aio)
+        self.aio = open_async_reads(self.reader.fd, self.n_rows, cfg.aio, path=flash.path)
         self.into_cache = self._can_read_into(cache.hot_w) and self._can_read_into(cache.cold_w)
         self.lock = threading.Lock()               # guards the job table, free rows and backlog
         self.wake = threading.Event()
@@ -112,9 +115,27 @@ class UnitReads:
         self.job_failed = np.zeros(self.n_rows, np.bool_)
         self._finished = np.empty(self.n_rows, np.int64)
         self.closed = False
+        self.stuck: list[str] = []
         self.staging_bytes = self.reader.staging.nbytes
+        self._warm_up()
         self.thread = threading.Thread(target=self._io_loop, daemon=True, name="flash-io")
         self.thread.start()
+
+    def _warm_up(self) -> None:
+        """Compile (or load from numba's cache) the I/O thread's kernels now, not in its first
+        wait: on a loaded machine that takes seconds, which a read timeout would count."""
+        none = np.empty(0, np.int64)
+        _tally(none, none, self.job_left, self.job_len, self.job_bad, self.job_failed, self._finished)
+        if not self.into_cache:
+            for W in (self.cache.hot_w, self.cache.cold_w):
+                if len(W[0] if isinstance(W, tuple) else W) == 0:
+                    continue
+                qb, sb = _as_bytes(W)
+                if sb is None:
+                    _scatter_rows(self.reader.staging.view(np.uint32), none, 0, 0, qb.view(np.uint32), none, 0)
+                else:
+                    _scatter_rows(self.reader.staging, none, 0, 0, sb, none, 0)
+                    _scatter_rows(self.reader.staging, none, 0, 0, qb, none, 0)
 
     def _can_read_into(self, W) -> bool:
         """Can reads land straight in ``W``'s rows (no staging copy)? float32 rows laid out exactly
@@ -187,9 +208,15 @@ class UnitReads:
         first = 1 if len(batch) > 1 and total > FIRST_BATCH_READS else len(batch)
         for group in (batch[:first], batch[first:]):
             if group:
-                self.aio.submit(np.concatenate([j.addr for j in group]), np.concatenate([j.off for j in group]),
-                                np.concatenate([j.length for j in group]),
-                                np.concatenate([np.full(j.left, j.id) for j in group]))
+                try:
+                    self.aio.submit(np.concatenate([j.addr for j in group]), np.concatenate([j.off for j in group]),
+                                    np.concatenate([j.length for j in group]),
+                                    np.concatenate([np.full(j.left, j.id) for j in group]))
+                except OSError as err:                   # e.g. io_submit refused: EAGAIN, EBADF, ENOMEM
+                    if isinstance(err, FlashReadError):
+                        raise
+                    raise FlashReadError(err.errno, f"submitting reads of {self.flash.path.name} failed: "
+                                                    f"{err.strerror or err}") from err
 
     def _io_loop(self) -> None:
         """The I/O thread. If it fails, the compute thread gets the error (not a timeout)."""
@@ -245,6 +272,8 @@ class UnitReads:
         try:
             lo, hi, stage = self._range(job.part)
             self.reader.completed(job.off, job.length)
+            if self.reader.check:                           # whole bundles only (see __init__)
+                self._check(job)
             self.cache.add_traffic("hot" if unit.W is self.cache.hot_w else "cold", int(job.length.sum()))
             if not self.into_cache:
                 self._copy_from_staging(job, lo, hi)
@@ -252,6 +281,15 @@ class UnitReads:
             self.done.put((unit, job.part, None))
         except BaseException as err:  # noqa: BLE001 - handed to the compute thread
             self.done.put((unit, job.part, err))
+
+    def _check(self, job: "_Job") -> None:
+        """crc32 of each bundle read, where it landed, against the file's (FlashFile.unit_crcs)."""
+        if self.into_cache:
+            W = job.unit.W
+            self.reader.check_units(job.layer, job.unit.neurons, W.reshape(W.shape[0], -1).view(np.uint8),
+                                    job.unit.read_rows)
+        else:
+            self.reader.check_units(job.layer, job.unit.neurons, self.reader.staging, job.rows)
 
     def _copy_from_staging(self, job: "_Job", lo: int, hi: int) -> None:
         """Bytes ``[lo, hi)`` of each bundle, from the job's staging rows into its unit's cache rows."""
@@ -265,11 +303,19 @@ class UnitReads:
             _scatter_rows(staging, job.rows, 0, 4 * m, sb, job.unit.read_rows, 0)
             _scatter_rows(staging, job.rows, 4 * m, whole, qb, job.unit.read_rows, 0)
 
-    def close(self) -> None:
+    def close(self, timeout: float = 2.0) -> None:
+        """Stop the I/O thread and the reads, waiting at most ``timeout`` s for each.
+
+        A thread still stuck in a read after that is named in ``stuck`` (and a warning); the
+        buffers its read may still write into are kept alive with it.
+        """
         self.closed = True
         self.wake.set()
-        self.thread.join(timeout=1.0)
+        self.stuck = join_within([self.thread], timeout, "closing the flash I/O thread")
         self.aio.close()
+        self.stuck += self.aio.stuck
+        if self.stuck:
+            _LEFT_BEHIND.append((self.reader.staging, self.cache.hot_w, self.cache.cold_w))
         self.reader.close()
 
     @property
