@@ -150,7 +150,10 @@ print(f"{'exact':15s} {[f'{v:.2e}' for v in exact.tolist()]}")
 # GRPO users often report that the loss "does nothing". At the first update of a batch
 # π_θ = π_old, so ρ = 1 and the clip is inactive. With β = 0 the paper's loss is then
 # $-\frac1B\sum_i \hat A_i$ (each answer's token average of a constant is that constant), and group
-# advantages sum to 0 within every group: **the loss is exactly 0**. Its gradient is not:
+# advantages sum to 0 within every group: **the loss is exactly 0** in exact arithmetic. In float32
+# it comes out as a rounding residue, different on every CPU, so we compare it with the rounding
+# error one can expect from summing B terms of size about mean|Â|: ε·mean|Â| per addition, with
+# ε = 1.2e-7 the float32 machine epsilon; 100 of those is a generous bound. Its gradient is not 0:
 # $-\frac1B\sum_i \hat A_i\,\frac1{|o_i|}\sum_t\nabla\log\pi(o_{i,t})$ pushes good answers up and bad ones
 # down. The value of a policy-gradient loss is not a measure of progress; watch the reward.
 
@@ -161,7 +164,10 @@ loss = grpo_loss(logp, old_logp, None, adv, mask, beta=0.0)
 loss.backward()
 grad_norm = torch.sqrt(sum((p.grad ** 2).sum() for p in policy.parameters()))
 policy.zero_grad()
-print(f"|loss| < 1e-6 at ρ = 1, β = 0: {abs(loss.item()) < 1e-6}   gradient norm: {grad_norm.item():.2f}")
+rounding = 100 * torch.finfo(torch.float32).eps * adv.abs().mean().item()
+print(f"at ρ = 1, β = 0: |loss| < 100·ε·mean|Â| = {rounding:.0e}: {abs(loss.item()) < rounding}   "
+      f"gradient norm: {grad_norm.item():.2f}")
+assert abs(loss.item()) < rounding, "the loss is 0 up to float32 rounding"
 
 # %% [markdown]
 # ## 4. KL in the loss or KL in the reward: which KL is minimised?
@@ -299,15 +305,15 @@ viz.compare_training_curves({"GRPO": history},
 # token's probability by 20%, so in the second update of a batch ρ stays inside [0.8, 1.2]; the clip
 # is a safeguard for larger steps or more updates per batch. The proxy reward is a real number, so
 # zero-std groups appear only when all G answers are identical: as the policy becomes confident on
-# easy prompts, it happens more and more often (about one group in five by the end).
+# easy prompts, it happens more and more often (the first line below prints both, per logged window).
 #
 # Does GRPO beat SFT on the held-out prompts (sampled, mean of three evaluation seeds)? We ask two
 # questions with two bars:
 #
 # - trained on the **reward model**, is the gain real, i.e. larger than 3 standard errors of the
-#   evaluation (600 sampled answers per policy; computed below, about 0.08)? This run ends
-#   near 0.7 (the curve above), so the 0.15 bar of notebooks 02–03 does not hold here, and we say so
-#   instead of lowering it to just under the result;
+#   evaluation (600 sampled answers per policy; computed below)? We do not hold this run to the
+#   0.15 bar of notebooks 02–03, which it does not reach; we ask the question it can answer,
+#   instead of lowering that bar to just under the result;
 # - trained on the **gold reward** itself (a *verifiable* reward, as for DeepSeekMath's maths
 #   problems; clearly not available in ordinary RLHF), does the same loop clear the **0.15** bar?
 
@@ -322,6 +328,8 @@ def gold_mean(policy):
     return sum(evaluate_policy(world, policy, seed=s)["gold_reward"] for s in seeds) / len(seeds)
 
 
+print("clip fraction per logged window:  ", " ".join(f"{x:.1%}" for x in history["clip_fraction"][1:]))
+print("groups with zero std, per window: ", " ".join(f"{x:.0%}" for x in history["frac_zero_std"][1:]))
 sft_gold, grpo_gold = gold_mean(world.reference), gold_mean(trained)
 n_eval = len(seeds) * len(world.eval_prompts)
 se = ((sft_gold * (1 - sft_gold) + grpo_gold * (1 - grpo_gold)) / n_eval) ** 0.5
@@ -338,6 +346,9 @@ print(f"gold reward, greedy:  SFT {evaluate_policy(world, world.reference, greed
       f"(KL along the greedy path, a diagnostic: {grpo_greedy['kl_to_ref']:.2f} nats)")
 assert grpo_gold - sft_gold > 3 * se, "GRPO on the proxy: the gain must stand clear of evaluation noise"
 assert verifiable_gold >= sft_gold + MARGIN, f"GRPO on the verifiable reward should beat SFT by {MARGIN}"
+se_pair = ((grpo_gold * (1 - grpo_gold) + verifiable_gold * (1 - verifiable_gold)) / n_eval) ** 0.5
+print(f"gold-trained minus proxy-trained: {verifiable_gold - grpo_gold:+.3f} "
+      f"(3 standard errors of this difference = {3 * se_pair:.3f})")
 g = torch.Generator().manual_seed(4)
 groups = generate(trained, task.sample_prompts(64, g).repeat_interleave(G, 0), task.max_new_tokens, generator=g)
 gold_groups = world.gold_reward(groups.prompts, groups.completions, groups.mask).view(-1, G)
@@ -348,7 +359,10 @@ print(f"with the 0/1 gold reward, {(gold_groups.amax(1) == gold_groups.amin(1)).
 # On the reward model GRPO gains less than PPO did in notebook 02, but the two runs are **not** a
 # controlled comparison: GRPO drew 40 × 128 = 5,120 samples, PPO 40 × 64 = 2,560, and their learning
 # rates differ (1e-4 here, 3e-4 for PPO). On the gold reward the same loop, same settings, gains
-# clearly more, so in this toy world the proxy's errors limit GRPO more than the algorithm does.
+# more than on the reward model. By how much, against the noise of the evaluation, is the line
+# printed above: the gap is of the order of three standard errors, and it comes from one training
+# seed. So it suggests, without settling it, that in this toy world the proxy's errors limit GRPO
+# more than the algorithm does.
 # A tempting story is that the std division makes things worse by turning the reward model's small
 # differences inside a group into full-size advantages. Section 7 tests it with RLOO advantages
 # (no std division); one training seed is not enough to settle it, so we leave it as a hypothesis.
@@ -401,17 +415,26 @@ def length_after(policy, first):
     return lengths_after(policy, first).mean().item()
 
 
+def share_starting_with_a(policy, n=512, seed=1):
+    """The reward the runs are trained on: the fraction of sampled answers whose first letter is `a`."""
+    gen = torch.Generator().manual_seed(seed)
+    out = generate(policy, length_world.task.sample_prompts(n, gen), length_world.task.max_new_tokens, generator=gen)
+    return (out.completions[:, 0] == A_ID).float().mean().item()
+
+
 ARMS = {"paper": ("seq-mean-token-mean", True), "Dr. GRPO": ("seq-mean-token-sum-norm", False),
         "sum-norm + std": ("seq-mean-token-sum-norm", True)}
 LENGTH_SEEDS = (0, 1, 2)
 probe = {"SFT": [(length_after(length_world.reference, A_ID), length_after(length_world.reference, B_ID))]}
+learned = {"SFT": [share_starting_with_a(length_world.reference)]}
 for name, (agg, scale) in ARMS.items():
-    probe[name] = []
+    probe[name], learned[name] = [], []
     for seed in LENGTH_SEEDS:
         pol, _ = train_grpo(StartsWithA(length_world), GRPOConfig(steps=30, lr=1e-3, beta=0.0, reward="gold",
                                                                   aggregation=agg, scale_rewards=scale,
                                                                   eval_every=100, seed=seed))
         probe[name].append((length_after(pol, A_ID), length_after(pol, B_ID)))
+        learned[name].append(share_starting_with_a(pol))
 
 # %%
 gap = {name: [b - a for a, b in runs] for name, runs in probe.items()}
@@ -423,12 +446,16 @@ for name, runs in probe.items():
 # a gap is a difference of two means of 512 lengths: its standard error, with SFT's spread of lengths
 se_gap = (2 * lengths_after(length_world.reference, A_ID).var().item() / 512) ** 0.5
 print(f"standard error of one gap ≈ {se_gap:.2f}; the bar 0.3 is about {0.3 / se_gap:.0f} of them")
+print("answers that start with `a` (the reward):",
+      "   ".join(f"{name} {' '.join(f'{x:.0%}' for x in v)}" for name, v in learned.items()))
 assert mean_gap["paper"] - mean_gap["Dr. GRPO"] > 0.3, "the paper's aggregation: wrong answers run longer"
 assert mean_gap["paper"] - mean_gap["sum-norm + std"] > 0.3, "the aggregation alone causes the gap"
 assert all(abs(x) < 0.3 for x in gap["Dr. GRPO"] + gap["sum-norm + std"]), "constant denominator: no gap"
+assert all(x > 0.9 for name in ARMS for x in learned[name]), "every run learns the reward"
 
 # %% [markdown]
-# Every run learns the reward (almost every answer starts with `a`). Under the paper's aggregation
+# Every run learns the reward: almost every answer starts with `a` (the last line above), against
+# about half for SFT. Under the paper's aggregation
 # wrong starts run longer than right ones on average over the seeds, while both arms with a constant
 # denominator (with or without the std division) show no gap on any seed: the 1/|o| weighting, not
 # the std, is the cause. The size of the paper's gap varies a lot between seeds, down to nothing on
