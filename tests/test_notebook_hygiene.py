@@ -14,7 +14,7 @@ NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 COURSE_MAP = ["00_welcome", "01_toy_world", "02_ppo", "03_remax", "04_grpo", "05_dpo", "06_dpop",
               "07_tdpo", "08_orpo", "09_on_vs_off_policy", "10_activation_sparsity",
               "11_neuron_clusters_and_kernels", "12_flash_and_cache", "13_pipeline",
-              "14_planner_and_engine"]
+              "14_planner_and_engine", "15_from_toy_to_trl"]
 
 
 def test_only_course_map_notebooks_exist():

@@ -169,13 +169,15 @@ def dpo_trainer(world, cfg: TRLDPORun, out: str, model=None, callbacks=()):
 
 
 def quiet() -> None:
-    """Silence progress bars and info logs of datasets/transformers (a notebook keeps only our prints)."""
+    """Silence progress bars, info logs and FutureWarnings of datasets/transformers/TRL (a notebook keeps our prints)."""
     import os
+    import warnings
 
     import datasets
     import transformers
 
     os.environ["TQDM_DISABLE"] = "1"   # TRL's own bars (reference log-probs) use plain tqdm
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"transformers\..*")
     datasets.disable_progress_bars()
     transformers.logging.set_verbosity_error()
     transformers.logging.disable_progress_bar()
