@@ -2,8 +2,9 @@
 
 Every exercise is an :class:`Exercise`: a reference implementation plus a list of named
 properties. ``teachkit.check.<name>(your_fn)`` runs each property against the learner's
-function and reports, by name, the first one that fails; ``solution(name)`` prints the
-reference. Each exercise also carries
+function and reports, by name, the first one that fails, with the first of its hints;
+``hint(name, level)`` gives the next ones (the idea, the formula, the code's shape) and
+``solution(name)`` prints self-contained reference code. Each exercise also carries
 ``wrong_answers``: deliberately broken versions that the test-suite proves it rejects.
 
 Checker modules register their exercises here; see ``teachkit/check/welcome.py`` for the
@@ -17,6 +18,7 @@ from ._core import (
     Exercise,
     ExerciseFailed,
     assert_close,
+    hint,
     matches_reference,
     registry,
     solution,
@@ -27,6 +29,7 @@ __all__ = [
     "Exercise",
     "ExerciseFailed",
     "assert_close",
+    "hint",
     "matches_reference",
     "registry",
     "solution",

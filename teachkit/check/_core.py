@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import math
+import textwrap
 import traceback
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
@@ -16,6 +18,7 @@ Property = Callable[[Callable], None]
 """A property takes the learner's function and raises AssertionError (with a hint) if it fails."""
 
 _REGISTRY: dict[str, "Exercise"] = {}
+_SOLUTIONS = Path(__file__).with_name("_solutions")
 
 
 class ExerciseFailed(AssertionError):
@@ -54,7 +57,12 @@ class Exercise:
     properties:    ordered ``(description, property)`` pairs; the description is what a
                    learner reads when that property fails, so phrase it as a fact
     wrong_answers: label -> deliberately wrong implementation; tests prove each is rejected
-    hint:          one sentence shown on failure
+    hints:         hints in steps, shown one at a time: level 1 the idea or property, level 2 the
+                   formula, level 3 the shape of the code. A failure shows level 1;
+                   ``check.hint(name, level)`` shows the others.
+    hint:          a single hint (kept for checkers that have only one); it becomes level 1
+    solution:      readable, self-contained reference code that defines a function called
+                   ``name``; when empty it is read from ``check/_solutions/<name>.py``
     """
 
     name: str
@@ -62,9 +70,23 @@ class Exercise:
     properties: list[tuple[str, Property]]
     wrong_answers: dict[str, Callable] = field(default_factory=dict)
     hint: str = ""
+    hints: tuple[str, ...] = ()
+    solution: str = ""
 
     def __post_init__(self) -> None:
+        if not self.hints and self.hint:
+            self.hints = (self.hint,)
+        self.hints = tuple(self.hints)
         _REGISTRY[self.name] = self
+
+    def solution_source(self) -> str:
+        """The reference solution as code (the ``solution`` field, else ``_solutions/<name>.py``)."""
+        if self.solution:
+            return textwrap.dedent(self.solution).strip("\n")
+        path = _SOLUTIONS / f"{self.name}.py"
+        if not path.is_file():
+            raise LookupError(f"check.{self.name} has no solution: write {path}")
+        return path.read_text(encoding="utf-8").strip("\n")
 
     def __call__(self, fn: Callable, *, strict: bool = False, quiet: bool = False) -> CheckResult:
         if not callable(fn):
@@ -84,11 +106,12 @@ class Exercise:
                 detail = _describe(err)
                 result = CheckResult(self.name, False, True, description, detail, i, n_total)
                 if not quiet:
-                    print(f"❌ {self.name}: {i}/{n_total} checks passed.")
+                    print(f"❌ {self.name}: {failure_count(i, n_total)}.")
                     print(f"   failed: {description}")
                     print(f"   why:    {detail}")
-                    if self.hint:
-                        print(f"   hint:   {self.hint}")
+                    if self.hints:
+                        print(f"   hint:   {self.hints[0]}")
+                    print(f"   more:   {self._more(1)}")
                 if strict:
                     raise ExerciseFailed(self.name, description, detail) from err
                 return result
@@ -96,22 +119,50 @@ class Exercise:
             print(f"✅ {self.name}: all {n_total} checks passed.")
         return CheckResult(self.name, True, True, None, "", n_total, n_total)
 
+    def _more(self, shown: int) -> str:
+        if shown < len(self.hints):
+            return f"check.hint({self.name!r}, {shown + 1}) for the next hint, check.solution({self.name!r}) for the code"
+        return f"check.solution({self.name!r}) prints the reference code"
+
+
+def failure_count(index: int, total: int) -> str:
+    """'check 2 of 4 failed (1 passed before it; 2 not run)': the checker stops at the first failure."""
+    not_run = total - index - 1
+    return (f"check {index + 1} of {total} failed ({index} passed before it; "
+            f"{not_run} not run)")
+
 
 def registry() -> dict[str, Exercise]:
     """All registered exercises, by name."""
     return dict(_REGISTRY)
 
 
-def solution(name: str) -> None:
-    """Print the reference solution of exercise ``name`` (for the stuck, and for lecturers)."""
-    import inspect
-    import textwrap
-
+def _exercise(name: str) -> Exercise:
     if name not in _REGISTRY:
         raise KeyError(f"no exercise called {name!r}; the exercises are: {', '.join(sorted(_REGISTRY))}")
-    ref = _REGISTRY[name].reference
-    print(f"# reference solution of check.{name} ({ref.__module__}.{ref.__qualname__})")
-    print(textwrap.dedent(inspect.getsource(ref)).rstrip())
+    return _REGISTRY[name]
+
+
+def hint(name: str, level: int = 1) -> None:
+    """Print hint ``level`` of exercise ``name``: 1 the idea, 2 the formula, 3 the shape of the code."""
+    ex = _exercise(name)
+    if not ex.hints:
+        print(f"check.{name} has no hints; check.solution({name!r}) prints the reference code")
+        return
+    if not isinstance(level, int) or level < 1:
+        raise ValueError(f"hint levels start at 1; check.{name} has {len(ex.hints)}")
+    shown = min(level, len(ex.hints))
+    if level > len(ex.hints):
+        print(f"check.{name} has {len(ex.hints)} hint(s); here is the last:")
+    print(f"hint {shown} of {len(ex.hints)} for check.{name}: {ex.hints[shown - 1]}")
+    print(f"more: {ex._more(shown)}")
+
+
+def solution(name: str) -> None:
+    """Print the reference solution of exercise ``name`` as self-contained code."""
+    ex = _exercise(name)
+    print(f"# reference solution of check.{name}")
+    print(ex.solution_source())
 
 
 def _describe(err: Exception) -> str:

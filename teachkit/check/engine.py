@@ -29,7 +29,11 @@ bundle_offset = Exercise(
                  matches_reference(_ref_offset, lambda s: (4096 * (s + 1), s, 7 * s + 1, 50 + s, 3000 + 77 * s, 4096)))],
     wrong_answers={"forgets the padding": lambda o, l, i, n, p, a: o + (l * n + i) * p,
                    "forgets the layers before": lambda o, l, i, n, p, a: o + i * ((p + a - 1) // a * a)},
-    hint="stride = ceil(payload / align) * align; unit number = layer * n_neurons + neuron.",
+    hints=(
+        'units sit one after another, layer after layer, each padded up to a multiple of `align`',
+        'stride = ceil(payload / align) · align; offset = data_offset + (layer · n_neurons + neuron) · stride',
+        'stride = (payload_bytes + align - 1) // align * align',
+    ),
 )
 
 
@@ -90,7 +94,11 @@ lru_step = Exercise(
                 ("it agrees with the reference over a replay of 200 random keys", _lru_replay)],
     wrong_answers={"FIFO: a hit does not refresh the key": _wrong_fifo,
                    "evicts the most recently used key": _wrong_mru},
-    hint="order runs from least to most recently used; a hit moves the key to the end, a miss pops order[0] if full.",
+    hints=(
+        'order runs from least to most recently used; a hit moves the key to the end, a miss in a full cache evicts the front; return a new list',
+        'hit: order − key + [key]; miss: (order[1:] if full else order) + [key], evicted = order[0] if full',
+        'new = list(order); if key in new: new.remove(key); new.append(key); return new, True, None; else pop(0) when len(new) >= capacity',
+    ),
 )
 
 
@@ -122,7 +130,11 @@ burst_time = Exercise(
     wrong_answers={"serial: k reads one after the other": lambda k, q, t: k * t,
                    "no partial wave: k / queue_depth": lambda k, q, t: k / q * t,
                    "all at once, whatever the queue depth": lambda k, q, t: t if k else 0.0},
-    hint="reads go in waves of queue_depth: ceil(k / queue_depth) waves, each one read long.",
+    hints=(
+        'at most queue_depth reads are in flight, so the reads land in waves',
+        'time = ceil(k / queue_depth) · read_s (0 for no reads)',
+        '-(-k // queue_depth) * read_s if k > 0 else 0.0',
+    ),
 )
 
 
@@ -155,7 +167,11 @@ pipelined_makespan = Exercise(
     wrong_answers={"no overlap (serial)": lambda r, c: float(sum(r) + sum(c)),
                    "perfect overlap (max of the sums)": lambda r, c: float(max(sum(r), sum(c))),
                    "two-bottleneck shortcut": lambda r, c: float(max(sum(r) + c[-1], r[0] + sum(c)))},
-    hint="keep two clocks: io_end += read; comp_end = max(comp_end, io_end) + compute.",
+    hints=(
+        "one I/O lane and one compute lane: a cluster computes once its read has landed and the previous cluster's compute is done",
+        'io_end_i = io_end_{i−1} + read_i;  comp_end_i = max(comp_end_{i−1}, io_end_i) + compute_i',
+        'io = comp = 0.0; for r, c in zip(read_ms, compute_ms): io += r; comp = max(comp, io) + c; return comp',
+    ),
 )
 
 
@@ -181,5 +197,9 @@ decode_bound = Exercise(
                  matches_reference(_ref_bound, lambda s: (50e6 * (s + 1), 3e6 * (s + 2), 10e9 + s * 5e9, 0.3e9 + s * 0.2e9)))],
     wrong_answers={"no overlap: 1/(t_mem + t_io)": lambda r, m, bm, bi: 1.0 / ((r + m) / bm + m / bi),
                    "forgets misses in RAM traffic": lambda r, m, bm, bi: 1.0 / max(r / bm, m / bi)},
-    hint="t_mem = (ram_bytes + miss_bytes) / bw_mem, t_io = miss_bytes / bw_io, tok/s = 1 / max(t_mem, t_io).",
+    hints=(
+        'memory traffic and flash reads overlap, so the slower of the two sets the pace; missed bytes cross RAM too',
+        't_mem = (ram_bytes + miss_bytes) / bw_mem, t_io = miss_bytes / bw_io, tok/s = 1 / max(t_mem, t_io)',
+        'return 1.0 / max((ram_bytes + miss_bytes) / bw_mem, miss_bytes / bw_io)',
+    ),
 )

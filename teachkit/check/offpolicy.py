@@ -93,7 +93,11 @@ dpo_loss = Exercise(
                    "ignores β": _dpo_wrong_no_beta,
                    "sums over pairs instead of averaging": _dpo_wrong_sum,
                    "naive −log(sigmoid(·)) overflows": _dpo_wrong_naive_log_sigmoid},
-    hint="margin = (π_c − ref_c) − (π_r − ref_r); loss = −logsigmoid(β·margin).mean().",
+    hints=(
+        "the loss is a Bradley–Terry likelihood whose reward is β times the log-ratio to the reference, so each completion's log-prob is measured against the reference's",
+        'L = mean over pairs of −log σ(β·[(π_c − ref_c) − (π_r − ref_r)])',
+        'margin = (pc - rc) - (pr - rr); return -F.logsigmoid(beta * margin).mean()',
+    ),
 )
 
 
@@ -170,7 +174,11 @@ dpop_loss = Exercise(
                    "penalty added outside log σ": _dpop_wrong_additive,
                    "penalises the chosen log-prob for rising": _dpop_wrong_penalty_sign,
                    "detaches the penalty (right value, no gradient)": _dpop_wrong_detached_penalty},
-    hint="z = margin − λ·clamp(ref_c − π_c, min=0); loss = −logsigmoid(β·z).mean().",
+    hints=(
+        'DPOP is DPO plus a penalty that switches on only when the chosen log-prob falls below the reference, placed inside the β bracket',
+        'L = mean of −log σ(β·[h − λ·max(0, ref_c − π_c)]), h the DPO margin',
+        'penalty = torch.clamp(rc - pc, min=0); -F.logsigmoid(beta * (margin - lam * penalty)).mean()',
+    ),
 )
 
 
@@ -223,7 +231,11 @@ sequential_kl = Exercise(
     wrong_answers={"reverse direction KL(π_θ ‖ π_ref)": _kl_wrong_reverse,
                    "multiplies by the mask (NaN leaks)": _kl_wrong_multiply,
                    "averages over positions": _kl_wrong_mean},
-    hint="log_softmax both, KL_t = Σ_v p_ref·(log p_ref − log p_θ), select with torch.where(mask, KL_t, 0), sum over t.",
+    hints=(
+        'at every real position compare the whole next-token distributions, KL(π_ref ‖ π_θ), and add them up over the sequence; padding never enters the arithmetic',
+        'SeqKL = Σ_t Σ_v p_ref(v|t)·(log p_ref(v|t) − log p_θ(v|t)) over positions with mask 1',
+        'select the logits first with torch.where(mask[..., None], ·, 0); log_softmax both; (ref_lp.exp() * (ref_lp - pol_lp)).sum(-1); torch.where(mask, ·, 0).sum(-1)',
+    ),
 )
 
 
@@ -278,7 +290,11 @@ tdpo2_loss = Exercise(
     wrong_answers={"forgets the stop-gradient on chosen_seq_kl": _tdpo_wrong_no_detach,
                    "adds the KL difference instead of subtracting it": _tdpo_wrong_sign,
                    "ignores α": _tdpo_wrong_no_alpha},
-    hint="z = (m_w − m_l) − α·(kl_l − kl_w.detach()); loss = −logsigmoid(β·z).mean().",
+    hints=(
+        "TDPO2 is DPO's margin minus α times the difference of the two sequential KLs, with the chosen-side KL a constant (stop-gradient)",
+        'L = mean of −log σ(β·[(m_w − m_l) − α·(kl_l − sg[kl_w])])',
+        'z = (m_w - m_l) - alpha * (kl_l - kl_w.detach()); -F.logsigmoid(beta * z).mean()',
+    ),
 )
 
 
@@ -325,7 +341,11 @@ log_odds = Exercise(
     wrong_answers={"naive log(1 − exp(ℓ̄)) (cancels near 0)": _odds_wrong_naive,
                    "log1p(−exp(ℓ̄)) everywhere (inaccurate near 0)": _odds_wrong_log1p,
                    "uses p instead of log p in the first term": _odds_wrong_prob},
-    hint="log(1 − e^ℓ) = log(−expm1(ℓ)) for ℓ > −ln 2, else log1p(−exp(ℓ)); select the branch with torch.where.",
+    hints=(
+        'log-odds(ℓ) = ℓ − log(1 − e^ℓ); the second term loses all precision one way near ℓ = 0 and another way for very negative ℓ',
+        'log(1 − e^ℓ) = log(−expm1(ℓ)) for ℓ > −ln 2, log1p(−exp(ℓ)) below',
+        'near = ell > -ln 2; give each branch a harmless input where unused (torch.where(near, ell, -1.0) …); ell - torch.where(near, log(-expm1(·)), log1p(-exp(·)))',
+    ),
 )
 
 
@@ -383,5 +403,9 @@ orpo_loss = Exercise(
                    "uses the log-prob ratio instead of the log-odds ratio": _orpo_wrong_logprob_ratio,
                    "puts λ on the NLL term": _orpo_wrong_lam_on_nll,
                    "naive log-odds ℓ̄ − log(1 − exp(ℓ̄)) (cancels near 0)": _orpo_wrong_naive_odds},
-    hint="loss = −ℓ̄_w.mean() + λ·(−logsigmoid(log_odds(ℓ̄_w) − log_odds(ℓ̄_l))).mean().",
+    hints=(
+        'ORPO is supervised fine-tuning on the chosen completion plus λ times a Bradley–Terry term on the log-odds (not the log-probs)',
+        'L = mean(−ℓ̄_w) + λ·mean(−log σ(log-odds(ℓ̄_w) − log-odds(ℓ̄_l))), log-odds(ℓ) = ℓ − log(1 − e^ℓ)',
+        'nll = -chosen.mean(); ratio = log_odds(chosen) - log_odds(rejected) (the accurate two-branch form); nll + lam * (-F.logsigmoid(ratio).mean())',
+    ),
 )

@@ -94,7 +94,11 @@ gae = Exercise(
                        lambda r, v, m, gamma, lam: tuple(x.long() for x in _gae_ref(r, v, m, gamma, lam)),
                    "ignores λ": _gae_wrong_no_lambda,
                    "returns the advantages as returns (forgets + V)": _gae_wrong_returns},
-    hint="loop t backwards: δ = r_t + γ V_{t+1} − V_t, A_t = δ + γλ A_{t+1}; zero r and V under the mask first.",
+    hints=(
+        "run backwards from the last token: each advantage is this step's TD error plus the discounted advantage after it; nothing is bootstrapped beyond a sequence's end",
+        'δ_t = r_t + γ V_{t+1} − V_t,  A_t = δ_t + γλ A_{t+1},  returns R_t = A_t + V_t; r and V are 0 under mask 0',
+        'r, v = torch.where(mask.bool(), ·, 0); for t in reversed(range(T)): next_v = v[:, t+1] if t+1 < T else 0; running = r[:, t] + γ·next_v - v[:, t] + γλ·running; adv[:, t] = running',
+    ),
 )
 
 
@@ -175,7 +179,11 @@ ppo_clip_loss = Exercise(
                    "forgets the clip": _ppo_wrong_no_clip,
                    "ignores clip_eps (always 0.2)": _ppo_wrong_fixed_eps,
                    "multiplies by the mask (NaN · 0 = NaN)": _ppo_wrong_multiply},
-    hint="ρ = exp(logp − old_logp); per token max(−Aρ, −A·clip(ρ, 1−ε, 1+ε)); select with torch.where, then mean.",
+    hints=(
+        'once the ratio ρ = π/π_old has moved beyond [1−ε, 1+ε] in the direction the advantage rewards, that token stops pushing: PPO takes the pessimistic of the clipped and unclipped terms',
+        'per token max(−A·ρ, −A·clip(ρ, 1−ε, 1+ε)), ρ = exp(logp − old_logp); masked mean over tokens',
+        'select the inputs with torch.where(mask.bool(), ·, 0); torch.maximum(-adv*ratio, -adv*ratio.clamp(1-eps, 1+eps)); sum under the mask / mask.sum()',
+    ),
 )
 
 
@@ -211,7 +219,11 @@ reinforce_loss = Exercise(
             lambda lp, a, m: (-(a[:, None] * torch.where(m.bool(), lp, 0)).sum(1) / m.sum(1)).mean(),
         "multiplies by the mask (NaN · 0 = NaN)": lambda lp, a, m: -(a[:, None] * lp * m).sum() / m.sum(),
     },
-    hint="broadcast A over tokens with A[:, None]; select logp with torch.where(mask.bool(), logp, 0); divide by mask.sum().",
+    hints=(
+        'each sequence has one advantage; every one of its tokens is weighted by it, and the loss is a mean over all real tokens',
+        'L = −Σ_{b,t} A_b · logp_{b,t} / (number of real tokens)',
+        '-(adv[:, None] * torch.where(mask.bool(), logp, 0)).sum() / mask.sum()',
+    ),
 )
 
 
@@ -268,8 +280,11 @@ group_advantages = Exercise(
         "forgets the eps (0/0 on equal groups)": lambda r, G: (lambda g: ((g - g.mean(1, keepdim=True))
                                                      / g.std(1, keepdim=True)).reshape(-1))(r.view(-1, G)),
     },
-    hint="g = rewards.view(-1, G); (g − g.mean(1, keepdim=True)) / (g.std(1, keepdim=True) + 1e-4); "
-         "torch.where(equal, 0, ...) for groups with g.amax(1) == g.amin(1); then reshape(-1).",
+    hints=(
+        'centre and scale each group of G samples of the same prompt by its own mean and std; a group of equal rewards carries no signal',
+        'A_i = (r_i − mean_g) / (std_g + 1e-4), std Bessel-corrected; exactly 0 where max_g == min_g',
+        'g = rewards.view(-1, G); adv = (g - g.mean(1, keepdim=True)) / (g.std(1, keepdim=True) + 1e-4); torch.where(equal[:, None], 0, adv).reshape(-1)',
+    ),
 )
 
 
@@ -315,8 +330,11 @@ kl_k3 = Exercise(
         "expm1(d) − d everywhere (9–26% off at d ≈ 1e-6)": lambda lp, ref: torch.expm1(ref - lp) - (ref - lp),
         "½d² below |d| = 1e-2, exp(d) − d − 1 above": _k3_wrong_half_then_naive,
     },
-    hint="with d = ref_logp − logp: for |d| < 0.1 the series d²/2 + d³/6 + d⁴/24 + d⁵/120 (no cancellation), "
-         "else torch.expm1(d) − d; select the branch with torch.where (or compute in float64 and cast back).",
+    hints=(
+        'k3 = e^d − d − 1 with d = ref_logp − logp; near d = 0 the three terms cancel in float32, so use a form without cancellation there',
+        'for |d| < 0.1 the series d²/2 + d³/6 + d⁴/24 + d⁵/120 (+ d⁶/720); elsewhere expm1(d) − d',
+        'small = d.abs() < 0.1; torch.where(small, series(torch.where(small, d, 0)), torch.expm1(d) - d)',
+    ),
 )
 
 
@@ -343,5 +361,9 @@ rloo_advantages = Exercise(
         "includes the sample in its own baseline": lambda r, G: (r.view(-1, G) - r.view(-1, G).mean(1, keepdim=True)).reshape(-1),
         "divides by G instead of G − 1": lambda r, G: (lambda g: g - (g.sum(1, keepdim=True) - g) / G)(r.view(-1, G)).reshape(-1),
     },
-    hint="g = rewards.view(-1, G); baseline = (g.sum(1, keepdim=True) − g) / (G − 1); return (g − baseline).reshape(-1).",
+    hints=(
+        "each sample's baseline is the mean reward of the *other* samples of its group, never its own",
+        'A_i = r_i − (Σ_g r − r_i) / (G − 1)',
+        'g = rewards.view(-1, G); (g - (g.sum(1, keepdim=True) - g) / (G - 1)).reshape(-1)',
+    ),
 )

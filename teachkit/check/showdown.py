@@ -56,7 +56,11 @@ dpo_gradient_weight = Exercise(
         "wrong sign inside σ": lambda h, beta: beta * torch.sigmoid(beta * h),
         "forgets β inside σ": lambda h, beta: beta * torch.sigmoid(-h),
     },
-    hint="d/dh of −log σ(βh) is −β·σ(−βh); the weight is minus that.",
+    hints=(
+        'the weight is how hard one pair pushes: minus the derivative of the DPO loss with respect to its margin',
+        'd/dh [−log σ(βh)] = −β·σ(−βh), so the weight is β·σ(−βh)',
+        'beta * torch.sigmoid(-beta * margin)',
+    ),
 )
 
 
@@ -116,5 +120,9 @@ frontier_mask = Exercise(
             [not ((np.asarray(kl) < kl[i]) & (np.asarray(r) > r[i])).any() for i in range(len(kl))]),
         "keeps everything": lambda kl, r: np.ones(len(kl), dtype=bool),
     },
-    hint="a run is on the frontier unless another has KL ≤ its KL and reward ≥ its reward, one strictly.",
+    hints=(
+        'a run is on the frontier unless another run is at least as good on both axes (less or equal KL, more or equal reward) and strictly better on one',
+        'keep_i = not ∃ j: kl_j ≤ kl_i ∧ r_j ≥ r_i ∧ (kl_j < kl_i ∨ r_j > r_i)',
+        'for each i: better = (kl <= kl[i]) & (r >= r[i]) & ((kl < kl[i]) | (r > r[i])); keep[i] = not better.any()',
+    ),
 )

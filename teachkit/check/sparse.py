@@ -36,7 +36,11 @@ firing_frequency = Exercise(
                    "averages over neurons (per-token activity)":
                        lambda H: (np.asarray(H) > 0).mean(1),
                    "counts nonzero values, negatives included": lambda H: (np.asarray(H) != 0).mean(0)},
-    hint="a neuron fires on a token when its activation is > 0; average that over tokens (axis 0).",
+    hints=(
+        'a neuron fires on a token when its activation is strictly positive; count that per neuron over tokens',
+        'freq_n = (1/T) Σ_t [H[t, n] > 0]',
+        '(np.asarray(H) > 0).mean(axis=0)',
+    ),
 )
 
 
@@ -66,7 +70,11 @@ recall_precision = Exercise(
                 ("it matches the reference on random masks", matches_reference(_ref_rp, _rp_inputs))],
     wrong_answers={"recall and precision swapped": lambda p, t: _ref_rp(p, t)[::-1],
                    "accuracy for both": lambda p, t: (float((np.asarray(p) == np.asarray(t)).mean()),) * 2},
-    hint="recall = hits / truly active, precision = hits / predicted active.",
+    hints=(
+        'recall asks how many of the truly active neurons were predicted; precision how many predicted ones were truly active',
+        'recall = |pred ∧ true| / |true|, precision = |pred ∧ true| / |pred|',
+        'hits = (pred & true).sum(); return hits / true.sum(), hits / pred.sum()',
+    ),
 )
 
 
@@ -100,7 +108,11 @@ union_activity = Exercise(
                    "union over all tokens at once":
                        lambda H, w: float((np.asarray(H) > 0).any(0).mean()),
                    "keeps the partial last block": _wrong_union_partial},
-    hint="cut the tokens into blocks of `window`, take any() over each block, then the mean.",
+    hints=(
+        'a neuron is needed for a block of tokens if it fires on any of them; cut the tokens into whole blocks of `window`',
+        'mean over blocks and neurons of any_{t in block}[H[t, n] > 0], the partial last block dropped',
+        'n = len(A) // window * window; A[:n].reshape(-1, window, N).any(axis=1).mean()',
+    ),
 )
 
 
@@ -127,7 +139,11 @@ gather_dot = Exercise(
                 ("it matches W[idx] @ x on random inputs", matches_reference(_ref_gather, _gather_inputs))],
     wrong_answers={"first len(idx) rows": lambda W, idx, x: W[: len(idx)] @ x,
                    "indices sorted, order of idx lost": lambda W, idx, x: W[np.sort(idx)] @ x},
-    hint="out[j] = W[idx[j]] · x, one output per index, in the order of idx.",
+    hints=(
+        'only the selected rows of W are multiplied, and the outputs come in the order of idx',
+        'out[j] = W[idx[j]] · x',
+        'W[idx] @ x, or a loop over j',
+    ),
 )
 
 
@@ -165,7 +181,11 @@ down_axpy = Exercise(
                  matches_reference(_ref_axpy, _axpy_inputs))],
     wrong_answers={"overwrites out": lambda WdT, idx, h, out: h @ WdT[idx],
                    "lost updates (a race)": _wrong_race},
-    hint="return out + Σ_j h[j] * WdT[idx[j]] (the rows of the transposed down matrix).",
+    hints=(
+        'each active neuron adds its down row, scaled by its activation, to what `out` already holds; return the result',
+        'out + Σ_j h[j] · WdT[idx[j]] (a repeated index adds twice)',
+        'out = out.copy(); for j, i in enumerate(idx): out += h[j] * WdT[i]; return out',
+    ),
 )
 
 
@@ -202,7 +222,11 @@ sparse_ffn = Exercise(
     properties=[("a negative up value passes through (only the gate has the ReLU)", _ffn_hand),
                 ("it matches the reference on random bundles", matches_reference(_ref_ffn, _ffn_inputs))],
     wrong_answers={"ReLU on the product": _wrong_relu_product, "no ReLU at all": _wrong_no_relu},
-    hint="h_i = relu(gate_i·x) * (up_i·x); the result is Σ_i h_i · down_i over i in idx.",
+    hints=(
+        'only the gate has a ReLU; the up projection passes negative values through',
+        'h_i = relu(gate_i · x) · (up_i · x), output Σ_{i in idx} h_i · down_i',
+        'b = bundles[idx]; h = np.maximum(b[:, 0] @ x, 0) * (b[:, 1] @ x); h @ b[:, 2]',
+    ),
 )
 
 
@@ -227,5 +251,9 @@ bandwidth_bound_ms = Exercise(
                  matches_reference(_ref_bound, _bound_inputs))],
     wrong_answers={"forgets the number of matrices": lambda n, d, m, b, bw: n * d * b / (bw * 1e9) * 1e3,
                    "counts bits as bytes": lambda n, d, m, b, bw: n * m * d * b * 8 / (bw * 1e9) * 1e3},
-    hint="bytes = n_active · n_mats · d · bytes_per_weight; time = bytes / (GB/s · 1e9), in ms.",
+    hints=(
+        'the time can be no less than the bytes that must be read divided by the bandwidth',
+        'bytes = n_active · n_mats · d · bytes_per_weight; ms = bytes / (GB/s · 1e9) · 1e3',
+        'n_active * n_mats * d * bytes_per_weight / (bandwidth_GBps * 1e9) * 1e3',
+    ),
 )

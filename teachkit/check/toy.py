@@ -66,7 +66,11 @@ eos_mask = Exercise(
                    "keeps tokens after a second EOS": _wrong_no_subtract,
                    "keeps everything": _wrong_keeps_everything,
                    "hard-codes eos_id == 1": _wrong_hard_coded_eos},
-    hint="count the EOS tokens seen strictly before each position: cumsum(is_eos) - is_eos == 0.",
+    hints=(
+        'a token is kept when no EOS came strictly before it; the first EOS itself is kept',
+        'keep_t = [number of EOS among positions < t] == 0 = [cumsum(is_eos)_t − is_eos_t == 0]',
+        'is_eos = (completions == eos_id).long(); ((is_eos.cumsum(1) - is_eos) == 0).float()',
+    ),
 )
 
 
@@ -144,7 +148,11 @@ completion_logprobs = Exercise(
     wrong_answers={"forgets the shift": _wrong_no_shift,
                    "multiplies by the mask (NaN * 0 is NaN)": _wrong_multiply,
                    "uses raw logits, not log-probs": _wrong_raw_logits},
-    hint="P = logits.shape[1] - T; log_softmax(logits[:, P-1:-1]).gather(-1, ids); select with torch.where.",
+    hints=(
+        'the logits at position i predict token i + 1, so the completion is predicted one position early; padding ids may be anything',
+        'logp_j = log_softmax(logits[:, P + j − 1])[token_j], P = logits.shape[1] − T; 0 under mask 0',
+        'log_softmax(logits[:, P-1:-1], -1).gather(-1, ids[..., None]).squeeze(-1), ids with padding replaced by 0, then torch.where(mask.bool(), ·, 0)',
+    ),
 )
 
 
@@ -195,5 +203,9 @@ bradley_terry = Exercise(
     wrong_answers={"log of sigmoid overflows": _wrong_bt_naive,
                    "chosen and rejected swapped": _wrong_bt_sign,
                    "sums instead of averaging": _wrong_bt_sum},
-    hint="-F.logsigmoid(chosen - rejected).mean()",
+    hints=(
+        'the loss is the negative log-likelihood that the chosen completion wins, averaged over pairs',
+        'L = mean(−log σ(r_c − r_r)), with log σ computed stably',
+        '-F.logsigmoid(chosen - rejected).mean()',
+    ),
 )

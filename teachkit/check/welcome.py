@@ -50,7 +50,11 @@ masked_mean = Exercise(
     ],
     wrong_answers={"multiplies by the mask": _wrong_multiply,
                    "divides by every entry, not the masked count": _wrong_plain_mean},
-    hint="select with torch.where(mask.bool(), x, 0) and divide by mask.sum().",
+    hints=(
+        'only the entries under mask 1 count, both in the sum and in the count; padding may hold NaN, and NaN · 0 is NaN',
+        'mean = Σ_{mask=1} x / Σ mask, where padding is *selected away*, not multiplied by 0',
+        'torch.where(mask.bool(), x, 0).sum() / mask.sum()',
+    ),
 )
 
 
@@ -99,5 +103,9 @@ neg_log_sigmoid = Exercise(
     wrong_answers={"naive −log(sigmoid(z))": _nls_wrong_naive,
                    "log1p(exp(−z)) overflows": _nls_wrong_log1p_exp,
                    "wrong sign": _nls_wrong_sign},
-    hint="−log σ(z) = log(1 + e^(−z)); for z < 0 rewrite it as −z + log(1 + e^z). torch has softplus.",
+    hints=(
+        '−log σ(z) = log(1 + e^(−z)); e^(−z) overflows for very negative z and σ(z) rounds to 0 for very positive −z',
+        'for z < 0 rewrite log(1 + e^(−z)) = −z + log(1 + e^z): then the exponent is never positive',
+        'clamp(-z, min=0) + log1p(exp(-|z|)), or torch.nn.functional.softplus(-z)',
+    ),
 )
