@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -191,7 +192,8 @@ def check_deck(browser, deck: Path) -> dict:
               maths_errors: document.querySelectorAll('.MathJax_Error, merror').length,
               raw_dollars_left: (document.body.innerText.match(/\\$\\$/g) || []).length};
     }""")
-    row.update(deck=deck.name, blocked_requests=blocked[:5])
+    row.update(deck=deck.name, blocked_requests=blocked[:5],
+               maths_expected=bool(re.search(r"\$[^$\n]+\$", deck.read_text(encoding="utf-8"))))
     context.close()
     return row
 
@@ -207,8 +209,11 @@ def problems(row: dict) -> list[str]:
             found.append("the slideshow did not open on the first slide")
         if row.get("slider_redraws") is False:
             found.append("a slider moved in the browser did not redraw its figure")
-    elif not row.get("on_first_slide") or not row.get("maths_typeset"):
-        found.append("deck: first slide or maths missing")
+    else:
+        if not row.get("on_first_slide"):
+            found.append("the deck did not open on its first slide")
+        if row.get("maths_expected") and not row.get("maths_typeset"):
+            found.append("the deck's maths was not typeset")
     return found
 
 

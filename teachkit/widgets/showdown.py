@@ -1,51 +1,21 @@
-"""Interactive widgets of notebook 09: thin ipywidgets factories around pure teachkit functions.
+"""Widgets of notebook 09: the DPO/IPO landscape and the method explorer over the stored runs.
 
-Each factory returns a :class:`Panel`: ``panel.ui`` is what the notebook displays, ``panel.controls``
-and ``panel.buttons`` name every control, and ``panel.state["last"]`` holds what the last redraw
-computed. No logic lives in a callback: a callback reads the controls and calls one pure function
-(``teachkit.viz.showdown.plot_dpo_landscape``, ``teachkit.rlhf.showdown_data.select_runs``, ...). Tests drive
-the controls headlessly: setting ``control.value`` fires the callback synchronously, and
-``button.click()`` fires ``on_click``.
+No logic lives in a callback: a callback reads the controls and calls one pure function
+(``teachkit.viz.showdown.plot_dpo_landscape``, ``teachkit.rlhf.showdown_data.select_runs``, ...).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Callable
 
 import ipywidgets as W
 
-from .viz import showdown as vz
+from ..viz import showdown as vz
+from ._panel import Panel, _redraw
 
-__all__ = ["Panel", "dpo_landscape_widget", "method_explorer"]
+__all__ = ["dpo_landscape_widget", "method_explorer"]
 
 LANDSCAPE_BETAS = (0.05, 0.1, 0.2, 0.5, 1.0, 2.0)
-
-
-@dataclass
-class Panel:
-    """A displayed widget plus handles on its parts (for notebooks and tests)."""
-
-    ui: W.Widget
-    controls: dict[str, W.Widget]
-    buttons: dict[str, W.Button]
-    output: W.Output
-    refresh: Callable[[], None]
-    state: dict = field(default_factory=dict)
-
-    def _repr_mimebundle_(self, **kwargs):
-        return self.ui._repr_mimebundle_(**kwargs)
-
-    def __repr__(self) -> str:  # short and stable for notebook outputs
-        return f"Panel(controls={sorted(self.controls)}, buttons={sorted(self.buttons)})"
-
-
-def _redraw(output: W.Output, state: dict, draw: Callable[[], object]) -> None:
-    """Run ``draw`` inside the output area; keep its result, or the error, in ``state``."""
-    with output:
-        output.clear_output(wait=True)
-        state["last"] = draw()
-        state["draws"] = state.get("draws", 0) + 1
 
 
 def dpo_landscape_widget(betas: tuple[float, ...] = LANDSCAPE_BETAS,
@@ -111,7 +81,7 @@ def method_explorer(runs: list[dict], live: Callable[..., dict] | None = None) -
     ``train live`` button calls ``live(method, beta=..., **knobs) -> history`` (a small run of the
     runner) and overlays its curves, so the knobs that the stored runs do not vary can be explored.
     """
-    from .rlhf import runner, showdown_data
+    from ..rlhf import runner, showdown_data
 
     ok = [r for r in runs if r.get("status", "ok") == "ok"]
     if not ok:

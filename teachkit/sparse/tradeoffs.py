@@ -1,0 +1,136 @@
+"""What the hands-on widgets of notebooks 12-14 compute: the engine's trade-offs as pure functions.
+
+- :func:`split_hit_rate` / :func:`hit_rate_over_splits` (12): a budget of cached neuron rows split
+  between a hot region (each layer's most frequent neurons, pinned) and a cold LRU, replayed on
+  activation traces with :func:`teachkit.sparse.cache.simulate_hit_rate`.
+- :func:`pipeline_makespans` / :func:`makespan_over_ratios` (13): one layer's makespan under the
+  serial, matrix-level and cluster-level schedules, from stage times (``stage_times`` reads them
+  from an engine ``Trace``). One I/O lane reads the missing clusters one after another; one
+  compute lane first does the in-memory work, then each read cluster's up/down.
+
+  serial:  Σread + in-memory + Σcompute          (compute starts when every read has landed)
+  matrix:  max(in-memory, Σread) + Σcompute      (in-memory work overlaps the reads; barrier)
+  cluster: two clocks, io += read_i; comp = max(comp, io) + compute_i, from comp = in-memory
+
+  No schedule beats ``max(in-memory + Σcompute, Σread)``: overlap saves at most the smaller lane,
+  so it pays most when compute and I/O take similar time.
+- :func:`budget_sweep_table` (14): the stored benchmark's memory-budget sweep, measured tokens/s
+  beside the planner's prediction for the same budget.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .cache import simulate_hit_rate
+
+__all__ = ["split_hit_rate", "hit_rate_over_splits", "stage_times", "pipeline_makespans",
+           "makespan_over_ratios", "budget_sweep_table"]
+
+READ_STAGES = ("bundle_read", "gate_read", "updown_read")
+CLUSTER_COMPUTE = ("updown_compute", "fused_compute")
+
+
+def _neuron_frequencies(traces: list, n_neurons: int) -> np.ndarray:
+    freq = np.zeros((len(traces[0]), n_neurons), dtype=np.int64)
+    for token in traces:
+        for layer, active in enumerate(token):
+            np.add.at(freq[layer], np.asarray(active, dtype=np.int64), 1)
+    return freq
+
+
+def split_hit_rate(traces: list, n_neurons: int, total_slots: int, hot_share: float, warmup: int = 0) -> dict:
+    """Hit rate of ``total_slots`` cached rows, ``hot_share`` of them pinned hot (evenly per layer)."""
+    if not traces or not traces[0]:
+        raise ValueError("traces must hold at least one token with at least one layer")
+    if not 0.0 <= float(hot_share) <= 1.0:
+        raise ValueError(f"hot_share must be in [0, 1], got {hot_share!r}")
+    n_layers = len(traces[0])
+    if int(total_slots) < 1 or int(total_slots) > n_layers * n_neurons:
+        raise ValueError(f"total_slots must be in [1, {n_layers * n_neurons}], got {total_slots!r}")
+    hot_per_layer = min(n_neurons, int(round(hot_share * total_slots / n_layers)))
+    cold_slots = max(1, int(total_slots) - hot_per_layer * n_layers)
+    freq = _neuron_frequencies(traces, n_neurons)
+    hot_sets = [np.argsort(-f, kind="stable")[:hot_per_layer] for f in freq]
+    rate = simulate_hit_rate(traces, n_neurons, cold_slots, hot_sets, warmup=warmup)
+    return {"hit_rate": rate, "hot_per_layer": hot_per_layer, "cold_slots": cold_slots}
+
+
+def hit_rate_over_splits(traces: list, n_neurons: int, total_slots: int, shares, warmup: int = 0) -> dict:
+    """:func:`split_hit_rate` for each hot share; arrays ``share`` and ``hit_rate``."""
+    shares = np.asarray(shares, dtype=np.float64)
+    rates = [split_hit_rate(traces, n_neurons, total_slots, s, warmup)["hit_rate"] for s in shares]
+    return {"share": shares, "hit_rate": np.array(rates)}
+
+
+def stage_times(events, layer: int) -> dict:
+    """One layer's stage times (ms) from ``Trace.events``: reads in start order, compute shared evenly.
+
+    The cluster compute of the layer is divided evenly among its reads, which is what the
+    makespan model needs: how much compute waits on each read.
+    """
+    layer_events = [e for e in events if e[2] == layer]
+    reads = sorted((e for e in layer_events if e[1] in READ_STAGES), key=lambda e: e[4])
+    read_ms = [1e3 * (e[5] - e[4]) for e in reads]
+    compute = 1e3 * sum(e[5] - e[4] for e in layer_events if e[1] in CLUSTER_COMPUTE)
+    in_memory = 1e3 * sum(e[5] - e[4] for e in layer_events if e[1] == "gate_compute")
+    share = compute / len(read_ms) if read_ms else 0.0
+    return {"read_ms": read_ms, "compute_ms": [share] * len(read_ms),
+            "in_memory_ms": in_memory + (compute if not read_ms else 0.0)}
+
+
+def _times(name: str, values) -> np.ndarray:
+    arr = np.asarray(values, dtype=np.float64)
+    if arr.ndim != 1 or not np.all(np.isfinite(arr)) or np.any(arr < 0):
+        raise ValueError(f"{name} must be a 1-D array of non-negative finite times")
+    return arr
+
+
+def pipeline_makespans(read_ms, compute_ms, in_memory_ms: float = 0.0) -> dict:
+    """Makespan of one layer under each schedule, and the bound no schedule beats (module docstring)."""
+    reads, comps = _times("read_ms", read_ms), _times("compute_ms", compute_ms)
+    if len(reads) != len(comps):
+        raise ValueError(f"one compute time per read: {len(reads)} reads, {len(comps)} computes")
+    in_memory = float(in_memory_ms)
+    if not math.isfinite(in_memory) or in_memory < 0:
+        raise ValueError(f"in_memory_ms must be a non-negative finite time, got {in_memory_ms!r}")
+    io_end, comp_end = 0.0, in_memory
+    for r, c in zip(reads, comps):
+        io_end += r
+        comp_end = max(comp_end, io_end) + c
+    total_read, total_compute = float(reads.sum()), in_memory + float(comps.sum())
+    return {"serial": total_read + total_compute, "matrix": max(in_memory, total_read) + float(comps.sum()),
+            "cluster": comp_end, "bound": max(total_read, total_compute),
+            "io_ms": total_read, "compute_ms": total_compute}
+
+
+def makespan_over_ratios(read_ms, compute_ms, in_memory_ms: float, ratios) -> dict:
+    """Makespans with every compute time scaled so that total compute / total I/O = each ratio."""
+    base = pipeline_makespans(read_ms, compute_ms, in_memory_ms)
+    if base["io_ms"] <= 0 or base["compute_ms"] <= 0:
+        raise ValueError("the stage times need some I/O and some compute to scale their ratio")
+    rows = {k: [] for k in ("serial", "matrix", "cluster", "bound")}
+    ratios = np.asarray(ratios, dtype=np.float64)
+    for ratio in ratios:
+        scale = ratio * base["io_ms"] / base["compute_ms"]
+        m = pipeline_makespans(read_ms, np.asarray(compute_ms, dtype=np.float64) * scale, in_memory_ms * scale)
+        for k in rows:
+            rows[k].append(m[k])
+    return {"ratio": ratios, "io_ms": base["io_ms"], **{k: np.array(v) for k, v in rows.items()}}
+
+
+def budget_sweep_table(bench: dict) -> dict:
+    """The stored budget sweep, sorted by budget: ``budget_over_ffn``, ``tok_s`` (measured),
+    ``predicted_tok_s`` (planner), ``hit_rate`` and the chosen plan's ``hot_neurons``/``cold_slots``."""
+    sweep = bench.get("budget_sweep") if isinstance(bench, dict) else None
+    if not sweep:
+        raise ValueError("the benchmark has no budget_sweep: run `make bench`")
+    rows = sorted(sweep, key=lambda r: r["budget_over_ffn"])
+    return {"budget_over_ffn": np.array([r["budget_over_ffn"] for r in rows], dtype=np.float64),
+            "tok_s": np.array([r["tok_s"] for r in rows], dtype=np.float64),
+            "predicted_tok_s": np.array([r["predicted_tok_s"] for r in rows], dtype=np.float64),
+            "hit_rate": np.array([r.get("hit_rate", float("nan")) for r in rows], dtype=np.float64),
+            "hot_neurons": np.array([r["plan"]["hot_neurons"] for r in rows]),
+            "cold_slots": np.array([r["plan"]["cold_slots"] for r in rows])}
