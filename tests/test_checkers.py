@@ -79,3 +79,17 @@ def test_a_learner_returning_an_integer_tensor_reads_the_library_message():
     assert not result.passed and result.attempted
     assert "your result must be a floating-point tensor, got dtype torch.int64" in result.message
     assert "your function raised" not in result.message
+
+
+@pytest.mark.parametrize("name,label,says", [
+    ("decode_bound", "min instead of max: 1/min(t_mem, t_io)", "1/min(t_mem, t_io)"),
+    ("down_axpy", "adds in place and returns None", "returns None: return the output array"),
+    ("bundle_offset", "stride off by one: (payload + align) // align * align", "expected 4480, got 4672"),
+    ("lru_step", "mutates the caller's list", "changed its input list"),
+])
+def test_sparse_checkers_name_the_real_bug(name, label, says):
+    ex = EXERCISES[name]
+    result = ex(ex.wrong_answers[label], quiet=True)
+    assert not result.passed and result.attempted
+    assert says in result.message, result.message
+    assert "your function raised" not in result.message

@@ -15,10 +15,18 @@ def _ref_offset(data_offset, layer, neuron, n_neurons, payload_bytes, align):
     return data_offset + (layer * n_neurons + neuron) * stride
 
 
+def _offset_case(fn, args, want, what):
+    got = fn(*args)
+    if got != want:
+        raise AssertionError(f"{what}: bundle_offset{args} expected {want}, got {got}")
+
+
 def _offset_hand(fn):
-    assert fn(4096, 0, 0, 10, 100, 64) == 4096, "neuron 0 of layer 0 starts at data_offset"
-    assert fn(4096, 0, 3, 10, 100, 64) == 4096 + 3 * 128, "units are padded: stride = round_up(100, 64) = 128"
-    assert fn(4096, 2, 1, 10, 128, 64) == 4096 + 21 * 128, "layer 2 starts after 2 x 10 units"
+    _offset_case(fn, (4096, 0, 0, 10, 100, 64), 4096, "neuron 0 of layer 0 starts at data_offset")
+    _offset_case(fn, (4096, 0, 3, 10, 100, 64), 4096 + 3 * 128, "units are padded: stride = round_up(100, 64) = 128")
+    _offset_case(fn, (4096, 0, 3, 10, 128, 64), 4096 + 3 * 128,
+                 "a payload already a multiple of align needs no padding: stride = 128, not 192")
+    _offset_case(fn, (4096, 2, 1, 10, 128, 64), 4096 + 21 * 128, "layer 2 starts after 2 x 10 units")
 
 
 bundle_offset = Exercise(
@@ -28,6 +36,8 @@ bundle_offset = Exercise(
                 ("it matches the file's own geometry on other shapes",
                  matches_reference(_ref_offset, lambda s: (4096 * (s + 1), s, 7 * s + 1, 50 + s, 3000 + 77 * s, 4096)))],
     wrong_answers={"forgets the padding": lambda o, l, i, n, p, a: o + (l * n + i) * p,
+                   "stride off by one: (payload + align) // align * align":
+                       lambda o, l, i, n, p, a: o + (l * n + i) * ((p + a) // a * a),
                    "forgets the layers before": lambda o, l, i, n, p, a: o + i * ((p + a - 1) // a * a)},
     hints=(
         'units sit one after another, layer after layer, each padded up to a multiple of `align`',
@@ -70,12 +80,30 @@ def _lru_replay(fn):
         a, b = ra[0], list(rb[0])
 
 
+def _lru_no_mutation(fn):
+    for order, key in (([1, 2, 3], 2), ([1, 2, 3], 4), ([1, 2], 4)):
+        before = list(order)
+        fn(order, 3, key)
+        assert order == before, (f"lru_step({before}, 3, {key}) changed its input list to {order}: "
+                                 "copy it (new = list(order)) and return the copy")
+
+
 def _wrong_fifo(order, capacity, key):      # a hit does not refresh: FIFO, not LRU
     order = list(order)
     if key in order:
         return order, True, None
     evicted = order.pop(0) if len(order) >= capacity else None
     return order + [key], False, evicted
+
+
+def _wrong_in_place(order, capacity, key):   # right answers, but the caller's list is changed
+    if key in order:
+        order.remove(key)
+        order.append(key)
+        return order, True, None
+    evicted = order.pop(0) if len(order) >= capacity else None
+    order.append(key)
+    return order, False, evicted
 
 
 def _wrong_mru(order, capacity, key):       # evicts the most recent
@@ -91,8 +119,10 @@ lru_step = Exercise(
     name="lru_step",
     reference=_ref_lru,
     properties=[("a hit moves the key to the end; a miss in a full cache evicts the front", _lru_hand),
-                ("it agrees with the reference over a replay of 200 random keys", _lru_replay)],
+                ("it agrees with the reference over a replay of 200 random keys", _lru_replay),
+                ("it does not mutate its input list (it returns a new one)", _lru_no_mutation)],
     wrong_answers={"FIFO: a hit does not refresh the key": _wrong_fifo,
+                   "mutates the caller's list": _wrong_in_place,
                    "evicts the most recently used key": _wrong_mru},
     hints=(
         'order runs from least to most recently used; a hit moves the key to the end, a miss in a full cache evicts the front; return a new list',
@@ -183,6 +213,16 @@ def _ref_bound(ram_bytes, miss_bytes, bw_mem, bw_io):
     return 1.0 / max(t_mem, t_io)
 
 
+def _bound_max_not_min(fn):
+    # t_mem = 110 MB / 20 GB/s = 5.5 ms, t_io = 10 MB / 1 GB/s = 10 ms: the slower lane sets the pace
+    got = fn(100e6, 10e6, 20e9, 1e9)
+    want, with_min = 1 / 10e-3, 1 / 5.5e-3
+    if abs(got - with_min) < 1e-6 * with_min:
+        raise AssertionError(f"t_mem = 5.5 ms, t_io = 10 ms: expected {want:.6g} tok/s = 1/max(t_mem, t_io), got "
+                             f"{got:.6g} = 1/min(t_mem, t_io): the slower of the two lanes sets the pace, so take max")
+    assert_close(got, want, "t_mem = 5.5 ms and t_io = 10 ms (tok/s)")
+
+
 def _bound_hand(fn):
     assert_close(fn(100e6, 0.0, 20e9, 1e9), 200.0, "no misses: 100 MB at 20 GB/s")
     assert_close(fn(100e6, 10e6, 20e9, 0.2e9), 20.0, "10 MB of misses at 0.2 GB/s dominate")
@@ -192,10 +232,12 @@ def _bound_hand(fn):
 decode_bound = Exercise(
     name="decode_bound",
     reference=_ref_bound,
-    properties=[("hand-checked cases: RAM-bound, I/O-bound, misses counted in RAM traffic", _bound_hand),
+    properties=[("the slower lane sets the pace: 1/max(t_mem, t_io), not min", _bound_max_not_min),
+                ("hand-checked cases: RAM-bound, I/O-bound, misses counted in RAM traffic", _bound_hand),
                 ("it matches the reference elsewhere",
                  matches_reference(_ref_bound, lambda s: (50e6 * (s + 1), 3e6 * (s + 2), 10e9 + s * 5e9, 0.3e9 + s * 0.2e9)))],
     wrong_answers={"no overlap: 1/(t_mem + t_io)": lambda r, m, bm, bi: 1.0 / ((r + m) / bm + m / bi),
+                   "min instead of max: 1/min(t_mem, t_io)": lambda r, m, bm, bi: 1.0 / min((r + m) / bm, m / bi),
                    "forgets misses in RAM traffic": lambda r, m, bm, bi: 1.0 / max(r / bm, m / bi)},
     hints=(
         'memory traffic and flash reads overlap, so the slower of the two sets the pace; missed bytes cross RAM too',

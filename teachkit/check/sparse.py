@@ -160,10 +160,24 @@ def _axpy_inputs(seed):
             rng.standard_normal(6))
 
 
+def _axpy_returns_array(fn):
+    out = np.ones(3)
+    got = fn(np.eye(3), np.array([0, 2]), np.array([2.0, -1.0]), out)
+    if got is None:
+        raise AssertionError("down_axpy returns None: return the output array (out plus the scaled rows)")
+    if np.shape(got) != (3,):
+        raise AssertionError(f"expected an array of shape (3,) (one value per model dimension), got shape {np.shape(got)}")
+
+
 def _axpy_accumulates(fn):
     WdT = np.eye(3)
     got = fn(WdT, np.array([0, 2]), np.array([2.0, -1.0]), np.ones(3))
     assert_close(got, np.array([3.0, 1.0, 0.0]), "out starts at [1,1,1] and must be added to")
+
+
+def _wrong_in_place_no_return(WdT, idx, h, out):
+    for j, i in enumerate(idx):
+        out += h[j] * WdT[i]
 
 
 def _wrong_race(WdT, idx, h, out):
@@ -176,10 +190,12 @@ def _wrong_race(WdT, idx, h, out):
 down_axpy = Exercise(
     name="down_axpy",
     reference=_ref_axpy,
-    properties=[("it adds to `out` rather than overwriting it", _axpy_accumulates),
+    properties=[("it returns the output array", _axpy_returns_array),
+                ("it adds to `out` rather than overwriting it", _axpy_accumulates),
                 ("it matches the reference, repeated indices included",
                  matches_reference(_ref_axpy, _axpy_inputs))],
     wrong_answers={"overwrites out": lambda WdT, idx, h, out: h @ WdT[idx],
+                   "adds in place and returns None": _wrong_in_place_no_return,
                    "lost updates (a race)": _wrong_race},
     hints=(
         'each active neuron adds its down row, scaled by its activation, to what `out` already holds; return the result',
