@@ -1,0 +1,130 @@
+"""Exercises of notebook 07 (TDPO): the sequential KL, TDPO2 (worked) and TDPO1 (graded)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from ._core import Exercise, assert_close, matches_reference
+from ._inputs import LN2, four_logps as _four_logps, t64 as _t
+from ..rlhf.tdpo import sequential_kl as _seq_kl_ref, tdpo_loss as _tdpo_ref
+
+__all__ = ["sequential_kl", "tdpo2_loss"]
+
+
+# ------------------------------------------------------------------ sequential KL (notebook 07)
+
+def _kl_inputs(seed):
+    g = torch.Generator().manual_seed(seed)
+    pol, ref = torch.randn(3, 5, 7, generator=g, dtype=torch.float64), torch.randn(3, 5, 7, generator=g, dtype=torch.float64)
+    mask = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0], [1, 0, 0, 0, 0]])
+    return pol, ref, mask
+
+
+def _kl_hand_value(fn):
+    pol = _t(0.0, 0.0).reshape(1, 1, 2)
+    ref = _t(math.log(3.0), 0.0).reshape(1, 1, 2)
+    want = 0.75 * math.log(1.5) + 0.25 * math.log(0.5)   # KL(π_ref ‖ π), π_ref = (¾, ¼), π = (½, ½)
+    assert_close(fn(pol, ref, torch.ones(1, 1)), _t(want), "KL(ref=(¾,¼) ‖ policy=(½,½)), direction ref ‖ policy")
+
+
+def _kl_nan_padding(fn):
+    pol, ref, mask = _kl_inputs(4)
+    nan = torch.tensor(float("nan"), dtype=torch.float64)
+    keep = mask.bool()[..., None]
+    got = fn(torch.where(keep, pol, nan), torch.where(keep, ref, nan), mask)
+    assert_close(got, _seq_kl_ref(pol, ref, mask), "with NaN logits at padded positions")
+
+
+def _kl_wrong_reverse(pol, ref, mask):
+    return _seq_kl_ref(ref, pol, mask)
+
+
+def _kl_wrong_multiply(pol, ref, mask):
+    lp, lr = F.log_softmax(pol, -1), F.log_softmax(ref, -1)
+    return ((lr.exp() * (lr - lp)).sum(-1) * mask).sum(-1)
+
+
+def _kl_wrong_mean(pol, ref, mask):
+    return _seq_kl_ref(pol, ref, mask) / mask.sum(-1)
+
+
+sequential_kl = Exercise(
+    name="sequential_kl",
+    reference=_seq_kl_ref,
+    properties=[
+        ("each position contributes KL(π_ref ‖ π_θ) over the whole vocabulary", _kl_hand_value),
+        ("it sums (not averages) over the unmasked positions: matches teachkit.rlhf.sequential_kl",
+         matches_reference(_seq_kl_ref, _kl_inputs)),
+        ("NaN logits at padded positions never leak into the result", _kl_nan_padding),
+    ],
+    wrong_answers={"reverse direction KL(π_θ ‖ π_ref)": _kl_wrong_reverse,
+                   "multiplies by the mask (NaN leaks)": _kl_wrong_multiply,
+                   "averages over positions": _kl_wrong_mean},
+    hints=(
+        'at every real position compare the whole next-token distributions, KL(π_ref ‖ π_θ), and add them up over the sequence; padding never enters the arithmetic',
+        'SeqKL = Σ_t Σ_v p_ref(v|t)·(log p_ref(v|t) − log p_θ(v|t)) over positions with mask 1',
+        'select the logits first with torch.where(mask[..., None], ·, 0); log_softmax both; (ref_lp.exp() * (ref_lp - pol_lp)).sum(-1); torch.where(mask, ·, 0).sum(-1)',
+    ),
+)
+
+
+# ------------------------------------------------------------------ TDPO2 (notebook 07)
+
+def _tdpo_inputs(seed):
+    g = torch.Generator().manual_seed(seed)
+    m_w, m_l = torch.randn(6, generator=g, dtype=torch.float64), torch.randn(6, generator=g, dtype=torch.float64)
+    k_w, k_l = torch.rand(6, generator=g, dtype=torch.float64), torch.rand(6, generator=g, dtype=torch.float64) * 3
+    return m_w, m_l, k_w, k_l, 0.1, 0.5
+
+
+def _tdpo_ref2(m_w, m_l, k_w, k_l, beta, alpha):
+    return _tdpo_ref(m_w, m_l, k_w, k_l, beta=beta, alpha=alpha, variant=2)
+
+
+def _tdpo_hand_value(fn):
+    # z = (1 − −1) − 0.5·(2 − 0.5) = 1.25 ; −log σ(0.1·1.25)
+    assert_close(fn(_t(1.0), _t(-1.0), _t(0.5), _t(2.0), 0.1, 0.5), math.log1p(math.exp(-0.125)),
+                 "tdpo2(m_w=1, m_l=−1, kl_w=0.5, kl_l=2, β=0.1, α=0.5)")
+
+
+def _tdpo_stop_gradient(fn):
+    m_w, m_l, k_w, k_l, beta, alpha = _tdpo_inputs(5)
+    k_w, k_l = k_w.clone().requires_grad_(), k_l.clone().requires_grad_()
+    fn(m_w, m_l, k_w, k_l, beta, alpha).backward()
+    got = 0.0 if k_w.grad is None else float(k_w.grad.abs().max())
+    assert got == 0.0, f"the gradient through chosen_seq_kl should be 0 (stop-gradient), got max |grad| {got:.3g}"
+    assert k_l.grad is not None and float(k_l.grad.abs().max()) > 0, "the rejected-side KL must receive a gradient"
+
+
+def _tdpo_wrong_no_detach(m_w, m_l, k_w, k_l, beta, alpha):
+    return -F.logsigmoid(beta * ((m_w - m_l) - alpha * (k_l - k_w))).mean()
+
+
+def _tdpo_wrong_sign(m_w, m_l, k_w, k_l, beta, alpha):
+    return -F.logsigmoid(beta * ((m_w - m_l) + alpha * (k_l - k_w.detach()))).mean()
+
+
+def _tdpo_wrong_no_alpha(m_w, m_l, k_w, k_l, beta, alpha):
+    return -F.logsigmoid(beta * ((m_w - m_l) - (k_l - k_w.detach()))).mean()
+
+
+tdpo2_loss = Exercise(
+    name="tdpo2_loss",
+    reference=_tdpo_ref2,
+    properties=[
+        ("a single pair gives −log σ(β·[(m_w − m_l) − α(kl_l − kl_w)])", _tdpo_hand_value),
+        ("it matches teachkit.rlhf.tdpo_loss(variant=2) on random inputs", matches_reference(_tdpo_ref2, _tdpo_inputs)),
+        ("no gradient flows through the chosen-side KL (stop-gradient)", _tdpo_stop_gradient),
+    ],
+    wrong_answers={"forgets the stop-gradient on chosen_seq_kl": _tdpo_wrong_no_detach,
+                   "adds the KL difference instead of subtracting it": _tdpo_wrong_sign,
+                   "ignores α": _tdpo_wrong_no_alpha},
+    hints=(
+        "TDPO2 is DPO's margin minus α times the difference of the two sequential KLs, with the chosen-side KL a constant (stop-gradient)",
+        'L = mean of −log σ(β·[(m_w − m_l) − α·(kl_l − sg[kl_w])])',
+        'z = (m_w - m_l) - alpha * (kl_l - kl_w.detach()); -F.logsigmoid(beta * z).mean()',
+    ),
+)
