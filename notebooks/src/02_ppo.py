@@ -8,7 +8,9 @@
 # We build each piece in view, check it against `teachkit.rlhf`, then train with the library's loop
 # `train_ppo`, which is the same code arranged top to bottom.
 #
-# Background: `shared/reference/rlhf-losses.md` §1–§2.
+# Sources: the clipped surrogate is Eq. (7) of Schulman et al. 2017 (arXiv:1707.06347v2), GAE is
+# Eq. (16) of Schulman et al. 2015 (arXiv:1506.02438v6), and the KL-penalised RLHF objective is
+# Eq. (2) of Ouyang et al. 2022 (InstructGPT, arXiv:2203.02155v1).
 
 # %%
 import torch
@@ -296,35 +298,33 @@ assert ppo_gold >= sft_gold + MARGIN, f"PPO should beat SFT by {MARGIN} gold rew
 # ## 6. Without the leash: β = 0
 #
 # The reward model is a proxy. It agrees with the gold reward on most pairs but not all (its
-# held-out pair accuracy is about 92%). With β = 0 nothing stops the policy from drifting towards
-# whatever the proxy overrates. Reward hacking shows as the proxy rising while the gold reward falls.
-# To make the drift visible in 40 iterations we use a bolder optimiser (learning rate 1e-3
-# instead of 3e-4) and train twice, with and without the KL penalty.
+# held-out pair accuracy is printed in notebook 01). With β = 0 nothing stops the policy from
+# drifting towards whatever the proxy overrates. Reward hacking shows as the proxy rising while the
+# gold reward falls.
+#
+# How strong must the push be? With a learning rate of 1e-3, what a 40-iteration run at β = 0 does
+# to the gold reward depends on the seed: it ends above SFT on some seeds and below on others (we
+# measured five seeds on two float rounding paths before writing this section). The effect grows
+# with the step size, so we use a learning rate of 1.5e-3, five times that of section 5, for both
+# arms, β = 0.5 and β = 0. Even then one run is one draw: the same recipe on another seed, or on a
+# CPU whose floats round differently, takes another path. So we train each arm on three seeds,
+# print every run, and assert only what holds across them: on every seed where the effect is
+# large, on the mean of the seeds where it is not.
 
 # %%
-bold = {}
-for beta in (0.5, 0.0):
-    bold[beta] = train_ppo(world, PPOConfig(steps=40, beta=beta, lr=1e-3, eval_every=10, seed=0))
-viz.compare_training_curves({f"β={b}": h for b, (_, h) in bold.items()},
+BOLD_LR, BOLD_SEEDS = 1.5e-3, (0, 1, 2)
+bold = {(beta, seed): train_ppo(world, PPOConfig(steps=40, beta=beta, lr=BOLD_LR, eval_every=10, seed=seed))
+        for beta in (0.5, 0.0) for seed in BOLD_SEEDS}
+viz.compare_training_curves({f"β={b}, seed {s}": h for (b, s), (_, h) in bold.items()},
                             keys=("gold_reward", "proxy_reward", "kl_to_ref"),
                             baselines={"gold_reward": history["gold_reward"][0]})
 
-# %%
-gain = {b: {m: h[m][-1] - h[m][0] for m in ("gold_reward", "proxy_reward")} | {"kl": h["kl_to_ref"][-1]}
-        for b, (_, h) in bold.items()}
-for b, (_, h) in bold.items():
-    print(f"β={b}: gold {' '.join(f'{x:.3f}' for x in h['gold_reward'])}   "
-          f"KL {' '.join(f'{x:.2f}' for x in h['kl_to_ref'])}   (steps {', '.join(str(int(x)) for x in h['step'])})")
-for b, d in gain.items():
-    print(f"β={b}: proxy {d['proxy_reward']:+.2f}, gold {d['gold_reward']:+.3f} against SFT, final KL {d['kl']:.2f} nats")
-assert gain[0.0]["proxy_reward"] > 0.5 and gain[0.0]["gold_reward"] < 0, "β = 0: the proxy rises, gold ends below SFT"
-assert gain[0.5]["gold_reward"] > gain[0.0]["gold_reward"] + 0.1, "the KL penalty keeps the gain real"
-
 # %% [markdown]
-# Where did the β = 0 policy's proxy reward come from? We decode every prompt greedily and look for
+# Where did the β = 0 policies' proxy reward come from? We decode every prompt greedily and look for
 # answers that are **wrong** yet scored **higher** by the reward model than the right answer would
 # be: places where the proxy is wrong and the policy found it. The SFT policy is the baseline: it
-# makes mistakes too, but does it pick the ones the reward model overrates?
+# makes mistakes too, but does it pick the ones the reward model overrates? The gold and proxy
+# rewards below are the sampled ones of section 5 (three evaluation seeds, 600 answers per policy).
 
 # %%
 all_prompts = task.all_prompts()
@@ -340,31 +340,72 @@ def exploits(policy):
     return greedy, is_wrong, proxy_greedy, is_wrong & (proxy_greedy > proxy_right)
 
 
-found = {"SFT": exploits(world.reference), "β=0.5": exploits(bold[0.5][0]), "β=0": exploits(bold[0.0][0])}
-for name, (greedy, is_wrong, _, exploited) in found.items():
-    empty = int((greedy.mask.sum(1) == 1).sum())  # just EOS
-    print(f"{name:6s} {int(is_wrong.sum()):3d} of {len(all_prompts)} greedy answers wrong; the reward model "
-          f"prefers the wrong answer to the right one on {int(exploited.sum()):2d}; {empty} empty answers")
-assert int(found["β=0"][3].sum()) > int(found["SFT"][3].sum()), "β = 0 finds the reward model's blind spots"
-greedy, _, proxy_greedy, exploited = found["β=0"]
+def summary(policy):
+    evals = [evaluate_policy(world, policy, seed=s) for s in seeds]
+    greedy, is_wrong, _, exploited = exploits(policy)
+    return {"gold": sum(e["gold_reward"] for e in evals) / len(evals),
+            "proxy": sum(e["proxy_reward"] for e in evals) / len(evals),
+            "kl": sum(e["kl_to_ref"] for e in evals) / len(evals),
+            "wrong": int(is_wrong.sum()), "exploited": int(exploited.sum()),
+            "empty": int((greedy.mask.sum(1) == 1).sum())}  # just EOS
+
+
+rows = {"SFT": summary(world.reference)} | {f"β={b}, seed {s}": summary(pol) for (b, s), (pol, _) in bold.items()}
+print(f"{'':14s}  gold   proxy   KL    greedy answers: wrong / the reward model prefers the wrong one / empty")
+for name, r in rows.items():
+    print(f"{name:14s}{r['gold']:6.3f}{r['proxy']:7.2f}{r['kl']:6.2f}{r['wrong']:12d} /{r['exploited']:3d} /{r['empty']:3d}")
+
+
+def arm(beta, key):
+    return [rows[f"β={beta}, seed {s}"][key] for s in BOLD_SEEDS]
+
+
+def mean(xs):
+    return sum(xs) / len(xs)
+
+
+sft = rows["SFT"]
+print(f"mean of {len(BOLD_SEEDS)} seeds: β=0.5 gold {mean(arm(0.5, 'gold')):.3f}, proxy {mean(arm(0.5, 'proxy')):.2f}; "
+      f"β=0 gold {mean(arm(0.0, 'gold')):.3f}, proxy {mean(arm(0.0, 'proxy')):.2f}; SFT gold {sft['gold']:.3f}, "
+      f"proxy {sft['proxy']:.2f}; section 5's β=0.5 run at lr {cfg.lr:g}: gold {ppo_gold:.3f}")
+# Margins, from seeds 0-2 under three float rounding paths (default, ATEN_CPU_CAPABILITY=default and
+# =avx2): β = 0 exploited 9-24 answers per seed against SFT's 1; its mean KL was 3.1-3.5 nats above
+# β = 0.5's, its mean gold 0.17-0.31 below SFT's and 0.31-0.36 below β = 0.5's. Its mean proxy rose
+# above SFT's on every path, but by 0.26-0.92: the least robust part of the story.
+assert all(x > sft["exploited"] for x in arm(0.0, "exploited")) and \
+    mean(arm(0.0, "exploited")) > sft["exploited"] + 5, "β = 0 finds the reward model's blind spots, every seed"
+assert mean(arm(0.0, "kl")) > mean(arm(0.5, "kl")) + 1.0, "β = 0 drifts much further from the reference"
+assert mean(arm(0.0, "proxy")) > sft["proxy"] and mean(arm(0.0, "gold")) < sft["gold"], \
+    "β = 0: the proxy rises, gold ends below SFT"
+assert mean(arm(0.5, "gold")) > mean(arm(0.0, "gold")) + 0.15, "the KL penalty keeps the gain real"
+assert mean(arm(0.5, "gold")) < ppo_gold, "the bold learning rate costs the leashed runs too"
+worst = min(BOLD_SEEDS, key=lambda s: rows[f"β=0.0, seed {s}"]["gold"])
+greedy, _, proxy_greedy, exploited = exploits(bold[(0.0, worst)][0])
 idx = exploited.nonzero().flatten()[:6]
+print(f"some exploited answers of the β = 0 run with the least gold (seed {worst}), with their proxy rewards:")
 task.show(greedy.prompts[idx], greedy.completions[idx], greedy.mask[idx], rewards=proxy_greedy[idx])
 
 # %% [markdown]
-# **What this showed, honestly.** Look at the curves before calling it reward hacking. With the
-# bold optimiser *both* runs lurch in the first 10 iterations (the KL jumps above 1 nat even with
-# β = 0.5), and the β = 0 run loses gold reward at once, before its proxy reward has risen much:
-# that first drop is instability from large steps with nothing pulling back, not a learned exploit.
-# Afterwards the KL penalty pulls the β = 0.5 run back to about half a nat and its gold reward
-# rises. The β = 0 run never comes back. It ends below SFT on gold while its proxy reward has risen
-# (though a little *less* than with β = 0.5: it does not please the proxy more, it pleases it
-# differently). Its greedy answers show how: far more of its mistakes are ones the reward model
-# prefers to the right answer than SFT's mistakes are, many of them **empty answers** (just EOS).
-# The reward model never saw an empty answer among its training pairs and happens to score one
-# highly. Nothing in the proxy says this is wrong; the KL penalty, which makes answers the reference
-# would never write expensive, keeps the policy away from such holes. So this run mixes two
-# failures, instability and exploitation of the proxy, and the KL penalty guards against both.
-# Try the β = 0 run with the default learning rate (`PPOConfig(beta=0.0)`): which of the two remains?
+# **What this showed, honestly.** Look at the curves before calling it reward hacking. The bold
+# optimiser makes every run lurch, with or without the leash, and a β = 0 run can lose gold reward
+# within its first ten iterations: part of what you see is instability from large steps with
+# nothing pulling back, not a learned exploit. The bold step costs the leashed runs too: the
+# β = 0.5 means end below the run of section 5, trained at a third of this learning rate. Still,
+# the KL penalty pulls them back towards the reference, and on average they end well above the
+# β = 0 runs on gold. The β = 0 runs end much further from the reference (the KL column), and on
+# average below SFT on gold. Their proxy reward has risen on average, but by an amount that
+# varies a lot from seed to seed: these runs please the proxy *differently*, not more, than the
+# leashed ones. How far below SFT they end differs a lot too (the table), which is why one run
+# could not carry this lesson. What holds on every seed is the exploitation, in their greedy
+# answers: more of their mistakes are ones the reward model prefers to the right answer than SFT's
+# mistakes are, and on average many more. The last column counts **empty answers** (just EOS): the
+# reward model never saw one among its training pairs, and for some prompts it scores one above
+# the right answer. Nothing in the proxy says such answers are wrong; the KL penalty, which makes
+# answers the reference would never write expensive, is what keeps a policy away from these holes,
+# though at a step this bold a leashed run can stumble into some too (read the β = 0.5 rows). So
+# this experiment mixes two failures, instability and exploitation of the proxy, and the KL
+# penalty guards against both, on average. Try the β = 0 run with the learning rate of section 5
+# (`PPOConfig(beta=0.0)`) on a few seeds: which of the two remains?
 #
 # ## 7. What training showed
 #
