@@ -55,6 +55,12 @@ NUMERICS_ENV ?= ATEN_CPU_CAPABILITY=default MKL_CBWR=COMPATIBLE
 test-notebooks-numerics: setup
 	$(NUMERICS_ENV) $(PY) -m pytest $(NBVAL_FLAGS) -q notebooks/$(if $(NB),$(NB)*.ipynb,)
 
+# The sparse notebooks (10-14) on the I/O fallbacks a Mac takes: O_DIRECT, posix_fadvise, kernel AIO
+# and /proc hidden (teachkit/sparse/platform_io.py). IO_PLATFORM=windows also hides pread.
+IO_PLATFORM ?= portable
+test-notebooks-portable: setup
+	TEACHKIT_IO_PLATFORM=$(IO_PLATFORM) $(PY) -m pytest $(NBVAL_FLAGS) -q $(sort $(wildcard notebooks/1[0-4]_*.ipynb))
+
 # Source (notebooks/src, jupytext percent format) -> .ipynb -> executed in place.
 notebooks: setup
 	$(PY) -m teachkit.devtools.sync_notebooks --execute $(NB)

@@ -28,6 +28,7 @@ from teachkit.sparse.bundles import quantize_int8
 from teachkit.sparse.cache import LRUTable, simulate_hit_rate
 from teachkit.sparse.engine import EngineConfig, OraclePredictor, SparseFFN
 from teachkit.sparse.flash import FlashFile, FlashFormatError, FlashSpec, write_flash
+from teachkit.sparse import platform_io
 from teachkit.sparse.aio import kernel_aio_available
 from teachkit.sparse.iobench import (FlashReader, burst_profile, cached_pages, drop_cache, interpolate_bw,
                                      profile_reads)
@@ -127,7 +128,7 @@ print("every row within scale/2 of the fp32 weights:", bool(np.all(err <= 0.5 * 
 ids = np.array([3, 4, 5, 6, 100, 731], dtype=np.int64)
 with FlashReader(f, max_units=16) as reader:
     got = f.decode(reader.read(1, ids))
-    direct = reader.direct
+    direct, how = reader.direct, reader.how
     print("neurons read:", len(ids), "| read calls:", reader.n_reads, "| bytes:", reader.bytes_read)
 print("identical to the weights in RAM:", np.array_equal(got, stack.bundles[1][ids]))
 
@@ -137,10 +138,18 @@ print("identical to the weights in RAM:", np.array_equal(got, stack.bundles[1][i
 # `posix_fadvise(DONTNEED)` on whole pages. `cached_pages` asks the kernel (`mincore`) how many
 # pages of the file sit in the page cache: it should be 0 after the writer, the checksum pass
 # and the reads (on tmpfs the file *is* in memory, so the question does not apply).
+#
+# `O_DIRECT`, `posix_fadvise` and kernel AIO are Linux calls. On a Mac the reader opens the file
+# with `F_NOCACHE` instead, on Windows with a plain open, and `teachkit.sparse.platform_io`
+# says which fallbacks are in force: where reads may come from the page cache, the
+# measurements below may be memory speed, not disk speed, and the lines printed here say so.
 
 # %%
-print("O_DIRECT on this filesystem:", direct)
-print("pages of the file in the page cache:", cached_pages(path))
+for line in platform_io.describe():
+    print(line)
+print("O_DIRECT on this filesystem:", direct, "| the reader opened the file with:", how)
+pages = cached_pages(path)
+print("pages of the file in the page cache:", "unknown on this platform" if pages is None else pages)
 
 # %% [markdown]
 # ## 3. How fast does this machine read?
@@ -158,6 +167,7 @@ io = profile_reads(sizes=(4096, 16384, 65536, 262144, 1 << 20), qds=(1, 4), n_re
 for size, row in io["random"].items():
     print(f"{size // 1024:5d} KiB: " + "  ".join(f"QD{q}: {v / 1e6:7.1f} MB/s" for q, v in row.items()))
 print(f"sequential 1 MiB: {io['sequential'] / 1e6:.0f} MB/s   (O_DIRECT used: {io['direct']})")
+print("what these figures are:", io["page_cache"])
 viz.plot_io_profile(io)
 
 # %% [markdown]

@@ -18,6 +18,7 @@ from collections import OrderedDict
 import numpy as np
 
 from . import platform_io
+from .aio import join_within
 from .flash import FlashFile
 from .reader import FlashReader, FlashReadError, aligned_buffer
 
@@ -89,8 +90,8 @@ class DenseMmap(_Backend):
     windows more than the accounted pages; that errs in the baseline's favour (more memory).
     """
 
-    def __init__(self, flash_path, budget: int, gated: bool):
-        self.flash = FlashFile(flash_path, verify=False)
+    def __init__(self, flash_path, budget: int, gated: bool, verify: bool = True):
+        self.flash = FlashFile(flash_path, verify=verify)          # checked here, outside any timed token
         s = self.flash.spec
         if s.layout != "bundled" or s.dtype != "float32":
             raise ValueError("DenseMmap reads a float32 bundled file")
@@ -170,8 +171,8 @@ class DenseStream(_Backend):
     """
 
     def __init__(self, flash_path, budget: int, gated: bool, chunk_bytes: int = 4 << 20, io_threads: int = 2,
-                 ring: int | None = None, timeout: float = 30.0):
-        self.flash = FlashFile(flash_path, verify=False)
+                 ring: int | None = None, timeout: float = 30.0, verify: bool = True):
+        self.flash = FlashFile(flash_path, verify=verify)          # checked here, outside any timed token
         s = self.flash.spec
         if s.dtype != "float32" or s.layout != "bundled":
             raise ValueError("DenseStream reads a float32 bundled file")
@@ -254,10 +255,9 @@ class DenseStream(_Backend):
     def n_reads(self):
         return sum(r.n_reads for r in self.readers)
 
-    def close(self):
+    def close(self, timeout: float = 5.0):
         self.stop = True
-        for t in self.threads:
-            if t.is_alive():
-                t.join(timeout=self.timeout)
-        for r in self.readers:
-            r.close()
+        self.stuck = join_within([t for t in self.threads if t.is_alive()], timeout, "closing the stream's readers")
+        if not self.stuck:                              # a stuck read still writes into its ring buffer
+            for r in self.readers:
+                r.close()

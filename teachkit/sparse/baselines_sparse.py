@@ -17,7 +17,7 @@ from .baselines_dense import _Backend, _dequant
 from .cache import LRUTable
 from .flash import FlashFile
 from .aio import open_async_reads, read_batch
-from .reader import FlashReader
+from .reader import FlashReader, FlashReadError
 
 __all__ = ["NoCacheSparse", "LLMFlash"]
 
@@ -32,6 +32,7 @@ class _ParallelReads:
         self.readers = [FlashReader(flash, max_units) for _ in range(io_threads)]
         self.pool = ThreadPoolExecutor(io_threads) if io_threads > 1 else None
         self.staging_bytes = sum(r.staging.nbytes for r in self.readers)
+        self.timeout = 10.0
 
     def read(self, layer, ids, sink, mat: int = 0):
         """Read units ``ids`` and call ``sink(positions, decoded)`` for each part (in the reader's thread)."""
@@ -47,8 +48,13 @@ class _ParallelReads:
         if self.pool is None:
             work(0)
         else:
+            from concurrent.futures import TimeoutError as FutureTimeout
+
             for f in [self.pool.submit(work, i) for i in range(n)]:
-                f.result()
+                try:
+                    f.result(timeout=self.timeout)
+                except FutureTimeout:
+                    raise FlashReadError(f"a read of layer {layer} did not complete within {self.timeout} s") from None
 
     @property
     def bytes_read(self):
@@ -60,7 +66,7 @@ class _ParallelReads:
 
     def close(self):
         if self.pool is not None:
-            self.pool.shutdown()
+            self.pool.shutdown(wait=False, cancel_futures=True)      # a read stuck in the kernel is not waited for
         for r in self.readers:
             r.close()
 
@@ -72,7 +78,7 @@ class _BatchReads:
     def __init__(self, flash, depth: int, kind: str = "auto"):
         self.flash, self.depth = flash, int(depth)
         self.reader = FlashReader(flash, self.depth)
-        self.aio = open_async_reads(self.reader.fd, self.depth, kind)
+        self.aio = open_async_reads(self.reader.fd, self.depth, kind, path=flash.path)
         self.staging_bytes = self.reader.staging.nbytes
         self.timeout = 10.0
 
@@ -123,8 +129,8 @@ class NoCacheSparse(_ReadsBackend):
     """Read every predicted neuron every token (bundled: one read each; matrix: one per matrix)."""
 
     def __init__(self, flash_path, predictor, gated: bool, max_active: int, io_threads: int = 1,
-                 io_depth: int | None = None):
-        self.flash = FlashFile(flash_path, verify=False)
+                 io_depth: int | None = None, verify: bool = True):
+        self.flash = FlashFile(flash_path, verify=verify)          # checked here, outside any timed token
         s = self.flash.spec
         self.predictor, self.gated = predictor, gated
         self.io = _reads(self.flash, io_threads, io_depth)
@@ -152,8 +158,8 @@ class LLMFlash(_ReadsBackend):
     """Windowed neuron cache (last ``window`` tokens), bundled reads, read-then-compute."""
 
     def __init__(self, flash_path, predictor, gated: bool, budget: int, window: int = 5, parallel: bool = False,
-                 io_threads: int = 1, io_depth: int | None = None):
-        self.flash = FlashFile(flash_path, verify=False)
+                 io_threads: int = 1, io_depth: int | None = None, verify: bool = True):
+        self.flash = FlashFile(flash_path, verify=verify)          # checked here, outside any timed token
         s = self.flash.spec
         if s.layout != "bundled" or s.dtype != "float32":
             raise ValueError("LLMFlash reads a float32 bundled file")

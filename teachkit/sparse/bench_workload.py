@@ -30,12 +30,26 @@ from .planner import profile_model
 from .reader import drop_cache
 from .synthetic import SyntheticConfig, SyntheticStack
 
-__all__ = ["TracePredictor", "Workload", "run_backend", "run_interleaved", "disk_read_bytes"]
+__all__ = ["TracePredictor", "Workload", "run_backend", "run_interleaved", "disk_read_bytes", "io_path_record"]
 
 
 def disk_read_bytes() -> int | None:
     """Bytes this process has made the kernel fetch from storage (``/proc/self/io``); None where the OS keeps no count."""
     return platform_io.process_read_bytes()
+
+
+def io_path_record(io: dict) -> dict:
+    """What ran under the benchmark's reads, for its JSON: platform, read method, how the file was
+    opened (from a :func:`~teachkit.sparse.iobench.profile_reads` result ``io``), and so whether
+    the I/O bound is a disk figure or may be a memory one (reads served by the page cache)."""
+    from .aio import kernel_aio_available
+
+    how = io.get("open", "O_DIRECT" if io.get("direct") else "buffered")
+    rec = platform_io.io_path("kernel" if kernel_aio_available() else "threads", how)
+    rec["bound_is"] = ("disk: reads bypass or drop the page cache" if rec["uncached"] else
+                       "possibly memory: reads may come from the page cache, so t_io and the tok/s bound may be optimistic")
+    rec["notes"] = platform_io.describe()
+    return rec
 
 
 class TracePredictor:
