@@ -8,7 +8,7 @@
 # replaces PPO with the oldest policy-gradient estimator, REINFORCE, and replaces the critic with a
 # baseline that costs one extra decode: **the reward of the greedy answer to the same prompt**.
 #
-# Background: `shared/reference/rlhf-losses.md` §3.
+# Source: ReMax is Li et al. 2024 (arXiv:2310.10505v4), whose Algorithm 1 is the loop of section 3.
 
 # %%
 import torch
@@ -151,14 +151,47 @@ from teachkit.rlhf.remax_train import ReMaxConfig, train_remax  # noqa: E402
 
 trained, history = train_remax(world, ReMaxConfig(steps=60, beta=0.5, lr=3e-4, eval_every=10, seed=0))
 viz.compare_training_curves({"ReMax β=0.5": history},
-                            keys=("gold_reward", "proxy_reward", "kl_to_ref", "entropy", "greedy_score", "advantage_std"),
+                            keys=("gold_reward", "proxy_reward", "kl_to_ref", "entropy", "advantage_std"),
                             baselines={"gold_reward": history["gold_reward"][0]})
 
 # %% [markdown]
-# The reward of the greedy decode (the baseline) climbs along with the samples' reward, so the
-# advantages stay centred; their spread shrinks as the policy becomes confident. Does the trained
-# policy beat SFT on the held-out prompts? We require at least **0.15 gold reward** more
-# (sampled, mean of three evaluation seeds).
+# The update follows the advantage r(sample) − r(greedy): put the two rewards side by side, as
+# the loop logged them (the reward model's score per training batch, averaged over each window of
+# 10 iterations).
+
+# %%
+batch_rewards = {"samples": {"step": history["step"], "reward": history["train_score"]},
+                 "greedy decode (the baseline)": {"step": history["step"], "reward": history["greedy_score"]}}
+viz.compare_training_curves(batch_rewards, keys=("reward",), title="reward model's score of the training batches")
+sample_r, greedy_r = history["train_score"][1:], history["greedy_score"][1:]   # entry 0 is the untrained log
+gap = [s - g for s, g in zip(sample_r, greedy_r)]
+print("iterations up to       ", " ".join(f"{int(x):6d}" for x in history["step"][1:]))
+print("samples' reward        ", " ".join(f"{x:6.2f}" for x in sample_r))
+print("greedy decode's reward ", " ".join(f"{x:6.2f}" for x in greedy_r))
+print("samples − greedy       ", " ".join(f"{x:+6.2f}" for x in gap))
+rise = {"samples": sample_r[-1] - sample_r[0], "greedy": greedy_r[-1] - greedy_r[0]}
+print(f"rise from the first to the last window: samples {rise['samples']:+.2f}, greedy {rise['greedy']:+.2f}")
+assert all(x < 0 for x in gap), "the greedy decode scores above the samples throughout"
+# over training seeds 0-4 the samples' rise exceeded the greedy decode's by 0.23-0.58
+assert rise["samples"] > rise["greedy"], "the samples catch up with the greedy decode"
+
+# %% [markdown]
+# The greedy decode is the policy's single most likely answer, and the reward model scores it well
+# above the average sample from the start. As training goes on, the samples' reward rises more than
+# the greedy reward does: sampling concentrates on the answers the greedy decode already gives. So
+# the mean advantage r(sample) − r(greedy) is negative in every window and shrinks towards 0. A
+# sample equal to the greedy decode gets no push (apart from the KL term), a worse one is pushed
+# *down*, and only one that beats the greedy decode is pushed up: the baseline is hard to beat. A
+# negative mean advantage is no bias (the baseline does not depend on the sample), but it means
+# ReMax's baseline is not centred on the samples the way a group mean is; section 2 measured what
+# that costs in variance. The advantages' spread shrinks as the policy becomes confident.
+#
+# Does the trained policy beat SFT on the held-out prompts? We require at least **0.15 gold
+# reward** more (sampled, mean of three evaluation seeds). One training run is one draw: over five
+# training seeds, the gain of a single run came out only a little above that bar, by an amount that
+# varied from seed to seed (and a CPU that rounds floats differently draws differently again). So we
+# train two more seeds with the same settings and hold the *mean over the three training seeds* to
+# the bar.
 
 # %%
 MARGIN = 0.15
@@ -172,7 +205,14 @@ print(f"gold reward, sampled: SFT {sft_gold:.3f} -> ReMax {remax_gold:.3f} (KL t
 print(f"gold reward, greedy:  SFT {evaluate_policy(world, world.reference, greedy=True)['gold_reward']:.3f} "
       f"-> ReMax {remax_greedy['gold_reward']:.3f} (KL along the greedy path, a diagnostic: "
       f"{remax_greedy['kl_to_ref']:.2f} nats)")
-assert remax_gold >= sft_gold + MARGIN, f"ReMax should beat SFT by {MARGIN} gold reward"
+runs = {0: remax_gold} | {
+    seed: sum(evaluate_policy(world, train_remax(world, ReMaxConfig(steps=60, beta=0.5, lr=3e-4, eval_every=60,
+                                                                    seed=seed))[0], seed=s)["gold_reward"]
+              for s in seeds) / 3
+    for seed in (1, 2)}
+print("gold reward, sampled, per training seed:", "  ".join(f"seed {k}: {v:.3f}" for k, v in runs.items()),
+      f"  mean {sum(runs.values()) / len(runs):.3f}")
+assert sum(runs.values()) / len(runs) >= sft_gold + MARGIN, f"ReMax should beat SFT by {MARGIN} gold reward"
 
 # %% [markdown]
 # Is the greedy baseline still good once the policy is confident? We measure the variance again,
