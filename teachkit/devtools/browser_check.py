@@ -2,6 +2,7 @@
 
     make browser-check                      # every notebook, then every deck in notebooks/_slides/
     python -m teachkit.devtools.browser_check 00 09 --out /tmp/check
+    python -m teachkit.devtools.browser_check path/to/a.ipynb path/to/a.slides.html   # given files
 
 Needs the system Chromium (Debian/Ubuntu: ``apt-get install chromium``) and playwright's Python
 client (``pip install -e .[browser]``; it drives /usr/bin/chromium, no browser download). Not part of
@@ -165,7 +166,7 @@ def check_notebook(browser, base: str, name: str, index: int, out: Path) -> dict
     return row
 
 
-def check_deck(browser, deck: Path) -> dict:
+def check_deck(browser, deck: Path, out: Path | None = None) -> dict:
     """Open a deck from disk with every non-file request blocked; the first slide and its maths."""
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     page = context.new_page()
@@ -192,6 +193,8 @@ def check_deck(browser, deck: Path) -> dict:
               maths_errors: document.querySelectorAll('.MathJax_Error, merror').length,
               raw_dollars_left: (document.body.innerText.match(/\\$\\$/g) || []).length};
     }""")
+    if out is not None:
+        page.screenshot(path=str(out / deck.name.replace(".html", ".png")))
     row.update(deck=deck.name, blocked_requests=blocked[:5],
                maths_expected=bool(re.search(r"\$[^$\n]+\$", deck.read_text(encoding="utf-8"))))
     context.close()
@@ -221,15 +224,19 @@ def main(argv: list[str]) -> int:
     from playwright.sync_api import sync_playwright
 
     out = Path(argv[argv.index("--out") + 1]) if "--out" in argv else Path(tempfile.mkdtemp(prefix="browser-check-"))
-    prefixes = [a for i, a in enumerate(argv) if a != "--out" and (i == 0 or argv[i - 1] != "--out")]
+    args = [a for i, a in enumerate(argv) if a != "--out" and (i == 0 or argv[i - 1] != "--out")]
+    prefixes = [a for a in args if not a.endswith((".ipynb", ".html"))]
     out.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="browser-check-notebooks-"))
+    explicit = len(prefixes) < len(args)          # files named: check those, nothing else
+    paths = [Path(a) for a in args if a.endswith(".ipynb")] if explicit else notebooks(prefixes)
+    decks = [Path(a) for a in args if a.endswith(".html")] if explicit else [
+        d for d in sorted((NOTEBOOK_DIR / "_slides").glob("[0-9][0-9]_*.slides.html"))
+        if not prefixes or any(d.name.startswith(p) for p in prefixes)]
     names = []
-    for path in notebooks(prefixes):
+    for path in paths:
         shutil.copy(path, work / path.name)
         names.append(path.name)
-    decks = sorted((NOTEBOOK_DIR / "_slides").glob("[0-9][0-9]_*.slides.html"))
-    decks = [d for d in decks if not prefixes or any(d.name.startswith(p) for p in prefixes)]
     rows = []
     lab, base = start_lab(work, out / "lab.log")
     try:
@@ -239,7 +246,7 @@ def main(argv: list[str]) -> int:
                 rows.append(check_notebook(browser, base, name, i, out))
                 print(json.dumps(rows[-1]), flush=True)
             for deck in decks:
-                rows.append(check_deck(browser, deck))
+                rows.append(check_deck(browser, deck, out))
                 print(json.dumps(rows[-1]), flush=True)
             browser.close()
     finally:

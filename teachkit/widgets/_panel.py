@@ -78,6 +78,9 @@ def figure_panel(controls: dict[str, W.Widget], compute: Callable[[dict], object
     """A panel whose every control change recomputes ``compute(values)`` (a pure function of the
     control values) and draws ``draw(result, values)`` (a figure); a ``reset`` button restores the
     starting values."""
+    for c in controls.values():   # room for the whole label ("advantage A", "compute / I/O")
+        if hasattr(c, "style") and hasattr(c.style, "description_width"):
+            c.style.description_width = "initial"
     defaults = {name: c.value for name, c in controls.items()}
     buttons = {"reset": W.Button(description="reset")}
     output = W.Output()
