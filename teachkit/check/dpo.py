@@ -9,9 +9,9 @@ import torch.nn.functional as F
 
 from ._core import Exercise, assert_close, matches_reference
 from ._inputs import LN2, four_logps as _four_logps, t64 as _t
-from ..rlhf.dpo import dpo_loss as _dpo_ref
+from ..rlhf.dpo import dpo_loss as _dpo_ref, ipo_loss as _ipo_ref
 
-__all__ = ["dpo_loss"]
+__all__ = ["dpo_loss", "ipo_loss"]
 
 
 def _dpo_reference(pc, pr, rc, rr, beta):
@@ -85,5 +85,82 @@ dpo_loss = Exercise(
         "the loss is a Bradley–Terry likelihood whose reward is β times the log-ratio to the reference, so each completion's log-prob is measured against the reference's",
         'L = mean over pairs of −log σ(β·[(π_c − ref_c) − (π_r − ref_r)])',
         'margin = (pc - rc) - (pr - rr); return -F.logsigmoid(beta * margin).mean()',
+    ),
+)
+
+
+# ------------------------------------------------------------------ IPO (notebook 05, graded)
+
+def _ipo_reference(pc, pr, rc, rr, beta):
+    return _ipo_ref(pc, pr, rc, rr, beta=beta)
+
+
+def _ipo_at_reference(fn):
+    pc, pr, _, _ = _four_logps(2)
+    for beta in (0.5, 0.1):
+        assert_close(fn(pc, pr, pc.clone(), pr.clone(), beta), (1 / (2 * beta)) ** 2,
+                     f"loss at π = π_ref (margin h = 0) with β = {beta}")
+
+
+def _ipo_zero_at_target(fn):
+    # β = 0.25: target margin 1/(2β) = 2; chosen up 1.5 nats, rejected down 0.5 nats against the reference
+    pc = _t(-1.5).requires_grad_()
+    loss = fn(pc, _t(-4.5), _t(-3.0), _t(-4.0), 0.25)
+    assert_close(loss.detach(), 0.0, "loss at margin h = 1/(2β) = 2 (β = 0.25)", atol=1e-12)
+    loss.backward()
+    assert pc.grad is not None, "the loss must be differentiable in the policy log-probs"
+    assert_close(pc.grad, torch.zeros(1), "gradient at h = 1/(2β): the target is the minimum, so it must be 0", atol=1e-12)
+
+
+def _ipo_hand_value(fn):
+    # h = (−1 − −2) − (−3 − −1) = 3, β = 0.25: (3 − 2)² = 1 for the first pair; h = 0 gives 4 for the second
+    got = fn(_t(-1.0, -2.0), _t(-3.0, -2.0), _t(-2.0, -2.0), _t(-1.0, -2.0), 0.25)
+    assert_close(got, (1.0 + 4.0) / 2, "two pairs with margins h = 3 and h = 0, β = 0.25 (mean of squares)")
+
+
+def _ipo_matches_reference(fn):
+    for beta in (0.1, 1.0):
+        matches_reference(_ipo_reference, lambda seed: _four_logps(seed) + (beta,))(fn)
+
+
+def _ipo_wrong_dpo(pc, pr, rc, rr, beta):
+    return -F.logsigmoid(beta * ((pc - rc) - (pr - rr))).mean()
+
+
+def _ipo_wrong_target_beta_half(pc, pr, rc, rr, beta):
+    return (((pc - rc) - (pr - rr) - beta / 2) ** 2).mean()
+
+
+def _ipo_wrong_scaled(pc, pr, rc, rr, beta):
+    return ((beta * ((pc - rc) - (pr - rr)) - 0.5) ** 2).mean()
+
+
+def _ipo_wrong_no_reference(pc, pr, rc, rr, beta):
+    return ((pc - pr - 1 / (2 * beta)) ** 2).mean()
+
+
+def _ipo_wrong_square_of_mean(pc, pr, rc, rr, beta):
+    return (((pc - rc) - (pr - rr)).mean() - 1 / (2 * beta)) ** 2
+
+
+ipo_loss = Exercise(
+    name="ipo_loss",
+    reference=_ipo_reference,
+    properties=[
+        ("at π = π_ref (margin 0) the loss is (1/(2β))²: IPO regresses the margin to 1/(2β)", _ipo_at_reference),
+        ("the loss and its gradient are 0 at the target margin h = 1/(2β)", _ipo_zero_at_target),
+        ("each pair's squared error is averaged over pairs (two pairs by hand)", _ipo_hand_value),
+        ("it matches teachkit.rlhf.ipo_loss on random pairs (β = 0.1 and β = 1)", _ipo_matches_reference),
+    ],
+    wrong_answers={"DPO's −log σ(βh) instead of a squared error": _ipo_wrong_dpo,
+                   "target β/2 instead of 1/(2β)": _ipo_wrong_target_beta_half,
+                   "(βh − ½)²: the right minimum, but β² times too small": _ipo_wrong_scaled,
+                   "forgets the reference log-probs": _ipo_wrong_no_reference,
+                   "squares the mean margin instead of averaging the squares": _ipo_wrong_square_of_mean},
+    hints=(
+        "IPO keeps DPO's margin h (the chosen log-ratio to the reference minus the rejected one) but pulls it "
+        "towards a finite target instead of pushing it up for ever; the target is where the loss is smallest",
+        "L = mean over pairs of (h − 1/(2β))², h = (π_c − ref_c) − (π_r − ref_r)",
+        "h = (pc - rc) - (pr - rr); return ((h - 1 / (2 * beta)) ** 2).mean()",
     ),
 )

@@ -6,12 +6,13 @@ import math
 
 import torch
 
-from ._core import Exercise, assert_close, check_output, matches_reference
+from ._core import Exercise, assert_close, matches_reference
 from ._inputs import poison as _poison, prefix_mask as _prefix_mask, t32 as _t
 from ..rlhf.advantages import grpo_advantages as _grpo_adv_ref, rloo_advantages as _rloo_ref
+from ..rlhf.grpo import grpo_loss as _grpo_loss_ref
 from ..rlhf.kl import kl_k3 as _k3_ref
 
-__all__ = ["group_advantages", "kl_k3", "rloo_advantages"]
+__all__ = ["group_advantages", "kl_k3", "rloo_advantages", "dr_grpo_loss"]
 
 
 # ------------------------------------------------------------------ group advantages (notebook 04)
@@ -152,5 +153,98 @@ rloo_advantages = Exercise(
         "each sample's baseline is the mean reward of the *other* samples of its group, never its own",
         'A_i = r_i − (Σ_g r − r_i) / (G − 1)',
         'g = rewards.view(-1, G); (g - (g.sum(1, keepdim=True) - g) / (G - 1)).reshape(-1)',
+    ),
+)
+
+
+# ------------------------------------------------------------------ Dr. GRPO (notebook 04, graded)
+
+def _dr_reference(logp, old_logp, rewards, mask, group_size, clip_eps):
+    """Advantages r − mean_group (no std); clipped surrogate per token; Σ over real tokens / (B·T)."""
+    adv = _grpo_adv_ref(rewards, group_size, scale=False)
+    return _grpo_loss_ref(logp, old_logp, None, adv, mask, clip_eps, beta=0.0,
+                          aggregation="seq-mean-token-sum-norm")
+
+
+def _dr_inputs(seed: int):
+    g = torch.Generator().manual_seed(seed)
+    old = -torch.rand(8, 6, generator=g, dtype=torch.float64) * 3
+    logp = old + 0.3 * torch.randn(8, 6, generator=g, dtype=torch.float64)
+    mask = _prefix_mask(g, 8, 6).double()
+    return logp, old, torch.randint(0, 3, (8,), generator=g).double(), mask, 4, 0.2
+
+
+def _dr_hand(fn):
+    # G = 2, rewards [1, 0]: A = [+0.5, −0.5]; lengths 1 and 3 in a budget T = 4; ρ = 1:
+    # loss = −(0.5·1 − 0.5·3) / (B·T) = 1/8
+    mask = torch.tensor([[1.0, 0, 0, 0], [1, 1, 1, 0]], dtype=torch.float64)
+    lp = -torch.ones(2, 4, dtype=torch.float64)
+    assert_close(fn(lp, lp.clone(), _t([1.0, 0.0]).double(), mask, 2, 0.2), 0.125,
+                 "rewards [1, 0] (G = 2), lengths 1 and 3, T = 4, ρ = 1: −(0.5·1 − 0.5·3)/(2·4)")
+
+
+def _dr_no_std(fn):
+    # the same group with rewards [2, 0]: A doubles, and so does the loss (GRPO's std would cancel it)
+    mask = torch.tensor([[1.0, 0, 0, 0], [1, 1, 1, 0]], dtype=torch.float64)
+    lp = -torch.ones(2, 4, dtype=torch.float64)
+    assert_close(fn(lp, lp.clone(), _t([2.0, 0.0]).double(), mask, 2, 0.2), 0.25,
+                 "rewards [2, 0]: advantages are not divided by the group's std, so the loss doubles")
+
+
+def _dr_budget(fn):
+    # the same two completions padded to T = 8: the constant B·T grows, the loss shrinks by 4/8
+    mask = torch.zeros(2, 8, dtype=torch.float64)
+    mask[0, :1], mask[1, :3] = 1, 1
+    lp = -torch.ones(2, 8, dtype=torch.float64)
+    assert_close(fn(lp, lp.clone(), _t([1.0, 0.0]).double(), mask, 2, 0.2), 0.0625,
+                 "the same pair padded to T = 8: divide by the budget B·T = 16, not by the 4 real tokens")
+
+
+def _dr_nan(fn):
+    logp, old, r, mask, G, eps = _dr_inputs(9)
+    got = fn(_poison(logp, mask), _poison(old, mask), r, mask, G, eps)
+    assert_close(got, _dr_reference(logp, old, r, mask, G, eps), "with NaN under mask 0")
+
+
+def _dr_wrong_aggregation(aggregation, scale):
+    def wrong(logp, old, r, mask, G, eps):
+        adv = _grpo_adv_ref(r, G, scale=scale)
+        return _grpo_loss_ref(logp, old, None, adv, mask, eps, beta=0.0, aggregation=aggregation)
+    return wrong
+
+
+def _dr_wrong_multiply(logp, old, r, mask, G, eps):
+    g = r.view(-1, G)
+    adv = (g - g.mean(1, keepdim=True)).reshape(-1, 1)
+    ratio = torch.exp(logp - old)
+    per = -torch.minimum(ratio * adv, ratio.clamp(1 - eps, 1 + eps) * adv)
+    return (per * mask).sum() / mask.numel()
+
+
+dr_grpo_loss = Exercise(
+    name="dr_grpo_loss",
+    reference=_dr_reference,
+    properties=[
+        ("a group of two by hand: each token weighs 1/(B·T), whatever its completion's length", _dr_hand),
+        ("advantages are r − group mean, not divided by the group's std", _dr_no_std),
+        ("the normaliser is the budget B·T (the mask's width), not the number of real tokens", _dr_budget),
+        ("it matches the reference on random groups", matches_reference(_dr_reference, _dr_inputs)),
+        ("NaN under mask 0 never leaks", _dr_nan),
+    ],
+    wrong_answers={
+        "divides the advantages by the group's std (GRPO)": _dr_wrong_aggregation("seq-mean-token-sum-norm", True),
+        "averages over each completion's tokens, then over completions (GRPO's length bias)":
+            _dr_wrong_aggregation("seq-mean-token-mean", False),
+        "divides by the number of real tokens (DAPO's token-mean)": _dr_wrong_aggregation("token-mean", False),
+        "multiplies by the mask (NaN · 0 = NaN)": _dr_wrong_multiply,
+    },
+    hints=(
+        "Dr. GRPO removes GRPO's two normalisations that depend on the sample: the division by the group's std "
+        "and the division by each completion's length; a constant takes their place",
+        "A_i = r_i − mean_group(r); per token ℓ = −min(ρA_i, clip(ρ, 1−ε, 1+ε)A_i); "
+        "L = Σ over real tokens of ℓ / (B·T), T = mask.shape[1]",
+        "g = rewards.view(-1, group_size); adv = (g - g.mean(1, keepdim=True)).reshape(-1, 1); "
+        "per = -torch.minimum(ratio * adv, ratio.clamp(1 - eps, 1 + eps) * adv); "
+        "torch.where(mask.bool(), per, 0).sum() / mask.numel()",
     ),
 )

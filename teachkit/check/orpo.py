@@ -8,10 +8,10 @@ import torch
 import torch.nn.functional as F
 
 from ._core import Exercise, assert_close, matches_reference
-from ._inputs import LN2, four_logps as _four_logps, t64 as _t
+from ._inputs import LN2, t64 as _t
 from ..rlhf.orpo import log_odds as _log_odds_ref, orpo_loss as _orpo_ref
 
-__all__ = ["log_odds", "orpo_loss"]
+__all__ = ["log_odds", "orpo_loss", "orpo_gradient_weight"]
 
 
 # ------------------------------------------------------------------ ORPO (notebook 08)
@@ -123,5 +123,65 @@ orpo_loss = Exercise(
         'ORPO is supervised fine-tuning on the chosen completion plus λ times a Bradley–Terry term on the log-odds (not the log-probs)',
         'L = mean(−ℓ̄_w) + λ·mean(−log σ(log-odds(ℓ̄_w) − log-odds(ℓ̄_l))), log-odds(ℓ) = ℓ − log(1 − e^ℓ)',
         'nll = -chosen.mean(); ratio = log_odds(chosen) - log_odds(rejected) (the accurate two-branch form); nll + lam * (-F.logsigmoid(ratio).mean())',
+    ),
+)
+
+
+# ------------------------------------------------------------------ ORPO's gradient weight (notebook 08, graded)
+
+def _weight_reference(chosen_mean_logps, rejected_mean_logps):
+    """δ = 1 / (1 + odds_w / odds_l) = σ(−(log-odds_w − log-odds_l)), per pair."""
+    return torch.sigmoid(-(_log_odds_ref(chosen_mean_logps) - _log_odds_ref(rejected_mean_logps)))
+
+
+def _weight_half(fn):
+    x = _t(-0.3, -2.0, -5.0)
+    assert_close(fn(x, x.clone()), _t(0.5, 0.5, 0.5), "δ when chosen and rejected have equal odds (should be ½)")
+
+
+def _weight_hand(fn):
+    # p_w = ½, p_l = ¼: odds 1 and ⅓, δ = 1 / (1 + 1/(1/3)) = ¼
+    assert_close(fn(_t(math.log(0.5)), _t(math.log(0.25))), _t(0.25), "p_w = ½, p_l = ¼: δ = 1/(1 + odds_w/odds_l)")
+
+
+def _weight_is_gradient(fn):
+    c, r, _ = _orpo_inputs(2)
+    ratio = (_log_odds_ref(c) - _log_odds_ref(r)).requires_grad_()
+    (grad,) = torch.autograd.grad(-F.logsigmoid(ratio).sum(), ratio)
+    assert_close(fn(c, r), -grad, "compared with −∂L_OR/∂(log-odds ratio) from autograd")
+
+
+def _weight_near_certain(fn):
+    c = torch.tensor([-1e-7, -0.5], dtype=torch.float32)
+    r = torch.tensor([-2e-7, -1e-7], dtype=torch.float32)
+    assert_close(fn(c, r), _weight_reference(c.double(), r.double()).float(),
+                 "δ when completions are nearly certain (ℓ̄ = −1e−7, −2e−7 in float32)", rtol=1e-3, atol=1e-5)
+
+
+def _weight_wrong_naive(c, r):
+    odds = lambda x: x - torch.log(1 - torch.exp(x))  # noqa: E731
+    return torch.sigmoid(-(odds(c) - odds(r)))
+
+
+orpo_gradient_weight = Exercise(
+    name="orpo_gradient_weight",
+    reference=_weight_reference,
+    properties=[
+        ("equal odds give δ = ½", _weight_half),
+        ("δ = 1/(1 + odds_w/odds_l) (p_w = ½, p_l = ¼ by hand)", _weight_hand),
+        ("δ is −∂L_OR/∂(log-odds ratio) of L_OR = −log σ(ratio)", _weight_is_gradient),
+        ("it stays accurate when completions are nearly certain (float32)", _weight_near_certain),
+        ("it matches the reference on random pairs", matches_reference(_weight_reference, lambda s: _orpo_inputs(s)[:2])),
+    ],
+    wrong_answers={"σ(+ratio): the weight of a pair already won": lambda c, r: torch.sigmoid(
+                       _log_odds_ref(c) - _log_odds_ref(r)),
+                   "uses the log-prob ratio instead of the log-odds ratio": lambda c, r: torch.sigmoid(-(c - r)),
+                   "naive log-odds ℓ̄ − log(1 − exp(ℓ̄)) (cancels near 0)": _weight_wrong_naive},
+    hints=(
+        "the odds-ratio term pushes hard on a pair only while the model still gives the rejected completion "
+        "high odds against the chosen one; the weight is how hard, the derivative of −log σ at the log-odds ratio",
+        "δ = σ(−(log-odds(ℓ̄_w) − log-odds(ℓ̄_l))) = 1 / (1 + odds_w / odds_l), log-odds(ℓ) = ℓ − log(1 − e^ℓ)",
+        "ratio = log_odds(chosen) - log_odds(rejected) with the accurate two-branch log_odds; "
+        "return torch.sigmoid(-ratio)",
     ),
 )

@@ -8,10 +8,10 @@ import torch
 import torch.nn.functional as F
 
 from ._core import Exercise, assert_close, matches_reference
-from ._inputs import LN2, four_logps as _four_logps, t64 as _t
+from ._inputs import t64 as _t
 from ..rlhf.tdpo import sequential_kl as _seq_kl_ref, tdpo_loss as _tdpo_ref
 
-__all__ = ["sequential_kl", "tdpo2_loss"]
+__all__ = ["sequential_kl", "tdpo2_loss", "tdpo1_loss"]
 
 
 # ------------------------------------------------------------------ sequential KL (notebook 07)
@@ -126,5 +126,72 @@ tdpo2_loss = Exercise(
         "TDPO2 is DPO's margin minus α times the difference of the two sequential KLs, with the chosen-side KL a constant (stop-gradient)",
         'L = mean of −log σ(β·[(m_w − m_l) − α·(kl_l − sg[kl_w])])',
         'z = (m_w - m_l) - alpha * (kl_l - kl_w.detach()); -F.logsigmoid(beta * z).mean()',
+    ),
+)
+
+
+# ------------------------------------------------------------------ TDPO1 (notebook 07, graded)
+
+def _tdpo1_reference(m_w, m_l, k_w, k_l, beta):
+    return _tdpo_ref(m_w, m_l, k_w, k_l, beta=beta, variant=1)
+
+
+def _tdpo1_hand_value(fn):
+    # z = (1 − −1) − (2 − 0.5) = 0.5 ; −log σ(0.1·0.5): the KL difference with weight 1, no α
+    assert_close(fn(_t(1.0), _t(-1.0), _t(0.5), _t(2.0), 0.1), math.log1p(math.exp(-0.05)),
+                 "tdpo1(m_w=1, m_l=−1, kl_w=0.5, kl_l=2, β=0.1): z = 2 − (2 − 0.5)")
+
+
+def _tdpo1_beta_outside(fn):
+    # β multiplies the KL difference too: with β = 2 and z = 0.5, −log σ(1)
+    assert_close(fn(_t(1.0), _t(-1.0), _t(0.5), _t(2.0), 2.0), math.log1p(math.exp(-1.0)),
+                 "the same pair with β = 2: β scales the whole z, KL term included")
+
+
+def _tdpo1_both_gradients(fn):
+    m_w, m_l, k_w, k_l, _, _ = _tdpo_inputs(8)
+    k_w, k_l = k_w.clone().requires_grad_(), k_l.clone().requires_grad_()
+    fn(m_w, m_l, k_w, k_l, 0.5).backward()
+    if k_w.grad is None or float(k_w.grad.abs().max()) == 0.0:
+        raise AssertionError("no gradient reached chosen_seq_kl: TDPO1 has no stop-gradient (that is TDPO2's)")
+    assert k_l.grad is not None, "the rejected-side KL must receive a gradient"
+    assert_close(k_w.grad, -k_l.grad, "∂L/∂kl_w against −∂L/∂kl_l (the two KLs enter as a plain difference)")
+
+
+def _tdpo1_wrong_detach(m_w, m_l, k_w, k_l, beta):
+    return -F.logsigmoid(beta * ((m_w - m_l) - (k_l - k_w.detach()))).mean()
+
+
+def _tdpo1_wrong_alpha(m_w, m_l, k_w, k_l, beta):
+    return -F.logsigmoid(beta * ((m_w - m_l) - 0.5 * (k_l - k_w))).mean()
+
+
+def _tdpo1_wrong_sign(m_w, m_l, k_w, k_l, beta):
+    return -F.logsigmoid(beta * ((m_w - m_l) + (k_l - k_w))).mean()
+
+
+def _tdpo1_wrong_beta_inside(m_w, m_l, k_w, k_l, beta):
+    return -F.logsigmoid(beta * (m_w - m_l) - (k_l - k_w)).mean()
+
+
+tdpo1_loss = Exercise(
+    name="tdpo1_loss",
+    reference=_tdpo1_reference,
+    properties=[
+        ("a single pair gives −log σ(β·[(m_w − m_l) − (kl_l − kl_w)]) (weight 1, no α)", _tdpo1_hand_value),
+        ("β scales the whole bracket, the KL difference included", _tdpo1_beta_outside),
+        ("gradient flows through both sequential KLs, equal and opposite (no stop-gradient)", _tdpo1_both_gradients),
+        ("it matches teachkit.rlhf.tdpo_loss(variant=1) on random inputs",
+         matches_reference(_tdpo1_reference, lambda s: _tdpo_inputs(s)[:4] + (0.1,))),
+    ],
+    wrong_answers={"keeps TDPO2's stop-gradient on chosen_seq_kl": _tdpo1_wrong_detach,
+                   "keeps TDPO2's α (0.5)": _tdpo1_wrong_alpha,
+                   "adds the KL difference instead of subtracting it": _tdpo1_wrong_sign,
+                   "β on the margin only, the KL difference outside it": _tdpo1_wrong_beta_inside},
+    hints=(
+        "TDPO1 is where TDPO2 came from: the same margin minus the difference of the sequential KLs, "
+        "but with weight 1 and both KLs live (the gradient reaches the chosen side too)",
+        "L = mean of −log σ(β·[(m_w − m_l) − (kl_l − kl_w)])",
+        "z = (m_w - m_l) - (kl_l - kl_w); return -F.logsigmoid(beta * z).mean()",
     ),
 )
