@@ -138,8 +138,24 @@ def masked_mean_attempt(x, mask):
 result = check.masked_mean(masked_mean_attempt)
 
 # %% [markdown]
-# The checker ran its properties in order and stopped at the first one that failed. It says *which*
-# property failed and *why*. The fix is to select with `torch.where` rather than multiply:
+# The checker ran its properties in order and stopped at the first one that failed. Read the report
+# from the top:
+#
+# - **which check of how many**: the checks before it passed, the ones after it were not run (a
+#   later check may fail too once this one passes);
+# - **failed**: the property your function broke, stated as a fact;
+# - **why**: the input it was given and what came back, against what was expected;
+# - **hint**: the first of three hints, the *idea* only, so that you still do the thinking.
+#
+# If the idea is not enough, ask for the next hint. Level 2 gives the formula, level 3 the shape of
+# the code:
+
+# %%
+# NBVAL_CHECK_OUTPUT
+check.hint("masked_mean", 2)
+
+# %% [markdown]
+# The fix is to select with `torch.where` rather than multiply:
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -152,6 +168,16 @@ result = check.masked_mean(masked_mean_fixed)
 assert result.passed
 
 # %% [markdown]
+# When you are stuck for good, or have passed and want to compare, `check.solution(name)` prints a
+# reference solution: plain, self-contained code that imports only torch (or numpy), which you can
+# read, copy into a cell and run. Try the hints first; the solution is there so that no exercise
+# blocks the rest of the course.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+check.solution("masked_mean")
+
+# %% [markdown]
 # ## Exercises
 #
 # **Exercise 0.2.** Write `neg_log_sigmoid(z)`, the elementwise −log σ(z), so that it is exact at
@@ -159,7 +185,9 @@ assert result.passed
 # `-torch.log(torch.sigmoid(z))` fails one of the checks: find out which, then fix it.
 #
 # Replace `raise NotImplementedError` with your code and run the cell below it. Until you do, the
-# checker says the exercise is not attempted yet.
+# checker says the exercise is not attempted yet. If a check fails, its hint is the idea;
+# `check.hint("neg_log_sigmoid", 2)` and `check.hint("neg_log_sigmoid", 3)` go further, and
+# `check.solution("neg_log_sigmoid")` shows the code.
 
 # %%
 def neg_log_sigmoid(z):
