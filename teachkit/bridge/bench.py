@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import tempfile
@@ -220,6 +221,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     cfg = BenchConfig(rounds=args.rounds, warmup=args.warmup)
+    load_before = os.getloadavg()
     world = load_world("arithmetic")
     floors = floor_passes(world, cfg)
     result = {"config": asdict(cfg), "threads": torch.get_num_threads(),
@@ -228,6 +230,8 @@ def main(argv: list[str] | None = None) -> dict:
                            "python": platform.python_version()},
               "machine": platform.processor() or platform.machine(),
               "grpo": bench_grpo(world, cfg, floors), "dpo": bench_dpo(world, cfg, floors)}
+    result["load_average_1min"] = {"before": load_before[0], "after": os.getloadavg()[0],
+                                   "cores": os.cpu_count()}  # other work on the machine, for the reader
     for kind in ("grpo", "dpo"):
         r = result[kind]
         print(f"{kind.upper():4s} step: teachkit {r['teachkit_s'] * 1e3:7.1f} ms   TRL {r['trl_s'] * 1e3:7.1f} ms   "

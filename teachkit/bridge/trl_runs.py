@@ -162,7 +162,7 @@ def dpo_trainer(world, cfg: TRLDPORun, out: str, model=None, callbacks=()):
     quiet()
     args = DPOConfig(**_common_args(out, cfg.steps, cfg.lr, cfg.seed), per_device_train_batch_size=cfg.batch_size,
                      beta=cfg.beta, loss_type="sigmoid", precompute_ref_log_probs=True,
-                     max_length=world.task.block_size)
+                     max_length=world.task.block_size, dataloader_drop_last=True)  # always full batches, as teachkit
     policy = model if model is not None else to_hf(world.new_policy())
     return DPOTrainer(model=policy, ref_model=to_hf(world.reference), args=args, train_dataset=pair_dataset(world),
                       processing_class=hf_tokenizer(world.task), callbacks=list(callbacks))
