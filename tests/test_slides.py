@@ -138,3 +138,20 @@ def test_the_detector_sees_every_kind_of_remote_load():
 def test_a_missing_asset_package_is_a_clear_error():
     with pytest.raises(RuntimeError, match="make setup"):
         decks.package_dir("no_such_package_teachkit", "static")
+
+
+def test_browser_check_reads_its_report_rows_without_a_browser():
+    from teachkit.devtools import browser_check as bc
+
+    assert bc.has_tex("<p>the ratio $\\rho$</p>") and not bc.has_tex("<script>inlineMath: [['$','$']]</script><p>x</p>")
+    good = {"notebook": "a.ipynb", "code_cells": 3, "ran": 3, "errors": [], "widget_errors": 0,
+            "rise_on_first_slide": True, "slider_redraws": None}
+    assert bc.problems(good) == []
+    assert bc.problems(good | {"ran": 2}) == ["not every code cell ran"]
+    assert bc.problems(good | {"widget_errors": 1}) == ["widget_errors"]
+    assert bc.problems(good | {"rise_on_first_slide": False}) == ["the slideshow did not open on the first slide"]
+    deck = {"deck": "a.slides.html", "on_first_slide": True, "maths_expected": True, "maths_typeset": 4,
+            "blocked_requests": []}
+    assert bc.problems(deck) == []
+    assert bc.problems(deck | {"maths_typeset": 0}) == ["the deck's maths was not typeset"]
+    assert bc.problems(deck | {"blocked_requests": ["https://cdn.example/x.js"]}) == ["blocked_requests"]

@@ -166,6 +166,12 @@ def check_notebook(browser, base: str, name: str, index: int, out: Path) -> dict
     return row
 
 
+def has_tex(html: str) -> bool:
+    """Whether the page's text (scripts and styles left out) holds TeX between dollars."""
+    text = re.sub(r"<(script|style)\b.*?</\1>", "", html, flags=re.S | re.I)
+    return bool(re.search(r"\$[^$\n<]+\$", text))
+
+
 def check_deck(browser, deck: Path, out: Path | None = None) -> dict:
     """Open a deck from disk with every non-file request blocked; the first slide and its maths."""
     context = browser.new_context(viewport={"width": 1280, "height": 900})
@@ -196,7 +202,7 @@ def check_deck(browser, deck: Path, out: Path | None = None) -> dict:
     if out is not None:
         page.screenshot(path=str(out / deck.name.replace(".html", ".png")))
     row.update(deck=deck.name, blocked_requests=blocked[:5],
-               maths_expected=bool(re.search(r"\$[^$\n]+\$", deck.read_text(encoding="utf-8"))))
+               maths_expected=has_tex(deck.read_text(encoding="utf-8")))
     context.close()
     return row
 
