@@ -11,7 +11,7 @@ from ._core import Exercise, assert_close, matches_reference
 from ._inputs import t64 as _t
 from ..rlhf.tdpo import sequential_kl as _seq_kl_ref, tdpo_loss as _tdpo_ref
 
-__all__ = ["sequential_kl", "tdpo2_loss", "tdpo1_loss"]
+__all__ = ["sequential_kl", "tdpo2_loss", "tdpo1_loss", "reverse_sequential_kl"]
 
 
 # ------------------------------------------------------------------ sequential KL (notebook 07)
@@ -193,5 +193,60 @@ tdpo1_loss = Exercise(
         "but with weight 1 and both KLs live (the gradient reaches the chosen side too)",
         "L = mean of −log σ(β·[(m_w − m_l) − (kl_l − kl_w)])",
         "z = (m_w - m_l) - (kl_l - kl_w); return -F.logsigmoid(beta * z).mean()",
+    ),
+)
+
+
+# ------------------------------------------------------------------ the reverse sequential KL (notebook 07, graded)
+
+def _rev_kl_reference(policy_logits, ref_logits, mask):
+    """Σ_t KL(π_θ(·|t) ‖ π_ref(·|t)): the forward sequential KL with the two models' roles swapped."""
+    return _seq_kl_ref(ref_logits, policy_logits, mask)
+
+
+def _rev_hand_value(fn):
+    pol = _t(0.0, 0.0).reshape(1, 1, 2)
+    ref = _t(math.log(3.0), 0.0).reshape(1, 1, 2)
+    want = 0.5 * math.log(0.5 / 0.75) + 0.5 * math.log(0.5 / 0.25)   # KL(π = (½,½) ‖ π_ref = (¾,¼))
+    assert_close(fn(pol, ref, torch.ones(1, 1)), _t(want), "KL(policy=(½,½) ‖ ref=(¾,¼)), direction policy ‖ ref")
+
+
+def _rev_mode_seeking(fn):
+    # the policy drops the reference's second token (logit −1e9): the reverse KL stays log(4/3);
+    # the forward KL would charge ¼·1e9
+    pol = _t(0.0, -1e9).reshape(1, 1, 2)
+    ref = _t(math.log(3.0), 0.0).reshape(1, 1, 2)
+    got = fn(pol, ref, torch.ones(1, 1))
+    assert_close(got, _t(math.log(4.0 / 3.0)),
+                 "a policy that never writes a token the reference allows: the reverse KL is log(4/3), finite")
+
+
+def _rev_nan_padding(fn):
+    pol, ref, mask = _kl_inputs(6)
+    nan = torch.tensor(float("nan"), dtype=torch.float64)
+    keep = mask.bool()[..., None]
+    got = fn(torch.where(keep, pol, nan), torch.where(keep, ref, nan), mask)
+    assert_close(got, _rev_kl_reference(pol, ref, mask), "with NaN logits at padded positions")
+
+
+reverse_sequential_kl = Exercise(
+    name="reverse_sequential_kl",
+    reference=_rev_kl_reference,
+    properties=[
+        ("each position contributes KL(π_θ ‖ π_ref), the average taken under the policy", _rev_hand_value),
+        ("dropping a token the reference allows costs little (mode-seeking): log(4/3) here", _rev_mode_seeking),
+        ("it sums over the unmasked positions: matches the reference on random logits",
+         matches_reference(_rev_kl_reference, _kl_inputs)),
+        ("NaN logits at padded positions never leak into the result", _rev_nan_padding),
+    ],
+    wrong_answers={"the forward direction KL(π_ref ‖ π_θ)": _seq_kl_ref,
+                   "multiplies by the mask (NaN leaks)": lambda pol, ref, mask: _kl_wrong_multiply(ref, pol, mask),
+                   "averages over positions": lambda pol, ref, mask: _rev_kl_reference(pol, ref, mask) / mask.sum(-1)},
+    hints=(
+        "the same sum over positions as the forward sequential KL, but the average at each position is taken "
+        "under the policy's next-token distribution, so the roles of the two models swap",
+        "SeqKL_rev = Σ_t Σ_v p_θ(v|t)·(log p_θ(v|t) − log p_ref(v|t)) over positions with mask 1",
+        "select the logits with torch.where(mask[..., None], ·, 0); pol_lp, ref_lp = log_softmax of each; "
+        "(pol_lp.exp() * (pol_lp - ref_lp)).sum(-1); torch.where(mask.bool(), ·, 0).sum(-1)",
     ),
 )
