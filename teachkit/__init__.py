@@ -11,6 +11,8 @@ Subpackages
 
 from pathlib import Path
 
+from . import numba_setup  # noqa: F401  (first: OpenMP reads its settings once, before torch loads it)
+
 __version__ = "0.1.0"
 
 PACKAGE_DIR = Path(__file__).resolve().parent

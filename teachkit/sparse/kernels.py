@@ -32,6 +32,15 @@ Public functions validate their inputs (dtype, shape, contiguity, index range, a
 ``out``, NaN/inf in ``x``/``h`` and in the int8 scales) and raise a
 ``TypeError``/``ValueError`` a learner can act on; the ``_``-prefixed jitted kernels do not.
 ``parallel=False`` selects a single-threaded kernel, for callers that run their own threads.
+
+**When a second thread pays.** Starting the pool's threads on a kernel and waiting for them
+costs a wake-up (tens of microseconds on a busy 2-core VM; see :mod:`teachkit.numba_setup`
+for why teachkit's idle threads sleep rather than spin), and on a shared machine the second
+thread may not get a core at all. A kernel that streams fewer than :data:`SERIAL_BELOW_BYTES`
+of weights therefore runs on the calling thread even with ``parallel=True``: at a memory
+bandwidth of ~13 GB/s on one core and ~20 GB/s on two, a second thread saves about
+``bytes · (1/13 - 1/20) ns`` ≈ 27 us per MiB, less than a wake-up below a MiB. The
+``_*_par`` entry points (used by the engine without argument checks) apply the same rule.
 """
 
 from __future__ import annotations
@@ -45,10 +54,12 @@ __all__ = ["gather_dot", "down_axpy", "sparse_ffn_bundled", "sparse_ffn_bundled_
 
 _JIT = dict(nogil=True, fastmath=True, cache=True)
 
+SERIAL_BELOW_BYTES = 1 << 20     # weights a kernel streams below which it runs on the calling thread
+
 
 # --------------------------------------------------------------------------- jitted kernels
 @njit(parallel=True, **_JIT)
-def _gather_dot_par(W, idx, x, out):
+def _gather_dot_threads(W, idx, x, out):
     d = x.shape[0]
     for j in prange(idx.shape[0]):
         r = idx[j]
@@ -81,7 +92,7 @@ def _axpy_rows(WdT, idx, h, lo, hi, acc):
 
 
 @njit(parallel=True, **_JIT)
-def _down_axpy_par(WdT, idx, h, out, nthreads):
+def _down_axpy_threads(WdT, idx, h, out, nthreads):
     n = idx.shape[0]
     d = out.shape[0]
     nchunks = max(1, min(n, nthreads))
@@ -142,7 +153,7 @@ def _bundle_rows(B, idx, x, gated, lo, hi, acc):
 
 
 @njit(parallel=True, **_JIT)
-def _ffn_bundled_par(B, idx, x, out, gated, nthreads):
+def _ffn_bundled_threads(B, idx, x, out, gated, nthreads):
     n = idx.shape[0]
     d = x.shape[0]
     nchunks = max(1, min(n, nthreads))
@@ -201,7 +212,7 @@ def _bundle_rows_i8(Q, S, idx, x, gated, lo, hi, acc):
 
 
 @njit(parallel=True, **_JIT)
-def _ffn_bundled_i8_par(Q, S, idx, x, out, gated, nthreads):
+def _ffn_bundled_i8_threads(Q, S, idx, x, out, gated, nthreads):
     n = idx.shape[0]
     d = x.shape[0]
     nchunks = max(1, min(n, nthreads))
@@ -217,6 +228,39 @@ def _ffn_bundled_i8_par(Q, S, idx, x, out, gated, nthreads):
 @njit(**_JIT)
 def _ffn_bundled_i8_ser(Q, S, idx, x, out, gated):
     _bundle_rows_i8(Q, S, idx, x, gated, 0, idx.shape[0], out)
+
+
+# --------------------------------------------------------------------------- size dispatch
+def _use_threads(n_bytes: int) -> bool:
+    return n_bytes >= SERIAL_BELOW_BYTES and numba.get_num_threads() > 1
+
+
+def _gather_dot_par(W, idx, x, out):
+    if _use_threads(idx.shape[0] * W.shape[1] * W.itemsize):
+        _gather_dot_threads(W, idx, x, out)
+    else:
+        _gather_dot_ser(W, idx, x, out)
+
+
+def _down_axpy_par(WdT, idx, h, out, nthreads):
+    if _use_threads(idx.shape[0] * WdT.shape[1] * WdT.itemsize):
+        _down_axpy_threads(WdT, idx, h, out, nthreads)
+    else:
+        _down_axpy_ser(WdT, idx, h, out)
+
+
+def _ffn_bundled_par(B, idx, x, out, gated, nthreads):
+    if _use_threads(idx.shape[0] * B.shape[1] * B.shape[2] * B.itemsize):
+        _ffn_bundled_threads(B, idx, x, out, gated, nthreads)
+    else:
+        _ffn_bundled_ser(B, idx, x, out, gated)
+
+
+def _ffn_bundled_i8_par(Q, S, idx, x, out, gated, nthreads):
+    if _use_threads(idx.shape[0] * Q.shape[1] * Q.shape[2] * Q.itemsize):
+        _ffn_bundled_i8_threads(Q, S, idx, x, out, gated, nthreads)
+    else:
+        _ffn_bundled_i8_ser(Q, S, idx, x, out, gated)
 
 
 # --------------------------------------------------------------------------- validation
