@@ -66,10 +66,11 @@ def grpo_step(world, policy, reference, optimizer, cfg: BenchConfig, g: torch.Ge
     rewards = score(world, roll, "gold")
     advantages = grpo_advantages(rewards, G)
     with torch.no_grad():
-        old_logp, _ = logprobs_and_entropy(policy, roll)
         ref_logp, _ = logprobs_and_entropy(reference, roll)
-    for _ in range(cfg.num_iterations):
+    for iteration in range(cfg.num_iterations):
         logp, entropy = logprobs_and_entropy(policy, roll)
+        if iteration == 0:
+            old_logp = logp.detach()
         loss = grpo_loss(logp, old_logp, ref_logp, advantages, roll.mask, cfg.clip_eps, cfg.beta)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -78,7 +79,7 @@ def grpo_step(world, policy, reference, optimizer, cfg: BenchConfig, g: torch.Ge
         with torch.no_grad():
             stats = [loss.item(), clip_fraction(logp, old_logp, roll.mask, cfg.clip_eps)]
     with torch.no_grad():  # the loop's statistics, as train_grpo computes them
-        right = world.gold_reward(roll.prompts, roll.completions, roll.mask) > 0.5
+        right = rewards > 0.5
         stats += [masked_mean(kl_k3(old_logp, ref_logp), roll.mask), masked_mean(entropy, roll.mask), right.any()]
     return stats
 

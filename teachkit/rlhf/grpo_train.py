@@ -102,11 +102,12 @@ def train_grpo(world, cfg: GRPOConfig = GRPOConfig()):
             else:
                 advantages = rloo_advantages(rewards, G)
             with torch.no_grad():
-                old_logp, _ = logprobs_and_entropy(policy, roll, cfg.temperature)
                 ref_logp, _ = logprobs_and_entropy(reference, roll, cfg.temperature) if cfg.beta else (None, None)
             # 3. μ gradient steps on the same batch
-            for _ in range(cfg.num_iterations):
+            for iteration in range(cfg.num_iterations):
                 logp, entropy = logprobs_and_entropy(policy, roll, cfg.temperature)
+                if iteration == 0:  # the policy has not moved since sampling: π_old is this forward's value
+                    old_logp = logp.detach()
                 loss = grpo_loss(logp, old_logp, ref_logp, advantages, roll.mask, cfg.clip_eps, cfg.beta,
                                  cfg.aggregation)
                 optimizer.zero_grad(set_to_none=True)
@@ -119,7 +120,8 @@ def train_grpo(world, cfg: GRPOConfig = GRPOConfig()):
             peak_bytes = peak.bytes
         with torch.no_grad():
             groups = rewards.view(-1, G)
-            right = world.gold_reward(roll.prompts, roll.completions, roll.mask) > 0.5
+            gold = rewards if cfg.reward == "gold" else world.gold_reward(roll.prompts, roll.completions, roll.mask)
+            right = gold > 0.5  # score each completion once
             lengths = roll.lengths.float()
             history.add(train_score=rewards.mean(), frac_zero_std=(groups.amax(1) == groups.amin(1)).float().mean(),
                         kl_k3=masked_mean(kl_k3(old_logp, ref_logp), roll.mask) if cfg.beta else float("nan"),
