@@ -215,15 +215,23 @@ for kind, ps in preds.items():
 # is on held-out text, layer 1:
 
 # %%
-# NBVAL_CHECK_OUTPUT
 thresholds = (0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7)
 sweeps = {kind: threshold_sweep(ps[1], xs[1], hs[1] > 0, thresholds) for kind, ps in preds.items()}
 print("threshold | low-rank recall precision computed | MLP recall precision computed")
 for a, b in zip(sweeps["lowrank"], sweeps["mlp"]):
     print(f"  {a[0]:.2f}    |   {a[1]:.2f}     {a[2]:.2f}      {a[3]:5.1%}   |   {b[1]:.2f}     {b[2]:.2f}      {b[3]:5.1%}")
-for rows in sweeps.values():                 # a higher threshold keeps fewer neurons, misses more
+
+# %% [markdown]
+# The table's last digits depend on the machine (the predictors' training rounds differently
+# on another CPU); the trade-off does not:
+
+# %%
+# NBVAL_CHECK_OUTPUT
+for kind, rows in sweeps.items():             # a higher threshold keeps fewer neurons, misses more
     rec, comp, prec = (np.array([r[i] for r in rows]) for i in (1, 3, 2))
-    assert np.all(np.diff(rec) <= 0) and np.all(np.diff(comp) <= 0) and prec[-1] > prec[0]
+    trade = bool(np.all(np.diff(rec) <= 0) and np.all(np.diff(comp) <= 0) and prec[-1] > prec[0])
+    print(f"{kind:8s} raising the threshold: recall and neurons computed never rise, precision ends higher: {trade}")
+    assert trade
 
 # %%
 viz.plot_predictor_tradeoff({"low-rank": sweeps["lowrank"], "MLP": sweeps["mlp"]},
