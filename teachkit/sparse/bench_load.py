@@ -29,6 +29,7 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -60,11 +61,22 @@ SETTINGS = {
 _THREAD_VARS = numba_setup.USER_CHOICES + ("NUMBA_NUM_THREADS",)
 
 
+def _die_with_parent():
+    """In the hog, before it runs: Linux kills it when its parent dies (``PR_SET_PDEATHSIG``)."""
+    try:
+        import ctypes
+        ctypes.CDLL(None).prctl(1, signal.SIGKILL)          # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 class cpu_hog:
-    """One CPU-bound process beside this one while the ``with`` block runs (always killed after)."""
+    """One CPU-bound process beside this one while the ``with`` block runs (always killed after,
+    and on Linux also if this process dies first)."""
 
     def __enter__(self):
-        self.proc = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+        self.proc = subprocess.Popen([sys.executable, "-c", "while True: pass"],
+                                     preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None)
         time.sleep(0.2)                          # let it start spinning
         return self
 
@@ -135,7 +147,7 @@ def under_load(shape: dict | None = None, tokens: tuple = (4, 16), passes: int =
 
 
 def compare_settings(rounds: int = 3, quick: bool = True, log=print, settings: dict | None = None,
-                     child_args: tuple = ()) -> dict:
+                     child_args: tuple = (), timeout_s: float = 900) -> dict:
     """:func:`under_load` once per setting per round, each in a fresh process, settings taking turns."""
     settings = settings or SETTINGS
     got = {name: [] for name in settings}
@@ -149,23 +161,33 @@ def compare_settings(rounds: int = 3, quick: bool = True, log=print, settings: d
                        *(["--quick"] if quick else []), *child_args]
                 if serial_below is not None:
                     cmd += ["--serial-below", str(serial_below)]
-                subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL)
+                try:
+                    subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL, timeout=timeout_s)
+                except subprocess.TimeoutExpired:        # run() has killed the child; its hog dies with it
+                    got[name].append(None)
+                    log(f"round {r + 1}, {name}: no result within {timeout_s} s")
+                    continue
                 res = json.loads(out.read_text())
                 got[name].append(res)
                 log(f"round {r + 1}, {name}: +pipeline {res['quiet_tok_s']['+pipeline']:.0f} quiet, "
                     f"{res['loaded_tok_s']['+pipeline']:.0f} loaded tok/s; ladder order same: "
                     f"{res['ladder_order_same']}")
     table = {}
-    for name, rs in got.items():
-        q = float(np.median([x["quiet_tok_s"]["+pipeline"] for x in rs]))
-        lo = float(np.median([x["loaded_tok_s"]["+pipeline"] for x in rs]))
-        table[name] = {"quiet_tok_s": q, "loaded_tok_s": lo, "loaded_over_quiet": lo / q,
-                       "ladder_order_same_in_rounds": [x["ladder_order_same"] for x in rs],
-                       "threading": rs[0]["threading"], "rounds": [
-                           {"quiet": x["quiet_tok_s"], "loaded": x["loaded_tok_s"]} for x in rs]}
-    best_quiet = max(t["quiet_tok_s"] for t in table.values())
+    for name, all_rs in got.items():
+        rs = [x for x in all_rs if x is not None]
+        row = {"timed_out_rounds": len(all_rs) - len(rs), "quiet_tok_s": None, "loaded_tok_s": None,
+               "loaded_over_quiet": None}
+        if rs:
+            q = float(np.median([x["quiet_tok_s"]["+pipeline"] for x in rs]))
+            lo = float(np.median([x["loaded_tok_s"]["+pipeline"] for x in rs]))
+            row.update({"quiet_tok_s": q, "loaded_tok_s": lo, "loaded_over_quiet": lo / q,
+                        "ladder_order_same_in_rounds": [x["ladder_order_same"] for x in rs],
+                        "threading": rs[0]["threading"],
+                        "rounds": [{"quiet": x["quiet_tok_s"], "loaded": x["loaded_tok_s"]} for x in rs]})
+        table[name] = row
+    best_quiet = max([t["quiet_tok_s"] for t in table.values() if t["quiet_tok_s"]] or [float("nan")])
     for t in table.values():
-        t["quiet_over_best_quiet"] = t["quiet_tok_s"] / best_quiet
+        t["quiet_over_best_quiet"] = t["quiet_tok_s"] / best_quiet if t["quiet_tok_s"] else None
     return {"label": "engine (+pipeline) tok/s by threading setting, each in its own process, settings taking turns",
             "rounds": rounds, "settings": table}
 
@@ -188,6 +210,9 @@ def main(argv=None) -> int:
     if args.compare_settings:
         res = compare_settings(rounds=args.rounds, quick=args.quick, log=log)
         for name, t in res["settings"].items():
+            if t["quiet_tok_s"] is None:
+                log(f"{name:>50}: no round finished ({t['timed_out_rounds']} timed out)")
+                continue
             log(f"{name:>50}: quiet {t['quiet_tok_s']:6.1f}, loaded {t['loaded_tok_s']:6.1f} tok/s "
                 f"(x{t['loaded_over_quiet']:.2f}); quiet / best quiet {t['quiet_over_best_quiet']:.2f}")
     else:
