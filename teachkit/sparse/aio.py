@@ -67,10 +67,15 @@ class _Timespec(ctypes.Structure):
     _fields_ = [("tv_sec", ctypes.c_long), ("tv_nsec", ctypes.c_long)]
 
 
+_SYSCALL: list = []
+
+
 def _sys(nr: int, *args) -> int:
-    libc = platform_io.libc()                        # CDLL calls release the GIL
-    libc.syscall.restype = ctypes.c_long
-    return libc.syscall(ctypes.c_long(nr), *args)
+    if not _SYSCALL:                                 # libc's syscall(); CDLL calls release the GIL
+        fn = platform_io.libc().syscall
+        fn.restype = ctypes.c_long
+        _SYSCALL.append(fn)
+    return _SYSCALL[0](ctypes.c_long(nr), *args)
 
 
 def join_within(threads, seconds: float, what: str) -> list[str]:

@@ -183,17 +183,17 @@ class RangeFile:
             self._pread.argtypes = [ctypes.c_int, ctypes.c_uint64, ctypes.c_size_t, ctypes.c_int64]
 
     def _handle(self):
+        """This thread's handle (its own, opened from ``path``), or the one shared handle."""
         h = getattr(self._local, "h", None)
         if h is None:
-            h = open(self.path, "rb", buffering=0) if self.path is not None else None
-            if h is None:
-                with self._lock:
+            with self._lock:
+                if self.path is not None:
+                    h = open(self.path, "rb", buffering=0)
+                    self._handles.append(h)
+                else:
                     if not self._handles:
                         self._handles.append(os.fdopen(os.dup(self.fd), "rb", buffering=0))
                     h = self._handles[0]
-            else:
-                with self._lock:
-                    self._handles.append(h)
             self._local.h = h
         return h
 
