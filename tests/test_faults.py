@@ -221,3 +221,27 @@ def test_check_reads_in_the_blocking_reader(flash_path, tmp_path):
         _flip_exponent(path, f.offset(0, 5))
         with pytest.raises(FlashReadError, match="unit 5 .*crc32"):
             r.read(0, np.arange(8))
+
+
+def test_closing_a_kernel_aio_context_whose_reads_never_finish_returns_within_its_deadline(flash_path, monkeypatch):
+    if not kernel_aio_available():
+        pytest.skip("needs kernel AIO (missing on this platform, or hidden by TEACHKIT_IO_PLATFORM)")
+    import os
+
+    fd = os.open(flash_path, os.O_RDONLY)
+    ctx = aio.KernelAIO(fd, 4)
+    release, real = threading.Event(), aio._sys
+
+    def destroy_waits(nr, *args):                      # io_destroy waits for reads a dead disk never returns
+        if nr == ctx._destroy:
+            release.wait(20)
+        return real(nr, *args)
+
+    monkeypatch.setattr(aio, "_sys", destroy_waits)
+    before = set(threading.enumerate())
+    with pytest.warns(RuntimeWarning, match="stuck"):
+        assert error_within(lambda: ctx.close(timeout=0.5), 3, "KernelAIO.close()") is None
+    assert ctx.stuck == ["aio-destroy"]
+    release.set()
+    assert _left_behind(before) == []
+    os.close(fd)

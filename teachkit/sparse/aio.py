@@ -185,10 +185,17 @@ class KernelAIO:
             self.in_flight -= n
         return (data >> np.uint64(16)).astype(np.int64), res
 
-    def close(self) -> None:
+    def close(self, timeout: float = 2.0) -> None:
+        """``io_destroy``, which waits for the reads still in flight, for at most ``timeout`` s.
+
+        It runs in a daemon thread: if the disk never answers, that thread is left waiting in the
+        kernel and named in ``stuck`` (with a warning) instead of hanging the caller.
+        """
         if self.ctx.value:
-            _sys(self._destroy, self.ctx)            # waits for reads still in flight
-            self.ctx = ctypes.c_ulong(0)
+            ctx, self.ctx = self.ctx, ctypes.c_ulong(0)
+            t = threading.Thread(target=_sys, args=(self._destroy, ctx), daemon=True, name="aio-destroy")
+            t.start()
+            self.stuck = join_within([t], timeout, "closing the kernel AIO context")
 
 
 class ThreadedReads:
