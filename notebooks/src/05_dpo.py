@@ -257,17 +257,45 @@ for name, model in (("SFT", world.reference), ("DPO", policy)):
 #
 # ## Exercises
 #
-# **Exercise 5.1.** Write `my_dpo_loss(policy_chosen_logps, policy_rejected_logps, ref_chosen_logps,
-# ref_rejected_logps, beta)`. All inputs are (B,) summed log-probs, and the result is the mean over
-# pairs. The checker tests the ln 2 start, a hand-computed pair, and random inputs at two values of β.
+# The DPO loss itself is written out in section 3 (`dpo_loss_inline`); `check.dpo_loss` still
+# checks a version of your own if you want to try it without looking.
+#
+# **Exercise 5.1: IPO.** DPO's loss −log σ(βh) keeps falling as the margin h grows, and never
+# reaches 0. On pairs whose preference is deterministic (the chosen answer always wins), the loss
+# is lowest at h = ∞: nothing stops the margin, however large β is. The cell below prints the loss
+# and the per-pair gradient weight β·σ(−βh) as the margin grows.
 
 # %%
-def my_dpo_loss(policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps, beta):
+# NBVAL_CHECK_OUTPUT
+beta = 0.1
+margins = torch.tensor([0.0, 10.0, 20.0, 50.0, 100.0], dtype=torch.float64)
+dpo_losses, weights = F.softplus(-beta * margins), beta * torch.sigmoid(-beta * margins)
+for h, loss, weight in zip(margins.tolist(), dpo_losses.tolist(), weights.tolist()):
+    print(f"h = {h:5.1f}: DPO loss {loss:.3g}, gradient weight {weight:.3g}")
+assert bool((weights > 0).all()) and bool((weights[1:] < weights[:-1]).all()), "the weight falls but never reaches 0"
+
+# %% [markdown]
+# The weight shrinks but stays positive, so the margin only ever grows. Azar et al.
+# ("A General Theoretical Paradigm to Understand Learning from Human Preferences",
+# arXiv:2310.12036v2, §4 for this argument and §5 for the fix) replace the logistic loss with a
+# squared error that pulls h towards a finite target. With their τ written as our β, **IPO**
+# (Identity Preference Optimisation) minimises, averaged over pairs,
+#
+# $$\mathcal L_{\text{IPO}} = \Big(h - \frac{1}{2\beta}\Big)^2,\qquad
+#   h = \log\frac{\pi_\theta(y_w)}{\pi_{ref}(y_w)} - \log\frac{\pi_\theta(y_l)}{\pi_{ref}(y_l)} .$$
+#
+# Write `my_ipo_loss(policy_chosen_logps, policy_rejected_logps, ref_chosen_logps,
+# ref_rejected_logps, beta)`, with (B,) summed log-probs as in section 3. Before you run the
+# checker, work out what the loss is at π = π_ref and where its minimum lies: the first two
+# checks test exactly that. A smaller β (a looser leash) means a larger target margin.
+
+# %%
+def my_ipo_loss(policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps, beta):
     # YOUR CODE HERE
     raise NotImplementedError
 
 
-_ = check.dpo_loss(my_dpo_loss)
+_ = check.ipo_loss(my_ipo_loss)
 
 # %% [markdown]
 # **Exercise 5.2 (open).** Derive step 2 yourself. Add a Lagrange multiplier for Σ_y π(y) = 1 and

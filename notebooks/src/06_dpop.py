@@ -251,17 +251,33 @@ for subset in ("low_edit", "sampled"):
 #
 # ## Exercises
 #
-# **Exercise 6.1.** Write `my_dpop_loss(pol_c, pol_r, ref_c, ref_r, beta, lam)`, DPOP with the
-# penalty inside the β bracket (form (a)). The checker rejects the other two placements, and
-# a penalty whose value is right but which carries no gradient.
+# The sequence-level DPOP loss is written out in section 2 (`dpop_loss_inline`);
+# `check.dpop_loss` still checks a version of your own if you want to try it without looking.
+#
+# **Exercise 6.1: the penalty per token.** DPOP's penalty sees only the *sum* of the chosen
+# log-ratio over the completion. Section 4 showed that DPO's damage sits on one token, `<eos>`:
+# a policy can raise the edited digit and lower `<eos>` by as much, and the sum, hence DPOP's
+# penalty, does not notice. A variant (ours, not the paper's: Eq. 3 of arXiv:2402.13228 applies the
+# hinge to the sequence) puts the hinge on each chosen token and then sums:
+#
+# $$P_{\text{tok}} = \sum_t \max\big(0,\ \text{ref}_{w,t} - \ell_{w,t}\big),\qquad
+#   \mathcal L = -\log\sigma\big(\beta\,(h - \lambda P_{\text{tok}})\big),$$
+#
+# with $\ell_{w,t}$ and $\text{ref}_{w,t}$ the per-token log-probs of the chosen completion and
+# h DPO's margin from the summed log-ratios, as before. Write
+# `my_dpop_token_loss(pol_c, pol_r, ref_c, ref_r, mask_c, mask_r, beta, lam)`: all four log-prob
+# inputs are now **per token**, (B, T), with masks (B, T) for the chosen and the rejected
+# completion (padding may hold NaN). Return the mean over pairs. Before you run the checker, work
+# out the penalty for a chosen answer whose tokens sit +1 and −0.5 nats from the reference: the
+# sequence-level penalty is 0, and yours is not.
 
 # %%
-def my_dpop_loss(pol_c, pol_r, ref_c, ref_r, beta, lam):
+def my_dpop_token_loss(pol_c, pol_r, ref_c, ref_r, mask_c, mask_r, beta, lam):
     # YOUR CODE HERE
     raise NotImplementedError
 
 
-_ = check.dpop_loss(my_dpop_loss)
+_ = check.dpop_token_loss(my_dpop_token_loss)
 
 # %% [markdown]
 # **Exercise 6.2 (open).** Re-run section 3 with λ = 5 and λ = 500, then section 6 with β = 0.01.

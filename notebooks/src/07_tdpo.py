@@ -243,28 +243,39 @@ assert best < len(dpo_h["gold_reward"]) - 1 and dpo_h["kl_to_ref"][-1] > dpo_h["
 #
 # ## Exercises
 #
-# **Exercise 7.1.** Write `my_sequential_kl(policy_logits, ref_logits, mask)` → (B,), the sum over
-# unmasked positions of KL(π_ref ‖ π_θ) over the full vocabulary. A NaN in padding must not leak.
+# The sequential KL and the TDPO2 loss are written out in sections 2 and 3; `check.sequential_kl`
+# and `check.tdpo2_loss` still check versions of your own if you want to try them without looking.
+#
+# **Exercise 7.1: the reverse sequential KL.** Section 2 named the other direction, the reverse KL
+# KL(π_θ ‖ π_ref) of the RLHF objective, and said it is *mode-seeking*. Write
+# `my_reverse_sequential_kl(policy_logits, ref_logits, mask)` → (B,): the sum over unmasked
+# positions of KL(π_θ(·|x, y_<t) ‖ π_ref(·|x, y_<t)) over the full vocabulary. Before you run the
+# checker, compute both directions by hand for one position where the reference is (¾, ¼) and the
+# policy has dropped the second token entirely, (1, 0): which one is finite? The checker's second
+# property asks for exactly that number.
 
 # %%
-def my_sequential_kl(policy_logits, ref_logits, mask):
+def my_reverse_sequential_kl(policy_logits, ref_logits, mask):
     # YOUR CODE HERE
     raise NotImplementedError
 
 
-_ = check.sequential_kl(my_sequential_kl)
+_ = check.reverse_sequential_kl(my_reverse_sequential_kl)
 
 # %% [markdown]
-# **Exercise 7.2.** Write `my_tdpo2_loss(m_w, m_l, kl_w, kl_l, beta, alpha)`, with the
-# stop-gradient on the chosen side's KL. The checker looks at the gradient, not only the value.
+# **Exercise 7.2: TDPO1.** Section 3 wrote TDPO2 in code. TDPO1, its origin in the derivation
+# (Zeng et al., ICML 2024, arXiv:2404.11999, the loss with the sequential KL difference at weight 1),
+# differs in two ways: no α, and no stop-gradient, so the update also moves the chosen side's KL.
+# Write `my_tdpo1_loss(m_w, m_l, kl_w, kl_l, beta)`. Before you run the checker, predict
+# ∂L/∂kl_w compared with ∂L/∂kl_l: the checker looks at both gradients, not only the value.
 
 # %%
-def my_tdpo2_loss(m_w, m_l, kl_w, kl_l, beta, alpha):
+def my_tdpo1_loss(m_w, m_l, kl_w, kl_l, beta):
     # YOUR CODE HERE
     raise NotImplementedError
 
 
-_ = check.tdpo2_loss(my_tdpo2_loss)
+_ = check.tdpo1_loss(my_tdpo1_loss)
 
 # %% [markdown]
 # **Exercise 7.3 (open).** Sweep α ∈ {0, 0.25, 0.5, 1, 2} for TDPO2 and plot the final (KL, gold)
