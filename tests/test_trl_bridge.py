@@ -230,3 +230,11 @@ def test_check_references_are_trl_code():
     want = to_hf(policy).state_dict()
     got = check.gpt2_state_dict.reference(policy.state_dict(), policy.config.n_layer)
     assert all(torch.equal(got[k], want[k]) for k in got) and set(want) - set(got) == {"lm_head.weight"}
+
+
+def test_inside_a_live_grpo_trainer_teachkit_recomputes_trl_s_advantages_and_losses(world, tmp_path):
+    from teachkit.bridge.trl_runs import TRLGRPORun, grpo_trainer
+
+    gaps = tl.live_grpo_agreement(grpo_trainer(world, TRLGRPORun(steps=2), str(tmp_path)), world, steps=2)
+    assert gaps["calls"] == 4  # 2 generation batches × μ = 2
+    assert gaps["advantages"] <= 1e-6 and gaps["loss"] <= 1e-6 and gaps["old_logp"] <= 1e-5, gaps

@@ -295,9 +295,33 @@ print(f"ORPO NLL: teachkit {-mc.mean().item():.3f} (completion tokens), TRL {trl
 # both libraries) are too long for this notebook's time budget. The **live** run below is short
 # (4 GRPO steps, 20 DPO steps, seed 0) and is drawn dashed.
 
+# %% [markdown]
+# First, inside a live `GRPOTrainer`: `live_grpo_agreement` trains two teachkit steps (two
+# generation batches, μ = 2 optimizer steps each) and spies on TRL as it goes. For each batch TRL
+# generated and scored, teachkit recomputes the advantages from the gold reward of TRL's own
+# completions; for each loss TRL took, teachkit recomputes the log-probs on the toy model holding
+# the trainer's weights at that moment, and `grpo_loss` on TRL's inputs.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+import tempfile
+
+from teachkit.bridge.trl_runs import TRLGRPORun, grpo_trainer
+
+with tempfile.TemporaryDirectory() as out:
+    live_gaps = tl.live_grpo_agreement(grpo_trainer(world, TRLGRPORun(steps=2), out), world, steps=2)
+print(f"{live_gaps['calls']} TRL losses checked; advantages agree (1e-6): {live_gaps['advantages'] <= 1e-6}, "
+      f"losses agree (1e-6): {live_gaps['loss'] <= 1e-6}, π_old agrees (1e-5): {live_gaps['old_logp'] <= 1e-5}")
+assert live_gaps["calls"] == 4
+assert live_gaps["advantages"] <= 1e-6 and live_gaps["loss"] <= 1e-6 and live_gaps["old_logp"] <= 1e-5
+
+# %%
+print(f"largest gaps: advantages {live_gaps['advantages']:.1e}, loss {live_gaps['loss']:.1e}, "
+      f"π_old {live_gaps['old_logp']:.1e} (the two models' logits differ by float rounding)")
+
 # %%
 from teachkit.bridge.build_data import load_runs
-from teachkit.bridge.trl_runs import TRLDPORun, TRLGRPORun, run_trl_dpo, run_trl_grpo
+from teachkit.bridge.trl_runs import TRLDPORun, run_trl_dpo, run_trl_grpo
 from teachkit.rlhf.dpo_train import DPOConfig, train_dpo
 from teachkit.rlhf.grpo_train import GRPOConfig, train_grpo
 
@@ -437,7 +461,8 @@ print(f"machine load while measuring (1-min load average, {load['cores']} cores)
 #
 # - The toy GPT is a GPT-2: with the weights mapped (Conv1D transposed), `GPT2LMHeadModel` gives the
 #   same logits to float rounding and the same greedy answers.
-# - TRL's GRPO (four loss types), RLOO advantages and DPO losses equal teachkit's on the same tensors;
+# - TRL's GRPO (four loss types), RLOO advantages and DPO losses equal teachkit's on the same tensors,
+#   and inside a live `GRPOTrainer` teachkit recomputes TRL's advantages and losses to float rounding;
 #   ORPO's odds-ratio term agrees to rounding. The differences are conventions, one switch each:
 #   k3 × ratio, Dr. GRPO's budget, tied groups, RLOO's sequence ratio, ORPO's NLL over the prompt.
 # - TRL's trainers, set up with teachkit's hyperparameters, move the gold reward as teachkit's loops do.

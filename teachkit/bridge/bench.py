@@ -131,8 +131,6 @@ def _interleaved(trainer, per_round: int, ours: dict, total_rounds: int) -> dict
     """Run ``trainer.train()``; after every ``per_round`` TRL steps run each of ``ours`` once; all times by name."""
     from transformers import TrainerCallback
 
-    from .trl_runs import _without_printer
-
     times = {"trl": [], **{k: [] for k in ours}}
     acc = [0.0, 0]
 
@@ -152,7 +150,7 @@ def _interleaved(trainer, per_round: int, ours: dict, total_rounds: int) -> dict
                     times[name].append(time.perf_counter() - t0)
 
     trainer.add_callback(Interleave())
-    _without_printer(trainer).train()
+    trainer.train()
     if len(times["trl"]) != total_rounds:
         raise RuntimeError(f"expected {total_rounds} rounds, timed {len(times['trl'])}")
     return times

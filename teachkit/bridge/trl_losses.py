@@ -27,7 +27,7 @@ from types import SimpleNamespace
 import torch
 
 __all__ = ["trl_grpo_loss", "trl_rloo_loss", "trl_dpo_loss", "trl_odds_ratio_loss",
-           "trl_orpo_forward", "trl_grpo_advantages", "trl_rloo_advantages", "GRPO_LOSS_TYPES", "TEACHKIT_AGGREGATION"]
+           "trl_orpo_forward", "live_grpo_agreement", "trl_grpo_advantages", "trl_rloo_advantages", "GRPO_LOSS_TYPES", "TEACHKIT_AGGREGATION"]
 
 GRPO_LOSS_TYPES = ("grpo", "bnpo", "dapo", "dr_grpo")
 TEACHKIT_AGGREGATION = {"grpo": "seq-mean-token-mean", "bnpo": "token-mean", "dapo": "token-mean",
@@ -204,3 +204,61 @@ def trl_orpo_forward(hf_model, prompts, chosen, chosen_mask, rejected, rejected_
                  get_batch_logps=ORPOTrainer.get_batch_logps)
     chosen_logps, rejected_logps, _, _, nll = ORPOTrainer.concatenated_forward(host, hf_model, batch)
     return chosen_logps, rejected_logps, nll
+
+
+def live_grpo_agreement(trainer, world, steps: int = 1) -> dict:
+    """Train ``trainer`` (a toy ``grpo_trainer``) for ``steps`` teachkit steps and recompute what TRL computed.
+
+    - every generation batch, as TRL's rollout function returns it (before TRL shuffles it):
+      teachkit's advantages from the gold reward of TRL's completions, against TRL's;
+    - every call of TRL's ``_compute_loss``, with its inputs and the weights it ran with: teachkit's
+      log-probs on the toy model holding those weights and teachkit's ``grpo_loss``, against TRL's
+      loss; on the first call of each batch the weights are the sampling weights, so TRL's
+      π_old must equal teachkit's log-probs too.
+
+    Returns the largest absolute gap of each: {"advantages", "loss", "old_logp", "calls"}.
+    """
+    from ..rlhf.advantages import grpo_advantages
+    from ..rlhf.grpo import grpo_loss
+    from ..toy.generate import completion_logprobs
+    from .hf_model import from_hf
+
+    batches, calls = [], []
+    rollout, compute_loss = trainer._generate_and_score_completions, trainer._compute_loss
+
+    def rollout_spy(*args, **kwargs):
+        out = rollout(*args, **kwargs)
+        batches.append({k: v.detach().clone() for k, v in out.items() if isinstance(v, torch.Tensor)})
+        return out
+
+    def loss_spy(model, inputs):
+        loss = compute_loss(model, inputs)
+        toy = from_hf(trainer.accelerator.unwrap_model(model), world.config).eval()
+        calls.append((loss.item(), {k: v.detach().clone() for k, v in inputs.items() if isinstance(v, torch.Tensor)},
+                      toy, len(batches)))
+        return loss
+
+    trainer._generate_and_score_completions, trainer._compute_loss = rollout_spy, loss_spy
+    trainer.args.max_steps = steps * trainer.args.num_iterations
+    trainer.train()
+    T = world.task.max_new_tokens
+    gaps = {"advantages": 0.0, "loss": 0.0, "old_logp": 0.0, "calls": len(calls)}
+    for b in batches:
+        comps = torch.nn.functional.pad(b["completion_ids"], (0, T - b["completion_ids"].shape[1]))
+        mask = torch.nn.functional.pad(b["completion_mask"].float(), (0, T - b["completion_mask"].shape[1]))
+        adv = grpo_advantages(world.gold_reward(b["prompt_ids"], comps, mask), trainer.num_generations)
+        gaps["advantages"] = max(gaps["advantages"], (adv - b["advantages"]).abs().max().item())
+    seen = set()
+    for trl_loss, x, toy, batch in calls:
+        if not bool(x["prompt_mask"].all()):
+            raise ValueError("toy prompts all have one length: TRL should not have padded them")
+        mask = x["completion_mask"].float()
+        with torch.no_grad():
+            logp = completion_logprobs(toy, x["prompt_ids"], x["completion_ids"], mask)
+            ours = grpo_loss(logp, x["old_per_token_logps"], x["ref_per_token_logps"], x["advantages"], mask,
+                             trainer.epsilon_low, trainer.beta, TEACHKIT_AGGREGATION[trainer.loss_type])
+        gaps["loss"] = max(gaps["loss"], abs(ours.item() - trl_loss))
+        if batch not in seen:  # first call on this batch: the weights that sampled it
+            seen.add(batch)
+            gaps["old_logp"] = max(gaps["old_logp"], ((logp - x["old_per_token_logps"]).abs() * mask).max().item())
+    return gaps

@@ -149,14 +149,17 @@ def grpo_trainer(world, cfg: TRLGRPORun, out: str, model=None, callbacks=(), per
                       beta=cfg.beta, epsilon=cfg.clip_eps, loss_type=cfg.loss_type, scale_rewards="group",
                       use_bias_correction_kl=False, temperature=1.0, top_k=0, top_p=1.0, adam_epsilon=1e-5)
     quiet()
-    return GRPOTrainer(model=model if model is not None else saved_policy(world, out),
+    return _without_printer(GRPOTrainer(model=model if model is not None else saved_policy(world, out),
                        reward_funcs=reward or gold_reward_func(world), args=args,
                        train_dataset=prompt_dataset(world, cfg.steps * cfg.prompts_per_step, cfg.seed),
-                       processing_class=hf_tokenizer(world.task), callbacks=list(callbacks))
+                       processing_class=hf_tokenizer(world.task), callbacks=list(callbacks)))
 
 
 def dpo_trainer(world, cfg: TRLDPORun, out: str, model=None, callbacks=()):
-    """A DPOTrainer on the world's training pairs (reference log-probs precomputed, as teachkit's loop does)."""
+    """A DPOTrainer on the world's training pairs (reference log-probs precomputed, as teachkit's loop does).
+
+    The trainer's console printer is removed (both factories): a notebook keeps only our prints.
+    """
     from trl import DPOConfig, DPOTrainer
 
     quiet()
@@ -164,8 +167,9 @@ def dpo_trainer(world, cfg: TRLDPORun, out: str, model=None, callbacks=()):
                      beta=cfg.beta, loss_type="sigmoid", precompute_ref_log_probs=True,
                      max_length=world.task.block_size, dataloader_drop_last=True)  # always full batches, as teachkit
     policy = model if model is not None else to_hf(world.new_policy())
-    return DPOTrainer(model=policy, ref_model=to_hf(world.reference), args=args, train_dataset=pair_dataset(world),
-                      processing_class=hf_tokenizer(world.task), callbacks=list(callbacks))
+    return _without_printer(DPOTrainer(model=policy, ref_model=to_hf(world.reference), args=args,
+                                       train_dataset=pair_dataset(world), processing_class=hf_tokenizer(world.task),
+                                       callbacks=list(callbacks)))
 
 
 def quiet() -> None:
@@ -195,7 +199,6 @@ def _run(make, world, cfg, per_step: int) -> dict:
     history["gold_reward"].append(float(evaluate_policy(world, world.new_policy().eval(), seed=cfg.seed)["gold_reward"]))
     with tempfile.TemporaryDirectory() as out:
         trainer = make(world, cfg, out, callbacks=[_eval_callback(world, history, cfg.eval_every, per_step, cfg.seed)])
-        _without_printer(trainer)
         trainer.train()
     return history
 

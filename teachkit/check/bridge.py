@@ -32,14 +32,24 @@ def _toy_state(seed: int, n_layer: int = 2) -> dict:
         return {k: v.detach() + 0.1 * torch.randn(v.shape) for k, v in model.state_dict().items()}
 
 
-def _state_dicts_agree(fn):
+def _keys_are_gpt2_names(fn):
     for seed, n_layer in ((0, 2), (1, 3)):
         state = _toy_state(seed, n_layer)
         want = _gpt2_state_dict_reference(state, n_layer)
         got = fn({k: v.clone() for k, v in state.items()}, n_layer)
-        if not isinstance(got, dict) or set(got) != set(want):
-            missing, extra = sorted(set(want) - set(got or {})), sorted(set(got or {}) - set(want))
-            raise AssertionError(f"keys differ: missing {missing[:3]}, unexpected {extra[:3]}")
+        if not isinstance(got, dict):
+            raise AssertionError(f"return a dict of name -> tensor, got {type(got).__name__}")
+        if set(got) != set(want):
+            missing, extra = sorted(set(want) - set(got)), sorted(set(got) - set(want))
+            raise AssertionError(f"with n_layer={n_layer} the keys differ: missing {missing[:3]}, "
+                                 f"unexpected {extra[:3]}")
+
+
+def _tensors_agree(fn):
+    for seed, n_layer in ((0, 2), (1, 3)):
+        state = _toy_state(seed, n_layer)
+        want = _gpt2_state_dict_reference(state, n_layer)
+        got = fn({k: v.clone() for k, v in state.items()}, n_layer)
         for name in want:
             assert_close(got[name], want[name], name, rtol=0, atol=0)
 
@@ -65,12 +75,20 @@ def _wrong_swapped_layer_norms(toy_state, n_layer):
 gpt2_state_dict = Exercise(
     name="gpt2_state_dict",
     reference=_gpt2_state_dict_reference,
-    properties=[("every toy tensor lands under its GPT-2 name, Linear weights transposed for Conv1D",
-                 _state_dicts_agree)],
+    properties=[("the keys are GPT-2's parameter names, lm_head.weight left out (it is tied to wte)",
+                 _keys_are_gpt2_names),
+                ("every toy tensor lands under its GPT-2 name, Linear weights transposed for Conv1D",
+                 _tensors_agree)],
     wrong_answers={"forgets the Conv1D transpose": _wrong_no_transpose,
                    "also transposes the embeddings": _wrong_transpose_every_matrix,
-                   "swaps ln_1 and ln_2": _wrong_swapped_layer_norms},
-    hint="GPT-2's Conv1D stores (in, out), nn.Linear (out, in); embeddings and LayerNorms keep their shape.",
+                   "swaps ln_1 and ln_2": _wrong_swapped_layer_norms,
+                   "adds the tied lm_head.weight": lambda s, n: {**_gpt2_state_dict_reference(s, n),
+                                                                 "lm_head.weight": s["tok_emb.weight"]}},
+    hints=("GPT-2's Conv1D stores (in, out), nn.Linear (out, in); embeddings, LayerNorms and biases keep their shape.",
+           "tok_emb → transformer.wte, pos_emb → transformer.wpe, blocks.i.ln1/ln2 → transformer.h.i.ln_1/ln_2, "
+           "attn.qkv → attn.c_attn, attn.proj → attn.c_proj, mlp.fc/proj → mlp.c_fc/c_proj, ln_f → transformer.ln_f.",
+           "for each block i and each (toy, gpt2) Linear pair: out[f'transformer.h.{i}.{gpt2}.weight'] = "
+           "toy_state[f'blocks.{i}.{toy}.weight'].t(); biases and the rest copy as they are."),
 )
 
 
@@ -101,7 +119,9 @@ bias_corrected_k3 = Exercise(
     wrong_answers={"plain k3 (TRL's use_bias_correction_kl=False)": lambda lp, old, ref: _k3(lp, ref),
                    "divides by the ratio": lambda lp, old, ref: _k3(lp, ref) * torch.exp(old - lp),
                    "ratio to the reference": lambda lp, old, ref: _k3(lp, ref) * torch.exp(lp - ref)},
-    hint="TRL multiplies each token's k3 by the importance ratio exp(logp − old_logp).",
+    hints=("TRL multiplies each token's k3 by the importance ratio π/π_old.",
+           "k3 = e^d − d − 1 with d = ref_logp − logp; the ratio is exp(logp − old_logp).",
+           "return kl_k3(logp, ref_logp) * torch.exp(logp - old_logp)"),
 )
 
 
@@ -140,5 +160,8 @@ rloo_sequence_loss = Exercise(
                    "multiplies by the mask": lambda lp, old, a, m, e: _grpo_loss(
                        (lp * m).sum(1, keepdim=True), (old * m).sum(1, keepdim=True), None, a,
                        torch.ones(len(a), 1, dtype=lp.dtype), e, beta=0.0)},
-    hint="Sum each sequence's log-probs under the mask first, then one ratio and one clip per sequence.",
+    hints=("Sum each sequence's log-probs under the mask first, then one ratio and one clip per sequence.",
+           "ρ_i = exp(Σ_t logp − Σ_t old_logp) over the mask; loss = mean_i −min(ρ_i A_i, clip(ρ_i, 1−ε, 1+ε) A_i).",
+           "s = torch.where(mask.bool(), logp, torch.zeros_like(logp)).sum(1) (same for old_logp), "
+           "then the clipped surrogate on exp(s − s_old)."),
 )
