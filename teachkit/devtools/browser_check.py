@@ -128,23 +128,47 @@ def widget_report(page) -> dict:
     return report
 
 
+FIRST_SLIDE_JS = """() => { const s = [...document.querySelectorAll('.reveal .slides > section')];
+  return {slides: s.length, present: s.findIndex(x => x.classList.contains('present')),
+          text: (s[0] ? s[0].innerText : '').trim().split('\\n')[0].slice(0, 80)}; }"""
+
+
+def first_slide(frame) -> dict:
+    frame.wait_for_selector(".reveal .slides > section.present", timeout=120000)
+    time.sleep(2)
+    return frame.evaluate(FIRST_SLIDE_JS)
+
+
 def rise_report(page, context) -> dict:
-    """Open RISE's slideshow from the first cell; does it show the deck's first slide?"""
+    """Open RISE from the first cell, in a new tab (toolbar button, ``RISE:slideshow``) and beside the
+    notebook (Alt+R, ``RISE:preview``): does each show the deck's first slide?"""
+    report = {}
     page.evaluate("() => { window.jupyterapp.shell.currentWidget.content.activeCellIndex = 0; }")
     try:
         with context.expect_page(timeout=60000) as popup:
             page.evaluate("() => window.jupyterapp.commands.execute('RISE:slideshow')")
-        rise = popup.value
-        rise.wait_for_selector(".reveal .slides > section.present", timeout=120000)
-        time.sleep(2)
-        first = rise.evaluate("() => { const s = [...document.querySelectorAll('.reveal .slides > section')];"
-                              " return {slides: s.length, present: s.findIndex(x => x.classList.contains('present')),"
-                              " text: (s[0] ? s[0].innerText : '').trim().split('\\n')[0].slice(0, 80)}; }")
-        rise.close()
-        return {"rise_slides": first["slides"], "rise_on_first_slide": first["present"] == 0,
-                "rise_first_line": first["text"]}
+        rise_console = []
+        popup.value.on("console", lambda m: rise_console.append(m.text[:120]) if m.type == "error" else None)
+        tab = first_slide(popup.value)
+        # jupyterlab-rise's own app may fail to load the widget manager (jupyterlab-contrib/rise#119):
+        # then a panel shows its static figure there, which these counts tell apart
+        report.update(rise_slides=tab["slides"], rise_on_first_slide=tab["present"] == 0,
+                      rise_first_line=tab["text"],
+                      rise_widget_views=popup.value.locator(".jp-OutputArea-output .jupyter-widgets").count(),
+                      rise_output_images=popup.value.locator(".jp-OutputArea-output img").count(),
+                      rise_console_errors=sorted(set(rise_console))[:3])
+        popup.value.close()
+        page.evaluate("() => window.jupyterapp.commands.execute('RISE:preview', {activate: true})")
+        iframe = page.locator('iframe[src*="/rise/"]').first
+        iframe.wait_for(state="attached", timeout=60000)
+        frame = iframe.element_handle().content_frame()
+        if frame is None:
+            raise RuntimeError("RISE:preview opened no slideshow beside the notebook")
+        beside = first_slide(frame)
+        report.update(rise_preview_on_first_slide=beside["present"] == 0)
     except Exception as err:  # noqa: BLE001 - reported, not raised: the other checks still count
-        return {"rise_error": f"{type(err).__name__}: {str(err)[:200]}"}
+        report["rise_error"] = f"{type(err).__name__}: {str(err)[:200]}"
+    return report
 
 
 def check_notebook(browser, base: str, name: str, index: int, out: Path) -> dict:
@@ -214,7 +238,7 @@ def problems(row: dict) -> list[str]:
     if "notebook" in row:
         if row.get("ran") != row.get("code_cells"):
             found.append("not every code cell ran")
-        if row.get("rise_on_first_slide") is False:
+        if row.get("rise_on_first_slide") is False or row.get("rise_preview_on_first_slide") is False:
             found.append("the slideshow did not open on the first slide")
         if row.get("slider_redraws") is False:
             found.append("a slider moved in the browser did not redraw its figure")
