@@ -45,16 +45,16 @@ def test_the_fallbacks_say_what_they_did(fallback, data_file):
     lines = platform_io.describe()
     assert any("reads may come from the page cache" in line for line in lines)
     assert any("no kernel AIO" in line for line in lines)
-    assert (fallback.mode == "windows") == any("no pread" in line for line in lines)
+    assert (not fallback.pread) == any("no pread" in line for line in lines)
     assert platform_io.drop_cache(0) is False and platform_io.advise_random(0) is False
     assert drop_cache(path) is None                            # syncs; nothing to drop with
     assert platform_io.process_read_bytes() is None            # no /proc: unknown, not zero
     assert platform_io.read_ahead_bytes(path, 12345) == 12345
     assert isinstance(platform_io.cpu_name(), str) and platform_io.last_level_cache_bytes() >= 0
-    assert (cached_pages(path) is None) == (fallback.mode == "windows")
+    assert (cached_pages(path) is None) == (not fallback.mincore)
     path_info = platform_io.io_path("threads", how)
     assert path_info["mode"] == fallback.mode and path_info["uncached"] is False
-    assert path_info["reads"] == ("seek+readinto threads" if fallback.mode == "windows" else "pread threads")
+    assert path_info["reads"] == ("pread threads" if fallback.pread else "seek+readinto threads")
 
 
 @pytest.mark.parametrize("with_path", [True, False], ids=["handle-per-thread", "shared-handle"])
@@ -62,7 +62,7 @@ def test_range_file_reads_the_right_bytes_from_many_threads(fallback, data_file,
     path, data = data_file
     fd = platform_io.open_read(path)
     f = platform_io.RangeFile(fd, path if with_path else None)
-    assert f.positional == (fallback.mode != "windows")
+    assert f.positional == fallback.pread
     rng = np.random.default_rng(1)
     errors = []
 
