@@ -149,10 +149,11 @@ def grpo_trainer(world, cfg: TRLGRPORun, out: str, model=None, callbacks=(), per
                       beta=cfg.beta, epsilon=cfg.clip_eps, loss_type=cfg.loss_type, scale_rewards="group",
                       use_bias_correction_kl=False, temperature=1.0, top_k=0, top_p=1.0, adam_epsilon=1e-5)
     quiet()
-    return _without_printer(GRPOTrainer(model=model if model is not None else saved_policy(world, out),
-                       reward_funcs=reward or gold_reward_func(world), args=args,
-                       train_dataset=prompt_dataset(world, cfg.steps * cfg.prompts_per_step, cfg.seed),
-                       processing_class=hf_tokenizer(world.task), callbacks=list(callbacks)))
+    trainer = GRPOTrainer(model=model if model is not None else saved_policy(world, out),
+                          reward_funcs=reward or gold_reward_func(world), args=args,
+                          train_dataset=prompt_dataset(world, cfg.steps * cfg.prompts_per_step, cfg.seed),
+                          processing_class=hf_tokenizer(world.task), callbacks=list(callbacks))
+    return _without_printer(trainer)
 
 
 def dpo_trainer(world, cfg: TRLDPORun, out: str, model=None, callbacks=()):
