@@ -33,6 +33,7 @@ import contextlib
 import ctypes
 import errno
 import glob
+import mmap
 import os
 import platform
 import subprocess
@@ -40,7 +41,7 @@ import threading
 from dataclasses import dataclass, replace
 
 __all__ = ["Capabilities", "CAPS", "MODES", "simulate", "libc", "open_read", "open_uncached", "drop_cache",
-           "advise_random", "RangeFile", "process_read_bytes", "cpu_name", "last_level_cache_bytes",
+           "advise_random", "cached_pages", "RangeFile", "process_read_bytes", "cpu_name", "last_level_cache_bytes",
            "read_ahead_bytes", "page_cache_note", "describe", "io_path"]
 
 MODES = ("native", "portable", "windows")
@@ -160,6 +161,37 @@ def advise_random(fd: int) -> bool:
         return False
     os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_RANDOM)
     return True
+
+
+def cached_pages(path) -> int | None:
+    """How many pages of ``path`` are in the page cache right now (``mincore`` on a mapping).
+
+    ``None`` where the platform cannot tell (no ``mincore``).
+    """
+    size = os.path.getsize(path)
+    if not CAPS.mincore:
+        return None
+    if size == 0:
+        return 0
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mmap.restype = ctypes.c_void_p
+    libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
+    libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+    libc.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p]
+    fd = open_read(path)
+    try:
+        addr = libc.mmap(None, size, mmap.PROT_READ, mmap.MAP_SHARED, fd, 0)
+    finally:
+        os.close(fd)
+    if addr in (None, ctypes.c_void_p(-1).value):
+        raise OSError(ctypes.get_errno(), "mmap failed")
+    try:
+        vec = (ctypes.c_ubyte * (-(-size // mmap.PAGESIZE)))()
+        if libc.mincore(addr, size, vec) != 0:
+            raise OSError(ctypes.get_errno(), "mincore failed")
+        return sum(v & 1 for v in vec)
+    finally:
+        libc.munmap(addr, size)
 
 
 # --------------------------------------------------------------------------- positional reads

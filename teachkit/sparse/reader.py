@@ -43,6 +43,7 @@ from numba import njit
 
 from . import platform_io
 from .flash import FlashFile
+from .platform_io import cached_pages
 
 __all__ = ["FlashReader", "FlashReadError", "aligned_buffer", "runs", "cached_pages", "drop_cache", "direct_io_works"]
 
@@ -60,37 +61,6 @@ def drop_cache(path) -> None:
         platform_io.drop_cache(fd)
     finally:
         os.close(fd)
-
-
-def cached_pages(path) -> int | None:
-    """How many pages of ``path`` are in the page cache right now (``mincore`` on a mapping).
-
-    ``None`` where the platform cannot tell (no ``mincore``).
-    """
-    size = os.path.getsize(path)
-    if not platform_io.CAPS.mincore:
-        return None
-    if size == 0:
-        return 0
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.mmap.restype = ctypes.c_void_p
-    libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
-    libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
-    libc.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p]
-    fd = platform_io.open_read(path)
-    try:
-        addr = libc.mmap(None, size, mmap.PROT_READ, mmap.MAP_SHARED, fd, 0)
-    finally:
-        os.close(fd)
-    if addr in (None, ctypes.c_void_p(-1).value):
-        raise OSError(ctypes.get_errno(), "mmap failed")
-    try:
-        vec = (ctypes.c_ubyte * (-(-size // PAGE)))()
-        if libc.mincore(addr, size, vec) != 0:
-            raise OSError(ctypes.get_errno(), "mincore failed")
-        return sum(v & 1 for v in vec)
-    finally:
-        libc.munmap(addr, size)
 
 
 def direct_io_works(path) -> bool:
