@@ -111,6 +111,9 @@ def test_under_load_records_its_figures(tmp_path):
     for key in ("ladder_order_quiet", "ladder_order_loaded"):
         assert sorted(res[key]) == sorted(LADDER)
     assert res["ladder_order_same"] == (res["ladder_order_quiet"] == res["ladder_order_loaded"])
+    assert (res["ladder_swaps"] == []) == res["ladder_order_same"]
+    for swap in res["ladder_swaps"]:
+        assert (swap["quiet_b_over_a"] > 1) != (swap["loaded_b_over_a"] > 1)
     th = res["threading"]
     assert th["serial_below_bytes"] == K.SERIAL_BELOW_BYTES and "applied" in th and "environment" in th
     assert len(res["runs"]["quiet"]) == len(res["runs"]["loaded"]) == 1

@@ -12,7 +12,9 @@ CPU-bound process of its own beside it (started here, always killed), quiet, loa
 Each figure is the median over the passes of each pass's median token. The result holds
 
 * ``quiet_tok_s`` / ``loaded_tok_s`` per engine, and ``loaded_over_quiet`` for ``+pipeline``;
-* the ladder's order by speed, quiet and loaded, and whether they agree;
+* the ladder's order by speed, quiet and loaded, whether they agree, and each pair of rungs
+  that swapped (with the ratio of their speeds, quiet and loaded: a swap of two rungs within a
+  few percent of each other is noise, one across a wide quiet gap is a lesson turned over);
 * the threading setting (:func:`teachkit.numba_setup.status`, the kernels' serial threshold)
   and the load average at each pass.
 
@@ -135,6 +137,10 @@ def under_load(shape: dict | None = None, tokens: tuple = (4, 16), passes: int =
             shutil.rmtree(workdir, ignore_errors=True)
     med = {ph: {k: float(np.median([r["tok_s"][k] for r in rs])) for k in LADDER} for ph, rs in runs.items()}
     order = {ph: _order(m) for ph, m in med.items()}
+    swaps = [{"pair": [a, b], "quiet_b_over_a": med["quiet"][b] / med["quiet"][a],
+              "loaded_b_over_a": med["loaded"][b] / med["loaded"][a]}
+             for i, a in enumerate(LADDER) for b in LADDER[i + 1:]
+             if (med["quiet"][a] < med["quiet"][b]) != (med["loaded"][a] < med["loaded"][b])]
     return {"label": "SYNTHETIC ablation ladder, oracle active sets, quiet vs one CPU-bound process beside it",
             "shapes": shape, "budget_over_ffn": budget_over_ffn, "tokens": {"warmup": n_warm, "timed": n_time}, "passes": passes,
             "quiet_tok_s": med["quiet"], "loaded_tok_s": med["loaded"],
@@ -142,6 +148,7 @@ def under_load(shape: dict | None = None, tokens: tuple = (4, 16), passes: int =
             "loaded_over_quiet_by_engine": {k: med["loaded"][k] / med["quiet"][k] for k in LADDER},
             "ladder_order_quiet": order["quiet"], "ladder_order_loaded": order["loaded"],
             "ladder_order_same": order["quiet"] == order["loaded"],
+            "ladder_swaps": swaps,                 # rung pairs whose order differs, with their speed ratios
             "threading": {**numba_setup.status(), "serial_below_bytes": K.SERIAL_BELOW_BYTES},
             "runs": runs, "cpus": os.cpu_count()}
 
@@ -221,6 +228,9 @@ def main(argv=None) -> int:
         log(f"+pipeline: quiet {res['quiet_tok_s']['+pipeline']:.1f} tok/s, loaded {res['loaded_tok_s']['+pipeline']:.1f}"
             f" (x{res['loaded_over_quiet']:.2f}); ladder order quiet {res['ladder_order_quiet']}, loaded "
             f"{res['ladder_order_loaded']} (same: {res['ladder_order_same']})")
+        for sw in res["ladder_swaps"]:
+            log(f"  swapped: {sw['pair'][1]} / {sw['pair'][0]} = {sw['quiet_b_over_a']:.2f} quiet, "
+                f"{sw['loaded_b_over_a']:.2f} loaded")
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(_round(res), indent=1) + "\n")
     return 0
