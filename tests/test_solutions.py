@@ -78,10 +78,8 @@ def test_hints_come_in_steps_and_the_first_failure_shows_only_level_one(name, ca
 
 
 def test_exercises_give_three_hint_levels():
-    one_hint = {"gpt2_state_dict", "bias_corrected_k3", "rloo_sequence_loss"}   # notebook 15's, a single hint
     for name, ex in EXERCISES.items():
-        if name not in one_hint:
-            assert len(ex.hints) == 3, f"{name}: hints in three steps (idea, formula, code)"
+        assert len(ex.hints) == 3, f"{name}: hints in three steps (idea, formula, code)"
 
 
 def test_hint_prints_the_level_asked_for_and_points_on(capsys):
