@@ -299,8 +299,9 @@ assert ppo_gold >= sft_gold + MARGIN, f"PPO should beat SFT by {MARGIN} gold rew
 #
 # The reward model is a proxy. It agrees with the gold reward on most pairs but not all (its
 # held-out pair accuracy is printed in notebook 01). With β = 0 nothing stops the policy from
-# drifting towards whatever the proxy overrates. Reward hacking shows as the proxy rising while the
-# gold reward falls.
+# drifting towards whatever the proxy overrates. In its textbook form, reward hacking shows as the
+# proxy rising while the gold reward falls; underneath, it is the policy finding answers the proxy
+# scores higher than they deserve.
 #
 # How strong must the push be? With a learning rate of 1e-3, what a 40-iteration run at β = 0 does
 # to the gold reward depends on the seed: it ends above SFT on some seeds and below on others (we
@@ -370,13 +371,14 @@ print(f"mean of {len(BOLD_SEEDS)} seeds: β=0.5 gold {mean(arm(0.5, 'gold')):.3f
       f"proxy {sft['proxy']:.2f}; section 5's β=0.5 run at lr {cfg.lr:g}: gold {ppo_gold:.3f}")
 # Margins, from seeds 0-2 under three float rounding paths (default, ATEN_CPU_CAPABILITY=default and
 # =avx2): β = 0 exploited 9-24 answers per seed against SFT's 1; its mean KL was 3.1-3.5 nats above
-# β = 0.5's, its mean gold 0.17-0.31 below SFT's and 0.31-0.36 below β = 0.5's. Its mean proxy rose
-# above SFT's on every path, but by 0.26-0.92: the least robust part of the story.
+# β = 0.5's, its mean gold 0.17-0.31 below SFT's and 0.31-0.36 below β = 0.5's, its mean proxy
+# 0.45-0.51 below β = 0.5's. Whether its proxy rises above SFT's depends on the seeds (one β = 0 run
+# on seed 3 collapsed to a proxy below SFT's), so that is printed, not asserted.
 assert all(x > sft["exploited"] for x in arm(0.0, "exploited")) and \
     mean(arm(0.0, "exploited")) > sft["exploited"] + 5, "β = 0 finds the reward model's blind spots, every seed"
 assert mean(arm(0.0, "kl")) > mean(arm(0.5, "kl")) + 1.0, "β = 0 drifts much further from the reference"
-assert mean(arm(0.0, "proxy")) > sft["proxy"] and mean(arm(0.0, "gold")) < sft["gold"], \
-    "β = 0: the proxy rises, gold ends below SFT"
+assert mean(arm(0.0, "gold")) < sft["gold"], "β = 0: gold ends below SFT"
+assert mean(arm(0.0, "proxy")) < mean(arm(0.5, "proxy")), "β = 0 does not even please the proxy more"
 assert mean(arm(0.5, "gold")) > mean(arm(0.0, "gold")) + 0.15, "the KL penalty keeps the gain real"
 assert mean(arm(0.5, "gold")) < ppo_gold, "the bold learning rate costs the leashed runs too"
 worst = min(BOLD_SEEDS, key=lambda s: rows[f"β=0.0, seed {s}"]["gold"])
@@ -392,20 +394,22 @@ task.show(greedy.prompts[idx], greedy.completions[idx], greedy.mask[idx], reward
 # nothing pulling back, not a learned exploit. The bold step costs the leashed runs too: the
 # β = 0.5 means end below the run of section 5, trained at a third of this learning rate. Still,
 # the KL penalty pulls them back towards the reference, and on average they end well above the
-# β = 0 runs on gold. The β = 0 runs end much further from the reference (the KL column), and on
-# average below SFT on gold. Their proxy reward has risen on average, but by an amount that
-# varies a lot from seed to seed: these runs please the proxy *differently*, not more, than the
-# leashed ones. How far below SFT they end differs a lot too (the table), which is why one run
-# could not carry this lesson. What holds on every seed is the exploitation, in their greedy
-# answers: more of their mistakes are ones the reward model prefers to the right answer than SFT's
-# mistakes are, and on average many more. The last column counts **empty answers** (just EOS): the
-# reward model never saw one among its training pairs, and for some prompts it scores one above
-# the right answer. Nothing in the proxy says such answers are wrong; the KL penalty, which makes
-# answers the reference would never write expensive, is what keeps a policy away from these holes,
-# though at a step this bold a leashed run can stumble into some too (read the β = 0.5 rows). So
-# this experiment mixes two failures, instability and exploitation of the proxy, and the KL
-# penalty guards against both, on average. Try the β = 0 run with the learning rate of section 5
-# (`PPOConfig(beta=0.0)`) on a few seeds: which of the two remains?
+# β = 0 runs on gold. The β = 0 runs end much further from the reference (the KL column) and, on
+# average, below SFT on gold. Not the textbook curve, though: on average they do not even please
+# the proxy as much as the leashed runs do, and how far their proxy reward ends above SFT's, if at
+# all, varies a lot from seed to seed. How far below SFT their gold ends varies too (the table),
+# which is why one run could not carry this lesson. What holds on every seed is the exploitation,
+# in their greedy answers: more of their mistakes are ones the reward model prefers to the right
+# answer than SFT's mistakes are, and on average many more. The last column counts **empty
+# answers** (just EOS): the reward model never saw one among its training pairs, and for some
+# prompts it scores one above the right answer. Nothing in the proxy says such answers are wrong;
+# the KL penalty, which makes answers the reference would never write expensive, is what keeps a
+# policy away from these holes, though at a step this bold a leashed run can stumble into some too
+# (read the β = 0.5 rows). So this experiment mixes two failures, instability and exploitation of
+# the proxy, and the KL penalty guards against both, on average. The clean textbook picture, the
+# proxy climbing while the gold falls, needs an optimiser that climbs the proxy without falling
+# apart. Try the β = 0 run with the learning rate of section 5 (`PPOConfig(beta=0.0)`) on a few
+# seeds, for more iterations: which of the two failures remains?
 #
 # ## 7. What training showed
 #
