@@ -1,4 +1,4 @@
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # # 00 · Welcome to teachkit
 #
 # This course builds two things from scratch, on a laptop CPU, in small steps you can run:
@@ -38,7 +38,7 @@
 # | showdown | 09 on- vs off-policy |
 # | sparse inference | 10 activation sparsity · 11 clusters and kernels · 12 flash and cache · 13 pipeline · 14 planner and engine |
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 1. Is this kernel the right environment?
 #
 # The most common first-day problem is a JupyterLab attached to a kernel from *another* Python
@@ -72,7 +72,7 @@ print("torch kernels use:", torch.backends.cpu.get_cpu_capability(), "· threads
 # %%
 assert environment_ok, "fix the FAIL lines above, then restart the kernel"
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 2. A short tour of the library
 #
 # | module | what it holds |
@@ -119,7 +119,7 @@ ax.set_ylabel("P(chosen beats rejected)")
 ax.legend()
 viz.show(fig)
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 3. How exercises are checked: a worked example
 #
 # **Exercise 0.1.** Write `masked_mean(x, mask)`: the mean of `x` over the entries where `mask == 1`.
@@ -177,7 +177,7 @@ assert result.passed
 # NBVAL_CHECK_OUTPUT
 check.solution("masked_mean")
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## Exercises
 #
 # **Exercise 0.2.** Write `neg_log_sigmoid(z)`, the elementwise −log σ(z), so that it is exact at

@@ -1,4 +1,4 @@
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # # 01 · The toy world: a tiny GPT, a task with a gold reward, SFT and a reward model
 #
 # Every RLHF notebook of this course (02–09) starts from the same small world, so that methods
@@ -29,7 +29,7 @@ from teachkit.toy.sft import SFTConfig, new_model, train_sft
 
 torch.set_num_threads(1)
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 1. The task: `a+b=` → digits, `<eos>`
 #
 # The tokenizer has one token per symbol: `<pad>` (id 0), `<eos>` (id 1), the ten digits, `+`
@@ -71,7 +71,7 @@ carry = task.answers(demos.prompts) >= 10
 print(f"demonstrations right: {demo_gold.mean():.3f} overall, "
       f"{demo_gold[~carry].mean():.3f} without carry, {demo_gold[carry].mean():.3f} with carry")
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 2. The model, step by step
 #
 # A decoder-only transformer with **pre-LN** residual blocks:
@@ -86,7 +86,7 @@ print(f"demonstrations right: {demo_gold.mean():.3f} overall, "
 # We write the forward pass by hand, reading the weights of a `teachkit.toy.GPT`, and check that
 # it gives the library's logits.
 
-# %%
+# %% slideshow={"slide_type": "notes"}
 def causal_attention(x, attn):
     B, T, C = x.shape
     H = attn.n_head
@@ -158,7 +158,7 @@ P = prompts.shape[1]
 torch.testing.assert_close(completion_logprobs(base, prompts[:8], comp), -ce[:, P - 1:])
 print("completion_logprobs == -cross_entropy of the shifted sequence")
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 3. SFT: imitate the demonstrator
 #
 # Minimise the token-mean negative log-likelihood of the completion tokens (prompt and padding
@@ -209,7 +209,7 @@ print(f"mean π_SFT(right answer): {p_right[~has_carry].mean():.2f} without carr
       f"{p_right[has_carry].mean():.2f} with carry; smallest {p_right.min():.2f}")
 assert p_right.min() > 0.05, "sampling must be able to find the right answer everywhere"
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 4. Preference pairs and the Bradley–Terry reward model
 #
 # Pairs come from two sources: two **SFT samples** of the same prompt, labelled by the gold
@@ -255,7 +255,7 @@ print(f"stored reward model: held-out accuracy {stored['heldout_accuracy']:.3f} 
 heldout_acc = pair_accuracy(world.reward_model, pairs.heldout)
 assert abs(heldout_acc - stored["heldout_accuracy"]) < 1e-6 and heldout_acc > 0.85
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 5. Where the proxy agrees with the gold reward, and where it does not
 #
 # How good a judge is the reward model on fresh SFT samples? Two numbers say it. The correlation
@@ -327,7 +327,7 @@ for pr in wrong_prompts:
     print(f"{task.tokenizer.decode(pr)} gold answer {int(task.answers(pr[None]))}, "
           f"reward model prefers {best}")
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 6. The second task: `length`, where the optimum lies where SFT rarely goes
 #
 # Prompt `k:` asks for exactly k letters (k = 1..6); gold reward $1 - |n - k| / 6$. The
@@ -352,7 +352,7 @@ print("P(n = k) under SFT:", " ".join(f"k={k}: {p:.2f}" for k, p in enumerate(p_
 print(f"SFT gold reward on the length task: {length_world.sft_metrics['gold_reward']:.3f}")
 assert p_hit[5] < 0.25 < p_hit[0]
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## What we learned
 #
 # - The toy world is small enough to train live on a laptop CPU: a 100k-parameter GPT, 100 prompts,

@@ -1,4 +1,4 @@
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # # 05 · DPO: from the RLHF objective to a classification loss
 #
 # PPO, ReMax and GRPO (notebooks 02–04) sample from the policy, score the samples with a reward
@@ -30,7 +30,7 @@ world = load_world()
 print(world.task)
 print(world.pairs)
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 1. The preference pairs
 #
 # The task is one-digit addition: the prompt `a+b=`, the completion the digits of the sum and
@@ -45,14 +45,16 @@ for i in range(4):
     print("chosen  ", world.task.format(train.prompts[i], train.chosen[i], train.chosen_mask[i]),
           "   rejected", world.task.format(train.prompts[i], train.rejected[i], train.rejected_mask[i]))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 2. From the RLHF objective to the DPO loss
-#
+
+# %% [markdown] slideshow={"slide_type": "fragment"}
 # **Step 1: the objective.** RLHF maximises reward while staying close to the reference policy
 # π_ref (the SFT model):
 #
 # $$\max_\pi\; \mathbb E_{x,\,y\sim\pi(\cdot|x)}\big[r(x,y)\big] \;-\; \beta\,\mathrm{KL}\big(\pi(\cdot|x)\,\|\,\pi_{ref}(\cdot|x)\big).$$
-#
+
+# %% [markdown] slideshow={"slide_type": "fragment"}
 # **Step 2: its maximiser has a closed form.** For one prompt, write the objective as
 # $\sum_y \pi(y)\,[r(y) - \beta\log\pi(y)/\pi_{ref}(y)]$. Setting the derivative to zero under the
 # constraint $\sum_y\pi(y)=1$ gives
@@ -61,21 +63,24 @@ for i in range(4):
 #
 # Equivalently, the objective equals $-\beta\,\mathrm{KL}(\pi\,\|\,\pi^*) + \beta\log Z$, which is
 # largest at π = π*.
-#
+
+# %% [markdown] slideshow={"slide_type": "fragment"}
 # **Step 3: turn it around.** Take logs and solve for the reward:
 #
 # $$r(x,y) = \beta\log\frac{\pi^*(y|x)}{\pi_{ref}(y|x)} + \beta\log Z(x).$$
 #
 # Every reward corresponds to exactly one optimal policy, and the reverse holds too, up to a
 # per-prompt constant β log Z(x).
-#
+
+# %% [markdown] slideshow={"slide_type": "fragment"}
 # **Step 4: the preference model.** Bradley–Terry says a labeller prefers y_w to y_l with
 # probability $\sigma(r(x,y_w) - r(x,y_l))$. Substitute step 3 into it. The unknown $\beta\log Z(x)$
 # is the same for both completions of a prompt, so it **cancels**, and the preference is written
 # through the optimal policy π* alone:
 #
 # $$P(y_w \succ y_l) = \sigma\Big(\beta\log\frac{\pi^*(y_w|x)}{\pi_{ref}(y_w|x)} - \beta\log\frac{\pi^*(y_l|x)}{\pi_{ref}(y_l|x)}\Big).$$
-#
+
+# %% [markdown] slideshow={"slide_type": "fragment"}
 # **Step 5: maximum likelihood.** We do not know π*, so put a trainable policy π_θ in its place and
 # fit it to the labelled pairs:
 #
@@ -84,7 +89,7 @@ for i in range(4):
 # No reward model and no sampling. The log-probabilities are summed over the completion tokens:
 # log π(y|x) = Σ_t log π(y_t | x, y_<t).
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 3. The loss in code
 #
 # Each pair needs four numbers: the summed log-probs of the chosen and the rejected completion,
@@ -101,7 +106,7 @@ g = torch.Generator().manual_seed(0)
 four = [-10 * torch.rand(32, generator=g) for _ in range(4)]
 print("inline == library:", torch.allclose(dpo_loss_inline(*four), dpo_loss(*four)))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 4. The implicit reward
 #
 # Step 3 defines a reward for any policy: $\hat r(x,y) = \beta\log\pi_\theta(y|x)/\pi_{ref}(y|x)$.
@@ -115,7 +120,7 @@ print("inline == library:", torch.allclose(dpo_loss_inline(*four), dpo_loss(*fou
 # large one. The loss constrains only the *difference* of the two log-ratios, which notebook 06
 # comes back to.
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 5. The first step: the loss is ln 2
 #
 # The policy starts as a copy of the reference, so every log-ratio is 0 and the loss is
@@ -134,7 +139,7 @@ print(f"loss at the start: {loss0.item():.6f}   ln 2 = {math.log(2):.6f}")
 print("gradient is non-zero:", grad_norm.item() > 0)
 assert abs(loss0.item() - math.log(2)) < 1e-6
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 6. Training
 #
 # `train_dpo` is the loop from sections 3 and 5. Each step draws 64 pairs, runs one forward pass
@@ -174,7 +179,7 @@ assert history["rejected_logps"][-1] < history["rejected_logps"][0] - 0.5
 # accuracy stops at the same value from step 20 on. Why? Sort the held-out pairs by how the rejected
 # answer is wrong: one too many (+1) or one too few (−1).
 
-# %%
+# %% slideshow={"slide_type": "notes"}
 def error_of_rejected(pairs):
     """Rejected answer minus the right answer, per pair (None when it is not a number)."""
     answers = world.task.answers(pairs.prompts)
@@ -217,7 +222,7 @@ assert train_errors.count(+1) > train_errors.count(-1)
 # moving to similar, unintended completions is called *likelihood displacement* (Razin et al.,
 # 2024). Notebook 06 looks at a sharper form of it.
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 7. Gold reward before and after
 #
 # The implicit reward is only a proxy. The gold reward, written as code, is the real test. We
@@ -244,7 +249,7 @@ for name, model in (("SFT", world.reference), ("DPO", policy)):
     r = generate(model, prompts, world.task.max_new_tokens, greedy=True)
     world.task.show(r.prompts, r.completions, r.mask)
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 8. Summary
 #
 # - The RLHF objective has a closed-form optimum, so the reward can be written in terms of the

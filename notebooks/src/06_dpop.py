@@ -1,4 +1,4 @@
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # # 06 · DPO-Positive: when DPO lowers the chosen likelihood, and the fix
 #
 # DPO's loss depends only on the *difference* between the chosen and rejected log-ratios. It can
@@ -30,7 +30,7 @@ for i in range(4):
     print("  chosen", world.task.format(low_edit.prompts[i], low_edit.chosen[i], low_edit.chosen_mask[i]),
           "  rejected", world.task.format(low_edit.prompts[i], low_edit.rejected[i], low_edit.rejected_mask[i]))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 1. Why the chosen log-prob can fall
 #
 # Take `5+7= → 12<eos>` against `5+7= → 13<eos>`. In token terms:
@@ -93,6 +93,17 @@ print("λ = 0 -> DPOP == DPO:",
       torch.allclose(dpop_loss(pol_c, pol_r, ref_c, ref_r, lam=0.0), dpo_loss(pol_c, pol_r, ref_c, ref_r)))
 
 # %% [markdown]
+# **Try it.** One pair with a fixed margin h, while its chosen log-ratio ℓ_w − ref_w moves: where
+# does DPOP's loss leave DPO's, and how do β and λ change the kink? (A static figure when no front
+# end is attached.)
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+from teachkit import widgets
+
+widgets.dpo_vs_dpop_widget()
+
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 3. DPO against DPOP on the same low-edit pairs
 #
 # Both runs use the same pairs, seed, batches and learning rate (3e-4, large enough that DPO fits
@@ -126,7 +137,7 @@ assert min(dpo_h["chosen_logratio"]) < -0.2, "DPO should push the chosen log-pro
 assert min(dpop_h["chosen_logratio"]) >= 0.0, "DPOP should keep the chosen log-prob at or above it"
 assert dpo_h["chosen_below_ref"][-1] > 0.25 > dpop_h["chosen_below_ref"][-1]
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 4. Where the chosen answer loses probability
 #
 # Split the change in log-prob by token position, for two-digit answers (`1`, digit, `<eos>`).
@@ -234,7 +245,7 @@ for subset in ("low_edit", "sampled"):
           ", ".join(f"{n}: {int(c)}" for n, c in enumerate(counts.tolist()) if c))
     assert counts[1] > 0.9 * counts.sum(), "almost every pair is a one-position edit"
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## What we learned
 #
 # - DPO constrains only the difference of two log-ratios. On pairs that differ in one token, the

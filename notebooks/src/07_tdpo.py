@@ -1,4 +1,4 @@
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # # 07 · TDPO: token-level DPO with a sequential forward KL
 #
 # DPO scores whole completions: a single number log π(y|x) per completion. But a language model
@@ -28,7 +28,7 @@ world = load_world()
 tok = world.task.tokenizer
 print(world.pairs)
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 1. The token-level view
 #
 # At every position the policy has a whole distribution. Here is the reference's for the completion
@@ -95,7 +95,7 @@ print("zero at π = π_ref:", sequential_kl(ref, ref, mask).abs().max().item() <
 nan_pol = torch.where(mask.bool()[..., None], pol, float("nan"))
 print("NaN in padding does not leak:", torch.allclose(sequential_kl(nan_pol, ref, mask), sequential_kl(pol, ref, mask)))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 3. TDPO1 and TDPO2: where the sequential KL comes from
 #
 # Notebook 05 solved the RLHF objective for whole completions. TDPO solves it per token. The state
@@ -148,7 +148,7 @@ print("inline == library:", torch.allclose(tdpo2_loss_inline(m_w, m_l, kl_w, kl_
 print("α = 0 is DPO:", torch.allclose(tdpo_loss(m_w, m_l, kl_w, kl_l, alpha=0.0),
                                       dpo_loss(m_w, m_l, torch.zeros(8), torch.zeros(8))))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 4. DPO, TDPO1 and TDPO2 from the same start
 #
 # `train_tdpo` is notebook 05's loop plus the sequential KLs. The reference's logits for every pair

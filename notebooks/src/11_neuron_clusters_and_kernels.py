@@ -1,4 +1,4 @@
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # # 11 · Neuron clusters and numba kernels
 #
 # Notebook 10 showed that a ReLU FFN fires only a small share of its neurons per token (3% to
@@ -17,7 +17,7 @@
 # `teachkit.sparse.synthetic`), so it can be as wide as we like. All sizes are small enough
 # for a laptop; the full-size numbers come from `make bench` (section 5).
 
-# %%
+# %% slideshow={"slide_type": "skip"}
 import time
 
 import numba
@@ -29,7 +29,7 @@ from teachkit.sparse import kernels, reference
 from teachkit.sparse.bundles import make_bundles, quantize_int8
 from teachkit.sparse.synthetic import SyntheticConfig, SyntheticStack
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 1. A neuron is three vectors: the bundle
 #
 # A gated (ReGLU) FFN computes `down @ (relu(gate @ x) * (up @ x))` with `gate, up` of shape
@@ -52,7 +52,7 @@ print("bundle 3 holds gate row 3, up row 3, down column 3:",
 print(f"one fp32 bundle at d = 4096: {3 * 4096 * 4 // 1024} KiB (one read from flash, one "
       f"stream from RAM)")
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 2. Three sparse FFNs: Python loops, numpy gather, numba
 #
 # We take a SYNTHETIC layer and one token's **oracle** active set (every neuron with a positive
@@ -130,7 +130,7 @@ print("our gather_dot == W[idx] @ x:", np.allclose(out, W_gate[idx] @ x, rtol=1e
 lib = kernels.gather_dot(W_gate, idx, x, np.empty(len(idx), np.float32))
 print("our gather_dot == teachkit.sparse.kernels.gather_dot:", np.allclose(out, lib, atol=1e-5))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 3. The down projection, and a data race
 #
 # The down projection is a sum of scaled rows into **one** output vector:
@@ -199,7 +199,7 @@ y_lib = kernels.down_axpy(ones_rows, many, h_ones, np.zeros(8, np.float32))
 print(f"teachkit.sparse.kernels.down_axpy: out[0] = {y_lib[0]:,.0f}")
 assert np.array_equal(y, y_lib)
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 4. One fused kernel over bundles, and int8
 #
 # Running gate, up and down as three kernels reads `x` three times and makes two passes over
@@ -236,7 +236,7 @@ print(f"int8 bundles: {q.nbytes + s.nbytes:,} bytes instead of {B.nbytes:,}; "
       f"relative error of the FFN output {rel:.3f}")
 assert rel < 0.05
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 5. Time against activity, beside the bandwidth bound
 #
 # At batch size 1 every weight is used once per token, so when the weights come from RAM a
@@ -253,7 +253,7 @@ assert rel < 0.05
 # `python -m teachkit.sparse.bench --json data/sparse_bench.json` (`make bench`) and are loaded
 # below. Timings vary run to run: nothing in this section is checked by nbval.
 
-# %%
+# %% slideshow={"slide_type": "notes"}
 # NBVAL_IGNORE_OUTPUT
 from teachkit.sparse.machine import CacheFlusher, measure_memory_bandwidth, median_seconds
 
@@ -299,7 +299,7 @@ viz.plot_kernel_times(levels, times, bound, dense_ms,
                       title="SYNTHETIC layer d=1024, d_ff=4096, 1 thread, cache flushed",
                       bound_label="fp32 RAM bound: (2k + n_pos) rows / measured GB/s")
 
-# %%
+# %% slideshow={"slide_type": "notes"}
 # NBVAL_IGNORE_OUTPUT
 import json
 
@@ -356,7 +356,7 @@ else:
 # small active set cannot hide. (That layer is a demonstration on this machine, at this
 # moment; the stored figures are the reference.)
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 6. Neuron clusters: hot neurons dense, cold neurons sparse
 #
 # Activation frequencies are skewed (notebook 10), so a few **hot** neurons fire on many
@@ -435,12 +435,15 @@ print(f"{len(cl.hot)} hot clusters; cold clusters with work this token: {len(col
 print("hot (dense) + cold (sparse) clusters == dense FFN:", np.allclose(y, dense0, rtol=1e-4, atol=1e-4))
 assert np.allclose(y, dense0, rtol=1e-4, atol=1e-4)
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## Exercises
 #
+# If a check fails, its hint is the idea; `check.hint(name, 2)` and `check.hint(name, 3)` give the
+# formula and the code's shape, and `check.solution(name)` prints the reference.
+#
 # 1. `gather_dot(W, idx, x)`: return the vector `out[j] = W[idx[j]] · x` (numpy is fine).
-# 2. `down_axpy(WdT, idx, h, out)`: return `out + Σ_j h[j] · WdT[idx[j]]` without changing the
-#    meaning of repeated indices.
+# 2. `down_axpy(WdT, idx, h, out)`: **return** the array `out + Σ_j h[j] · WdT[idx[j]]` (a function
+#    that adds in place and returns nothing is told so); a repeated index adds twice.
 # 3. `sparse_ffn(bundles, idx, x)`: the gated sparse FFN over `[gate | up | down]` bundles.
 # 4. `bandwidth_bound_ms(n_active, d, n_mats, bytes_per_weight, bandwidth_GBps)`: the least time
 #    in milliseconds a batch-1 sparse FFN can take, from the bytes it must read.

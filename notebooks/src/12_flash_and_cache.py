@@ -1,4 +1,4 @@
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # # 12 · Weights on flash, and the segmented neuron cache
 #
 # Notebooks 10 and 11 kept every weight in RAM. PowerInfer-2 runs models whose FFN weights do
@@ -36,7 +36,7 @@ from teachkit.sparse.synthetic import SyntheticConfig, SyntheticStack
 
 workdir = Path(tempfile.mkdtemp(prefix="nb12_"))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 1. The flash file: neuron-major bundles, aligned, with a header
 #
 # Neuron *i* of a gated FFN needs row *i* of `gate` and `up` and column *i* of `down`. Stored
@@ -68,7 +68,7 @@ print("magic:", raw[:8], " version:", int.from_bytes(raw[8:12], "little"))
 print({k: head[k] for k in ("n_layers", "n_neurons", "n_mats", "d", "dtype", "layout", "align", "stride")})
 print("crc32 per layer:", head["layer_crc32"])
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # ### A damaged or foreign file is refused, with a reason
 #
 # Three ways a weight file goes wrong: it is cut short (an interrupted copy), a byte flips
@@ -116,7 +116,7 @@ for d in (256, 4096):
 err = np.abs(q * s[:, :, None] - stack.bundles[0])
 print("every row within scale/2 of the fp32 weights:", bool(np.all(err <= 0.5 * s[:, :, None] * (1 + 1e-5))))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 2. Reading neurons: `pread` into an aligned buffer
 #
 # `FlashReader` opens the file with `O_DIRECT` (when the alignment allows it) and reads into a
@@ -151,7 +151,7 @@ print("O_DIRECT on this filesystem:", direct, "| the reader opened the file with
 pages = cached_pages(path)
 print("pages of the file in the page cache:", "unknown on this platform" if pages is None else pages)
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 3. How fast does this machine read?
 #
 # PowerInfer-2's planner starts by **measuring** the storage: random-read bandwidth against the
@@ -184,7 +184,7 @@ one_bundle = 49152 / interpolate_bw(io, 49152, 1)             # gate|up|down of 
 three_rows = 3 * 16384 / interpolate_bw(io, 16384, 1)         # the same rows, one read each
 print(f"one 48 KiB bundle read: {one_bundle * 1e6:.0f} us; three 16 KiB row reads: {three_rows * 1e6:.0f} us")
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # ### Many reads in flight, from one thread
 #
 # Why does bandwidth grow with the queue depth? **Little's law**: reads per second = reads in
@@ -235,7 +235,7 @@ print(f"fit: a = {burst['a'] * 1e6:.0f} us, b = {burst['b'] * 1e6:.1f} us per re
 # "lands early". Keep this number in mind in notebooks 13 and 14: it is why the cluster
 # pipeline adds less here than PowerInfer-2's 2.3x on a phone.
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 4. LRU in arrays
 #
 # The cache keeps what was used most recently. A Python `OrderedDict` would do, but the
@@ -274,7 +274,7 @@ print("slot_of:", t.slot_of.tolist())
 # `outside_budget` instead of hiding them. This FFN-only demo has no attention, so the fixed
 # region is empty; notebook 14 adds attention weights and a real predictor.
 
-# %%
+# %% slideshow={"slide_type": "notes"}
 # NBVAL_CHECK_OUTPUT
 n_tok = 40
 X = [stack.hidden_states(l, n_tok, seed=1) for l in range(2)]
@@ -355,20 +355,37 @@ for name, c in curves.items():
 assert all(np.diff(curves["cold LRU only"]) >= 0)
 
 # %%
-viz.plot_hit_curve(sizes, curves)
+pinned = "64 hot neurons/layer pinned + cold LRU"
+in_memory = {"cold LRU only": sizes, pinned: [c + 2 * 64 for c in sizes]}  # pinned rows cost memory too
+viz.plot_hit_curve(in_memory, curves, xlabel="neurons held in memory (both layers)")
 
 # %% [markdown]
-# Read the curves at equal *memory*, not equal x: the pinned curve holds 128 more neurons
-# (64 per layer) at every point. Pinning pays where the cold region is small and LRU churns;
+# The x-axis is the memory each configuration holds: the pinned curve sits 128 neurons (64 per
+# layer) to the right of the cold-only one at the same cold size. Compare the two at equal memory,
+# that is along a vertical line. Pinning pays where the cold region is small and LRU churns;
 # with room to spare, a plain LRU keeps the frequent neurons anyway. The planner weighs
 # exactly this trade when it splits the budget (notebook 14).
 
 # %% [markdown]
+# **Try it.** Move the total memory and the share given to the pinned hot region; the hit rate is
+# replayed on the same traces (a static figure when no front end is attached).
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+from teachkit import widgets
+
+widgets.cache_split_widget(traces, 1024, warmup=10)
+
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## Exercises
+#
+# If a check fails, its hint is the idea; `check.hint(name, 2)` and `check.hint(name, 3)` give the
+# formula and the code's shape, and `check.solution(name)` prints the reference.
 #
 # 1. **Where is neuron i?** Return the byte offset of neuron `neuron` of layer `layer` in a
 #    bundled file: units of `payload_bytes` padded to a multiple of `align`, `n_neurons` per
-#    layer, data starting at `data_offset`.
+#    layer, data starting at `data_offset`. A payload that is already a multiple of `align` needs
+#    no padding.
 
 # %%
 def my_bundle_offset(data_offset, layer, neuron, n_neurons, payload_bytes, align):
@@ -380,7 +397,8 @@ _ = check.bundle_offset(my_bundle_offset)
 # %% [markdown]
 # 2. **One LRU step.** `order` lists the cached keys from least to most recently used. Return
 #    `(new_order, hit, evicted)` after looking up `key` in a cache of `capacity` keys
-#    (`evicted` is `None` when nothing leaves).
+#    (`evicted` is `None` when nothing leaves). Leave `order` as it is: build and return a new
+#    list (the checker looks at the caller's list afterwards).
 
 # %%
 def my_lru_step(order, capacity, key):

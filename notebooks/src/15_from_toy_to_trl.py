@@ -1,4 +1,4 @@
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # # 15 · From the toy to TRL: the same losses, the same model, runs that scale out
 #
 # Notebooks 02–09 built the RLHF family from scratch on a 101k-parameter GPT. The next tool a
@@ -38,7 +38,7 @@ quiet()  # transformers' and datasets' progress bars and advice, FutureWarnings
 world = load_world()
 print(world)
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 1. Same model: the toy GPT is a GPT-2
 #
 # Our `GPT` (notebook 01) has GPT-2's architecture in miniature: pre-LN blocks, one fused q/k/v
@@ -82,7 +82,7 @@ print("greedy answers to all 100 prompts identical (teachkit's generate vs HF's 
 assert same
 assert torch.equal(from_hf(hf, world.config)(x), policy(x))  # and back, exactly
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 2. Same loss: TRL's code on our tensors
 #
 # A GRPO batch from the toy world: 16 prompts × 8 samples, gold rewards, group advantages. For
@@ -121,7 +121,7 @@ def loss_and_grad(loss):
     return loss.item(), torch.autograd.grad(loss, logp)[0]
 
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # ### GRPO, four ways to aggregate
 #
 # TRL's `loss_type` and teachkit's `aggregation` name the same three reductions of the per-token
@@ -194,7 +194,7 @@ print(f"Dr. GRPO: TRL (÷ B·{budget}) {trl_budget.item():+.6f}, teachkit (÷ B�
 # teachkit's GRPO loop clips each token's ratio. Feeding teachkit's `grpo_loss` the summed
 # log-probs as one-token sequences is the switch.
 
-# %%
+# %% slideshow={"slide_type": "notes"}
 # NBVAL_CHECK_OUTPUT
 adv_gap = (tl.trl_grpo_advantages(rewards, G) - adv).abs().max().item()
 print("GRPO advantages equal TRL's to 1e-6:", adv_gap <= 1e-6,
@@ -229,7 +229,7 @@ print(f"tied group of 5/6: TRL's advantages {trl_adv[:G].abs().max():.1e} (teach
       f"{bool(torch.isclose(nanstd(groups, dim=1), torch.zeros(2))[0])}")
 print(f"RLOO loss: TRL {l_trl:+.6f}, teachkit sequence ratio {l_seq:+.6f}, teachkit token ratio {token_level.item():+.6f}")
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # ### DPO and ORPO
 #
 # DPO: TRL's `DPOTrainer._compute_loss` with `loss_type="sigmoid"`, on the summed log-probs of 64
@@ -242,7 +242,7 @@ print(f"RLOO loss: TRL {l_trl:+.6f}, teachkit sequence ratio {l_seq:+.6f}, teach
 # token of prompt *and* completion of the chosen sequences. On this toy the prompt tokens are two
 # uniformly random digits, so TRL's NLL is dominated by what no model can predict.
 
-# %%
+# %% slideshow={"slide_type": "notes"}
 # NBVAL_CHECK_OUTPUT
 pairs = world.pairs.train[:64]
 with torch.no_grad():
@@ -278,7 +278,7 @@ print(f"DPO: |Δ| = {abs(d_ours.item() - d_trl.item()):.1e}; odds-ratio term: |�
 print(f"ORPO NLL: teachkit {-mc.mean().item():.3f} (completion tokens), TRL {trl_nll.item():.3f} "
       f"(prompt + completion; the prompt's digits are random)")
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 3. Same run: TRL's trainers on the toy task
 #
 # `teachkit.bridge.trl_runs` sets up `GRPOTrainer` and `DPOTrainer` with teachkit's settings: the
@@ -334,7 +334,7 @@ live = {
 }
 viz.plot_trl_side_by_side(stored, live)
 
-# %%
+# %% slideshow={"slide_type": "notes"}
 # NBVAL_CHECK_OUTPUT
 for m in ("grpo", "dpo"):
     assert [h["step"] for h in live[m]["trl"]] == [h["step"] for h in live[m]["teachkit"]]
@@ -415,7 +415,7 @@ print(CONFIGS["cpu_2proc"])
 # %%
 print(CONFIGS["deepspeed_zero3"])
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 5. Speed: a teachkit step against TRL's, on the same work
 #
 # `python -m teachkit.bridge.bench --json data/trl_bench.json` times one GRPO step and one DPO step

@@ -61,10 +61,15 @@ def plot_cache_history(history: list, capacity: dict | None = None,
 
 
 def plot_hit_curve(sizes, rates: dict, xlabel: str = "cold slots", title: str = "hit rate against cache size") -> None:
-    """One hit-rate curve per named configuration (e.g. with and without a hot region)."""
+    """One hit-rate curve per named configuration (e.g. with and without a hot region).
+
+    ``sizes`` is one x-axis for every curve, or a dict with each curve's own x (e.g. the neurons
+    each configuration holds in memory, so that curves are compared at equal memory).
+    """
     fig, ax = figure()
     for k, (name, r) in enumerate(rates.items()):
-        ax.plot(sizes, r, "o-", color=COLORS[k], label=name)
+        x = sizes[name] if isinstance(sizes, dict) else sizes
+        ax.plot(x, r, "o-", color=COLORS[k], label=name)
     ax.set_xlabel(xlabel)
     ax.set_ylabel("hit rate")
     ax.set_ylim(0, 1.02)
