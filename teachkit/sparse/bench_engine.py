@@ -22,8 +22,10 @@ import numpy as np
 
 from .baselines import DenseMmap, DenseRAM, DenseStream, LLMFlash, NoCacheSparse
 from .bench_workload import (TracePredictor, Workload, _cold_hit_rate, _parallel_is_faster, _round, _token, disk_read_bytes,
+                             io_path_record,
                              run_backend, run_interleaved)
 from .cache import neuron_hit_rate
+from . import platform_io
 from .engine import EngineConfig, SparseFFN
 from .iobench import burst_profile, interpolate_bw, profile_reads
 from .planner import (calibrate_layer_overhead, choose_plan, explain, kernel_bandwidth, plan_dict, predict,
@@ -289,9 +291,11 @@ def _run(cfg, n_warm, n_time, n_profile, profile, log, workdir, quick, sweep_fra
                              "cannot start before its attention and predictor"},
         "ratios": ratios,
         "goals": {k: {"goal": g, "measured": ratios[k], "met": bool(ratios[k] >= g)} for k, g in goals.items()},
-        "load_avg_1min": os.getloadavg()[0], "cpus": os.cpu_count(),
+        "load_avg_1min": platform_io.load_average(), "cpus": os.cpu_count(),
     }
     res["ceilings"] = goal_ceilings(res)
+    res["io_path"] = io_path_record(io)                  # which I/O ran, and whether t_io is a disk figure
+    res["bound"]["t_io_is"] = res["io_path"]["bound_is"]
     return _round(res)
 
 

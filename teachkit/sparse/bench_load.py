@@ -44,6 +44,7 @@ from .. import numba_setup
 from . import kernels as K
 from .baselines import NoCacheSparse
 from .bench_workload import Workload, _round, run_interleaved
+from . import platform_io
 from .engine import EngineConfig, SparseFFN
 from .synthetic import SyntheticConfig
 
@@ -119,14 +120,14 @@ def under_load(shape: dict | None = None, tokens: tuple = (4, 16), passes: int =
         try:
             for p in range(passes):
                 for phase in ("quiet", "loaded"):
-                    load0 = os.getloadavg()[0]
+                    load0 = platform_io.load_average()
                     if phase == "loaded":
                         with cpu_hog():
                             r = run_interleaved(w, backends, n_warm, n_time, log=lambda s: None)
                     else:
                         r = run_interleaved(w, backends, n_warm, n_time, log=lambda s: None)
                     runs[phase].append({"tok_s": {k: v["tok_s"] for k, v in r.items()},
-                                        "load_avg_1min": [load0, os.getloadavg()[0]]})
+                                        "load_avg_1min": [load0, platform_io.load_average()]})
                     log(f"  pass {p + 1}, {phase:6s}: " + ", ".join(f"{k} {v['tok_s']:.0f}" for k, v in r.items())
                         + f" tok/s (load average {load0:.1f})")
         finally:

@@ -156,7 +156,7 @@ def machine_info() -> dict:
     """Facts to print beside any timing: CPU, cores, load, library versions."""
     cpu = platform_io.cpu_name()
     return {"cpu": cpu, "cores": os.cpu_count(),
-            "load_avg_1min": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
+            "load_avg_1min": platform_io.load_average(),
             "numpy": np.__version__, "numba": numba.__version__,
             "numba_threads_max": numba.config.NUMBA_NUM_THREADS,
             "last_level_cache_MiB": last_level_cache_bytes() >> 20,

@@ -42,7 +42,7 @@ from dataclasses import dataclass, replace
 
 __all__ = ["Capabilities", "CAPS", "MODES", "simulate", "libc", "open_read", "open_uncached", "drop_cache",
            "advise_random", "cached_pages", "RangeFile", "process_read_bytes", "cpu_name", "last_level_cache_bytes",
-           "read_ahead_bytes", "page_cache_note", "describe", "io_path"]
+           "read_ahead_bytes", "page_cache_note", "describe", "io_path", "load_average"]
 
 MODES = ("native", "portable", "windows")
 _F_NOCACHE = 48                                 # <sys/fcntl.h> on macOS
@@ -274,6 +274,11 @@ def process_read_bytes() -> int | None:
     except OSError:
         pass
     return None
+
+
+def load_average() -> float | None:
+    """The 1-minute load average, recorded beside timings; None where the OS has none (Windows)."""
+    return round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None
 
 
 def _sysctl(name: str) -> str | None:
