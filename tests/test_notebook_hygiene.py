@@ -1,4 +1,4 @@
-"""Notebooks are built from their sources, stored with outputs, end with exercises, and the README's
+"""Notebooks are stored with outputs (tests/test_notebook_sources.py: equal to their sources), end with exercises, and the README's
 course map says truthfully which ones exist."""
 
 import re
@@ -7,7 +7,6 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from teachkit.devtools.py2nb import parse
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
@@ -32,17 +31,6 @@ def test_readme_marks_coming_notebooks_truthfully(name):
     assert ("*(coming)*" in line) != exists, (
         f"README marks {name} as {'coming' if '*(coming)*' in line else 'present'}, "
         f"but the notebook {'exists' if exists else 'does not exist'}")
-
-
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
-def test_notebook_matches_its_source(path):
-    src = ROOT / "notebooks" / "src" / f"{path.stem}.py"
-    assert src.exists(), f"{path.name} has no source script {src.relative_to(ROOT)}"
-    want = [(c.cell_type, c.source) for c in parse(src.read_text())]
-    nb = nbformat.read(path, as_version=4)
-    got = [(c.cell_type, c.source) for c in nb.cells]
-    assert got == want, f"{path.name} is out of date: run `python -m teachkit.devtools.py2nb {src}` " \
-                        f"and `make notebooks NB={path.stem[:2]}`"
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)

@@ -1,4 +1,4 @@
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # # 02 · PPO for RLHF, from scratch
 #
 # The toy world of notebook 01 gives us an SFT policy that adds two digits right about 57% of the
@@ -25,7 +25,7 @@ world = load_world()
 task = world.task
 print(world)
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 1. Four models
 #
 # PPO for RLHF holds four networks of (here) the same architecture:
@@ -51,7 +51,7 @@ prompts = task.sample_prompts(8, g)
 roll = generate(policy, prompts, task.max_new_tokens, generator=g)
 task.show(roll.prompts, roll.completions, roll.mask)
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 2. The reward, token by token
 #
 # RLHF treats writing an answer as an episode: the state is the prompt plus the tokens so far, the
@@ -112,7 +112,7 @@ print(kl_part[:3].numpy().round(2) + 0.0)
 print("their full rewards (the score is added at the last token):")
 print(nudged_rewards[:3].numpy().round(2) + 0.0)
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 3. Who gets the credit? The critic and GAE
 #
 # A token's **advantage** says how much better the episode went than the critic expected at that
@@ -179,7 +179,7 @@ print(f"after whitening: mean {round(masked_mean(adv_w, mask).item(), 4) + 0.0:.
       f"mean of squares {masked_mean(adv_w ** 2, mask).item():.4f} = (n − 1)/n = {(n - 1) / n:.4f} "
       f"for n = {n} real tokens")
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 4. The clipped losses
 #
 # After sampling we take several gradient steps on the same batch. The samples came from the
@@ -190,11 +190,13 @@ print(f"after whitening: mean {round(masked_mean(adv_w, mask).item(), 4) + 0.0:.
 #
 # Once a token's probability has moved by more than ε in the direction its advantage asks for,
 # the clipped branch wins and its gradient is 0: one batch cannot drag the policy far.
-# The critic is fitted to the returns with a loss clipped the same way around its old values:
+# The critic is fitted to the returns with a loss clipped around its old values, but in absolute
+# terms: V may move at most ε away from V_old, whereas the policy's clip limits the *ratio*
+# ρ = π/π_old, a relative change:
 #
 # $$ L^{V} = \tfrac12\operatorname{masked\_mean}\Big(\max\big((V-R)^2,\ (\mathrm{clip}(V, V_{\text{old}}-\epsilon, V_{\text{old}}+\epsilon)-R)^2\big)\Big). $$
 
-# %%
+# %% slideshow={"slide_type": "notes"}
 def my_policy_loss(logp, old_logp, advantages, mask, clip_eps=0.2):
     keep = mask.bool()
     logp, old_logp, advantages = (torch.where(keep, x, torch.zeros(())) for x in (logp, old_logp, advantages))
@@ -243,6 +245,17 @@ print(f"value loss:      notebook {my_value_loss(noisy_values, values, ret, mask
       f"library {ppo_value_loss(noisy_values, values, ret, mask).item():.4f}")
 
 # %% [markdown]
+# **Try it.** One token's clipped objective against ρ, for a positive and a negative advantage:
+# where is the gradient zero, and how does ε move the kink? (A static figure when no front end is
+# attached.)
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+from teachkit import widgets
+
+widgets.clipped_objective_widget()
+
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 5. Training
 #
 # `train_ppo` repeats: sample a batch of 64 answers, build the per-token rewards, the critic's
@@ -294,7 +307,7 @@ print("clip fraction, averaged over each logged window:",
       " ".join(f"{x:.1%}" for x in history["clip_fraction"][1:]))
 assert ppo_gold >= sft_gold + MARGIN, f"PPO should beat SFT by {MARGIN} gold reward on held-out prompts"
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 6. Without the leash: β = 0
 #
 # The reward model is a proxy. It agrees with the gold reward on most pairs but not all (its
@@ -327,7 +340,7 @@ viz.compare_training_curves({f"β={b}, seed {s}": h for (b, s), (_, h) in bold.i
 # makes mistakes too, but does it pick the ones the reward model overrates? The gold and proxy
 # rewards below are the sampled ones of section 5 (three evaluation seeds, 600 answers per policy).
 
-# %%
+# %% slideshow={"slide_type": "notes"}
 all_prompts = task.all_prompts()
 right, right_mask = task.completions_for(task.answers(all_prompts))
 proxy_right = world.proxy_reward(all_prompts, right, right_mask)
@@ -387,55 +400,51 @@ idx = exploited.nonzero().flatten()[:6]
 print(f"some exploited answers of the β = 0 run with the least gold (seed {worst}), with their proxy rewards:")
 task.show(greedy.prompts[idx], greedy.completions[idx], greedy.mask[idx], rewards=proxy_greedy[idx])
 
-# %% [markdown]
-# **What this showed, honestly.** Look at the curves before calling it reward hacking. The bold
-# optimiser makes every run lurch, with or without the leash, and a β = 0 run can lose gold reward
-# within its first ten iterations: part of what you see is instability from large steps with
-# nothing pulling back, not a learned exploit. The bold step costs the leashed runs too: the
-# β = 0.5 means end below the run of section 5, trained at a third of this learning rate. Still,
-# the KL penalty pulls them back towards the reference, and on average they end well above the
-# β = 0 runs on gold. The β = 0 runs end much further from the reference (the KL column) and, on
-# average, below SFT on gold. Not the textbook curve, though: on average they do not even please
-# the proxy as much as the leashed runs do, and how far their proxy reward ends above SFT's, if at
-# all, varies a lot from seed to seed. How far below SFT their gold ends varies too (the table),
-# which is why one run could not carry this lesson. What holds on every seed is the exploitation,
-# in their greedy answers: more of their mistakes are ones the reward model prefers to the right
-# answer than SFT's mistakes are, and on average many more. The last column counts **empty
-# answers** (just EOS): the reward model never saw one among its training pairs, and for some
-# prompts it scores one above the right answer. Nothing in the proxy says such answers are wrong;
-# the KL penalty, which makes answers the reference would never write expensive, is what keeps a
-# policy away from these holes, though at a step this bold a leashed run can stumble into some too
-# (read the β = 0.5 rows). So this experiment mixes two failures, instability and exploitation of
-# the proxy, and the KL penalty guards against both, on average. The clean textbook picture, the
-# proxy climbing while the gold falls, needs an optimiser that climbs the proxy without falling
-# apart. Try the β = 0 run with the learning rate of section 5 (`PPOConfig(beta=0.0)`) on a few
-# seeds, for more iterations: which of the two failures remains?
-#
-# ## 7. What training showed
-#
-# - The policy's gold reward rose well above SFT while its KL to the reference stayed under one
-#   nat: PPO moved probability from wrong sums to right ones without rewriting the policy.
-# - The ratio was 1 in the first minibatch of every batch; the clip acted on some tokens afterwards.
-# - The critic had to be learned along the way (value loss falling), and it costs a second
-#   trainable network as large as the policy: notebook 03 removes it.
-#
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## Exercises
 #
-# 1. **GAE.** Write `my_gae_exercise(rewards, values, mask, gamma, lam) -> (advantages, returns)`.
-#    Zero the rewards and values under the mask first; the bootstrap beyond the end is 0.
-# 2. **The clipped surrogate.** Write `my_clip_loss(logp, old_logp, advantages, mask, clip_eps)`:
-#    the masked mean of max(−Aρ, −A·clip(ρ, 1−ε, 1+ε)). NaN under the mask must not leak.
+# GAE and the clipped surrogate are written out in sections 3 and 4; `check.gae` and
+# `check.ppo_clip_loss` still check versions of your own if you want to try them without looking.
+# The graded exercises change one thing in each, so that copying the cell above is not enough.
+# If a check fails, its hint is the idea; `check.hint(name, 2)` and `check.hint(name, 3)` give the
+# formula and the code's shape, and `check.solution(name)` prints the reference.
+#
+# **Exercise 2.1: GAE on the reward PPO really sees.** Section 2 built the per-token reward and
+# section 3 ran GAE on a reward it was given. Put the two together, as `train_ppo` does
+# (InstructGPT, Ouyang et al. 2022, arXiv:2203.02155v1, Eq. 2): every real token pays
+# −β·(logp − ref_logp), the k1 estimate of its KL to the reference, and the reward model's score
+# arrives once, on the **last real token** of each completion, which is not the last column when
+# the completion is shorter than the batch; then GAE runs on that reward, with nothing bootstrapped
+# beyond each completion's end.
+# Write `my_gae_with_kl(scores, logp, ref_logp, values, mask, beta, gamma, lam) -> (advantages,
+# returns)`: `scores` is (B,), the rest (B, T). Padding may hold NaN. Before you run the checker,
+# work out by hand the advantages for logp − ref_logp = [0.5, −0.2], β = 0.1, score 0, V = 0 and
+# γ = λ = 1.
 
 # %%
-def my_gae_exercise(rewards, values, mask, gamma, lam):
+def my_gae_with_kl(scores, logp, ref_logp, values, mask, beta, gamma, lam):
     raise NotImplementedError  # YOUR CODE HERE
 
 
-_ = check.gae(my_gae_exercise)
+_ = check.gae_with_kl(my_gae_with_kl)
+
+# %% [markdown]
+# **Exercise 2.2: DAPO's clip-higher.** PPO's clip is symmetric: the ratio ρ may leave
+# [1 − ε, 1 + ε] on neither side. For a token the policy rarely writes (π_old = 0.01), 1 + ε = 1.2
+# lets it reach only 0.012 per update however good it was, while a likely token (π_old = 0.9) is
+# not held back at all (1.2 × 0.9 > 1). The upper clip limits exploration of rare tokens, and the
+# policy's entropy collapses. DAPO (Yu et al. 2025, arXiv:2503.14476v1, the
+# "Clip-Higher" strategy) decouples the two sides, with ε_low = 0.2 and ε_high = 0.28:
+#
+# $$\ell_t = \max\big(-A_t\rho_t,\ -A_t\,\mathrm{clip}(\rho_t,\ 1-\varepsilon_{low},\ 1+\varepsilon_{high})\big).$$
+#
+# Write `my_clip_higher_loss(logp, old_logp, advantages, mask, eps_low, eps_high)`, the masked
+# mean of ℓ over real tokens. Before you run the checker, decide which tokens each ε acts on: a
+# token with A > 0 and ρ = 1.25, and one with A < 0 and ρ = 0.75. Which still gets a gradient?
 
 # %%
-def my_clip_loss(logp, old_logp, advantages, mask, clip_eps):
+def my_clip_higher_loss(logp, old_logp, advantages, mask, eps_low, eps_high):
     raise NotImplementedError  # YOUR CODE HERE
 
 
-_ = check.ppo_clip_loss(my_clip_loss)
+_ = check.clip_higher_loss(my_clip_higher_loss)

@@ -1,4 +1,4 @@
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # # 03 · ReMax: drop the critic
 #
 # PPO (notebook 02) trains two networks: the policy and a critic as large as the policy. ReMax
@@ -22,7 +22,7 @@ torch.set_num_threads(1)
 world = load_world()
 task = world.task
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 1. REINFORCE with a baseline
 #
 # Write $\log\pi(y|x) = \sum_t \log\pi(y_t | x, y_{<t})$. The score-function identity
@@ -287,50 +287,15 @@ for k in ("step_peak_mb", "peak_mb", "seconds_per_step"):
 print(f"peak memory: ReMax needs {1 - costs['ReMax']['peak_mb'] / costs['PPO']['peak_mb']:.0%} less than PPO")
 assert costs["ReMax"]["peak_mb"] < costs["PPO"]["peak_mb"]
 
-# %% [markdown]
-# **Explaining the ≈46%.** The ReMax paper reports about 46% less GPU memory than PPO for a 7B
-# model. Count bytes per parameter in mixed-precision training with Adam: a *trainable* network
-# costs 2 (bf16 weights) + 2 (gradients) + 12 (fp32 master weights and Adam's two moments) = 16
-# bytes per parameter, a *frozen* one 2.
-#
-# | | policy | critic | reference | reward model | total |
-# |---|---|---|---|---|---|
-# | PPO | 16 | 16 | 2 | 2 | 36 bytes/param |
-# | ReMax | 16 | — | 2 | 2 | 20 bytes/param |
-#
-# 1 − 20/36 = 44%: the critic and its optimizer are almost half of PPO's memory, and that is most of
-# the paper's figure (activations and generation buffers account for the rest).
-#
-# Our toy trains in fp32: a trainable network costs 4 + 4 + 8 = 16 bytes per parameter and a frozen
-# one 4, so the model state is 2·16 + 2·4 = 40 against 16 + 2·4 = 24 bytes per parameter, **40% less**,
-# which is what the resident-state line above shows. The total peak saving is smaller than that,
-# because at toy scale a step's temporary tensors (logits over the vocabulary for every
-# completion, attention matrices, activations kept for backward) are as large as the models
-# themselves. ReMax's step peak is even a little *higher* than PPO's: it backpropagates through all
-# 64 samples at once (plus a greedy decode), while PPO works on minibatches of 32. At 7B the
-# weights and optimizer state dominate and the critic's share decides. Time per step: ReMax runs
-# one forward and backward pass per batch, PPO runs 4 epochs of them on the policy *and* the
-# critic, so ReMax is several times faster per batch; per *sample*, ReMax also pays for its greedy
-# decode.
-#
-# ## 5. What training showed
-#
-# - REINFORCE with a greedy baseline, one gradient step per batch, no critic, raised the gold reward
-#   nearly as much as PPO did in notebook 02 (greedy decoding: almost every sum right), with a KL to
-#   the reference below one nat. Not at equal cost in samples: 60 iterations × 64 prompts × 2
-#   decodes = 7,680 generations against PPO's 40 × 64 = 2,560, though each ReMax iteration is one
-#   gradient step where PPO's is eight on two networks.
-# - The baseline matters for variance, not for bias: at the SFT policy the group mean beat every
-#   other baseline on every prompt set and the greedy one beat no baseline on average; at the
-#   trained policy the ranking flipped on average, because the variance-optimal baseline is
-#   weighted by the gradient norm.
-# - Dropping the critic removes a trainable network and its Adam state: 40% of the model memory here,
-#   ≈44% at 7B in mixed precision.
-#
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## Exercises
 #
-# **REINFORCE loss.** Write `my_reinforce(logp, advantages, mask)`: −Σ A·logp·mask / Σ mask with one
-# advantage per sequence, broadcast over its tokens. NaN under the mask must not leak.
+# If a check fails, its hint is the idea; `check.hint(name, 2)` and `check.hint(name, 3)` give the
+# formula and the code's shape, and `check.solution(name)` prints the reference.
+#
+# **Exercise 3.1: REINFORCE loss.** Write `my_reinforce(logp, advantages, mask)`: −Σ A·logp·mask /
+# Σ mask with one advantage per sequence, broadcast over its tokens. NaN under the mask must not
+# leak.
 
 # %%
 def my_reinforce(logp, advantages, mask):
@@ -338,3 +303,68 @@ def my_reinforce(logp, advantages, mask):
 
 
 _ = check.reinforce_loss(my_reinforce)
+
+# %% [markdown]
+# **Exercise 3.2: the baseline with the least variance.** ReMax subtracts the greedy decode's
+# reward; any baseline that does not look at the sample keeps the gradient unbiased, because
+# E[∇θ log π(y)] = 0 (Williams 1992, "Simple statistical gradient-following algorithms for
+# connectionist reinforcement learning", Machine Learning 8:229–256). Which
+# *constant* baseline b makes the estimate g_i = (r_i − b)·∇θ log π(y_i) vary least? Write
+# s_i = ‖∇θ log π(y_i)‖² for sample i. The mean of g does not depend on b, so only its second
+# moment does:
+#
+# $$\mathbb E\big[\lVert g\rVert^2\big] = \mathbb E\big[(r - b)^2\, s\big],\qquad
+#   \frac{d}{db} = -2\,\mathbb E\big[(r - b)\, s\big] = 0 .$$
+#
+# Solve for b: that is the variance-minimising baseline b\* (Greensmith, Bartlett and Baxter 2004,
+# "Variance reduction techniques for gradient estimates in reinforcement learning", JMLR 5,
+# 1471–1530; Weaver and Tao 2001, "The optimal reward baseline for gradient-based reinforcement
+# learning", UAI). Write `my_optimal_baseline(rewards, score_sq)`: both (N,), the rewards r_i and
+# the squared score norms s_i of N samples of one prompt; return b\* as a 0-dim tensor, using the
+# sample averages for the expectations. Before you run the checker: what is b\* when every s_i is
+# the same? And why is the mean reward (RLOO's and GRPO's choice) not b\* in general?
+
+# %%
+def my_optimal_baseline(rewards, score_sq):
+    raise NotImplementedError  # YOUR CODE HERE
+
+
+_ = check.optimal_baseline(my_optimal_baseline)
+
+# %% [markdown]
+# What b\* buys, on a problem small enough to compute exactly: a softmax policy over four answers
+# with fixed rewards, π = softmax(θ), where ∇θ log π(a) = onehot(a) − π. The cell draws 4096
+# answers, estimates b\* from them (with the checker's reference, so it runs before you solve 3.2),
+# and compares the exact variance of the gradient estimate under three baselines.
+
+# %%
+# NBVAL_CHECK_OUTPUT
+theta = torch.tensor([2.0, 0.5, 0.0, -1.0], dtype=torch.float64)
+reward = torch.tensor([1.0, 0.0, 3.0, 0.5], dtype=torch.float64)
+pi = torch.softmax(theta, 0)
+score = torch.eye(4, dtype=torch.float64) - pi                   # row a: ∇θ log π(a)
+score_sq = (score ** 2).sum(1)
+
+g = torch.Generator().manual_seed(0)
+draws = torch.multinomial(pi, 4096, replacement=True, generator=g)
+baselines = {"none (b = 0)": 0.0, "mean reward": float(reward[draws].mean()),
+             "b* (weighted)": float(check.optimal_baseline.reference(reward[draws], score_sq[draws]))}
+
+
+def gradient_variance(b):
+    """Total variance E‖(r − b)∇log π‖² − ‖E[(r − b)∇log π]‖², exactly, over the four answers."""
+    per_answer = (reward - b)[:, None] * score
+    mean = (pi[:, None] * per_answer).sum(0)
+    return float((pi * (per_answer ** 2).sum(1)).sum() - (mean ** 2).sum())
+
+
+variances = {name: gradient_variance(b) for name, b in baselines.items()}
+for name, b in baselines.items():
+    print(f"{name:14s} b = {b:.3f}   variance of the gradient estimate {variances[name]:.4f}")
+assert variances["b* (weighted)"] <= variances["mean reward"] <= variances["none (b = 0)"]
+
+# %% [markdown]
+# The mean reward removes most of the variance; b\* removes a little more here, and more when the
+# score norms differ more between answers (try θ = [4, 0, 0, −2]). It is rarely used in LLM
+# training: s_i needs a per-sample gradient norm over millions of parameters, which costs a
+# backward pass per sample.

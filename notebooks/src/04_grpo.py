@@ -1,4 +1,4 @@
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # # 04 · GRPO: the group is the baseline
 #
 # ReMax (notebook 03) replaced PPO's critic with one greedy decode. GRPO (DeepSeekMath, Shao et al.
@@ -8,7 +8,9 @@
 # Its variants (Dr. GRPO, DAPO) differ in two lines: how advantages are scaled and how token terms
 # are averaged. RLOO closes the notebook.
 #
-# Background: `shared/reference/rlhf-losses.md` §1.2–§1.3, §4, §5, §11.
+# Sources: GRPO, Shao et al. 2024, arXiv:2402.03300 (DeepSeekMath), §4.1; Dr. GRPO, Liu et al. 2025,
+# arXiv:2503.20783; DAPO, Yu et al. 2025, arXiv:2503.14476; RLOO, Ahmadian et al. 2024,
+# arXiv:2402.14740; the k3 estimator, J. Schulman, "Approximating KL divergence" (2020, blog post).
 
 # %%
 import torch
@@ -23,7 +25,7 @@ torch.set_num_threads(1)
 world = load_world()
 task = world.task
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 1. Group sampling and normalised advantages
 #
 # For each prompt we draw G answers, laid out consecutively, score them, and standardise within
@@ -78,6 +80,17 @@ print(f"with the 0/1 gold reward, {int(zero_std.sum())} of {len(zero_std)} group
 print(f"with the proxy reward,    {int((proxy.view(-1, G).std(1) == 0).sum())} of {len(zero_std)}")
 
 # %% [markdown]
+# **Try it.** With 0/1 rewards and a success rate p, how noisy is the group-normalised advantage,
+# and how many groups carry no signal at all (every answer right, or every answer wrong), as the
+# group size G moves? (A static figure when no front end is attached.)
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+from teachkit import widgets
+
+widgets.group_size_widget()
+
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 2. The loss
 #
 # Per token, with $\rho = \pi_\theta/\pi_{\text{old}}$ and the k3 estimator of the KL to the reference:
@@ -101,7 +114,7 @@ print(f"with the proxy reward,    {int((proxy.view(-1, G).std(1) == 0).sum())} o
 # cancels) and `expm1(d) − d` beyond, where the result is large enough for expm1 to be accurate.
 # The loss below calls it; exercise 2 asks you to write it.
 
-# %%
+# %% slideshow={"slide_type": "notes"}
 def my_grpo_loss(logp, old_logp, ref_logp, advantages, mask, clip_eps=0.2, beta=0.04,
                  aggregation="seq-mean-token-mean"):
     keep = mask.bool()
@@ -144,7 +157,7 @@ for name, k3 in [("exp(d) − d − 1", torch.exp(tiny) - tiny - 1), ("expm1(d) 
     print(f"{name:15s} {[f'{v:.2e}' for v in k3.tolist()]}   worst relative error {rel:.1e}")
 print(f"{'exact':15s} {[f'{v:.2e}' for v in exact.tolist()]}")
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 3. Why the loss sits near 0 while the reward climbs
 #
 # GRPO users often report that the loss "does nothing". At the first update of a batch
@@ -169,7 +182,7 @@ print(f"at ρ = 1, β = 0: |loss| < 100·ε·mean|Â| = {rounding:.0e}: {abs(los
       f"gradient norm: {grad_norm.item():.2f}")
 assert abs(loss.item()) < rounding, "the loss is 0 up to float32 rounding"
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 4. KL in the loss or KL in the reward: which KL is minimised?
 #
 # PPO and ReMax put $-\beta\,\mathrm{k1}$ into the **reward**; GRPO adds $\beta\,\mathrm{k3}$ to the **loss**.
@@ -192,7 +205,7 @@ assert abs(loss.item()) < rounding, "the loss is 0 up to float32 rounding"
 #
 # We check every line exactly on a categorical distribution over 5 tokens, with autograd.
 
-# %%
+# %% slideshow={"slide_type": "notes"}
 from teachkit.rlhf import kl_k1, kl_k2  # noqa: E402
 
 torch.manual_seed(0)
@@ -317,7 +330,7 @@ viz.compare_training_curves({"GRPO": history},
 # - trained on the **gold reward** itself (a *verifiable* reward, as for DeepSeekMath's maths
 #   problems; clearly not available in ordinary RLHF), does the same loop clear the **0.15** bar?
 
-# %%
+# %% slideshow={"slide_type": "notes"}
 from dataclasses import replace  # noqa: E402
 
 MARGIN = 0.15
@@ -384,7 +397,7 @@ print(f"with the 0/1 gold reward, {(gold_groups.amax(1) == gold_groups.amin(1)).
 # start (`b`). The drift is noisy, so we train every arm with three seeds (30 iterations each, to
 # keep the notebook fast) and compare the mean gaps.
 
-# %%
+# %% slideshow={"slide_type": "notes"}
 length_world = load_world("length")
 A_ID, B_ID = length_world.task.tokenizer.ids["a"], length_world.task.tokenizer.ids["b"]
 
@@ -523,12 +536,29 @@ print(f"the curves' last point (evaluation seed 0 only): GRPO {history['gold_rew
 #
 # ## Exercises
 #
+# If a check fails, its hint is the idea; `check.hint(name, 2)` and `check.hint(name, 3)` give the
+# formula and the code's shape, and `check.solution(name)` prints the reference.
+#
 # 1. **Group advantages.** `my_group_adv(rewards, G)`: (r − group mean)/(group std + 1e-4), with
 #    torch's default (Bessel-corrected) std, and 0 for a group of equal rewards.
 # 2. **k3.** `my_k3(logp, ref_logp)`: with d = ref_logp − logp, e^d − d − 1, accurate to 1e-4
 #    relative error for every d, tiny ones included: the series d²/2 + d³/6 + … for |d| < 0.1,
 #    `expm1(d) − d` beyond (section 2 explains why `expm1(d) − d` alone is not enough).
 # 3. **RLOO.** `my_rloo_adv(rewards, G)`: each reward minus the mean of the *other* G − 1 in its group.
+# 4. **Dr. GRPO's loss, whole.** Liu et al. ("Understanding R1-Zero-like training: a critical
+#    perspective", arXiv:2503.20783v1, the Dr. GRPO objective) remove the two normalisations of GRPO
+#    that depend on the sample: the division of the advantage by the group's std, and the
+#    division of each completion's token sum by its length |o_i|. Section 2's table gives the
+#    aggregation and section 6 its length bias; here you put both changes into one loss, with β = 0 (no KL term):
+#
+#    $$A_i = r_i - \mathrm{mean}_{group}(r),\qquad
+#      \mathcal L = \frac{1}{B\,T}\sum_{i}\sum_{t\le |o_i|} -\min\big(\rho_{i,t}A_i,\ \mathrm{clip}(\rho_{i,t}, 1-\varepsilon, 1+\varepsilon)A_i\big),$$
+#
+#    with T the generation budget (here the mask's width). Write
+#    `my_dr_grpo_loss(logp, old_logp, rewards, mask, group_size, clip_eps)`: `rewards` (B,) with
+#    the G samples of each prompt consecutive, the rest (B, T), padding possibly NaN. Before you
+#    run the checker, compute by hand the loss at ρ = 1 for one group of two, rewards [1, 0],
+#    lengths 1 and 3, T = 4; then say what GRPO's own aggregation would give, and why.
 
 # %%
 def my_group_adv(rewards, G):
@@ -550,3 +580,10 @@ def my_rloo_adv(rewards, G):
 
 
 _ = check.rloo_advantages(my_rloo_adv)
+
+# %%
+def my_dr_grpo_loss(logp, old_logp, rewards, mask, group_size, clip_eps):
+    raise NotImplementedError  # YOUR CODE HERE
+
+
+_ = check.dr_grpo_loss(my_dr_grpo_loss)

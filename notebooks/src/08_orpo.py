@@ -1,4 +1,4 @@
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # # 08 · ORPO: odds ratios, one stage, no reference model
 #
 # Notebooks 05–07 all start from an SFT model and keep a frozen copy of it as the reference. That
@@ -30,7 +30,7 @@ torch.set_num_threads(1)
 world = load_world()
 print(world.pairs)
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 1. Odds against probability
 #
 # ORPO scores a completion by its length-averaged log-prob $\bar\ell = \frac1{|y|}\sum_t\log\pi(y_t|x,y_{<t})$.
@@ -49,7 +49,7 @@ print(world.pairs)
 # %%
 viz.plot_odds()
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 2. Computing log(1 − e^ℓ) without losing it
 #
 # A confident model has $\bar\ell$ close to 0. Then $1 - e^{\bar\ell}$ cancels catastrophically:
@@ -82,7 +82,7 @@ for e, n, s, x in zip(ell.tolist(), naive.tolist(), stable.tolist(), exact.tolis
 print("gradients finite:", bool(torch.isfinite(ell.grad).all()))
 assert torch.allclose(stable.double(), exact, rtol=1e-4) and not torch.allclose(naive.double(), exact, rtol=1e-4)
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 3. The ORPO loss
 #
 # $$\mathcal L_{ORPO} = \underbrace{\mathbb E\big[-\bar\ell_w\big]}_{\text{SFT on the chosen}} \;+\; \lambda\,\mathbb E\Big[-\log\sigma\big(\text{log-odds}(\bar\ell_w) - \text{log-odds}(\bar\ell_l)\big)\Big],\qquad \lambda = 0.1.$$
@@ -110,7 +110,7 @@ c, r = -3 * torch.rand(16, generator=g) - 1e-3, -3 * torch.rand(16, generator=g)
 print("inline == library:", torch.allclose(orpo_loss_inline(c, r), orpo_loss(c, r)))
 print(f"equal odds (ratio 0): the penalty is λ·ln 2 = {orpo_loss(c, c).item() - (-c.mean().item()):.4f}")
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 4. One stage, one model, from the base model
 #
 # `train_orpo` starts from `world.new_base_model()`, the randomly initialised model that SFT started
@@ -143,7 +143,7 @@ assert orpo_h["rejected_mean_logps"][-1] < max(orpo_h["rejected_mean_logps"])
 # on another seed, or on another CPU whose floats round differently, ends elsewhere. So we train
 # both arms on three seeds (the λ = 0.1 run on seed 0 is the one above) and read the table per seed.
 
-# %%
+# %% slideshow={"slide_type": "notes"}
 SEEDS = (0, 1, 2)
 runs = {(0.1, 0): (orpo_policy, orpo_h)}          # (λ, seed) -> (policy, history)
 for lam in (0.1, 0.0):
@@ -295,6 +295,9 @@ assert routes["ORPO"]["held"].models_held == 1 and routes["SFT → DPO"]["held"]
 #
 # ## Exercises
 #
+# If a check fails, its hint is the idea; `check.hint(name, 2)` and `check.hint(name, 3)` give the
+# formula and the code's shape, and `check.solution(name)` prints the reference.
+#
 # **Exercise 8.1.** Write `my_log_odds(mean_logps)`, equal to log(p/(1−p)) with p = exp(mean_logps).
 # It must be finite and accurate at −60 and at −1e−7, in float32 as well as float64.
 
@@ -307,17 +310,31 @@ def my_log_odds(mean_logps):
 _ = check.log_odds(my_log_odds)
 
 # %% [markdown]
-# **Exercise 8.2.** Write `my_orpo_loss(chosen_mean_logps, rejected_mean_logps, lam)`. You may call
-# `teachkit.rlhf.log_odds` or your own function.
+# The ORPO loss itself is written out above; `check.orpo_loss` still checks a version of your own
+# if you want to try it without looking.
+#
+# **Exercise 8.2: how hard ORPO pushes on a pair.** Differentiate the odds-ratio term
+# L_OR = −log σ(r), r = log-odds(ℓ̄_w) − log-odds(ℓ̄_l), and the gradient factors into a weight
+# times a direction (Hong, Lee and Thorne 2024, arXiv:2403.07691v2, the section on the gradient of ORPO):
+#
+# $$\nabla_\theta \mathcal L_{OR} = \delta\cdot h,\qquad
+#   \delta = \Big[1 + \frac{\mathrm{odds}_\theta(y_w|x)}{\mathrm{odds}_\theta(y_l|x)}\Big]^{-1}.$$
+#
+# Write `my_orpo_gradient_weight(chosen_mean_logps, rejected_mean_logps)` → δ per pair, (B,).
+# Show first, on paper, that δ = −∂L_OR/∂r = σ(−r); then compute it through the log-odds, which
+# must stay accurate when a completion is nearly certain (ℓ̄ = −1e−7 in float32, as in 8.1).
+# Before you run the checker: what is δ for p_w = ½, p_l = ¼? And which pairs stop contributing
+# as training goes on?
 
 # %%
-def my_orpo_loss(chosen_mean_logps, rejected_mean_logps, lam):
+def my_orpo_gradient_weight(chosen_mean_logps, rejected_mean_logps):
     # YOUR CODE HERE
     raise NotImplementedError
 
 
-_ = check.orpo_loss(my_orpo_loss)
+_ = check.orpo_gradient_weight(my_orpo_gradient_weight)
 
 # %% [markdown]
-# **Exercise 8.3 (open).** Make the chosen side imperfect: train ORPO on the *low-edit* pairs only
-# (`pairs="low_edit"`), then with λ ∈ {0, 0.1, 1}. Does the odds-ratio term now matter?
+# **Exercise 8.3 (open).** Train ORPO on the *low-edit* pairs only (`pairs="low_edit"`), where every
+# rejected answer is one off the right one, with λ ∈ {0, 0.1, 1}, on three seeds as in section 4.
+# Does the odds-ratio term now matter more than on all pairs?

@@ -1,10 +1,13 @@
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # # 09 · The showdown: on-policy against off-policy, on equal terms
 #
-# The seed article asks: *on-policy (PPO and friends: the model writes, a reward model grades) or
-# off-policy (DPO and friends: learn from a fixed set of preference pairs), which wins?* It answers
-# with a rule of thumb: on-policy needs more compute but has the higher ceiling; off-policy is cheaper
-# but only as good as the match between its data and the model.
+# A question every practitioner meets: *on-policy (PPO and friends: the model writes, a reward model
+# grades) or off-policy (DPO and friends: learn from a fixed set of preference pairs), which wins?*
+# The common rule of thumb: on-policy needs more compute but has the higher ceiling; off-policy is
+# cheaper but only as good as the match between its data and the model. Xu et al. (2024), "Is DPO
+# superior to PPO for LLM alignment? A comprehensive study", arXiv:2404.10719, and Tajwar et al.
+# (2024), "Preference fine-tuning of LLMs should leverage suboptimal, on-policy data",
+# arXiv:2404.14367, test it at scale.
 #
 # Here we measure it. Ten methods share one toy world: PPO, ReMax, GRPO, RLOO (on-policy) and DPO,
 # DPOP, IPO, SimPO, TDPO, ORPO (off-policy), each at three or four strengths of its KL leash β, on two
@@ -14,7 +17,9 @@
 # notebook loads them, re-runs one configuration live to prove the stored numbers are real, and lets
 # you explore with two widgets.
 #
-# Background: `shared/reference/rlhf-losses.md` §6, §10 and §13.
+# Sources for the methods: PPO arXiv:1707.06347, ReMax arXiv:2310.10505, GRPO arXiv:2402.03300,
+# RLOO arXiv:2402.14740, DPO arXiv:2305.18290, DPOP arXiv:2402.13228, IPO arXiv:2310.12036, SimPO
+# arXiv:2405.14734, TDPO arXiv:2404.11999, ORPO arXiv:2403.07691.
 
 # %%
 import math
@@ -30,7 +35,7 @@ runs, meta = showdown_data.load("arithmetic")
 length_runs, length_meta = showdown_data.load("length")
 print(f"{len(runs)} stored runs on 'arithmetic', {len(length_runs)} on 'length'")
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 1. Equal terms: one budget of labels
 #
 # Both routes pay for feedback, in different coin. An on-policy method samples a completion and asks
@@ -92,7 +97,7 @@ assert all(math.isclose(vz.preference_landscape([0.0], b)["loss"][0], math.log(2
 landscape = widgets.dpo_landscape_widget()
 landscape
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 3. The summary table (default task, `arithmetic`)
 #
 # One row per method, at the β whose run ended with the highest gold reward; built by code from the
@@ -108,7 +113,7 @@ landscape
 # under the table), its row is the best of the grid, not a tuned optimum, and one more step of β in
 # that direction might do better.
 
-# %%
+# %% slideshow={"slide_type": "notes"}
 # NBVAL_CHECK_OUTPUT
 start = meta["start"]
 print(f"SFT start: gold {start['gold_reward']:.3f}, proxy {start['proxy_reward']:.3f}\n")
@@ -173,7 +178,7 @@ vz.plot_costs(rows)
 # and optimizer state dominate instead, and the `models` and `trainable` columns are what carries over:
 # that is why ReMax and GRPO drop PPO's critic, and why ORPO and SimPO drop the reference.
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 4. The reward–KL frontier
 #
 # Reward alone flatters whoever drifts furthest from the reference. The DPO and TDPO papers compare
@@ -247,7 +252,7 @@ weakest_leash = [min(showdown_data.select_runs(runs, method=m), key=lambda r: r[
 vz.plot_gold_vs_proxy(flagged + [r for r in weakest_leash if r not in flagged][: 8 - len(flagged)],
                       title="gold (solid) vs proxy (dashed): flagged runs, then on-policy runs with the weakest leash")
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 6. A live re-run: are the stored numbers real?
 #
 # We train one row of the summary table again, now: DPO at the β of its row, with the same seed and
@@ -293,7 +298,7 @@ for key in ("gold_reward", "proxy_reward", "kl_to_ref", "labels_used", "samples_
     assert abs(stored_row[key] - live_row[key]) <= tolerance.get(key, 0.0), key
 print(showdown_data.format_table([{**stored_row, "method": "stored"}, {**live_row, "method": "live"}], result_columns))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 7. A second task: the optimum where SFT rarely goes
 #
 # `length`: the prompt `k:` asks for exactly k letters, and the gold reward is $1 - |n - k|/6$. The
@@ -411,7 +416,7 @@ assert all(r["beta"] == max(runner.METHODS[r["method"]].betas) for r in below), 
 # Both tasks point the same way, with different margins. On `arithmetic`, where part of the pairs hold
 # the right answer itself (right against off by one), the best off-policy run comes within a few
 # standard errors of PPO (section 4) at less than half its KL and a fraction of its time. On `length`, where the pairs rarely hold the
-# optimum, no offline run gets there. That is the seed article's rule of thumb, measured: on-policy has
+# optimum, no offline run gets there. That is the rule of thumb of the introduction, measured: on-policy has
 # the higher ceiling and pays for it in sampling and models held; off-policy is cheap, and only as good
 # as the match between its data and the optimum.
 #
@@ -434,7 +439,7 @@ def live_run(method, beta, **knobs):
 explorer = widgets.method_explorer(runs, live=live_run)
 explorer
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## Exercises
 #
 # **1. DPO's gradient weight.** Write `my_weight(h, beta)`: for a tensor of log-ratio margins `h`,

@@ -1,4 +1,4 @@
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # # 10 · Activation sparsity: which neurons fire, and can we predict them?
 #
 # This is the first half of the PowerInfer-2 story. A transformer spends most of its weights in
@@ -28,7 +28,7 @@ from teachkit.sparse.lm import load_lm, perplexity, record_ffn
 
 torch.set_num_threads(1)
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 1. The model and its held-out text
 #
 # `load_lm()` reads `data/sparse_lm.pt` (run `make data` if it is missing). The model is the
@@ -61,7 +61,7 @@ for layer, h in enumerate(hs):
     print(f"layer {layer}: {act.mean():.1%} of neurons active per token "
           f"(10th-90th percentile {np.quantile(act, 0.1):.1%}-{np.quantile(act, 0.9):.1%})")
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 2. Which neurons fire on each token
 #
 # Each row is a token of the held-out text (the byte is written on the left), each column a
@@ -73,7 +73,7 @@ for layer, h in enumerate(hs):
 labels = [chr(b) if 32 <= b < 127 else "·" for b in held_out[:32].tolist()]
 viz.plot_activation_heatmap(hs[1][:32], title="layer 1, 32 held-out tokens", labels=labels)
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 3. Hot and cold neurons: skewed, but is it a power law?
 #
 # Count, for each neuron, the fraction of tokens it fires on, and sort. PowerInfer reports that
@@ -118,7 +118,7 @@ viz.plot_rank_fits(freqs, title="trained ReLU LM: firing frequency by neuron ran
 # Llama); a 4-layer byte-level model with 512 neurons per layer need not reproduce it. What
 # matters for caching is the skew itself: a small hot set to keep in memory and a long cold tail.
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 4. One token is sparse, a prompt is dense
 #
 # During decoding the model handles one token at a time, and only its active set matters. A
@@ -142,7 +142,7 @@ assert all(u[-1] >= 10 * u[0] for k, u in unions.items() if k != "layer 0")
 # %%
 viz.plot_union_activity(windows, unions)
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 5. Predicting the active set
 #
 # To skip a neuron we must know *before* computing it that it will not fire. A **predictor**
@@ -156,7 +156,7 @@ viz.plot_union_activity(windows, unions)
 # *training* text, and tested on the held-out text. Here is the low-rank training loop, written
 # out for layer 1:
 
-# %%
+# %% slideshow={"slide_type": "notes"}
 # NBVAL_CHECK_OUTPUT
 xs_train, hs_train = record_ffn(model, train_text[:16_384])
 layer, rank = 1, 32
@@ -237,7 +237,7 @@ for kind, rows in sweeps.items():             # a higher threshold keeps fewer n
 viz.plot_predictor_tradeoff({"low-rank": sweeps["lowrank"], "MLP": sweeps["mlp"]},
                             title="layer 1, held-out text")
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 6. What the predictor costs in accuracy
 #
 # Run the whole model with every FFN restricted to the predicted neurons, and compare with the
@@ -247,7 +247,7 @@ viz.plot_predictor_tradeoff({"low-rank": sweeps["lowrank"], "MLP": sweeps["mlp"]
 # (the sum of the ReLU outputs) those neurons carry. The FFN weights a token then reads are
 # the predictor plus the kept neurons.
 
-# %%
+# %% slideshow={"slide_type": "notes"}
 # NBVAL_CHECK_OUTPUT
 def masker_for(ps, threshold, log):
     def masker(layer, x):
@@ -389,8 +389,11 @@ viz.plot_power_law({"trained LM, layer 1": freqs["layer 1"],
                     "SYNTHETIC layer": stats.firing_frequency(Hs)},
                    title="real (trained) vs SYNTHETIC firing frequencies")
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## Exercises
+#
+# If a check fails, its hint is the idea; `check.hint(name, 2)` and `check.hint(name, 3)` give the
+# formula and the code's shape, and `check.solution(name)` prints the reference.
 #
 # 1. `firing_frequency(H)`: for activations `H` of shape (tokens, neurons), return each neuron's
 #    fraction of tokens with `H > 0`.

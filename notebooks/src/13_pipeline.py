@@ -1,4 +1,4 @@
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # # 13 · The neuron-cluster pipeline
 #
 # With the cache of notebook 12, most active neurons of a token are already in RAM and some
@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from teachkit import check, viz
-from teachkit.sparse import kernels
+from teachkit.sparse import kernels, platform_io
 from teachkit.sparse.engine import EngineConfig, OraclePredictor, SparseFFN
 from teachkit.sparse.flash import FlashSpec, write_flash
 from teachkit.sparse.iobench import FlashReadError
@@ -46,8 +46,10 @@ path = write_flash(workdir / "ffn.bin", spec, stack.bundles)
 X = [stack.hidden_states(l, 16, seed=1) for l in range(4)]
 oracle = OraclePredictor(stack.bundles, gated=True)
 print(stack.describe())
+for line in platform_io.describe():            # which I/O this platform gives the engine
+    print(line)
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 1. Two stages per cluster: gate, then up/down
 #
 # The fused bundled kernel of notebook 11 (`kernels.sparse_ffn_bundled`) computes `Σ h_i down_i` in one pass. The pipeline cuts it in
@@ -71,7 +73,7 @@ fused = kernels.sparse_ffn_bundled(B, idx, x, np.zeros(256, np.float32), gated=T
 print(f"active neurons: {len(idx)} of 2048;  two-stage == fused: {np.allclose(two_stage, fused, atol=1e-4)}")
 print("sparse == dense FFN:", np.allclose(two_stage, dense_ffn_ref(B, x, True), atol=1e-4))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 2. Three schedules, same tokens, same answers
 #
 # * `serial`: read every missing cluster, then compute everything (what LLM in a flash does);
@@ -83,7 +85,7 @@ print("sparse == dense FFN:", np.allclose(two_stage, dense_ffn_ref(B, x, True), 
 # neurons, so a layer's misses form several clusters, and `io_depth=64` lets all of them be in
 # flight at once. With the oracle predictor every schedule must reproduce the dense FFN.
 
-# %%
+# %% slideshow={"slide_type": "notes"}
 # NBVAL_CHECK_OUTPUT
 budget = spec.ffn_bytes // 4
 refs = [[dense_ffn_ref(stack.bundles[l], X[l][t], True) for l in range(4)] for t in range(16)]
@@ -117,7 +119,7 @@ for sched, eng in engines.items():
           f"cold hit rate {eng.cache.hit_rates()['cold']:.2f}")
 assert max(worst.values()) < 1e-4
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 3. The Gantt chart: where the time goes
 #
 # Each bar is one event of the trace of the last token, in the layer with the most reads. On
@@ -204,6 +206,62 @@ print(f"largest gap between the schedules' medians {gap:.2f} ms, the tokens' own
 # `compute + I/O`. The exercise below computes this makespan; notebook 14 measures the whole
 # ladder of ideas on a larger model.
 #
+# ### When the cluster pipeline wins: the same layer on a phone-like machine
+#
+# We cannot make this machine's compute slower or its disk return reads one by one, but we can
+# feed a model the stage times of the layer above and change one thing at a time. The model
+# (`teachkit.sparse.tradeoffs.pipeline_makespans`) has one I/O lane that delivers the clusters in
+# the order they landed, and one compute lane that first does the in-memory work, then each read
+# cluster's up/down:
+#
+# * serial: all reads, then all compute;
+# * matrix: the in-memory work overlaps the reads, then a barrier, then every read cluster's compute;
+# * cluster: each cluster is computed as soon as it has landed and the compute lane is free.
+#
+# Two things decide whether overlap pays: how the reads *land* (all at the end of the burst, as
+# measured here, or one by one, as on a phone's UFS storage, which serves a queue of requests in
+# turn), and how long the compute is next to the I/O. PowerInfer-2 (Xue et al., arXiv:2406.06282)
+# was built for the second case: compute and I/O of the same order.
+
+# %%
+from teachkit.sparse.tradeoffs import pipeline_makespans, stage_times
+
+st = stage_times(traces["cluster"][-1], busiest)         # the last timed token, the busiest layer
+n_reads, io_ms = len(st["read_ms"]), sum(st["read_ms"])
+measured_ratio = sum(st["compute_ms"]) / io_ms
+landings = {"as measured (the burst lands at its end)": st["read_ms"],
+            "one by one (the same burst, evenly spread)": [io_ms / n_reads] * n_reads}
+print(f"layer {busiest}: {n_reads} read clusters; compute / I/O measured here: {measured_ratio:.2f}")
+gain = {}
+for label, reads in landings.items():
+    for ratio in (measured_ratio, 1.0):
+        compute = [ratio * io_ms / n_reads] * n_reads   # every cluster's up/down scaled together
+        m = pipeline_makespans(reads, compute, st["in_memory_ms"])
+        gain[label, ratio] = m["matrix"] / m["cluster"]
+        print(f"  reads land {label:42s} compute/I-O {ratio:4.2f}: matrix / cluster makespan "
+              f"{gain[label, ratio]:.2f}x")
+spread = "one by one (the same burst, evenly spread)"
+assert gain[spread, 1.0] > 1.3 and gain[spread, 1.0] >= gain[spread, measured_ratio]
+assert all(g >= 1.0 - 1e-9 for g in gain.values())     # the cluster schedule never loses in the model
+
+# %% [markdown]
+# Read the table from the bottom up. With reads that land one by one and compute as long as the
+# I/O, the cluster schedule finishes each cluster's work while the next one is still on its way,
+# and the layer takes little more than its I/O, where the matrix schedule takes I/O plus compute:
+# this is the regime PowerInfer-2 was built for. Take either ingredient away and the gain shrinks:
+# with this machine's small compute there is little to hide, and when the whole burst lands at
+# its end there is almost nothing to compute before the last read, so cluster and matrix come
+# close (the first rows).
+# The slider below moves the compute/I-O ratio over the measured stage times (a static figure
+# when no front end is attached).
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+from teachkit import widgets
+
+widgets.makespan_widget(landings[spread], st["compute_ms"], st["in_memory_ms"])
+
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 4. Reading in two phases: gate first, up/down only if it fired
 #
 # A real predictor is not exact: it also selects neurons that will not fire (false
@@ -211,7 +269,7 @@ print(f"largest gap between the schedules' medians {gap:.2f} ms, the tokens' own
 # missing neuron; after the gate compute, up and down are read only for the neurons whose gate
 # fired (PowerInfer-2's two-phase loading). We add 30% random false positives to the oracle.
 
-# %%
+# %% slideshow={"slide_type": "notes"}
 # NBVAL_CHECK_OUTPUT
 class NoisyPredictor:
     oracle = True                                      # it wraps the oracle: outside the budget too
@@ -255,7 +313,7 @@ print("split reads fewer bytes:", read["split"][0] < read["bundle"][0], "| but m
 # not complete within `timeout` seconds raises `PipelineTimeout`. Here a test hook, `fault`,
 # plays the broken disk: the I/O thread calls it for every completed read.
 
-# %%
+# %% slideshow={"slide_type": "notes"}
 # NBVAL_CHECK_OUTPUT
 def broken_disk(n_reads):
     if n_reads >= 2:
@@ -283,8 +341,11 @@ except PipelineTimeout as err:
 release.set()
 eng.close()
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## Exercises
+#
+# If a check fails, its hint is the idea; `check.hint(name, 2)` and `check.hint(name, 3)` give the
+# formula and the code's shape, and `check.solution(name)` prints the reference.
 #
 # **The pipeline's makespan.** A simplified pipeline (the engine keeps several reads in
 # flight; here they take turns). One I/O lane reads clusters one after another (`read_ms[i]`,

@@ -1,4 +1,4 @@
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # # 14 · The planner, the engine end to end, and the baselines
 #
 # Notebooks 12 and 13 built the pieces: a flash file, a segmented cache, a cluster pipeline.
@@ -43,7 +43,7 @@ from teachkit.sparse.synthetic import SyntheticConfig
 
 workdir = Path(tempfile.mkdtemp(prefix="nb14_"))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 1. Profile the machine
 #
 # Four things drive the cost model: memory bandwidth (how fast RAM-resident weights stream),
@@ -73,7 +73,7 @@ b = io["burst"]
 print("a burst of k 8 KiB reads:", ", ".join(f"{k}: {t * 1e3:.2f} ms" for k, t in zip(b["k"], b["seconds"])),
       f"-> a = {b['a'] * 1e6:.0f} us, b = {b['b'] * 1e6:.1f} us per read")
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 2. Profile the model, and let the planner choose
 #
 # The model profile is a recorded run: which neurons fired on each token of each layer. From
@@ -172,7 +172,7 @@ print("the planner ranks the three budgets in the measured order:", bool(np.arra
 # cores, and each landed cluster waits for a thread to wake up), and `c_layer` was fitted
 # where nothing is read.
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 3. The engine on the trained language model
 #
 # The model of notebook 10 (a byte-level ReLU GPT trained on Python's standard library,
@@ -229,7 +229,7 @@ print(f"cold hit rate {st['hit_rate_cold']:.3f}; read from flash: {st['prefill_b
 # the real predictors below: a few dropped neurons rarely change the top token, which is why
 # the perplexity over held-out text is the sensitive measure.)
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # ### What does a real predictor cost?
 #
 # The oracle needs the full FFN weights to know the active set, so it saves nothing. The real
@@ -261,7 +261,7 @@ print("oracle perplexity equals dense (log-likelihood within 1e-4):", abs(nll["o
 print("real predictors cost some quality (perplexity above dense):",
       all(nll[k] > nll["dense"] for k in ("low-rank", "MLP")))
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # ### Could the reads start earlier?
 #
 # A layer's reads wait for its predictor, which waits for its attention (section 4 measures
@@ -363,7 +363,7 @@ with SparseFFN(wide.path, wide_cfg, wide.predictor, gated=True, fixed=wide.fixed
     print("reads with O_DIRECT:", eng.pipe.reader.direct, "| straight into the cache rows:", eng.pipe.io.into_cache)
     viz.plot_gantt(eng.trace.events, title="one decode token with the look-ahead (SYNTHETIC, d = 1024)")
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "slide"}
 # ## 4. The baselines, the ablation and the budget sweep, in one run
 #
 # `teachkit.sparse.bench_engine.run` decodes the same tokens with every engine, **interleaved**
@@ -392,6 +392,7 @@ res = bench_engine.run(quick=True, profile={"bandwidth_Bps": {1: bw_mem, 2: bw_m
 for name, r in res["configs"].items():
     print(f"{name:>18}: {r['tok_s']:7.1f} tok/s  {r['bytes_read_per_token'] / 2**20:7.2f} MiB read/token")
 print({k: round(v, 2) for k, v in res["ratios"].items()})
+print(f"I/O path: {res['io_path']}; the bound's t_io measures {res['bound']['t_io_is']}")
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -413,6 +414,17 @@ print("cold hit rate by budget:", {r["budget_over_ffn"]: round(r["hit_rate_cold"
                                    for r in res["budget_sweep"] if "hit_rate_cold" in r})
 
 # %% [markdown]
+# **Try it.** Move the memory budget over the stored full-size sweep: the planner's predicted
+# tokens/s beside the measured ones (a static figure when no front end is attached).
+
+# %%
+# NBVAL_IGNORE_OUTPUT
+from teachkit import widgets
+
+if (DATA_DIR / "engine_bench.json").exists():
+    display(widgets.budget_widget(json.loads((DATA_DIR / "engine_bench.json").read_text())))
+
+# %% [markdown]
 # **Why the cold hit rate falls off a cliff at small budgets.** Decoding visits the layers in
 # the same order on every token, and the cold neurons that recur do so about once per token.
 # When the cold region holds fewer of them than recur, LRU evicts each neuron shortly before
@@ -421,7 +433,7 @@ print("cold hit rate by budget:", {r["budget_over_ffn"]: round(r["hit_rate_cold"
 # degrade more gracefully; PowerInfer-2 avoids the regime by letting the planner size the
 # regions.
 
-# %% [markdown]
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # ### The full-size run
 #
 # `data/engine_bench.json` is the stored result of
@@ -461,7 +473,7 @@ if stored.exists():
 # The sparse engine's bound is `1 / max(t_mem, t_io)` above. Their quotients are the largest
 # speed-ups physics allows; compare them with the goals (20x over mmap).
 
-# %%
+# %% slideshow={"slide_type": "notes"}
 if stored.exists():
     seq = full["io_profile"]["sequential_best_Bps"]              # the best chunk size x reads in flight
     mmap_bound = seq / full["configs"]["dense_mmap"]["bytes_read_per_token"]
@@ -564,6 +576,9 @@ if stored.exists():
 #   and with these guesses, slower: every wrong guess is a read.
 #
 # ## Exercises
+#
+# If a check fails, its hint is the idea; `check.hint(name, 2)` and `check.hint(name, 3)` give the
+# formula and the code's shape, and `check.solution(name)` prints the reference.
 #
 # **The physical bound.** RAM-resident bytes per token `ram_bytes`, missed bytes per token
 # `miss_bytes` (read from disk, then once more from RAM), bandwidths `bw_mem` and `bw_io` in

@@ -66,14 +66,21 @@ def hit_rate_over_splits(traces: list, n_neurons: int, total_slots: int, shares,
 
 
 def stage_times(events, layer: int) -> dict:
-    """One layer's stage times (ms) from ``Trace.events``: reads in start order, compute shared evenly.
+    """One layer's stage times (ms) from ``Trace.events``, in the makespan model's terms.
 
-    The cluster compute of the layer is divided evenly among its reads, which is what the
-    makespan model needs: how much compute waits on each read.
+    Reads overlap in flight, so a read's own duration is not what the single I/O lane of the
+    model spends on it. ``read_ms[i]`` is the time from the previous landing (the first: from the
+    first submit) to the i-th landing: the lane's total is the burst's wall time, and a burst
+    that lands all at once shows as one long read and near-zero others. The cluster compute of
+    the layer is divided evenly among its reads: how much compute waits on each landing.
     """
     layer_events = [e for e in events if e[2] == layer]
-    reads = sorted((e for e in layer_events if e[1] in READ_STAGES), key=lambda e: e[4])
-    read_ms = [1e3 * (e[5] - e[4]) for e in reads]
+    reads = sorted((e for e in layer_events if e[1] in READ_STAGES), key=lambda e: e[5])
+    clock = min((e[4] for e in reads), default=0.0)
+    read_ms = []
+    for e in reads:
+        read_ms.append(1e3 * max(0.0, e[5] - clock))
+        clock = max(clock, e[5])
     compute = 1e3 * sum(e[5] - e[4] for e in layer_events if e[1] in CLUSTER_COMPUTE)
     in_memory = 1e3 * sum(e[5] - e[4] for e in layer_events if e[1] == "gate_compute")
     share = compute / len(read_ms) if read_ms else 0.0
