@@ -18,10 +18,6 @@ from packaging.version import Version
 
 from . import REPO_DIR
 
-IMPORT_NAMES = {"torch": "torch", "numpy": "numpy", "numba": "numba", "matplotlib": "matplotlib",
-                "ipywidgets": "ipywidgets", "jupyterlab": "jupyterlab", "pytest": "pytest", "nbval": "nbval",
-                "pyyaml": "yaml"}
-
 
 @dataclass
 class PackageStatus:

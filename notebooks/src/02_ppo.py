@@ -57,8 +57,17 @@ task.show(roll.prompts, roll.completions, roll.mask)
 # RLHF treats writing an answer as an episode: the state is the prompt plus the tokens so far, the
 # action is the next token. The reward model scores only the finished answer, so the reward at
 # every position is 0 except at the last token. We add a penalty at *every* token for moving away
-# from the reference, with the sampled log-ratio (the k1 estimator of the KL):
+# from the reference. Two definitions first:
 #
+# * **π_old** is the policy as it was when it wrote this batch of answers. PPO then takes several
+#   gradient steps on the same batch, so the policy being trained, π_θ, drifts away from π_old;
+#   the rewards and advantages are computed once, with π_old.
+# * The **k1 estimator** of KL(π_old ‖ π_ref) is the log-ratio of the token actually written,
+#   log π_old(y_t) − log π_ref(y_t): its average over tokens sampled from π_old is exactly the KL,
+#   though a single token's value can be negative (Schulman, "Approximating KL divergence", 2020,
+#   names it k1 beside the k2 and k3 of notebook 04).
+#
+# The per-token reward is then
 # $$ r_t = -\beta\,\big(\log\pi_{\text{old}}(y_t) - \log\pi_{\text{ref}}(y_t)\big) + \mathbb 1[t = \text{last}]\; r_\phi(x, y). $$
 #
 # Summed over the episode, the return is $r_\phi(x,y) - \beta \log\frac{\pi(y|x)}{\pi_{\text{ref}}(y|x)}$, whose

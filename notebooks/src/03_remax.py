@@ -30,7 +30,7 @@ task = world.task
 # gradient from samples alone. Subtracting any $b(x)$ that does not look at the sample leaves it
 # unbiased, because $\mathbb E_{y\sim\pi}[b(x)\nabla\log\pi(y|x)] = b(x)\,\nabla\sum_y \pi(y|x) = b(x)\,\nabla 1 = 0$:
 #
-# $$ \nabla J \approx \frac1B\sum_b \big(r(x_b, y_b) - b(x_b)\big)\sum_t \nabla\log\pi(y_{b,t} | x_b, y_{b,<t}). $$
+# $$ \nabla J \approx \frac1B\sum_i \big(r(x_i, y_i) - b(x_i)\big)\sum_t \nabla\log\pi(y_{i,t} | x_i, y_{i,<t}). $$
 #
 # The baseline does change the **variance**: a good $b(x)$ is close to $\mathbb E[r|x]$. PPO learns
 # it (the critic), GRPO estimates it from a group of samples, and ReMax uses
@@ -38,7 +38,7 @@ task = world.task
 # answer is its typical answer. The KL leash goes into the return. We make a simple choice and
 # subtract the **whole answer's** KL from one scalar return shared by all its tokens:
 #
-# $$ A_b = r(x_b, y_b) - r(x_b, \hat y_b) - \beta \sum_t \big(\log\pi(y_{b,t}) - \log\pi_{\text{ref}}(y_{b,t})\big). $$
+# $$ A_i = r(x_i, y_i) - r(x_i, \hat y_i) - \beta \sum_t \big(\log\pi(y_{i,t}) - \log\pi_{\text{ref}}(y_{i,t})\big). $$
 #
 # This is a deviation, stated as such in `remax_train.py`. PPO with γ = 1 (notebook 02) gives each
 # token the KL *still to come* from that token on; the ReMax code gives each token its *own* KL term
@@ -47,7 +47,7 @@ task = world.task
 # the expectation.
 #
 # As a loss to minimise (token-mean, as in the ReMax code):
-# $L = -\sum_{b,t} A_b \log\pi(y_{b,t})\, m_{b,t} / \sum m$. Its value means nothing; its gradient
+# $L = -\sum_{i,t} A_i \log\pi(y_{i,t})\, m_{i,t} / \sum m$. Its value means nothing; its gradient
 # is the estimate above (up to the normalisation).
 
 # %%

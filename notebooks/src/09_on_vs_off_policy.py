@@ -51,6 +51,12 @@ print(f"{len(runs)} stored runs on 'arithmetic', {len(length_runs)} on 'length'"
 # learned **proxy** reward model. So the off-policy side learns from the true judgement and the
 # on-policy side from an imperfect model of it, which again tilts the comparison towards off-policy.
 #
+# One more caveat on what "equal" means here. The proxy reward model was itself trained on the same
+# training pairs the off-policy methods read (notebook 01). So the budget equalises *optimiser
+# samples* (labels spent inside each loop), not *information*: the on-policy side also benefits,
+# through its reward model, from every pair, and the comparison says which route turns the same
+# labelling effort into more gold reward on this toy, not which route saw less data.
+#
 # A pair drawn twice is paid twice, so epochs over a small dataset cost what they teach. The budget
 # then fixes the number of optimiser steps of every loop:
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import textwrap
 import traceback
 from dataclasses import dataclass, field
@@ -241,7 +240,3 @@ def _copy(args: tuple) -> tuple:
             a = a.copy()
         out.append(a)
     return tuple(out)
-
-
-def isclose(a: float, b: float, tol: float = 1e-6) -> bool:
-    return math.isclose(float(a), float(b), rel_tol=tol, abs_tol=tol)

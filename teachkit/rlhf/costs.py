@@ -35,8 +35,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-__all__ = ["ModelCosts", "model_costs", "optimizer_state_bytes", "StepPeak", "Timer", "cost_summary",
-           "compare_methods"]
+__all__ = ["ModelCosts", "model_costs", "optimizer_state_bytes", "StepPeak", "Timer", "cost_summary"]
 
 
 def _bytes(tensors) -> int:
@@ -155,49 +154,3 @@ def cost_summary(costs: ModelCosts, step_peak_bytes: int, seconds_per_step: floa
                step_peak_mb=step_peak_bytes * mb, peak_mb=(costs.resident_bytes + step_peak_bytes) * mb,
                seconds_per_step=float(seconds_per_step))
     return out
-
-
-def compare_methods(world=None, seed: int = 0) -> dict[str, dict[str, float]]:
-    """Train PPO, ReMax and GRPO with the notebooks' settings, profiling step 3; return figures per method.
-
-    ``python -m teachkit.rlhf.costs`` prints them: gold reward before and after (held-out, sampled,
-    mean of three evaluation seeds), KL to the reference, seconds per step and peak memory.
-    """
-    from ..toy.evaluate import evaluate_policy
-    from ..toy.world import load_world
-    from .grpo_train import GRPOConfig, train_grpo
-    from .ppo_train import PPOConfig, train_ppo
-    from .remax_train import ReMaxConfig, train_remax
-
-    world = load_world() if world is None else world
-    runs = {
-        "PPO": (train_ppo, PPOConfig(steps=40, beta=0.5, lr=3e-4, profile_step=3, seed=seed)),
-        "ReMax": (train_remax, ReMaxConfig(steps=60, beta=0.5, lr=3e-4, profile_step=3, seed=seed)),
-        "GRPO": (train_grpo, GRPOConfig(steps=40, beta=0.2, lr=1e-4, profile_step=3, seed=seed)),
-    }
-    seeds = (10, 11, 12)
-    before = sum(evaluate_policy(world, world.reference, seed=s)["gold_reward"] for s in seeds) / len(seeds)
-    out = {}
-    for name, (train, cfg) in runs.items():
-        policy, h = train(world, cfg)
-        evals = [evaluate_policy(world, policy, seed=s) for s in seeds]
-        out[name] = {"gold_before": before, "gold_after": sum(e["gold_reward"] for e in evals) / len(seeds),
-                     "kl_to_ref": sum(e["kl_to_ref"] for e in evals) / len(seeds),
-                     "steps": float(cfg.steps), "samples": h["samples_generated"][-1],
-                     **{k: h[k][0] for k in ("models_held", "trainable_params", "optimizer_mb", "resident_mb",
-                                             "step_peak_mb", "peak_mb", "seconds_per_step")}}
-    return out
-
-
-def main() -> None:
-    torch.set_num_threads(1)
-    table = compare_methods()
-    cols = ["gold_before", "gold_after", "kl_to_ref", "steps", "samples", "models_held", "trainable_params",
-            "optimizer_mb", "resident_mb", "step_peak_mb", "peak_mb", "seconds_per_step"]
-    print("method " + " ".join(f"{c:>16s}" for c in cols))
-    for name, row in table.items():
-        print(f"{name:6s} " + " ".join(f"{row[c]:16.4g}" for c in cols))
-
-
-if __name__ == "__main__":
-    main()

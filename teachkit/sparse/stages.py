@@ -15,7 +15,8 @@ first row alone decides whether the neuron fires, so the compute is cut in two s
 That cut is what lets the pipeline read the gate part of a bundle first and up/down only for
 neurons whose gate fired (PowerInfer-2's two-phase loading), and compute one cluster's gate
 while another cluster's up/down is still in flight. Work already in memory has nothing to wait
-for between the two stages, so :func:`fused_compute` runs both in one pass on every core.
+for between the two stages, so :func:`fused_compute` runs both in one pass (on every core for
+batches of 1 MiB of weights or more; smaller ones on the calling thread, see ``kernels``).
 
 The kernels release the GIL (``nogil``), so they run while reads are in flight and the I/O thread lands them. int8 weights
 come as a ``(Q, S)`` tuple (weights, one scale per row) and go to the ``_i8`` variants.
@@ -109,7 +110,7 @@ def gate_compute(W, rows, x, g) -> np.ndarray:
 
 
 def fused_compute(W, rows, x, out, gated: bool) -> np.ndarray:
-    """Both stages in one pass, on every core: ``out += Σ_j h_j · down(W[rows[j]])``.
+    """Both stages in one pass: ``out += Σ_j h_j · down(W[rows[j]])``.
 
     For work already in memory, where there is nothing to wait for between the stages. It
     is the fused bundled kernel of notebook 11 (private per-thread accumulators, see ``kernels``).
