@@ -77,7 +77,7 @@ print(f"demonstrations right: {demo_gold.mean():.3f} overall, "
 # A decoder-only transformer with **pre-LN** residual blocks:
 #
 # $$x_0 = E_{\text{tok}}[\text{idx}] + E_{\text{pos}}[0..T-1],\qquad
-#   h = x + \text{Attn}(\text{LN}_1(x)),\qquad x' = h + W_2\,\text{ReLU}(W_1\,\text{LN}_2(h)),$$
+#   h = x + \text{Attn}(\text{LN}_1(x)),\qquad x^\prime = h + W_2\,\text{ReLU}(W_1\,\text{LN}_2(h)),$$
 #
 # and logits $= \text{LN}_f(x_L)\,E_{\text{tok}}^\top$ (tied weights). **Causal** attention lets
 # position $i$ look at positions $0..i$ only. ReLU is the default because the sparse-inference
