@@ -5,8 +5,11 @@
 # 2024) samples a **group** of G answers to each prompt and uses the group itself as the baseline:
 # each answer's advantage is its reward standardised within the group. It keeps PPO's clipped ratio
 # and puts the KL to the reference **in the loss** (the k3 estimator) instead of in the reward.
-# Its variants (Dr. GRPO, DAPO) differ in two lines: how advantages are scaled and how token terms
-# are averaged. RLOO closes the notebook.
+# Its variants change a few lines each. Dr. GRPO drops the std division and the per-answer length
+# average. DAPO (arXiv:2503.14476) changes four things: a higher upper clip ("clip-higher", exercise
+# 2.2 of notebook 02), groups whose answers are all right or all wrong filtered out and resampled
+# ("dynamic sampling"), a token-level average over the whole batch, and a soft penalty for answers
+# cut off at the length limit. RLOO closes the notebook.
 #
 # Sources: GRPO, Shao et al. 2024, arXiv:2402.03300 (DeepSeekMath), §4.1; Dr. GRPO, Liu et al. 2025,
 # arXiv:2503.20783; DAPO, Yu et al. 2025, arXiv:2503.14476; RLOO, Ahmadian et al. 2024,
@@ -244,13 +247,15 @@ for name, grad in estimates.items():
 
 # %% [markdown]
 # Does it matter where training ends up? Maximise a reward $R(y)$ over the 5 tokens with each
-# penalty, by exact gradient ascent. The reverse-KL objective has the closed-form optimum
-# $\pi^*(y) \propto \pi_{\text{ref}}(y)\,e^{R(y)/\beta}$; the forward KL pulls differently: it is
-# infinite wherever π_ref has mass and π has none, so it keeps π spread over *every* token the
-# reference likes (mass-covering), while the reverse KL lets π drop tokens (mode-seeking).
-# Setting the gradient of $\sum_y \pi R - \beta\,\mathrm{KL}(\pi_{\text{ref}}\|\pi)$ to a Lagrange
-# multiplier λ gives $\pi(y) = \beta\,\pi_{\text{ref}}(y)/(\lambda - R(y))$: it decays only like
-# 1/(λ − R) in the reward, not exponentially.
+# penalty, by exact gradient ascent. The two optima have different *shapes* in the reward. The
+# reverse-KL objective has the closed form $\pi^*(y) \propto \pi_{\text{ref}}(y)\,e^{R(y)/\beta}$: the
+# reference tilted exponentially, so a token with a low reward loses its mass fast. Setting the
+# gradient of $\sum_y \pi R - \beta\,\mathrm{KL}(\pi_{\text{ref}}\|\pi)$ equal to a Lagrange multiplier λ
+# gives the forward-KL optimum $\pi(y) = \beta\,\pi_{\text{ref}}(y)/(\lambda - R(y))$: it decays only like
+# 1/(λ − R), so low-reward tokens keep much more mass, and λ, pushed close to the best reward, piles
+# the rest onto the best token. (The general labels, mass-covering for the forward KL, which is
+# infinite wherever π_ref has mass and π has none, and mode-seeking for the reverse, describe the
+# same tails: the printout below is what they mean here.)
 
 # %%
 R = torch.tensor([1.0, 0.0, 0.5, -1.0, 0.2], dtype=torch.float64)
@@ -519,8 +524,10 @@ print(f"the curves' last point (evaluation seed 0 only): GRPO {history['gold_rew
 # Two evaluations of the same policies give different numbers: the curves' points sample the 200
 # held-out prompts once (seed 0), the first line averages three other seeds, 600 answers. The gap
 # between GRPO and RLOO is below 3 standard errors of the evaluation and comes from one training seed,
-# so it does not settle the hypothesis of section 5 either way. RLOO proper also uses a
-# sequence-level ratio and puts k1 into the reward; the loop here keeps GRPO's token-level loss.
+# so it does not settle the hypothesis of section 5 either way. Ahmadian et al. (arXiv:2402.14740)
+# use RLOO as a REINFORCE estimator on whole sequences, with the KL penalty in the reward and no
+# clipping; TRL's `RLOOTrainer` adds a PPO-style clip on the sequence-level ratio. The loop here
+# changes only the advantages and keeps GRPO's token-level clipped loss.
 #
 # ## 8. What training showed
 #
