@@ -188,9 +188,9 @@ print(f"one 48 KiB bundle read: {one_bundle * 1e6:.0f} us; three 16 KiB row read
 # ### Many reads in flight, from one thread
 #
 # Why does bandwidth grow with the queue depth? **Little's law**: reads per second = reads in
-# flight / time per read. One 16 KiB read takes about a tenth of a millisecond here, so one
-# read at a time caps us near ten thousand reads per second, whatever the disk could do in
-# parallel. With blocking `pread` each read in flight needs its own thread, and every thread
+# flight / time per read. The time of one 16 KiB read at a time, and the cap it puts on reads
+# per second, are printed below the next measurement: one read at a time cannot go faster than
+# that, whatever the disk could do in parallel. With blocking `pread` each read in flight needs its own thread, and every thread
 # wakes up and takes Python's GIL for its own result. Linux's **kernel AIO**
 # (`io_submit` / `io_getevents`, wrapped in `teachkit.sparse.aio`) takes a whole batch in one
 # system call from one thread, which later collects the completions with a second call
@@ -203,10 +203,14 @@ both = {m: profile_reads(sizes=(16384,), qds=(1, 16), n_reads=24, file_bytes=64 
                          method=m)["random"][16384] for m in methods}
 for m, row in both.items():
     print(f"16 KiB random reads with {m:7s}: " + "  ".join(f"QD{q}: {v / 1e6:6.0f} MB/s" for q, v in row.items()))
+best_qd1 = max(row[1] for row in both.values())
+print(f"one 16 KiB read at a time: {16384 / best_qd1 * 1e3:.2f} ms each, so at most {best_qd1 / 16384:,.0f} reads/s")
+if len(both) == 2:
+    print(f"at QD 16, kernel AIO moves {both['kernel'][16] / both['threads'][16]:.1f}x the bytes of 16 pread threads")
 
 # %% [markdown]
 # Compare the rows. With 16 in flight, kernel AIO moves more bytes than 16 `pread` threads
-# (on the course VM, about two to three times more): every thread wakes up for its own result and needs
+# on the course VM (the ratio is printed above): every thread wakes up for its own result and needs
 # the GIL, and on 2 cores 16 threads mostly wait for each other. Even at QD 1 the thread
 # version loses: each read is handed to another thread and back. (Where the kernel lacks AIO,
 # only the threads row is printed.)
