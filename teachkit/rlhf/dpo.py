@@ -1,4 +1,5 @@
-"""DPO and its one-line cousins: DPOP, IPO, SimPO (off-policy preference optimisation, issue 5).
+"""DPO and its one-line cousins: DPOP, IPO, SimPO (off-policy preference optimisation
+from fixed pairs; Rafailov et al. arXiv:2305.18290).
 
 Public API (a contract; the training loops and the showdown rely on these signatures):
 

@@ -1,4 +1,5 @@
-"""ORPO: odds-ratio preference optimisation, one stage, one model (Hong, Lee, Thorne 2024; issue 5).
+"""ORPO: odds-ratio preference optimisation, one stage, one model (Hong, Lee, Thorne 2024,
+arXiv:2403.07691).
 
 Public API (a contract):
 

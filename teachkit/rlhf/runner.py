@@ -1,4 +1,4 @@
-"""The showdown runner: train any RLHF method under one budget and record what it cost (issue 6).
+"""The showdown runner: train any RLHF method under one budget and record what it cost.
 
 Public API (notebook 09, ``showdown_data`` and the widgets rely on it):
 

@@ -1,4 +1,5 @@
-"""TDPO: token-level DPO with a sequential KL (Zeng et al., ICML 2024; issue 5).
+"""TDPO: token-level DPO with a sequential KL (Zeng et al., ICML 2024,
+arXiv:2404.11999).
 
 Public API (a contract):
 

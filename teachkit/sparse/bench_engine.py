@@ -38,7 +38,7 @@ __all__ = ["run", "TracePredictor", "Workload", "run_backend", "disk_read_bytes"
 LLM_FLASH_THREADS = 32     # "parallelize reads over 32 threads" (LLM in a flash, section 3)
 
 
-GOALS = {"sparse_vs_dense_mmap": 20.0, "sparse_vs_llm_in_a_flash": 3.0, "achieved_over_bound": 0.5}   # issue #8
+GOALS = {"sparse_vs_dense_mmap": 20.0, "sparse_vs_llm_in_a_flash": 3.0, "achieved_over_bound": 0.5}   # the course's speed targets
 
 # Layers share a residual stream (synthetic.py): layer l+1's predictor applied to layer l's input then
 # finds 0.64 of layer l+1's active neurons with precision 0.64 at d=1024, d_ff=4096 (c = 0.9 gives

@@ -1,4 +1,4 @@
-"""A small ReLU language model trained on Python's own standard library (issue 7 (a)).
+"""A small ReLU language model trained on Python's own standard library.
 
 The corpus needs no download: the ``.py`` files at the top of the standard library and the
 pydoc topic pages (``pydoc_data/topics.py``, the language reference as text) ship with every
