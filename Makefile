@@ -15,11 +15,12 @@ export PYDEVD_DISABLE_FILE_VALIDATION := 1
 
 NBVAL_FLAGS := --nbval-lax --nbval-current-env --nbval-cell-timeout=300 --nbval-sanitize-with notebooks/nbval_sanitize.cfg
 
-.PHONY: setup lab test test-lib test-lib-portable test-notebooks test-notebooks-numerics test-notebooks-portable test-notebooks-second-path notebooks slides browser-check data bench clean-venv help
+.PHONY: setup lab lint test test-lib test-lib-portable test-notebooks test-notebooks-numerics test-notebooks-portable test-notebooks-second-path notebooks slides browser-check data bench clean-venv help
 
 help:
 	@echo "make lab        open the course in JupyterLab (PORT=$(PORT), LAB_ARGS=...)"
-	@echo "make test       library tests (and the sparse ones on the I/O fallbacks), then every notebook"
+	@echo "make lint       ruff, the import-layer contracts and the cycle check (part of make test)"
+	@echo "make test       lint, library tests (and the sparse ones on the I/O fallbacks), then every notebook"
 	@echo "                under nbval twice: as this CPU runs it, and on a second float-rounding and I/O path"
 	@echo "make notebooks  build notebooks from notebooks/src and execute them in place (NB=05 for one)"
 	@echo "make slides     static HTML decks that open offline, into notebooks/_slides/ (NB=05 for one)"
@@ -43,7 +44,14 @@ lab: setup
 
 # Every notebook runs twice: as this CPU runs it, then on a second path that changes both the float
 # rounding (NUMERICS_ENV) and the I/O (the fallbacks a Mac takes): both must pass.
-test: setup test-lib test-lib-portable test-notebooks test-notebooks-second-path
+test: setup lint test-lib test-lib-portable test-notebooks test-notebooks-second-path
+
+# Lint (ruff, rules in pyproject.toml) and the layer contracts (import-linter): which package may
+# import which. `python -m teachkit.devtools.layers` prints the map and checks for cycles.
+lint: setup
+	$(VENV)/bin/ruff check teachkit tests notebooks/src
+	$(VENV)/bin/lint-imports
+	$(PY) -m teachkit.devtools.layers
 
 test-lib: setup
 	$(PY) -m pytest tests/ -q
@@ -59,7 +67,7 @@ test-notebooks-numerics: setup
 	$(NUMERICS_ENV) $(PY) -m pytest $(NBVAL_FLAGS) -q notebooks/$(if $(NB),$(NB)*.ipynb,)
 
 # The sparse notebooks (10-14) on the I/O fallbacks a Mac takes: O_DIRECT, posix_fadvise, kernel AIO
-# and /proc hidden (teachkit/sparse/platform_io.py). IO_PLATFORM=windows also hides pread.
+# and /proc hidden (teachkit/sparse/flash/platform_io.py). IO_PLATFORM=windows also hides pread.
 IO_PLATFORM ?= portable
 test-notebooks-portable: setup
 	TEACHKIT_IO_PLATFORM=$(IO_PLATFORM) $(PY) -m pytest $(NBVAL_FLAGS) -q $(sort $(wildcard notebooks/1[0-4]_*.ipynb))
@@ -96,7 +104,7 @@ bench: setup
 	@echo "==> [1/2] sparse kernels vs dense (data/sparse_bench.json)"
 	$(PY) -m teachkit.sparse.bench --no-engine --json data/sparse_bench.json
 	@echo "==> [2/2] engine vs baselines (data/engine_bench.json)"
-	$(PY) -m teachkit.sparse.bench_engine --json data/engine_bench.json
+	$(PY) -m teachkit.sparse.bench.engine --json data/engine_bench.json
 
 clean-venv:
 	rm -rf $(VENV)

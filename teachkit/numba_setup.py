@@ -7,12 +7,12 @@ the end of the loop for the others, do not sleep at once: they **spin** for ``GO
 iterations first (300,000 by default; ``OMP_WAIT_POLICY=PASSIVE`` makes it 0; https://gcc.gnu.org/onlinedocs/libgomp/GOMP_005fSPINCOUNT.html). On a quiet machine the spin
 saves a wake-up (some microseconds) per kernel. On a shared one it is a disaster: a thread
 spinning for its partner holds the core that partner needs, and an engine that calls a dozen
-small kernels per layer loses most of its time there (``python -m teachkit.sparse.bench_load
+small kernels per layer loses most of its time there (``python -m teachkit.sparse.bench.load
 --quick`` measures it).
 
 teachkit therefore sets ``OMP_WAIT_POLICY=PASSIVE`` (sleep at once), unless the user has chosen
 how threads wait: any of :data:`USER_CHOICES` in the environment leaves everything as it is.
-The other half of the fix is in :mod:`teachkit.sparse.kernels`: a kernel too small to gain
+The other half of the fix is in :mod:`teachkit.sparse.compute.kernels`: a kernel too small to gain
 from a second thread runs on the calling thread, so it pays no wake-up at all.
 
 libgomp reads these variables once, when it is loaded. torch loads the same library

@@ -8,16 +8,17 @@ import time
 import numpy as np
 import pytest
 
-import teachkit.sparse.aio as aio
-from teachkit.sparse import platform_io
-from teachkit.sparse.aio import BYTES_PER_SLOT, KernelAIO, ThreadedReads, kernel_aio_available, open_async_reads
-from teachkit.sparse.engine import EngineConfig, OraclePredictor, SparseFFN, engine_memory
-from teachkit.sparse.flash import FlashFile, FlashSpec, write_flash
-from teachkit.sparse.iobench import FlashReadError, aligned_buffer
-from teachkit.sparse.pipeline import staging_rows
-from teachkit.sparse.unit_reads import JOB_BYTES_PER_ROW
-from teachkit.sparse.reference import dense_ffn_ref
-from teachkit.sparse.synthetic import SyntheticConfig, SyntheticStack
+import teachkit.sparse.flash.aio as aio
+from teachkit.sparse.flash import platform_io
+from teachkit.sparse.flash.aio import (BYTES_PER_SLOT, KernelAIO, ThreadedReads, kernel_aio_available,
+    open_async_reads)
+from teachkit.sparse.runtime.engine import EngineConfig, OraclePredictor, SparseFFN, engine_memory
+from teachkit.sparse.flash.format import FlashFile, FlashSpec, write_flash
+from teachkit.sparse.flash.reader import FlashReadError, aligned_buffer
+from teachkit.sparse.flash.unit_reads import staging_rows
+from teachkit.sparse.flash.unit_reads import JOB_BYTES_PER_ROW
+from teachkit.sparse.compute.reference import dense_ffn_ref
+from teachkit.sparse.model.synthetic import SyntheticConfig, SyntheticStack
 
 KINDS = ["kernel", "threads"]
 PAGE = 4096
@@ -402,7 +403,7 @@ def test_read_batch_says_when_the_first_read_came_back(min_first):
 
 
 def test_burst_profile_reports_when_the_first_read_of_a_burst_is_back(tmp_path):
-    from teachkit.sparse.iobench import burst_profile
+    from teachkit.sparse.planner.io_profile import burst_profile
 
     ks = (2, 8)
     prof = burst_profile(PAGE, ks=ks, repeats=3, file_bytes=2 << 20, directory=tmp_path)

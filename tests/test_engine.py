@@ -4,13 +4,15 @@ import numpy as np
 import pytest
 import torch
 
-from teachkit.sparse import platform_io
-from teachkit.sparse.baselines import DenseMmap, DenseRAM, DenseStream, LLMFlash, NoCacheSparse
-from teachkit.sparse.engine import EngineConfig, NumpyGPT, OraclePredictor, SparseFFN, plan_regions
-from teachkit.sparse.flash import FlashFormatError, FlashSpec, write_flash
-from teachkit.sparse.lm import export_numpy
-from teachkit.sparse.reference import dense_ffn_ref
-from teachkit.sparse.synthetic import SyntheticConfig, SyntheticStack
+from teachkit.sparse.flash import platform_io
+from teachkit.sparse.baselines.dense import DenseMmap, DenseRAM, DenseStream
+from teachkit.sparse.baselines.sparse import LLMFlash, NoCacheSparse
+from teachkit.sparse.runtime.engine import EngineConfig, OraclePredictor, SparseFFN, plan_regions
+from teachkit.sparse.runtime.numpy_gpt import NumpyGPT
+from teachkit.sparse.flash.format import FlashFormatError, FlashSpec, write_flash
+from teachkit.sparse.model.lm import export_numpy
+from teachkit.sparse.compute.reference import dense_ffn_ref
+from teachkit.sparse.model.synthetic import SyntheticConfig, SyntheticStack
 from teachkit.toy.model import GPT, GPTConfig
 
 
@@ -120,8 +122,8 @@ def test_every_baseline_computes_the_dense_ffn(stack_files):
 
 
 def test_dense_mmap_never_holds_more_than_its_budget(stack_files):
-    from teachkit.sparse.baselines import read_ahead_bytes
-    from teachkit.sparse.iobench import cached_pages
+    from teachkit.sparse.baselines.dense import read_ahead_bytes
+    from teachkit.sparse.flash.platform_io import cached_pages
 
     stack, bpath, _ = stack_files
     budget = stack.bundles[0].nbytes // 2                  # half a layer: chunks must be dropped inside a layer

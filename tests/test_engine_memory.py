@@ -6,12 +6,12 @@ import os
 import numpy as np
 import pytest
 
-from teachkit.sparse.aio import kernel_aio_available
-from teachkit.sparse.cache import SegmentedCache
-from teachkit.sparse.engine import EngineConfig, OraclePredictor, SparseFFN
-from teachkit.sparse.flash import FlashSpec, write_flash
-from teachkit.sparse.stages import Trace
-from teachkit.sparse.synthetic import SyntheticConfig, SyntheticStack
+from teachkit.sparse.flash.aio import kernel_aio_available
+from teachkit.sparse.runtime.cache import SegmentedCache
+from teachkit.sparse.runtime.engine import EngineConfig, OraclePredictor, SparseFFN
+from teachkit.sparse.flash.format import FlashSpec, write_flash
+from teachkit.sparse.runtime.trace import Trace
+from teachkit.sparse.model.synthetic import SyntheticConfig, SyntheticStack
 
 SLACK = 2 << 20      # the stated constant: read threads' stacks and allocator arenas, the trace ring, the history
 

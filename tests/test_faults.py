@@ -12,14 +12,14 @@ import warnings
 import numpy as np
 import pytest
 
-import teachkit.sparse.aio as aio
+import teachkit.sparse.flash.aio as aio
 from deadline import error_within
-from teachkit.sparse.aio import kernel_aio_available
-from teachkit.sparse.engine import EngineConfig, OraclePredictor, SparseFFN
-from teachkit.sparse.flash import FlashSpec, write_flash
-from teachkit.sparse.pipeline import PipelineTimeout
-from teachkit.sparse.reader import FlashReadError
-from teachkit.sparse.synthetic import SyntheticConfig, SyntheticStack
+from teachkit.sparse.flash.aio import kernel_aio_available
+from teachkit.sparse.runtime.engine import EngineConfig, OraclePredictor, SparseFFN
+from teachkit.sparse.flash.format import FlashSpec, write_flash
+from teachkit.sparse.runtime.pipeline import PipelineTimeout
+from teachkit.sparse.flash.reader import FlashReadError
+from teachkit.sparse.model.synthetic import SyntheticConfig, SyntheticStack
 
 KINDS = ["kernel", "threads"]
 
@@ -161,7 +161,7 @@ def test_the_mmap_baseline_refuses_a_truncated_file_instead_of_dying(flash_path,
     code = f"""
 import numpy as np, os
 from teachkit.sparse.baselines import DenseMmap
-from teachkit.sparse.reader import FlashReadError
+from teachkit.sparse.flash.reader import FlashReadError
 be = DenseMmap({str(path)!r}, 1 << 20, True)
 x = np.ones(be.flash.spec.d, np.float32)
 be(0, x)
@@ -204,15 +204,15 @@ def test_check_reads_catches_a_byte_changed_on_disk_while_the_engine_runs(flash_
     assert isinstance(err, FlashReadError) and f"unit {neuron}" in str(err) and "crc32" in str(err), f"{err!r}"
     _close_cleanly(eng, before)
     with _engine(path, stack, kind) as unchecked:             # the same read, unchecked: no error, wrong output
-        from teachkit.sparse.reference import dense_ffn_ref
+        from teachkit.sparse.compute.reference import dense_ffn_ref
         assert np.abs(unchecked(1, x) - dense_ffn_ref(stack.bundles[1], x, True)).max() > 1e3
 
 
 def test_check_reads_in_the_blocking_reader(flash_path, tmp_path):
     import shutil
 
-    from teachkit.sparse.flash import FlashFile
-    from teachkit.sparse.reader import FlashReader
+    from teachkit.sparse.flash.format import FlashFile
+    from teachkit.sparse.flash.reader import FlashReader
 
     path = shutil.copy(flash_path, tmp_path / "ffn.bin")
     f = FlashFile(path)

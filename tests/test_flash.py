@@ -5,9 +5,9 @@ import os
 import numpy as np
 import pytest
 
-from teachkit.sparse.bundles import quantize_int8
-from teachkit.sparse.flash import FlashFile, FlashFormatError, FlashSpec, write_flash
-from teachkit.sparse.iobench import FlashReader, FlashReadError, runs
+from teachkit.sparse.compute.bundles import quantize_int8
+from teachkit.sparse.flash.format import FlashFile, FlashFormatError, FlashSpec, write_flash
+from teachkit.sparse.flash.reader import FlashReader, FlashReadError, runs
 
 
 def _layers(spec, seed=0):
@@ -144,7 +144,7 @@ def test_reader_raises_on_failure_and_short_read(tmp_path):
 
 
 def test_reader_falls_back_where_o_direct_is_refused(tmp_path, monkeypatch):
-    from teachkit.sparse import platform_io
+    from teachkit.sparse.flash import platform_io
 
     spec = FlashSpec(n_layers=1, n_neurons=4, n_mats=2, d=1024, align=4096)
     f = FlashFile(write_flash(tmp_path / "w.bin", spec, _layers(spec)))
@@ -201,8 +201,8 @@ def _fs_type(path) -> str:
 
 
 def test_page_cache_stays_cold_after_write_verify_and_buffered_reads(tmp_path):
-    from teachkit.sparse import platform_io
-    from teachkit.sparse.iobench import cached_pages
+    from teachkit.sparse.flash import platform_io
+    from teachkit.sparse.flash.platform_io import cached_pages
 
     if not (platform_io.CAPS.fadvise and platform_io.CAPS.mincore):
         pytest.skip("needs posix_fadvise and mincore (missing or hidden on this platform): "

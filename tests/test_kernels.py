@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from teachkit.sparse import kernels as K
-from teachkit.sparse import reference as R
-from teachkit.sparse.bundles import dequantize_int8, make_bundles, quantize_int8, split_bundles
+from teachkit.sparse.compute import kernels as K
+from teachkit.sparse.compute import reference as R
+from teachkit.sparse.compute.bundles import dequantize_int8, make_bundles, quantize_int8, split_bundles
 
 
 def _bundles(n=64, d=32, gated=True, seed=0):
@@ -224,7 +224,7 @@ N_ADD = 400_000
 
 @needs_two_threads
 def test_parallel_down_axpy_loses_no_update():
-    from teachkit.sparse.machine import numba_threads
+    from teachkit.sparse.planner.machine import numba_threads
 
     rows = np.ones((64, 8), np.float32)
     idx = (np.arange(N_ADD) % 64).astype(np.int64)
@@ -237,7 +237,7 @@ def test_parallel_down_axpy_loses_no_update():
 @pytest.mark.parametrize("int8", [False, True])
 def test_parallel_fused_kernels_lose_no_update(int8):
     # gate = up = e_0 and x = e_0, so h_i = relu(1) * 1 = 1; down = ones: every call adds 1
-    from teachkit.sparse.machine import numba_threads
+    from teachkit.sparse.planner.machine import numba_threads
 
     B = np.zeros((64, 3, 8), np.float32)
     B[:, 0, 0] = B[:, 1, 0] = 1.0

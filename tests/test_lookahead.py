@@ -4,15 +4,15 @@ import numpy as np
 import pytest
 
 from deadline import error_within
-from teachkit.sparse.aio import kernel_aio_available
-from teachkit.sparse.bundles import dequantize_int8, quantize_int8
-from teachkit.sparse.cache import CacheConfig, SegmentedCache
-from teachkit.sparse.engine import EngineConfig, OraclePredictor, SparseFFN
-from teachkit.sparse.flash import FlashSpec, write_flash
-from teachkit.sparse.iobench import FlashReadError
-from teachkit.sparse.reference import dense_ffn_ref
-from teachkit.sparse.synthetic import SyntheticConfig, SyntheticStack
-from teachkit.sparse.unit_reads import _tally
+from teachkit.sparse.flash.aio import kernel_aio_available
+from teachkit.sparse.compute.bundles import dequantize_int8, quantize_int8
+from teachkit.sparse.runtime.cache import CacheConfig, SegmentedCache
+from teachkit.sparse.runtime.engine import EngineConfig, OraclePredictor, SparseFFN
+from teachkit.sparse.flash.format import FlashSpec, write_flash
+from teachkit.sparse.flash.reader import FlashReadError
+from teachkit.sparse.compute.reference import dense_ffn_ref
+from teachkit.sparse.model.synthetic import SyntheticConfig, SyntheticStack
+from teachkit.sparse.flash.unit_reads import _tally
 
 
 def _stack(coupling):

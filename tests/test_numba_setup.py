@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from teachkit import numba_setup
-from teachkit.sparse import kernels as K
+from teachkit.sparse.compute import kernels as K
 
 ENV_KEYS = numba_setup.USER_CHOICES + ("NUMBA_NUM_THREADS",)
 
@@ -91,7 +91,7 @@ def test_large_kernels_use_the_threads_and_agree(monkeypatch):
 
 
 def test_cpu_hog_is_killed_even_on_error():
-    from teachkit.sparse.bench_load import cpu_hog
+    from teachkit.sparse.bench.load import cpu_hog
 
     with pytest.raises(RuntimeError):
         with cpu_hog() as hog:
@@ -101,7 +101,7 @@ def test_cpu_hog_is_killed_even_on_error():
 
 
 def test_under_load_records_its_figures(tmp_path):
-    from teachkit.sparse.bench_load import LADDER, under_load
+    from teachkit.sparse.bench.load import LADDER, under_load
 
     res = under_load(shape=dict(d=128, d_ff=1024, n_layers=2), tokens=(1, 3), passes=1, log=lambda s: None,
                      workdir=tmp_path, budget_over_ffn=1.0)

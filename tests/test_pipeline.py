@@ -6,14 +6,15 @@ import numpy as np
 import pytest
 
 from deadline import error_within
-from teachkit.sparse.aio import BYTES_PER_SLOT, KernelAIO
-from teachkit.sparse.bundles import dequantize_int8, quantize_int8
-from teachkit.sparse.engine import EngineConfig, OraclePredictor, SparseFFN
-from teachkit.sparse.flash import FlashSpec, write_flash
-from teachkit.sparse.iobench import FlashReadError
-from teachkit.sparse.pipeline import PipelineTimeout, Trace
-from teachkit.sparse.reference import dense_ffn_ref
-from teachkit.sparse.synthetic import SyntheticConfig, SyntheticStack
+from teachkit.sparse.flash.aio import BYTES_PER_SLOT, KernelAIO
+from teachkit.sparse.compute.bundles import dequantize_int8, quantize_int8
+from teachkit.sparse.runtime.engine import EngineConfig, OraclePredictor, SparseFFN
+from teachkit.sparse.flash.format import FlashSpec, write_flash
+from teachkit.sparse.flash.reader import FlashReadError
+from teachkit.sparse.runtime.pipeline import PipelineTimeout
+from teachkit.sparse.runtime.trace import Trace
+from teachkit.sparse.compute.reference import dense_ffn_ref
+from teachkit.sparse.model.synthetic import SyntheticConfig, SyntheticStack
 
 
 @pytest.fixture(scope="module")
@@ -124,7 +125,7 @@ def test_hung_read_times_out(tmp_path, stack):
 # --------------------------------------------------------------------------- review fixes
 def test_an_interrupt_mid_layer_stops_the_pipeline_and_forgets_its_slots(tmp_path, stack, monkeypatch):
     """Ctrl-C (or a kernel bug) during a layer must not leave slots that claim data never read."""
-    import teachkit.sparse.pipeline as P
+    import teachkit.sparse.runtime.pipeline as P
 
     eng, _ = _engine(tmp_path, stack)
     real = P.gate_compute

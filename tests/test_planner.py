@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 
-from teachkit.sparse.aio import BYTES_PER_SLOT
-from teachkit.sparse.unit_reads import JOB_BYTES_PER_ROW
-from teachkit.sparse.flash import FlashSpec
-from teachkit.sparse.planner import choose_plan, predict, profile_model
+from teachkit.sparse.flash.aio import BYTES_PER_SLOT
+from teachkit.sparse.flash.unit_reads import JOB_BYTES_PER_ROW
+from teachkit.sparse.flash.format import FlashSpec
+from teachkit.sparse.planner.plan import choose_plan, predict, profile_model
 
 IO = {"random": {4096: {1: 50e6, 4: 150e6}, 16384: {1: 150e6, 4: 500e6}, 65536: {1: 500e6, 4: 1e9}}}
 SPEC = FlashSpec(n_layers=2, n_neurons=256, n_mats=3, d=256)
@@ -67,7 +67,7 @@ def test_more_budget_never_predicts_slower():
 
 
 def test_calibration_fits_the_time_the_model_leaves_out_on_the_second_pass():
-    from teachkit.sparse.planner import calibrate_layer_overhead
+    from teachkit.sparse.planner.plan import calibrate_layer_overhead
 
     calls = []
 

@@ -6,13 +6,14 @@ import threading
 import numpy as np
 import pytest
 
-from teachkit.sparse import platform_io
-from teachkit.sparse.aio import ThreadedReads, open_async_reads, read_batch
-from teachkit.sparse.engine import EngineConfig, OraclePredictor, SparseFFN
-from teachkit.sparse.flash import FlashFile, FlashSpec, write_flash
-from teachkit.sparse.reader import FlashReader, aligned_buffer, cached_pages, drop_cache
-from teachkit.sparse.reference import dense_ffn_ref
-from teachkit.sparse.synthetic import SyntheticConfig, SyntheticStack
+from teachkit.sparse.flash import platform_io
+from teachkit.sparse.flash.aio import ThreadedReads, open_async_reads, read_batch
+from teachkit.sparse.runtime.engine import EngineConfig, OraclePredictor, SparseFFN
+from teachkit.sparse.flash.format import FlashFile, FlashSpec, write_flash
+from teachkit.sparse.flash.reader import FlashReader, aligned_buffer, drop_cache
+from teachkit.sparse.flash.platform_io import cached_pages
+from teachkit.sparse.compute.reference import dense_ffn_ref
+from teachkit.sparse.model.synthetic import SyntheticConfig, SyntheticStack
 
 
 @pytest.fixture(params=["portable", "windows"])

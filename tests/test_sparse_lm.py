@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from teachkit.artifacts import ArtifactError
-from teachkit.sparse.lm import (LMConfig, decode, encode, export_numpy, load_lm, numpy_ffn,
-                                perplexity, record_ffn, save_lm, stdlib_corpus, train_lm)
+from teachkit.sparse.model.lm import (LMConfig, decode, encode, export_numpy, load_lm, numpy_ffn, perplexity,
+    record_ffn, save_lm, stdlib_corpus, train_lm)
 
 TINY = LMConfig(d_model=32, n_layer=2, n_head=2, d_ff=64, block_size=32, batch_size=4, steps=3,
                 corpus_bytes=120_000)

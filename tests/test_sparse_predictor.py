@@ -3,9 +3,8 @@
 import numpy as np
 import pytest
 
-from teachkit.sparse.predictor import (Predictor, recall_precision, threshold_sweep,
-                                       train_predictor)
-from teachkit.sparse.synthetic import SyntheticConfig, SyntheticStack
+from teachkit.sparse.model.predictor import Predictor, recall_precision, threshold_sweep, train_predictor
+from teachkit.sparse.model.synthetic import SyntheticConfig, SyntheticStack
 
 
 def _planted(n=3000, d=24, d_ff=40, seed=0):

@@ -3,12 +3,12 @@
 import numpy as np
 import pytest
 
-from teachkit.sparse import clusters as C
-from teachkit.sparse import stats as S
-from teachkit.sparse.bench import _Rotor, dense_ffn, numpy_gather_ffn
-from teachkit.sparse.machine import blas_threads, measure_memory_bandwidth, median_seconds
-from teachkit.sparse.reference import dense_ffn_ref, sparse_ffn_bundled_ref
-from teachkit.sparse.synthetic import SyntheticConfig, SyntheticStack, power_law_probs
+from teachkit.sparse.model import clusters as C
+from teachkit.sparse.model import stats as S
+from teachkit.sparse.bench.suite import _Rotor, dense_ffn, numpy_gather_ffn
+from teachkit.sparse.planner.machine import blas_threads, measure_memory_bandwidth, median_seconds
+from teachkit.sparse.compute.reference import dense_ffn_ref, sparse_ffn_bundled_ref
+from teachkit.sparse.model.synthetic import SyntheticConfig, SyntheticStack, power_law_probs
 
 H = np.array([[0.0, 1.0, 0.0, 2.0],
               [0.0, 3.0, 0.0, 0.0],
@@ -131,7 +131,7 @@ def test_machine_helpers():
 
 
 def test_bench_run_smoke_small():
-    from teachkit.sparse.bench import LEVELS, run
+    from teachkit.sparse.bench.suite import LEVELS, run
 
     cfg = SyntheticConfig(d=64, d_ff=256, n_layers=2, rank=8, seed=0)
     res = run(threads=(1,), headline_threads=1, log=lambda s: None, cfg=cfg, n_tokens=3,

@@ -15,8 +15,8 @@ from teachkit.check.engine import _ref_makespan  # noqa: E402
 from teachkit.rlhf import landscapes  # noqa: E402
 from teachkit.rlhf.dpo import dpo_loss, dpop_loss  # noqa: E402
 from teachkit.rlhf.ppo import ppo_policy_loss  # noqa: E402
-from teachkit.sparse import tradeoffs  # noqa: E402
-from teachkit.sparse.cache import simulate_hit_rate  # noqa: E402
+from teachkit.sparse.planner import tradeoffs
+from teachkit.sparse.runtime.cache import simulate_hit_rate
 
 
 def slider_values(slider):

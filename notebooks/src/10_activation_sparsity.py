@@ -23,8 +23,8 @@ import numpy as np
 import torch
 
 from teachkit import check, viz
-from teachkit.sparse import stats
-from teachkit.sparse.lm import load_lm, perplexity, record_ffn
+from teachkit.sparse.model import stats
+from teachkit.sparse.model.lm import load_lm, perplexity, record_ffn
 
 torch.set_num_threads(1)
 
@@ -194,8 +194,8 @@ assert bce[-1] < bce[0]
 
 # %%
 # NBVAL_CHECK_OUTPUT
-from teachkit.sparse.build_data import train_layer_predictors
-from teachkit.sparse.predictor import recall_precision, threshold_sweep
+from teachkit.sparse.model.build_data import train_layer_predictors
+from teachkit.sparse.model.predictor import recall_precision, threshold_sweep
 
 preds = {kind: train_layer_predictors(xs_train, hs_train, kind, rank=32, epochs=6)
          for kind in ("lowrank", "mlp")}
@@ -343,7 +343,7 @@ for kind in ("lowrank", "mlp"):
 
 # %%
 # NBVAL_CHECK_OUTPUT
-from teachkit.sparse.synthetic import SyntheticConfig, SyntheticStack
+from teachkit.sparse.model.synthetic import SyntheticConfig, SyntheticStack
 
 syn = SyntheticStack(SyntheticConfig(d=256, d_ff=1024, n_layers=1, rank=16, seed=0))
 print(syn.describe())
@@ -365,9 +365,9 @@ print(f"trained LM layer 1: {stats.activity_per_token(hs[1]).mean():.1%} active,
 
 # %%
 # NBVAL_CHECK_OUTPUT
-from teachkit.sparse.kernels import sparse_ffn_bundled
-from teachkit.sparse.predictor import train_predictor
-from teachkit.sparse.reference import dense_ffn_ref
+from teachkit.sparse.compute.kernels import sparse_ffn_bundled
+from teachkit.sparse.model.predictor import train_predictor
+from teachkit.sparse.compute.reference import dense_ffn_ref
 
 Bsyn = syn.bundles[0]
 p_syn = train_predictor(Xs[:1500], Hs[:1500] > 0, kind="lowrank", rank=32, epochs=10, lr=1e-2)

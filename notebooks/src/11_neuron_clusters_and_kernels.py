@@ -14,7 +14,7 @@
 # 6. **neuron clusters**: hot/cold from recorded activity, cluster sizes from a measured overhead.
 #
 # Every FFN layer here is **SYNTHETIC** (random weights with controlled statistics, from
-# `teachkit.sparse.synthetic`), so it can be as wide as we like. All sizes are small enough
+# `teachkit.sparse.model.synthetic`), so it can be as wide as we like. All sizes are small enough
 # for a laptop; the full-size numbers come from `make bench` (section 5).
 
 # %% slideshow={"slide_type": "skip"}
@@ -25,9 +25,10 @@ import numpy as np
 from numba import njit, prange
 
 from teachkit import check, viz
-from teachkit.sparse import kernels, reference
-from teachkit.sparse.bundles import make_bundles, quantize_int8
-from teachkit.sparse.synthetic import SyntheticConfig, SyntheticStack
+from teachkit.sparse.compute import kernels
+from teachkit.sparse.compute import reference
+from teachkit.sparse.compute.bundles import make_bundles, quantize_int8
+from teachkit.sparse.model.synthetic import SyntheticConfig, SyntheticStack
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 1. A neuron is three vectors: the bundle
@@ -128,7 +129,7 @@ out = np.empty(len(idx), np.float32)
 gather_dot(W_gate, idx, x, out)
 print("our gather_dot == W[idx] @ x:", np.allclose(out, W_gate[idx] @ x, rtol=1e-4, atol=1e-5))
 lib = kernels.gather_dot(W_gate, idx, x, np.empty(len(idx), np.float32))
-print("our gather_dot == teachkit.sparse.kernels.gather_dot:", np.allclose(out, lib, atol=1e-5))
+print("our gather_dot == teachkit.sparse.compute.kernels.gather_dot:", np.allclose(out, lib, atol=1e-5))
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 3. The down projection, and a data race
@@ -196,7 +197,7 @@ for attempt in range(3):
     print(f"run {attempt}: out[0] = {y[0]:,.0f}")
 assert y[0] == n_rows
 y_lib = kernels.down_axpy(ones_rows, many, h_ones, np.zeros(8, np.float32))
-print(f"teachkit.sparse.kernels.down_axpy: out[0] = {y_lib[0]:,.0f}")
+print(f"teachkit.sparse.compute.kernels.down_axpy: out[0] = {y_lib[0]:,.0f}")
 assert np.array_equal(y, y_lib)
 
 # %% [markdown] slideshow={"slide_type": "slide"}
@@ -205,7 +206,7 @@ assert np.array_equal(y, y_lib)
 # Running gate, up and down as three kernels reads `x` three times and makes two passes over
 # the index list. The **fused bundled kernel** does it all per neuron: the two dot products
 # (read together, two memory streams), the activation, and the axpy into the thread's private
-# row; if `h_i = 0` the down row is not even read. `teachkit.sparse.kernels.sparse_ffn_bundled`
+# row; if `h_i = 0` the down row is not even read. `teachkit.sparse.compute.kernels.sparse_ffn_bundled`
 # is that kernel, with input checks in front:
 
 # %%
@@ -250,12 +251,12 @@ assert rel < 0.05
 # call a `CacheFlusher` reads 128 MiB, so the weights come from RAM, not from the CPU cache: a
 # point *under* the RAM bound would mean it was served from cache. The full-size figures
 # (d = 4096, d_ff = 11008, cache flushed the same way) come from
-# `python -m teachkit.sparse.bench --json data/sparse_bench.json` (`make bench`) and are loaded
+# `python -m teachkit.sparse.bench.suite --json data/sparse_bench.json` (`make bench`) and are loaded
 # below. Timings vary run to run: nothing in this section is checked by nbval.
 
 # %% slideshow={"slide_type": "notes"}
 # NBVAL_IGNORE_OUTPUT
-from teachkit.sparse.machine import CacheFlusher, measure_memory_bandwidth, median_seconds
+from teachkit.sparse.planner.machine import CacheFlusher, measure_memory_bandwidth, median_seconds
 
 bw = measure_memory_bandwidth(threads=1, nbytes=256 << 20, repeats=3)
 layer = SyntheticStack(SyntheticConfig(d=1024, d_ff=4096, n_layers=1, rank=32, seed=1))
@@ -314,7 +315,7 @@ if stored.exists():
           for k in ("numpy_gather_ffn", "numba_fused_bundled", "numba_fused_bundled_int8")}
     bw_full = res["bandwidth_GBps"][str(res["headline_threads"])]
     fused_bytes = [r["bytes_touched"] for r in rows if r["kernel"] == "numba_fused_bundled"]
-    print(f"STORED RESULTS of `python -m teachkit.sparse.bench` ({res['label']}), run at "
+    print(f"STORED RESULTS of `python -m teachkit.sparse.bench.suite` ({res['label']}), run at "
           f"{res['started_utc']} on {res['machine']['cpu']} with load {res['machine']['load_avg_1min']}")
     print(f"kernel_speedup_at_10pct = {res['kernel_speedup_at_10pct']} and kernel_bandwidth_fraction"
           f" = {res['kernel_bandwidth_fraction']}, both measured on the oracle active sets at "
@@ -341,7 +342,7 @@ if stored.exists():
                                 f"d=4096, d_ff=11008, {res['headline_threads']} thread(s)",
                           bound_label="fp32 RAM bound: (2k + n_pos) rows / measured GB/s")
 else:
-    print("no stored benchmark yet: run `python -m teachkit.sparse.bench --json data/sparse_bench.json`")
+    print("no stored benchmark yet: run `python -m teachkit.sparse.bench.suite --json data/sparse_bench.json`")
 
 # %% [markdown]
 # **What the stored benchmark shows.** At full size the weights (over 1 GB) cannot sit in the
@@ -371,8 +372,9 @@ else:
 
 # %%
 # NBVAL_CHECK_OUTPUT
-from teachkit.sparse import stats
-from teachkit.sparse.clusters import classify_hot, cluster_size, cluster_size_for_overhead, make_clusters
+from teachkit.sparse.model import stats
+from teachkit.sparse.model.clusters import (classify_hot, cluster_size, cluster_size_for_overhead,
+    make_clusters)
 
 X_prof = layer.hidden_states(0, 2000, seed=3)                   # a profiling run
 freq = stats.firing_frequency(layer.preactivations(0, X_prof) > 0)

@@ -13,7 +13,7 @@
 #    last two each with its own LRU), all in preallocated numpy arrays.
 #
 # The FFN layers here are **SYNTHETIC** (random weights with controlled statistics, from
-# `teachkit.sparse.synthetic`). Files go to a temporary directory and are deleted at the end.
+# `teachkit.sparse.model.synthetic`). Files go to a temporary directory and are deleted at the end.
 
 # %%
 import json
@@ -24,15 +24,16 @@ from pathlib import Path
 import numpy as np
 
 from teachkit import check, viz
-from teachkit.sparse.bundles import quantize_int8
-from teachkit.sparse.cache import LRUTable, simulate_hit_rate
-from teachkit.sparse.engine import EngineConfig, OraclePredictor, SparseFFN
-from teachkit.sparse.flash import FlashFile, FlashFormatError, FlashSpec, write_flash
-from teachkit.sparse import platform_io
-from teachkit.sparse.aio import kernel_aio_available
-from teachkit.sparse.iobench import (FlashReader, burst_profile, cached_pages, drop_cache, interpolate_bw,
-                                     profile_reads)
-from teachkit.sparse.synthetic import SyntheticConfig, SyntheticStack
+from teachkit.sparse.compute.bundles import quantize_int8
+from teachkit.sparse.runtime.cache import LRUTable, simulate_hit_rate
+from teachkit.sparse.runtime.engine import EngineConfig, OraclePredictor, SparseFFN
+from teachkit.sparse.flash.format import FlashFile, FlashFormatError, FlashSpec, write_flash
+from teachkit.sparse.flash import platform_io
+from teachkit.sparse.flash.aio import kernel_aio_available
+from teachkit.sparse.flash.reader import FlashReader, drop_cache
+from teachkit.sparse.planner.io_profile import burst_profile, interpolate_bw, profile_reads
+from teachkit.sparse.flash.platform_io import cached_pages
+from teachkit.sparse.model.synthetic import SyntheticConfig, SyntheticStack
 
 workdir = Path(tempfile.mkdtemp(prefix="nb12_"))
 
@@ -140,7 +141,7 @@ print("identical to the weights in RAM:", np.array_equal(got, stack.bundles[1][i
 # and the reads (on tmpfs the file *is* in memory, so the question does not apply).
 #
 # `O_DIRECT`, `posix_fadvise` and kernel AIO are Linux calls. On a Mac the reader opens the file
-# with `F_NOCACHE` instead, on Windows with a plain open, and `teachkit.sparse.platform_io`
+# with `F_NOCACHE` instead, on Windows with a plain open, and `teachkit.sparse.flash.platform_io`
 # says which fallbacks are in force: where reads may come from the page cache, the
 # measurements below may be memory speed, not disk speed, and the lines printed here say so.
 
@@ -192,7 +193,7 @@ print(f"one 48 KiB bundle read: {one_bundle * 1e6:.0f} us; three 16 KiB row read
 # per second, are printed below the next measurement: one read at a time cannot go faster than
 # that, whatever the disk could do in parallel. With blocking `pread` each read in flight needs its own thread, and every thread
 # wakes up and takes Python's GIL for its own result. Linux's **kernel AIO**
-# (`io_submit` / `io_getevents`, wrapped in `teachkit.sparse.aio`) takes a whole batch in one
+# (`io_submit` / `io_getevents`, wrapped in `teachkit.sparse.flash.aio`) takes a whole batch in one
 # system call from one thread, which later collects the completions with a second call
 # (`io_getevents`): that is what
 # `profile_reads` used above, and what the engine uses. The same measurement both ways:

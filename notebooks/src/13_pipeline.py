@@ -31,13 +31,15 @@ from pathlib import Path
 import numpy as np
 
 from teachkit import check, viz
-from teachkit.sparse import kernels, platform_io
-from teachkit.sparse.engine import EngineConfig, OraclePredictor, SparseFFN
-from teachkit.sparse.flash import FlashSpec, write_flash
-from teachkit.sparse.iobench import FlashReadError
-from teachkit.sparse.pipeline import PipelineTimeout, gate_compute, updown_compute
-from teachkit.sparse.reference import dense_ffn_ref
-from teachkit.sparse.synthetic import SyntheticConfig, SyntheticStack
+from teachkit.sparse.compute import kernels
+from teachkit.sparse.flash import platform_io
+from teachkit.sparse.runtime.engine import EngineConfig, OraclePredictor, SparseFFN
+from teachkit.sparse.flash.format import FlashSpec, write_flash
+from teachkit.sparse.flash.reader import FlashReadError
+from teachkit.sparse.runtime.pipeline import PipelineTimeout
+from teachkit.sparse.compute.stages import gate_compute, updown_compute
+from teachkit.sparse.compute.reference import dense_ffn_ref
+from teachkit.sparse.model.synthetic import SyntheticConfig, SyntheticStack
 
 workdir = Path(tempfile.mkdtemp(prefix="nb13_"))
 stack = SyntheticStack(SyntheticConfig(d=256, d_ff=2048, n_layers=4, activity=0.1, rank=16, seed=3))
@@ -98,6 +100,7 @@ worst = dict.fromkeys(schedules, 0.0)
 token_ms = {sched: [] for sched in schedules}          # per timed token
 lanes = {sched: [] for sched in schedules}            # per timed token: compute, reads in flight, waiting (ms)
 traces = {sched: [] for sched in schedules}           # per timed token: the trace's events
+overlaps = {sched: [] for sched in schedules}         # per timed token: computes started during reads
 for t in range(16):
     for sched in schedules[t % 3:] + schedules[:t % 3]:   # the schedules take turns going first
         eng = engines[sched]
@@ -111,8 +114,9 @@ for t in range(16):
             token_ms[sched].append(1e3 * dt)
             lanes[sched].append((1e3 * eng.trace.busy("compute", {"gate_compute", "updown_compute", "fused_compute"}),
                                  1e3 * eng.trace.covered("io"),
-                                 1e3 * sum(e[5] - e[4] for e in eng.trace.events if e[1] == "wait")))
+                                 1e3 * eng.trace.busy("compute", {"wait"})))
             traces[sched].append(list(eng.trace.events))
+            overlaps[sched].append(eng.trace.computes_during_reads())
 for sched, eng in engines.items():
     eng.close()
     print(f"{sched:8s} same output as dense (rel. error < 1e-4): {worst[sched] < 1e-4}  "
@@ -137,24 +141,13 @@ assert max(worst.values()) < 1e-4
 #   is computed as it lands: up/down bars appear *left* of the dashed line.
 
 # %%
-reads = [sum(e[1].endswith("_read") and e[2] == l for e in engines["cluster"].trace.events) for l in range(4)]
+reads = [engines["cluster"].trace.reads_per_layer().get(l, 0) for l in range(4)]
 busiest = int(np.argmax(reads))
 print(f"layer {busiest}: {reads[busiest]} read clusters in the cluster-level run")
 viz.plot_gantt_pair(engines["matrix"].trace.events, engines["cluster"].trace.events, layers={busiest})
 
 # %%
 # NBVAL_CHECK_OUTPUT
-def overlapped_updown(events):
-    """Up/down computes that started before their layer's last read ended."""
-    last_read = {}
-    for e in events:
-        if e[1].endswith("_read"):
-            last_read[e[2]] = max(last_read.get(e[2], 0.0), e[5])
-    return sum(1 for e in events if e[1] in ("updown_compute", "fused_compute") and e[2] in last_read
-               and e[4] < last_read[e[2]])
-
-
-overlaps = {sched: [overlapped_updown(events) for events in traces[sched]] for sched in schedules}   # per token
 for sched in schedules:
     print(f"{sched:8s} up/down computes started while the layer's reads were in flight: "
           f"{'some' if any(overlaps[sched]) else 'none'}")
@@ -210,7 +203,7 @@ print(f"largest gap between the schedules' medians {gap:.2f} ms, the tokens' own
 #
 # We cannot make this machine's compute slower or its disk return reads one by one, but we can
 # feed a model the stage times of the layer above and change one thing at a time. The model
-# (`teachkit.sparse.tradeoffs.pipeline_makespans`) has one I/O lane that delivers the clusters in
+# (`teachkit.sparse.planner.tradeoffs.pipeline_makespans`) has one I/O lane that delivers the clusters in
 # the order they landed, and one compute lane that first does the in-memory work, then each read
 # cluster's up/down:
 #
@@ -224,7 +217,7 @@ print(f"largest gap between the schedules' medians {gap:.2f} ms, the tokens' own
 # was built for the second case: compute and I/O of the same order.
 
 # %%
-from teachkit.sparse.tradeoffs import pipeline_makespans, stage_times
+from teachkit.sparse.planner.tradeoffs import pipeline_makespans, stage_times
 
 st = stage_times(traces["cluster"][-1], busiest)         # the last timed token, the busiest layer
 n_reads, io_ms = len(st["read_ms"]), sum(st["read_ms"])

@@ -30,16 +30,17 @@ from pathlib import Path
 import numpy as np
 
 from teachkit import DATA_DIR, check, viz
-from teachkit.sparse import bench_engine
-from teachkit.sparse.build_data import load_predictors
-from teachkit.sparse.cache import neuron_hit_rate
-from teachkit.sparse.engine import EngineConfig, NumpyGPT, OraclePredictor, PredictorAdapter, SparseFFN
-from teachkit.sparse.flash import FlashSpec, write_flash
-from teachkit.sparse.iobench import burst_profile, profile_reads
-from teachkit.sparse.lm import decode, encode, export_numpy, load_lm
-from teachkit.sparse.machine import measure_memory_bandwidth
-from teachkit.sparse.planner import choose_plan, explain, kernel_bandwidth, unit_overhead
-from teachkit.sparse.synthetic import SyntheticConfig
+from teachkit.sparse.bench import engine as bench_engine
+from teachkit.sparse.model.build_data import load_predictors
+from teachkit.sparse.runtime.cache import neuron_hit_rate
+from teachkit.sparse.runtime.engine import EngineConfig, OraclePredictor, SparseFFN
+from teachkit.sparse.runtime.numpy_gpt import NumpyGPT, PredictorAdapter
+from teachkit.sparse.flash.format import FlashSpec, write_flash
+from teachkit.sparse.planner.io_profile import burst_profile, profile_reads
+from teachkit.sparse.model.lm import decode, encode, export_numpy, load_lm
+from teachkit.sparse.planner.machine import measure_memory_bandwidth
+from teachkit.sparse.planner.plan import choose_plan, explain, kernel_bandwidth, unit_overhead
+from teachkit.sparse.model.synthetic import SyntheticConfig
 
 workdir = Path(tempfile.mkdtemp(prefix="nb14_"))
 
@@ -79,7 +80,7 @@ print("a burst of k 8 KiB reads:", ", ".join(f"{k}: {t * 1e3:.2f} ms" for k, t i
 # The model profile is a recorded run: which neurons fired on each token of each layer. From
 # it the planner gets the activation frequencies (the hot set is the most frequent neurons)
 # and, by **replaying** the traces through the cache's own LRU tables, the hit rate for every
-# candidate split of the budget. The cost model (from `teachkit.sparse.planner`):
+# candidate split of the budget. The cost model (from `teachkit.sparse.planner.plan`):
 #
 # ```
 # per layer (a token is L of them, one after the other):
@@ -132,7 +133,7 @@ print(explain(plan))
 # **Reads in flight.** The plan chooses how many reads may be in flight (`io_depth`, a queue
 # depth of the I/O profile). As in PowerInfer-2 there is *one* I/O thread, and the queue depth
 # comes from asynchronous reads, not from more threads: the compute thread hands a layer's
-# misses to the kernel itself (`io_submit`, Linux AIO, `teachkit.sparse.aio`; the first
+# misses to the kernel itself (`io_submit`, Linux AIO, `teachkit.sparse.flash.aio`; the first
 # cluster alone, then the rest), up to `io_depth` of them; the I/O thread sleeps in
 # `io_getevents` until clusters land, and submits any that did not fit as reads free up. Notebook 12 measures what this is worth against
 # one blocking `pread` thread per read in flight.
@@ -176,7 +177,7 @@ print("the planner ranks the three budgets in the measured order:", bool(np.arra
 # ## 3. The engine on the trained language model
 #
 # The model of notebook 10 (a byte-level ReLU GPT trained on Python's standard library,
-# `data/sparse_lm.pt`) is exported to numpy by `teachkit.sparse.lm.export_numpy`: attention,
+# `data/sparse_lm.pt`) is exported to numpy by `teachkit.sparse.model.lm.export_numpy`: attention,
 # norms and embeddings form the fixed region, the FFNs become bias-channel bundles on flash.
 #
 # * **Prefill is dense**: the prompt's tokens together fire nearly every neuron, so each layer
@@ -366,7 +367,7 @@ with SparseFFN(wide.path, wide_cfg, wide.predictor, gated=True, fixed=wide.fixed
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 4. The baselines, the ablation and the budget sweep, in one run
 #
-# `teachkit.sparse.bench_engine.run` decodes the same tokens with every engine, **interleaved**
+# `teachkit.sparse.bench.engine.run` decodes the same tokens with every engine, **interleaved**
 # token by token so that all of them see the same machine load, with the same weights, budget
 # (FFN = 2 x budget) and flash files:
 #
@@ -437,7 +438,7 @@ if (DATA_DIR / "engine_bench.json").exists():
 # ### The full-size run
 #
 # `data/engine_bench.json` is the stored result of
-# `python -m teachkit.sparse.bench_engine --json data/engine_bench.json` (8 SYNTHETIC layers,
+# `python -m teachkit.sparse.bench.engine --json data/engine_bench.json` (8 SYNTHETIC layers,
 # d = 1024, d_ff = 4096, 384 MiB of FFN on flash, budget 192 MiB), produced on the course's
 # 2-core VM. It makes three independent runs: the ratios (and the goals) are their medians,
 # the detailed tables come from the run with the median engine speed. The file records the

@@ -12,7 +12,7 @@ import time
 
 STEPS = [
     ("toy world: SFT policy, reward model, preference pairs", "teachkit.toy.build_data"),
-    ("sparse: ReLU language model on the Python stdlib", "teachkit.sparse.build_data"),
+    ("sparse: ReLU language model on the Python stdlib", "teachkit.sparse.model.build_data"),
     ("showdown: stored runs of every RLHF method", "teachkit.rlhf.showdown_data"),
     ("bridge: TRL's GRPOTrainer and DPOTrainer against teachkit's loops", "teachkit.bridge.build_data"),
 ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..sparse.runtime.trace import CLUSTER_COMPUTE_STAGES, TraceEvent
 from . import COLORS, figure, show
 
 __all__ = ["plot_io_profile", "plot_cache_history", "plot_hit_curve", "plot_gantt", "plot_gantt_pair",
@@ -78,28 +79,33 @@ def plot_hit_curve(sizes, rates: dict, xlabel: str = "cold slots", title: str = 
     show(fig)
 
 
+def _events(events, layers=None) -> list[TraceEvent]:
+    """The events of ``layers`` (None: all), as named events (a stored trace may hold plain tuples)."""
+    return [e for e in map(TraceEvent._make, events) if layers is None or e.layer in layers]
+
+
 def _gantt(ax, events, title, layers=None):
     """One row per lane (up/down compute on its own row, so short bars stay visible); a dashed line
     where each layer's last read lands: work left of it overlapped the reads."""
-    ev = [e for e in events if layers is None or e[2] in layers]
+    ev = _events(events, layers)
     if not ev:
         ax.set_title(f"{title} (no events)")
         return
-    t0 = min(e[4] for e in ev)
-    span = max(e[5] for e in ev) - t0
-    names = {e: e[0] + (" up/down" if e[1] in ("updown_compute", "fused_compute") else "") for e in ev}
+    t0 = min(e.t0 for e in ev)
+    span = max(e.t1 for e in ev) - t0
+    names = {e: e.lane + (" up/down" if e.stage in CLUSTER_COMPUTE_STAGES else "") for e in ev}
     ends: list = []                                   # reads overlap in time: one row per read in flight
-    for e in sorted((e for e in ev if e[0] == "io"), key=lambda e: e[4]):
-        k = next((i for i, end in enumerate(ends) if end <= e[4]), len(ends))
-        ends[k:k + 1] = [e[5]]
+    for e in sorted((e for e in ev if e.lane == "io"), key=lambda e: e.t0):
+        k = next((i for i, end in enumerate(ends) if end <= e.t0), len(ends))
+        ends[k:k + 1] = [e.t1]
         names[e] = f"io {k + 1}"
     lanes = sorted(set(names.values()), key=lambda s: (not s.startswith("io"), len(s), s))
     for e in ev:
-        width = max(e[5] - e[4], 0.004 * span)        # at least a visible sliver
-        ax.barh(lanes.index(names[e]), width * 1e3, left=(e[4] - t0) * 1e3, height=0.7,
-                color=STAGE_COLORS.get(e[1], "k"), edgecolor="white", linewidth=0.3)
-    for layer in sorted({e[2] for e in ev}):
-        ends = [e[5] for e in ev if e[2] == layer and e[1].endswith("_read")]
+        width = max(e.seconds, 0.004 * span)        # at least a visible sliver
+        ax.barh(lanes.index(names[e]), width * 1e3, left=(e.t0 - t0) * 1e3, height=0.7,
+                color=STAGE_COLORS.get(e.stage, "k"), edgecolor="white", linewidth=0.3)
+    for layer in sorted({e.layer for e in ev}):
+        ends = [e.t1 for e in ev if e.layer == layer and e.is_read]
         if ends:
             ax.axvline((max(ends) - t0) * 1e3, color="k", ls="--", lw=0.8)
     ax.set_yticks(range(len(lanes)))
@@ -117,10 +123,10 @@ def _legend(ax, stages):
 
 
 def plot_gantt(events, title: str = "one layer, stage by stage", layers=None) -> None:
-    """Gantt chart of trace events ``(lane, stage, layer, cluster, t0, t1)``: I/O lane(s) and compute."""
+    """Gantt chart of trace events (:class:`~teachkit.sparse.runtime.trace.TraceEvent`): I/O lane(s) and compute."""
     fig, ax = figure(wide=True)
     _gantt(ax, events, title, layers)
-    _legend(ax, sorted({e[1] for e in events if layers is None or e[2] in layers}))
+    _legend(ax, sorted({e.stage for e in _events(events, layers)}))
     show(fig)
 
 
@@ -129,7 +135,7 @@ def plot_gantt_pair(left, right, titles=("matrix-level pipeline", "cluster-level
     fig, axes = figure(1, 2, wide=True, sharex=True)
     for ax, ev, ti in zip(axes, (left, right), titles):
         _gantt(ax, ev, ti, layers)
-    _legend(axes[0], sorted({e[1] for e in list(left) + list(right) if layers is None or e[2] in layers}))
+    _legend(axes[0], sorted({e.stage for e in _events(list(left) + list(right), layers)}))
     show(fig)
 
 

@@ -49,7 +49,7 @@ def plot_rank_fits(freqs: dict, top: float = 0.5,
                    title: str = "is it a power law? the same curves on two axes") -> None:
     """Rank/frequency on log-log axes (a power law is straight) and on log-linear axes (an
     exponential is straight), with the R² of each straight-line fit over the ``top`` ranks."""
-    from teachkit.sparse.stats import compare_fits
+    from teachkit.sparse.model.stats import compare_fits
 
     fig, (a1, a2) = figure(2)
     for k, (name, f) in enumerate(freqs.items()):

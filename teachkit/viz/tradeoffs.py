@@ -1,7 +1,7 @@
 """Figures of the hands-on widgets (02, 04, 05/06, 12, 13, 14).
 
 Each ``*_figure`` function draws one figure from the output of a pure function in
-``teachkit.rlhf.landscapes`` or ``teachkit.sparse.tradeoffs`` and returns it without showing it: the
+``teachkit.rlhf.landscapes`` or ``teachkit.sparse.planner.tradeoffs`` and returns it without showing it: the
 widget shows it in its output area and keeps a PNG copy for front ends without widgets. In a
 notebook without widgets: ``viz.show(viz.clipped_objective_figure(...))``.
 """

@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipywidgets as W
 import numpy as np
 
-from ..sparse import tradeoffs
+from ..sparse.planner import tradeoffs
 from ..viz import tradeoffs as vz
 from ._panel import Panel, figure_panel
 
@@ -46,7 +46,7 @@ def cache_split_widget(traces: list, n_neurons: int, warmup: int = 10) -> Panel:
 def makespan_widget(read_ms, compute_ms, in_memory_ms: float = 0.0) -> Panel:
     """The compute/I-O ratio against the serial, matrix-level and cluster-level makespans.
 
-    Stage times come from a run (``teachkit.sparse.tradeoffs.stage_times(trace.events, layer)``);
+    Stage times come from a run (``teachkit.sparse.planner.tradeoffs.stage_times(trace.events, layer)``);
     the slider scales every compute time so that total compute / total I/O takes its value.
     """
     base = tradeoffs.pipeline_makespans(read_ms, compute_ms, in_memory_ms)

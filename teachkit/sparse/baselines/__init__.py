@@ -14,7 +14,7 @@
 
 Reads: ``io_threads`` blocking-``pread`` threads (LLM in a flash's own method: parallel reads
 from many threads), or with ``io_depth`` the engine's own I/O, one thread keeping ``io_depth``
-reads in flight with kernel AIO (:mod:`teachkit.sparse.aio`).
+reads in flight with kernel AIO (:mod:`teachkit.sparse.flash.aio`).
 * :class:`LLMFlash`: LLM in a flash: predictor, row-column bundling, a *window* of the
   neurons used by the last ``window`` tokens kept in RAM, misses read then computed (no
   pipeline, no hot region). Compute uses the fused bundled kernel (notebook 11), on both cores (``parallel``) when
@@ -23,9 +23,7 @@ reads in flight with kernel AIO (:mod:`teachkit.sparse.aio`).
 
 from __future__ import annotations
 
-# private helpers too: code written before the split imported them from here
-from .baselines_dense import (DenseMmap, DenseRAM, DenseStream, _Backend, _dequant, dense_bundle_ffn,  # noqa: F401
-                              read_ahead_bytes)
-from .baselines_sparse import LLMFlash, NoCacheSparse, _BatchReads, _ParallelReads, _reads  # noqa: F401
+from .dense import DenseMmap, DenseRAM, DenseStream, dense_bundle_ffn
+from .sparse import LLMFlash, NoCacheSparse
 
 __all__ = ["DenseRAM", "DenseMmap", "DenseStream", "NoCacheSparse", "LLMFlash", "dense_bundle_ffn"]

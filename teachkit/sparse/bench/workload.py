@@ -23,12 +23,12 @@ from pathlib import Path
 
 import numpy as np
 
-from . import kernels as K
-from . import platform_io
-from .flash import FlashFile, FlashSpec, write_flash
-from .planner import profile_model
-from .reader import drop_cache
-from .synthetic import SyntheticConfig, SyntheticStack
+from ..compute import kernels as K
+from ..flash import platform_io
+from ..flash.format import FlashFile, FlashSpec, write_flash
+from ..planner.plan import profile_model
+from ..flash.reader import drop_cache
+from ..model.synthetic import SyntheticConfig, SyntheticStack
 
 __all__ = ["TracePredictor", "Workload", "run_backend", "run_interleaved", "disk_read_bytes", "io_path_record"]
 
@@ -40,9 +40,9 @@ def disk_read_bytes() -> int | None:
 
 def io_path_record(io: dict) -> dict:
     """What ran under the benchmark's reads, for its JSON: platform, read method, how the file was
-    opened (from a :func:`~teachkit.sparse.iobench.profile_reads` result ``io``), and so whether
+    opened (from a :func:`~teachkit.sparse.planner.io_profile.profile_reads` result ``io``), and so whether
     the I/O bound is a disk figure or may be a memory one (reads served by the page cache)."""
-    from .aio import kernel_aio_available
+    from ..flash.aio import kernel_aio_available
 
     how = io.get("open", "O_DIRECT" if io.get("direct") else "buffered")
     rec = platform_io.io_path("kernel" if kernel_aio_available() else "threads", how)

@@ -17,10 +17,10 @@ from collections import OrderedDict
 
 import numpy as np
 
-from . import platform_io
-from .aio import join_within
-from .flash import FlashFile
-from .reader import FlashReader, FlashReadError, aligned_buffer
+from ..flash import platform_io
+from ..flash.aio import join_within
+from ..flash.format import FlashFile
+from ..flash.reader import FlashReader, FlashReadError, aligned_buffer
 
 __all__ = ["DenseRAM", "DenseMmap", "DenseStream", "dense_bundle_ffn", "read_ahead_bytes"]
 

@@ -6,7 +6,7 @@ plus sequential bandwidth. Small reads are IOPS-bound; bandwidth rises with size
 :func:`burst_profile` times a batch of reads submitted at once, as a decoding layer issues them.
 
 The reader itself (:class:`FlashReader`, page-cache eviction, GIL-free reads) lives in
-:mod:`teachkit.sparse.reader`; its names are importable from here too.
+:mod:`teachkit.sparse.flash.reader`.
 """
 
 from __future__ import annotations
@@ -18,11 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
-from . import platform_io
-from .reader import FlashReader, FlashReadError, aligned_buffer, cached_pages, direct_io_works, drop_cache, runs
+from ..flash import platform_io
+from ..flash.reader import FlashReadError, aligned_buffer, direct_io_works, drop_cache
 
-__all__ = ["FlashReader", "FlashReadError", "aligned_buffer", "profile_reads", "burst_profile", "sequential_read_bw",
-           "runs", "interpolate_bw", "cached_pages", "drop_cache", "direct_io_works"]
+__all__ = ["profile_reads", "burst_profile", "sequential_read_bw", "interpolate_bw"]
 
 
 def _scratch_file(nbytes: int, directory=None) -> Path:
@@ -54,9 +53,9 @@ def _keep_in_flight(path, direct: bool, offsets: np.ndarray, size: int, qd: int,
     """Bytes/s reading ``size`` bytes at each offset, ``qd`` in flight from one thread.
 
     A read is submitted as soon as one completes, so the queue never drains until the end
-    (:func:`~teachkit.sparse.aio.open_async_reads`: kernel AIO, or ``qd`` ``pread`` threads).
+    (:func:`~teachkit.sparse.flash.aio.open_async_reads`: kernel AIO, or ``qd`` ``pread`` threads).
     """
-    from .aio import open_async_reads
+    from ..flash.aio import open_async_reads
 
     fd, _ = _open_uncached(path, direct)
     buf = aligned_buffer(qd * size)
@@ -130,7 +129,7 @@ def burst_profile(size: int, path=None, ks=(8, 16, 32, 64, 128), repeats: int = 
 
 
 def _bursts(path, size, ks, repeats, seed, method) -> dict:
-    from .aio import open_async_reads, read_batch
+    from ..flash.aio import open_async_reads, read_batch
 
     fd, _ = _open_uncached(path, True)
     span = os.path.getsize(path)
@@ -173,7 +172,7 @@ def profile_reads(sizes=(4096, 16384, 65536, 262144), qds=(1, 4), n_reads: int =
     "span": bytes, "direct": bool, "method": what issued the random reads}``;
     ``direct`` is False where the filesystem refused O_DIRECT (the profile is then optimistic);
     ``open`` says how the file was opened and ``page_cache`` what that means for the figures
-    (:func:`~teachkit.sparse.platform_io.page_cache_note`: where the platform can neither bypass
+    (:func:`~teachkit.sparse.flash.platform_io.page_cache_note`: where the platform can neither bypass
     nor drop the page cache, the "disk" bandwidth may be memory bandwidth).
     """
     own = path is None
@@ -198,7 +197,7 @@ def profile_reads(sizes=(4096, 16384, 65536, 262144), qds=(1, 4), n_reads: int =
 
 
 def _method_name(method: str) -> str:
-    from .aio import kernel_aio_available
+    from ..flash.aio import kernel_aio_available
 
     return "kernel" if method == "kernel" or (method == "auto" and kernel_aio_available()) else "threads"
 

@@ -1,12 +1,12 @@
 """Engine benchmark: the sparse flash engine against its baselines, in one run, same everything.
 
 ``run(quick, profile)`` is called by ``python -m teachkit.sparse.bench`` and its result goes
-under the ``engine`` key; ``python -m teachkit.sparse.bench_engine [--quick] --json PATH``
+under the ``engine`` key; ``python -m teachkit.sparse.bench.engine [--quick] --json PATH``
 runs it alone.
 
 All engines get the same memory budget (FFN = 2x budget), the same tokens and the same
 flash files, in a temp dir. The workload (SYNTHETIC, with **oracle active sets**) and the
-timing are described in :mod:`teachkit.sparse.bench_workload`.
+timing are described in :mod:`teachkit.sparse.bench.workload`.
 """
 
 from __future__ import annotations
@@ -20,17 +20,17 @@ from pathlib import Path
 
 import numpy as np
 
-from .baselines import DenseMmap, DenseRAM, DenseStream, LLMFlash, NoCacheSparse
-from .bench_workload import (TracePredictor, Workload, _cold_hit_rate, _parallel_is_faster, _round, _token, disk_read_bytes,
-                             io_path_record,
-                             run_backend, run_interleaved)
-from .cache import neuron_hit_rate
-from . import platform_io
-from .engine import EngineConfig, SparseFFN
-from .iobench import burst_profile, interpolate_bw, profile_reads
-from .planner import (calibrate_layer_overhead, choose_plan, explain, kernel_bandwidth, plan_dict, predict,
-                      unit_overhead)
-from .synthetic import LABEL, SyntheticConfig
+from ..baselines.dense import DenseMmap, DenseRAM, DenseStream
+from ..baselines.sparse import LLMFlash, NoCacheSparse
+from .workload import (TracePredictor, Workload, _cold_hit_rate, _parallel_is_faster, _round, _token,
+    disk_read_bytes, io_path_record, run_backend, run_interleaved)
+from ..runtime.cache import neuron_hit_rate
+from ..flash import platform_io
+from ..runtime.engine import EngineConfig, SparseFFN
+from ..planner.io_profile import burst_profile, interpolate_bw, profile_reads
+from ..planner.plan import (calibrate_layer_overhead, choose_plan, explain, kernel_bandwidth, plan_dict,
+    predict, unit_overhead)
+from ..model.synthetic import LABEL, SyntheticConfig
 
 __all__ = ["run", "TracePredictor", "Workload", "run_backend", "disk_read_bytes", "chain_tok_s", "goal_ceilings"]
 
@@ -93,7 +93,7 @@ def _run(cfg, n_warm, n_time, n_profile, profile, log, workdir, quick, sweep_fra
     bw = {int(k): float(v) for k, v in (profile.get("bandwidth_Bps") or {}).items()}
     for threads in (1, 2):
         if threads not in bw:
-            from .machine import measure_memory_bandwidth
+            from ..planner.machine import measure_memory_bandwidth
             bw[threads] = measure_memory_bandwidth(threads, 512 << 20)
     bw_mem = max(bw[1], bw[2])    # what the machine streams at best: attention and predictor use both cores
     io = profile.get("io")

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import kernels as K
-from .baselines_dense import _Backend, _dequant
-from .cache import LRUTable
-from .flash import FlashFile
-from .aio import open_async_reads, read_batch
-from .reader import FlashReader, FlashReadError
+from ..compute import kernels as K
+from .dense import _Backend, _dequant
+from ..runtime.cache import LRUTable
+from ..flash.format import FlashFile
+from ..flash.aio import open_async_reads, read_batch
+from ..flash.reader import FlashReader, FlashReadError
 
 __all__ = ["NoCacheSparse", "LLMFlash"]
 

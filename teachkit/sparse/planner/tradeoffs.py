@@ -2,7 +2,7 @@
 
 - :func:`split_hit_rate` / :func:`hit_rate_over_splits` (12): a budget of cached neuron rows split
   between a hot region (each layer's most frequent neurons, pinned) and a cold LRU, replayed on
-  activation traces with :func:`teachkit.sparse.cache.simulate_hit_rate`.
+  activation traces with :func:`teachkit.sparse.runtime.cache.simulate_hit_rate`.
 - :func:`pipeline_makespans` / :func:`makespan_over_ratios` (13): one layer's makespan under the
   serial, matrix-level and cluster-level schedules, from stage times (``stage_times`` reads them
   from an engine ``Trace``). One I/O lane reads the missing clusters one after another; one
@@ -24,13 +24,11 @@ import math
 
 import numpy as np
 
-from .cache import simulate_hit_rate
+from ..runtime.cache import simulate_hit_rate
+from ..runtime.trace import CLUSTER_COMPUTE_STAGES, READ_STAGES, TraceEvent
 
 __all__ = ["split_hit_rate", "hit_rate_over_splits", "stage_times", "pipeline_makespans",
            "makespan_over_ratios", "budget_sweep_table"]
-
-READ_STAGES = ("bundle_read", "gate_read", "updown_read")
-CLUSTER_COMPUTE = ("updown_compute", "fused_compute")
 
 
 def _neuron_frequencies(traces: list, n_neurons: int) -> np.ndarray:
@@ -74,15 +72,15 @@ def stage_times(events, layer: int) -> dict:
     that lands all at once shows as one long read and near-zero others. The cluster compute of
     the layer is divided evenly among its reads: how much compute waits on each landing.
     """
-    layer_events = [e for e in events if e[2] == layer]
-    reads = sorted((e for e in layer_events if e[1] in READ_STAGES), key=lambda e: e[5])
-    clock = min((e[4] for e in reads), default=0.0)
+    layer_events = [TraceEvent(*e) for e in events if e[2] == layer]
+    reads = sorted((e for e in layer_events if e.stage in READ_STAGES), key=lambda e: e.t1)
+    clock = min((e.t0 for e in reads), default=0.0)
     read_ms = []
     for e in reads:
-        read_ms.append(1e3 * max(0.0, e[5] - clock))
-        clock = max(clock, e[5])
-    compute = 1e3 * sum(e[5] - e[4] for e in layer_events if e[1] in CLUSTER_COMPUTE)
-    in_memory = 1e3 * sum(e[5] - e[4] for e in layer_events if e[1] == "gate_compute")
+        read_ms.append(1e3 * max(0.0, e.t1 - clock))
+        clock = max(clock, e.t1)
+    compute = 1e3 * sum(e.seconds for e in layer_events if e.stage in CLUSTER_COMPUTE_STAGES)
+    in_memory = 1e3 * sum(e.seconds for e in layer_events if e.stage == "gate_compute")
     share = compute / len(read_ms) if read_ms else 0.0
     return {"read_ms": read_ms, "compute_ms": [share] * len(read_ms),
             "in_memory_ms": in_memory + (compute if not read_ms else 0.0)}

@@ -27,8 +27,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .. import artifacts
-from ..toy.model import GPT, GPTConfig
+from ... import artifacts
+from ...toy.model import GPT, GPTConfig
 
 __all__ = ["LMConfig", "stdlib_corpus", "encode", "decode", "train_lm", "save_lm", "load_lm",
            "record_ffn", "perplexity", "export_numpy", "numpy_ffn", "LM_PATH", "LM_KIND",
@@ -220,7 +220,7 @@ def export_numpy(model: GPT) -> dict:
     ``layers``: a list of dicts with ``ln1_w, ln1_b, qkv_w (3d, d), qkv_b, attn_proj_w (d, d),
     attn_proj_b, ln2_w, ln2_b, ffn_bundles (d_ff, 2, d+1), ffn_proj_b (d,)``.
     """
-    from .bundles import make_bundles
+    from ..compute.bundles import make_bundles
 
     f32 = lambda t: np.ascontiguousarray(t.detach().cpu().numpy(), dtype=np.float32)  # noqa: E731
     out = {"config": model.config.to_dict(), "tok_emb": f32(model.tok_emb.weight),
@@ -240,7 +240,7 @@ def export_numpy(model: GPT) -> dict:
 
 def numpy_ffn(layer: dict, x: np.ndarray, idx: np.ndarray | None = None) -> np.ndarray:
     """FFN of one exported layer on one FFN input ``x`` (d,), over neurons ``idx`` (all if None)."""
-    from .kernels import sparse_ffn_bundled
+    from ..compute.kernels import sparse_ffn_bundled
 
     B = layer["ffn_bundles"]
     xa = np.append(x.astype(np.float32), np.float32(1.0))

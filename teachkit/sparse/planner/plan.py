@@ -45,9 +45,9 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from .cache import simulate_hit_rate
-from .engine import EngineConfig, engine_memory
-from .iobench import interpolate_bw
+from ..runtime.cache import simulate_hit_rate
+from ..runtime.engine import EngineConfig, engine_memory
+from .io_profile import interpolate_bw
 
 __all__ = ["ModelProfile", "Plan", "profile_model", "predict", "choose_plan", "explain", "kernel_bandwidth",
            "unit_overhead", "calibrate_layer_overhead"]
@@ -86,7 +86,7 @@ def kernel_bandwidth(d: int = 1024, n: int = 4096, n_act: int = 400, repeats: in
     which is right only if the engine's regions fit too. ``fused``: the one-pass kernel on
     every core that the cluster schedule runs on in-memory work (``fused_compute``).
     """
-    from .stages import fused_compute, gate_compute, updown_compute
+    from ..compute.stages import fused_compute, gate_compute, updown_compute
 
     rng = np.random.default_rng(seed)
     n = max(n, int(table_bytes or 0) // (3 * d * 4))
@@ -120,8 +120,9 @@ def unit_overhead(d: int = 1024, k: int = 64, repeats: int = 7) -> float:
     import sys
     import threading
 
-    from .pipeline import SWITCH_INTERVAL, _Unit
-    from .stages import Trace, gate_compute, updown_compute
+    from ..compute.stages import gate_compute, updown_compute
+    from ..runtime.pipeline import SWITCH_INTERVAL, WorkUnit
+    from ..runtime.trace import Trace
 
     if sys.getswitchinterval() > SWITCH_INTERVAL:
         sys.setswitchinterval(SWITCH_INTERVAL)
@@ -154,8 +155,8 @@ def unit_overhead(d: int = 1024, k: int = 64, repeats: int = 7) -> float:
 
     many, one = [], []
     for _ in range(repeats + 1):
-        many.append(run([_Unit(i, W, np.array([i])) for i in range(k)]))
-        one.append(run([_Unit(0, W, np.arange(k))]))
+        many.append(run([WorkUnit(i, W, np.array([i])) for i in range(k)]))
+        one.append(run([WorkUnit(0, W, np.arange(k))]))
         tr.clear()
     requests.put(None)
     return max(0.0, (float(np.median(many[1:])) - float(np.median(one[1:]))) / (k - 1))
@@ -182,7 +183,7 @@ def predict(spec, mp: ModelProfile, io_profile: dict, bw_mem: float, bw_kernel: 
 
     ``bw_fused``: bytes/s of the fused kernel on every core (default: ``bw_kernel``).
     ``layer_overhead``: seconds per layer the terms leave out (see :func:`calibrate_layer_overhead`).
-    ``io_profile["burst"]`` (from :func:`~teachkit.sparse.iobench.burst_profile`), when present,
+    ``io_profile["burst"]`` (from :func:`~teachkit.sparse.planner.io_profile.burst_profile`), when present,
     times a layer's reads as one batch.
     """
     bundle = spec.bundle_bytes
@@ -234,7 +235,7 @@ def choose_plan(spec, mp: ModelProfile, io_profile: dict, bw_mem: float, bw_kern
 
     ``fixed_bytes``: what is read every token (attention, norms, embeddings, predictor);
     ``extra_bytes``: what else the engine holds (the KV cache). Staging, prefill buffers and
-    cache tables are added as :func:`~teachkit.sparse.engine.engine_memory` counts them.
+    cache tables are added as :func:`~teachkit.sparse.runtime.engine.engine_memory` counts them.
     """
     best, hits = None, {}
     for frac, cs, ru, qd in itertools.product(hot_fracs, cluster_sizes, read_units, io_depth):

@@ -20,12 +20,12 @@ collects the completions with another, all from one thread. Measured on the cour
 
 :class:`ThreadedReads` offers the same ``submit`` / ``reap`` on a pool of ``pread`` threads
 (reads in flight = threads): the fallback where kernel AIO is missing (macOS; on Windows the
-threads seek and read, see :mod:`teachkit.sparse.platform_io`), and what it is measured
+threads seek and read, see :mod:`teachkit.sparse.flash.platform_io`), and what it is measured
 against in notebook 12.
 
 **Failures.** Every wait has a deadline. A read that fails comes back as ``-errno`` in its
 result; an exception in a read thread, or a refused ``io_submit``, raises
-:class:`~teachkit.sparse.reader.FlashReadError` with the real error as its ``__cause__``.
+:class:`~teachkit.sparse.flash.reader.FlashReadError` with the real error as its ``__cause__``.
 ``close()`` waits at most ``close_timeout`` seconds: a thread still stuck in a read after that
 (a hung disk: a read in the kernel cannot be cancelled) is left behind as a daemon, named in
 ``stuck`` and in a ``RuntimeWarning``.
@@ -201,7 +201,7 @@ class KernelAIO:
 class ThreadedReads:
     """:class:`KernelAIO`'s interface on ``depth`` threads that each run blocking reads.
 
-    Reads go through :class:`~teachkit.sparse.platform_io.RangeFile` (``pread``, or seek +
+    Reads go through :class:`~teachkit.sparse.flash.platform_io.RangeFile` (``pread``, or seek +
     readinto on a handle per thread, opened from ``path``, where the OS has no ``pread``).
     ``fault(n)`` (a test hook) runs in the read thread before each read; it may raise or block.
     """
@@ -282,8 +282,8 @@ def read_batch(reads, addr, offset, length, timeout: float, what: str, min_first
 
     Returns the ``time.perf_counter()`` at which the first completion was collected. By default
     the first wait asks for all the reads at once (one wake-up); ``min_first=1`` wakes at the
-    first completion instead, to see *when* reads come back (:func:`~teachkit.sparse.iobench.burst_profile`).
-    Raises :class:`~teachkit.sparse.reader.FlashReadError` naming ``what`` if one comes back
+    first completion instead, to see *when* reads come back (:func:`~teachkit.sparse.planner.io_profile.burst_profile`).
+    Raises :class:`~teachkit.sparse.flash.reader.FlashReadError` naming ``what`` if one comes back
     short or failed, or if nothing completes within ``timeout`` seconds (never hangs).
     """
     length = np.asarray(length, dtype=np.int64)

@@ -22,7 +22,7 @@ import numba
 import numpy as np
 from numba import njit, prange
 
-from . import platform_io
+from ..flash import platform_io
 
 __all__ = ["measure_memory_bandwidth", "blas_threads", "numba_threads", "median_seconds",
            "machine_info", "CacheFlusher", "last_level_cache_bytes"]
@@ -55,7 +55,7 @@ def _read_sum(a, nchunks, nstreams):
 
 
 def last_level_cache_bytes() -> int:
-    """Size of the largest CPU cache the OS reports (0 if unknown; see :mod:`teachkit.sparse.platform_io`)."""
+    """Size of the largest CPU cache the OS reports (0 if unknown; see :mod:`teachkit.sparse.flash.platform_io`)."""
     return platform_io.last_level_cache_bytes()
 
 

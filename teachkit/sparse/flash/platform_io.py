@@ -120,7 +120,7 @@ def open_uncached(path, direct: bool = True) -> tuple[int, str]:
     """Open ``path`` for reads that bypass the page cache as far as this platform allows.
 
     Returns ``(fd, how)``: ``"O_DIRECT"`` (Linux; reads must be aligned, see
-    :mod:`teachkit.sparse.reader`), ``"F_NOCACHE"`` (macOS: new reads are not cached, pages
+    :mod:`teachkit.sparse.flash.reader`), ``"F_NOCACHE"`` (macOS: new reads are not cached, pages
     already cached may still serve reads), ``"buffered+drop"`` (the file's pages are dropped now;
     the caller drops what it reads) or ``"buffered"`` (the page cache may serve reads).
     ``direct=False`` skips O_DIRECT (unaligned reads). O_DIRECT refused by the filesystem

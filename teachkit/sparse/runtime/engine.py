@@ -13,7 +13,7 @@ With ``lookahead=True``, while a layer waits for its reads the engine guesses th
 neurons from this layer's input (``predictor.lookahead(layer, x_prev)`` if the predictor has
 it, else ``predictor(layer, x_prev)``); once the layer is done it reads the guessed neurons
 that are not in memory, while the next layer's attention runs (see
-:mod:`teachkit.sparse.pipeline`). It never changes the output; whether it
+:mod:`teachkit.sparse.runtime.pipeline`). It never changes the output; whether it
 is faster depends on how many of its guesses are wrong (each is a wasted read) and on how busy
 the disk already is. The benchmark measures it (``+look-ahead``).
 
@@ -43,16 +43,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .aio import BYTES_PER_SLOT, join_within
-from .unit_reads import JOB_BYTES_PER_ROW
+from ..flash.aio import BYTES_PER_SLOT, join_within
+from ..flash.format import FlashFile
+from ..flash.reader import FlashReader, FlashReadError
+from ..flash.unit_reads import JOB_BYTES_PER_ROW, staging_rows
 from .cache import CacheConfig, SegmentedCache
-from .flash import FlashFile
-from .iobench import FlashReader, FlashReadError
-from .numpy_gpt import NumpyGPT, PredictorAdapter     # re-exported: the model the engine runs
-from .pipeline import ClusterPipeline, PipelineConfig, PipelineTimeout, Trace, staging_rows
+from .pipeline import ClusterPipeline, PipelineConfig, PipelineTimeout
+from .trace import Trace
 
-__all__ = ["EngineConfig", "SparseFFN", "engine_memory", "OraclePredictor", "NumpyGPT", "PredictorAdapter",
-           "hot_clusters_from_freq", "plan_regions"]
+__all__ = ["EngineConfig", "SparseFFN", "engine_memory", "OraclePredictor", "hot_clusters_from_freq",
+           "plan_regions"]
 
 
 @dataclass

@@ -15,13 +15,13 @@ If ``idx`` holds every neuron with h_i ≠ 0 (an *oracle* predictor) this equals
 exactly, because the neurons left out contribute h_i · down_i = 0.
 
 Every kernel streams whole contiguous rows, so it is memory-bound: its time is about
-``bytes touched / memory bandwidth`` (see ``teachkit.sparse.machine``). The fused kernel reads
+``bytes touched / memory bandwidth`` (see ``teachkit.sparse.planner.machine``). The fused kernel reads
 gate and up of every listed neuron and the down row only when h_i ≠ 0, so a false positive of
 the predictor costs 2·d weights, a true positive 3·d. It is software-pipelined: the down axpy
 of neuron j-1 runs in the same loop as the gate/up dot products of neuron j.
 
 int8 bundles hold ``q`` (n, n_mats, d) int8 and ``scales`` (n, n_mats) float32: weight row
-``m`` of neuron ``i`` is ``q[i, m] * scales[i, m]`` (see ``teachkit.sparse.bundles``).
+``m`` of neuron ``i`` is ``q[i, m] * scales[i, m]`` (see ``teachkit.sparse.compute.bundles``).
 
 The down projection is a sum of scaled rows (an *axpy*) into one output vector. Letting
 ``prange`` iterations all do ``out[k] += …`` is a data race: two threads read the same

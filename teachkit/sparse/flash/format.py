@@ -190,7 +190,7 @@ def write_flash(path, spec: FlashSpec, layers) -> Path:
 
 
 class FlashFile:
-    """An open, validated flash file. Reads go through :class:`~teachkit.sparse.reader.FlashReader`.
+    """An open, validated flash file. Reads go through :class:`~teachkit.sparse.flash.reader.FlashReader`.
 
     ``FlashFile(path, expect=spec_or_dict, verify=True)`` checks magic, version, header crc,
     file size (truncation), every layer's crc32 (``verify``) and that the shapes match

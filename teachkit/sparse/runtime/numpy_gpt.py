@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .pipeline import Trace
+from .trace import Trace
 
 if TYPE_CHECKING:
     from .engine import SparseFFN
@@ -34,7 +34,7 @@ def _relu(a):
 class NumpyGPT:
     """``teachkit.toy.model.GPT`` (pre-LN, learned positions, tied head, ReLU MLP) in numpy.
 
-    Built from ``teachkit.sparse.lm.export_numpy(model)``, whose FFNs are bias-channel bundles:
+    Built from ``teachkit.sparse.model.lm.export_numpy(model)``, whose FFNs are bias-channel bundles:
     the FFN input is ``[LN(x), 1]`` (length d+1), up row i is ``[W1_i, b1_i]``, down row i is
     ``[W2[:, i], 0]``; the down bias is added densely. Everything except the bundles is the
     engine's fixed region (:attr:`fixed`); the bundles go to the flash file.

@@ -1,12 +1,12 @@
 """The engine quiet and under CPU load: does it keep its speed, and its ablation order?
 
-    python -m teachkit.sparse.bench_load --quick --json PATH
-    python -m teachkit.sparse.bench_load --quick --compare-settings --json PATH
+    python -m teachkit.sparse.bench.load --quick --json PATH
+    python -m teachkit.sparse.bench.load --quick --compare-settings --json PATH
 
 A learner's laptop is rarely idle, and the course VM shares its two cores. :func:`under_load`
 builds the ablation ladder (``sparse_flash`` → ``+bundle`` → ``+cache`` →
 ``+pipeline(matrix)`` → ``+pipeline``) once, on the SYNTHETIC workload of
-:mod:`teachkit.sparse.bench_workload` (oracle active sets), and decodes the same tokens with
+:mod:`teachkit.sparse.bench.workload` (oracle active sets), and decodes the same tokens with
 every engine, interleaved token by token, in alternating passes: quiet, then with one
 CPU-bound process of its own beside it (started here, always killed), quiet, loaded, ...
 Each figure is the median over the passes of each pass's median token. The result holds
@@ -40,20 +40,20 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import numba_setup
-from . import kernels as K
-from .baselines import NoCacheSparse
-from .bench_workload import Workload, _round, run_interleaved
-from . import platform_io
-from .engine import EngineConfig, SparseFFN
-from .synthetic import SyntheticConfig
+from ... import numba_setup
+from ..compute import kernels as K
+from ..baselines.sparse import NoCacheSparse
+from .workload import Workload, _round, run_interleaved
+from ..flash import platform_io
+from ..runtime.engine import EngineConfig, SparseFFN
+from ..model.synthetic import SyntheticConfig
 
 __all__ = ["LADDER", "SETTINGS", "cpu_hog", "under_load", "compare_settings", "main"]
 
 LADDER = ("sparse_flash", "+bundle", "+cache", "+pipeline(matrix)", "+pipeline")
 
 # threading settings compared by ``compare_settings``: environment, and the kernels' serial threshold
-# (None: the library's own :data:`teachkit.sparse.kernels.SERIAL_BELOW_BYTES`)
+# (None: the library's own :data:`teachkit.sparse.compute.kernels.SERIAL_BELOW_BYTES`)
 SETTINGS = {
     "teachkit (passive, small kernels on one thread)": ({}, None),
     "OpenMP default (spin), every kernel threaded": ({"GOMP_SPINCOUNT": "300000"}, 0),
@@ -165,7 +165,7 @@ def compare_settings(rounds: int = 3, quick: bool = True, log=print, settings: d
                 env = {k: v for k, v in os.environ.items() if k not in _THREAD_VARS}
                 env.update(env_extra)
                 out = Path(tmp) / f"{r}_{i}.json"
-                cmd = [sys.executable, "-m", "teachkit.sparse.bench_load", "--json", str(out),
+                cmd = [sys.executable, "-m", "teachkit.sparse.bench.load", "--json", str(out),
                        *(["--quick"] if quick else []), *child_args]
                 if serial_below is not None:
                     cmd += ["--serial-below", str(serial_below)]

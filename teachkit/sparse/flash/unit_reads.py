@@ -1,7 +1,7 @@
 """The read side of the cluster pipeline: a layer's misses in flight at once, landed cluster by cluster.
 
 The compute thread calls :meth:`UnitReads.request` with the units (clusters) a layer must read.
-Every read that fits goes to the kernel at once (kernel AIO, :mod:`teachkit.sparse.aio`; the
+Every read that fits goes to the kernel at once (kernel AIO, :mod:`teachkit.sparse.flash.aio`; the
 first unit in a small ``io_submit`` of its own, the rest in a second), from the compute thread
 itself: no thread hand-off stands between the prediction and the reads being in flight. One
 **I/O thread** sleeps in ``io_getevents`` (no GIL held) until the unit nearest completion can
@@ -13,7 +13,7 @@ on the ``done`` queue, where the compute thread picks it up.
 the regions are page-aligned, so reads go straight into the cache rows the unit was given:
 no copy, and the I/O thread only counts and hands over. int8 rows (weights and scales kept
 apart in the cache) and padded bundles are read into staging rows and copied
-(:func:`~teachkit.sparse.stages._scatter_rows`). Completions are tallied per unit in one numba
+(:func:`~teachkit.sparse.compute.stages._scatter_rows`). Completions are tallied per unit in one numba
 call (:func:`_tally`).
 
 Staging rows bound the reads in flight (``io_depth``, and at least one whole unit); each row,
@@ -36,7 +36,7 @@ from numba import njit
 
 from .aio import join_within, open_async_reads
 from .reader import FlashReader, FlashReadError
-from .stages import _scatter_rows
+from ..compute.stages import scatter_rows as _scatter_rows
 
 __all__ = ["UnitReads", "staging_rows", "JOB_BYTES_PER_ROW"]
 
@@ -90,7 +90,7 @@ def _tally(tags, res, left, length, bad, failed, finished):
 
 
 class UnitReads:
-    """Reads units of a bundled flash file into a :class:`~teachkit.sparse.cache.SegmentedCache`."""
+    """Reads units of a bundled flash file into a :class:`~teachkit.sparse.runtime.cache.SegmentedCache`."""
 
     def __init__(self, flash, cache, cfg, trace, done: queue.Queue, fault=None):
         self.flash, self.cache, self.cfg, self.trace, self.done = flash, cache, cfg, trace, done

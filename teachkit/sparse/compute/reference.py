@@ -1,4 +1,4 @@
-"""Pure-numpy references for every kernel in ``teachkit.sparse.kernels``.
+"""Pure-numpy references for every kernel in ``teachkit.sparse.compute.kernels``.
 
 Slow, obvious and float64 inside, so they serve as the oracle in tests: a kernel is correct
 when it agrees with its reference to float32 tolerance.

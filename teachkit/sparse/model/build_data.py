@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from .. import artifacts
+from ... import artifacts
 from .lm import LMConfig, load_lm, record_ffn, save_lm, train_lm
 from .predictor import Predictor, train_predictor
 
@@ -34,7 +34,7 @@ def load_predictors(path=PRED_PATH) -> dict[str, list[Predictor]]:
 
     A predictor of layer l takes that layer's FFN input LN2(x) (d_model values, *without* the
     bias channel) and ``predict(x, threshold)`` returns int64 neuron indices into the layer's
-    ``ffn_bundles`` from :func:`teachkit.sparse.lm.export_numpy`.
+    ``ffn_bundles`` from :func:`teachkit.sparse.model.lm.export_numpy`.
     """
     p = artifacts.load(path, PRED_KIND, PRED_VERSION)
     return {k: [Predictor.from_payload(q) for q in p[k]] for k in ("lowrank", "mlp")}

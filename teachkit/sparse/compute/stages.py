@@ -1,9 +1,9 @@
-"""The pipeline's stages: the kernels that compute a cluster, and the trace that times them.
+"""The pipeline's compute stages: the kernels that compute a cluster.
 
 A *stage* is one step a cluster of neurons goes through in one FFN layer (PowerInfer-2 §4.3):
 a read on the I/O lane (``bundle_read``, or ``gate_read`` then ``updown_read``) or a compute
 on the compute lane. A neuron's bundle holds its rows side by side (see
-:mod:`teachkit.sparse.bundles`): the first row (gate, or up for a plain ReLU FFN), then up
+:mod:`teachkit.sparse.compute.bundles`): the first row (gate, or up for a plain ReLU FFN), then up
 (gated FFN only), then down. Neuron i adds ``h_i · down_i`` to the output, with
 ``h_i = relu(gate_i · x) · (up_i · x)`` (gated) or ``h_i = relu(up_i · x)`` (plain). The
 first row alone decides whether the neuron fires, so the compute is cut in two stages:
@@ -20,16 +20,13 @@ batches of 1 MiB of weights or more; smaller ones on the calling thread, see ``k
 
 The kernels release the GIL (``nogil``), so they run while reads are in flight and the I/O thread lands them. int8 weights
 come as a ``(Q, S)`` tuple (weights, one scale per row) and go to the ``_i8`` variants.
-:func:`_scatter_rows` is the landing copy: arrived bytes, from the reader's staging rows into
+:func:`scatter_rows` is the landing copy: arrived bytes, from the reader's staging rows into
 the cache rows their cluster computes from.
 
-Every stage is recorded in a :class:`Trace` as ``(lane, stage, layer, cluster, t0, t1)``.
+The runtime times every stage in a :class:`teachkit.sparse.runtime.trace.Trace`.
 """
 
 from __future__ import annotations
-
-import time
-from collections import deque
 
 import numpy as np
 import numba
@@ -37,7 +34,7 @@ from numba import njit
 
 from . import kernels as K
 
-__all__ = ["Trace", "gate_compute", "updown_compute", "fused_compute"]
+__all__ = ["gate_compute", "updown_compute", "fused_compute", "scatter_rows"]
 
 _JIT = dict(nogil=True, fastmath=True, cache=True)
 
@@ -132,50 +129,7 @@ def updown_compute(W, rows, x, g, gated: bool, out) -> np.ndarray:
 
 
 @njit(nogil=True, cache=True)
-def _scatter_rows(src, srows, lo, hi, dst, drows, dst_lo):
+def scatter_rows(src, srows, lo, hi, dst, drows, dst_lo):
     """Copy elements [lo, hi) of staging row ``srows[j]`` into row ``drows[j]`` of ``dst`` at ``dst_lo``."""
     for j in range(srows.shape[0]):
         dst[drows[j], dst_lo:dst_lo + hi - lo] = src[srows[j], lo:hi]
-
-
-# --------------------------------------------------------------------------- trace
-class Trace:
-    """Timestamped stage events: ``(lane, stage, layer, cluster, t0, t1)`` with t from perf_counter.
-
-    A ring: it keeps the last ``maxlen`` events (about 170 B each, so at most ~0.7 MiB by
-    default), so an engine that decodes for hours holds no more than one that decoded a few
-    tokens. ``maxlen=None`` keeps everything (a short, fully traced run).
-    """
-
-    STAGES = ("attention", "predict", "bundle_read", "gate_read", "gate_compute", "updown_read",
-              "updown_compute", "fused_compute", "wait", "prefill", "lookahead", "prefetch_read")
-    MAXLEN = 4096
-
-    def __init__(self, enabled: bool = True, maxlen: int | None = MAXLEN):
-        self.enabled = enabled
-        self.events: deque = deque(maxlen=maxlen)
-        self.t_origin = time.perf_counter()
-
-    def add(self, lane: str, stage: str, layer: int, cluster: int, t0: float, t1: float) -> None:
-        if self.enabled:
-            self.events.append((lane, stage, layer, cluster, t0 - self.t_origin, t1 - self.t_origin))
-
-    def clear(self) -> None:
-        self.events.clear()
-        self.t_origin = time.perf_counter()
-
-    def busy(self, lane_prefix: str, stages=None) -> float:
-        """Total seconds spent in ``stages`` on lanes starting with ``lane_prefix``."""
-        return sum(e[5] - e[4] for e in self.events
-                   if e[0].startswith(lane_prefix) and (stages is None or e[1] in stages))
-
-    def covered(self, lane_prefix: str, stages=None) -> float:
-        """Seconds during which at least one such event was running (overlapping reads count once)."""
-        spans = sorted((e[4], e[5]) for e in self.events
-                       if e[0].startswith(lane_prefix) and (stages is None or e[1] in stages))
-        total, end = 0.0, float("-inf")
-        for a, b in spans:
-            if b > end:
-                total += b - max(a, end)
-                end = b
-        return total

@@ -7,7 +7,7 @@ must be read from flash (a miss). Each cluster goes through PowerInfer-2's stage
     predict -> gate_read -> gate_compute -> updown_read -> updown_compute
 
 What each compute stage does, and why the FFN splits in two there, is in
-:mod:`teachkit.sparse.stages`. With ``read_unit="bundle"`` a miss is one read of the whole
+:mod:`teachkit.sparse.compute.stages`. With ``read_unit="bundle"`` a miss is one read of the whole
 bundle (``bundle_read``); with ``read_unit="split"`` the gate part is read first and up/down
 only for neurons whose gate fired (PowerInfer-2's two-phase loading). Three schedules:
 
@@ -18,7 +18,7 @@ only for neurons whose gate fired (PowerInfer-2's two-phase loading). Three sche
 * ``"cluster"``: no barrier. The compute thread takes any ready work: an arrived cluster's
   gate, an in-memory cluster's up/down (the *next* matrix), ... (Fig. 6b).
 
-**Reads.** :class:`~teachkit.sparse.unit_reads.UnitReads` puts a layer's misses in flight in
+**Reads.** :class:`~teachkit.sparse.flash.unit_reads.UnitReads` puts a layer's misses in flight in
 one ``io_submit`` from the compute thread, and its one I/O thread lands each cluster as its
 last read completes; the compute thread meanwhile runs what is in memory.
 
@@ -59,13 +59,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .reader import FlashReadError
 # gate_compute and friends are called through this module's namespace (tests patch them here)
-from .stages import Trace, fused_compute, gate_compute, updown_compute
-from .unit_reads import UnitReads, staging_rows  # noqa: F401  (staging_rows: re-exported for the engine)
+from ..compute.stages import fused_compute, gate_compute, updown_compute
+from ..flash.reader import FlashReadError
+from ..flash.unit_reads import UnitReads
+from .trace import Trace
 
-__all__ = ["PipelineConfig", "ClusterPipeline", "Trace", "PipelineTimeout", "gate_compute", "updown_compute",
-           "fused_compute"]
+__all__ = ["PipelineConfig", "ClusterPipeline", "PipelineTimeout", "WorkUnit"]
 
 SWITCH_INTERVAL = 2e-4
 AHEAD_UID = 1_000_000          # look-ahead units are numbered from here (trace cluster ids)
@@ -94,8 +94,9 @@ class PipelineConfig:
             raise ValueError("cluster_size, io_depth and timeout must be positive")
 
 
-class _Unit:
-    """One cluster: rows of region weights ``W`` to compute; ``neurons`` to read into ``read_rows``."""
+class WorkUnit:
+    """One cluster of work: rows of region weights ``W`` to compute; ``neurons`` to read into
+    ``read_rows`` (None: already in memory). ``g`` holds its gate values between the two stages."""
 
     __slots__ = ("uid", "W", "rows", "neurons", "read_rows", "g", "split", "layer")
 
@@ -108,7 +109,7 @@ class _Unit:
 
 
 class ClusterPipeline:
-    """Runs FFN layers from a :class:`~teachkit.sparse.cache.SegmentedCache` and a flash file."""
+    """Runs FFN layers from a :class:`~teachkit.sparse.runtime.cache.SegmentedCache` and a flash file."""
 
     def __init__(self, flash, cache, cfg: PipelineConfig, gated: bool, trace: Trace | None = None, fault=None):
         self.flash, self.cache, self.cfg, self.gated = flash, cache, cfg, bool(gated)
@@ -126,7 +127,7 @@ class ClusterPipeline:
         self._ahead_uid = 0
         self.io = UnitReads(flash, cache, cfg, self.trace, self.done, fault)
 
-    # ---- the read side (teachkit.sparse.unit_reads) -----------------------------------
+    # ---- the read side (teachkit.sparse.flash.unit_reads) -----------------------------------
     @property
     def reader(self):
         return self.io.reader
@@ -170,15 +171,15 @@ class ClusterPipeline:
         for k in np.flatnonzero(plan["hot_miss"]).tolist():
             c, slot, rows = int(plan["hot_clusters"][k]), int(plan["hot_slots"][k]), plan["hot_rows"][k]
             members = cache.cluster_members(layer, c)
-            to_read.append(_Unit(uid, cache.hot_w, rows, members, slot * hot_cs + np.arange(len(members))))
+            to_read.append(WorkUnit(uid, cache.hot_w, rows, members, slot * hot_cs + np.arange(len(members))))
             uid += 1
         neurons, slots, miss = plan["cold_neurons"], plan["cold_slots"], plan["cold_miss"]
-        ready = [u for u in (_Unit(0, cache.hot_w, plan["hot_rows_all"][~plan["hot_rows_miss"]]),
-                             _Unit(1, cache.cold_w, slots[~miss])) if len(u.rows)]
+        ready = [u for u in (WorkUnit(0, cache.hot_w, plan["hot_rows_all"][~plan["hot_rows_miss"]]),
+                             WorkUnit(1, cache.cold_w, slots[~miss])) if len(u.rows)]
         n_sel, s_sel = neurons[miss], slots[miss]
         for a in range(0, len(n_sel), cs):
             s = np.ascontiguousarray(s_sel[a:a + cs])
-            to_read.append(_Unit(uid, cache.cold_w, s, np.ascontiguousarray(n_sel[a:a + cs]), s))
+            to_read.append(WorkUnit(uid, cache.cold_w, s, np.ascontiguousarray(n_sel[a:a + cs]), s))
             uid += 1
         return ready, to_read
 
@@ -228,7 +229,7 @@ class ClusterPipeline:
         if len(neurons) > self.io.n_rows:                  # one unit must fit the rows in flight, or it never starts
             raise ValueError(f"at most {self.io.n_rows} look-ahead reads at once, got {len(neurons)}")
         slots = np.ascontiguousarray(slots)           # one unit: the I/O thread wakes once, not per cluster
-        u = _Unit(AHEAD_UID + self._ahead_uid, self.cache.cold_w, slots, np.ascontiguousarray(neurons), slots)
+        u = WorkUnit(AHEAD_UID + self._ahead_uid, self.cache.cold_w, slots, np.ascontiguousarray(neurons), slots)
         u.layer = layer
         self._ahead_uid = (self._ahead_uid + 1) % AHEAD_UID
         self.ahead[u.uid] = u

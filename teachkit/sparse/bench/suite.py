@@ -3,7 +3,7 @@
     python -m teachkit.sparse.bench [--quick] --json PATH          (also run by ``make bench``)
 
 One run measures, on SYNTHETIC FFN layers (random weights at d=4096, d_ff=11008; see
-``teachkit.sparse.synthetic``):
+``teachkit.sparse.model.synthetic``):
 
 * the memory read bandwidth on 1 and 2 threads (``machine.measure_memory_bandwidth``), before
   and between the kernel blocks; the best of these is the bound, so the fraction errs low;
@@ -45,11 +45,11 @@ from pathlib import Path
 
 import numpy as np
 
-from . import kernels as K
-from .bundles import quantize_int8
-from .machine import (CacheFlusher, blas_threads, machine_info, measure_memory_bandwidth,
-                      median_seconds, numba_threads)
-from .synthetic import LABEL, SyntheticConfig, SyntheticStack
+from ..compute import kernels as K
+from ..compute.bundles import quantize_int8
+from ..planner.machine import (CacheFlusher, blas_threads, machine_info, measure_memory_bandwidth,
+    median_seconds, numba_threads)
+from ..model.synthetic import LABEL, SyntheticConfig, SyntheticStack
 
 __all__ = ["run", "dense_ffn", "numpy_gather_ffn", "main"]
 
@@ -251,14 +251,14 @@ def run(quick: bool = False, threads=(1, 2), headline_threads: int = 1, log=prin
 
 def _engine(quick: bool, res: dict, log) -> tuple[dict | None, bool]:
     try:
-        from . import bench_engine
+        from . import engine as bench_engine
     except ModuleNotFoundError as err:
-        if err.name and err.name.endswith("bench_engine"):
+        if err.name and err.name.endswith("bench.engine"):
             return None, True
         raise
     profile = {"bandwidth_Bps": {int(k): v * 1e9 for k, v in res["bandwidth_GBps"].items()},
                "machine": res["machine"]}
-    log("running the engine benchmark (teachkit.sparse.bench_engine) ...")
+    log("running the engine benchmark (teachkit.sparse.bench.engine) ...")
     try:
         return bench_engine.run(quick, profile), True
     except Exception as err:  # noqa: BLE001 - keep the kernel results, report the failure

@@ -15,7 +15,7 @@ to keep it honest:
   how many pages of a file are cached: the check that all this works.
 
 Both are Linux calls. Elsewhere the file is opened as well as the platform allows
-(:func:`~teachkit.sparse.platform_io.open_uncached`: ``F_NOCACHE`` on macOS, a plain open on
+(:func:`~teachkit.sparse.flash.platform_io.open_uncached`: ``F_NOCACHE`` on macOS, a plain open on
 Windows); :attr:`FlashReader.how` and :attr:`FlashReader.page_cache` say which, so a
 measurement can say whether its reads may have come from memory.
 
@@ -28,7 +28,7 @@ as on Windows, a Python loop of seek + readinto). The Python
 raises :class:`FlashReadError`: a reader never hands back a half-filled buffer.
 
 **Asynchronous reads.** The decode pipeline does not wait: it asks :meth:`FlashReader.addresses`
-where each read goes and hands them to the kernel in one batch (:mod:`teachkit.sparse.unit_reads`),
+where each read goes and hands them to the kernel in one batch (:mod:`teachkit.sparse.flash.unit_reads`),
 then reports what came back with :meth:`FlashReader.completed`.
 """
 
@@ -42,10 +42,9 @@ import numpy as np
 from numba import njit
 
 from . import platform_io
-from .flash import FlashFile
-from .platform_io import cached_pages
+from .format import FlashFile
 
-__all__ = ["FlashReader", "FlashReadError", "aligned_buffer", "runs", "cached_pages", "drop_cache", "direct_io_works"]
+__all__ = ["FlashReader", "FlashReadError", "aligned_buffer", "runs", "drop_cache", "direct_io_works"]
 
 PAGE = mmap.PAGESIZE
 
@@ -136,7 +135,7 @@ class FlashReader:
 
     @property
     def page_cache(self) -> str:
-        """What these reads measure, as far as the page cache goes (:func:`~teachkit.sparse.platform_io.page_cache_note`)."""
+        """What these reads measure, as far as the page cache goes (:func:`~teachkit.sparse.flash.platform_io.page_cache_note`)."""
         return platform_io.page_cache_note(self.how)
 
     def close(self) -> None:
@@ -211,7 +210,7 @@ class FlashReader:
     def addresses(self, layer: int, units: np.ndarray, lo: int, hi: int, rows: np.ndarray, mat: int = 0):
         """``(addr, offset, length)`` of one read per unit: bytes ``[lo, hi)`` of ``units[j]`` into staging row ``rows[j]``.
 
-        For asynchronous readers (:mod:`teachkit.sparse.aio`), which issue the reads themselves.
+        For asynchronous readers (:mod:`teachkit.sparse.flash.aio`), which issue the reads themselves.
         """
         if not 0 <= lo < hi <= self._stride:
             raise ValueError(f"byte range [{lo}, {hi}) is outside a unit of {self._stride} B")
