@@ -70,3 +70,16 @@ def test_unknown_selector_is_a_clear_error():
     with pytest.raises(FileNotFoundError, match="starts with '77'"):
         sync_notebooks.sources(["77"])
     assert sync_notebooks.sources([]) == sorted((ROOT / "notebooks" / "src").glob("[0-9][0-9]_*.py"))
+
+
+def test_a_text_only_rebuild_keeps_outputs_and_refuses_changed_code():
+    import nbformat
+    from teachkit.devtools.sync_notebooks import carry_outputs, read_source
+
+    old = read_source("# %% [markdown]\n# Old text\n\n# %%\nprint(1)\n")
+    old.cells[1].outputs = [nbformat.v4.new_output("stream", name="stdout", text="1\n")]
+    prose = read_source("# %% [markdown]\n# New text\n\n# %%\nprint(1)\n")
+    carry_outputs(prose, old)
+    assert prose.cells[1].outputs[0].text == "1\n" and prose.cells[0].source == "New text"
+    with pytest.raises(ValueError, match="code changed"):
+        carry_outputs(read_source("# %%\nprint(2)\n"), old)

@@ -3,6 +3,7 @@
     python -m teachkit.devtools.sync_notebooks               # every source -> notebooks/NN_name.ipynb
     python -m teachkit.devtools.sync_notebooks 05 12         # sources whose name starts with 05 or 12
     python -m teachkit.devtools.sync_notebooks --execute 05  # build, then run in place (`make notebooks`)
+    python -m teachkit.devtools.sync_notebooks --text-only 05  # prose edits: keep the stored outputs
 
 A source is a Python script in jupytext's percent format (``# %%`` code cells, ``# %% [markdown]``
 text cells, https://jupytext.readthedocs.io/en/latest/formats-scripts.html). Cell metadata is
@@ -59,6 +60,30 @@ def build(source: Path) -> Path:
     return out
 
 
+def carry_outputs(new: nbformat.NotebookNode, old: nbformat.NotebookNode) -> None:
+    """Give ``new`` the outputs of ``old`` when their code is identical, cell for cell.
+
+    Only prose (markdown) may differ: a changed, added or removed code cell raises, since its
+    stored outputs would no longer be what the code makes.
+    """
+    code_new = [c for c in new.cells if c.cell_type == "code"]
+    code_old = [c for c in old.cells if c.cell_type == "code"]
+    if [c.source for c in code_new] != [c.source for c in code_old]:
+        raise ValueError("the code changed, not only the text: run it (make notebooks NB=...)")
+    for fresh, stored in zip(code_new, code_old):
+        fresh.outputs, fresh.execution_count = stored.outputs, stored.execution_count
+
+
+def build_text_only(source: Path) -> Path:
+    """Rebuild from ``source`` keeping the stored outputs (only the markdown may have changed)."""
+    out = notebook_path(Path(source))
+    nb = read_source(Path(source).read_text(encoding="utf-8"))
+    carry_outputs(nb, nbformat.read(out, as_version=4))
+    nbformat.validate(nb)
+    nbformat.write(nb, out)
+    return out
+
+
 def sources(selectors: list[str]) -> list[Path]:
     """Sources named by path, or by the prefix of their name (``05``); all of them for none."""
     found = sorted(SOURCE_DIR.glob("[0-9][0-9]_*.py"))
@@ -80,8 +105,8 @@ def sources(selectors: list[str]) -> list[Path]:
 
 
 def main(argv: list[str]) -> int:
-    run = "--execute" in argv
-    selectors = [a for a in argv if a != "--execute"]
+    run, text_only = "--execute" in argv, "--text-only" in argv
+    selectors = [a for a in argv if a not in ("--execute", "--text-only")]
     try:
         paths = sources(selectors)
     except FileNotFoundError as err:
@@ -89,7 +114,11 @@ def main(argv: list[str]) -> int:
         return 1
     total = 0.0
     for i, src in enumerate(paths, 1):
-        out = build(src)
+        try:
+            out = build_text_only(src) if text_only else build(src)
+        except ValueError as err:
+            print(f"{src.name}: {err}", file=sys.stderr)
+            return 1
         line = f"[{i}/{len(paths)}] {src.name} -> {out.name}"
         if run:
             print(line + " ... running", end=" ", flush=True)
