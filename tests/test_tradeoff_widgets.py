@@ -11,7 +11,7 @@ import torch
 matplotlib.use("Agg")
 
 from teachkit import REPO_DIR, widgets  # noqa: E402
-from teachkit.check.engine import _ref_makespan  # noqa: E402
+from teachkit.check.engine import pipelined_makespan  # noqa: E402
 from teachkit.rlhf import landscapes  # noqa: E402
 from teachkit.rlhf.dpo import dpo_loss, dpop_loss  # noqa: E402
 from teachkit.rlhf.ppo import ppo_policy_loss  # noqa: E402
@@ -124,7 +124,7 @@ def test_makespans_match_the_exercise_and_keep_their_order():
     for _ in range(50):
         reads, comps = rng.uniform(0, 2, 6), rng.uniform(0, 2, 6)
         m = tradeoffs.pipeline_makespans(reads, comps)
-        assert m["cluster"] == pytest.approx(_ref_makespan(list(reads), list(comps)))
+        assert m["cluster"] == pytest.approx(pipelined_makespan.reference(list(reads), list(comps)))
         mem = float(rng.uniform(0, 3))
         m = tradeoffs.pipeline_makespans(reads, comps, mem)
         assert m["bound"] - 1e-12 <= m["cluster"] <= m["matrix"] + 1e-12 <= m["serial"] + 2e-12
@@ -185,7 +185,7 @@ def drive(panel, expected, skip=()):
 
 
 def reset_restores(panel, defaults):
-    for name, control in panel.controls.items():
+    for control in panel.controls.values():
         control.value = slider_values(control)[-1]
     panel.buttons["reset"].click()
     assert {n: c.value for n, c in panel.controls.items()} == defaults

@@ -1,4 +1,4 @@
-"""Widgets of notebook 09, driven headlessly: every control over its whole range, every button clicked."""
+"""Widgets of notebook 09: their pure functions, then the widgets driven over every control and button."""
 
 import itertools
 import math
@@ -12,6 +12,7 @@ import torch
 matplotlib.use("Agg")
 
 from teachkit import widgets  # noqa: E402
+from teachkit.widgets import showdown  # noqa: E402
 from teachkit.rlhf.dpo import dpo_loss, ipo_loss  # noqa: E402
 from teachkit.viz.showdown import preference_landscape  # noqa: E402
 
@@ -100,7 +101,7 @@ def test_landscape_widget_every_control_over_its_range_and_every_button():
         c["loss"].value, c["axis"].value = loss, axis
         for span in slider_values(c["span"]):
             c["span"].value = span
-            for beta, curve in panel.state["last"].items():
+            for curve in panel.state["last"].values():
                 x = curve["implicit_margin"] if axis == "implicit" else curve["h"]
                 assert x.min() == pytest.approx(-span) and x.max() == pytest.approx(span)
                 assert np.all(np.isfinite(curve["loss"])) and np.all(np.isfinite(curve["weight"]))
@@ -147,6 +148,62 @@ def synthetic_runs():
                          "final": {"gold_reward": 0.55, "proxy_reward": 0.4, "kl_to_ref": 0.2 / beta}})
     runs.append(runner.missing_record("orpo", "not built"))
     return runs
+
+
+def test_the_explorer_offers_finished_methods_in_course_order_and_their_stored_betas():
+    runs = synthetic_runs()
+    assert showdown.explorer_methods(runs) == ["ppo", "grpo", "dpo", "dpop"]   # orpo is missing, not offered
+    assert showdown.stored_betas(runs, "dpo") == [0.03, 0.1, 0.3]
+    assert showdown.stored_betas(runs, "orpo") == []
+    assert showdown.finished_runs(runs) == runs[:-1]
+    from teachkit.rlhf import runner
+    with pytest.raises(ValueError, match="finished run"):
+        showdown.finished_runs([runner.missing_record("dpo", "not built")])
+
+
+def test_a_method_opens_at_its_default_beta_when_stored_else_the_middle_one():
+    from teachkit.rlhf import runner
+
+    assert showdown.initial_beta("dpo", [0.1, 0.3, 1.0]) == 0.3 == runner.METHODS["dpo"].default_beta
+    assert showdown.initial_beta("ppo", [0.05, 0.2]) == 0.05
+    assert showdown.initial_beta("ppo", [0.03, 0.1, 0.3]) == 0.1        # 0.05 not stored: the middle
+    assert showdown.initial_beta("ppo", [0.03, 0.1, 0.3, 1.0]) == 0.1   # even count: the lower middle
+    assert showdown.initial_beta("no_such_method", [1.0, 2.0, 3.0]) == 2.0
+
+
+def test_knobs_of_a_method_and_where_its_stored_runs_sit():
+    from teachkit.rlhf import runner
+
+    for method in runner.METHODS:
+        assert showdown.knobs_of(method) == tuple(runner.METHOD_KNOBS[method])
+        assert showdown.stored_knobs(method) == runner.knob_defaults(method)
+    assert showdown.knobs_of("dpop") == ("lr", "dpop_lambda")
+    assert showdown.knobs_of("no_such_method") == () and showdown.stored_knobs("no_such_method") == {}
+
+
+def test_live_key_ignores_rounding_noise_and_knob_order():
+    a = showdown.live_key("dpop", 0.1, {"lr": 1e-4, "dpop_lambda": 50})
+    b = showdown.live_key("dpop", 0.1 + 1e-12, {"dpop_lambda": 50.0, "lr": 1e-4 * (1 + 1e-12)})
+    assert a == b
+    assert a != showdown.live_key("dpop", 0.1, {"lr": 1e-4, "dpop_lambda": 40})
+    assert a != showdown.live_key("dpo", 0.1, {"lr": 1e-4, "dpop_lambda": 50})
+
+
+def test_explorer_curves_are_the_matching_stored_runs_plus_the_live_runs_at_that_setting():
+    runs = synthetic_runs()
+    at_defaults = showdown.stored_knobs("dpop")
+    curves = showdown.explorer_curves(runs, {}, "dpop", 0.1, at_defaults)
+    stored = next(r for r in runs if r["method"] == "dpop" and r["beta"] == 0.1)
+    assert curves == {"stored β=0.1": stored["history"]}
+    off = {**at_defaults, "dpop_lambda": 10.0}
+    assert showdown.explorer_curves(runs, {}, "dpop", 0.1, off) == {}        # no stored run there
+    assert showdown.explorer_curves(runs, {}, "dpop", 0.2, at_defaults) == {}  # nor at an unstored β
+    live_history = {"step": [0.0], "gold_reward": [0.5]}
+    live_runs = {showdown.live_key("dpop", 0.1, off): {"live run": live_history}}
+    assert showdown.explorer_curves(runs, live_runs, "dpop", 0.1, off) == {"live run": live_history}
+    live_runs[showdown.live_key("dpop", 0.1, at_defaults)] = {"live run": live_history}
+    assert sorted(showdown.explorer_curves(runs, live_runs, "dpop", 0.1, at_defaults)) == ["live run", "stored β=0.1"]
+    assert showdown.explorer_curves(runs, live_runs, "orpo", 0.1, {}) == {}   # a missing method draws nothing
 
 
 def test_method_explorer_every_control_and_the_train_button():

@@ -3,7 +3,8 @@
 Needs the ``[trl]`` extra (``pip install -e ".[test,trl]"``; ``make lab`` / ``make test`` install it).
 ``teachkit.rlhf`` never imports this package, so the course's own losses do not depend on TRL.
 
-- ``hf_model``    ``to_hf(gpt)``, ``from_hf(hf, config)``, ``hf_tokenizer(task)``, ``gpt2_config``
+- ``hf_model``    ``to_hf(gpt)``, ``from_hf(hf, config)``, ``hf_tokenizer(task)``, ``gpt2_config``,
+                  ``weight_map(n_layer)``
 - ``trl_losses``  TRL's loss code called on our tensors: ``trl_grpo_loss``, ``trl_rloo_loss``,
                   ``trl_dpo_loss``, ``trl_odds_ratio_loss``, ``trl_orpo_forward``, and TRL's advantages
 - ``trl_runs``    short DPOTrainer / GRPOTrainer runs on a toy task, scored by its gold reward

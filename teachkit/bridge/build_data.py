@@ -42,15 +42,15 @@ def build(world, cfg: StoredRuns = StoredRuns()) -> dict:
     out = {"grpo": {"teachkit": [], "trl": []}, "dpo": {"teachkit": [], "trl": []}}
     clock = {k: 0.0 for k in ("grpo_teachkit", "grpo_trl", "dpo_teachkit", "dpo_trl")}
     for seed in cfg.seeds:
-        runs = (
-            ("grpo", "teachkit", lambda: train_grpo(world, GRPOConfig(steps=cfg.grpo_steps, reward="gold",
-                                                                      eval_every=cfg.grpo_eval_every, seed=seed))[1]),
-            ("grpo", "trl", lambda: run_trl_grpo(world, TRLGRPORun(steps=cfg.grpo_steps, seed=seed,
-                                                                   eval_every=cfg.grpo_eval_every))),
-            ("dpo", "teachkit", lambda: train_dpo(world, DPOConfig(steps=cfg.dpo_steps, eval_every=cfg.dpo_eval_every,
-                                                                   eval_greedy=False, seed=seed))[1]),
-            ("dpo", "trl", lambda: run_trl_dpo(world, TRLDPORun(steps=cfg.dpo_steps, seed=seed,
-                                                                eval_every=cfg.dpo_eval_every))),
+        runs = (   # s=seed: each run binds this iteration's seed
+            ("grpo", "teachkit", lambda s=seed: train_grpo(world, GRPOConfig(
+                steps=cfg.grpo_steps, reward="gold", eval_every=cfg.grpo_eval_every, seed=s))[1]),
+            ("grpo", "trl", lambda s=seed: run_trl_grpo(world, TRLGRPORun(
+                steps=cfg.grpo_steps, seed=s, eval_every=cfg.grpo_eval_every))),
+            ("dpo", "teachkit", lambda s=seed: train_dpo(world, DPOConfig(
+                steps=cfg.dpo_steps, eval_every=cfg.dpo_eval_every, eval_greedy=False, seed=s))[1]),
+            ("dpo", "trl", lambda s=seed: run_trl_dpo(world, TRLDPORun(
+                steps=cfg.dpo_steps, seed=s, eval_every=cfg.dpo_eval_every))),
         )
         for method, who, run in runs:
             t0 = time.perf_counter()

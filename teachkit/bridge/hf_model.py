@@ -27,7 +27,7 @@ import torch
 
 from ..toy.model import GPT, GPTConfig
 
-__all__ = ["gpt2_config", "to_hf", "from_hf", "hf_tokenizer"]
+__all__ = ["gpt2_config", "weight_map", "to_hf", "from_hf", "hf_tokenizer"]
 
 _ACTIVATION = {"relu": "relu", "gelu": "gelu"}
 
@@ -46,8 +46,13 @@ def gpt2_config(cfg: GPTConfig):
         tie_word_embeddings=True, use_cache=True)
 
 
-def _pairs(n_layer: int):
-    """(toy name, HF name, transpose?) for every mapped tensor."""
+def weight_map(n_layer: int):
+    """The table above as data: ``(toy name, GPT-2 name, transpose?)`` for every tensor of a toy GPT
+    with ``n_layer`` blocks (``lm_head.weight`` is left out: it is tied to ``wte``).
+
+    ``transpose`` is True for the Linear weights that GPT-2 stores as ``Conv1D``. :func:`to_hf` and
+    :func:`from_hf` copy along it; ``teachkit.check.gpt2_state_dict`` checks a learner's map against it.
+    """
     yield "tok_emb.weight", "transformer.wte.weight", False
     yield "pos_emb.weight", "transformer.wpe.weight", False
     for i in range(n_layer):
@@ -73,7 +78,7 @@ def to_hf(model: GPT):
     src = model.state_dict()
     dst = hf.state_dict()
     with torch.no_grad():
-        for toy_name, hf_name, transpose in _pairs(model.config.n_layer):
+        for toy_name, hf_name, transpose in weight_map(model.config.n_layer):
             w = src[toy_name].t() if transpose else src[toy_name]
             if dst[hf_name].shape != w.shape:
                 raise ValueError(f"{toy_name} {tuple(w.shape)} does not fit {hf_name} {tuple(dst[hf_name].shape)}")
@@ -91,7 +96,7 @@ def from_hf(hf, config: GPTConfig) -> GPT:
     model = GPT(GPTConfig(**{**config.to_dict(), "value_head": False}))
     src = hf.state_dict()
     state = {}
-    for toy_name, hf_name, transpose in _pairs(config.n_layer):
+    for toy_name, hf_name, transpose in weight_map(config.n_layer):
         if hf_name not in src:
             raise ValueError(f"the HF model has no {hf_name}: was it made by to_hf with this config?")
         w = src[hf_name].detach().cpu()

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 
 from ._core import Exercise, assert_close, matches_reference
-from ..bridge.hf_model import _pairs
+from ..bridge.hf_model import weight_map
 from ..rlhf.grpo import grpo_loss as _grpo_loss
 from ..rlhf.kl import kl_k3 as _k3
 from ..rlhf.masking import select_or_zero
@@ -21,7 +21,7 @@ __all__ = ["gpt2_state_dict", "bias_corrected_k3", "rloo_sequence_loss"]
 # ------------------------------------------------------------------ the weight map
 
 def _gpt2_state_dict_reference(toy_state: dict, n_layer: int) -> dict:
-    return {hf: (toy_state[toy].t() if transpose else toy_state[toy]) for toy, hf, transpose in _pairs(n_layer)}
+    return {hf: (toy_state[toy].t() if transpose else toy_state[toy]) for toy, hf, transpose in weight_map(n_layer)}
 
 
 def _toy_state(seed: int, n_layer: int = 2) -> dict:
@@ -55,12 +55,12 @@ def _tensors_agree(fn):
 
 
 def _wrong_no_transpose(toy_state, n_layer):
-    return {hf: toy_state[toy] for toy, hf, _ in _pairs(n_layer)}
+    return {hf: toy_state[toy] for toy, hf, _ in weight_map(n_layer)}
 
 
 def _wrong_transpose_every_matrix(toy_state, n_layer):
     return {hf: (toy_state[toy].t() if toy_state[toy].dim() == 2 else toy_state[toy])
-            for toy, hf, _ in _pairs(n_layer)}
+            for toy, hf, _ in weight_map(n_layer)}
 
 
 def _wrong_swapped_layer_norms(toy_state, n_layer):

@@ -20,7 +20,7 @@ def _dpo_reference(pc, pr, rc, rr, beta):
 
 def _dpo_matches_reference(fn):
     for beta in (0.1, 2.0):
-        matches_reference(_dpo_reference, lambda seed: _four_logps(seed) + (beta,))(fn)
+        matches_reference(_dpo_reference, lambda seed, beta=beta: _four_logps(seed) + (beta,))(fn)
 
 
 # ------------------------------------------------------------------ DPO (notebook 05)
@@ -120,7 +120,7 @@ def _ipo_hand_value(fn):
 
 def _ipo_matches_reference(fn):
     for beta in (0.1, 1.0):
-        matches_reference(_ipo_reference, lambda seed: _four_logps(seed) + (beta,))(fn)
+        matches_reference(_ipo_reference, lambda seed, beta=beta: _four_logps(seed) + (beta,))(fn)
 
 
 def _ipo_wrong_dpo(pc, pr, rc, rr, beta):

@@ -38,8 +38,13 @@ class Panel:
         return f"Panel(controls={sorted(self.controls)}, buttons={sorted(self.buttons)})"
 
 
-def _redraw(output: W.Output, state: dict, draw: Callable[[], object]) -> None:
-    """Run ``draw`` inside the output area; keep its result in ``state``."""
+def redraw(output: W.Output, state: dict, draw: Callable[[], object]) -> None:
+    """Run ``draw`` inside the output area (cleared first) and keep its result in ``state["last"]``.
+
+    For a plotting function that shows its own figure (as ``teachkit.viz``'s plots do);
+    ``state["draws"]`` counts the redraws. :func:`figure_panel` is the other way: its ``draw``
+    returns a figure, which the panel shows and also keeps as PNG.
+    """
     with output:
         output.clear_output(wait=True)
         state["last"] = draw()

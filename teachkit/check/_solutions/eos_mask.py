@@ -1,6 +1,3 @@
-import torch
-
-
 def eos_mask(completions, eos_id):
     """(B, T) float mask: 1 up to and including the first eos_id in each row, 0 after it."""
     is_eos = (completions == eos_id).long()
