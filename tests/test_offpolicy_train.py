@@ -6,7 +6,8 @@ import math
 import pytest
 import torch
 
-from teachkit.rlhf.dpo_train import DPOConfig, pair_data, pair_forward, train_dpo
+from teachkit.rlhf.dpo_train import DPOConfig, train_dpo
+from teachkit.rlhf.offpolicy import pair_data, pair_forward, pair_mean_logps
 from teachkit.rlhf.orpo_train import ORPOConfig, train_orpo
 from teachkit.rlhf.tdpo_train import TDPOConfig, train_tdpo
 from teachkit.toy.generate import completion_logprobs
@@ -122,8 +123,7 @@ def test_orpo_starts_from_the_base_model_and_needs_no_reference(world):
     policy, h = train_orpo(world, ORPOConfig(**FAST, lr=1e-2))
     for k in CONTRACT + ["nll", "log_odds_ratio", "odds_accuracy"]:
         assert k in h and len(h[k]) == 3, k
-    from teachkit.rlhf.orpo_train import mean_logps
-    want_nll = -mean_logps(base, pair_data(world, "heldout", reference=False))[0].mean().item()
+    want_nll = -pair_mean_logps(base, pair_data(world, "heldout", reference=False))[0].mean().item()
     assert h["nll"][0] == pytest.approx(want_nll, rel=1e-5)            # step 0 is the base model
     assert not _params_close(policy, base) and not _params_close(policy, sft)
     assert pair_data(world, "train", reference=False).ref_chosen_logps is None

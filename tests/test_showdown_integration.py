@@ -10,18 +10,12 @@ import torch
 
 from teachkit.rlhf import runner
 from teachkit.rlhf import showdown_data as sd
+from teachkit.rlhf.history import HISTORY_KEYS
 from teachkit.toy.pairs import PairSplit, PreferencePairs, low_edit_pairs, pairs_from_samples
 from teachkit.toy.reward_model import reward_model_from
 from teachkit.toy.sft import new_model
 from teachkit.toy.tasks import get_task
-from teachkit.toy.world import ToyWorld
-
-
-def _frozen(model):
-    model.eval()
-    for p in model.parameters():
-        p.requires_grad_(False)
-    return model
+from teachkit.toy.world import ToyWorld, frozen
 
 
 def tiny_world(task_name: str = "arithmetic") -> ToyWorld:
@@ -34,7 +28,7 @@ def tiny_world(task_name: str = "arithmetic") -> ToyWorld:
         parts.append(low_edit_pairs(task, task.sample_prompts(128, g), g))
     pairs = PreferencePairs.cat(parts)
     cut = int(len(pairs) * 0.8)
-    return ToyWorld(task=task, config=sft.config, reference=_frozen(sft), reward_model=_frozen(rm),
+    return ToyWorld(task=task, config=sft.config, reference=frozen(sft), reward_model=frozen(rm),
                     pairs=PairSplit(pairs[:cut], pairs[cut:]), eval_prompts=task.eval_prompts()[:32],
                     _sft_state={k: v.clone() for k, v in sft.state_dict().items()},
                     _base_state={k: v.clone() for k, v in base.state_dict().items()})
@@ -78,7 +72,7 @@ def test_every_available_method_runs_under_the_budget_and_fills_its_record(world
     assert c["trainable_params"] >= trainable * n_params * 0.99
     assert c["optimizer_mb"] > 0 and c["peak_memory_mb"] >= c["resident_mb"] > 0
     h = rec["history"]
-    assert set(runner.HISTORY_KEYS) <= set(h) and len({len(v) for v in h.values()}) == 1
+    assert set(HISTORY_KEYS) <= set(h) and len({len(v) for v in h.values()}) == 1
     assert rec["final"]["gold_reward"] == h["gold_reward"][-1]
 
 

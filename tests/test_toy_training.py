@@ -71,3 +71,26 @@ def test_reward_model_starts_from_the_policy_and_learns_separable_pairs():
                             torch.zeros(n), torch.zeros(n, dtype=torch.bool))
     hist = train_reward_model(rm, pairs, RewardModelConfig(steps=40, batch_size=32, lr=1e-3, eval_every=20))
     assert hist["train_accuracy"][-1] == 1.0 and hist["loss"][-1] < 0.3
+
+
+def test_toy_losses_are_rlhf_s_to_the_bit():
+    """toy sits below rlhf, so SFT and the reward model compute their losses themselves: they must
+    equal ``rlhf.masked_mean`` and ``rlhf.bradley_terry_loss`` exactly."""
+    from teachkit.rlhf import bradley_terry_loss, masked_mean
+    from teachkit.toy.generate import completion_logprobs
+    from teachkit.toy.reward_model import sequence_rewards
+
+    task = get_task("arithmetic")
+    model = new_model(task, seed=1)
+    d = task.demonstrations(8, torch.Generator().manual_seed(0))
+    logp = completion_logprobs(model, d.prompts, d.completions, d.mask)
+    assert torch.equal(sft_loss(model, d.prompts, d.completions, d.mask), -masked_mean(logp, d.mask))
+
+    pairs = low_edit_pairs(task, task.all_prompts(), torch.Generator().manual_seed(0))
+    rm = reward_model_from(model)
+    cfg = RewardModelConfig(steps=1, batch_size=16, eval_every=1)
+    batch = pairs[torch.randint(0, len(pairs), (cfg.batch_size,), generator=torch.Generator().manual_seed(cfg.seed))]
+    rm.train()
+    want = bradley_terry_loss(sequence_rewards(rm, batch.prompts, batch.chosen, batch.chosen_mask),
+                              sequence_rewards(rm, batch.prompts, batch.rejected, batch.rejected_mask)).item()
+    assert train_reward_model(rm, pairs, cfg)["loss"] == [want]

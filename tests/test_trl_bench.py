@@ -8,8 +8,9 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 import torch
 
 from teachkit.bridge.bench import BenchConfig, dpo_step, grpo_step, main
-from teachkit.rlhf.dpo_train import DPOConfig, pair_data, train_dpo
+from teachkit.rlhf.dpo_train import DPOConfig, train_dpo
 from teachkit.rlhf.grpo_train import GRPOConfig, train_grpo
+from teachkit.rlhf.offpolicy import pair_data
 from teachkit.toy import load_world
 
 

@@ -200,7 +200,7 @@ def test_gold_reward_function_scores_trl_completions_like_the_task(world, policy
 
 def test_dpo_trainer_sees_our_token_ids_and_reference_log_probs(world, tmp_path):
     from teachkit.bridge.trl_runs import TRLDPORun, dpo_trainer
-    from teachkit.rlhf.dpo_train import pair_data
+    from teachkit.rlhf.offpolicy import pair_data
 
     ds = dpo_trainer(world, TRLDPORun(steps=1), str(tmp_path)).train_dataset
     pairs, ref = world.pairs.train, pair_data(world, "train")

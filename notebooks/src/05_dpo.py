@@ -20,7 +20,8 @@ import torch.nn.functional as F
 
 from teachkit import check, viz
 from teachkit.rlhf import dpo_loss, implicit_rewards
-from teachkit.rlhf.dpo_train import DPOConfig, pair_data, pair_logps, train_dpo
+from teachkit.rlhf.dpo_train import DPOConfig, train_dpo
+from teachkit.rlhf.offpolicy import pair_data, pair_logps
 from teachkit.toy.evaluate import evaluate_policy
 from teachkit.toy.generate import generate
 from teachkit.toy.world import load_world

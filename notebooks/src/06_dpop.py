@@ -18,7 +18,8 @@ import torch.nn.functional as F
 
 from teachkit import check, viz
 from teachkit.rlhf import dpo_loss, dpop_loss
-from teachkit.rlhf.dpo_train import DPOConfig, pair_data, train_dpo
+from teachkit.rlhf.dpo_train import DPOConfig, train_dpo
+from teachkit.rlhf.offpolicy import pair_data
 from teachkit.toy.generate import completion_logprobs
 from teachkit.toy.world import load_world
 

@@ -29,7 +29,7 @@ from teachkit.bridge import trl_losses as tl
 from teachkit.bridge.trl_runs import quiet
 from teachkit.rlhf import (dpo_loss, grpo_advantages, grpo_loss, orpo_loss, rloo_advantages,
                            sequence_logps)
-from teachkit.rlhf.ppo_train import logprobs_and_entropy
+from teachkit.rlhf.onpolicy import logprobs_and_entropy
 from teachkit.toy import completion_logprobs, generate, load_world
 from trl.trainer.utils import nanstd
 

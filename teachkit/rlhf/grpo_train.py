@@ -16,7 +16,7 @@ One iteration, for N prompts and a group of G samples each:
    reference *in the loss*, aggregated over tokens by ``aggregation``. With μ = 1 the ratio is 1
    and the clip never acts; with μ > 1 later steps see ρ ≠ 1.
 
-``history`` keys: the contract's, plus loss, train_score, frac_zero_std (groups whose rewards are
+``history`` keys: ``HISTORY_KEYS``, plus loss, train_score, frac_zero_std (groups whose rewards are
 all equal: zero advantage, zero gradient), clip_fraction, kl_k3 (the in-loss KL on the samples),
 entropy, mean_length, and the mean length of the completions the *gold* reward counts as right
 and as wrong (length_right, length_wrong). With ``profile_step`` set, the cost figures.
@@ -29,13 +29,15 @@ from dataclasses import dataclass
 
 import torch
 
+from ..toy.world import frozen
 from .advantages import grpo_advantages, rloo_advantages
 from .costs import StepPeak, Timer, cost_summary, model_costs
 from .grpo import AGGREGATIONS, grpo_loss
+from .history import History, evaluation_metrics
 from .kl import kl_k3
 from .masking import masked_mean
+from .onpolicy import check_onpolicy_config, logprobs_and_entropy, sample_rollout, score
 from .ppo import clip_fraction
-from .ppo_train import History, _check_common, _frozen, logprobs_and_entropy, sample_rollout, score
 
 __all__ = ["GRPOConfig", "train_grpo"]
 
@@ -64,7 +66,7 @@ class GRPOConfig:
         return self.prompts_per_step * self.group_size
 
     def __post_init__(self) -> None:
-        _check_common(self)
+        check_onpolicy_config(self)
         if self.aggregation not in AGGREGATIONS:
             raise ValueError(f"aggregation must be one of {AGGREGATIONS}, got {self.aggregation!r}")
         if self.advantage not in ("grpo", "rloo"):
@@ -78,12 +80,17 @@ def train_grpo(world, cfg: GRPOConfig = GRPOConfig()):
     g = torch.Generator().manual_seed(cfg.seed)
     task = world.task
     policy = world.new_policy()
-    reference = _frozen(world.reference)
+    reference = frozen(world.reference)
     optimizer = torch.optim.Adam(policy.parameters(), lr=cfg.lr, eps=1e-5)
-    history = History(world, ("loss", "train_score", "frac_zero_std", "clip_fraction", "kl_k3", "entropy",
-                              "mean_length", "length_right", "length_wrong"))
+    history = History("loss", "train_score", "frac_zero_std", "clip_fraction", "kl_k3", "entropy",
+                      "mean_length", "length_right", "length_wrong")
     timer = Timer()
-    history.log(0, policy, cfg.seed)
+
+    def measure() -> dict[str, float]:
+        return evaluation_metrics(world, policy, cfg.seed)
+
+    history.log(0, measure)
+    history.start_clock()
     peak_bytes = 0
     G = cfg.group_size
     for step in range(1, cfg.steps + 1):
@@ -131,7 +138,7 @@ def train_grpo(world, cfg: GRPOConfig = GRPOConfig()):
             if (~right).any():
                 history.add(length_wrong=lengths[~right].mean())
         if step % cfg.eval_every == 0 or step == cfg.steps:
-            history.log(step, policy, cfg.seed)
+            history.log(step, measure)
     if cfg.profile_step:
         costs = model_costs({"policy": policy, "reference": reference, "reward_model": world.reward_model},
                             [optimizer])

@@ -5,7 +5,9 @@ Values where the mask is 0 are padding and may hold anything, NaN and inf includ
 
 Why select: NaN·0 = NaN and inf·0 = NaN, so ``(x * mask).sum()`` is poisoned by one NaN in the
 padding. ``torch.where(mask, x, 0)`` *selects*: the padding never enters the arithmetic, and the
-backward pass of ``where`` sends exactly 0 (not NaN·0) to the unselected entries.
+backward pass of ``where`` sends exactly 0 (not NaN·0) to the unselected entries. That select is
+``select_or_zero``, defined once in ``teachkit.toy.masking`` (the toy world, below ``rlhf``, needs
+it too) and used here and by every loss.
 
 The gradient can still leak if a masked-out value is used *before* the select. In
 ``where(mask, (x − μ)², 0)`` the unselected branch (x − μ)² is computed from the NaN; its local
@@ -20,21 +22,10 @@ from __future__ import annotations
 
 import torch
 
-from .validate import check_floating, check_mask, check_mask_selects, check_not_empty, check_tensor
+from ..toy.masking import select_or_zero
+from .validate import check_floating, check_mask, check_mask_selects, check_not_empty
 
 __all__ = ["select_or_zero", "masked_sum", "masked_mean", "masked_var"]
-
-
-def select_or_zero(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """``x`` where the bool ``mask`` is True, exactly 0 elsewhere (``mask`` broadcasts against ``x``).
-
-    The one place the course turns a mask into values. ``mask`` must already be bool (the output
-    of ``check_mask``); nothing under mask 0 reaches the result or the gradient.
-    """
-    check_tensor("x", x)
-    if not isinstance(mask, torch.Tensor) or mask.dtype != torch.bool:
-        raise TypeError("mask must be a bool tensor here: validate it first with m = check_mask(mask, x)")
-    return torch.where(mask, x, torch.zeros((), dtype=x.dtype, device=x.device))
 
 
 def _checked(x, mask) -> torch.Tensor:

@@ -23,10 +23,11 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from .dpo_train import RunLog, check_loop_config, evaluate, fit_pairs, pair_data, pair_forward
+from .history import History, evaluation_metrics
+from .offpolicy import PairData, check_offpolicy_config, fit_pairs, pair_data, pair_mean_logps
 from .orpo import log_odds, orpo_loss
 
-__all__ = ["ORPOConfig", "train_orpo", "orpo_metrics", "mean_logps"]
+__all__ = ["ORPOConfig", "train_orpo", "orpo_metrics"]
 
 
 @dataclass
@@ -46,20 +47,13 @@ class ORPOConfig:
     def __post_init__(self) -> None:
         if self.lam < 0:
             raise ValueError(f"lam must be >= 0, got {self.lam}")
-        check_loop_config(self)
-
-
-def mean_logps(model, batch):
-    """Length-averaged completion log-probs of chosen and rejected, (B,) each, in one forward pass."""
-    c, r, _, _ = pair_forward(model, batch.prompts, batch.chosen, batch.chosen_mask, batch.rejected,
-                              batch.rejected_mask)
-    return c / batch.chosen_lengths, r / batch.rejected_lengths
+        check_offpolicy_config(self)
 
 
 @torch.no_grad()
-def orpo_metrics(model, data, lam: float) -> dict[str, float]:
+def orpo_metrics(model, data: PairData, lam: float) -> dict[str, float]:
     """NLL, odds-ratio loss, mean log-odds ratio and odds accuracy on a set of pairs."""
-    c, r = mean_logps(model, data)
+    c, r = pair_mean_logps(model, data)
     ratio = log_odds(c) - log_odds(r)
     return {"nll": (-c.mean()).item(), "odds_ratio_loss": (-F.logsigmoid(ratio).mean()).item(),
             "log_odds_ratio": ratio.mean().item(), "odds_accuracy": (ratio > 0).float().mean().item(),
@@ -77,16 +71,17 @@ def train_orpo(world, cfg: ORPOConfig = ORPOConfig()):
     watched = train if cfg.monitor == "train" else pair_data(world, "heldout", cfg.pairs, reference=False)
     opt = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     g = torch.Generator().manual_seed(cfg.seed)
-    log = RunLog("greedy_gold_reward")
+    history = History("train_loss")
 
     def measure() -> dict:
         policy.eval()
-        row = {**evaluate(world, policy, cfg.seed, cfg.eval_greedy), **orpo_metrics(policy, watched, cfg.lam)}
+        row = {**evaluation_metrics(world, policy, cfg.seed, cfg.eval_greedy),
+               **orpo_metrics(policy, watched, cfg.lam)}
         policy.train()
         return row
 
-    def loss_on(batch) -> torch.Tensor:
-        chosen, rejected = mean_logps(policy, batch)
+    def loss_on(batch: PairData) -> torch.Tensor:
+        chosen, rejected = pair_mean_logps(policy, batch)
         return orpo_loss(chosen, rejected, lam=cfg.lam)
 
-    return fit_pairs(policy, opt, loss_on, train, cfg, g, log, measure)
+    return fit_pairs(policy, opt, loss_on, train, cfg, g, history, measure)

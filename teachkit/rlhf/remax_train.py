@@ -20,7 +20,7 @@ KL in the return: we put the whole sequence's KL into one scalar return (a whole
 REINFORCE, still unbiased); the ReMax code gives each token its own KL term and clips r − r̂ to ±5,
 details that lower variance without changing the idea.
 
-``history`` keys: the contract's, plus train_score, greedy_score, advantage_std, entropy,
+``history`` keys: ``HISTORY_KEYS``, plus train_score, greedy_score, advantage_std, entropy,
 mean_length; with ``profile_step`` set, the cost figures of :mod:`teachkit.rlhf.costs`.
 """
 
@@ -31,10 +31,12 @@ from dataclasses import dataclass
 
 import torch
 
+from ..toy.world import frozen
 from .advantages import remax_advantages, rloo_advantages
 from .costs import StepPeak, Timer, cost_summary, model_costs
+from .history import History, evaluation_metrics
 from .masking import masked_mean, masked_sum
-from .ppo_train import History, _check_common, _frozen, logprobs_and_entropy, sample_rollout, score
+from .onpolicy import check_onpolicy_config, logprobs_and_entropy, sample_rollout, score
 from .reinforce import reinforce_loss
 
 __all__ = ["ReMaxConfig", "train_remax", "gradient_variance", "BASELINES"]
@@ -56,7 +58,7 @@ class ReMaxConfig:
     profile_step: int | None = None
 
     def __post_init__(self) -> None:
-        _check_common(self)
+        check_onpolicy_config(self)
 
 
 def train_remax(world, cfg: ReMaxConfig = ReMaxConfig()):
@@ -64,11 +66,16 @@ def train_remax(world, cfg: ReMaxConfig = ReMaxConfig()):
     g = torch.Generator().manual_seed(cfg.seed)
     task = world.task
     policy = world.new_policy()
-    reference = _frozen(world.reference)
+    reference = frozen(world.reference)
     optimizer = torch.optim.Adam(policy.parameters(), lr=cfg.lr, eps=1e-5)
-    history = History(world, ("train_score", "greedy_score", "advantage_std", "entropy", "mean_length"))
+    history = History("train_score", "greedy_score", "advantage_std", "entropy", "mean_length")
     timer = Timer()
-    history.log(0, policy, cfg.seed)
+
+    def measure() -> dict[str, float]:
+        return evaluation_metrics(world, policy, cfg.seed)
+
+    history.log(0, measure)
+    history.start_clock()
     peak_bytes = 0
     for step in range(1, cfg.steps + 1):
         profiling = step == cfg.profile_step
@@ -99,7 +106,7 @@ def train_remax(world, cfg: ReMaxConfig = ReMaxConfig()):
             history.add(train_score=r_sample.mean(), greedy_score=r_greedy.mean(), advantage_std=advantages.std(),
                         entropy=masked_mean(entropy.detach(), roll.mask), mean_length=roll.lengths.float().mean())
         if step % cfg.eval_every == 0 or step == cfg.steps:
-            history.log(step, policy, cfg.seed)
+            history.log(step, measure)
     if cfg.profile_step:
         costs = model_costs({"policy": policy, "reference": reference, "reward_model": world.reward_model},
                             [optimizer])

@@ -45,14 +45,13 @@ from dataclasses import dataclass
 
 import torch
 
+from .history import HISTORY_KEYS
+
 __all__ = [
     "Budget", "MethodSpec", "METHODS", "METHOD_KNOBS", "KNOBS", "knob_defaults", "method_order",
     "available_methods", "make_config", "run_method", "run_reference", "missing_record",
-    "probe_offline_costs", "HISTORY_KEYS",
+    "probe_offline_costs",
 ]
-
-HISTORY_KEYS = ("step", "gold_reward", "proxy_reward", "kl_to_ref", "seconds",
-                "samples_generated", "reward_queries", "pairs_seen")
 
 
 @dataclass(frozen=True)
@@ -323,14 +322,14 @@ def probe_offline_costs(world, spec: MethodSpec, cfg) -> dict[str, float]:
     """Resident memory and the peak of one training step of an off-policy method, measured.
 
     The off-policy loops do not profile themselves, so we replay their step from outside: one
-    forward pass over ``batch_size`` chosen ⊕ rejected completions (``dpo_train.pair_forward``, the
+    forward pass over ``batch_size`` chosen ⊕ rejected completions (``offpolicy.pair_forward``, the
     pass every off-policy loss shares), backward, an AdamW step. A warm-up step first allocates
     Adam's state, so the profiled step sees what every later step sees. The losses differ only in
     a few (B,)-sized terms, negligible next to the activations, except TDPO's full-vocabulary KL,
     whose (B, T, V) logits the pair forward already holds.
     """
     from .costs import StepPeak, cost_summary, model_costs
-    from .dpo_train import pair_data, pair_forward
+    from .offpolicy import pair_data, pair_forward
 
     policy = world.new_base_model() if spec.name == "orpo" else world.new_policy()
     data = pair_data(world, "train", getattr(cfg, "pairs", "all"), reference=False)

@@ -229,7 +229,7 @@ def summary_rows(records: list[dict], pick: str = "best_gold") -> list[dict]:
     for r in chosen:
         row = {"method": r["method"], "family": r.get("family", "?"), "status": r.get("status", "ok"),
                "reason": r.get("reason", "")}
-        for header, path, _ in TABLE_COLUMNS:
+        for _header, path, _ in TABLE_COLUMNS:
             key = path.split(".")[-1]
             row.setdefault(key, _get(r, path))
         rows.append(row)

@@ -19,10 +19,12 @@ from dataclasses import dataclass
 import torch
 
 from .dpo import dpo_loss
-from .dpo_train import RunLog, check_loop_config, evaluate, fit_pairs, pair_data, pair_forward, pair_metrics
+from .dpo_train import pair_metrics
+from .history import History, evaluation_metrics
+from .offpolicy import PairData, check_offpolicy_config, fit_pairs, pair_data, pair_forward
 from .tdpo import sequential_kl, tdpo_loss
 
-__all__ = ["TDPOConfig", "train_tdpo", "seq_kl_metrics"]
+__all__ = ["TDPOConfig", "train_tdpo", "pair_logps_and_kls", "seq_kl_metrics"]
 
 
 @dataclass
@@ -44,11 +46,14 @@ class TDPOConfig:
     def __post_init__(self) -> None:
         if self.variant not in (0, 1, 2):
             raise ValueError(f"variant must be 0 (DPO), 1 (TDPO1) or 2 (TDPO2), got {self.variant!r}")
-        check_loop_config(self)
+        check_offpolicy_config(self)
 
 
-def _forward(policy, batch):
-    """Summed log-probs and sequential KLs of chosen and rejected, (B,) each."""
+def pair_logps_and_kls(policy, batch: PairData):
+    """Summed log-probs and sequential KLs to the reference of chosen and rejected, (B,) each.
+
+    One pair forward: the full-vocabulary logits it returns beside the log-probs give the KLs.
+    """
     pol_c, pol_r, logits_c, logits_r = pair_forward(policy, batch.prompts, batch.chosen, batch.chosen_mask,
                                                     batch.rejected, batch.rejected_mask)
     kl_c = sequential_kl(logits_c, batch.ref_chosen_logits, batch.chosen_mask)
@@ -57,9 +62,9 @@ def _forward(policy, batch):
 
 
 @torch.no_grad()
-def seq_kl_metrics(policy, data) -> dict[str, float]:
+def seq_kl_metrics(policy, data: PairData) -> dict[str, float]:
     """Mean sequential KL(π_ref ‖ π_θ) of the chosen and of the rejected completions."""
-    _, _, kl_c, kl_r = _forward(policy, data)
+    _, _, kl_c, kl_r = pair_logps_and_kls(policy, data)
     return {"seq_kl_chosen": kl_c.mean().item(), "seq_kl_rejected": kl_r.mean().item()}
 
 
@@ -71,20 +76,20 @@ def train_tdpo(world, cfg: TDPOConfig = TDPOConfig()):
     watched = train if cfg.monitor == "train" else pair_data(world, "heldout", cfg.pairs, keep_logits=True)
     opt = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     g = torch.Generator().manual_seed(cfg.seed)
-    log = RunLog("greedy_gold_reward", "seq_kl_chosen", "seq_kl_rejected")
+    history = History("train_loss")
 
     def measure() -> dict:
         policy.eval()
-        row = {**evaluate(world, policy, cfg.seed, cfg.eval_greedy),
-               **pair_metrics(policy, watched, cfg.beta), **seq_kl_metrics(policy, watched)}
+        row = {**evaluation_metrics(world, policy, cfg.seed, cfg.eval_greedy),   # columns in this order
+               **seq_kl_metrics(policy, watched), **pair_metrics(policy, watched, cfg.beta)}
         policy.train()
         return row
 
-    def loss_on(batch) -> torch.Tensor:
-        pol_c, pol_r, kl_c, kl_r = _forward(policy, batch)
+    def loss_on(batch: PairData) -> torch.Tensor:
+        pol_c, pol_r, kl_c, kl_r = pair_logps_and_kls(policy, batch)
         if cfg.variant == 0:
             return dpo_loss(pol_c, pol_r, batch.ref_chosen_logps, batch.ref_rejected_logps, beta=cfg.beta)
         ratio_c, ratio_r = pol_c - batch.ref_chosen_logps, pol_r - batch.ref_rejected_logps
         return tdpo_loss(ratio_c, ratio_r, kl_c, kl_r, beta=cfg.beta, alpha=cfg.alpha, variant=cfg.variant)
 
-    return fit_pairs(policy, opt, loss_on, train, cfg, g, log, measure)
+    return fit_pairs(policy, opt, loss_on, train, cfg, g, history, measure)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch
 
 from .generate import Rollout, completion_logits, generate
+from .masking import select_or_zero
 
 __all__ = ["evaluate_policy", "kl_to_reference"]
 
@@ -24,7 +25,7 @@ def kl_to_reference(policy, reference, rollout: Rollout, temperature: float = 1.
                                                rollout.completions.to(reference.device)) / temperature, -1)
     per_token = (logp.exp() * (logp - logq.to(logp.device))).sum(-1)
     keep = rollout.mask.to(per_token.device).bool()
-    return torch.where(keep, per_token, torch.zeros_like(per_token)).sum(1).cpu()
+    return select_or_zero(per_token, keep).sum(1).cpu()
 
 
 @torch.no_grad()

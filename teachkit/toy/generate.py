@@ -1,6 +1,6 @@
 """Batched sampling with a KV cache, EOS masks, and per-token log-probs of completions.
 
-Conventions (the whole course uses them, see ``teachkit/rlhf/masking.py``):
+Conventions (the whole course uses them; the one way to apply a mask is ``teachkit/toy/masking.py``):
 
 - ``prompts`` (B, P): every prompt of a task has the same length P, so no left padding is needed.
 - ``completions`` (B, T): the generated tokens, right-padded with ``pad_id`` after the first EOS.
@@ -25,6 +25,8 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+
+from .masking import select_or_zero
 
 __all__ = ["Rollout", "eos_mask", "generate", "completion_logits", "completion_logprobs",
            "sequence_logprob"]
@@ -146,14 +148,14 @@ def completion_logprobs(model, prompts: torch.Tensor, completions: torch.Tensor,
             raise ValueError(f"mask must have the shape of completions, got mask{tuple(mask.shape)} "
                              f"and completions{tuple(completions.shape)}")
         keep = mask.to(completions.device).bool()
-        completions = torch.where(keep, completions, torch.zeros_like(completions))
+        completions = select_or_zero(completions, keep)       # a valid id for the forward pass
     logits = completion_logits(model, prompts, completions)
     if temperature != 1.0:
         logits = logits / temperature
     logp = torch.log_softmax(logits.float(), dim=-1).gather(-1, completions[..., None].to(logits.device))
     logp = logp.squeeze(-1)
     if keep is not None:
-        logp = torch.where(keep.to(logp.device), logp, torch.zeros((), dtype=logp.dtype, device=logp.device))
+        logp = select_or_zero(logp, keep.to(logp.device))
     return logp
 
 

@@ -17,8 +17,8 @@ import time
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 
-from ..rlhf.reward import bradley_terry_loss
 from .model import GPT, GPTConfig
 from .pairs import PreferencePairs
 
@@ -97,7 +97,9 @@ def train_reward_model(rm: GPT, train: PreferencePairs, cfg: RewardModelConfig =
         rm.train()
         batch = train[torch.randint(0, len(train), (cfg.batch_size,), generator=g)]
         rc, rr = _pair_rewards(rm, batch)
-        loss = bradley_terry_loss(rc, rr)
+        # the Bradley–Terry loss, as ``teachkit.rlhf.bradley_terry_loss`` computes it after its
+        # input checks (toy sits below rlhf; the pairs here are the world's own, already valid)
+        loss = -F.logsigmoid(rc - rr).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

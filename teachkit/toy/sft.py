@@ -17,8 +17,8 @@ from dataclasses import dataclass
 
 import torch
 
-from ..rlhf.masking import masked_mean
 from .generate import Rollout, completion_logprobs
+from .masking import select_or_zero
 from .model import GPT, GPTConfig
 from .tasks import Task
 
@@ -47,7 +47,9 @@ def model_config(task: Task, **overrides) -> GPTConfig:
 def sft_loss(model: GPT, prompts: torch.Tensor, completions: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Token-mean NLL of the completion tokens under ``mask`` (a 0-dim tensor)."""
     logp = completion_logprobs(model, prompts, completions, mask)
-    return -masked_mean(logp, mask.to(logp.device))
+    keep = mask.to(logp.device).bool()
+    # the token mean, as ``teachkit.rlhf.masked_mean`` computes it (toy sits below rlhf)
+    return -(select_or_zero(logp, keep).sum() / keep.sum().clamp(min=1).to(logp.dtype))
 
 
 def train_sft(model: GPT, demos: Rollout, cfg: SFTConfig = SFTConfig()) -> dict[str, list[float]]:

@@ -23,7 +23,7 @@ from .pairs import PairSplit, PreferencePairs
 from .reward_model import sequence_rewards
 from .tasks import DEFAULT_TASK, Task, get_task
 
-__all__ = ["ToyWorld", "load_world", "DATA_VERSION", "data_path"]
+__all__ = ["ToyWorld", "load_world", "frozen", "DATA_VERSION", "data_path"]
 
 DATA_VERSION = 1
 KINDS = {"policy": "toy-policy", "reward": "toy-reward-model", "pairs": "toy-pairs"}
@@ -36,7 +36,8 @@ def data_path(task: str, what: str):
     return artifacts.path_for(f"toy_{task}_{what}.pt")
 
 
-def _frozen(model: GPT) -> GPT:
+def frozen(model: GPT) -> GPT:
+    """``model`` in evaluation mode with no parameter asking for a gradient: a reference or a reward model."""
     model.eval()
     for p in model.parameters():
         p.requires_grad_(False)
@@ -114,8 +115,8 @@ def load_world(task: str = DEFAULT_TASK, device: str | torch.device = "cpu") -> 
                 f"{data_path(name, label)} was built for task {payload.get('task')!r}, not {name!r}. "
                 "Run `make data` from the repository root to rebuild the data files.")
     config = GPTConfig(**policy["config"])
-    reference = _frozen(_build(policy["config"], policy["sft_state"], device))
-    reward_model = _frozen(_build(reward["config"], reward["state"], device))
+    reference = frozen(_build(policy["config"], policy["sft_state"], device))
+    reward_model = frozen(_build(reward["config"], reward["state"], device))
     split = PairSplit(PreferencePairs(**pairs["train"]), PreferencePairs(**pairs["heldout"]))
     return ToyWorld(task=task_obj, config=config, reference=reference, reward_model=reward_model,
                     pairs=split, eval_prompts=task_obj.eval_prompts().to(device),
