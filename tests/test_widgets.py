@@ -15,6 +15,7 @@ from teachkit import widgets  # noqa: E402
 from teachkit.widgets import showdown  # noqa: E402
 from teachkit.rlhf.dpo import dpo_loss, ipo_loss  # noqa: E402
 from teachkit.viz.showdown import preference_landscape  # noqa: E402
+from teachkit.rlhf.history import HISTORY_KEYS  # noqa: E402
 
 
 def slider_values(slider):
@@ -261,7 +262,7 @@ def test_method_explorer_every_control_and_the_train_button():
                 assert calls[-1] == (method, c["beta"].value, expected)
                 at_default = math.isclose(c[knob].value, default, rel_tol=1e-9)
                 assert state["shown"] == sorted(["live run"] + (stored if at_default else []))
-                assert set(state["last"]["live run"]) == set(runner.HISTORY_KEYS)
+                assert set(state["last"]["live run"]) == set(HISTORY_KEYS)
             c[knob].value = default
     assert swept == set(runner.KNOBS)          # every knob was moved while it was enabled
     # the defaults button brings the knobs back to where the stored runs sit

@@ -58,7 +58,7 @@ def grpo_step(world, policy, reference, optimizer, cfg: BenchConfig, g: torch.Ge
     from ..rlhf.kl import kl_k3
     from ..rlhf.masking import masked_mean
     from ..rlhf.ppo import clip_fraction
-    from ..rlhf.ppo_train import logprobs_and_entropy, sample_rollout, score
+    from ..rlhf.onpolicy import logprobs_and_entropy, sample_rollout, score
 
     G = cfg.group_size
     prompts = world.task.sample_prompts(cfg.prompts, g).repeat_interleave(G, dim=0)
@@ -87,7 +87,7 @@ def grpo_step(world, policy, reference, optimizer, cfg: BenchConfig, g: torch.Ge
 def dpo_step(policy, optimizer, batch, beta: float = 0.1) -> float:
     """One step of ``train_dpo``'s loop on a batch of pairs (reference log-probs precomputed)."""
     from ..rlhf.dpo import dpo_loss
-    from ..rlhf.dpo_train import pair_logps
+    from ..rlhf.offpolicy import pair_logps
 
     pol_c, pol_r = pair_logps(policy, batch)
     loss = dpo_loss(pol_c, pol_r, batch.ref_chosen_logps, batch.ref_rejected_logps, beta=beta)
@@ -187,7 +187,7 @@ def bench_grpo(world, cfg: BenchConfig, floors: dict) -> dict:
 
 def bench_dpo(world, cfg: BenchConfig, floors: dict) -> dict:
     """TRL's DPOTrainer against ``dpo_step``, with the DPO floors, interleaved round by round."""
-    from ..rlhf.dpo_train import pair_data
+    from ..rlhf.offpolicy import pair_data
     from .trl_runs import TRLDPORun, dpo_trainer, quiet
 
     quiet()
