@@ -15,8 +15,8 @@ from teachkit.sparse.flash.aio import (BYTES_PER_SLOT, KernelAIO, ThreadedReads,
 from teachkit.sparse.runtime.engine import EngineConfig, OraclePredictor, SparseFFN, engine_memory
 from teachkit.sparse.flash.format import FlashFile, FlashSpec, write_flash
 from teachkit.sparse.flash.reader import FlashReadError, aligned_buffer
-from teachkit.sparse.flash.unit_reads import staging_rows
-from teachkit.sparse.flash.unit_reads import JOB_BYTES_PER_ROW
+from teachkit.sparse.flash.unit_reads import JOB_BYTES_PER_ROW, staging_rows
+from test_cache import held_array_bytes
 from teachkit.sparse.compute.reference import dense_ffn_ref
 from teachkit.sparse.model.synthetic import SyntheticConfig, SyntheticStack
 
@@ -185,20 +185,30 @@ def test_iocb_and_event_layouts_match_the_kernel_abi():
         {"data": 0, "obj": 8, "res": 16, "res2": 24}
 
 
-def test_the_iocb_writer_fills_exactly_the_abi_fields():
-    """``_fill_iocbs`` writes raw words; read them back through the named ABI fields."""
-    cb = np.full(4 * 64, 0xFF, dtype=np.uint8).view(aio.IOCB)      # garbage everywhere first
-    words = cb.view(np.uint64).reshape(4, 8)
-    slots, ptrs = np.array([3, 1]), np.empty(2, np.uint64)
-    aio._fill_iocbs(words, slots, 7, np.array([4096, 8192], np.uint64), np.array([512, 1024]),
-                    np.array([0, 1 << 33]), np.array([5, 6]), 1000, ptrs)
-    for j, s in enumerate(slots):
-        r = cb[s]
-        assert (r["opcode"], r["reqprio"], r["fildes"], r["key"], r["rw_flags"]) == (aio.IOCB_CMD_PREAD, 0, 7, 0, 0)
-        assert (r["buf"], r["nbytes"], r["offset"]) == ([4096, 8192][j], [512, 1024][j], [0, 1 << 33][j])
-        assert (r["reserved2"], r["flags"], r["resfd"]) == (0, 0, 0)
-        assert r["data"] == ([5, 6][j] << 16 | s) and ptrs[j] == 1000 + 64 * s
-    assert (cb[[0, 2]].view(np.uint8) == 0xFF).all()                # other slots untouched
+def test_the_iocb_writer_fills_exactly_the_abi_fields(data_file):
+    """What ``submit`` writes into the iocb table, read back through the named ABI fields."""
+    _need("kernel")
+    fd = os.open(data_file[0], os.O_RDONLY)
+    r = KernelAIO(fd, 4)
+    try:
+        r.iocbs.view(np.uint8)[:] = 0xFF                             # garbage everywhere first
+        r.free[:] = [3, 1, 0, 2]                                     # the two reads take slots 3 and 1
+        buf = aligned_buffer(2 * PAGE)
+        addr = np.array([buf.ctypes.data, buf.ctypes.data + PAGE], np.uint64)
+        offset, length, tags = np.array([0, 1 << 33]), np.array([512, 1024]), np.array([5, 6])
+        r.submit(addr, offset, length, tags)
+        for j, s in enumerate([3, 1]):
+            cb = r.iocbs[s]
+            assert (cb["opcode"], cb["reqprio"], cb["fildes"], cb["key"], cb["rw_flags"]) == (aio.IOCB_CMD_PREAD, 0, fd, 0, 0)
+            assert (cb["buf"], cb["nbytes"], cb["offset"]) == (addr[j], length[j], offset[j])
+            assert (cb["reserved2"], cb["flags"], cb["resfd"]) == (0, 0, 0)
+            assert cb["data"] == (int(tags[j]) << 16 | s)
+        assert (r.iocbs[[0, 2]].view(np.uint8) == 0xFF).all()       # other slots untouched
+        got = dict(zip(*_reap_all(r, 2)))                            # the kernel found both iocbs
+        assert got == {5: 512, 6: 0}                                 # (the second is far past the end)
+    finally:
+        r.close()
+        os.close(fd)
 
 
 def test_a_partly_accepted_kernel_submit_still_counts_the_reads_in_flight(data_file, monkeypatch):
@@ -206,10 +216,10 @@ def test_a_partly_accepted_kernel_submit_still_counts_the_reads_in_flight(data_f
     _need("kernel")
     fd = os.open(data_file[0], os.O_RDONLY)
     r = KernelAIO(fd, 4)
-    real, calls = aio._sys, []
+    real, calls = aio.syscall, []
 
     def flaky(nr, *args):
-        if nr == r._submit:
+        if nr == r.calls.submit:
             calls.append(1)
             if len(calls) == 1:                     # the kernel takes one read of the batch ...
                 return real(nr, args[0], ctypes.c_long(1), args[2])
@@ -218,12 +228,12 @@ def test_a_partly_accepted_kernel_submit_still_counts_the_reads_in_flight(data_f
         return real(nr, *args)
 
     try:
-        monkeypatch.setattr(aio, "_sys", flaky)
+        monkeypatch.setattr(aio, "syscall", flaky)
         buf = aligned_buffer(3 * PAGE)
         rows = np.arange(3)
         with pytest.raises(OSError, match="io_submit failed after 1 of 3 reads"):
             r.submit((buf.ctypes.data + rows * PAGE).astype(np.uint64), rows * PAGE, np.full(3, PAGE), rows + 10)
-        monkeypatch.setattr(aio, "_sys", real)
+        monkeypatch.setattr(aio, "syscall", real)
         assert r.in_flight == 1 and len(r.free) == 3
         tags, res = _reap_all(r, 1)
         assert tags == [10] and res == [PAGE]
@@ -332,9 +342,7 @@ def test_the_aio_tables_are_counted_in_the_budget(flash_files, stack, kind, io_d
             (rows + cfg.prefill_chunk) * spec.stride
         if kind == "kernel":
             assert eng.pipe.aio.iocbs.nbytes + eng.pipe.aio.events.nbytes == rows * BYTES_PER_SLOT
-        io = eng.pipe.io
-        assert sum(a.nbytes for a in (io.job_left, io.job_len, io.job_bad, io.job_failed, io._finished)) == \
-            rows * JOB_BYTES_PER_ROW
+        assert sum(held_array_bytes(eng.pipe.io.job_table).values()) == rows * JOB_BYTES_PER_ROW
         assert eng.cache.bytes_total <= cfg.budget
     more = engine_memory(spec, EngineConfig(**{**cfg.__dict__, "io_depth": rows + 10}), 0, True)
     assert more["staging"] - mem["staging"] == 10 * (spec.stride + BYTES_PER_SLOT + JOB_BYTES_PER_ROW)

@@ -67,6 +67,26 @@ def test_cache_is_never_over_budget():
     assert q.bytes_total == (2 * 4 + 10) * (3 * 8 + 3 * 4) + tables
 
 
+def test_the_byte_costs_the_cache_states_are_what_it_allocates():
+    """``table_bytes`` and ``slot_bytes`` (what the engine's budget sums) against the arrays held."""
+    hot = [[np.arange(4), np.arange(4, 8)], [np.arange(10, 14)]]
+
+    def held(**kw):
+        return sum(held_array_bytes(SegmentedCache(_cfg(**kw), 1 << 20, hot_clusters=hot)).values())
+
+    for dtype in ("float32", "int8"):
+        cfg = _cfg(dtype=dtype)
+        c = SegmentedCache(cfg, 1 << 20, hot_clusters=hot)
+        assert c.tables_bytes == SegmentedCache.table_bytes(cfg, c.max_clusters)
+        hot_slot, cold_slot = SegmentedCache.slot_bytes(cfg)
+        assert held(dtype=dtype, hot_slots=3) - held(dtype=dtype) == hot_slot
+        assert held(dtype=dtype, cold_slots=11) - held(dtype=dtype) == cold_slot
+        empty = _cfg(dtype=dtype, hot_slots=0, cold_slots=0)
+        assert held(dtype=dtype, hot_slots=0, cold_slots=0) == SegmentedCache.table_bytes(empty, c.max_clusters)
+    t = LRUTable(7, 50)
+    assert t.nbytes == LRUTable.nbytes_for(7, 50) == sum(held_array_bytes(t).values())
+
+
 def held_array_bytes(obj, seen=None) -> dict:
     """Every numpy buffer reachable from ``obj``'s attributes, by root buffer id -> bytes."""
     seen = {} if seen is None else seen
@@ -94,12 +114,12 @@ def test_split_active_routes_hot_and_cold_and_counts_hits():
     hot = [[np.array([0, 1, 2, 3]), np.array([4, 5, 6, 7])], [np.array([10, 11, 12, 13])]]
     c = SegmentedCache(_cfg(), budget=1 << 20, hot_clusters=hot)
     r = c.split_active(0, np.array([1, 3, 6, 20, 21]))
-    assert r["hot_clusters"].tolist() == [0, 1] and r["hot_miss"].tolist() == [True, True]
-    assert r["cold_neurons"].tolist() == [20, 21] and r["cold_miss"].all()
-    rows0 = r["hot_rows"][0]
-    assert (rows0 // 4 == r["hot_slots"][0]).all() and (rows0 % 4).tolist() == [1, 3]
+    assert r.hot_clusters.tolist() == [0, 1] and r.hot_miss.tolist() == [True, True]
+    assert r.cold_neurons.tolist() == [20, 21] and r.cold_miss.all()
+    rows0 = r.hot_rows[0]
+    assert (rows0 // 4 == r.hot_slots[0]).all() and (rows0 % 4).tolist() == [1, 3]
     r = c.split_active(0, np.array([2, 20, 22]))
-    assert r["hot_miss"].tolist() == [False] and r["cold_miss"].tolist() == [False, True]
+    assert r.hot_miss.tolist() == [False] and r.cold_miss.tolist() == [False, True]
     rec = c.end_token()
     assert rec == {"hot_hits": 1, "hot_misses": 2, "cold_hits": 1, "cold_misses": 3,
                    "hot_neuron_hits": 1, "hot_neuron_misses": 3,          # clusters above, neurons here
@@ -108,7 +128,7 @@ def test_split_active_routes_hot_and_cold_and_counts_hits():
     c.add_traffic("cold", 96)
     assert c.end_token()["cold_bytes_in"] == 96 and c.traffic == {"hot": 0, "cold": 96}
     r = c.split_active(1, np.array([11]))        # a third hot cluster evicts layer 0's cluster 1
-    assert r["hot_miss"].tolist() == [True]
+    assert r.hot_miss.tolist() == [True]
     assert c.hot.slot_of[0 * c.max_clusters + 1] == -1 and c.hot.slot_of[0] >= 0
     assert c.hit_rates()["hot"] == pytest.approx(1 / 4)
 

@@ -137,14 +137,14 @@ def test_a_refused_submit_is_a_flash_read_error(flash_path, stack, kind, monkeyp
             raise BlockingIOError(errno.EAGAIN, "injected: resource temporarily unavailable")
         monkeypatch.setattr(eng.pipe.aio, "submit", refuse)
     else:
-        real, submit_nr = aio._sys, eng.pipe.aio._submit
+        real, submit_nr = aio.syscall, eng.pipe.aio.calls.submit
 
         def refuse(nr, *args):
             if nr == submit_nr:
                 ctypes.set_errno(errno.EAGAIN)
                 return -1
             return real(nr, *args)
-        monkeypatch.setattr(aio, "_sys", refuse)
+        monkeypatch.setattr(aio, "syscall", refuse)
     err = error_within(lambda: _decode(eng, stack), 5, "the engine after a refused submit")
     assert isinstance(err, FlashReadError) and err.errno == errno.EAGAIN, f"got {err!r}"
     assert isinstance(err.__cause__, OSError)
@@ -230,14 +230,14 @@ def test_closing_a_kernel_aio_context_whose_reads_never_finish_returns_within_it
 
     fd = os.open(flash_path, os.O_RDONLY)
     ctx = aio.KernelAIO(fd, 4)
-    release, real = threading.Event(), aio._sys
+    release, real = threading.Event(), aio.syscall
 
     def destroy_waits(nr, *args):                      # io_destroy waits for reads a dead disk never returns
-        if nr == ctx._destroy:
+        if nr == ctx.calls.destroy:
             release.wait(20)
         return real(nr, *args)
 
-    monkeypatch.setattr(aio, "_sys", destroy_waits)
+    monkeypatch.setattr(aio, "syscall", destroy_waits)
     before = set(threading.enumerate())
     with pytest.warns(RuntimeWarning, match="stuck"):
         assert error_within(lambda: ctx.close(timeout=0.5), 3, "KernelAIO.close()") is None

@@ -12,7 +12,7 @@ from teachkit.sparse.flash.format import FlashSpec, write_flash
 from teachkit.sparse.flash.reader import FlashReadError
 from teachkit.sparse.compute.reference import dense_ffn_ref
 from teachkit.sparse.model.synthetic import SyntheticConfig, SyntheticStack
-from teachkit.sparse.flash.unit_reads import _tally
+from teachkit.sparse.flash.unit_reads import JobTable
 
 
 def _stack(coupling):
@@ -116,14 +116,14 @@ def test_prefetch_never_takes_a_slot_the_current_layer_uses():
     cfg = CacheConfig(n_layers=2, n_neurons=64, n_mats=3, d=8, cluster_size=4, hot_slots=0, cold_slots=10)
     c = SegmentedCache(cfg, budget=1 << 20)
     plan = c.split_active(0, np.arange(6))                     # 6 of 10 slots used by layer 0 now
-    used = set(plan["cold_slots"].tolist())
+    used = set(plan.cold_slots.tolist())
     neurons, slots = c.prefetch_cold(1, np.arange(20, 40))       # 20 guesses, room for 4
     assert len(slots) == 4 and not used & set(slots.tolist())
     assert neurons.tolist() == [20, 21, 22, 23]
     again, _ = c.prefetch_cold(1, np.array([20, 21]))            # already in memory: nothing to read
     assert len(again) == 0
     plan = c.split_active(1, np.array([20, 22, 50]))
-    assert plan["cold_miss"].tolist() == [False, False, True]
+    assert plan.cold_miss.tolist() == [False, False, True]
     rec = c.end_token()
     assert rec["prefetched"] == 4 and rec["prefetch_hits"] == 2
     assert rec["cold_hits"] == 2                                  # a look-ahead's hit is a hit
@@ -153,11 +153,12 @@ def test_a_failed_lookahead_read_stops_the_pipeline(tmp_path, coupled):
 
 
 def test_tally_counts_reads_per_job_and_keeps_the_first_bad_result():
-    left, length = np.array([2, 3, 1]), np.array([4096, 4096, 512])
-    bad, failed, finished = np.zeros(3, np.int64), np.zeros(3, np.bool_), np.empty(3, np.int64)
-    n = _tally(np.array([0, 1, 0, 2]), np.array([4096, 100, 4096, -5]), left, length, bad, failed, finished)
-    assert n == 2 and finished[:n].tolist() == [0, 2] and left.tolist() == [0, 2, 0]
-    assert failed.tolist() == [False, True, True] and bad.tolist() == [0, 100, -5]
+    jobs = JobTable(3)
+    for slot, (n_reads, length) in enumerate([(2, 4096), (3, 4096), (1, 512)]):
+        jobs.start(slot, n_reads, length)
+    finished = jobs.tally(np.array([0, 1, 0, 2]), np.array([4096, 100, 4096, -5]))
+    assert finished == [0, 2] and jobs.left.tolist() == [0, 2, 0]
+    assert jobs.failed.tolist() == [False, True, True] and jobs.bad.tolist() == [0, 100, -5]
 
 
 def test_float32_reads_land_straight_in_the_cache_rows(tmp_path, coupled):

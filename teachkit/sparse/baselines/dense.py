@@ -4,8 +4,8 @@
 :class:`DenseStream` keep what fits in the budget and read the rest from flash every token,
 llama.cpp style (``mmap`` and page faults) and tuned (large sequential reads, overlapped
 with compute). The overview of all baselines is in :mod:`teachkit.sparse.baselines`.
-This module also holds what every baseline shares: the :class:`_Backend` interface and
-:func:`_dequant`.
+This module also holds what every baseline shares: the :class:`Backend` interface and
+:func:`as_float32`.
 """
 
 from __future__ import annotations
@@ -22,12 +22,13 @@ from ..flash.aio import join_within
 from ..flash.format import FlashFile
 from ..flash.reader import FlashReader, FlashReadError, aligned_buffer
 
-__all__ = ["DenseRAM", "DenseMmap", "DenseStream", "dense_bundle_ffn", "read_ahead_bytes"]
+__all__ = ["Backend", "DenseRAM", "DenseMmap", "DenseStream", "as_float32", "dense_bundle_ffn", "read_ahead_bytes"]
 
 
-class _Backend:
-    """How the benchmark drives every engine: ``engine(layer, x)`` per layer, ``end_token()`` per
-    token, then ``stats()`` and ``close()``; engines that read no flash keep the zero counters."""
+class Backend:
+    """The interface every baseline offers, and how the benchmark drives it: ``engine(layer, x)``
+    per layer, ``end_token()`` per token, then ``stats()`` and ``close()``. A subclass sets
+    ``gated`` and defines ``__call__``; engines that read no flash keep the zero counters."""
 
     gated: bool
     bytes_read = 0
@@ -56,12 +57,13 @@ def dense_bundle_ffn(B, x, gated: bool, out=None):
     return out
 
 
-def _dequant(dec):
-    """float32 weights of a decoded read; int8 reads decode as ``(q, scale)`` and are scaled here."""
+def as_float32(dec):
+    """float32 weights of a decoded read (:meth:`~teachkit.sparse.flash.format.FlashFile.decode`):
+    float32 reads as they are, int8 reads (decoded as ``(q, scales)``) scaled here."""
     return dec if not isinstance(dec, tuple) else dec[0].astype(np.float32) * dec[1][:, :, None]
 
 
-class DenseRAM(_Backend):
+class DenseRAM(Backend):
     def __init__(self, bundles: list, gated: bool):
         self.B, self.gated = bundles, gated
         self.resident_bytes = sum(b.nbytes for b in bundles)
@@ -75,7 +77,7 @@ def read_ahead_bytes(path, default: int = 128 << 10) -> int:
     return platform_io.read_ahead_bytes(path, default)
 
 
-class DenseMmap(_Backend):
+class DenseMmap(Backend):
     """llama.cpp-style: ``mmap`` the file and let page faults (with the kernel's readahead) load it.
 
     ``budget``: bytes of FFN pages that may stay resident (the rest of the budget is fixed
@@ -85,9 +87,10 @@ class DenseMmap(_Backend):
     (``peak_resident`` records the largest accounted total), as under a page cache limited to
     the budget. Layers are visited in a cycle, so LRU keeps nothing that is needed soon.
 
-    The kernel's readahead is left on (as for llama.cpp): without it page faults read 4 KiB at
-    a time and mmap is ~10x slower. Readahead in flight can briefly hold up to about two
-    windows more than the accounted pages; that errs in the baseline's favour (more memory).
+    The kernel's readahead is left on (as for llama.cpp): without it every page fault reads one
+    4 KiB page, one disk access each, and mmap is many times slower. Readahead in flight can
+    briefly hold up to about two windows more than the accounted pages; that errs in the
+    baseline's favour (more memory).
     """
 
     def __init__(self, flash_path, budget: int, gated: bool, verify: bool = True):
@@ -158,7 +161,7 @@ class DenseMmap(_Backend):
         os.close(self.fd)
 
 
-class DenseStream(_Backend):
+class DenseStream(Backend):
     """The tuned dense streaming baseline: pin what fits, stream the rest in large reads, QD >= 2.
 
     The first P neurons of every layer are pinned in RAM (P as large as the budget allows after
@@ -187,7 +190,7 @@ class DenseStream(_Backend):
         self.n_pin = int(max(0, min(s.n_neurons, (budget - self.ring_bytes) // per_neuron)))
         if budget < self.ring_bytes:
             raise ValueError(f"budget {budget} B does not hold the stream's ring of {self.ring_bytes} B")
-        self.pinned = [np.ascontiguousarray(_dequant(self.flash.read_layer(l))[:self.n_pin])
+        self.pinned = [np.ascontiguousarray(as_float32(self.flash.read_layer(l))[:self.n_pin])
                        for l in range(s.n_layers)]
         self.resident_bytes = sum(b.nbytes for b in self.pinned) + self.ring_bytes
         self.jobs = [(l, a) for l in range(s.n_layers) for a in range(self.n_pin, s.n_neurons, self.chunk)]

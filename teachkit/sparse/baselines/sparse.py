@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..compute import kernels as K
-from .dense import _Backend, _dequant
+from .dense import Backend, as_float32
 from ..runtime.cache import LRUTable
 from ..flash.format import FlashFile
 from ..flash.aio import open_async_reads, read_batch
@@ -108,7 +108,7 @@ def _reads(flash, io_threads: int, io_depth: int | None):
     return _BatchReads(flash, io_depth) if io_depth else _ParallelReads(flash, io_threads, 16)
 
 
-class _ReadsBackend(_Backend):
+class _ReadsBackend(Backend):
     """A baseline that reads flash through ``self.io`` (threads or batched AIO)."""
 
     io: "_ParallelReads | _BatchReads"
@@ -143,12 +143,12 @@ class NoCacheSparse(_ReadsBackend):
         k = len(idx)
         if s.layout == "bundled":
             def sink(pos, dec):
-                self.bundles[pos] = _dequant(dec)
+                self.bundles[pos] = as_float32(dec)
             self.io.read(layer, idx, sink)
         else:
             for m in range(s.n_mats):
                 def sink(pos, dec, m=m):
-                    self.bundles[pos, m] = _dequant(dec)[:, 0]
+                    self.bundles[pos, m] = as_float32(dec)[:, 0]
                 self.io.read(layer, idx, sink, mat=m)
         out = np.zeros(s.d, dtype=np.float32)
         return K.sparse_ffn_bundled(self.bundles, np.arange(k, dtype=np.int64), x, out, self.gated, parallel=False)

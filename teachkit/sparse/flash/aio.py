@@ -1,12 +1,13 @@
 """Many reads in flight from one thread: Linux kernel AIO (``io_submit`` / ``io_getevents``).
 
-**Why.** Little's law: reads per second = reads in flight / time per read. A 12 KiB O_DIRECT
-read takes ~70 us on the course VM's disk, so one read at a time gives ~14k reads/s however
-fast the CPU is. Blocking ``pread`` needs one thread per read in flight; each thread wakes for
+**Why.** Little's law: reads per second = reads in flight / time per read. With one read at a
+time, the time of one small O_DIRECT read caps the reads per second however fast the CPU is;
+an SSD serves many reads at once, so the cap rises with the reads in flight, up to what the
+device can do. Blocking ``pread`` needs one thread per read in flight; each thread wakes for
 its own result and takes the GIL, and with hundreds of small reads per token those wake-ups,
 not the disk, set the pace. Kernel AIO hands the kernel a whole batch in one system call and
-collects the completions with another, all from one thread. Measured on the course VM
-(12 KiB random O_DIRECT reads): 14k reads/s at 1 in flight, 54k at 8, 95k at 32, 106k at 64.
+collects the completions with another, all from one thread. Notebook 12 measures one read's
+time, the cap it sets, and kernel AIO against ``pread`` threads on the machine it runs on.
 
 **The kernel interface** (``include/uapi/linux/aio_abi.h``, little-endian)::
 
@@ -40,6 +41,7 @@ import queue
 import threading
 import time
 import warnings
+from typing import NamedTuple
 
 import numpy as np
 from numba import njit
@@ -47,8 +49,8 @@ from numba import njit
 from . import platform_io
 from .reader import FlashReadError
 
-__all__ = ["BYTES_PER_SLOT", "KernelAIO", "ThreadedReads", "AioUnavailable", "kernel_aio_available", "open_async_reads",
-           "read_batch", "join_within"]
+__all__ = ["BYTES_PER_SLOT", "AIO_CALLS", "AioCalls", "syscall", "KernelAIO", "ThreadedReads", "AioUnavailable",
+           "kernel_aio_available", "open_async_reads", "read_batch", "join_within"]
 
 IOCB = np.dtype([("data", "<u8"), ("key", "<u4"), ("rw_flags", "<u4"), ("opcode", "<u2"), ("reqprio", "<i2"),
                  ("fildes", "<u4"), ("buf", "<u8"), ("nbytes", "<u8"), ("offset", "<i8"), ("reserved2", "<u8"),
@@ -56,7 +58,18 @@ IOCB = np.dtype([("data", "<u8"), ("key", "<u4"), ("rw_flags", "<u4"), ("opcode"
 IO_EVENT = np.dtype([("data", "<u8"), ("obj", "<u8"), ("res", "<i8"), ("res2", "<i8")])
 IOCB_CMD_PREAD = 0
 BYTES_PER_SLOT = IOCB.itemsize + IO_EVENT.itemsize     # what one read in flight costs in our tables
-_SYSCALLS = {"x86_64": (206, 207, 209, 208), "aarch64": (0, 1, 2, 4)}   # setup, destroy, submit, getevents
+
+
+class AioCalls(NamedTuple):
+    """The kernel AIO system call numbers of one CPU architecture."""
+
+    setup: int
+    destroy: int
+    submit: int
+    getevents: int
+
+
+AIO_CALLS = {"x86_64": AioCalls(206, 207, 209, 208), "aarch64": AioCalls(0, 1, 2, 4)}
 
 
 class AioUnavailable(OSError):
@@ -70,8 +83,13 @@ class _Timespec(ctypes.Structure):
 _SYSCALL: list = []
 
 
-def _sys(nr: int, *args) -> int:
-    if not _SYSCALL:                                 # libc's syscall(); CDLL calls release the GIL
+def syscall(nr: int, *args) -> int:
+    """System call ``nr`` through libc's ``syscall()`` (a ctypes call: the GIL is released meanwhile).
+
+    Every kernel AIO call of this module goes through this module-level name, looked up at each
+    call: the one seam where a test replaces it to make the kernel refuse, fail or hang.
+    """
+    if not _SYSCALL:
         fn = platform_io.libc().syscall
         fn.restype = ctypes.c_long
         _SYSCALL.append(fn)
@@ -118,16 +136,20 @@ def _fill_iocbs(words, slots, fd, addr, length, offset, tags, base, ptrs):
 class KernelAIO:
     """An AIO context with room for ``depth`` reads in flight on file descriptor ``fd``."""
 
+    @staticmethod
+    def table_nbytes(depth: int) -> int:
+        """Bytes of the iocb and event tables a context of ``depth`` allocates (``BYTES_PER_SLOT`` per read)."""
+        return int(depth) * BYTES_PER_SLOT
+
     def __init__(self, fd: int, depth: int):
-        nrs = _SYSCALLS.get(platform.machine())
-        if nrs is None or not platform_io.CAPS.kernel_aio:
+        self.calls = AIO_CALLS.get(platform.machine())       # the system call numbers on this machine
+        if self.calls is None or not platform_io.CAPS.kernel_aio:
             raise AioUnavailable(f"no kernel AIO on {platform.system()} {platform.machine()}")
-        self._setup, self._destroy, self._submit, self._getevents = nrs
         if depth < 1:
             raise ValueError(f"depth must be positive, got {depth}")
         self.fd, self.depth = int(fd), int(depth)
         self.ctx = ctypes.c_ulong(0)
-        if _sys(self._setup, ctypes.c_long(self.depth), ctypes.byref(self.ctx)) != 0:
+        if syscall(self.calls.setup, ctypes.c_long(self.depth), ctypes.byref(self.ctx)) != 0:
             err = ctypes.get_errno()
             raise AioUnavailable(err, f"io_setup refused: {os.strerror(err)}")
         self.iocbs = np.zeros(self.depth, IOCB)
@@ -156,7 +178,7 @@ class KernelAIO:
                     np.asarray(offset, np.int64), np.asarray(tags, np.int64), self.iocbs.ctypes.data, ptrs)
         done = 0
         while done < k:
-            n = _sys(self._submit, self.ctx, ctypes.c_long(k - done), ctypes.c_void_p(ptrs.ctypes.data + 8 * done))
+            n = syscall(self.calls.submit, self.ctx, ctypes.c_long(k - done), ctypes.c_void_p(ptrs.ctypes.data + 8 * done))
             if n <= 0:
                 err = ctypes.get_errno()
                 self.in_flight += done                   # the reads the kernel took are in flight
@@ -171,7 +193,7 @@ class KernelAIO:
         ts = _Timespec(int(timeout), int((timeout % 1) * 1e9))
         with self._lock:
             want = max(0, min(min_nr, self.in_flight))
-        n = _sys(self._getevents, self.ctx, ctypes.c_long(want), ctypes.c_long(self.depth),
+        n = syscall(self.calls.getevents, self.ctx, ctypes.c_long(want), ctypes.c_long(self.depth),
                  ctypes.c_void_p(self.events.ctypes.data), ctypes.byref(ts))
         if n < 0:
             err = ctypes.get_errno()
@@ -193,7 +215,7 @@ class KernelAIO:
         """
         if self.ctx.value:
             ctx, self.ctx = self.ctx, ctypes.c_ulong(0)
-            t = threading.Thread(target=_sys, args=(self._destroy, ctx), daemon=True, name="aio-destroy")
+            t = threading.Thread(target=syscall, args=(self.calls.destroy, ctx), daemon=True, name="aio-destroy")
             t.start()
             self.stuck = join_within([t], timeout, "closing the kernel AIO context")
 

@@ -46,6 +46,7 @@ __all__ = ["FlashSpec", "FlashFile", "FlashFormatError", "write_flash", "MAGIC",
 MAGIC = b"TKFLASH\x00"
 VERSION = 1
 _PREFIX = struct.Struct("<8sIII")          # magic, version, header length, header crc32
+CRC = np.dtype(np.uint32)                  # a crc32, as the per-unit table (FlashFile.unit_crcs) holds it
 
 
 class FlashFormatError(ValueError):
@@ -261,6 +262,11 @@ class FlashFile:
             self._unit_crcs = self._scan(units=True)
         return self._unit_crcs
 
+    @staticmethod
+    def unit_crcs_nbytes(spec: FlashSpec) -> int:
+        """Bytes of the table :meth:`unit_crcs` allocates: one crc32 per unit."""
+        return spec.n_layers * spec.units_per_layer * CRC.itemsize
+
     def first_bad_unit(self, layer: int, units, raw: np.ndarray, rows=None) -> int:
         """Index j of the first ``units[j]`` whose bytes (row ``rows[j]`` of ``raw``, uint8 ``(·, stride)``)
         do not match :meth:`unit_crcs`; -1 if all match. Costs one crc32 pass over the bytes."""
@@ -276,7 +282,7 @@ class FlashFile:
         """Check every layer's crc32; with ``units``, also return every unit's crc32."""
         s = self.spec
         per = max(1, (16 << 20) // s.stride) * s.stride            # whole units per read
-        table = np.zeros((s.n_layers, s.units_per_layer), np.uint32) if units else None
+        table = np.zeros((s.n_layers, s.units_per_layer), CRC) if units else None
         buf = bytearray(per)
         with open(self.path, "rb", buffering=0) as f:
             f.seek(self.data_offset)

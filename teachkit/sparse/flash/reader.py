@@ -122,7 +122,8 @@ class FlashReader:
         self.file = platform_io.RangeFile(self.fd, flash.path)
         self._native = _native_loops() if self.file.positional else None
         self.max_units = int(max_units)
-        self.staging = aligned_buffer(self.max_units * self.spec.stride).reshape(self.max_units, self.spec.stride)
+        self.staging = aligned_buffer(self.staging_nbytes(self.spec, self.max_units)).reshape(self.max_units,
+                                                                                               self.spec.stride)
         self.fault = fault
         self.check = bool(check)                        # crc32 of every whole unit read (FlashFile.unit_crcs)
         if self.check:
@@ -132,6 +133,11 @@ class FlashReader:
         s = self.spec                                   # geometry, precomputed for the hot path
         self._stride, self._layer_bytes, self._base = s.stride, s.layer_bytes, flash.data_offset
         self._mat_bytes = s.n_neurons * s.stride if s.layout == "matrix" else 0
+
+    @staticmethod
+    def staging_nbytes(spec, max_units: int) -> int:
+        """Bytes of the staging buffer a reader of ``max_units`` units allocates: one unit (``stride``) each."""
+        return int(max_units) * spec.stride
 
     @property
     def page_cache(self) -> str:

@@ -13,14 +13,15 @@ on the ``done`` queue, where the compute thread picks it up.
 the regions are page-aligned, so reads go straight into the cache rows the unit was given:
 no copy, and the I/O thread only counts and hands over. int8 rows (weights and scales kept
 apart in the cache) and padded bundles are read into staging rows and copied
-(:func:`~teachkit.sparse.compute.stages._scatter_rows`). Completions are tallied per unit in one numba
-call (:func:`_tally`).
+(:func:`~teachkit.sparse.compute.stages.scatter_rows`). Completions are tallied per unit in one numba
+call (:meth:`JobTable.tally`).
 
 Staging rows bound the reads in flight (``io_depth``, and at least one whole unit); each row,
-AIO slot and job-table entry is counted in the engine's budget. A read that fails or comes back short marks its
-unit failed; an exception in the I/O thread itself is handed to the compute thread as well, so
-the caller always gets the real error, never a silent hang. ``fault`` (a test hook) is called
-for every completed read, where an injected disk error or hang shows.
+AIO slot and job-table entry is counted in the engine's budget (:meth:`UnitReads.nbytes_for`).
+A read that fails or comes back short marks its unit failed; an exception in the I/O thread
+itself is handed to the compute thread as well, so the caller always gets the real error, never
+a silent hang. ``fault`` (a test hook) is called for every completed read, where an injected
+disk error or hang shows.
 """
 
 from __future__ import annotations
@@ -34,13 +35,12 @@ from collections import deque
 import numpy as np
 from numba import njit
 
-from .aio import join_within, open_async_reads
+from .aio import KernelAIO, join_within, open_async_reads
 from .reader import FlashReader, FlashReadError
 from ..compute.stages import scatter_rows as _scatter_rows
 
-__all__ = ["UnitReads", "staging_rows", "JOB_BYTES_PER_ROW"]
+__all__ = ["UnitReads", "JobTable", "staging_rows", "JOB_BYTES_PER_ROW"]
 
-JOB_BYTES_PER_ROW = 4 * 8 + 1   # job tables, one entry per staging row: left, len, bad, finished; failed
 FIRST_BATCH_READS = 16        # reads worth a first io_submit of their own (one unit goes first)
 _LEFT_BEHIND: list = []       # buffers a read stuck past close() may still write into: never freed
 
@@ -89,6 +89,45 @@ def _tally(tags, res, left, length, bad, failed, finished):
     return n
 
 
+class JobTable:
+    """What the I/O thread knows of the jobs in flight, one entry per job slot (one per staging
+    row: a job holds at least one row): ``left`` reads still out, the ``length`` each must
+    return, the first wrong result (``bad``) and whether there was one (``failed``); and
+    ``finished``, where a tally lists the jobs it completed."""
+
+    FIELDS = (("left", np.int64), ("length", np.int64), ("bad", np.int64), ("failed", np.bool_),
+              ("finished", np.int64))
+    BYTES_PER_ROW = sum(np.dtype(dtype).itemsize for _, dtype in FIELDS)
+
+    def __init__(self, n_rows: int):
+        for name, dtype in self.FIELDS:
+            setattr(self, name, np.zeros(n_rows, dtype))
+
+    @staticmethod
+    def nbytes_for(n_rows: int) -> int:
+        """Bytes of the table for ``n_rows`` job slots."""
+        return int(n_rows) * JobTable.BYTES_PER_ROW
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes this table holds (measured)."""
+        return sum(getattr(self, name).nbytes for name, _ in self.FIELDS)
+
+    def start(self, slot: int, n_reads: int, length: int) -> None:
+        """Job ``slot`` has ``n_reads`` reads in flight, each of ``length`` bytes."""
+        self.left[slot], self.length[slot], self.failed[slot] = n_reads, length, False
+
+    def tally(self, tags: np.ndarray, res: np.ndarray) -> list:
+        """Count completed reads (``tags``: their job slots, ``res``: their results) in one numba
+        call; return the slots of the jobs now complete. A result other than the job's read
+        length (an ``-errno`` or a short count) marks the job failed, the first kept in ``bad``."""
+        n = _tally(tags, res, self.left, self.length, self.bad, self.failed, self.finished)
+        return self.finished[:n].tolist()
+
+
+JOB_BYTES_PER_ROW = JobTable.BYTES_PER_ROW
+
+
 class UnitReads:
     """Reads units of a bundled flash file into a :class:`~teachkit.sparse.runtime.cache.SegmentedCache`."""
 
@@ -109,11 +148,7 @@ class UnitReads:
         self.backlog: deque = deque()
         self.jobs: dict = {}                        # job slot -> _Job in flight; the slot is the reads' tag
         self.job_slots = list(range(self.n_rows))  # a job holds >= 1 staging row, so n_rows slots suffice
-        self.job_left = np.zeros(self.n_rows, np.int64)     # reads still out, per job slot
-        self.job_len = np.zeros(self.n_rows, np.int64)      # bytes each of its reads must return
-        self.job_bad = np.zeros(self.n_rows, np.int64)      # the first wrong result (-errno or short count)
-        self.job_failed = np.zeros(self.n_rows, np.bool_)
-        self._finished = np.empty(self.n_rows, np.int64)
+        self.job_table = JobTable(self.n_rows)
         self.closed = False
         self.stuck: list[str] = []
         self.staging_bytes = self.reader.staging.nbytes
@@ -121,11 +156,19 @@ class UnitReads:
         self.thread = threading.Thread(target=self._io_loop, daemon=True, name="flash-io")
         self.thread.start()
 
+    @staticmethod
+    def nbytes_for(spec, cfg, hot_cluster_size: int) -> int:
+        """Bytes a ``UnitReads`` allocates, per staging row (:func:`staging_rows`): the reader's
+        staging row, a kernel AIO slot (iocb and event; pread threads hold no table, so with
+        them this errs by that much on the safe side) and a job-table entry."""
+        rows = staging_rows(cfg, hot_cluster_size)
+        return FlashReader.staging_nbytes(spec, rows) + KernelAIO.table_nbytes(rows) + JobTable.nbytes_for(rows)
+
     def _warm_up(self) -> None:
         """Compile (or load from numba's cache) the I/O thread's kernels now, not in its first
         wait: on a loaded machine that takes seconds, which a read timeout would count."""
         none = np.empty(0, np.int64)
-        _tally(none, none, self.job_left, self.job_len, self.job_bad, self.job_failed, self._finished)
+        self.job_table.tally(none, none)
         if not self.into_cache:
             for W in (self.cache.hot_w, self.cache.cold_w):
                 if len(W[0] if isinstance(W, tuple) else W) == 0:
@@ -173,9 +216,11 @@ class UnitReads:
     def _submit_backlog(self) -> None:
         """Submit queued units while staging rows and AIO slots last. Holds the lock.
 
-        The first units go to the kernel in a small ``io_submit`` of their own: the kernel
-        prepares a whole batch before the disk sees any of it (~2 us per read here), so a
-        short first batch starts the disk sooner.
+        When more than one unit and over ``FIRST_BATCH_READS`` reads go out, the first unit goes
+        to the kernel in an ``io_submit`` of its own and the rest in a second: the kernel
+        prepares a whole batch before the disk sees any of it, so a short first batch starts
+        the disk sooner. Units that do not fit stay queued, for the I/O thread to submit as
+        rows come free.
         """
         picked, t0 = [], time.perf_counter()
         room = min(len(self.free_rows), len(self.aio.free))
@@ -201,7 +246,7 @@ class UnitReads:
                 addr = (unit.W.ctypes.data + unit.read_rows * self.spec.stride + lo).astype(np.uint64)
             slot = self.job_slots.pop()
             batch.append(_Job(slot, unit, part, layer, r, t0, addr, off, length))
-            self.job_left[slot], self.job_len[slot], self.job_failed[slot] = k, hi - lo, False
+            self.job_table.start(slot, k, hi - lo)
             at += k
         for j in batch:
             self.jobs[j.id] = j
@@ -235,7 +280,7 @@ class UnitReads:
         reader = self.reader
         while not self.closed:
             with self.lock:
-                hint = int(self.job_left[list(self.jobs)].min()) if self.jobs else 0
+                hint = int(self.job_table.left[list(self.jobs)].min()) if self.jobs else 0
             if not hint:
                 self.wake.wait(0.05)
                 self.wake.clear()
@@ -247,12 +292,11 @@ class UnitReads:
                 for j in range(len(tags)):
                     reader.fault(reader.n_reads + j)
             with self.lock:
-                n_fin = _tally(tags, res, self.job_left, self.job_len, self.job_bad, self.job_failed, self._finished)
-                finished = [self.jobs.pop(j) for j in self._finished[:n_fin].tolist()]
+                finished = [self.jobs.pop(j) for j in self.job_table.tally(tags, res)]
                 self.job_slots.extend(j.id for j in finished)
             for job in finished:
-                if self.job_failed[job.id]:
-                    got, want = int(self.job_bad[job.id]), int(job.length[0])
+                if self.job_table.failed[job.id]:
+                    got, want = int(self.job_table.bad[job.id]), int(job.length[0])
                     why = os.strerror(-got) if got < 0 else f"short read: {got} of {want} B"
                     job.error = FlashReadError(f"reading layer {job.layer} from {self.flash.path.name} failed: {why}")
             for job in finished:

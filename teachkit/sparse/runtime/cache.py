@@ -30,13 +30,17 @@ from __future__ import annotations
 import mmap
 import threading
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 from numba import njit
 
-__all__ = ["LRUTable", "SegmentedCache", "CacheConfig", "lru_lookup", "simulate_hit_rate", "neuron_hit_rate"]
+__all__ = ["LRUTable", "SegmentedCache", "CacheConfig", "LayerRouting", "LayerPlan", "look_up_layer",
+           "lru_lookup", "simulate_hit_rate", "neuron_hit_rate"]
 
 _HEAD, _TAIL = 0, 1
+INDEX = np.dtype(np.int64)     # every bookkeeping entry: keys, slots, links, stamps, cluster maps
+FLAG = np.dtype(np.bool_)      # per cold slot: filled by a look-ahead, not used yet
 
 
 @njit(nogil=True, cache=True)
@@ -66,7 +70,8 @@ def _append(prev, nxt, ends, s):
 
 @njit(nogil=True, cache=True)
 def lru_lookup(slot_of, key_of, prev, nxt, ends, stamp, keys, step, out_slot, out_miss):
-    """Look up ``keys``; fill ``out_slot`` and ``out_miss``; return the number of misses, or -1.
+    """Look up ``keys`` in one region's tables (:attr:`LRUTable.tables`, in this order); fill
+    ``out_slot`` and ``out_miss``; return the number of misses, or -1.
 
     Hits move to the most-recently-used end; each miss evicts the least recently used slot
     (``key_of`` / ``slot_of`` updated) unless that slot was already used in this ``step``,
@@ -103,18 +108,44 @@ def lru_lookup(slot_of, key_of, prev, nxt, ends, stamp, keys, step, out_slot, ou
     return n_miss
 
 
-@njit(nogil=True, cache=True)
-def _split_lookup(active, cluster_of, pos_of, hot_base, cold_base, cs,
-                  h_slot_of, h_key_of, h_prev, h_next, h_ends, h_stamp, h_step,
-                  c_slot_of, c_key_of, c_prev, c_next, c_ends, c_stamp, c_step):
-    """Route sorted ``active`` neurons to hot clusters and cold neurons, and look both up.
+class LayerRouting(NamedTuple):
+    """Where one layer's neurons go: its rows of the cache's hot-cluster maps, and its keys' offsets."""
 
-    Hot neurons are grouped by cluster (in cluster order; within a cluster, in ``active``
-    order); each touched cluster is one hot lookup, each cold neuron one cold lookup. Returns
-    the arrays of :meth:`SegmentedCache.split_active`, ``starts`` (where each cluster's rows
-    begin in ``all_rows``, plus the end), the two miss counts (-1: region too small) and the
-    number of hot neurons in missed clusters.
-    """
+    cluster_of: np.ndarray   # neuron -> its hot cluster in this layer, -1 for a cold neuron
+    pos_of: np.ndarray       # neuron -> its row inside that cluster
+    hot_base: int            # hot LRU key of this layer's cluster 0 (keys: layer * max_clusters + cluster)
+    cold_base: int           # cold LRU key of this layer's neuron 0 (keys: layer * n_neurons + neuron)
+    cluster_size: int        # rows per hot slot
+
+
+class LayerPlan(NamedTuple):
+    """One layer's cache lookup (:meth:`SegmentedCache.split_active`): where each active neuron
+    is, and which slots were given to misses (their bytes must be read)."""
+
+    hot_clusters: np.ndarray    # hot clusters the layer touches, in cluster order
+    hot_slots: np.ndarray       # their slots in the hot region
+    hot_miss: np.ndarray        # per touched cluster: it was not in memory (the whole cluster is read)
+    hot_starts: np.ndarray      # where each touched cluster's rows begin in hot_rows_all, plus the end
+    hot_rows_all: np.ndarray    # rows in hot_w of the active hot neurons, cluster after cluster
+    hot_rows_miss: np.ndarray   # per row of hot_rows_all: its cluster missed
+    cold_neurons: np.ndarray    # the active cold neurons
+    cold_slots: np.ndarray      # their slots in the cold region
+    cold_miss: np.ndarray       # per cold neuron: it was not in memory
+    n_hot_miss: int             # clusters missed
+    n_cold_miss: int            # cold neurons missed
+    n_hot_rows_miss: int        # active hot neurons in missed clusters
+
+    @property
+    def hot_rows(self) -> "_Slices":
+        """``hot_rows[k]``: rows in ``hot_w`` of the k-th touched cluster's active neurons."""
+        return _Slices(self.hot_rows_all, self.hot_starts)
+
+
+@njit(nogil=True, cache=True)
+def _group_hot(active, cluster_of):
+    """Split sorted ``active`` into hot neurons grouped by cluster (in cluster order; within a
+    cluster, in ``active`` order) and cold neurons: ``(hot neurons, clusters touched, starts,
+    cold neurons)``, ``starts[k]`` where cluster k's neurons begin among the hot ones, plus the end."""
     n = active.shape[0]
     cl = np.empty(n, np.int64)
     n_hot = 0
@@ -149,28 +180,60 @@ def _split_lookup(active, cluster_of, pos_of, hot_base, cold_base, cs,
             starts[k] = j
             k += 1
     starts[n_cl] = n_hot
+    return hot_n, clusters, starts, cold_n
+
+
+@njit(nogil=True, cache=True)
+def _split_lookup(active, cluster_of, pos_of, hot_base, cold_base, cluster_size, hot, hot_step, cold, cold_step):
+    """The numba core of :func:`look_up_layer`: the fields of a :class:`LayerRouting`, then each
+    region's :attr:`LRUTable.tables` and step; returns the fields of a :class:`LayerPlan`, in order
+    (a miss count of -1: that region has fewer slots than the layer needs; the cold region is not
+    looked up if the hot one failed).
+
+    Each touched cluster is one hot lookup, each cold neuron one cold lookup. (Plain arrays and
+    tuples, not named tuples: numba types those per call, at a cost on every layer.)
+    """
+    hot_n, clusters, starts, cold_n = _group_hot(active, cluster_of)
+    n_cl, n_hot = clusters.shape[0], hot_n.shape[0]
     h_slots = np.empty(n_cl, np.int64)
     h_miss = np.empty(n_cl, np.bool_)
     n_hmiss = 0
     if n_cl:
-        n_hmiss = lru_lookup(h_slot_of, h_key_of, h_prev, h_next, h_ends, h_stamp, clusters + hot_base, h_step,
-                             h_slots, h_miss)
+        n_hmiss = lru_lookup(*hot, clusters + hot_base, hot_step, h_slots, h_miss)
     all_rows = np.empty(n_hot, np.int64)
     rows_miss = np.empty(n_hot, np.bool_)
     hot_missed = 0
     if n_hmiss >= 0:
         for k in range(n_cl):
             for j in range(starts[k], starts[k + 1]):
-                all_rows[j] = h_slots[k] * cs + pos_of[hot_n[j]]
+                all_rows[j] = h_slots[k] * cluster_size + pos_of[hot_n[j]]
                 rows_miss[j] = h_miss[k]
                 hot_missed += h_miss[k]
-    c_slots = np.empty(n - n_hot, np.int64)
-    c_miss = np.empty(n - n_hot, np.bool_)
+    c_slots = np.empty(cold_n.shape[0], np.int64)
+    c_miss = np.empty(cold_n.shape[0], np.bool_)
     n_cmiss = 0
     if n_hmiss >= 0:                                         # else: the hot region failed, stop here
-        n_cmiss = lru_lookup(c_slot_of, c_key_of, c_prev, c_next, c_ends, c_stamp, cold_n + cold_base, c_step,
-                             c_slots, c_miss)
+        n_cmiss = lru_lookup(*cold, cold_n + cold_base, cold_step, c_slots, c_miss)
     return clusters, h_slots, h_miss, starts, all_rows, rows_miss, cold_n, c_slots, c_miss, n_hmiss, n_cmiss, hot_missed
+
+
+def look_up_layer(active: np.ndarray, route: LayerRouting, hot: "LRUTable", cold: "LRUTable") -> LayerPlan:
+    """Route a layer's sorted, distinct ``active`` neurons to hot clusters and cold neurons, and
+    look both up in one numba call; a new step of both tables.
+
+    Raises if a region has fewer slots than the layer needs; hit and miss counts of ``hot`` and
+    ``cold`` are updated (clusters for the hot region, neurons for the cold).
+    """
+    hot.step += 1
+    cold.step += 1
+    plan = LayerPlan(*_split_lookup(active, *route, hot.tables, hot.step, cold.tables, cold.step))
+    for table, n_miss, keys in ((hot, plan.n_hot_miss, plan.hot_clusters), (cold, plan.n_cold_miss, plan.cold_neurons)):
+        if n_miss < 0:
+            raise ValueError(f"{table.name} region has {table.n_slots} slots but one step needs {len(keys)}: "
+                             f"raise the memory budget or give this region a larger share")
+        table.hits += len(keys) - n_miss
+        table.misses += n_miss
+    return plan
 
 
 class _Slices:
@@ -192,22 +255,44 @@ class _Slices:
 
 
 class LRUTable:
-    """Bookkeeping of one LRU region: ``n_slots`` slots for keys in ``[0, n_keys)``."""
+    """Bookkeeping of one LRU region: ``n_slots`` slots for keys in ``[0, n_keys)``.
+
+    Its :attr:`tables` hold one entry per key (``slot_of``), four per slot
+    (``key_of``, ``prev``, ``next``, ``stamp``) and the two ``ends``; :meth:`nbytes_for` counts them.
+    """
+
+    PER_SLOT = 4                   # key_of, prev, next, stamp
+    BYTES_PER_SLOT = PER_SLOT * INDEX.itemsize
 
     def __init__(self, n_slots: int, n_keys: int, name: str = "region"):
         if n_slots < 0 or n_keys <= 0:
             raise ValueError(f"{name}: need n_slots >= 0 and n_keys > 0, got {n_slots}, {n_keys}")
         self.name, self.n_slots = name, int(n_slots)
-        self.slot_of = np.full(n_keys, -1, dtype=np.int64)
-        self.key_of = np.full(self.n_slots, -1, dtype=np.int64)
-        self.prev = np.arange(-1, self.n_slots - 1, dtype=np.int64)
-        self.next = np.arange(1, self.n_slots + 1, dtype=np.int64)
+        self.slot_of = np.full(n_keys, -1, dtype=INDEX)
+        self.key_of = np.full(self.n_slots, -1, dtype=INDEX)
+        self.prev = np.arange(-1, self.n_slots - 1, dtype=INDEX)
+        self.next = np.arange(1, self.n_slots + 1, dtype=INDEX)
         if self.n_slots:
             self.next[-1] = -1
-        self.ends = np.array([0 if self.n_slots else -1, self.n_slots - 1], dtype=np.int64)
-        self.stamp = np.full(self.n_slots, -1, dtype=np.int64)
+        self.ends = np.array([0 if self.n_slots else -1, self.n_slots - 1], dtype=INDEX)
+        self.stamp = np.full(self.n_slots, -1, dtype=INDEX)
         self.step = 0
         self.hits = self.misses = 0
+
+    @staticmethod
+    def nbytes_for(n_slots: int, n_keys: int) -> int:
+        """Bytes of the tables ``LRUTable(n_slots, n_keys)`` allocates."""
+        return INDEX.itemsize * (n_keys + 2) + LRUTable.BYTES_PER_SLOT * n_slots
+
+    @property
+    def tables(self) -> tuple:
+        """``(slot_of, key_of, prev, next, ends, stamp)``, the order :func:`lru_lookup` takes them in."""
+        return self.slot_of, self.key_of, self.prev, self.next, self.ends, self.stamp
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the tables this table holds (measured, not computed)."""
+        return sum(a.nbytes for a in self.tables)
 
     def lookup(self, keys: np.ndarray, step: int | None = None):
         """Return ``(slots, miss_mask)`` for int64 ``keys`` (distinct); misses are given slots."""
@@ -217,8 +302,7 @@ class LRUTable:
             step = self.step
         slots = np.empty(len(keys), dtype=np.int64)
         miss = np.empty(len(keys), dtype=np.bool_)
-        n_miss = lru_lookup(self.slot_of, self.key_of, self.prev, self.next, self.ends, self.stamp,
-                            keys, step, slots, miss)
+        n_miss = lru_lookup(*self.tables, keys, step, slots, miss)
         if n_miss < 0:
             raise ValueError(f"{self.name} region has {self.n_slots} slots but one step needs {len(keys)}: "
                              f"raise the memory budget or give this region a larger share")
@@ -252,13 +336,33 @@ class CacheConfig:
     hot_slots: int = 0       # clusters the hot region holds
     cold_slots: int = 0      # neurons the cold region holds
 
+    @classmethod
+    def for_spec(cls, spec, cluster_size: int, hot_slots: int = 0, cold_slots: int = 0) -> "CacheConfig":
+        """The cache of a flash file's model (a :class:`~teachkit.sparse.flash.format.FlashSpec`)."""
+        return cls(spec.n_layers, spec.n_neurons, spec.n_mats, spec.d, spec.dtype, cluster_size, hot_slots, cold_slots)
+
+
+def _row_layout(cfg: CacheConfig) -> list:
+    """What one cached neuron (a row of a region) holds: ``(shape, dtype)`` of each region array.
+
+    float32 rows are whole bundles; int8 rows keep the weights and their per-matrix scales apart.
+    """
+    if cfg.dtype == "float32":
+        return [((cfg.n_mats, cfg.d), np.dtype(np.float32))]
+    return [((cfg.n_mats, cfg.d), np.dtype(np.int8)), ((cfg.n_mats,), np.dtype(np.float32))]
+
+
+def row_bytes(cfg: CacheConfig) -> int:
+    """Bytes of one row of a region (one neuron's weights), as :func:`_alloc` lays it out."""
+    return sum(int(np.prod(shape)) * dtype.itemsize for shape, dtype in _row_layout(cfg))
+
 
 def _alloc(n: int, cfg: CacheConfig):
     """Zeroed, page-aligned region arrays, every page touched now.
 
     Page-aligned (``mmap``-backed), so O_DIRECT reads can land straight in a row. Touched now
-    because the OS maps pages lazily, and a first write during decode would pay the page
-    fault (measured: up to 6 ms per layer).
+    because the OS maps pages lazily: otherwise the first write to each page during decode
+    would pay a page fault, inside a layer's time.
     """
     def touched(shape, dtype):
         nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
@@ -268,9 +372,8 @@ def _alloc(n: int, cfg: CacheConfig):
         a.fill(0)
         return a
 
-    if cfg.dtype == "float32":
-        return touched((n, cfg.n_mats, cfg.d), np.float32)
-    return touched((n, cfg.n_mats, cfg.d), np.int8), touched((n, cfg.n_mats), np.float32)
+    arrays = tuple(touched((n, *shape), dtype) for shape, dtype in _row_layout(cfg))
+    return arrays[0] if len(arrays) == 1 else arrays
 
 
 def _nbytes(w) -> int:
@@ -297,9 +400,9 @@ class SegmentedCache:
         if len(hot_clusters) != L:
             raise ValueError(f"hot_clusters needs one list per layer ({L}), got {len(hot_clusters)}")
         self.max_clusters = max(1, max(len(c) for c in hot_clusters))
-        self.hot_cluster_of = np.full((L, N), -1, dtype=np.int64)   # neuron -> cluster id in its layer
-        self.hot_pos_of = np.full((L, N), -1, dtype=np.int64)       # neuron -> row inside its cluster
-        self.hot_members = np.full((L, self.max_clusters, cs), -1, dtype=np.int64)
+        self.hot_cluster_of = np.full((L, N), -1, dtype=INDEX)   # neuron -> cluster id in its layer
+        self.hot_pos_of = np.full((L, N), -1, dtype=INDEX)       # neuron -> row inside its cluster
+        self.hot_members = np.full((L, self.max_clusters, cs), -1, dtype=INDEX)
         for l, clusters in enumerate(hot_clusters):
             for c, members in enumerate(clusters):
                 members = np.asarray(members, dtype=np.int64)
@@ -312,7 +415,7 @@ class SegmentedCache:
                 self.hot_members[l, c, :len(members)] = members
         self.hot = LRUTable(cfg.hot_slots, L * self.max_clusters, "hot")
         self.cold = LRUTable(cfg.cold_slots, L * N, "cold")
-        self.prefetched = np.zeros(cfg.cold_slots, dtype=np.bool_)   # filled by a look-ahead, not used yet
+        self.prefetched = np.zeros(cfg.cold_slots, dtype=FLAG)   # filled by a look-ahead, not used yet
         self.hot_w = _alloc(cfg.hot_slots * cs, cfg)
         self.cold_w = _alloc(cfg.cold_slots, cfg)
         self.budget = int(budget)
@@ -331,17 +434,33 @@ class SegmentedCache:
 
     @staticmethod
     def table_bytes(cfg: CacheConfig, max_clusters: int) -> int:
-        """Bytes of the bookkeeping tables (int64): per-neuron maps, cluster members, 4 per LRU slot."""
+        """Bytes of the bookkeeping tables a cache of ``cfg`` allocates, with ``max_clusters`` hot
+        clusters in its largest layer: the hot-cluster maps (per neuron: its cluster and row; per
+        cluster: its members), both LRU tables, and a look-ahead flag per cold slot.
+
+        With ``cfg.hot_slots = cfg.cold_slots = 0`` this is the part that does not grow with the
+        regions; each slot adds its share of :meth:`slot_bytes`.
+        """
         L, N = cfg.n_layers, cfg.n_neurons
-        per_neuron = 3 * L * N                              # cold slot_of, hot_cluster_of, hot_pos_of
-        per_cluster = L * max_clusters * (cfg.cluster_size + 1)   # hot_members, hot slot_of
-        return 8 * (per_neuron + per_cluster + 4 * (cfg.hot_slots + cfg.cold_slots) + 2 * 2) \
-            + cfg.cold_slots                                # + 2 ends each; one prefetched flag per cold slot
+        cluster_maps = INDEX.itemsize * (2 * L * N + L * max_clusters * cfg.cluster_size)
+        return (cluster_maps + LRUTable.nbytes_for(cfg.hot_slots, L * max_clusters)
+                + LRUTable.nbytes_for(cfg.cold_slots, L * N) + FLAG.itemsize * cfg.cold_slots)
+
+    @staticmethod
+    def slot_bytes(cfg: CacheConfig) -> tuple[int, int]:
+        """``(hot, cold)``: bytes one more slot of each region costs, its rows and its table entries.
+
+        A hot slot holds ``cluster_size`` rows; a cold slot one row and a look-ahead flag.
+        """
+        row = row_bytes(cfg)
+        return (cfg.cluster_size * row + LRUTable.BYTES_PER_SLOT,
+                row + LRUTable.BYTES_PER_SLOT + FLAG.itemsize)
 
     @property
     def tables_bytes(self) -> int:
-        return sum(a.nbytes for t in (self.hot, self.cold) for a in (t.slot_of, t.key_of, t.prev, t.next, t.stamp, t.ends)) \
-            + self.hot_cluster_of.nbytes + self.hot_pos_of.nbytes + self.hot_members.nbytes + self.prefetched.nbytes
+        """Bytes of the bookkeeping tables this cache holds (measured; :meth:`table_bytes` predicts it)."""
+        return self.hot.nbytes + self.cold.nbytes + self.hot_cluster_of.nbytes + self.hot_pos_of.nbytes \
+            + self.hot_members.nbytes + self.prefetched.nbytes
 
     @property
     def bytes_total(self) -> int:
@@ -351,51 +470,39 @@ class SegmentedCache:
         return {"fixed": self.fixed_bytes, "hot": _nbytes(self.hot_w), "cold": _nbytes(self.cold_w),
                 "tables": self.tables_bytes, "other": self.extra_bytes, "budget": self.budget}
 
-    def split_active(self, layer: int, active: np.ndarray):
+    def routing(self, layer: int) -> LayerRouting:
+        """Where ``layer``'s neurons go (views of the cache's maps, for :func:`look_up_layer`)."""
+        return LayerRouting(self.hot_cluster_of[layer], self.hot_pos_of[layer], layer * self.max_clusters,
+                            layer * self.cfg.n_neurons, self.cfg.cluster_size)
+
+    def split_active(self, layer: int, active: np.ndarray) -> LayerPlan:
         """Split a layer's active neurons into hot (by cluster) and cold, and look both up.
 
-        Returns a dict with
-        ``hot_clusters`` (cluster ids touched), ``hot_slots``, ``hot_miss`` (per cluster),
-        ``hot_rows`` (per touched cluster: rows in ``hot_w`` of its *active* neurons; all of them
-        in one array as ``hot_rows_all``, with ``hot_rows_miss`` marking rows of missed clusters),
-        ``cold_neurons``, ``cold_slots``, ``cold_miss``. One numba call does the routing and both
-        LRU lookups (:func:`_split_lookup`): this runs between the prediction and the reads, on
-        every layer of every token.
+        Returns a :class:`LayerPlan`: the hot clusters touched, their slots and misses, the rows
+        in ``hot_w`` of the active hot neurons (``hot_rows[k]`` per cluster, all of them in
+        ``hot_rows_all``), and the cold neurons, their slots and misses. One numba call does
+        the routing and both LRU lookups (:func:`look_up_layer`): this runs between the
+        prediction and the reads, on every layer of every token.
         """
         active = np.ascontiguousarray(active, dtype=np.int64)
         if active.size and (active.min() < 0 or active.max() >= self.cfg.n_neurons):
             raise ValueError(f"layer {layer}: neuron ids must be in [0, {self.cfg.n_neurons}), "
                              f"got [{active.min()}, {active.max()}]")           # numba would not check
-        hot, cold = self.hot, self.cold
-        hot.step += 1
-        cold.step += 1
-        (clusters, h_slots, h_miss, starts, all_rows, rows_miss, cold_n, c_slots, c_miss, n_hmiss, n_cmiss,
-         hot_missed) = _split_lookup(active, self.hot_cluster_of[layer], self.hot_pos_of[layer],
-                                     layer * self.max_clusters, layer * self.cfg.n_neurons, self.cfg.cluster_size,
-                                     hot.slot_of, hot.key_of, hot.prev, hot.next, hot.ends, hot.stamp, hot.step,
-                                     cold.slot_of, cold.key_of, cold.prev, cold.next, cold.ends, cold.stamp, cold.step)
-        for table, n_miss, keys in ((hot, n_hmiss, clusters), (cold, n_cmiss, cold_n)):
-            if n_miss < 0:
-                raise ValueError(f"{table.name} region has {table.n_slots} slots but one step needs {len(keys)}: "
-                                 f"raise the memory budget or give this region a larger share")
-            table.hits += len(keys) - n_miss
-            table.misses += n_miss
+        plan = look_up_layer(active, self.routing(layer), self.hot, self.cold)
         t = self._token
-        t["hot_neuron_hits"] += len(all_rows) - hot_missed     # hot hits/misses below count clusters
-        t["hot_neuron_misses"] += hot_missed
-        t["hot_hits"] += len(clusters) - n_hmiss
-        t["hot_misses"] += n_hmiss
-        t["cold_hits"] += len(cold_n) - n_cmiss
-        t["cold_misses"] += n_cmiss
-        if n_cmiss:
-            self.prefetched[c_slots[c_miss]] = False                 # reused slots
-        if len(cold_n) > n_cmiss:
-            hit = c_slots[~c_miss]
+        t["hot_neuron_hits"] += len(plan.hot_rows_all) - plan.n_hot_rows_miss   # hot hits/misses below count clusters
+        t["hot_neuron_misses"] += plan.n_hot_rows_miss
+        t["hot_hits"] += len(plan.hot_clusters) - plan.n_hot_miss
+        t["hot_misses"] += plan.n_hot_miss
+        t["cold_hits"] += len(plan.cold_neurons) - plan.n_cold_miss
+        t["cold_misses"] += plan.n_cold_miss
+        if plan.n_cold_miss:
+            self.prefetched[plan.cold_slots[plan.cold_miss]] = False             # reused slots
+        if len(plan.cold_neurons) > plan.n_cold_miss:
+            hit = plan.cold_slots[~plan.cold_miss]
             t["prefetch_hits"] += int(self.prefetched[hit].sum())    # hits only because of a look-ahead
             self.prefetched[hit] = False
-        return {"hot_clusters": clusters, "hot_slots": h_slots, "hot_miss": h_miss, "hot_rows": _Slices(all_rows, starts),
-                "hot_rows_all": all_rows, "hot_rows_miss": rows_miss,
-                "cold_neurons": cold_n, "cold_slots": c_slots, "cold_miss": c_miss}
+        return plan
 
     def prefetch_cold(self, layer: int, guess: np.ndarray, limit: int | None = None):
         """Give cold slots to guessed neurons of ``layer`` that are not in memory: ``(neurons, slots)``.
@@ -418,8 +525,7 @@ class SegmentedCache:
         keys = np.ascontiguousarray(keys[:max(0, room)])
         slots = np.empty(len(keys), np.int64)
         miss = np.empty(len(keys), np.bool_)
-        if len(keys) and lru_lookup(cold.slot_of, cold.key_of, cold.prev, cold.next, cold.ends, cold.stamp, keys,
-                                    cold.step, slots, miss) != len(keys):
+        if len(keys) and lru_lookup(*cold.tables, keys, cold.step, slots, miss) != len(keys):
             raise RuntimeError("prefetch_cold: the LRU lookup did not place every guess")   # cannot happen (room)
         self.prefetched[slots] = True
         self._token["prefetched"] += len(keys)
@@ -447,10 +553,10 @@ class SegmentedCache:
             t.slot_of[:] = -1
             t.key_of[:] = -1
 
-    def invalidate_plan(self, layer: int, plan: dict) -> None:
+    def invalidate_plan(self, layer: int, plan: LayerPlan) -> None:
         """Forget every slot ``plan`` (from :meth:`split_active`) assigned to a miss: its data never arrived."""
-        self.invalidate_cold(layer, plan["cold_neurons"][plan["cold_miss"]])
-        keys = layer * self.max_clusters + np.asarray(plan["hot_clusters"], dtype=np.int64)[plan["hot_miss"]]
+        self.invalidate_cold(layer, plan.cold_neurons[plan.cold_miss])
+        keys = layer * self.max_clusters + np.asarray(plan.hot_clusters, dtype=np.int64)[plan.hot_miss]
         slots = self.hot.slot_of[keys]
         ok = slots >= 0
         self.hot.key_of[slots[ok]] = -1

@@ -6,8 +6,8 @@
   whole prompt at once: ``H = act(X W₁ᵀ)`` (T × chunk), ``out += H W₂`` (BLAS, batched).
 * **Decode is sparse.** Per layer: a predictor picks the active neurons, the segmented cache
   says which are in memory (hot clusters, cold neurons) and which must be read, and the
-  cluster pipeline computes them while the misses are read (kernel AIO) and landed by its
-  I/O thread.
+  cluster pipeline computes them while the misses are read (kernel AIO, or ``pread`` threads)
+  and landed by its I/O thread.
 
 With ``lookahead=True``, while a layer waits for its reads the engine guesses the next layer's
 neurons from this layer's input (``predictor.lookahead(layer, x_prev)`` if the predictor has
@@ -43,10 +43,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..flash.aio import BYTES_PER_SLOT, join_within
+from ..flash.aio import join_within
 from ..flash.format import FlashFile
 from ..flash.reader import FlashReader, FlashReadError
-from ..flash.unit_reads import JOB_BYTES_PER_ROW, staging_rows
+from ..flash.unit_reads import UnitReads
 from .cache import CacheConfig, SegmentedCache
 from .pipeline import ClusterPipeline, PipelineConfig, PipelineTimeout
 from .trace import Trace
@@ -86,23 +86,19 @@ def hot_clusters_from_freq(freq: np.ndarray, hot_neurons: int, cluster_size: int
     return out
 
 
-SLOT_TABLE_BYTES = 32              # 4 int64 per LRU slot: key_of, prev, next, stamp
-COLD_FLAG_BYTES = 1                # per cold slot: "filled by a look-ahead, not used yet"
-
-
 def plan_regions(spec, budget: int, fixed_bytes: int, other_bytes: int, hot_neurons: int,
                  cluster_size: int, hot_share: float = 1.0) -> tuple[int, int]:
     """(hot cluster slots, cold neuron slots) that fit the budget after fixed and other buffers.
 
-    Each slot also costs ``SLOT_TABLE_BYTES`` of LRU bookkeeping; ``other_bytes`` holds the rest.
+    A slot costs what the cache allocates for it (:meth:`SegmentedCache.slot_bytes`: its rows and
+    its entries in the LRU tables); ``other_bytes`` holds the rest, the tables' fixed part included.
     """
-    bundle = spec.n_mats * spec.d * (4 if spec.dtype == "float32" else 1) + (4 * spec.n_mats if spec.dtype == "int8" else 0)
+    hot_cost, cold_cost = SegmentedCache.slot_bytes(CacheConfig.for_spec(spec, cluster_size))
     free = budget - fixed_bytes - other_bytes
     clusters = -(-hot_neurons // cluster_size) * spec.n_layers
     hot_slots = int(round(clusters * hot_share))
-    hot_cost = bundle * cluster_size + SLOT_TABLE_BYTES
     hot_slots = max(0, min(hot_slots, free // hot_cost))
-    cold = (free - hot_slots * hot_cost) // (bundle + SLOT_TABLE_BYTES + COLD_FLAG_BYTES)
+    cold = (free - hot_slots * hot_cost) // cold_cost
     if cold < 0:
         raise ValueError(f"budget {budget / 2**20:.3f} MiB does not even hold the fixed region "
                          f"({fixed_bytes / 2**20:.3f} MiB) and buffers ({other_bytes / 2**20:.3f} MiB)")
@@ -113,17 +109,19 @@ def engine_memory(spec, cfg: EngineConfig, held_bytes: int, gated: bool, n_hot_c
     """Where an engine's budget goes: buffers, tables, and the hot/cold slots that fit after them.
 
     ``held_bytes``: what the engine holds besides its own buffers (fixed region, predictor,
-    KV cache). The planner calls this too, so plan and engine agree to the byte.
+    KV cache). The planner calls this too, so plan and engine agree to the byte. Each cost is
+    stated by what allocates it: the decode reads' staging rows, AIO and job tables
+    (:meth:`UnitReads.nbytes_for`), the prefill reader's staging (:meth:`FlashReader.staging_nbytes`),
+    the crc32 table (:meth:`FlashFile.unit_crcs_nbytes`), the prefill's arrays
+    (:meth:`SparseFFN.prefill_nbytes`), the cache's tables and slots (:meth:`SegmentedCache.table_bytes`,
+    :meth:`SegmentedCache.slot_bytes`).
     """
-    rows = staging_rows(cfg, cfg.cluster_size)
-    staging = (rows + cfg.prefill_chunk) * spec.stride + rows * (BYTES_PER_SLOT + JOB_BYTES_PER_ROW)   # + AIO, job tables
-    staging += spec.n_layers * spec.units_per_layer * 4 if cfg.check_reads else 0                # crc32 per unit
-    dequant = cfg.prefill_chunk * spec.n_mats * spec.d * 4 if spec.dtype == "int8" else 0
-    prefill = cfg.max_prompt * 4 * (cfg.prefill_chunk * (3 if gated else 2) + 2 * spec.d) + dequant
+    staging = UnitReads.nbytes_for(spec, cfg, cfg.cluster_size) + FlashReader.staging_nbytes(spec, cfg.prefill_chunk)
+    staging += FlashFile.unit_crcs_nbytes(spec) if cfg.check_reads else 0
+    prefill = SparseFFN.prefill_nbytes(spec, cfg, gated)
     if n_hot_clusters is None:
         n_hot_clusters = -(-cfg.hot_neurons // cfg.cluster_size)
-    ccfg = CacheConfig(spec.n_layers, spec.n_neurons, spec.n_mats, spec.d, spec.dtype, cfg.cluster_size)
-    tables = SegmentedCache.table_bytes(ccfg, max(1, n_hot_clusters))
+    tables = SegmentedCache.table_bytes(CacheConfig.for_spec(spec, cfg.cluster_size), max(1, n_hot_clusters))
     hot_slots, cold_slots = plan_regions(spec, cfg.budget, held_bytes, staging + prefill + tables,
                                          n_hot_clusters * cfg.cluster_size, cfg.cluster_size, cfg.hot_share)
     return {"staging": staging, "prefill": prefill, "tables": tables, "hot_slots": hot_slots, "cold_slots": cold_slots}
@@ -215,8 +213,7 @@ class SparseFFN:
             else [[] for _ in range(spec.n_layers)]
         held = fixed_bytes + self.kv_bytes + (pred_bytes - self.outside_budget)
         mem = engine_memory(spec, cfg, held, gated, max(len(c) for c in hot))
-        ccfg = CacheConfig(spec.n_layers, spec.n_neurons, spec.n_mats, spec.d, spec.dtype, cfg.cluster_size,
-                           mem["hot_slots"], mem["cold_slots"])
+        ccfg = CacheConfig.for_spec(spec, cfg.cluster_size, mem["hot_slots"], mem["cold_slots"])
         other = held - fixed_bytes + mem["staging"] + mem["prefill"]
         self.cache = SegmentedCache(ccfg, cfg.budget, fixed=fixed, hot_clusters=hot, extra_bytes=other)
         self.trace = trace if trace is not None else Trace()
@@ -323,6 +320,15 @@ class SparseFFN:
     def end_token(self) -> dict:
         self.tokens += 1
         return self.cache.end_token()
+
+    @staticmethod
+    def prefill_nbytes(spec, cfg: EngineConfig, gated: bool) -> int:
+        """Bytes of the float32 arrays :meth:`dense_layer` makes for a prompt of ``cfg.max_prompt``
+        rows. Per row: per chunk neuron its pre-activation and activation (and, gated, the
+        gate's product: 3 values, else 2), and two of ``d`` (the chunk's output and the running
+        sum). For an int8 file, also the chunk dequantised (one chunk at a time)."""
+        dequant = cfg.prefill_chunk * spec.n_mats * spec.d * 4 if spec.dtype == "int8" else 0
+        return cfg.max_prompt * 4 * (cfg.prefill_chunk * (3 if gated else 2) + 2 * spec.d) + dequant
 
     def dense_layer(self, layer: int, X: np.ndarray, act) -> np.ndarray:
         """Prefill: the dense FFN of ``layer`` for all rows of ``X``, streamed from flash in chunks.

@@ -18,16 +18,19 @@ only for neurons whose gate fired (PowerInfer-2's two-phase loading). Three sche
 * ``"cluster"``: no barrier. The compute thread takes any ready work: an arrived cluster's
   gate, an in-memory cluster's up/down (the *next* matrix), ... (Fig. 6b).
 
-**Reads.** :class:`~teachkit.sparse.flash.unit_reads.UnitReads` puts a layer's misses in flight in
-one ``io_submit`` from the compute thread, and its one I/O thread lands each cluster as its
-last read completes; the compute thread meanwhile runs what is in memory.
+**Reads.** :class:`~teachkit.sparse.flash.unit_reads.UnitReads` puts a layer's misses in flight
+from the compute thread, as many as its staging rows hold, in one request: with kernel AIO
+one ``io_submit``, or two when the batch is large (the first cluster alone, so the disk starts
+sooner); with ``pread`` threads, a queue they take reads from. Its one I/O thread lands each
+cluster as its last read completes and submits the clusters that did not fit as rows come
+free; the compute thread meanwhile runs what is in memory.
 
 **The GIL hand-off.** The numba kernels and the AIO system calls release the GIL, but the
 Python code around them needs it. A thread that wants the GIL may wait a full *switch
 interval* (``sys.getswitchinterval()``, 5 ms by default) while the other thread runs Python
 code: a 5 ms stall per hand-off, longer than a whole layer. The pipeline therefore lowers the
-interval to 0.2 ms (a process-wide setting; measured: a 4 ms gate compute became 10 us), and
-keeps hand-offs rare: none before the reads are in flight, one per landed cluster after.
+interval to 0.2 ms (a process-wide setting), and keeps hand-offs rare: none before the reads
+are in flight, one per landed cluster after.
 
 Every stage is recorded in a :class:`Trace` (lane, stage, layer, cluster, t0, t1). A failed
 read is re-raised in the compute thread; a read that never completes raises
@@ -63,6 +66,7 @@ import numpy as np
 from ..compute.stages import fused_compute, gate_compute, updown_compute
 from ..flash.reader import FlashReadError
 from ..flash.unit_reads import UnitReads
+from .cache import LayerPlan
 from .trace import Trace
 
 __all__ = ["PipelineConfig", "ClusterPipeline", "PipelineTimeout", "WorkUnit"]
@@ -157,7 +161,7 @@ class ClusterPipeline:
         return self.io.stuck
 
     # ---- the compute thread -----------------------------------------------------------
-    def _units(self, layer: int, plan: dict):
+    def _units(self, layer: int, plan: LayerPlan):
         """Turn a cache lookup into work units: in-memory ones and ones to read.
 
         Everything already in memory is ready at once, so it forms one unit per region (hot,
@@ -167,14 +171,14 @@ class ClusterPipeline:
         """
         cs, cache = self.cfg.cluster_size, self.cache
         to_read, uid = [], 2
-        hot_cs = cache.cfg.cluster_size
-        for k in np.flatnonzero(plan["hot_miss"]).tolist():
-            c, slot, rows = int(plan["hot_clusters"][k]), int(plan["hot_slots"][k]), plan["hot_rows"][k]
+        hot_cs, hot_rows = cache.cfg.cluster_size, plan.hot_rows
+        for k in np.flatnonzero(plan.hot_miss).tolist():
+            c, slot = int(plan.hot_clusters[k]), int(plan.hot_slots[k])
             members = cache.cluster_members(layer, c)
-            to_read.append(WorkUnit(uid, cache.hot_w, rows, members, slot * hot_cs + np.arange(len(members))))
+            to_read.append(WorkUnit(uid, cache.hot_w, hot_rows[k], members, slot * hot_cs + np.arange(len(members))))
             uid += 1
-        neurons, slots, miss = plan["cold_neurons"], plan["cold_slots"], plan["cold_miss"]
-        ready = [u for u in (WorkUnit(0, cache.hot_w, plan["hot_rows_all"][~plan["hot_rows_miss"]]),
+        neurons, slots, miss = plan.cold_neurons, plan.cold_slots, plan.cold_miss
+        ready = [u for u in (WorkUnit(0, cache.hot_w, plan.hot_rows_all[~plan.hot_rows_miss]),
                              WorkUnit(1, cache.cold_w, slots[~miss])) if len(u.rows)]
         n_sel, s_sel = neurons[miss], slots[miss]
         for a in range(0, len(n_sel), cs):
@@ -274,7 +278,7 @@ class ClusterPipeline:
             return True
         return False
 
-    def run_layer(self, layer: int, x: np.ndarray, plan: dict, out: np.ndarray, when_done=None,
+    def run_layer(self, layer: int, x: np.ndarray, plan: LayerPlan, out: np.ndarray, when_done=None,
                   when_idle=None) -> np.ndarray:
         """Add layer ``layer``'s FFN output for input ``x`` to ``out``, reading misses from flash.
 
@@ -304,7 +308,7 @@ class ClusterPipeline:
             raise
         return out
 
-    def stop(self, layer: int, plan: dict | None, err: BaseException) -> None:
+    def stop(self, layer: int, plan: LayerPlan | None, err: BaseException) -> None:
         """Mark the pipeline failed and forget the slots this layer was filling.
 
         Reads still in flight (or never issued) would leave slots that *say* their neuron is
