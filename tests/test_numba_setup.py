@@ -11,6 +11,7 @@ import pytest
 
 from teachkit import numba_setup
 from teachkit.sparse.compute import kernels as K
+from teachkit.sparse.compute.bundles import quantize_int8
 
 ENV_KEYS = numba_setup.USER_CHOICES + ("NUMBA_NUM_THREADS",)
 
@@ -62,12 +63,20 @@ def _ffn_case(n_idx, d=64, n=512, seed=0):
     return B, idx, rng.standard_normal(d).astype(np.float32)
 
 
-def test_small_kernels_run_on_the_calling_thread(monkeypatch):
-    def threaded(*a):
-        raise AssertionError("a kernel below SERIAL_BELOW_BYTES started the thread pool")
+def _record_thread_choices(monkeypatch) -> list:
+    """Every answer of the kernels' size rule (``uses_threads``), in call order."""
+    choices, rule = [], K.uses_threads
 
-    for name in ("_gather_dot_threads", "_down_axpy_threads", "_ffn_bundled_threads", "_ffn_bundled_i8_threads"):
-        monkeypatch.setattr(K, name, threaded)
+    def recorded(n_bytes):
+        choices.append(rule(n_bytes))
+        return choices[-1]
+
+    monkeypatch.setattr(K, "uses_threads", recorded)
+    return choices
+
+
+def test_small_kernels_run_on_the_calling_thread(monkeypatch):
+    choices = _record_thread_choices(monkeypatch)
     B, idx, x = _ffn_case(16)
     assert idx.size * B.shape[1] * B.shape[2] * 4 < K.SERIAL_BELOW_BYTES
     out = K.sparse_ffn_bundled(B, idx, x, np.zeros(64, np.float32), True, parallel=True)
@@ -75,18 +84,19 @@ def test_small_kernels_run_on_the_calling_thread(monkeypatch):
     np.testing.assert_array_equal(out, ref)
     K.gather_dot(B[:, 0].copy(), idx, x, np.empty(idx.size, np.float32), parallel=True)
     K.down_axpy(B[:, 2].copy(), idx, np.ones(idx.size, np.float32), np.zeros(64, np.float32), parallel=True)
+    q, s = quantize_int8(B)
+    K.sparse_ffn_bundled_int8(q, s, idx, x, np.zeros(64, np.float32), True, parallel=True)
+    assert choices == [False] * 4, "a kernel below SERIAL_BELOW_BYTES would start the thread pool"
 
 
 @pytest.mark.skipif(K.numba.get_num_threads() < 2, reason="needs two numba threads")
 def test_large_kernels_use_the_threads_and_agree(monkeypatch):
-    calls = []
-    real = K._ffn_bundled_threads
-    monkeypatch.setattr(K, "_ffn_bundled_threads", lambda *a: (calls.append(1), real(*a)))
+    choices = _record_thread_choices(monkeypatch)
     monkeypatch.setattr(K, "SERIAL_BELOW_BYTES", 0)
     B, idx, x = _ffn_case(200)
     out = K.sparse_ffn_bundled(B, idx, x, np.zeros(64, np.float32), True, parallel=True)
     ref = K.sparse_ffn_bundled(B, idx, x, np.zeros(64, np.float32), True, parallel=False)
-    assert calls == [1]
+    assert choices == [True]
     np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-6)
 
 

@@ -1,15 +1,19 @@
 """The planner: its constraints (budget, cold region), its cost model's terms, trace replay."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
 from teachkit.sparse.flash.aio import BYTES_PER_SLOT
 from teachkit.sparse.flash.unit_reads import JOB_BYTES_PER_ROW
 from teachkit.sparse.flash.format import FlashSpec
-from teachkit.sparse.planner.plan import choose_plan, predict, profile_model
+from teachkit.sparse.planner.plan import MachineProfile, choose_plan, predict, profile_model
 
 IO = {"random": {4096: {1: 50e6, 4: 150e6}, 16384: {1: 150e6, 4: 500e6}, 65536: {1: 500e6, 4: 1e9}}}
 SPEC = FlashSpec(n_layers=2, n_neurons=256, n_mats=3, d=256)
+MACHINE = MachineProfile(io=IO, bw_mem=10e9, bw_kernel=10e9)
+SLOW_KERNELS = MachineProfile(io=IO, bw_mem=10e9, bw_kernel=5e9)
 
 
 def _profile(seed=0, n_tok=30):
@@ -31,7 +35,7 @@ def test_profile_counts_frequencies():
 def test_plan_fits_the_budget_and_holds_a_layer():
     mp = _profile()
     budget, fixed, extra = 1_200_000, 100_000, 10_000
-    plan = choose_plan(SPEC, mp, IO, 10e9, 10e9, budget, fixed, extra)
+    plan = choose_plan(SPEC, mp, MACHINE, budget, fixed, extra)
     bundle, n, L, cs = SPEC.bundle_bytes, SPEC.n_neurons, SPEC.n_layers, plan.cluster_size
     rows = max(plan.io_depth, cs)
     staging = (rows + 64) * SPEC.stride + rows * (BYTES_PER_SLOT + JOB_BYTES_PER_ROW)   # + prefill chunk, AIO/job tables
@@ -43,25 +47,25 @@ def test_plan_fits_the_budget_and_holds_a_layer():
     assert plan.cold_slots >= mp.max_active
     assert plan.predicted_tok_s == pytest.approx(plan.terms["tok_s"])
     with pytest.raises(ValueError, match="no plan fits"):
-        choose_plan(SPEC, mp, IO, 10e9, 10e9, 500_000, fixed, extra)
+        choose_plan(SPEC, mp, MACHINE, 500_000, fixed, extra)
 
 
 def test_cost_model_terms_are_consistent():
     mp = _profile()
-    t = predict(SPEC, mp, IO, bw_mem=10e9, bw_kernel=5e9, fixed_bytes=1_000_000, hot_neurons=0, cold_slots=100,
-                cluster_size=32, read_unit="bundle", hit_rate=0.5)
+    t = predict(SPEC, mp, SLOW_KERNELS, fixed_bytes=1_000_000, hot_neurons=0, cold_slots=100, cluster_size=32,
+                read_unit="bundle", hit_rate=0.5)
     assert t["t_fixed"] == pytest.approx(1e-4)
     assert t["misses_per_token"] == pytest.approx(2 * mp.mean_active * 0.5)
-    serial = predict(SPEC, mp, IO, 10e9, 5e9, 1_000_000, 0, 100, 32, "bundle", pipelined=False, hit_rate=0.5)
+    serial = predict(SPEC, mp, SLOW_KERNELS, 1_000_000, 0, 100, 32, "bundle", pipelined=False, hit_rate=0.5)
     assert serial["t_token"] == pytest.approx(serial["t_fixed"] + serial["t_compute"] + serial["t_io"])
     assert t["tok_s"] > serial["tok_s"]                       # overlap can only help
-    perfect = predict(SPEC, mp, IO, 10e9, 5e9, 1_000_000, 0, 100, 32, "bundle", hit_rate=1.0)
+    perfect = predict(SPEC, mp, SLOW_KERNELS, 1_000_000, 0, 100, 32, "bundle", hit_rate=1.0)
     assert perfect["t_io"] == 0 and perfect["tok_s"] > t["tok_s"]
 
 
 def test_more_budget_never_predicts_slower():
     mp = _profile(seed=1)
-    speeds = [choose_plan(SPEC, mp, IO, 10e9, 10e9, b, 100_000, 10_000).predicted_tok_s
+    speeds = [choose_plan(SPEC, mp, MACHINE, b, 100_000, 10_000).predicted_tok_s
               for b in (1_000_000, 1_300_000, 1_700_000)]
     assert speeds == sorted(speeds)
 
@@ -83,17 +87,18 @@ def test_calibration_fits_the_time_the_model_leaves_out_on_the_second_pass():
 
 def test_layer_overhead_adds_to_every_layer_of_the_chain():
     mp = _profile()
-    base = predict(SPEC, mp, IO, 10e9, 5e9, 1_000_000, 0, 100, 32, "bundle", hit_rate=0.5)
-    more = predict(SPEC, mp, IO, 10e9, 5e9, 1_000_000, 0, 100, 32, "bundle", hit_rate=0.5, layer_overhead=1e-4)
+    base = predict(SPEC, mp, SLOW_KERNELS, 1_000_000, 0, 100, 32, "bundle", hit_rate=0.5)
+    more = predict(SPEC, mp, replace(SLOW_KERNELS, layer_overhead=1e-4), 1_000_000, 0, 100, 32, "bundle",
+                   hit_rate=0.5)
     assert more["t_token"] == pytest.approx(base["t_token"] + SPEC.n_layers * 1e-4)
 
 
 def test_split_reads_cost_two_bursts():
     mp = _profile()
-    io = dict(IO, burst={"a": 1e-4, "b": 1e-5})
+    machine = replace(SLOW_KERNELS, io=dict(IO, burst={"a": 1e-4, "b": 1e-5}))
     kw = dict(hit_rate=0.5, io_depth=64)
-    whole = predict(SPEC, mp, io, 10e9, 5e9, 1_000_000, 0, 100, 32, "bundle", **kw)
-    split = predict(SPEC, mp, io, 10e9, 5e9, 1_000_000, 0, 100, 32, "split", **kw)
+    whole = predict(SPEC, mp, machine, 1_000_000, 0, 100, 32, "bundle", **kw)
+    split = predict(SPEC, mp, machine, 1_000_000, 0, 100, 32, "split", **kw)
     assert split["t_io"] == pytest.approx(2 * whole["t_io"])
     n_miss = mp.mean_active * 0.5
     assert whole["t_io"] == pytest.approx(SPEC.n_layers * (1e-4 * np.ceil(n_miss / 64) + 1e-5 * n_miss))

@@ -5,7 +5,7 @@ import pytest
 
 from teachkit.sparse.model import clusters as C
 from teachkit.sparse.model import stats as S
-from teachkit.sparse.bench.suite import _Rotor, dense_ffn, numpy_gather_ffn
+from teachkit.sparse.bench.suite import Rotor, dense_ffn, numpy_gather_ffn
 from teachkit.sparse.planner.machine import blas_threads, measure_memory_bandwidth, median_seconds
 from teachkit.sparse.compute.reference import dense_ffn_ref, sparse_ffn_bundled_ref
 from teachkit.sparse.model.synthetic import SyntheticConfig, SyntheticStack, power_law_probs
@@ -113,7 +113,7 @@ def test_bench_helpers_agree_with_references():
                                sparse_ffn_bundled_ref(B, idx, x, np.zeros(16, np.float32), True),
                                rtol=1e-4, atol=1e-4)
     seen = []
-    rotor = _Rotor(3, 2, lambda l, t: seen.append((l, t)))
+    rotor = Rotor(3, 2, lambda l, t: seen.append((l, t)))
     for _ in range(7):
         rotor()
     assert seen == [(0, 0), (1, 0), (2, 0), (0, 1), (1, 1), (2, 1), (0, 0)]   # layer changes each call

@@ -18,8 +18,6 @@
 # for a laptop; the full-size numbers come from `make bench` (section 5).
 
 # %% slideshow={"slide_type": "skip"}
-import time
-
 import numba
 import numpy as np
 from numba import njit, prange
@@ -277,9 +275,10 @@ for level in levels:
     k = int(level * 4096)
     sets = [np.sort(np.argsort(-p)[:k]).astype(np.int64) for p in pre]   # top-k neurons per token
     n_pos = np.mean([(p[s_] > 0).sum() for p, s_ in zip(pre, sets)])     # down rows really read
-    calls = {"numpy gather": lambda t: sparse_ffn_numpy(Bl, sets[t], X[t]),
-             "numba fused": lambda t: kernels.sparse_ffn_bundled(Bl, sets[t], X[t], out, True),
-             "numba fused int8": lambda t: kernels.sparse_ffn_bundled_int8(ql, sl, sets[t], X[t], out, True)}
+    calls = {"numpy gather": lambda t, sets=sets: sparse_ffn_numpy(Bl, sets[t], X[t]),
+             "numba fused": lambda t, sets=sets: kernels.sparse_ffn_bundled(Bl, sets[t], X[t], out, True),
+             "numba fused int8": lambda t, sets=sets: kernels.sparse_ffn_bundled_int8(ql, sl, sets[t], X[t], out,
+                                                                                       True)}
     for name, call in calls.items():
         counter = [0]
 

@@ -25,6 +25,7 @@
 import json
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -39,7 +40,7 @@ from teachkit.sparse.flash.format import FlashSpec, write_flash
 from teachkit.sparse.planner.io_profile import burst_profile, profile_reads
 from teachkit.sparse.model.lm import decode, encode, export_numpy, load_lm
 from teachkit.sparse.planner.machine import measure_memory_bandwidth
-from teachkit.sparse.planner.plan import choose_plan, explain, kernel_bandwidth, unit_overhead
+from teachkit.sparse.planner.plan import MachineProfile, choose_plan, explain, kernel_bandwidth, unit_overhead
 from teachkit.sparse.model.synthetic import SyntheticConfig
 
 workdir = Path(tempfile.mkdtemp(prefix="nb14_"))
@@ -53,7 +54,8 @@ workdir = Path(tempfile.mkdtemp(prefix="nb14_"))
 # sparse kernels (the one-core stage kernels and the fused kernel on both cores) with their
 # fixed cost per work unit. They are measured now, on this machine, so they vary between runs.
 # The kernels run on a table as large as the engine's cache (the budget below, 24 MiB): on a
-# small table they would measure the CPU caches instead.
+# small table they would measure the CPU caches instead. The planner gets all of it as one
+# `MachineProfile`.
 
 # %%
 bw_mem = measure_memory_bandwidth(1, 256 << 20, repeats=3)
@@ -65,6 +67,7 @@ io["burst"] = burst_profile(8192, ks=(8, 16, 32, 64), repeats=9, file_bytes=64 <
 bw_kernel = kernel_bandwidth(d=512, n=2048, n_act=200, table_bytes=24 << 20)
 bw_fused = kernel_bandwidth(d=512, n=2048, n_act=200, table_bytes=24 << 20, fused=True)
 c_unit = unit_overhead(512)
+machine = MachineProfile(io=io, bw_mem=bw_mem2, bw_kernel=bw_kernel, bw_fused=bw_fused, unit_overhead=c_unit)
 print(f"memory bandwidth: {bw_mem / 1e9:.1f} GB/s (1 thread), {bw_mem2 / 1e9:.1f} GB/s (2 threads); "
       f"stage kernels {bw_kernel / 1e9:.1f} GB/s, fused kernel {bw_fused / 1e9:.1f} GB/s; "
       f"{c_unit * 1e6:.1f} us per work unit")
@@ -104,8 +107,8 @@ print("a burst of k 8 KiB reads:", ", ".join(f"{k}: {t * 1e3:.2f} ms" for k, t i
 # predictor run on both cores. `c_layer` is the one constant that is *fitted*: the planned
 # engine decodes a few tokens twice with the whole FFN in memory (the second pass reads
 # nothing), and whatever its time exceeds the model's, per layer, is the Python work the terms
-# leave out (predictor call, cache lookup, work units). The budgets below, which do read from
-# flash, then test the model.
+# leave out (predictor call, cache lookup, work units); it joins the machine profile as its
+# `layer_overhead`. The budgets below, which do read from flash, then test the model.
 #
 # The memory side uses the engine's own accounting (`engine_memory`), so the planner's cold
 # region is exactly the one the engine will build.
@@ -121,11 +124,10 @@ print(f"FFN {spec.ffn_bytes / 2**20:.0f} MiB on flash; fixed region {w.fixed_byt
 
 # %%
 budget = spec.ffn_bytes // 2
-plan = choose_plan(spec, w.profile, io, bw_mem2, bw_kernel, budget, w.fixed_bytes, 0, unit_overhead=c_unit,
-                   io_depth=(16, 64), bw_fused=bw_fused)
-c_layer = bench_engine.calibrate(w, plan, io, bw_mem2, bw_kernel, bw_fused, c_unit)
-plan = choose_plan(spec, w.profile, io, bw_mem2, bw_kernel, budget, w.fixed_bytes, 0, unit_overhead=c_unit,
-                   io_depth=(16, 64), bw_fused=bw_fused, layer_overhead=c_layer)
+plan = choose_plan(spec, w.profile, machine, budget, w.fixed_bytes, 0, io_depth=(16, 64))
+c_layer = bench_engine.calibrate(w, plan, machine)
+machine = replace(machine, layer_overhead=c_layer)
+plan = choose_plan(spec, w.profile, machine, budget, w.fixed_bytes, 0, io_depth=(16, 64))
 print(f"calibrated on an all-in-memory run: c_layer = {c_layer * 1e6:.0f} us per layer")
 print(explain(plan))
 
@@ -147,8 +149,7 @@ print(explain(plan))
 rows = []
 for frac in (0.35, 0.5, 0.75):
     b = int(spec.ffn_bytes * frac)
-    p = choose_plan(spec, w.profile, io, bw_mem2, bw_kernel, b, w.fixed_bytes, 0, unit_overhead=c_unit,
-                    io_depth=(16, 64), bw_fused=bw_fused, layer_overhead=c_layer)
+    p = choose_plan(spec, w.profile, machine, b, w.fixed_bytes, 0, io_depth=(16, 64))
     cfg = EngineConfig(budget=b, hot_neurons=p.hot_neurons, cluster_size=p.cluster_size, read_unit=p.read_unit,
                        io_depth=p.io_depth, prefill_chunk=64)
     with SparseFFN(w.path, cfg, w.predictor, gated=True, fixed=w.fixed, freq=w.profile.freq, verify=False) as eng:

@@ -43,7 +43,7 @@ import numpy as np
 from ... import numba_setup
 from ..compute import kernels as K
 from ..baselines.sparse import NoCacheSparse
-from .workload import Workload, _round, run_interleaved
+from .workload import Workload, round_floats, run_interleaved
 from ..flash import platform_io
 from ..runtime.engine import EngineConfig, SparseFFN
 from ..model.synthetic import SyntheticConfig
@@ -233,7 +233,7 @@ def main(argv=None) -> int:
             log(f"  swapped: {sw['pair'][1]} / {sw['pair'][0]} = {sw['quiet_b_over_a']:.2f} quiet, "
                 f"{sw['loaded_b_over_a']:.2f} loaded")
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps(_round(res), indent=1) + "\n")
+    Path(args.json).write_text(json.dumps(round_floats(res), indent=1) + "\n")
     return 0
 
 

@@ -30,7 +30,8 @@ from ..planner.plan import profile_model
 from ..flash.reader import drop_cache
 from ..model.synthetic import SyntheticConfig, SyntheticStack
 
-__all__ = ["TracePredictor", "Workload", "run_backend", "run_interleaved", "disk_read_bytes", "io_path_record"]
+__all__ = ["TracePredictor", "Workload", "time_token", "run_backend", "run_interleaved", "disk_read_bytes",
+           "io_path_record", "fused_parallel_is_faster", "cold_hit_rate", "round_floats"]
 
 
 def disk_read_bytes() -> int | None:
@@ -71,8 +72,8 @@ class TracePredictor:
 
     def _cost(self, layer, x):
         """The predictor's two matvecs and threshold, on both cores (the kernels, without argument checks)."""
-        K._gather_dot_par(self.A[layer], self._rows_a, x, self._z)
-        K._gather_dot_par(self.B[layer], self._rows_b, self._z, self._s)
+        K.gather_dot_unchecked(self.A[layer], self._rows_a, x, self._z)
+        K.gather_dot_unchecked(self.B[layer], self._rows_b, self._z, self._s)
         return self._s > 0
 
     def __call__(self, layer, x):
@@ -130,7 +131,11 @@ class Workload:
         return K.gather_dot(wo, self._rows_o, np.ascontiguousarray(h[: x.shape[0]]), np.empty(wo.shape[0], np.float32))
 
 
-def _token(w: Workload, backend, t: int, check=None) -> float:
+def time_token(w: Workload, backend, t: int, check=None) -> float:
+    """Seconds to decode token ``t``: every layer's attention, then ``backend``'s FFN.
+
+    ``check(layer, t, y)``, if given, sees each layer's FFN output.
+    """
     w.predictor.t = t
     t0 = time.perf_counter()
     for l in range(w.cfg.n_layers):
@@ -156,7 +161,7 @@ def run_backend(w: Workload, backend, n_warm: int, n_time: int, check=None) -> d
     for t in range(n_warm + n_time):
         if t == n_warm:
             br0 = backend.bytes_read
-        lat.append(_token(w, backend, t, check if t == n_warm else None))
+        lat.append(time_token(w, backend, t, check if t == n_warm else None))
     return _summary(lat, n_warm, backend.bytes_read - br0)
 
 
@@ -178,7 +183,7 @@ def run_interleaved(w: Workload, backends: dict, n_warm: int, n_time: int, check
         for name, b in backends.items():
             d0 = disk_read_bytes()
             chk = checks.get(name) if (checks and t == n_warm) else None
-            lat[name].append(_token(w, b, t, chk))
+            lat[name].append(time_token(w, b, t, chk))
             d1 = disk_read_bytes()
             disk[name] += float("nan") if d0 is None or d1 is None else d1 - d0     # nan: the OS keeps no count
         if t == n_warm - 1 or t == n_warm + n_time - 1:
@@ -192,7 +197,7 @@ def run_interleaved(w: Workload, backends: dict, n_warm: int, n_time: int, check
     return out
 
 
-def _parallel_is_faster(w: Workload, repeats: int = 15) -> bool:
+def fused_parallel_is_faster(w: Workload, repeats: int = 15) -> bool:
     """Is the fused sparse kernel (``kernels.sparse_ffn_bundled``) faster on both cores than on one, on this workload's sizes?
 
     The two are timed alternately (one call each, ``repeats`` times, on several layers'
@@ -213,16 +218,18 @@ def _parallel_is_faster(w: Workload, repeats: int = 15) -> bool:
     return float(np.median(times[True])) < float(np.median(times[False]))
 
 
-def _cold_hit_rate(history) -> float:
+def cold_hit_rate(history) -> float:
+    """The cold region's hit rate over a cache's ``history`` (nan if no neuron went to it)."""
     n = sum(x["cold_hits"] + x["cold_misses"] for x in history)
     return sum(x["cold_hits"] for x in history) / n if n else float("nan")
 
 
-def _round(obj):
+def round_floats(obj):
+    """``obj`` with every float rounded to 4 significant digits (numpy scalars made Python ones), for JSON."""
     if isinstance(obj, dict):
-        return {k: _round(v) for k, v in obj.items()}
+        return {k: round_floats(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_round(v) for v in obj]
+        return [round_floats(v) for v in obj]
     if isinstance(obj, (float, np.floating)):
         return float(f"{float(obj):.4g}")
     if isinstance(obj, np.integer):

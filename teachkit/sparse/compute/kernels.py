@@ -28,19 +28,21 @@ The down projection is a sum of scaled rows (an *axpy*) into one output vector. 
 ``out[k]``, both add, one write is lost. Each thread therefore owns a private accumulator row
 ``partial[c]`` and the rows are summed once at the end (PowerInfer's CPU axpy does the same).
 
-Public functions validate their inputs (dtype, shape, contiguity, index range, a writeable
+The four kernels validate their inputs (dtype, shape, contiguity, index range, a writeable
 ``out``, NaN/inf in ``x``/``h`` and in the int8 scales) and raise a
-``TypeError``/``ValueError`` a learner can act on; the ``_``-prefixed jitted kernels do not.
+``TypeError``/``ValueError`` a learner can act on. Their ``*_unchecked`` twins skip the checks, for
+inner loops whose arrays are known to be right (the pipeline's compute stages, the benchmark's
+predictor); the ``_``-prefixed jitted kernels underneath check nothing either.
 ``parallel=False`` selects a single-threaded kernel, for callers that run their own threads.
 
 **When a second thread pays.** Starting the pool's threads on a kernel and waiting for them
 costs a wake-up (tens of microseconds on a busy 2-core VM; see :mod:`teachkit.numba_setup`
 for why teachkit's idle threads sleep rather than spin), and on a shared machine the second
 thread may not get a core at all. A kernel that streams fewer than :data:`SERIAL_BELOW_BYTES`
-of weights therefore runs on the calling thread even with ``parallel=True``: at a memory
-bandwidth of ~13 GB/s on one core and ~20 GB/s on two, a second thread saves about
-``bytes · (1/13 - 1/20) ns`` ≈ 27 us per MiB, less than a wake-up below a MiB. The
-``_*_par`` entry points (used by the engine without argument checks) apply the same rule.
+of weights therefore runs on the calling thread even with ``parallel=True``: at memory
+bandwidths typical of a small VM, say 13 GB/s on one core and 20 GB/s on two, a second thread
+saves ``bytes · (1/13 - 1/20) ns``, about 27 us per MiB, less than a wake-up below a MiB. The
+``*_unchecked`` kernels apply the same rule (:func:`uses_threads`).
 """
 
 from __future__ import annotations
@@ -50,7 +52,9 @@ import numpy as np
 from numba import njit, prange
 
 __all__ = ["gather_dot", "down_axpy", "sparse_ffn_bundled", "sparse_ffn_bundled_int8",
-           "check_bundles", "check_int8_bundles", "check_index"]
+           "gather_dot_unchecked", "down_axpy_unchecked", "sparse_ffn_bundled_unchecked",
+           "sparse_ffn_bundled_int8_unchecked", "uses_threads", "check_bundles", "check_int8_bundles",
+           "check_index"]
 
 _JIT = dict(nogil=True, fastmath=True, cache=True)
 
@@ -114,7 +118,7 @@ def _down_axpy_ser(WdT, idx, h, out):
 def _bundle_rows(B, idx, x, gated, lo, hi, acc):
     # Software pipeline: the gate/up dot products of neuron j run in the same loop as the down
     # axpy of neuron j-1, so three memory streams are in flight and no load waits for h_j
-    # (measured ~15% faster than finishing each neuron before the next). The down row is read
+    # (finishing each neuron before the next would). The down row is read
     # only when h != 0.
     d = x.shape[0]
     last = B.shape[1] - 1                      # the down row is the last of the bundle
@@ -231,33 +235,38 @@ def _ffn_bundled_i8_ser(Q, S, idx, x, out, gated):
 
 
 # --------------------------------------------------------------------------- size dispatch
-def _use_threads(n_bytes: int) -> bool:
+def uses_threads(n_bytes: int) -> bool:
+    """Whether a kernel that streams ``n_bytes`` of weights runs on the pool's threads (else on the caller's)."""
     return n_bytes >= SERIAL_BELOW_BYTES and numba.get_num_threads() > 1
 
 
-def _gather_dot_par(W, idx, x, out):
-    if _use_threads(idx.shape[0] * W.shape[1] * W.itemsize):
+def gather_dot_unchecked(W, idx, x, out):
+    """:func:`gather_dot` without its checks; threaded if :func:`uses_threads`."""
+    if uses_threads(idx.shape[0] * W.shape[1] * W.itemsize):
         _gather_dot_threads(W, idx, x, out)
     else:
         _gather_dot_ser(W, idx, x, out)
 
 
-def _down_axpy_par(WdT, idx, h, out, nthreads):
-    if _use_threads(idx.shape[0] * WdT.shape[1] * WdT.itemsize):
+def down_axpy_unchecked(WdT, idx, h, out, nthreads):
+    """:func:`down_axpy` without its checks, split in ``nthreads`` chunks; threaded if :func:`uses_threads`."""
+    if uses_threads(idx.shape[0] * WdT.shape[1] * WdT.itemsize):
         _down_axpy_threads(WdT, idx, h, out, nthreads)
     else:
         _down_axpy_ser(WdT, idx, h, out)
 
 
-def _ffn_bundled_par(B, idx, x, out, gated, nthreads):
-    if _use_threads(idx.shape[0] * B.shape[1] * B.shape[2] * B.itemsize):
+def sparse_ffn_bundled_unchecked(B, idx, x, out, gated, nthreads):
+    """:func:`sparse_ffn_bundled` without its checks, split in ``nthreads`` chunks; threaded if :func:`uses_threads`."""
+    if uses_threads(idx.shape[0] * B.shape[1] * B.shape[2] * B.itemsize):
         _ffn_bundled_threads(B, idx, x, out, gated, nthreads)
     else:
         _ffn_bundled_ser(B, idx, x, out, gated)
 
 
-def _ffn_bundled_i8_par(Q, S, idx, x, out, gated, nthreads):
-    if _use_threads(idx.shape[0] * Q.shape[1] * Q.shape[2] * Q.itemsize):
+def sparse_ffn_bundled_int8_unchecked(Q, S, idx, x, out, gated, nthreads):
+    """:func:`sparse_ffn_bundled_int8` without its checks, in ``nthreads`` chunks; threaded if :func:`uses_threads`."""
+    if uses_threads(idx.shape[0] * Q.shape[1] * Q.shape[2] * Q.itemsize):
         _ffn_bundled_i8_threads(Q, S, idx, x, out, gated, nthreads)
     else:
         _ffn_bundled_i8_ser(Q, S, idx, x, out, gated)
@@ -354,7 +363,7 @@ def gather_dot(W, idx, x, out, parallel: bool = True) -> np.ndarray:
     check_index(idx, W.shape[0])
     _check_input(x, "x", W.shape[1])
     _check_out(out, idx.shape[0])
-    (_gather_dot_par if parallel else _gather_dot_ser)(W, idx, x, out)
+    (gather_dot_unchecked if parallel else _gather_dot_ser)(W, idx, x, out)
     return out
 
 
@@ -365,7 +374,7 @@ def down_axpy(Wd_T, idx, h, out, parallel: bool = True) -> np.ndarray:
     _check_input(h, "h", idx.shape[0])
     _check_out(out, Wd_T.shape[1])
     if parallel:
-        _down_axpy_par(Wd_T, idx, h, out, numba.get_num_threads())
+        down_axpy_unchecked(Wd_T, idx, h, out, numba.get_num_threads())
     else:
         _down_axpy_ser(Wd_T, idx, h, out)
     return out
@@ -378,7 +387,7 @@ def sparse_ffn_bundled(bundles, idx, x, out, gated: bool, parallel: bool = True)
     _check_input(x, "x", bundles.shape[2])
     _check_out(out, bundles.shape[2])
     if parallel:
-        _ffn_bundled_par(bundles, idx, x, out, bool(gated), numba.get_num_threads())
+        sparse_ffn_bundled_unchecked(bundles, idx, x, out, bool(gated), numba.get_num_threads())
     else:
         _ffn_bundled_ser(bundles, idx, x, out, bool(gated))
     return out
@@ -392,7 +401,7 @@ def sparse_ffn_bundled_int8(q, scales, idx, x, out, gated: bool,
     _check_input(x, "x", q.shape[2])
     _check_out(out, q.shape[2])
     if parallel:
-        _ffn_bundled_i8_par(q, scales, idx, x, out, bool(gated), numba.get_num_threads())
+        sparse_ffn_bundled_int8_unchecked(q, scales, idx, x, out, bool(gated), numba.get_num_threads())
     else:
         _ffn_bundled_i8_ser(q, scales, idx, x, out, bool(gated))
     return out

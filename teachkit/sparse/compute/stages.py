@@ -113,9 +113,9 @@ def fused_compute(W, rows, x, out, gated: bool) -> np.ndarray:
     is the fused bundled kernel of notebook 11 (private per-thread accumulators, see ``kernels``).
     """
     if isinstance(W, tuple):
-        K._ffn_bundled_i8_par(W[0], W[1], rows, x, out, gated, numba.get_num_threads())
+        K.sparse_ffn_bundled_int8_unchecked(W[0], W[1], rows, x, out, gated, numba.get_num_threads())
     else:
-        K._ffn_bundled_par(W, rows, x, out, gated, numba.get_num_threads())
+        K.sparse_ffn_bundled_unchecked(W, rows, x, out, gated, numba.get_num_threads())
     return out
 
 

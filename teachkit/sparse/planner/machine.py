@@ -33,8 +33,8 @@ _LANES = 64
 @njit(parallel=True, fastmath=True, nogil=True, cache=True)
 def _read_sum(a, nchunks, nstreams):
     """Sum a (rows, 64) float32 array: each thread owns one contiguous chunk and reads it as
-    ``nstreams`` interleaved sub-ranges (several streams keep more loads in flight; 4 streams
-    read ~10% faster than 1 on the project's VM), with a private 64-wide accumulator."""
+    ``nstreams`` interleaved sub-ranges (several streams keep more loads in flight than one),
+    with a private 64-wide accumulator."""
     n = a.shape[0]
     per = (n + nchunks - 1) // nchunks
     tot = np.zeros((nchunks, a.shape[1]), np.float32)

@@ -1,10 +1,11 @@
 """The offline planner: profile the machine and the model, then choose the engine's plan.
 
-**Inputs** (PowerInfer-2 §5): the machine (memory bandwidth, random-read bandwidth by read size
-and queue depth, the time of a burst of reads, the speed of the stage and fused kernels), the
-model (activation frequencies; the cache hit rate against cache size, measured by *replaying*
-recorded activation traces through the very LRU tables the engine uses) and the user's limit
-(the memory budget).
+**Inputs** (PowerInfer-2 §5): the machine (:class:`MachineProfile`: memory bandwidth, random-read
+bandwidth by read size and queue depth, the time of a burst of reads, the speed of the stage and
+fused kernels, the fixed costs per work unit and per layer), the model (:class:`ModelProfile`:
+activation frequencies; the cache hit rate against cache size, measured by *replaying* recorded
+activation traces through the very LRU tables the engine uses) and the user's limit (the memory
+budget).
 
 **Decisions**: hot neurons per layer H, hot/cold split of the cache, cluster size c, read unit
 (whole bundle, or gate then up/down), reads in flight (``io_depth``).
@@ -49,8 +50,19 @@ from ..runtime.cache import simulate_hit_rate
 from ..runtime.engine import EngineConfig, engine_memory
 from .io_profile import interpolate_bw
 
-__all__ = ["ModelProfile", "Plan", "profile_model", "predict", "choose_plan", "explain", "kernel_bandwidth",
-           "unit_overhead", "calibrate_layer_overhead"]
+__all__ = ["MachineProfile", "ModelProfile", "Plan", "profile_model", "predict", "choose_plan", "explain",
+           "kernel_bandwidth", "unit_overhead", "calibrate_layer_overhead"]
+
+
+@dataclass(frozen=True)
+class MachineProfile:
+    """What the cost model knows of the machine: measured once, read by every plan it prices."""
+    io: dict                       # profile_reads: random-read B/s by size and queue depth, + "burst" (a, b) if timed
+    bw_mem: float                  # B/s streaming RAM-resident weights (attention, predictor), best thread count
+    bw_kernel: float               # B/s of the one-core stage kernels on a table as large as the cache
+    bw_fused: float | None = None  # B/s of the fused kernel on every core; None: the same as bw_kernel
+    unit_overhead: float = 30e-6   # s of fixed cost per work unit: kernel calls, trace records, hand-offs
+    layer_overhead: float = 0.0    # s per layer the terms leave out (calibrate_layer_overhead); 0 until fitted
 
 
 @dataclass
@@ -175,20 +187,21 @@ class Plan:
     terms: dict
 
 
-def predict(spec, mp: ModelProfile, io_profile: dict, bw_mem: float, bw_kernel: float, fixed_bytes: int,
-            hot_neurons: int, cold_slots: int, cluster_size: int, read_unit: str, pipelined: bool = True,
-            io_depth: int = 1, unit_overhead: float = 30e-6, hit_rate: float | None = None,
-            bw_fused: float | None = None, layer_overhead: float = 0.0) -> dict:
+def predict(spec, mp: ModelProfile, machine: MachineProfile, fixed_bytes: int, hot_neurons: int,
+            cold_slots: int, cluster_size: int, read_unit: str, pipelined: bool = True, io_depth: int = 1,
+            hit_rate: float | None = None) -> dict:
     """The cost model above for one plan; returns every term (seconds per token) and the tok/s.
 
-    ``bw_fused``: bytes/s of the fused kernel on every core (default: ``bw_kernel``).
-    ``layer_overhead``: seconds per layer the terms leave out (see :func:`calibrate_layer_overhead`).
-    ``io_profile["burst"]`` (from :func:`~teachkit.sparse.planner.io_profile.burst_profile`), when present,
+    ``fixed_bytes``: what is read every token (attention, norms, embeddings, predictor);
+    ``hit_rate``: the cache's, if known (else replayed from the traces).
+    ``machine.io["burst"]`` (from :func:`~teachkit.sparse.planner.io_profile.burst_profile`), when present,
     times a layer's reads as one batch.
     """
     bundle = spec.bundle_bytes
     L = mp.n_layers
-    bw_fused = bw_fused or bw_kernel
+    io_profile, bw_mem, bw_kernel = machine.io, machine.bw_mem, machine.bw_kernel
+    bw_fused = machine.bw_fused or bw_kernel
+    unit_overhead = machine.unit_overhead
     if hit_rate is None:
         hot_sets = [np.argsort(-f, kind="stable")[:hot_neurons] for f in mp.freq]
         hit_rate = simulate_hit_rate(mp.traces, mp.n_neurons, cold_slots, hot_sets, warmup=len(mp.traces) // 3)
@@ -212,7 +225,7 @@ def predict(spec, mp: ModelProfile, io_profile: dict, bw_mem: float, bw_kernel: 
     else:
         t_io = n_miss * t_read
     n_units = max(1.0, float(np.ceil(n_miss / cluster_size)))
-    t_pre = fixed_bytes / bw_mem / L + layer_overhead
+    t_pre = fixed_bytes / bw_mem / L + machine.layer_overhead
     if pipelined:
         t_mem = n_act * hit_rate * bundle / bw_fused + 2 * unit_overhead
         t_tail = n_miss * bundle / bw_kernel + n_units * unit_overhead
@@ -226,11 +239,10 @@ def predict(spec, mp: ModelProfile, io_profile: dict, bw_mem: float, bw_kernel: 
             "t_token": total, "tok_s": 1.0 / total, "misses_per_token": L * n_miss, "t_read": t_read}
 
 
-def choose_plan(spec, mp: ModelProfile, io_profile: dict, bw_mem: float, bw_kernel: float, budget: int,
-                fixed_bytes: int, extra_bytes: int, hot_fracs=(0.0, 0.05, 0.1, 0.2, 0.3),
-                cluster_sizes=(16, 32, 64), read_units=("bundle", "split"), io_depth=(1, 2, 4),
-                prefill_chunk: int = 64, max_prompt: int = 64, unit_overhead: float = 30e-6,
-                bw_fused: float | None = None, layer_overhead: float = 0.0) -> Plan:
+def choose_plan(spec, mp: ModelProfile, machine: MachineProfile, budget: int, fixed_bytes: int,
+                extra_bytes: int, hot_fracs=(0.0, 0.05, 0.1, 0.2, 0.3), cluster_sizes=(16, 32, 64),
+                read_units=("bundle", "split"), io_depth=(1, 2, 4), prefill_chunk: int = 64,
+                max_prompt: int = 64) -> Plan:
     """Grid search of the cost model under the budget. Raises if nothing fits.
 
     ``fixed_bytes``: what is read every token (attention, norms, embeddings, predictor);
@@ -254,9 +266,7 @@ def choose_plan(spec, mp: ModelProfile, io_profile: dict, bw_mem: float, bw_kern
             hot_sets = [np.argsort(-f, kind="stable")[:H] for f in mp.freq]
             hits[H, cold] = simulate_hit_rate(mp.traces, mp.n_neurons, int(cold), hot_sets,
                                               warmup=len(mp.traces) // 3)
-        terms = predict(spec, mp, io_profile, bw_mem, bw_kernel, fixed_bytes, H, int(cold), cs, ru,
-                        io_depth=qd, hit_rate=hits[H, cold], unit_overhead=unit_overhead, bw_fused=bw_fused,
-                        layer_overhead=layer_overhead)
+        terms = predict(spec, mp, machine, fixed_bytes, H, int(cold), cs, ru, io_depth=qd, hit_rate=hits[H, cold])
         plan = Plan(H, cs, ru, qd, int(cold), -(-H // cs) * spec.n_layers, terms["hit_rate"], terms["tok_s"], terms)
         if best is None or plan.predicted_tok_s > best.predicted_tok_s:
             best = plan
