@@ -15,7 +15,7 @@ from teachkit.sparse.flash.aio import (BYTES_PER_SLOT, KernelAIO, ThreadedReads,
 from teachkit.sparse.runtime.engine import EngineConfig, OraclePredictor, SparseFFN, engine_memory
 from teachkit.sparse.flash.format import FlashFile, FlashSpec, write_flash
 from teachkit.sparse.flash.reader import FlashReadError, aligned_buffer
-from teachkit.sparse.flash.unit_reads import JOB_BYTES_PER_ROW, staging_rows
+from teachkit.sparse.flash.unit_reads import JobTable, staging_rows
 from test_cache import held_array_bytes
 from teachkit.sparse.compute.reference import dense_ffn_ref
 from teachkit.sparse.model.synthetic import SyntheticConfig, SyntheticStack
@@ -336,16 +336,16 @@ def test_the_aio_tables_are_counted_in_the_budget(flash_files, stack, kind, io_d
         rows = staging_rows(cfg, cfg.cluster_size)
         assert rows == max(io_depth, cfg.cluster_size) and eng.pipe.io.n_rows == rows == eng.pipe.aio.depth
         mem = engine_memory(spec, cfg, 0, True)
-        assert mem["staging"] == (rows + cfg.prefill_chunk) * spec.stride + rows * (BYTES_PER_SLOT + JOB_BYTES_PER_ROW)
+        assert mem["staging"] == (rows + cfg.prefill_chunk) * spec.stride + rows * (BYTES_PER_SLOT + JobTable.BYTES_PER_ROW)
         # what the engine really allocated: staging buffers, and for kernel AIO its iocb/event tables
         assert eng.pipe.reader.staging.nbytes + eng.prefill_reader.staging.nbytes == \
             (rows + cfg.prefill_chunk) * spec.stride
         if kind == "kernel":
             assert eng.pipe.aio.iocbs.nbytes + eng.pipe.aio.events.nbytes == rows * BYTES_PER_SLOT
-        assert sum(held_array_bytes(eng.pipe.io.job_table).values()) == rows * JOB_BYTES_PER_ROW
+        assert sum(held_array_bytes(eng.pipe.io.job_table).values()) == rows * JobTable.BYTES_PER_ROW
         assert eng.cache.bytes_total <= cfg.budget
     more = engine_memory(spec, EngineConfig(**{**cfg.__dict__, "io_depth": rows + 10}), 0, True)
-    assert more["staging"] - mem["staging"] == 10 * (spec.stride + BYTES_PER_SLOT + JOB_BYTES_PER_ROW)
+    assert more["staging"] - mem["staging"] == 10 * (spec.stride + BYTES_PER_SLOT + JobTable.BYTES_PER_ROW)
 
 
 @pytest.mark.parametrize("kind", KINDS)

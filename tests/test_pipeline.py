@@ -189,7 +189,7 @@ def test_budget_covers_every_array_the_engine_holds(tmp_path, stack):
     budget = 2 << 20
     cfg = EngineConfig(budget=budget, hot_neurons=64, cluster_size=16, prefill_chunk=64, max_prompt=8)
     with SparseFFN(path, cfg, pred, gated=True, fixed=fixed, freq=stack.firing_prob, kv_bytes=50_000) as eng:
-        for t, x in enumerate(stack.hidden_states(0, 3, seed=1)):
+        for x in stack.hidden_states(0, 3, seed=1):
             eng(0, x)
         held = sum(held_array_bytes(eng).values())
         kv, prefill = 50_000, 8 * 4 * (64 * 3 + 2 * c.d)      # held by the model / made during prefill

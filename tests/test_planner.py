@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from teachkit.sparse.flash.aio import BYTES_PER_SLOT
-from teachkit.sparse.flash.unit_reads import JOB_BYTES_PER_ROW
+from teachkit.sparse.flash.unit_reads import JobTable
 from teachkit.sparse.flash.format import FlashSpec
 from teachkit.sparse.planner.plan import MachineProfile, choose_plan, predict, profile_model
 
@@ -38,7 +38,7 @@ def test_plan_fits_the_budget_and_holds_a_layer():
     plan = choose_plan(SPEC, mp, MACHINE, budget, fixed, extra)
     bundle, n, L, cs = SPEC.bundle_bytes, SPEC.n_neurons, SPEC.n_layers, plan.cluster_size
     rows = max(plan.io_depth, cs)
-    staging = (rows + 64) * SPEC.stride + rows * (BYTES_PER_SLOT + JOB_BYTES_PER_ROW)   # + prefill chunk, AIO/job tables
+    staging = (rows + 64) * SPEC.stride + rows * (BYTES_PER_SLOT + JobTable.BYTES_PER_ROW)   # + prefill chunk, AIO/job tables
     prefill = 64 * 4 * (64 * 3 + 2 * SPEC.d)                             # max_prompt rows of H, U, X, out
     n_cl = max(1, plan.hot_neurons // cs)
     tables = 8 * (3 * L * n + L * n_cl * (cs + 1) + 4 * (plan.hot_slots + plan.cold_slots) + 4) + plan.cold_slots

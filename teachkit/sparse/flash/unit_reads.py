@@ -39,7 +39,7 @@ from .aio import KernelAIO, join_within, open_async_reads
 from .reader import FlashReader, FlashReadError
 from ..compute.stages import scatter_rows as _scatter_rows
 
-__all__ = ["UnitReads", "JobTable", "staging_rows", "JOB_BYTES_PER_ROW"]
+__all__ = ["UnitReads", "JobTable", "staging_rows"]
 
 FIRST_BATCH_READS = 16        # reads worth a first io_submit of their own (one unit goes first)
 _LEFT_BEHIND: list = []       # buffers a read stuck past close() may still write into: never freed
@@ -123,9 +123,6 @@ class JobTable:
         length (an ``-errno`` or a short count) marks the job failed, the first kept in ``bad``."""
         n = _tally(tags, res, self.left, self.length, self.bad, self.failed, self.finished)
         return self.finished[:n].tolist()
-
-
-JOB_BYTES_PER_ROW = JobTable.BYTES_PER_ROW
 
 
 class UnitReads:

@@ -347,7 +347,7 @@ class SparseFFN:
             for a in range(0, n, cs):
                 ids = np.arange(a, min(n, a + cs), dtype=np.int64)
                 t0 = time.perf_counter()
-                raw = self.prefill_io.call(lambda: self.prefill_reader.read(layer, ids), f"prefill read of layer {layer}")
+                raw = self.prefill_io.call(lambda ids=ids: self.prefill_reader.read(layer, ids), f"prefill read of layer {layer}")
                 dec = self.flash.decode(raw)
                 B = dec if spec.dtype == "float32" else (dec[0].astype(np.float32) * dec[1][:, :, None])
                 H = act(X @ B[:, 0].T)
