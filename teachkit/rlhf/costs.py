@@ -125,7 +125,7 @@ class StepPeak:
 
 
 class Timer:
-    """Wall-clock seconds of repeated blocks: ``with timer: ...``; ``timer.median``, ``timer.total``."""
+    """Wall-clock seconds of repeated blocks: ``with timer: ...``; ``timer.median``."""
 
     def __init__(self) -> None:
         self.samples: list[float] = []
@@ -140,10 +140,6 @@ class Timer:
     @property
     def median(self) -> float:
         return statistics.median(self.samples) if self.samples else float("nan")
-
-    @property
-    def total(self) -> float:
-        return sum(self.samples)
 
 
 def cost_summary(costs: ModelCosts, step_peak_bytes: int, seconds_per_step: float) -> dict[str, float]:

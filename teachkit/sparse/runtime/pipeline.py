@@ -141,10 +141,6 @@ class ClusterPipeline:
         return self.io.aio
 
     @property
-    def staging_bytes(self) -> int:
-        return self.io.staging_bytes
-
-    @property
     def bytes_read(self) -> int:
         return self.io.reader.bytes_read
 
