@@ -2,7 +2,7 @@
 
 import pytest
 
-from teachkit.sparse.bench.engine import GOALS, repeated
+from teachkit.sparse.bench.report import GOALS, repeated
 
 
 def _run(tok_s, mmap_ratio, load=0.5):
@@ -34,7 +34,7 @@ def _stored_like():
 
 
 def test_goal_ceilings_put_each_goal_at_the_chain_bound_and_at_an_ideal_look_ahead():
-    from teachkit.sparse.bench.engine import chain_tok_s, goal_ceilings
+    from teachkit.sparse.bench.report import chain_tok_s, goal_ceilings
 
     # 2 MB of fixed weights over 2 layers at 1 GB/s (the faster bandwidth): 1 ms per layer
     assert chain_tok_s(2, 2e6, 1e9, 1e-4, 1e-5, 20) == pytest.approx(1 / (2 * (1e-3 + 1e-4 + 2e-4)))
@@ -52,7 +52,7 @@ def test_goal_ceilings_put_each_goal_at_the_chain_bound_and_at_an_ideal_look_ahe
 
 
 def test_repeated_runs_give_median_ceilings():
-    from teachkit.sparse.bench.engine import goal_ceilings
+    from teachkit.sparse.bench.report import goal_ceilings
 
     runs = []
     for tok_s, mmap in ((60.0, 50.0), (50.0, 12.5), (70.0, 25.0)):    # the median-speed run is not the median ceiling

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from teachkit.sparse.runtime.cache import (CacheConfig, LRUTable, SegmentedCache, neuron_hit_rate,
-    simulate_hit_rate)
+from teachkit.sparse.runtime.cache import CacheConfig, SegmentedCache, neuron_hit_rate, simulate_hit_rate
+from teachkit.sparse.runtime.lru import LRUTable
 
 
 def _keys(*k):

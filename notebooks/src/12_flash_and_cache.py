@@ -25,7 +25,8 @@ import numpy as np
 
 from teachkit import check, viz
 from teachkit.sparse.compute.bundles import quantize_int8
-from teachkit.sparse.runtime.cache import LRUTable, simulate_hit_rate
+from teachkit.sparse.runtime.cache import simulate_hit_rate
+from teachkit.sparse.runtime.lru import LRUTable
 from teachkit.sparse.runtime.engine import EngineConfig, OraclePredictor, SparseFFN
 from teachkit.sparse.flash.format import FlashFile, FlashFormatError, FlashSpec, write_flash
 from teachkit.sparse.flash import platform_io

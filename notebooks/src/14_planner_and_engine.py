@@ -32,6 +32,7 @@ import numpy as np
 
 from teachkit import DATA_DIR, check, viz
 from teachkit.sparse.bench import engine as bench_engine
+from teachkit.sparse.bench import report as bench_report
 from teachkit.sparse.model.build_data import load_predictors
 from teachkit.sparse.runtime.cache import neuron_hit_rate
 from teachkit.sparse.runtime.engine import EngineConfig, OraclePredictor, SparseFFN
@@ -505,7 +506,7 @@ if stored.exists():
           f"{la['prefetch_hits_per_token']:.0f} of them used (precision of the reads {la['prefetch_precision']:.2f}); "
           f"{la['bytes_read_per_token'] / best_bytes:.2f}x the bytes, "
           f"{full['ratios']['lookahead_over_pipeline']:.2f}x the speed of +pipeline (median of the runs)")
-    ceilings = bench_engine.goal_ceilings(full)
+    ceilings = bench_report.goal_ceilings(full)
     for name, label in (("dependency_chain", "the chain bound"),
                         ("chain_with_ideal_lookahead", "the chain bound with an ideal look-ahead")):
         row = ceilings[name]
@@ -549,7 +550,7 @@ if stored.exists():
 #    pay off with a sharper guess, or with a next layer that waits only for the guesses it uses.
 #
 # The last lines of the printout say what the goals would read if the engine reached its chain
-# bound (`bench_engine.goal_ceilings`), and once more if a look-ahead had read every neuron it
+# bound (`bench_report.goal_ceilings`), and once more if a look-ahead had read every neuron it
 # guessed right under the attention before, for free. 20x over mmap and half of
 # `1 / max(t_mem, t_io)` are within the design's reach on this machine (the engine would need
 # the share of its chain bound printed last). 3x over an LLM-in-a-flash engine with the same

@@ -14,7 +14,7 @@ import numpy as np
 
 from ..compute import kernels as K
 from .dense import Backend, as_float32
-from ..runtime.cache import LRUTable
+from ..runtime.lru import LRUTable
 from ..flash.format import FlashFile
 from ..flash.aio import open_async_reads, read_batch
 from ..flash.reader import FlashReader, FlashReadError

@@ -29,10 +29,10 @@ The down projection is a sum of scaled rows (an *axpy*) into one output vector. 
 ``partial[c]`` and the rows are summed once at the end (PowerInfer's CPU axpy does the same).
 
 The four kernels validate their inputs (dtype, shape, contiguity, index range, a writeable
-``out``, NaN/inf in ``x``/``h`` and in the int8 scales) and raise a
-``TypeError``/``ValueError`` a learner can act on. Their ``*_unchecked`` twins skip the checks, for
-inner loops whose arrays are known to be right (the pipeline's compute stages, the benchmark's
-predictor); the ``_``-prefixed jitted kernels underneath check nothing either.
+``out``, NaN/inf in ``x``/``h`` and in the int8 scales; :mod:`teachkit.sparse.compute.checks`)
+and raise a ``TypeError``/``ValueError`` a learner can act on. Their ``*_unchecked`` twins skip
+the checks, for inner loops whose arrays are known to be right (the pipeline's compute stages,
+the benchmark's predictor); the ``_``-prefixed jitted kernels underneath check nothing either.
 ``parallel=False`` selects a single-threaded kernel, for callers that run their own threads.
 
 **When a second thread pays.** Starting the pool's threads on a kernel and waiting for them
@@ -51,10 +51,11 @@ import numba
 import numpy as np
 from numba import njit, prange
 
+from .checks import check_array, check_bundles, check_index, check_input, check_int8_bundles, check_out
+
 __all__ = ["gather_dot", "down_axpy", "sparse_ffn_bundled", "sparse_ffn_bundled_int8",
            "gather_dot_unchecked", "down_axpy_unchecked", "sparse_ffn_bundled_unchecked",
-           "sparse_ffn_bundled_int8_unchecked", "uses_threads", "check_bundles", "check_int8_bundles",
-           "check_index"]
+           "sparse_ffn_bundled_int8_unchecked", "uses_threads"]
 
 _JIT = dict(nogil=True, fastmath=True, cache=True)
 
@@ -272,107 +273,23 @@ def sparse_ffn_bundled_int8_unchecked(Q, S, idx, x, out, gated, nthreads):
         _ffn_bundled_i8_ser(Q, S, idx, x, out, gated)
 
 
-# --------------------------------------------------------------------------- validation
-def _array(a, name: str, dtype, ndim: int) -> np.ndarray:
-    if not isinstance(a, np.ndarray):
-        raise TypeError(f"{name} must be a numpy array, got {type(a).__name__} "
-                        f"(torch tensors: call .numpy() first)")
-    if a.dtype != dtype:
-        raise TypeError(f"{name} must have dtype {np.dtype(dtype).name}, got {a.dtype.name}; "
-                        f"convert with {name}.astype(np.{np.dtype(dtype).name})")
-    if a.ndim != ndim:
-        raise ValueError(f"{name} must be {ndim}-D, got shape {a.shape}")
-    if not a.flags.c_contiguous:
-        raise ValueError(f"{name} must be C-contiguous; pass np.ascontiguousarray({name})")
-    return a
-
-
-def check_index(idx, n_rows: int, name: str = "idx") -> np.ndarray:
-    """Validate an index list: 1-D, int64, every entry in [0, n_rows)."""
-    if not isinstance(idx, np.ndarray):
-        raise TypeError(f"{name} must be a numpy int64 array, got {type(idx).__name__}")
-    if idx.dtype != np.int64:
-        raise TypeError(f"{name} must have dtype int64, got {idx.dtype.name}; "
-                        f"convert with {name}.astype(np.int64)")
-    _array(idx, name, np.int64, 1)
-    if idx.size and (idx.min() < 0 or idx.max() >= n_rows):
-        bad = idx[(idx < 0) | (idx >= n_rows)][0]
-        raise ValueError(f"{name} holds {int(bad)}, out of range for {n_rows} rows "
-                         f"(valid indices are 0..{n_rows - 1})")
-    return idx
-
-
-def _check_vec(v, name: str, length: int) -> np.ndarray:
-    _array(v, name, np.float32, 1)
-    if v.shape[0] != length:
-        raise ValueError(f"{name} must have length {length}, got {v.shape[0]}")
-    return v
-
-
-def _check_input(x, name: str, length: int) -> np.ndarray:
-    """An input vector: float32 of the right length and free of NaN/inf (which would spread)."""
-    _check_vec(x, name, length)
-    if not np.isfinite(x).all():
-        raise ValueError(f"{name} holds NaN or inf at position {int(np.flatnonzero(~np.isfinite(x))[0])}; "
-                         f"the kernel would spread it into every output")
-    return x
-
-
-def _check_out(out, length: int) -> np.ndarray:
-    """The output vector: float32, right length, and writeable (the kernel adds into it)."""
-    _check_vec(out, "out", length)
-    if not out.flags.writeable:
-        raise ValueError("out is read-only; the kernel adds into it in place: pass a writeable "
-                         "array, e.g. out.copy() or np.zeros(d, np.float32)")
-    return out
-
-
-def check_bundles(bundles, gated: bool) -> np.ndarray:
-    """Validate a float32 bundle array (n, 3, d) for gated or (n, 2, d) for plain FFNs."""
-    _array(bundles, "bundles", np.float32, 3)
-    want = 3 if gated else 2
-    if bundles.shape[1] != want:
-        kind = "gated: [gate|up|down]" if gated else "plain: [up|down]"
-        raise ValueError(f"bundles must have shape (n_neurons, {want}, d) for a {kind} FFN, "
-                         f"got {bundles.shape}")
-    return bundles
-
-
-def check_int8_bundles(q, scales, gated: bool):
-    """Validate int8 bundles ``q`` (n, n_mats, d) with float32 ``scales`` (n, n_mats)."""
-    _array(q, "q", np.int8, 3)
-    _array(scales, "scales", np.float32, 2)
-    want = 3 if gated else 2
-    if q.shape[1] != want:
-        raise ValueError(f"q must have shape (n_neurons, {want}, d), got {q.shape}")
-    if scales.shape != q.shape[:2]:
-        raise ValueError(f"scales must have shape {q.shape[:2]} (one per neuron and matrix), "
-                         f"got {scales.shape}")
-    bad = ~(np.isfinite(scales) & (scales > 0))
-    if bad.any():
-        i, m = np.argwhere(bad)[0]
-        raise ValueError(f"scales[{i}, {m}] = {scales[i, m]}: every scale must be finite and > 0 "
-                         f"(quantize_int8 gives 1.0 for an all-zero row)")
-    return q, scales
-
-
 # --------------------------------------------------------------------------- public API
 def gather_dot(W, idx, x, out, parallel: bool = True) -> np.ndarray:
     """``out[j] = W[idx[j]] · x`` for float32 ``W`` (n, d): the gate/up rows of the active set."""
-    _array(W, "W", np.float32, 2)
+    check_array(W, "W", np.float32, 2)
     check_index(idx, W.shape[0])
-    _check_input(x, "x", W.shape[1])
-    _check_out(out, idx.shape[0])
+    check_input(x, "x", W.shape[1])
+    check_out(out, idx.shape[0])
     (gather_dot_unchecked if parallel else _gather_dot_ser)(W, idx, x, out)
     return out
 
 
 def down_axpy(Wd_T, idx, h, out, parallel: bool = True) -> np.ndarray:
     """``out += Σ_j h[j] · Wd_T[idx[j]]``: the down projection over the active set, race-free."""
-    _array(Wd_T, "Wd_T", np.float32, 2)
+    check_array(Wd_T, "Wd_T", np.float32, 2)
     check_index(idx, Wd_T.shape[0])
-    _check_input(h, "h", idx.shape[0])
-    _check_out(out, Wd_T.shape[1])
+    check_input(h, "h", idx.shape[0])
+    check_out(out, Wd_T.shape[1])
     if parallel:
         down_axpy_unchecked(Wd_T, idx, h, out, numba.get_num_threads())
     else:
@@ -384,8 +301,8 @@ def sparse_ffn_bundled(bundles, idx, x, out, gated: bool, parallel: bool = True)
     """``out += Σ_{i∈idx} h_i · down_i`` over float32 bundles; returns ``out``."""
     check_bundles(bundles, gated)
     check_index(idx, bundles.shape[0])
-    _check_input(x, "x", bundles.shape[2])
-    _check_out(out, bundles.shape[2])
+    check_input(x, "x", bundles.shape[2])
+    check_out(out, bundles.shape[2])
     if parallel:
         sparse_ffn_bundled_unchecked(bundles, idx, x, out, bool(gated), numba.get_num_threads())
     else:
@@ -398,8 +315,8 @@ def sparse_ffn_bundled_int8(q, scales, idx, x, out, gated: bool,
     """The same FFN on int8 bundles: weight row = ``q[i, m] * scales[i, m]``."""
     check_int8_bundles(q, scales, gated)
     check_index(idx, q.shape[0])
-    _check_input(x, "x", q.shape[2])
-    _check_out(out, q.shape[2])
+    check_input(x, "x", q.shape[2])
+    check_out(out, q.shape[2])
     if parallel:
         sparse_ffn_bundled_int8_unchecked(q, scales, idx, x, out, bool(gated), numba.get_num_threads())
     else:

@@ -66,7 +66,7 @@ import numpy as np
 from ..compute.stages import fused_compute, gate_compute, updown_compute
 from ..flash.reader import FlashReadError
 from ..flash.unit_reads import UnitReads
-from .cache import LayerPlan
+from .lookup import LayerPlan
 from .trace import Trace
 
 __all__ = ["PipelineConfig", "ClusterPipeline", "PipelineTimeout", "WorkUnit"]
