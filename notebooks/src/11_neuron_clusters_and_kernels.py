@@ -1,10 +1,11 @@
 # %% [markdown] slideshow={"slide_type": "slide"}
 # # 11 · Neuron clusters and numba kernels
 #
-# Notebook 10 showed that a ReLU FFN fires only a small share of its neurons per token (3% to
-# 24% depending on the layer in our small model; about 10% in published sparse 7B models) and
-# that a small predictor can say which. Skipping 90% of the neurons only pays if the code that runs the other
-# 10% is fast. This notebook builds that code step by step:
+# Notebook 10 showed that a ReLU FFN fires only a small share of its neurons per token (it
+# printed the share for each layer of our small model) and that a small predictor can say
+# which. Skipping most of the neurons only pays if the code that runs the few others is fast.
+# This notebook builds that code step by step, the way PowerInfer-2 (Xue et al.,
+# arXiv:2406.06282v1) runs a token's FFN on a phone's CPU:
 #
 # 1. the **neuron bundle**: the three weight vectors a neuron needs, stored side by side;
 # 2. a sparse FFN in plain Python, then with numpy gather, then as a **numba** kernel;
@@ -246,32 +247,55 @@ assert rel < 0.05
 #
 # We measure this machine's read bandwidth and time the kernels at several activity levels on
 # a SYNTHETIC layer (50 MB), each call on a different token's active set. Before every timed
-# call a `CacheFlusher` reads 128 MiB, so the weights come from RAM, not from the CPU cache: a
-# point *under* the RAM bound would mean it was served from cache. The full-size figures
+# call a `CacheFlusher` reads 128 MiB, so the weights come from RAM, not from the CPU cache.
+# The bound is only as exact as the bandwidth it divides by, and on a shared machine one
+# measurement can hit a busy moment; so we measure again before each activity level and divide
+# by the best (a busy moment only lowers a measurement), and print them all. A point a little
+# under the line is within that noise (and the kernel's access pattern may draw a little more
+# from RAM than the loop that measures it); a point *far* under it (below half the bound: the
+# cache is several times faster than RAM) would mean it was served from cache, and the cell
+# checks that none is. It also times the top level once more after a flush four times as large:
+# if the cache had served those calls, they would now be slower. The full-size figures
 # (d = 4096, d_ff = 11008, cache flushed the same way) come from
 # `python -m teachkit.sparse.bench.suite --json data/sparse_bench.json` (`make bench`) and are loaded
-# below. Timings vary run to run: nothing in this section is checked by nbval.
+# below. Timings vary run to run: nbval compares none of this section's numbers, and the cells
+# assert only what must hold on a busy machine too.
 
 # %% slideshow={"slide_type": "notes"}
 # NBVAL_IGNORE_OUTPUT
 from teachkit.sparse.planner.machine import CacheFlusher, measure_memory_bandwidth, median_seconds
 
-bw = measure_memory_bandwidth(threads=1, nbytes=256 << 20, repeats=3)
 layer = SyntheticStack(SyntheticConfig(d=1024, d_ff=4096, n_layers=1, rank=32, seed=1))
 Bl = layer.bundles[0]
 X = layer.hidden_states(0, 16, seed=2)
 pre = layer.preactivations(0, X)
 print(layer.describe())
-print(f"measured read bandwidth (1 thread, 256 MiB buffer): {bw / 1e9:.1f} GB/s")
+
+
+
+def timed_ms(call, before):
+    """Median ms of ``call(t)`` on one thread, a different token's active set on every call."""
+    counter = [0]
+
+    def next_token():
+        counter[0] += 1
+        call(counter[0] % 16)
+
+    return 1e3 * median_seconds(next_token, repeats=15, before=before)
+
 
 levels = [0.02, 0.05, 0.1, 0.2, 0.5]
 times = {"numpy gather": [], "numba fused": [], "numba fused int8": []}
-bound = []
+touched, bw_runs = [], []      # bytes the fused fp32 kernel must read per level; bandwidth measurements
 ql, sl = quantize_int8(Bl)
 out = np.zeros(1024, np.float32)
 flush = CacheFlusher(128 << 20)
 numba.set_num_threads(1)
+empty = np.zeros(0, np.int64)                       # a call with no neurons: its fixed cost, after a flush
+empty_ms = 1e3 * median_seconds(lambda: kernels.sparse_ffn_bundled(Bl, empty, X[0], out, True), repeats=15,
+                                before=flush)
 for level in levels:
+    bw_runs.append(measure_memory_bandwidth(threads=1, nbytes=128 << 20, repeats=9))   # again before each level
     k = int(level * 4096)
     sets = [np.sort(np.argsort(-p)[:k]).astype(np.int64) for p in pre]   # top-k neurons per token
     n_pos = np.mean([(p[s_] > 0).sum() for p, s_ in zip(pre, sets)])     # down rows really read
@@ -280,21 +304,29 @@ for level in levels:
              "numba fused int8": lambda t, sets=sets: kernels.sparse_ffn_bundled_int8(ql, sl, sets[t], X[t], out,
                                                                                        True)}
     for name, call in calls.items():
-        counter = [0]
-
-        def next_token(call=call, counter=counter):   # a different token's set on every call
-            counter[0] += 1
-            call(counter[0] % 16)
-
-        times[name].append(1e3 * median_seconds(next_token, repeats=15, before=flush))
-    bound.append(1e3 * (2 * k + n_pos) * 1024 * 4 / bw)
+        times[name].append(timed_ms(call, flush))
+    touched.append((2 * k + n_pos) * 1024 * 4)
+top_big_ms = timed_ms(calls["numba fused"], CacheFlusher(512 << 20))   # the top level again, a 4x larger flush
 numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+bw = max(bw_runs)                                   # a busy moment only lowers a measurement
+bound = [1e3 * b / bw for b in touched]
 dense_ms = 1e3 * median_seconds(lambda: Bl[:, 2].T @ (np.maximum(Bl[:, 0] @ X[0], 0) * (Bl[:, 1] @ X[0])),
                                 repeats=9, before=flush)
+print("read bandwidth (1 thread, 128 MiB buffer), measured before each level: "
+      + ", ".join(f"{b / 1e9:.1f}" for b in bw_runs) + f" GB/s; the bound uses the best, {bw / 1e9:.1f} GB/s")
 print("activity | RAM bound ms | " + " | ".join(times))
 for i, level in enumerate(levels):
     print(f"  {level:5.0%}  |    {bound[i]:6.3f}    | " + " | ".join(f"{t[i]:8.3f}" for t in times.values()))
 print(f"dense numpy FFN: {dense_ms:.3f} ms")
+over = [t / b for t, b in zip(times["numba fused"], bound)]     # fused fp32 time / its RAM bound
+print("fused fp32 time / RAM bound: " + ", ".join(f"{lv:.0%}: {r:.2f}" for lv, r in zip(levels, over)))
+print(f"an empty call after the same flush: {empty_ms:.3f} ms, {empty_ms / times['numba fused'][0]:.0%} of the "
+      f"{levels[0]:.0%} call")
+print(f"fused fp32 at {levels[-1]:.0%} after a flush 4x as large: {top_big_ms:.3f} ms "
+      f"({top_big_ms / times['numba fused'][-1]:.2f}x the time after the usual one)")
+assert min(over) > 0.5, "a fused fp32 point far under the RAM bound: it was served from cache"
+assert top_big_ms < 1.5 * times["numba fused"][-1], "a larger flush slows the kernel: the cache served it"
+assert over[0] > over[-1], "the smallest active set should sit further above its bound than the largest"
 viz.plot_kernel_times(levels, times, bound, dense_ms,
                       title="SYNTHETIC layer d=1024, d_ff=4096, 1 thread, cache flushed",
                       bound_label="fp32 RAM bound: (2k + n_pos) rows / measured GB/s")
@@ -316,11 +348,10 @@ if stored.exists():
     fused_bytes = [r["bytes_touched"] for r in rows if r["kernel"] == "numba_fused_bundled"]
     print(f"STORED RESULTS of `python -m teachkit.sparse.bench.suite` ({res['label']}), run at "
           f"{res['started_utc']} on {res['machine']['cpu']} with load {res['machine']['load_avg_1min']}")
-    print(f"kernel_speedup_at_10pct = {res['kernel_speedup_at_10pct']} and kernel_bandwidth_fraction"
-          f" = {res['kernel_bandwidth_fraction']}, both measured on the oracle active sets at "
-          f"{res['headline_activity']:.2%} activity")
+    print(res["synthetic_description"])
     dense_full = res["dense_numpy_ffn_ms"][str(res["headline_threads"])]
-    print(f"\nmeasured read bandwidth {bw_full} GB/s; dense numpy FFN {dense_full:.1f} ms")
+    print(f"\nTHE TABLE: one timing per kernel; bandwidth {bw_full} GB/s (the best measured around the "
+          f"table); dense numpy FFN {dense_full:.1f} ms")
     print("kernel (oracle set)        |     ms | GB/s | share of bandwidth | x dense")
     head_rows = {r["kernel"]: r for r in res["kernels"]
                  if r["threads"] == res["headline_threads"] and r["level"] == "oracle"}
@@ -329,6 +360,20 @@ if stored.exists():
               f"| {r['speedup_vs_dense']:7.1f}")
     fu, i8, npg = (head_rows[k] for k in ("numba_fused_bundled", "numba_fused_bundled_int8",
                                           "numpy_gather_ffn"))
+    rounds, best_bw = res["headline_rounds"], res["headline_bandwidth_GBps"]
+    speedups = [r["speedup"] for r in rounds]
+    fractions = [r["fused_GBps"] / best_bw for r in rounds]
+    print(f"\nTHE HEADLINE: {len(rounds)} more rounds of the fused kernel (oracle sets, "
+          f"{res['headline_activity']:.2%} activity), each timing bandwidth, dense and sparse back to back:")
+    print(f"  speedup over dense per round {min(speedups):.2f}-{max(speedups):.2f}x, median "
+          f"kernel_speedup_at_10pct = {res['kernel_speedup_at_10pct']}")
+    print(f"  share of the best bandwidth of the whole run ({best_bw} GB/s) per round {min(fractions):.3f}-"
+          f"{max(fractions):.3f}, median kernel_bandwidth_fraction = {res['kernel_bandwidth_fraction']}")
+    print(f"  the table's row ({fu['speedup_vs_dense']:.1f}x, {fu['bandwidth_fraction']:.2f}) is one more such "
+          f"timing, its share taken of the table's bandwidth ({bw_full} GB/s)")
+    # one timing, and the median of several, of the same kernel on the same weights: they agree within the rounds' spread
+    assert 0.9 * min(speedups) <= fu["speedup_vs_dense"] <= 1.1 * max(speedups)
+    assert 0.9 * min(fractions) <= fu["bandwidth_fraction"] <= 1.1 * max(fractions)
     print(f"\n-> the fused fp32 kernel streams at {fu['bandwidth_fraction']:.2f} of the measured "
           f"bandwidth and is {fu['speedup_vs_dense']:.1f}x faster than the dense FFN;")
     print(f"-> numpy gather reaches only {npg['bandwidth_fraction']:.2f} of it (it copies the "
@@ -336,6 +381,9 @@ if stored.exists():
     print(f"-> int8 uses a smaller share of the bandwidth ({i8['bandwidth_fraction']:.2f}: "
           f"converting int8 to float costs instructions) but, reading a quarter of the bytes, "
           f"is {fu['median_ms'] / i8['median_ms']:.1f}x faster than fp32.")
+    assert fu["speedup_vs_dense"] > 0.7 / fu["activity"]          # close to 1 / activity: set by the bytes
+    assert npg["bandwidth_fraction"] < fu["bandwidth_fraction"] and i8["bandwidth_fraction"] < fu["bandwidth_fraction"]
+    assert i8["median_ms"] == min(r["median_ms"] for r in head_rows.values())
     viz.plot_kernel_times(lv, by, [1e3 * b / (bw_full * 1e9) for b in fused_bytes], dense_full,
                           title=f"STORED bench{' (--quick)' if res['quick'] else ''}: SYNTHETIC "
                                 f"d=4096, d_ff=11008, {res['headline_threads']} thread(s)",
@@ -344,17 +392,38 @@ else:
     print("no stored benchmark yet: run `python -m teachkit.sparse.bench.suite --json data/sparse_bench.json`")
 
 # %% [markdown]
-# **What the stored benchmark shows.** At full size the weights (over 1 GB) cannot sit in the
-# cache, and the fused kernel comes close to the RAM bound: the time of a sparse FFN is set by
-# the bytes it must read, so computing a tenth of the neurons makes it close to ten times
-# faster than the dense FFN. numpy gather is far from the bound because `B[idx]` writes a copy
-# of every active bundle before computing on it. int8 is the fastest in milliseconds but uses a
-# smaller share of the bandwidth: each weight byte now needs a conversion to float, so the
-# kernel starts to be limited by instructions rather than by memory. In the small layer above,
-# the points at 2–5% stay well above the RAM bound for another reason: a call has a fixed cost
-# of a few microseconds (Python, argument checks, starting threads) that the few bytes of a
-# small active set cannot hide. (That layer is a demonstration on this machine, at this
-# moment; the stored figures are the reference.)
+# **What the stored benchmark shows.** At full size the weights (the size is printed above)
+# cannot sit in the cache, and the fused kernel comes close to the RAM bound: the time of a
+# sparse FFN is set by the bytes it must read, so computing about a tenth of the neurons makes
+# it nearly ten times faster than the dense FFN (the cell checks that the speedup is above
+# 0.7 / activity). numpy gather is far from the bound because `B[idx]` writes a copy of every
+# active bundle before computing on it. int8 is the fastest in milliseconds but uses a smaller
+# share of the bandwidth: each weight byte now needs a conversion to float, so the kernel
+# starts to be limited by instructions rather than by memory.
+#
+# **Why two sets of figures.** The headline (`kernel_speedup_at_10pct`,
+# `kernel_bandwidth_fraction`) and the table's fused row measure the same kernel on the same
+# weights, but not in the same timings: the headline is the median of several separate rounds,
+# each of which times bandwidth, dense and sparse back to back (so the ratio compares them under
+# the same load), and divides by the best bandwidth seen anywhere in the run; the table's row is
+# one timing, divided by the best bandwidth measured around the table. So they differ by the
+# run-to-run spread, which the cell prints: the rounds' range, with the table's row inside it
+# (to 10%). Quote the headline; the table is there for the shape across kernels.
+#
+# In the small layer above, the points at low activity stay well above the RAM bound for
+# another reason: a call has a fixed cost that the few bytes of a small active set cannot hide.
+# The flush makes it larger than for the warm calls of section 6 (whose fixed cost `t0` is
+# measured there): it evicts the call's own code and data too (the printed empty call, after a
+# flush, is a large part of the smallest call), and each scattered bundle starts a new stream that the CPU's prefetcher must
+# pick up again. At high activity it can go the other way: the fused fp32 point may come in
+# under the line (the ratios are printed). A flush four times as large leaves its time within
+# the machine's own swings (printed; the cell checks it stays under 1.5 times), so the cache did
+# not serve it: it is the bandwidth figure that is low. It comes from one
+# thread's read loop, which on a shared VM swings from measurement to measurement (all of them
+# are printed), while at the top level the kernel reads long runs of neighbouring bundles, which
+# the prefetchers stream at least as well. (That layer is a demonstration on this machine, at
+# this moment; the stored figures, measured on a quiet machine against the best of many
+# bandwidth measurements, are the reference.)
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 6. Neuron clusters: hot neurons dense, cold neurons sparse
@@ -391,8 +460,9 @@ print(f"hot neurons: {hot.sum()} of {len(freq)} ({hot.mean():.1%}) carry "
 # of a pipeline runs its tasks: `t0` with an empty active list, `t1` from a call over 1024
 # neurons (cache flushed). A hot cluster computes all its neurons; a cold
 # cluster only its active ones, about `c · p_cold` of `c`, so cold clusters must be larger by
-# `1 / p_cold` to carry the same work per task. (For comparison, PowerInfer-2's CPU unit of
-# 512 × 4096 fp32 weights would be `cluster_size(1024)` neurons of this layer.)
+# `1 / p_cold` to carry the same work per task. (For scale: a work unit of 512 whole bundles of
+# a d = 4096 model, that is 512 × 4096 weights in each of gate, up and down, 24 MiB in fp32,
+# holds as many bytes as `cluster_size(1024)` neurons of this layer.)
 
 # %%
 # NBVAL_IGNORE_OUTPUT
@@ -408,7 +478,7 @@ hot_size = min(cluster_size_for_overhead(t0, t1, 0.05), n_hot)                 #
 cold_size = min(cluster_size_for_overhead(t0, t1 * freq[~hot].mean(), 0.05), len(freq) - n_hot)
 print(f"measured: t0 = {t0 * 1e6:.1f} us per task, t1 = {t1 * 1e6:.2f} us per neuron")
 print(f"-> hot clusters of {hot_size} neurons, cold clusters of {cold_size} neurons "
-      f"(PowerInfer-2's 512x4096 unit would be {cluster_size(1024)} neurons here)")
+      f"(the bytes of 512 whole d = 4096 bundles would be {cluster_size(1024)} neurons here)")
 
 # %% [markdown]
 # The FFN over clusters: reorder the bundles hot-first once, run every hot cluster on its whole

@@ -7,13 +7,13 @@ import numpy as np
 from ..sparse.runtime.trace import CLUSTER_COMPUTE_STAGES, TraceEvent
 from . import COLORS, figure, show
 
-__all__ = ["plot_io_profile", "plot_cache_history", "plot_hit_curve", "plot_gantt", "plot_gantt_pair",
-           "plot_ablation", "plot_budget_sweep", "plot_predicted_vs_measured"]
+__all__ = ["plot_io_profile", "plot_cache_history", "plot_cache_runs", "plot_hit_curve", "plot_gantt",
+           "plot_gantt_pair", "plot_ablation", "plot_budget_sweep", "plot_predicted_vs_measured"]
 
-STAGE_COLORS = {"predict": COLORS[7], "attention": COLORS[5], "bundle_read": COLORS[0], "gate_read": COLORS[0],
-                "updown_read": COLORS[4], "gate_compute": COLORS[2], "updown_compute": COLORS[3],
-                "fused_compute": COLORS[1], "lookahead": COLORS[6], "prefetch_read": "#9ecae1",
-                "wait": "#dddddd", "prefill": COLORS[6]}
+STAGE_COLORS = {"predict": COLORS[7], "attention": COLORS[5], "submit": "#17becf", "bundle_read": COLORS[0],
+                "gate_read": COLORS[0], "updown_read": COLORS[4], "gate_compute": COLORS[2],
+                "updown_compute": COLORS[3], "fused_compute": COLORS[1], "lookahead": COLORS[6],
+                "prefetch_read": "#9ecae1", "wait": "#dddddd", "prefill": COLORS[6]}
 
 
 def plot_io_profile(profile: dict, title: str = "random reads on this machine (O_DIRECT)") -> None:
@@ -61,6 +61,33 @@ def plot_cache_history(history: list, capacity: dict | None = None,
     show(fig)
 
 
+def plot_cache_runs(runs: dict, title: str = "the segmented cache, token by token") -> None:
+    """Several runs of the cache side by side, one column each: hit rate of the hot and cold regions
+    per token (top), and the KiB each region read from flash per token (bottom, one scale for all
+    runs, so a run that reads many times more stands out).
+
+    ``runs`` maps a label to a ``cache.history`` (the records of ``SegmentedCache.end_token``).
+    """
+    fig, axes = figure(len(runs), 2, sharey="row", squeeze=False)
+    for col, (label, history) in enumerate(runs.items()):
+        a1, a2 = axes[0, col], axes[1, col]
+        t = np.arange(len(history))
+        for k, region in enumerate(("hot", "cold")):
+            hits = np.array([h[f"{region}_hits"] for h in history], dtype=float)
+            n = hits + np.array([h[f"{region}_misses"] for h in history], dtype=float)
+            a1.plot(t, np.divide(hits, n, out=np.full_like(n, np.nan), where=n > 0), color=COLORS[k], label=region)
+            a2.plot(t, [h[f"{region}_bytes_in"] / 1024 for h in history], color=COLORS[k], label=region)
+        a1.set_title(label)
+        a1.set_ylim(0, 1.05)
+        a2.set_xlabel("token")
+        if col == 0:
+            a1.set_ylabel("hit rate")
+            a2.set_ylabel("KiB read from flash")
+            a1.legend()
+    fig.suptitle(title)
+    show(fig)
+
+
 def plot_hit_curve(sizes, rates: dict, xlabel: str = "cold slots", title: str = "hit rate against cache size") -> None:
     """One hit-rate curve per named configuration (e.g. with and without a hot region).
 
@@ -86,7 +113,8 @@ def _events(events, layers=None) -> list[TraceEvent]:
 
 def _gantt(ax, events, title, layers=None):
     """One row per lane (up/down compute on its own row, so short bars stay visible); a dashed line
-    where each layer's last read lands: work left of it overlapped the reads."""
+    where each layer's last read lands: work left of it overlapped the reads. Each layer is named
+    above the bars where its work starts (a look-ahead's prefetch for it may start earlier)."""
     ev = _events(events, layers)
     if not ev:
         ax.set_title(f"{title} (no events)")
@@ -110,32 +138,44 @@ def _gantt(ax, events, title, layers=None):
             ax.axvline((max(ends) - t0) * 1e3, color="k", ls="--", lw=0.8)
     ax.set_yticks(range(len(lanes)))
     ax.set_yticklabels(lanes)
+    ax.set_ylim(-0.6, len(lanes) + 0.2)                # room above the top row for the layer names
+    for layer in sorted({e.layer for e in ev}):
+        own = [e for e in ev if e.layer == layer]
+        start = min((e.t0 for e in own if not e.stage == "prefetch_read"), default=min(e.t0 for e in own))
+        ax.annotate(f"layer {layer}", ((start - t0) * 1e3, len(lanes) - 0.35), xytext=(3, 0),
+                    textcoords="offset points", fontsize=7, va="bottom", ha="left")
     ax.set_xlabel("ms (dashed: the layer's last read lands)")
     ax.set_title(title)
     ax.grid(False)
 
 
 def _legend(ax, stages):
+    """The stages' colours, outside the axes on the right, so no bar is hidden under it."""
     from matplotlib.patches import Patch
 
-    ax.legend(handles=[Patch(color=STAGE_COLORS[s], label=s) for s in stages], ncol=3, fontsize=7,
-              loc="upper right")
+    ax.legend(handles=[Patch(color=STAGE_COLORS.get(s, "k"), label=s) for s in stages], fontsize=7,
+              loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0, title="stage", title_fontsize=7)
+
+
+def _stages(events, layers) -> list:
+    order = {s: k for k, s in enumerate(STAGE_COLORS)}
+    return sorted({e.stage for e in _events(events, layers)}, key=lambda s: (order.get(s, len(order)), s))
 
 
 def plot_gantt(events, title: str = "one layer, stage by stage", layers=None) -> None:
     """Gantt chart of trace events (:class:`~teachkit.sparse.runtime.trace.TraceEvent`): I/O lane(s) and compute."""
     fig, ax = figure(wide=True)
     _gantt(ax, events, title, layers)
-    _legend(ax, sorted({e.stage for e in _events(events, layers)}))
+    _legend(ax, _stages(events, layers))
     show(fig)
 
 
 def plot_gantt_pair(left, right, titles=("matrix-level pipeline", "cluster-level pipeline"), layers=None) -> None:
-    """Two traces one above the other, on the same time axis."""
+    """Two traces one above the other, on the same time axis, one legend beside them."""
     fig, axes = figure(1, 2, wide=True, sharex=True)
     for ax, ev, ti in zip(axes, (left, right), titles):
         _gantt(ax, ev, ti, layers)
-    _legend(axes[0], sorted({e.stage for e in _events(list(left) + list(right), layers)}))
+    _legend(axes[0], _stages(list(left) + list(right), layers))
     show(fig)
 
 
