@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from teachkit import check, viz
-from teachkit.toy import DEFAULT_TASK, GPT, evaluate_policy, generate, get_task, load_world
+from teachkit.toy import DEFAULT_TASK, evaluate_policy, generate, get_task, load_world
 from teachkit.toy.generate import completion_logprobs, eos_mask, sequence_logprob
 from teachkit.toy.sft import SFTConfig, new_model, train_sft
 
@@ -239,7 +239,7 @@ for kind, is_low in (("sampled", False), ("low-edit", True)):
 
 # %%
 from teachkit.toy.reward_model import (RewardModelConfig, pair_accuracy, pearson, reward_model_from,
-                                       sequence_rewards, train_reward_model)
+                                       train_reward_model)
 
 rm = reward_model_from(world.reference, seed=0)
 rm_history = train_reward_model(rm, pairs.train, RewardModelConfig(steps=100, lr=3e-4, eval_every=20),

@@ -5,12 +5,14 @@
 # time, and a reward model trained on preference pairs. This notebook improves the policy with the
 # algorithm of InstructGPT: **PPO** against the reward model, with a KL leash to the SFT policy.
 #
-# We build each piece in view, check it against `teachkit.rlhf`, then train with the library's loop
-# `train_ppo`, which is the same code arranged top to bottom.
+# We build each piece in view and check it against `teachkit.rlhf`. Section 5 then writes one whole
+# PPO iteration in a single cell and checks that it is, bit for bit, the first iteration of the
+# library's loop `train_ppo`, which section 6 uses to train.
 #
-# Sources: the clipped surrogate is Eq. (7) of Schulman et al. 2017 (arXiv:1707.06347v2), GAE is
-# Eq. (16) of Schulman et al. 2015 (arXiv:1506.02438v6), and the KL-penalised RLHF objective is
-# Eq. (2) of Ouyang et al. 2022 (InstructGPT, arXiv:2203.02155v1).
+# Sources: the clipped surrogate is Eq. (7) and the iteration is Algorithm 1 (§5) of Schulman et al.
+# 2017 (arXiv:1707.06347v2); GAE is Eq. (16) (§3) of Schulman et al. 2015 (arXiv:1506.02438v6); the
+# KL-penalised RLHF objective is Eq. (2) of Ouyang et al. 2022 (InstructGPT, arXiv:2203.02155v1,
+# §3.5), whose "PPO" models set its pretraining coefficient γ to 0, as we do.
 
 # %%
 import torch
@@ -64,8 +66,9 @@ task.show(roll.prompts, roll.completions, roll.mask)
 #   the rewards and advantages are computed once, with π_old.
 # * The **k1 estimator** of KL(π_old ‖ π_ref) is the log-ratio of the token actually written,
 #   log π_old(y_t) − log π_ref(y_t): its average over tokens sampled from π_old is exactly the KL,
-#   though a single token's value can be negative (Schulman, "Approximating KL divergence", 2020,
-#   names it k1 beside the k2 and k3 of notebook 04).
+#   though a single token's value can be negative (J. Schulman, "Approximating KL Divergence", blog
+#   post of 7 March 2020, joschu.net/blog/kl-approx.html, names it k1 beside the k2 and k3 of
+#   notebook 04).
 #
 # The per-token reward is then
 # $$ r_t = -\beta\,\big(\log\pi_{\text{old}}(y_t) - \log\pi_{\text{ref}}(y_t)\big) + \mathbb 1[t = \text{last}]\; r_\phi(x, y). $$
@@ -265,18 +268,118 @@ from teachkit import widgets
 widgets.clipped_objective_widget()
 
 # %% [markdown] slideshow={"slide_type": "slide"}
-# ## 5. Training
+# ## 5. One PPO iteration, written out
 #
-# `train_ppo` repeats: sample a batch of 64 answers, build the per-token rewards, the critic's
-# values, GAE and whitened advantages, then 4 PPO epochs over minibatches of 32 with the loss
-# $L^{\pi} + 0.1\,L^{V}$. Every 10 iterations it evaluates the policy on the 200 held-out prompts:
-# gold reward, proxy reward and the KL to the reference. The whole loop reads top to bottom in
-# `teachkit/rlhf/ppo_train.py`.
+# Sections 2 to 4 built each piece on a batch of its own. Here they run in order, as one iteration
+# in one cell, the way `train_ppo` runs each of its iterations. This is Algorithm 1 of the PPO paper
+# (arXiv:1707.06347v2, §5): run π_old to collect a batch and compute the advantages, then
+# optimise the clipped surrogate for K epochs of minibatches, then set π_old ← π_θ. In RLHF the
+# "environment" is the prompt set and the reward model, and one episode is one answer.
+#
+# 1. **Sample** one answer per prompt from the policy. It is π_old for this whole iteration.
+# 2. **Score** each answer with the reward model and build the per-token reward of section 2:
+#    −β·KL_t at every token (the k1 estimate), the score added at the last real token.
+# 3. **Values and advantages**: the critic's values V_old at sampling time, GAE (section 3), and the
+#    advantages whitened over the batch.
+# 4. **K epochs** (`ppo_epochs`): each shuffles the batch into minibatches; each minibatch takes one
+#    Adam step on $L^{\pi} + c_V L^{V}$ (section 4, $c_V$ = `vf_coef`), after clipping the
+#    gradient norm of each network.
+#
+# Everything is computed from the same start as `train_ppo`: a fresh copy of the SFT policy, a
+# critic copied from the reward model, and one Adam optimiser over both networks. Every random number
+# comes from one generator seeded with `cfg.seed`, drawn in the order `train_ppo` draws them: the
+# prompts, then the tokens of the answers, then one shuffle per epoch. (`train_ppo` evaluates the
+# policy before it starts, but the evaluation uses a generator of its own, so it does not move
+# these draws.) So a one-iteration run of `train_ppo` must end with exactly these parameters.
 
 # %%
+from dataclasses import replace  # noqa: E402
+
 from teachkit.rlhf.ppo_train import PPOConfig, train_ppo  # noqa: E402
 
-cfg = PPOConfig(steps=40, beta=0.5, lr=3e-4, eval_every=10, seed=0)
+cfg = PPOConfig(steps=40, beta=0.5, lr=3e-4, eval_every=10, seed=0)   # the run of section 6
+g = torch.Generator().manual_seed(cfg.seed)         # every random draw of the iteration comes from g
+pi = world.new_policy()                             # π_θ: a fresh copy of the SFT policy
+v_net = copy.deepcopy(reward_model).train()         # V_φ: the reward model, now trainable
+for p in v_net.parameters():
+    p.requires_grad_(True)
+optimizer = torch.optim.Adam([{"params": pi.parameters(), "lr": cfg.lr},
+                              {"params": v_net.parameters(), "lr": cfg.critic_lr}], eps=1e-5)
+start = [p.detach().clone() for p in pi.parameters()]
+
+with torch.no_grad():
+    # 1. sample: π_old is π_θ as it is now, before this iteration's updates
+    batch = generate(pi, task.sample_prompts(cfg.batch_size, g), task.max_new_tokens,
+                     temperature=cfg.temperature, generator=g)
+    m, P, T = batch.mask, batch.prompts.shape[1], batch.completions.shape[1]
+    # 2. score, and the per-token reward of section 2
+    batch_scores = world.proxy_reward(batch.prompts, batch.completions, m)
+    pi_old_logp = completion_logprobs(pi, batch.prompts, batch.completions, m)
+    pi_ref_logp = completion_logprobs(reference, batch.prompts, batch.completions, m)
+    batch_rewards = per_token_rewards(batch_scores, pi_old_logp, pi_ref_logp, m, cfg.beta)
+    # 3. the critic's values at sampling time, GAE, whitened advantages
+    v_old = v_net.values(torch.cat([batch.prompts, batch.completions], 1))[:, P - 1:P + T - 1]
+    batch_adv, batch_ret = gae(batch_rewards, v_old, m, cfg.gamma, cfg.gae_lambda)
+    batch_adv = whiten(batch_adv, m)
+
+# 4. K epochs over shuffled minibatches: the clipped policy loss plus vf_coef × the clipped value loss
+losses = {"policy_loss": [], "value_loss": []}
+for _epoch in range(cfg.ppo_epochs):
+    for mb in torch.randperm(cfg.batch_size, generator=g).split(cfg.minibatch_size):
+        pi_logp = completion_logprobs(pi, batch.prompts[mb], batch.completions[mb], m[mb])
+        v = v_net.values(torch.cat([batch.prompts[mb], batch.completions[mb]], 1))[:, P - 1:P + T - 1]
+        policy_loss = ppo_policy_loss(pi_logp, pi_old_logp[mb], batch_adv[mb], m[mb], cfg.clip_eps)
+        value_loss = ppo_value_loss(v, v_old[mb], batch_ret[mb], m[mb], cfg.value_clip_eps)
+        optimizer.zero_grad(set_to_none=True)
+        (policy_loss + cfg.vf_coef * value_loss).backward()
+        torch.nn.utils.clip_grad_norm_(pi.parameters(), cfg.max_grad_norm)
+        torch.nn.utils.clip_grad_norm_(v_net.parameters(), cfg.max_grad_norm)
+        optimizer.step()
+        losses["policy_loss"].append(policy_loss.item())
+        losses["value_loss"].append(value_loss.item())
+# π_old ← π_θ: the next iteration would sample from the policy as it is now
+
+# %% [markdown]
+# Two details differ from `train_ppo`'s code without changing a bit of the result. `train_ppo` takes
+# its log-probs from `teachkit.rlhf.onpolicy.logprobs_and_entropy`, which also returns the entropy
+# and leaves the padding after each answer's end as it is; `completion_logprobs` sets the padding to
+# 0. And `train_ppo` does not zero its per-token reward on the padding either. GAE, `whiten` and
+# both losses select the real tokens before any arithmetic, so what sits in the padding reaches
+# neither a value nor a gradient.
+#
+# Now run `train_ppo` for one iteration with the same configuration and compare. The comparison is
+# `torch.equal`, not a tolerance: both sides run in this process on the same kernels, and the same
+# operations on the same numbers in the same order give the same bits. The policy alone would not
+# check the critic (the policy's gradient depends on the critic only through the advantages,
+# computed before any update), so we also compare the mean losses `train_ppo` logged for the
+# iteration: the value loss of minibatch k comes from the critic after k − 1 updates.
+
+# %%
+one_step, one_history = train_ppo(world, replace(cfg, steps=1))
+identical = all(torch.equal(a, b) for a, b in zip(pi.parameters(), one_step.parameters()))
+moved = max((p.detach() - p0).abs().max().item() for p, p0 in zip(pi.parameters(), start))
+mean_losses = {k: sum(x) / len(x) for k, x in losses.items()}    # History averages the same floats
+print(f"largest change of a policy parameter in the iteration: {moved:.2e}")
+for k, x in losses.items():
+    print(f"{k}: mean over the {len(x)} minibatches {mean_losses[k]:.6f}, train_ppo logged {one_history[k][1]:.6f}")
+assert moved > 0, "the iteration must move the policy, or the comparison below proves nothing"
+assert identical, "one iteration written out must give train_ppo's parameters, bit for bit"
+assert all(mean_losses[k] == one_history[k][1] for k in losses), "and the same losses, bit for bit"
+
+# %%
+# NBVAL_CHECK_OUTPUT
+print("the iteration above = train_ppo's first iteration, every policy parameter bit for bit:", identical)
+print("the same mean policy and value losses, bit for bit:",
+      all(mean_losses[k] == one_history[k][1] for k in losses))
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## 6. Training
+#
+# `train_ppo` runs the iteration of section 5 40 times. Every 10 iterations it evaluates the policy
+# on the 200 held-out prompts: gold reward, proxy reward and the KL to the reference. The whole
+# loop reads top to bottom in `teachkit/rlhf/ppo_train.py`.
+
+# %%
 trained, history = train_ppo(world, cfg)
 viz.compare_training_curves({"PPO β=0.5": history},
                             keys=("gold_reward", "proxy_reward", "kl_to_ref", "entropy", "clip_fraction", "value_loss"),
@@ -317,7 +420,7 @@ print("clip fraction, averaged over each logged window:",
 assert ppo_gold >= sft_gold + MARGIN, f"PPO should beat SFT by {MARGIN} gold reward on held-out prompts"
 
 # %% [markdown] slideshow={"slide_type": "slide"}
-# ## 6. Without the leash: β = 0
+# ## 7. Without the leash: β = 0
 #
 # The reward model is a proxy. It agrees with the gold reward on most pairs but not all (its
 # held-out pair accuracy is printed in notebook 01). With β = 0 nothing stops the policy from
@@ -328,7 +431,7 @@ assert ppo_gold >= sft_gold + MARGIN, f"PPO should beat SFT by {MARGIN} gold rew
 # How strong must the push be? With a learning rate of 1e-3, what a 40-iteration run at β = 0 does
 # to the gold reward depends on the seed: it ends above SFT on some seeds and below on others (we
 # measured five seeds on two float rounding paths before writing this section). The effect grows
-# with the step size, so we use a learning rate of 1.5e-3, five times that of section 5, for both
+# with the step size, so we use a learning rate of 1.5e-3, five times that of section 6, for both
 # arms, β = 0.5 and β = 0. Even then one run is one draw: the same recipe on another seed, or on a
 # CPU whose floats round differently, takes another path. So we train each arm on three seeds,
 # print every run, and assert only what holds across them: on every seed where the effect is
@@ -347,7 +450,7 @@ viz.compare_training_curves({f"β={b}, seed {s}": h for (b, s), (_, h) in bold.i
 # answers that are **wrong** yet scored **higher** by the reward model than the right answer would
 # be: places where the proxy is wrong and the policy found it. The SFT policy is the baseline: it
 # makes mistakes too, but does it pick the ones the reward model overrates? The gold and proxy
-# rewards below are the sampled ones of section 5 (three evaluation seeds, 600 answers per policy).
+# rewards below are the sampled ones of section 6 (three evaluation seeds, 600 answers per policy).
 
 # %% slideshow={"slide_type": "notes"}
 all_prompts = task.all_prompts()
@@ -390,7 +493,7 @@ def mean(xs):
 sft = rows["SFT"]
 print(f"mean of {len(BOLD_SEEDS)} seeds: β=0.5 gold {mean(arm(0.5, 'gold')):.3f}, proxy {mean(arm(0.5, 'proxy')):.2f}; "
       f"β=0 gold {mean(arm(0.0, 'gold')):.3f}, proxy {mean(arm(0.0, 'proxy')):.2f}; SFT gold {sft['gold']:.3f}, "
-      f"proxy {sft['proxy']:.2f}; section 5's β=0.5 run at lr {cfg.lr:g}: gold {ppo_gold:.3f}")
+      f"proxy {sft['proxy']:.2f}; section 6's β=0.5 run at lr {cfg.lr:g}: gold {ppo_gold:.3f}")
 # Margins, from seeds 0-2 under three float rounding paths (default, ATEN_CPU_CAPABILITY=default and
 # =avx2): β = 0 exploited 9-24 answers per seed against SFT's 1; its mean KL was 3.1-3.5 nats above
 # β = 0.5's, its mean gold 0.17-0.31 below SFT's and 0.31-0.36 below β = 0.5's, its mean proxy
@@ -420,7 +523,8 @@ task.show(greedy.prompts[idx], greedy.completions[idx], greedy.mask[idx], reward
 #
 # **Exercise 2.1: GAE on the reward PPO really sees.** Section 2 built the per-token reward and
 # section 3 ran GAE on a reward it was given. Put the two together, as `train_ppo` does
-# (InstructGPT, Ouyang et al. 2022, arXiv:2203.02155v1, Eq. 2): every real token pays
+# (InstructGPT, Ouyang et al. 2022, arXiv:2203.02155v1, §3.5: "a per-token KL penalty from the SFT
+# model at each token", the per-token form of Eq. 2): every real token pays
 # −β·(logp − ref_logp), the k1 estimate of its KL to the reference, and the reward model's score
 # arrives once, on the **last real token** of each completion, which is not the last column when
 # the completion is shorter than the batch; then GAE runs on that reward, with nothing bootstrapped
@@ -442,8 +546,8 @@ _ = check.gae_with_kl(my_gae_with_kl)
 # [1 − ε, 1 + ε] on neither side. For a token the policy rarely writes (π_old = 0.01), 1 + ε = 1.2
 # lets it reach only 0.012 per update however good it was, while a likely token (π_old = 0.9) is
 # not held back at all (1.2 × 0.9 > 1). The upper clip limits exploration of rare tokens, and the
-# policy's entropy collapses. DAPO (Yu et al. 2025, arXiv:2503.14476v1, the
-# "Clip-Higher" strategy) decouples the two sides, with ε_low = 0.2 and ε_high = 0.28:
+# policy's entropy collapses. DAPO (Yu et al. 2025, arXiv:2503.14476v2, §3.1, "Clip-Higher")
+# decouples the two sides, with ε_low = 0.2 and ε_high = 0.28:
 #
 # $$\ell_t = \max\big(-A_t\rho_t,\ -A_t\,\mathrm{clip}(\rho_t,\ 1-\varepsilon_{low},\ 1+\varepsilon_{high})\big).$$
 #

@@ -8,7 +8,8 @@
 # replaces PPO with the oldest policy-gradient estimator, REINFORCE, and replaces the critic with a
 # baseline that costs one extra decode: **the reward of the greedy answer to the same prompt**.
 #
-# Source: ReMax is Li et al. 2024 (arXiv:2310.10505v4), whose Algorithm 1 is the loop of section 3.
+# Source: ReMax is Li et al. 2024 (arXiv:2310.10505v4), whose Algorithm 1 is the loop of section 3;
+# the abstract lists the three properties above.
 
 # %%
 import torch
@@ -351,14 +352,14 @@ baselines = {"none (b = 0)": 0.0, "mean reward": float(reward[draws].mean()),
              "b* (weighted)": float(check.optimal_baseline.reference(reward[draws], score_sq[draws]))}
 
 
-def gradient_variance(b):
+def exact_variance(b):
     """Total variance E‖(r − b)∇log π‖² − ‖E[(r − b)∇log π]‖², exactly, over the four answers."""
     per_answer = (reward - b)[:, None] * score
     mean = (pi[:, None] * per_answer).sum(0)
     return float((pi * (per_answer ** 2).sum(1)).sum() - (mean ** 2).sum())
 
 
-variances = {name: gradient_variance(b) for name, b in baselines.items()}
+variances = {name: exact_variance(b) for name, b in baselines.items()}
 for name, b in baselines.items():
     print(f"{name:14s} b = {b:.3f}   variance of the gradient estimate {variances[name]:.4f}")
 assert variances["b* (weighted)"] <= variances["mean reward"] <= variances["none (b = 0)"]

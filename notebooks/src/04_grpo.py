@@ -6,14 +6,16 @@
 # each answer's advantage is its reward standardised within the group. It keeps PPO's clipped ratio
 # and puts the KL to the reference **in the loss** (the k3 estimator) instead of in the reward.
 # Its variants change a few lines each. Dr. GRPO drops the std division and the per-answer length
-# average. DAPO (arXiv:2503.14476) changes four things: a higher upper clip ("clip-higher", exercise
-# 2.2 of notebook 02), groups whose answers are all right or all wrong filtered out and resampled
-# ("dynamic sampling"), a token-level average over the whole batch, and a soft penalty for answers
-# cut off at the length limit. RLOO closes the notebook.
+# average. DAPO (arXiv:2503.14476v2, §3.1–3.4) changes four things: a higher upper clip
+# ("clip-higher", exercise 2.2 of notebook 02), groups whose answers are all right or all wrong
+# filtered out and resampled ("dynamic sampling"), a token-level average over the whole batch, and
+# a soft penalty for answers cut off at the length limit. RLOO closes the notebook.
 #
-# Sources: GRPO, Shao et al. 2024, arXiv:2402.03300 (DeepSeekMath), §4.1; Dr. GRPO, Liu et al. 2025,
-# arXiv:2503.20783; DAPO, Yu et al. 2025, arXiv:2503.14476; RLOO, Ahmadian et al. 2024,
-# arXiv:2402.14740; the k3 estimator, J. Schulman, "Approximating KL divergence" (2020, blog post).
+# Sources: GRPO, Shao et al. 2024, arXiv:2402.03300v3 (DeepSeekMath), §4.1.1, Eq. 3 (the loss) and
+# Eq. 4 (its KL estimator); Dr. GRPO, Liu et al. 2025, arXiv:2503.20783v2, §3.1 (the biases) and
+# §3.2 (the fix); DAPO, Yu et al. 2025, arXiv:2503.14476v2, §3.1–3.4; RLOO, Ahmadian et al. 2024,
+# arXiv:2402.14740v2, §3.2 on clipping; the k3 estimator, J. Schulman, "Approximating KL
+# Divergence", blog post of 7 March 2020, joschu.net/blog/kl-approx.html.
 
 # %%
 import torch
@@ -524,9 +526,10 @@ print(f"the curves' last point (evaluation seed 0 only): GRPO {history['gold_rew
 # Two evaluations of the same policies give different numbers: the curves' points sample the 200
 # held-out prompts once (seed 0), the first line averages three other seeds, 600 answers. The gap
 # between GRPO and RLOO is below 3 standard errors of the evaluation and comes from one training seed,
-# so it does not settle the hypothesis of section 5 either way. Ahmadian et al. (arXiv:2402.14740)
+# so it does not settle the hypothesis of section 5 either way. Ahmadian et al. (arXiv:2402.14740v2)
 # use RLOO as a REINFORCE estimator on whole sequences, with the KL penalty in the reward and no
-# clipping; TRL's `RLOOTrainer` adds a PPO-style clip on the sequence-level ratio. The loop here
+# clipping (§3.2: "Clipping is Rarely Necessary in RLHF"); TRL's original `RLOOTrainer` (v0.11, for
+# one) adds a PPO-style clip on the sequence-level ratio. The loop here
 # changes only the advantages and keeps GRPO's token-level clipped loss.
 #
 # ## 8. What training showed
@@ -552,8 +555,8 @@ print(f"the curves' last point (evaluation seed 0 only): GRPO {history['gold_rew
 #    relative error for every d, tiny ones included: the series d²/2 + d³/6 + … for |d| < 0.1,
 #    `expm1(d) − d` beyond (section 2 explains why `expm1(d) − d` alone is not enough).
 # 3. **RLOO.** `my_rloo_adv(rewards, G)`: each reward minus the mean of the *other* G − 1 in its group.
-# 4. **Dr. GRPO's loss, whole.** Liu et al. ("Understanding R1-Zero-like training: a critical
-#    perspective", arXiv:2503.20783v1, the Dr. GRPO objective) remove the two normalisations of GRPO
+# 4. **Dr. GRPO's loss, whole.** Liu et al. ("Understanding R1-Zero-Like Training: A Critical
+#    Perspective", arXiv:2503.20783v2, §3.2) remove the two normalisations of GRPO
 #    that depend on the sample: the division of the advantage by the group's std, and the
 #    division of each completion's token sum by its length |o_i|. Section 2's table gives the
 #    aggregation and section 6 its length bias; here you put both changes into one loss, with β = 0 (no KL term):

@@ -3,7 +3,8 @@
 #
 # PPO, ReMax and GRPO (notebooks 02–04) sample from the policy, score the samples with a reward
 # model and push the policy towards the high scores. **Direct Preference Optimisation** (Rafailov et
-# al., 2023) skips the reward model and the sampling. It trains on a fixed set of *preference pairs*
+# al., 2023, arXiv:2305.18290v3, §4: Eq. 4 for the optimal policy, Eq. 5 for the reward, Eq. 7 for
+# the loss) skips the reward model and the sampling. It trains on a fixed set of *preference pairs*
 # (a prompt, a chosen completion y_w and a rejected one y_l) with a loss that looks like logistic
 # regression. Yet it optimises the same objective as RLHF.
 #
@@ -219,9 +220,11 @@ assert train_errors.count(+1) > train_errors.count(-1)
 # *wrong* answer, one too few, gains probability on the held-out −1 pairs (its mean log-ratio is
 # positive), and those pairs end up ranked wrong. The greedy answers still improve (section 7):
 # the right answer started far ahead of the −1 answer and keeps the top rank. Still, the implicit
-# reward has partly learned "smaller is better" rather than "correct is better". Probability
-# moving to similar, unintended completions is called *likelihood displacement* (Razin et al.,
-# 2024). Notebook 06 looks at a sharper form of it.
+# reward has partly learned "smaller is better" rather than "correct is better". Razin et al.
+# ("Unintentional Unalignment: Likelihood Displacement in Direct Preference Optimization",
+# arXiv:2410.08847v4, abstract) name the sharper case *likelihood displacement*: the chosen answer's
+# own probability falls during training, and its mass can go to unintended completions. Notebook 06
+# looks at that case.
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 7. Gold reward before and after
@@ -283,9 +286,9 @@ assert bool((weights > 0).all()) and bool((weights[1:] < weights[:-1]).all()), "
 # %% [markdown]
 # The weight shrinks but stays positive, so the margin only ever grows. Azar et al.
 # ("A General Theoretical Paradigm to Understand Learning from Human Preferences",
-# arXiv:2310.12036v2, §4 for this argument and §5 for the fix) replace the logistic loss with a
-# squared error that pulls h towards a finite target. With their τ written as our β, **IPO**
-# (Identity Preference Optimisation) minimises, averaged over pairs,
+# arXiv:2310.12036v2, §4.2 for this argument, §5 for the fix and Eq. 17 for the loss below) replace
+# the logistic loss with a squared error that pulls h towards a finite target. With their τ written
+# as our β, **IPO** (Identity Preference Optimisation) minimises, averaged over pairs,
 #
 # $$\mathcal L_{\text{IPO}} = \Big(h - \frac{1}{2\beta}\Big)^2,\qquad
 #   h = \log\frac{\pi_\theta(y_w)}{\pi_{ref}(y_w)} - \log\frac{\pi_\theta(y_l)}{\pi_{ref}(y_l)} .$$

@@ -3,9 +3,9 @@
 #
 # DPO's loss depends only on the *difference* between the chosen and rejected log-ratios. It can
 # fall while **both** log-probs fall, as long as the rejected one falls faster. Pal et al. (2024,
-# "Smaug") showed this happens most on pairs that differ in only a few tokens, such as
-# "2+2=4" against "2+2=5". There the chosen answer can end up *less* likely than under the
-# reference while the pair accuracy climbs. Their fix is **DPO-Positive (DPOP)**: a penalty that
+# "Smaug", arXiv:2402.13228v2, §3) showed this happens most on pairs that differ in only a few
+# tokens, such as "2+2=4" against "2+2=5". There the chosen answer can end up *less* likely than
+# under the reference while the pair accuracy climbs. Their fix is **DPO-Positive (DPOP)**: a penalty that
 # applies as soon as the chosen log-prob drops below the reference.
 #
 # We reproduce the failure on the toy world's low-edit pairs (the right sum against the sum ± 1),
@@ -44,8 +44,9 @@ for i in range(4):
 #
 # Position 3 is the problem. DPO lowers log π(`<eos>` | …13). The two contexts differ in one token
 # and share every weight, so lowering that probability also lowers log π(`<eos>` | …12), the
-# chosen completion's last token. Smaug calls this the "wrong-way" gradient on the tokens after
-# the edit. Nothing in DPO's loss resists it, as long as the rejected side falls further.
+# chosen completion's last token. Pal et al. (arXiv:2402.13228v2, §3) derive the general case: on a
+# pair that differs at one position, DPO's gradient can lower the chosen tokens after that position.
+# Nothing in DPO's loss resists it, as long as the rejected side falls further.
 #
 # ## 2. The DPOP loss
 #
@@ -63,10 +64,10 @@ for i in range(4):
 # - **(b)** inside log σ but outside β: $-\log\sigma(\beta h - \lambda P)$;
 # - **(c)** outside log σ, a plain additive term: $-\log\sigma(\beta h) + \lambda P$.
 #
-# We use **(a)** with λ = 50, the paper's value (Pal et al., arXiv:2402.13228, Eq. 3). The
+# We use **(a)** with λ = 50, the paper's value (Pal et al., arXiv:2402.13228v2, §4, Eq. 3). The
 # authors released no training code. In the public issue thread abacusai/smaug#2 on GitHub they
-# write that the bracketing of Eq. 3 was wrong in the first version and fixed in the July 2024
-# revision, which puts the penalty inside the β bracket: form (a). The closed TRL pull request
+# write that the bracketing of Eq. 3 was wrong in the first version and fixed in the revision of
+# 3 July 2024 (v2), which puts the penalty inside the β bracket: form (a). The closed TRL pull request
 # huggingface/trl#3864 and PaddleNLP's `DPOCriterion` implement (a) too. Form (b) appears in an MLX
 # port, form (c) in the SamPO code (LuJunru/SamPO) and several MLX ports.
 #
@@ -269,7 +270,7 @@ for subset in ("low_edit", "sampled"):
 # **Exercise 6.1: the penalty per token.** DPOP's penalty sees only the *sum* of the chosen
 # log-ratio over the completion. Section 4 showed that DPO's damage sits on one token, `<eos>`:
 # a policy can raise the edited digit and lower `<eos>` by as much, and the sum, hence DPOP's
-# penalty, does not notice. A variant (ours, not the paper's: Eq. 3 of arXiv:2402.13228 applies the
+# penalty, does not notice. A variant (ours, not the paper's: Eq. 3 of arXiv:2402.13228v2 applies the
 # hinge to the sequence) puts the hinge on each chosen token and then sums:
 #
 # $$P_{\text{tok}} = \sum_t \max\big(0,\ \text{ref}_{w,t} - \ell_{w,t}\big),\qquad

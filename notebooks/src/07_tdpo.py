@@ -3,7 +3,7 @@
 #
 # DPO scores whole completions: a single number log π(y|x) per completion. But a language model
 # writes one token at a time, choosing each from a distribution over the *whole vocabulary*.
-# **Token-level DPO** (Zeng et al., ICML 2024, arXiv:2404.11999) keeps DPO's pairs but also
+# **Token-level DPO** (Zeng et al., ICML 2024, arXiv:2404.11999v5, §4) keeps DPO's pairs but also
 # measures, at every position, how far the policy's full next-token distribution has drifted from
 # the reference's: the *sequential KL*. It subtracts a difference of two of them from DPO's margin,
 # the rejected completion's drift minus the chosen one's.
@@ -264,7 +264,7 @@ _ = check.reverse_sequential_kl(my_reverse_sequential_kl)
 
 # %% [markdown]
 # **Exercise 7.2: TDPO1.** Section 3 wrote TDPO2 in code. TDPO1, its origin in the derivation
-# (Zeng et al., ICML 2024, arXiv:2404.11999, the loss with the sequential KL difference at weight 1),
+# (Zeng et al., ICML 2024, arXiv:2404.11999v5, §4, the loss with the sequential KL difference at weight 1),
 # differs in two ways: no α, and no stop-gradient, so the update also moves the chosen side's KL.
 # Write `my_tdpo1_loss(m_w, m_l, kl_w, kl_l, beta)`. Before you run the checker, predict
 # ∂L/∂kl_w compared with ∂L/∂kl_l: the checker looks at both gradients, not only the value.

@@ -3,9 +3,9 @@
 #
 # Notebooks 05–07 all start from an SFT model and keep a frozen copy of it as the reference. That
 # makes two stages (SFT, then preference optimisation) and two models in memory. **ORPO** (Hong,
-# Lee and Thorne, 2024) does both in one stage, with one model, starting from the *base* model. Its
-# loss is SFT on the chosen completion plus a small penalty, written with **odds**, that pushes the
-# rejected completion down relative to the chosen one.
+# Lee and Thorne, 2024, arXiv:2403.07691v2) does both in one stage, with one model, starting from
+# the *base* model. Its loss is SFT on the chosen completion plus a small penalty, written with
+# **odds**, that pushes the rejected completion down relative to the chosen one.
 #
 # We build the odds ratio and its stable computation, train ORPO from the un-tuned model, and
 # compare it with SFT-then-DPO on gold reward and on what each route costs.
@@ -53,7 +53,9 @@ viz.plot_odds()
 # ## 2. Computing log(1 − e^ℓ) without losing it
 #
 # A confident model has $\bar\ell$ close to 0. Then $1 - e^{\bar\ell}$ cancels catastrophically:
-# in float32, $e^{-10^{-7}}$ rounds to 0.99999988 or to 1. The fix (Mächler, 2012) has two branches:
+# in float32, $e^{-10^{-7}}$ rounds to 0.99999988 or to 1. The fix (M. Mächler, "Accurately Computing
+# log(1 − exp(−|a|)) Assessed by the Rmpfr package", 2012, a vignette of the R package Rmpfr) has two
+# branches:
 #
 # - for $\ell > -\ln 2$: $\log(1-e^\ell) = \log(-\mathrm{expm1}(\ell))$, where `expm1` is exact near 0;
 # - for $\ell \le -\ln 2$: $\log(1-e^\ell) = \mathrm{log1p}(-e^\ell)$, where `log1p` is exact when
@@ -205,7 +207,7 @@ assert ratio_mean[0.0] > 0.5 * ratio_mean[0.1], "NLL alone does most of the sepa
 # odds-ratio term matters when the chosen completions are *good but imperfect* and the rejected
 # ones carry a style worth unlearning that NLL alone does not remove. The paper
 # argues that SFT alone then raises the rejected style along with the chosen
-# (Hong, Lee and Thorne 2024, arXiv:2403.07691v2, Eq. 6 for the loss and §3 for the argument).
+# (Hong, Lee and Thorne 2024, arXiv:2403.07691v2, §3 for the argument; §4.2, Eqs. 6–7, for the loss).
 #
 # ## 5. ORPO against SFT-then-DPO
 #
@@ -315,7 +317,7 @@ _ = check.log_odds(my_log_odds)
 #
 # **Exercise 8.2: how hard ORPO pushes on a pair.** Differentiate the odds-ratio term
 # L_OR = −log σ(r), r = log-odds(ℓ̄_w) − log-odds(ℓ̄_l), and the gradient factors into a weight
-# times a direction (Hong, Lee and Thorne 2024, arXiv:2403.07691v2, the section on the gradient of ORPO):
+# times a direction (Hong, Lee and Thorne 2024, arXiv:2403.07691v2, §4.3, Eqs. 8–10; δ is Eq. 9):
 #
 # $$\nabla_\theta \mathcal L_{OR} = \delta\cdot h,\qquad
 #   \delta = \Big[1 + \frac{\mathrm{odds}_\theta(y_w|x)}{\mathrm{odds}_\theta(y_l|x)}\Big]^{-1}.$$

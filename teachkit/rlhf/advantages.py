@@ -9,7 +9,8 @@ The methods differ only in the baseline:
 - GRPO:   the mean of a group of G samples of the same prompt, divided by the group's std;
 - RLOO:   the mean of the *other* G − 1 samples (leave-one-out), so the baseline never sees r_i.
 
-GAE (Schulman et al. 2016), running backwards in t with V_{T+1} = 0 beyond a sequence's end:
+GAE (Schulman et al. 2016, arXiv:1506.02438v6, Eq. 16), running backwards in t with V_{T+1} = 0
+beyond a sequence's end:
 
     δ_t = r_t + γ V_{t+1} − V_t,      Â_t = δ_t + γλ Â_{t+1},      R_t = Â_t + V_t.
 

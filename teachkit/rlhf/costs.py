@@ -20,7 +20,7 @@ Why a critic costs so much at scale: in mixed precision a trainable network cost
 parameter (2 weight + 2 gradient + 12 for Adam's fp32 master weights and moments), a frozen one
 2. PPO holds two trainable and two frozen networks of the same size, 2·16 + 2·2 = 36 bytes per
 parameter; ReMax drops the critic, 16 + 2·2 = 20: 44% less, close to the ≈46% the ReMax paper
-measured at 7B. In fp32 at toy scale it is 16 vs 4 bytes, 2·16 + 2·4 = 40 against 24 (40% less),
+measured at 7B (arXiv:2310.10505v4, abstract). In fp32 at toy scale it is 16 vs 4 bytes, 2·16 + 2·4 = 40 against 24 (40% less),
 and activations matter more, so the toy saving is smaller: notebook 03 measures it.
 """
 

@@ -1,5 +1,5 @@
 """DPO and its one-line cousins: DPOP, IPO, SimPO (off-policy preference optimisation
-from fixed pairs; Rafailov et al. arXiv:2305.18290).
+from fixed pairs; Rafailov et al. arXiv:2305.18290v3, §4, Eq. 7 for the loss).
 
 Public API (a contract; the training loops and the showdown rely on these signatures):
 
@@ -25,8 +25,8 @@ and maximum likelihood on preference pairs becomes
 The *implicit reward* of a completion is  r̂ = β·log π(y)/π_ref(y).  At π = π_ref every log-ratio
 is 0, so the loss is log 2 ≈ 0.6931: a free unit test.
 
-DPOP (Smaug, Pal et al. 2024, revised Eq. 3)
---------------------------------------------
+DPOP (Smaug, Pal et al. 2024, arXiv:2402.13228v2, §4, Eq. 3)
+-----------------------------------------------------------
 DPO constrains only the *difference* of the two log-ratios, so both can fall: on pairs that
 differ in one token, the chosen log-prob often drops below the reference while accuracy rises.
 DPOP subtracts  λ·max(0, log π_ref(y_w) − log π(y_w))  *inside* the β bracket:
@@ -36,8 +36,8 @@ DPOP subtracts  λ·max(0, log π_ref(y_w) − log π(y_w))  *inside* the β bra
 The penalty P = max(0, ref_c − π_c) is 0 while the chosen log-prob is at or above the reference
 (then DPOP = DPO). Three placements of P circulate (``form``):
 
-    (a)  −log σ(β·[h − λP])        inside β: the form treated as canonical (paper Eq. 3 as the
-                                   authors' July 2024 revision brackets it, per abacusai/smaug#2)
+    (a)  −log σ(β·[h − λP])        inside β: the form treated as canonical (Eq. 3 as the authors'
+                                   revision v2 of 3 July 2024 brackets it, per abacusai/smaug#2)
     (b)  −log σ(β·h − λP)          inside log σ, outside β (one MLX port)
     (c)  −log σ(β·h) + λP          outside log σ, a plain additive term (SamPO, several MLX ports)
 
@@ -45,8 +45,8 @@ Inside the sigmoid, (a) and (b), the penalty's gradient is weighted by σ(−β�
 switches off once the pair is well separated; (c) always pushes. With λ = 50, (b) weighs the
 penalty 1/β = 10 times more than (a) does.
 
-IPO (Azar et al. 2023) and SimPO (Meng et al. 2024)
----------------------------------------------------
+IPO (Azar et al. 2023, arXiv:2310.12036v2, §5, Eq. 17) and SimPO (Meng et al. 2024, arXiv:2405.14734v3, §2)
+-------------------------------------------------------------------------------------------------------------
 IPO regresses the margin h to a finite target,  (h − 1/(2β))²,  which stops DPO's margin from
 growing without bound on separable data. SimPO drops the reference and uses length-averaged
 log-probs with a target margin γ:  −log σ(β·(ℓ̄_w − ℓ̄_l) − γ).

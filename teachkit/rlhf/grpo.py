@@ -1,4 +1,5 @@
-"""The GRPO loss (DeepSeekMath, Shao et al. 2024) and its three token aggregations.
+"""The GRPO loss (DeepSeekMath, Shao et al. 2024, arXiv:2402.03300v3, §4.1.1, Eqs. 3–4) and its three
+token aggregations.
 
 Per token of completion i (one advantage A_i per completion, broadcast over its tokens):
 
@@ -8,8 +9,9 @@ Per token of completion i (one advantage A_i per completion, broadcast over its 
 Aggregation over the (B, T) grid of per-token terms, m the mask and |o_i| = Σ_t m_{i,t}:
 
     "seq-mean-token-mean"      (1/B) Σ_i (1/|o_i|) Σ_t ℓ_{i,t}     the paper; length-biased
-    "token-mean"               Σ_{i,t} ℓ_{i,t} / Σ_i |o_i|          DAPO
-    "seq-mean-token-sum-norm"  Σ_{i,t} ℓ_{i,t} / (B·T)              Dr. GRPO (T: the generation budget)
+    "token-mean"               Σ_{i,t} ℓ_{i,t} / Σ_i |o_i|          DAPO (arXiv:2503.14476v2, §3.3, Eq. 12)
+    "seq-mean-token-sum-norm"  Σ_{i,t} ℓ_{i,t} / (B·T)              Dr. GRPO (arXiv:2503.20783v2, §3.2;
+                                                                    T: the generation budget)
 
 Length bias of the paper's form: each token of completion i is weighted 1/|o_i|. A wrong answer
 (A < 0) is pushed down less per token the longer it is, so lengthening wrong answers is cheap;

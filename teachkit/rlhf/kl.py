@@ -1,4 +1,5 @@
-"""Per-token estimators of KL(π‖π_ref) from samples y ~ π (Schulman, "Approximating KL Divergence").
+"""Per-token estimators of KL(π‖π_ref) from samples y ~ π (J. Schulman, "Approximating KL Divergence",
+blog post of 7 March 2020, joschu.net/blog/kl-approx.html, which names them k1, k2, k3).
 
 Let ℓ = log π(y) − log π_ref(y) for a token y sampled from π, and r = π_ref(y)/π(y) = e^{−ℓ}.
 

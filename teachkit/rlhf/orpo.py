@@ -1,5 +1,5 @@
 """ORPO: odds-ratio preference optimisation, one stage, one model (Hong, Lee, Thorne 2024,
-arXiv:2403.07691).
+arXiv:2403.07691v2, §4.2, Eqs. 6–7).
 
 Public API (a contract):
 

@@ -1,4 +1,5 @@
-"""PPO's clipped surrogate and clipped value loss (Schulman et al. 2017; TRL's PPO for RLHF).
+"""PPO's clipped surrogate (Schulman et al. 2017, arXiv:1707.06347v2, Eq. 7) and clipped value loss
+(not in the paper: the value clipping of TRL's PPO for RLHF).
 
 Policy loss. With ρ_t = π_θ(y_t)/π_old(y_t) = exp(logp − old_logp), PPO maximises
 E[min(ρA, clip(ρ, 1−ε, 1+ε)A)]; as a loss (to minimise) that is

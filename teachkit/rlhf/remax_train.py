@@ -1,4 +1,5 @@
-"""ReMax (Li et al., ICML 2024): REINFORCE with the greedy decode as baseline. No critic.
+"""ReMax (Li et al., ICML 2024, arXiv:2310.10505v4, Algorithm 1): REINFORCE with the greedy decode as
+baseline. No critic.
 
     policy, history = train_remax(world, ReMaxConfig())
     gradient_variance(world, policy, baseline="greedy")     # notebook 03's variance experiment

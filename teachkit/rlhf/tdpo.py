@@ -1,5 +1,5 @@
 """TDPO: token-level DPO with a sequential KL (Zeng et al., ICML 2024,
-arXiv:2404.11999).
+arXiv:2404.11999v5, §4).
 
 Public API (a contract):
 
