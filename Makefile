@@ -56,15 +56,26 @@ lint: setup
 test-lib: setup
 	$(PY) -m pytest tests/ -q
 
+# The RLHF notebooks (00-09, 15) train single-threaded and deterministically: they run two at a
+# time, one per core (pytest-xdist; `--dist loadfile` keeps each notebook whole on one kernel). The
+# sparse notebooks (10-14) time kernels and reads on every core, so they run one after another.
+# NB=05 runs one notebook. $(1): environment for the run.
+SPARSE_NB := $(sort $(wildcard notebooks/1[0-4]_*.ipynb))
+OTHER_NB  := $(filter-out $(SPARSE_NB),$(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb)))
+NB_JOBS   ?= 2
+run-notebooks = $(if $(NB),$(1) $(PY) -m pytest $(NBVAL_FLAGS) -q notebooks/$(NB)*.ipynb,\
+	$(1) $(PY) -m pytest $(NBVAL_FLAGS) -q -n $(NB_JOBS) --dist loadfile $(OTHER_NB) && \
+	$(1) $(PY) -m pytest $(NBVAL_FLAGS) -q $(SPARSE_NB))
+
 test-notebooks: setup
-	$(PY) -m pytest $(NBVAL_FLAGS) -q notebooks/$(if $(NB),$(NB)*.ipynb,)
+	$(call run-notebooks,)
 
 # A second float-rounding path: torch's portable kernels instead of AVX2/AVX-512 ones, and MKL's
 # bitwise-compatible mode. A learner's CPU rounds differently from the one that stored the outputs,
 # so every notebook's asserts, and every compared output, must hold on this path too.
 NUMERICS_ENV ?= ATEN_CPU_CAPABILITY=default MKL_CBWR=COMPATIBLE
 test-notebooks-numerics: setup
-	$(NUMERICS_ENV) $(PY) -m pytest $(NBVAL_FLAGS) -q notebooks/$(if $(NB),$(NB)*.ipynb,)
+	$(call run-notebooks,$(NUMERICS_ENV))
 
 # The sparse notebooks (10-14) on the I/O fallbacks a Mac takes: O_DIRECT, posix_fadvise, kernel AIO
 # and /proc hidden (teachkit/sparse/flash/platform_io.py). IO_PLATFORM=windows also hides pread.
@@ -79,7 +90,7 @@ test-lib-portable: setup
 	TEACHKIT_IO_PLATFORM=$(IO_PLATFORM) $(PY) -m pytest -q $(SPARSE_IO_TESTS)
 
 test-notebooks-second-path: setup
-	$(NUMERICS_ENV) TEACHKIT_IO_PLATFORM=$(IO_PLATFORM) $(PY) -m pytest $(NBVAL_FLAGS) -q notebooks/$(if $(NB),$(NB)*.ipynb,)
+	$(call run-notebooks,$(NUMERICS_ENV) TEACHKIT_IO_PLATFORM=$(IO_PLATFORM))
 
 # Source (notebooks/src, jupytext percent format) -> .ipynb -> executed in place.
 notebooks: setup
