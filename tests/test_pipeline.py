@@ -55,6 +55,7 @@ def test_oracle_sparse_equals_dense(tmp_path, stack, schedule, read_unit):
         serial_fused = schedule == "serial" and read_unit == "bundle"      # all in memory after the reads
         want = {"predict", "fused_compute"} if serial_fused else {"predict", "gate_compute", "updown_compute"}
         want |= {"gate_read", "updown_read"} if read_unit == "split" else {"bundle_read"}
+        want |= {"submit"}                                                  # the compute thread hands reads over
         assert want <= stages
 
 

@@ -128,10 +128,36 @@ def test_makespans_match_the_exercise_and_keep_their_order():
         mem = float(rng.uniform(0, 3))
         m = tradeoffs.pipeline_makespans(reads, comps, mem)
         assert m["bound"] - 1e-12 <= m["cluster"] <= m["matrix"] + 1e-12 <= m["serial"] + 2e-12
-    hand = tradeoffs.pipeline_makespans([1, 1, 1], [1, 1, 1], 1.0)
+    hand = tradeoffs.pipeline_makespans([1, 1, 1], [1, 1, 1], 1.0, gate_share=1.0)
     assert (hand["serial"], hand["matrix"], hand["cluster"], hand["bound"]) == (7.0, 6.0, 4.0, 4.0)   # 3+1+3; max(1, 3)+3; each compute as its read lands
+    # the engine's matrix schedule: only the in-memory gates (a third) overlap the reads
+    assert tradeoffs.pipeline_makespans([1, 1, 1], [1, 1, 1], 1.0)["matrix"] == pytest.approx(3 + 2 / 3 + 3)
     with pytest.raises(ValueError, match="one compute time per read"):
         tradeoffs.pipeline_makespans([1, 1], [1])
+    with pytest.raises(ValueError, match="gate_share"):
+        tradeoffs.pipeline_makespans([1], [1], 0.0, gate_share=1.5)
+
+
+@pytest.mark.parametrize("schedule", ["matrix", "cluster"])
+def test_the_simulated_schedule_ends_at_the_makespan_and_keeps_each_lane_in_order(schedule):
+    rng = np.random.default_rng(7)
+    for _ in range(20):
+        reads, comps, mem = rng.uniform(0, 2, 5), rng.uniform(0, 2, 5), float(rng.uniform(0, 3))
+        events = tradeoffs.pipeline_schedule(reads, comps, mem, schedule, layer=3)
+        assert all(isinstance(e, tradeoffs.TraceEvent) and e.layer == 3 for e in events)
+        assert max(e.t1 for e in events) * 1e3 == pytest.approx(tradeoffs.pipeline_makespans(reads, comps, mem)[schedule])
+        for lane in ("io", "compute"):
+            ev = [e for e in events if e.lane == lane]
+            assert all(a.t1 <= b.t0 + 1e-15 for a, b in zip(ev, ev[1:]))        # one thing at a time, in order
+        last_landing = max(e.t1 for e in events if e.lane == "io")
+        early_updown = [e for e in events if e.stage == "updown_compute" and e.t0 < last_landing - 1e-12]
+        if schedule == "matrix":
+            assert not early_updown                                           # the barrier
+    # even landings, compute as long as the I/O: the cluster schedule computes clusters before the last lands
+    events = tradeoffs.pipeline_schedule([1, 1, 1, 1], [1, 1, 1, 1], 0.5, "cluster")
+    assert sum(e.stage == "updown_compute" and e.t1 <= 4e-3 for e in events) == 3
+    with pytest.raises(ValueError, match="schedule"):
+        tradeoffs.pipeline_schedule([1], [1], 0.0, "serial")
 
 
 def test_makespan_sweep_scales_compute_to_each_ratio_and_stage_times_read_a_trace():
@@ -139,12 +165,18 @@ def test_makespan_sweep_scales_compute_to_each_ratio_and_stage_times_read_a_trac
     assert sweep["io_ms"] == 4.0
     np.testing.assert_allclose(sweep["serial"], 4.0 + 4.0 * np.array([0.25, 1.0, 4.0]))
     np.testing.assert_allclose(sweep["bound"], [4.0, 4.0, 16.0])
-    events = [("io", "bundle_read", 0, 1, 0.000, 0.002), ("io", "bundle_read", 0, 0, 0.001, 0.004),
-              ("compute", "gate_compute", 0, -1, 0.0, 0.0005), ("compute", "fused_compute", 0, -1, 0.004, 0.005),
-              ("io", "bundle_read", 1, 0, 0.01, 0.02)]
+    # a cluster-level trace: in-memory batches (uids 0, 1) fused; read clusters 2 and 3, gate then up/down
+    events = [("io", "bundle_read", 0, 3, 0.000, 0.002), ("io", "bundle_read", 0, 2, 0.001, 0.004),
+              ("compute", "fused_compute", 0, 0, 0.0, 0.0005), ("compute", "fused_compute", 0, 1, 0.0005, 0.0007),
+              ("compute", "gate_compute", 0, 3, 0.002, 0.0021), ("compute", "updown_compute", 0, 3, 0.0021, 0.0023),
+              ("compute", "gate_compute", 0, 2, 0.004, 0.0041), ("compute", "updown_compute", 0, 2, 0.0041, 0.0044),
+              ("compute", "wait", 0, -1, 0.0007, 0.002), ("io", "bundle_read", 1, 0, 0.01, 0.02)]
     st = tradeoffs.stage_times(events, 0)
     assert st["read_ms"] == pytest.approx([2.0, 2.0])      # landings at 2 and 4 ms after the first submit
-    assert st["compute_ms"] == pytest.approx([0.5, 0.5]) and st["in_memory_ms"] == pytest.approx(0.5)
+    assert st["compute_ms"] == pytest.approx([0.3, 0.4])   # each landed cluster's own gate + up/down
+    assert st["in_memory_ms"] == pytest.approx(0.7)         # the clusters that were not read; waiting is not work
+    split = events + [("io", "updown_read", 0, 2, 0.0042, 0.005)]    # cluster 2 read in two phases
+    assert tradeoffs.stage_times(split, 0)["compute_ms"] == pytest.approx([0.3, 0.2, 0.2])
 
 
 def test_budget_table_is_the_stored_sweep_sorted():

@@ -1,9 +1,9 @@
 # %% [markdown] slideshow={"slide_type": "slide"}
 # # 12 · Weights on flash, and the segmented neuron cache
 #
-# Notebooks 10 and 11 kept every weight in RAM. PowerInfer-2 runs models whose FFN weights do
-# **not** fit the memory budget: the FFN lives on flash (here: the disk), and only what the
-# current tokens need is brought into RAM. Three questions decide whether that can be fast:
+# Notebooks 10 and 11 kept every weight in RAM. PowerInfer-2 (Xue et al., arXiv:2406.06282v1)
+# runs models whose FFN weights do **not** fit the memory budget: the FFN lives on flash (here:
+# the disk), and only what the current tokens need is brought into RAM. Three questions decide whether that can be fast:
 #
 # 1. **How are the weights laid out on flash?** One active neuron should cost one read.
 # 2. **How fast can this machine read?** Small random reads are slow; bigger ones, and more of

@@ -204,11 +204,17 @@ class UnitReads:
 
         Submitting here, not in the I/O thread, keeps a thread hand-off off the critical path:
         the reads are in flight before the compute thread starts on the work already in memory.
+        The time this takes (the reads' addresses, one or two ``io_submit`` calls) is recorded as
+        a ``submit`` event on the caller's lane, ``compute``: it is time the compute thread does
+        not compute.
         """
+        t0 = time.perf_counter()
         with self.lock:
             self.backlog.extend(items)
             self._submit_backlog()
         self.wake.set()
+        if items:
+            self.trace.add("compute", "submit", items[0][2], -1, t0, time.perf_counter())
 
     def _submit_backlog(self) -> None:
         """Submit queued units while staging rows and AIO slots last. Holds the lock.

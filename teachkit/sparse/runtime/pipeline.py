@@ -32,9 +32,11 @@ code: a 5 ms stall per hand-off, longer than a whole layer. The pipeline therefo
 interval to 0.2 ms (a process-wide setting), and keeps hand-offs rare: none before the reads
 are in flight, one per landed cluster after.
 
-Every stage is recorded in a :class:`Trace` (lane, stage, layer, cluster, t0, t1). A failed
-read is re-raised in the compute thread; a read that never completes raises
-:class:`PipelineTimeout` after ``timeout`` seconds: the pipeline never hangs. *Any* exception
+Every stage is recorded in a :class:`Trace` (lane, stage, layer, cluster, t0, t1), the compute
+thread handing a layer's reads to the kernel included (``submit``: between the cache lookup and
+the first compute, it is time the compute thread does not compute). A failed read is
+re-raised in the compute thread; a read that never completes raises :class:`PipelineTimeout`
+after ``timeout`` seconds: the pipeline never hangs. *Any* exception
 inside a layer (a read error, Ctrl-C, a bug in a kernel) stops the pipeline for good and
 forgets the cache slots that layer was filling, so no later token computes with bytes that
 never arrived.

@@ -47,7 +47,7 @@ class Trace:
     ``maxlen=None`` keeps everything (a short, fully traced run).
     """
 
-    STAGES = ("attention", "predict", "bundle_read", "gate_read", "gate_compute", "updown_read",
+    STAGES = ("attention", "predict", "submit", "bundle_read", "gate_read", "gate_compute", "updown_read",
               "updown_compute", "fused_compute", "wait", "prefill", "lookahead", "prefetch_read")
     MAXLEN = 4096
 
