@@ -171,7 +171,10 @@ for attempt in range(4):
 #
 # **The fix:** give each thread its own private accumulator row, `partial[c]`, split the
 # active list into one contiguous chunk per thread, and sum the rows once at the end. Nothing
-# is shared while the threads run. PowerInfer's CPU axpy kernel does exactly this.
+# is shared while the threads run. The CPU axpy kernel of PowerInfer (Song et al.,
+# arXiv:2312.12456; `ggml_compute_forward_mul_mat_axpy` in the `ggml.c` of its public code,
+# github.com/SJTU-IPADS/PowerInfer) does the same: each thread adds its contiguous range of rows
+# into a private vector, which is added to the output at the end.
 
 # %%
 @njit(parallel=True, fastmath=True, nogil=True, cache=True)
