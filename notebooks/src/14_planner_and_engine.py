@@ -303,11 +303,12 @@ print("share of a token spent waiting for reads:", {f: round(v, 2) for f, v in s
 # (notebook 10 measures it on our model), so sparsity saves little: the FFN is computed
 # densely, as matrix–matrix products, and on a phone that is work for the NPU, the unit built
 # for dense matrix work. *Decode* computes one token at a time, and only that token's active
-# neurons: work for the CPU's sparse kernels, fed by the neuron cache and the pipeline. A
-# later revision of the paper (the same arXiv entry) carries the split into decode itself;
-# its abstract: "neuron clusters with dense activations are processed on NPU, while sparse
-# clusters use CPU". During decode the clusters with dense activations are the hot ones,
-# which fire on most tokens.
+# neurons: work for the CPU's sparse kernels, fed by the neuron cache and the pipeline. The
+# third version of the paper (arXiv:2406.06282v3) carries the split into decode itself; its
+# abstract: "neuron clusters with dense activations are processed on NPU, while sparse
+# clusters use CPU", and its Fig. 5 draws decode as a CPU-NPU hybrid, the NPU computing the
+# hot neurons densely and the CPU the cold ones sparsely. During decode the clusters with
+# dense activations are the hot ones, which fire on most tokens.
 #
 # This machine has no NPU, so both phases run on the CPU, each in its own way:
 #
@@ -824,8 +825,8 @@ if stored.exists():
 #    waits for more bytes than `+pipeline` (the `look-ahead` line).
 #
 # **Against PowerInfer-2's own numbers.** PowerInfer-2's abstract (v1) reports up to 29.2x
-# over "state-of-the-art frameworks" on two smartphones; the abstract of the later revision
-# reports up to 27.8x. Those are phones: UFS storage that serves a queue of reads one after
+# over "state-of-the-art frameworks" on two smartphones; the abstract of v3 reports up to
+# 27.8x. Those are phones: UFS storage that serves a queue of reads one after
 # another, so a cluster pipeline can compute each cluster as it lands, and an NPU for the
 # dense work. Here a burst of reads comes back nearly all at once (notebook 12 measures
 # it), so only the work already in memory can hide under it, and a layer's in-memory compute
