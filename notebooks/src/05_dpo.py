@@ -38,14 +38,20 @@ print(world.pairs)
 # The task is one-digit addition: the prompt `a+b=`, the completion the digits of the sum and
 # `<eos>`. The gold reward is 1 for the exact answer and 0 otherwise. Each pair has a chosen
 # completion with a higher gold reward than its rejected one. Most pairs are two samples of the SFT
-# policy. The rest are *low-edit* pairs: the right answer against one off by one.
+# policy, labelled by the gold reward (pairs whose two samples score the same are dropped). The rest
+# are hand-made *low-edit* pairs: the right answer against the same answer ± 1.
 
 # %%
 # NBVAL_CHECK_OUTPUT
 train = world.pairs.train
+for name, split in (("training", train), ("held-out", world.pairs.heldout)):
+    n_low = int(split.low_edit.sum())
+    print(f"{name:9s} {len(split)} pairs: {len(split) - n_low} sampled from the SFT policy, {n_low} low-edit")
+assert int((~train.low_edit).sum()) > int(train.low_edit.sum())
 for i in range(4):
     print("chosen  ", world.task.format(train.prompts[i], train.chosen[i], train.chosen_mask[i]),
-          "   rejected", world.task.format(train.prompts[i], train.rejected[i], train.rejected_mask[i]))
+          "   rejected", world.task.format(train.prompts[i], train.rejected[i], train.rejected_mask[i]),
+          "   low-edit" if train.low_edit[i] else "   sampled")
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 2. From the RLHF objective to the DPO loss
@@ -114,9 +120,10 @@ print("inline == library:", torch.allclose(dpo_loss_inline(*four), dpo_loss(*fou
 # Step 3 defines a reward for any policy: $\hat r(x,y) = \beta\log\pi_\theta(y|x)/\pi_{ref}(y|x)$.
 # DPO trains a reward model hidden inside the policy. Two quantities are worth watching: the
 # **reward accuracy**, the fraction of pairs with $\hat r_w > \hat r_l$, and the **margin**
-# $\hat r_w - \hat r_l$. The gradient of the loss is
+# $\hat r_w - \hat r_l = \beta h$, with h the log-ratio margin of section 3. The gradient of one
+# pair's loss is
 #
-# $$\nabla\mathcal L = -\beta\,\sigma(\hat r_l - \hat r_w)\,\big[\nabla\log\pi(y_w) - \nabla\log\pi(y_l)\big].$$
+# $$\nabla_\theta\mathcal L = -\beta\,\sigma(\hat r_l - \hat r_w)\,\big[\nabla_\theta\log\pi_\theta(y_w|x) - \nabla_\theta\log\pi_\theta(y_l|x)\big].$$
 #
 # A pair the implicit reward already ranks correctly gets a small weight, and a misranked pair a
 # large one. The loss constrains only the *difference* of the two log-ratios, which notebook 06
@@ -149,8 +156,9 @@ assert abs(loss0.item() - math.log(2)) < 1e-6
 # computed once. Every 20 steps it evaluates the policy on the held-out pairs and on fresh samples.
 #
 # The learning rate is small (1e-5). Adam moves every weight by about the learning rate at each
-# step, and DPO's pressure to separate the pairs has no limit. A larger rate overshoots within a few
-# dozen steps (exercise 3 asks you to try it).
+# step, and DPO's pressure to separate the pairs has no limit. At three times this rate DPO passes
+# its best gold reward early in the run and then drifts away from it (notebook 07 measures that);
+# Exercise 5.3 asks you to try ten times the rate.
 
 # %%
 cfg = DPOConfig()
@@ -213,14 +221,28 @@ print(f"share of training pairs that reject a +1 answer: {train_errors.count(+1)
 assert others + sum(x in (+1, -1) for x in errors) == len(errors)
 assert train_errors.count(+1) > train_errors.count(-1)
 
+# on the -1 pairs: log π of the right answer against log π of the -1 answer, before and after
+minus = torch.tensor([x == -1 for x in errors])
+with torch.no_grad():
+    pol_w, pol_l = pair_logps(policy, heldout)
+ref_gap = (heldout.ref_chosen_logps - heldout.ref_rejected_logps)[minus]
+pol_gap = (pol_w - pol_l)[minus]
+print(f"-1 pairs, log π(right answer) − log π(−1 answer): SFT mean {ref_gap.mean().item():+.2f}, "
+      f"DPO mean {pol_gap.mean().item():+.2f}; share of pairs with the right answer ahead: "
+      f"SFT {(ref_gap > 0).float().mean().item():.2f}, DPO {(pol_gap > 0).float().mean().item():.2f}")
+assert bool((ref_gap > 0).all()) and (pol_gap > 0).float().mean().item() > 0.6
+
 # %% [markdown]
 # The SFT model's typical mistake is "one too many" (it writes 13 for 5+7), so most of the
-# training pairs reject a +1 answer (the share is printed above). DPO pushes those down: log π of the +1 answers falls well below
-# the reference. The probability they lose does not all go to the right answer. The neighbouring
-# *wrong* answer, one too few, gains probability on the held-out −1 pairs (its mean log-ratio is
-# positive), and those pairs end up ranked wrong. The greedy answers still improve (section 7):
-# the right answer started far ahead of the −1 answer and keeps the top rank. Still, the implicit
-# reward has partly learned "smaller is better" rather than "correct is better". Razin et al.
+# training pairs reject a +1 answer (the share is printed above). DPO pushes those down: log π of
+# the +1 answers falls well below the reference. The probability they lose does not all go to the
+# right answer. The neighbouring *wrong* answer, one too few, gains probability on the held-out −1
+# pairs (its mean log-ratio is positive), and those pairs end up ranked wrong by the implicit
+# reward. Which of the two answers the model is likelier to write is decided by log π itself, not
+# by log π/π_ref, and there the right answer started well ahead of the −1 answer on every one of
+# these pairs. DPO narrows that lead, but on most of the pairs the right answer stays ahead (the
+# last line above), and the greedy answers still improve (section 7). Still, the implicit reward
+# has partly learned "smaller is better" rather than "correct is better". Razin et al.
 # ("Unintentional Unalignment: Likelihood Displacement in Direct Preference Optimization",
 # arXiv:2410.08847v4, abstract) name the sharper case *likelihood displacement*: the chosen answer's
 # own probability falls during training, and its mass can go to unintended completions. Notebook 06
@@ -230,8 +252,9 @@ assert train_errors.count(+1) > train_errors.count(-1)
 # ## 7. Gold reward before and after
 #
 # The implicit reward is only a proxy. The gold reward, written as code, is the real test. We
-# evaluate on every prompt (each twice), both sampling at temperature 1 and decoding greedily.
-# The KL to the reference shows how far the policy moved.
+# evaluate on every prompt of the task, each repeated (the counts are printed), both sampling at
+# temperature 1 and decoding greedily. The KL to the reference, KL(π_θ ‖ π_ref) summed along the
+# sampled completions, shows how far the policy moved.
 
 # %%
 before = evaluate_policy(world, world.reference, seed=0)
@@ -241,6 +264,8 @@ after_greedy = evaluate_policy(world, policy, greedy=True)["gold_reward"]
 print(f"gold reward (sampled): SFT {before['gold_reward']:.3f} -> DPO {after['gold_reward']:.3f}")
 print(f"gold reward (greedy):  SFT {before_greedy:.3f} -> DPO {after_greedy:.3f}")
 print(f"KL to the reference:   {after['kl_to_ref']:.3f}")
+print(f"{int(after['n'])} answers per evaluation: {len(world.task.all_prompts())} prompts, "
+      f"each {int(after['n']) // len(world.task.all_prompts())} times")
 assert after["gold_reward"] > before["gold_reward"] and after_greedy > before_greedy + 0.1
 
 # %% [markdown]

@@ -3,7 +3,7 @@
 #
 # Notebooks 05–07 all start from an SFT model and keep a frozen copy of it as the reference. That
 # makes two stages (SFT, then preference optimisation) and two models in memory. **ORPO** (Hong,
-# Lee and Thorne, 2024, arXiv:2403.07691v2) does both in one stage, with one model, starting from
+# Lee and Thorne, 2024, arXiv:2403.07691v2, §4.2, Eqs. 6–7) does both in one stage, with one model, starting from
 # the *base* model. Its loss is SFT on the chosen completion plus a small penalty, written with
 # **odds**, that pushes the rejected completion down relative to the chosen one.
 #
@@ -39,7 +39,7 @@ print(world.pairs)
 #
 # $$\text{log-odds}(\bar\ell) = \log p - \log(1-p) = \bar\ell - \log\big(1 - e^{\bar\ell}\big).$$
 #
-# Probability lives in [0, 1]; odds run from 0 to ∞. Near p = 0 the log-odds equal log p. Near
+# Probability lives in [0, 1]; odds run from 0 to ∞. Near p = 0 the log-odds are close to log p. Near
 # p = 1 they grow without bound: going from p = 0.9 to 0.99 multiplies the odds by 11, the
 # probability only by 1.1. The **log odds ratio** of a pair is
 # $\text{log-odds}(\bar\ell_w) - \text{log-odds}(\bar\ell_l)$, and ORPO's penalty is
@@ -50,16 +50,27 @@ print(world.pairs)
 viz.plot_odds()
 
 # %% [markdown] slideshow={"slide_type": "slide"}
-# ## 2. Computing log(1 − e^ℓ) without losing it
+# ## 2. Computing log(1 − e^ℓ̄) without losing it
 #
-# A confident model has $\bar\ell$ close to 0. Then $1 - e^{\bar\ell}$ cancels catastrophically:
-# in float32, $e^{-10^{-7}}$ rounds to 0.99999988 or to 1. The fix (M. Mächler, "Accurately Computing
-# log(1 − exp(−|a|)) Assessed by the Rmpfr package", 2012, a vignette of the R package Rmpfr) has two
-# branches:
+# A confident model has $\bar\ell$ close to 0, and there $1 - e^{\bar\ell}$ cancels catastrophically.
+# In float32 the numbers just below 1 are $2^{-24}\approx 6\cdot10^{-8}$ apart. At
+# $\bar\ell = -10^{-7}$, $e^{\bar\ell}$ lands on a neighbouring float and $1 - e^{\bar\ell}$ keeps
+# hardly a correct digit; at $\bar\ell = -10^{-8}$ it rounds to exactly 1, and the naive log-odds
+# is $-\log 0 = +\infty$. The cell below prints both.
 #
-# - for $\ell > -\ln 2$: $\log(1-e^\ell) = \log(-\mathrm{expm1}(\ell))$, where `expm1` is exact near 0;
-# - for $\ell \le -\ln 2$: $\log(1-e^\ell) = \mathrm{log1p}(-e^\ell)$, where `log1p` is exact when
-#   $e^\ell$ is small.
+# The cure is `expm1`: $\mathrm{expm1}(\bar\ell) = e^{\bar\ell} - 1$, computed without forming
+# $e^{\bar\ell}$ first, so $\log(-\mathrm{expm1}(\bar\ell))$ is accurate near 0. For the log-odds
+# that alone is enough, at every $\bar\ell$ (the column "expm1" below). Far below 0, $1 - e^{\bar\ell}$
+# is close to 1, and $\log(-\mathrm{expm1})$ returns its small logarithm only to within about one
+# float spacing; but the log-odds there is close to $\bar\ell$, and an error that small does not
+# show. The library also keeps $\log(1 - e^{\bar\ell})$ itself accurate to full relative precision,
+# with two branches (M. Mächler, "Accurately Computing log(1 − exp(−|a|)) Assessed by the Rmpfr
+# package", 2012, a vignette of the R package Rmpfr):
+#
+# - for $\bar\ell > -\ln 2$: $\log(1-e^{\bar\ell}) = \log(-\mathrm{expm1}(\bar\ell))$, where `expm1` is
+#   accurate near 0;
+# - for $\bar\ell \le -\ln 2$: $\log(1-e^{\bar\ell}) = \mathrm{log1p}(-e^{\bar\ell})$, where `log1p` is
+#   accurate when $e^{\bar\ell}$ is small.
 #
 # Select the branch with `torch.where`. Feed each branch only inputs that are safe for it, so the
 # unused branch cannot produce a NaN gradient.
@@ -76,13 +87,20 @@ def log_odds_inline(ell):
 
 ell = torch.tensor([-60.0, -2.0, math.log(0.5), -1e-3, -1e-7], dtype=torch.float32, requires_grad=True)
 naive = ell - torch.log(1 - torch.exp(ell))
+expm1_only = ell - torch.log(-torch.expm1(ell))
 stable = log_odds_inline(ell)
 exact = log_odds(ell.detach().double())
 stable.sum().backward()
-for e, n, s, x in zip(ell.tolist(), naive.tolist(), stable.tolist(), exact.tolist()):
-    print(f"ℓ̄ = {e:10.3g}   naive {n:10.4f}   stable {s:10.4f}   float64 {round(x, 4) + 0.0:10.4f}")
-print("gradients finite:", bool(torch.isfinite(ell.grad).all()))
-assert torch.allclose(stable.double(), exact, rtol=1e-4) and not torch.allclose(naive.double(), exact, rtol=1e-4)
+print(f"{'ℓ̄ (float32)':>12s}{'naive':>10s}{'expm1':>10s}{'two branches':>14s}{'float64':>10s}")
+for row in zip(ell.tolist(), naive.tolist(), expm1_only.tolist(), stable.tolist(), exact.tolist()):
+    print(f"{row[0]:12.3g}" + "".join(f"{round(v, 4) + 0.0:{w}.4f}" for v, w in zip(row[1:], (10, 10, 14, 10))))
+print("gradients of the two-branch form finite:", bool(torch.isfinite(ell.grad).all()))
+tiny = torch.tensor(-1e-8)                                           # float32
+naive_tiny = (tiny - torch.log(1 - torch.exp(tiny))).item()
+print(f"ℓ̄ = -1e-08 in float32: e^ℓ̄ = {torch.exp(tiny).item()}, naive log-odds {naive_tiny}, "
+      f"expm1 {(tiny - torch.log(-torch.expm1(tiny))).item():.4f}, float64 {-1e-8 - math.log(-math.expm1(-1e-8)):.4f}")
+assert torch.allclose(stable.double(), exact, rtol=1e-4) and torch.allclose(expm1_only.double(), exact, rtol=1e-4)
+assert not torch.allclose(naive.double(), exact, rtol=1e-4) and math.isinf(naive_tiny)
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 3. The ORPO loss
@@ -117,11 +135,14 @@ print(f"equal odds (ratio 0): the penalty is λ·ln 2 = {orpo_loss(c, c).item() 
 #
 # `train_orpo` starts from `world.new_base_model()`, the randomly initialised model that SFT started
 # from. It knows nothing of the task yet. Each step scores a batch of pairs in one forward pass and
-# takes an AdamW step. The learning rate is SFT-sized (2e-3), because the model must learn the task
-# from scratch.
+# takes an AdamW step. The learning rate is SFT-sized (printed below, beside the one SFT used),
+# because the model must learn the task from scratch.
 
 # %%
-orpo_policy, orpo_h = train_orpo(world, ORPOConfig(lam=0.1, seed=0))
+orpo_cfg = ORPOConfig(lam=0.1, seed=0)
+print(f"ORPO: {orpo_cfg.steps} steps, batch {orpo_cfg.batch_size} pairs, lr {orpo_cfg.lr:g}, λ {orpo_cfg.lam}; "
+      f"SFT used lr {BuildConfig().sft.lr:g}, DPO (notebook 05) {DPOConfig().lr:g}")
+orpo_policy, orpo_h = train_orpo(world, orpo_cfg)
 viz.plot_runs({"ORPO": orpo_h}, ["nll", "log_odds_ratio", "odds_accuracy",
                                  "chosen_mean_logps", "rejected_mean_logps", "greedy_gold_reward"])
 
@@ -131,6 +152,8 @@ for k in ("step", "chosen_mean_logps", "rejected_mean_logps", "log_odds_ratio", 
 assert orpo_h["chosen_mean_logps"][-1] > orpo_h["chosen_mean_logps"][0] + 1.0
 assert orpo_h["log_odds_ratio"][-1] > 0.5
 assert orpo_h["rejected_mean_logps"][-1] < max(orpo_h["rejected_mean_logps"])
+print(f"change over the last {int(orpo_h['step'][-1] - orpo_h['step'][-2])} steps: " + ", ".join(
+    f"{k} {orpo_h[k][-1] - orpo_h[k][-2]:+.2f}" for k in ("chosen_mean_logps", "rejected_mean_logps", "log_odds_ratio")))
 
 # %% [markdown]
 # Both log-probs rise at first: the model learns the format (digits, then `<eos>`) from the NLL
@@ -140,8 +163,8 @@ assert orpo_h["rejected_mean_logps"][-1] < max(orpo_h["rejected_mean_logps"])
 #
 # Is the odds-ratio term what pushes the rejected answers back down? Train the same loop with
 # λ = 0, which is plain SFT on the chosen completions, and watch the rejected log-prob there too.
-# One run is not enough to compare the two. At this learning rate the end of a run still moves by a
-# few tenths of a nat from one evaluation to the next (see the curves above), and the same recipe
+# One run is not enough to compare the two. At this learning rate the end of a run still moves from
+# one evaluation to the next (the last line above: the change over the last 25 steps), and the same recipe
 # on another seed, or on another CPU whose floats round differently, ends elsewhere. So we train
 # both arms on three seeds (the λ = 0.1 run on seed 0 is the one above) and read the table per seed.
 
@@ -166,6 +189,7 @@ for (lam, seed), r in table.items():
     print(f"{lam:<6}{seed:4d}{r['gold']:14.3f}{r['greedy']:15.3f}{r['ratio']:16.2f}{r['accuracy']:15.2f}"
           f"{r['peak']:16.2f} -> {r['end']:.2f} ({r['fall']:.2f})")
 print(f"fraction of training pairs whose chosen completion is correct: {world.pairs.train.chosen_gold.mean().item():.2f}")
+assert bool((world.pairs.train.chosen_gold == 1).all())
 
 
 def mean_se(xs):
@@ -259,12 +283,17 @@ print("           stages  models held  trainable params  frozen params  sequence
 for name, r in routes.items():
     h = r["held"]
     print(f"{name:11s}{r['stages']:6d}{h.models_held:12d}{h.trainable_params:18,d}{h.frozen_params:15,d}{r['sequences']:22,d}")
+sft_sequences = sft_cfg.steps * sft_cfg.batch_size
+print(f"ORPO's sequences / SFT → DPO's: {routes['ORPO']['sequences'] / routes['SFT → DPO']['sequences']:.2f}; "
+      f"SFT's share of SFT → DPO's: {sft_sequences / routes['SFT → DPO']['sequences']:.2f}")
 assert routes["ORPO"]["held"].models_held == 1 and routes["SFT → DPO"]["held"].models_held == 2
+assert sft_sequences > 0.5 * routes["SFT → DPO"]["sequences"]
 
 # %% [markdown]
-# ORPO trains one model in one stage and needs about a quarter of the sequence passes. Most of the
-# two-stage cost is SFT on the demonstrations. SFT-then-DPO holds a frozen reference on top of the
-# policy: twice the weights in memory during DPO.
+# ORPO trains one model in one stage and needs about a quarter of the sequence passes (the ratio is
+# printed). Most of the two-stage cost is SFT on the demonstrations (its share is printed too).
+# SFT-then-DPO holds a frozen reference on top of the policy: twice the weights in memory during
+# DPO.
 #
 # Read the gold-reward table with care. Compare the ORPO rows with each other before comparing them
 # with anything else: at a constant learning rate of 2e-3 the end of a run moves with its last few
@@ -285,12 +314,13 @@ assert routes["ORPO"]["held"].models_held == 1 and routes["SFT → DPO"]["held"]
 #
 # - ORPO replaces DPO's reference-relative log-ratios with odds of the length-averaged log-prob,
 #   p/(1 − p), and adds the logistic loss on the log-odds ratio to plain NLL on the chosen side.
-# - log(1 − e^ℓ) must be computed with two branches (expm1 near 0, log1p far below) or it
-#   cancels to −∞ for a confident model.
+# - log(1 − e^ℓ̄) cancels for a confident model (ℓ̄ near 0): in float32 the naive log-odds is
+#   already off at ℓ̄ = −10⁻⁷ and infinite at −10⁻⁸. Computing it through `expm1` is enough for the
+#   log-odds; the second branch (log1p far below 0) also keeps log(1 − e^ℓ̄) itself accurate.
 # - One stage, one model, no reference: ORPO learns the task from the base model.
 # - On this toy NLL alone does most of what the odds-ratio term is for: the NLL on the right answer
-#   already pushes its off-by-one neighbours down. The term adds some separation on top, by an
-#   amount that varies from seed to seed. Ablate a term, on several seeds, before crediting it.
+#   already pushes its off-by-one neighbours down. What the term adds on top changes from seed to
+#   seed, in size and even in sign. Ablate a term, on several seeds, before crediting it.
 # - ORPO learns the task from the base model on every seed, from perfect chosen answers; how it
 #   compares with SFT and a short SFT → DPO run varies from seed to seed. It needs fewer sequence
 #   passes and half the weights in memory.
@@ -319,8 +349,12 @@ _ = check.log_odds(my_log_odds)
 # L_OR = −log σ(r), r = log-odds(ℓ̄_w) − log-odds(ℓ̄_l), and the gradient factors into a weight
 # times a direction (Hong, Lee and Thorne 2024, arXiv:2403.07691v2, §4.3, Eqs. 8–10; δ is Eq. 9):
 #
-# $$\nabla_\theta \mathcal L_{OR} = \delta\cdot h,\qquad
-#   \delta = \Big[1 + \frac{\mathrm{odds}_\theta(y_w|x)}{\mathrm{odds}_\theta(y_l|x)}\Big]^{-1}.$$
+# $$-\nabla_\theta \mathcal L_{OR} = \delta\cdot h,\qquad
+#   \delta = \Big[1 + \frac{\mathrm{odds}_\theta(y_w|x)}{\mathrm{odds}_\theta(y_l|x)}\Big]^{-1},\qquad
+#   h = \nabla_\theta r.$$
+#
+# (h is the paper's name for the direction, the gradient of the log odds ratio; it is not DPO's
+# margin h of notebooks 05–06.)
 #
 # Write `my_orpo_gradient_weight(chosen_mean_logps, rejected_mean_logps)` → δ per pair, (B,).
 # Show first, on paper, that δ = −∂L_OR/∂r = σ(−r); then compute it through the log-odds, which
