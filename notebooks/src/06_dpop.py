@@ -97,7 +97,7 @@ print("λ = 0 -> DPOP == DPO:",
 # %% [markdown]
 # **Try it.** One pair with a fixed margin h, while its chosen log-ratio ℓ_w − ref_w (the figure's
 # h_w) moves: where does DPOP's loss leave DPO's, and how do β and λ change the kink? Right of 0
-# the penalty is 0 and the two losses are equal, so the DPOP curve is drawn over DPO's there. At a
+# the penalty is 0 and the two losses are equal: DPO's dashed line runs along DPOP's there. At a
 # fixed h, DPO's loss does not depend on h_w at all: a flat line. (A static figure when no front
 # end is attached.)
 

@@ -56,13 +56,14 @@ def pair_losses_figure(curves: dict, margin: float, beta: float, lam: float):
     """DPO and DPOP loss, and the push on the chosen log-prob, as h_w moves at fixed margin."""
     fig, (ax, ax_p) = figure(2)
     h_w = curves["chosen_log_ratio"]
-    ax.plot(h_w, curves["dpo_loss"], color=COLORS[0], label="DPO")
+    # DPOP equals DPO right of 0: DPO goes on top, dashed, so both stay visible there
     ax.plot(h_w, curves["dpop_loss"], color=COLORS[1], label=f"DPOP (λ = {lam:g})")
+    ax.plot(h_w, curves["dpo_loss"], color=COLORS[0], ls="--", label="DPO")
     ax.set_ylabel("loss")
     ax.set_title(f"one pair, margin h = {margin:+.1f}, β = {beta:g}")
     ax.legend()
-    ax_p.plot(h_w, curves["dpo_push_chosen"], color=COLORS[0])
     ax_p.plot(h_w, curves["dpop_push_chosen"], color=COLORS[1])
+    ax_p.plot(h_w, curves["dpo_push_chosen"], color=COLORS[0], ls="--")
     ax_p.set_yscale("log")
     ax_p.set_ylabel("−dL/dh_w (push up on log π(y_w))")
     ax_p.set_title("how hard the loss lifts the chosen completion")
