@@ -117,9 +117,19 @@ def test_build_stores_runs_and_marks_missing_methods(world, tmp_path, monkeypatc
                         lambda: {**real, "orpo": "teachkit.rlhf.orpo_train: ImportError: test"})
     budget = runner.Budget(labels=128)
     records, meta = sd.build("arithmetic", methods=["dpo", "orpo"], betas={"dpo": (0.1, 0.3)},
-                                        budget=budget, verbose=False, world=world)
-    assert [(r["method"], r["status"]) for r in records] == [("dpo", "ok"), ("dpo", "ok"), ("orpo", "missing")]
+                             lrs={"dpo": (1e-5, 1e-4)}, select_seeds=(0,), test_seeds=(1, 2),
+                             budget=budget, verbose=False, world=world)
+    assert [(r["method"], r["status"], r.get("phase")) for r in records] == (
+        [("dpo", "ok", "select")] * 4 + [("orpo", "missing", None)] + [("dpo", "ok", "test")] * 2)
+    assert [(r["beta"], r["config"]["lr"]) for r in records[:4]] == [(0.1, 1e-5), (0.3, 1e-5), (0.1, 1e-4), (0.3, 1e-4)]
+    chosen = meta["chosen"]
+    assert list(chosen) == ["dpo"] and chosen == sd.choose(records)
+    assert all(r["beta"] == chosen["dpo"]["beta"] and r["config"]["lr"] == chosen["dpo"]["lr"] for r in records[5:])
+    assert [r["seed"] for r in records[5:]] == [1, 2]
+    assert meta["live"] == {"task": "arithmetic", "method": "dpo", "beta": chosen["dpo"]["beta"],
+                            "lr": chosen["dpo"]["lr"], "seed": 1}
     assert meta["budget_labels"] == 128 and meta["start"]["kl_to_ref"] == pytest.approx(0.0, abs=1e-6)
+    assert meta["select_seeds"] == [0] and meta["test_seeds"] == [1, 2] and meta["lrs"]["dpo"] == [1e-5, 1e-4]
     path = sd.save_runs(records, tmp_path / "showdown_arithmetic.pt", meta)
     back, meta_back = sd.load_runs(path)
     assert back == records and meta_back == meta

@@ -81,7 +81,7 @@ def test_summary_picks_the_best_gold_beta_and_keeps_missing_methods(records):
 def test_format_table_marks_missing_rows_and_never_invents_numbers(records):
     text = sd.format_table(sd.summary_rows(records))
     lines = text.splitlines()
-    assert lines[0].split()[:4] == ["method", "family", "β", "gold"]
+    assert lines[0].split()[:5] == ["method", "family", "β", "lr", "gold"]
     orpo = next(line for line in lines if line.startswith("orpo"))
     assert "missing" in orpo and not any(ch.isdigit() for ch in orpo)
     ppo = next(line for line in lines if line.startswith("ppo"))
@@ -174,16 +174,76 @@ def test_exact_by_target_plot_draws_and_refuses_empty():
         vz.plot_exact_by_target([runner.missing_record("dpo", "x")], start, coverage)
 
 
-def test_the_live_configuration_and_the_lr_sweep_are_stored_configurations():
-    live = sd.LIVE
-    assert live["task"] in sd.TASKS
-    assert live["beta"] in runner.METHODS[live["method"]].betas      # notebook 09 finds its stored twin
-    for method in sd.LR_SWEEP["methods"]:                            # the sweep runs at a stored β
-        assert runner.METHODS[method].default_beta in runner.METHODS[method].betas
-    assert sd.LR_SWEEP["task"] in sd.TASKS
-    assert all(runner.METHODS[m].family == "off-policy" for m in sd.LR_SWEEP["methods"])
+def test_the_live_method_the_lr_grids_and_the_seeds_are_consistent():
+    assert sd.LIVE["task"] in sd.TASKS and sd.LIVE["method"] in runner.METHODS
+    for method, grid in sd.LR_GRID.items():
+        assert runner.METHODS[method].family == "off-policy", method
+        assert list(grid) == sorted(set(grid)), method
+        assert runner.knob_defaults(method)["lr"] in grid, method        # the default lr is swept too
+    assert set(sd.LR_GRID) == {m for m, s in runner.METHODS.items() if s.family == "off-policy"}
+    for method, spec in runner.METHODS.items():
+        if spec.family == "on-policy":
+            assert sd.lr_grid(method) == (runner.knob_defaults(method)["lr"],)
+    assert not set(sd.SELECT_SEEDS) & set(sd.TEST_SEEDS)                 # the reported seeds are fresh
+    assert len(sd.TEST_SEEDS) >= 3
     with pytest.raises(ValueError, match="task must be one of"):
         sd.data_path("chess")
+
+
+def staged(method, beta, lr, seed, gold, phase, family="off-policy", kl=0.1):
+    rec = fake_record(method, beta, family=family, seed=seed)
+    rec["config"]["lr"] = lr
+    rec["phase"] = phase
+    rec["final"].update({"gold_reward": gold, "kl_to_ref": kl})
+    return rec
+
+
+@pytest.fixture
+def staged_records():
+    out = [
+        staged("dpo", 0.1, 1e-5, 0, 0.60, "select"), staged("dpo", 0.1, 1e-5, 1, 0.70, "select"),
+        staged("dpo", 0.1, 1e-4, 0, 0.80, "select"), staged("dpo", 0.1, 1e-4, 1, 0.70, "select"),
+        staged("dpo", 0.3, 1e-4, 0, 0.75, "select", kl=0.05), staged("dpo", 0.3, 1e-4, 1, 0.75, "select", kl=0.05),
+        staged("ppo", 0.05, 3e-4, 0, 0.90, "select", "on-policy"), staged("ppo", 0.05, 3e-4, 1, 0.80, "select", "on-policy"),
+    ]
+    out += [staged("dpo", 0.3, 1e-4, s, g, "test") for s, g in ((2, 0.70), (3, 0.80), (4, 0.75))]
+    out += [staged("ppo", 0.05, 3e-4, s, g, "test", "on-policy") for s, g in ((2, 0.90), (3, 0.86), (4, 0.88))]
+    out.append(runner.missing_record("orpo", "not built"))
+    return out
+
+
+def test_sweep_rows_average_over_the_seeds_of_each_setting(staged_records):
+    rows = sd.sweep_rows(staged_records)
+    assert [(r["method"], r["beta"], r["lr"]) for r in rows] == [
+        ("ppo", 0.05, 3e-4), ("dpo", 0.1, 1e-5), ("dpo", 0.1, 1e-4), ("dpo", 0.3, 1e-4)]
+    dpo = rows[2]
+    assert dpo["n"] == 2 and dpo["seeds"] == [0, 1]
+    assert dpo["gold_mean"] == pytest.approx(0.75) and (dpo["gold_min"], dpo["gold_max"]) == (0.7, 0.8)
+
+
+def test_choose_takes_the_best_mean_gold_and_breaks_ties_by_lower_kl(staged_records):
+    chosen = sd.choose(staged_records)
+    assert list(chosen) == ["ppo", "dpo"]
+    # dpo: (0.1, 1e-4) and (0.3, 1e-4) both average 0.75; the second has the lower KL
+    assert (chosen["dpo"]["beta"], chosen["dpo"]["lr"]) == (0.3, 1e-4)
+    assert chosen["ppo"]["gold_mean"] == pytest.approx(0.85)
+    runs = sd.grid_runs(staged_records, chosen, seed=0)
+    assert sorted((r["method"], r["beta"]) for r in runs) == [("dpo", 0.1), ("dpo", 0.3), ("ppo", 0.05)]
+
+
+def test_ranking_reports_seed_means_with_their_spread(staged_records):
+    rows = sd.ranking(staged_records)
+    assert [r["method"] for r in rows] == ["ppo", "dpo"]
+    ppo, dpo = rows
+    assert ppo["n"] == 3 and ppo["seeds"] == [2, 3, 4]
+    assert ppo["gold_reward_mean"] == pytest.approx(0.88)
+    assert ppo["gold_reward_se"] == pytest.approx(0.02 / 3 ** 0.5)
+    assert (dpo["gold_reward_min"], dpo["gold_reward_max"]) == (0.7, 0.8)
+    delta, se = sd.difference(ppo, dpo)
+    assert delta == pytest.approx(0.13) and se == pytest.approx((ppo["gold_reward_se"] ** 2 + dpo["gold_reward_se"] ** 2) ** 0.5)
+    # two settings of one method in one phase cannot be ranked as one row
+    with pytest.raises(ValueError, match="one setting per method"):
+        sd.ranking(staged_records, phase="select")
 
 
 def test_every_grid_is_ascending_and_names_its_default_beta():

@@ -88,10 +88,11 @@ class MethodSpec:
     method (e.g. ``loss="ipo"`` in a shared DPO loop), ``knobs`` runner knob -> config field.
 
     ``betas`` is the grid of β that ``make data`` stores (any length, ascending); ``default_beta``
-    the one named point of it that single runs use when no β is given (the learning-rate sweep of
-    the length task, the budget table of notebook 09, the tests). It is a point of the grid, so
-    those runs have a stored twin, and it is named rather than taken by index, so that extending the
-    grid does not move it.
+    the one named point of it that single runs use when no β is given (the budget table of notebook
+    09, the method explorer's first β, the tests). It is a point of the grid, so those runs have a
+    stored twin, and it is named rather than taken by index, so that extending the grid does not
+    move it. The learning rate is a knob (``lr``); ``showdown_data.LR_GRID`` sweeps it for the
+    off-policy methods.
     """
 
     name: str

@@ -1,15 +1,30 @@
-"""Build the showdown's stored runs: every method, several β, both tasks, one budget (``make data``).
+"""Build the showdown's stored runs: a sweep, a choice, and fresh seeds, on both tasks (``make data``).
 
-    python -m teachkit.rlhf.showdown_data                 # both tasks (a few minutes on one core)
+    python -m teachkit.rlhf.showdown_data                 # both tasks (half an hour or more on one core)
     python -m teachkit.rlhf.showdown_data length          # one task
 
+The protocol, the same for every method and both tasks:
+
+1. **Sweep** (``phase="select"``, seeds ``SELECT_SEEDS``): every method at every β of its grid
+   (``runner.METHODS[m].betas``); the off-policy methods also at every learning rate of ``LR_GRID``
+   (their default lr, 3×, 10× and 30× it: the defaults were tuned by hand on ``arithmetic``, the
+   on-policy loops use 3e-4). The on-policy loops keep their learning rate (not swept).
+2. **Choice**: each method's (β, lr) with the highest mean final gold reward over the sweep seeds
+   (:func:`choose`; ties go to the lower mean KL). This is the same metric that is reported, on the
+   same evaluation prompts (the task's whole prompt set), but on other training runs: the sweep's
+   seeds are never reported as the result.
+3. **Test** (``phase="test"``, seeds ``TEST_SEEDS``): each method at its chosen setting on fresh
+   seeds. :func:`ranking` summarises them (mean, standard error, min and max over seeds).
+
 Writes ``data/showdown_<task>.pt`` (a checksummed ``teachkit.artifacts`` file): the run records of
-:func:`teachkit.rlhf.runner.run_method` plus ``meta`` (budget, the SFT start point, the pair coverage
-and the off-policy learning-rate sweep of the length task, the configuration notebook 09 re-runs
-live). Also tables and selections over records: :func:`summary_rows`, :func:`format_table`,
-:func:`select_runs`, :func:`over_optimisation`, :func:`compare_records`. A method whose loop does not import
-is stored as a ``missing`` record, never as numbers. Runs are seeded and deterministic under
-``OMP_NUM_THREADS=1``, except their wall times, which are measurements.
+:func:`teachkit.rlhf.runner.run_method` (each with ``phase``) plus ``meta`` (budget, seeds, the lr
+grids, the chosen settings, the SFT start point, the pair coverage of the length task, the
+configuration notebook 09 re-runs live). Also tables and selections over records:
+:func:`sweep_rows`, :func:`choose`, :func:`ranking`, :func:`difference`, :func:`grid_runs`,
+:func:`summary_rows`, :func:`format_table`, :func:`select_runs`, :func:`over_optimisation`,
+:func:`compare_records`. A method whose loop does not import is stored as a ``missing`` record,
+never as numbers. Runs are seeded and deterministic under ``OMP_NUM_THREADS=1``, except their wall
+times, which are measurements.
 
 The second task, ``length``: prompt ``k:`` asks for k letters. SFT mostly ignores k and writes about
 two letters, so for k = 5 or 6 its samples, and the pairs built from them, rarely hold the optimum.
@@ -20,6 +35,7 @@ two letters, so for k = 5 or 6 its samples, and the pairs built from them, rarel
 from __future__ import annotations
 
 import math
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -29,22 +45,34 @@ import torch
 from .. import artifacts
 from . import runner
 
-__all__ = ["BUDGET", "EVAL_POINTS", "TASKS", "LIVE", "LR_SWEEP", "data_path", "load", "build", "length_by_target",
-           "pair_coverage", "save_runs", "load_runs", "select_runs", "summary_rows", "format_table",
-           "TABLE_COLUMNS", "over_optimisation", "compare_records", "RUNS_KIND", "RUNS_VERSION", "main"]
+__all__ = ["BUDGET", "EVAL_POINTS", "TASKS", "LIVE", "LR_GRID", "SELECT_SEEDS", "TEST_SEEDS", "data_path",
+           "load", "build", "lr_grid", "length_by_target", "pair_coverage", "save_runs", "load_runs",
+           "select_runs", "sweep_rows", "choose", "ranking", "difference", "grid_runs", "summary_rows",
+           "format_table", "TABLE_COLUMNS", "over_optimisation", "compare_records", "RUNS_KIND", "RUNS_VERSION",
+           "main"]
 
-RUNS_KIND, RUNS_VERSION = "showdown-runs", 1
+RUNS_KIND, RUNS_VERSION = "showdown-runs", 2
 BUDGET = runner.Budget(labels=8192, pairs_per_query=1.0)
 EVAL_POINTS = 12
 TASKS = ("arithmetic", "length")
-LIVE = {"task": "arithmetic", "method": "dpo", "beta": 1.0}
-"""The configuration notebook 09 re-runs live and compares with its stored record: the β of DPO's row
-in the summary table (its best-gold run), so the live run checks a row the notebook shows."""
-LR_SWEEP = {"task": "length", "lrs": (1e-4, 3e-4), "methods": ("dpo", "dpop", "ipo", "simpo", "tdpo")}
-"""The off-policy loops' default learning rates were tuned on arithmetic (1e-5 to 3e-5, the on-policy
-loops use 3e-4). So that "offline fell short" on the length task is not just "offline took smaller
-steps", these methods are also run there at their default β (``MethodSpec.default_beta``, a point of
-their grid) with larger learning rates, up to the on-policy one (``meta["lr_sweep"]``)."""
+SELECT_SEEDS = (0, 1)
+"""Training seeds of the sweep: each method's (β, lr) is chosen on the mean over these."""
+TEST_SEEDS = (2, 3, 4, 5, 6)
+"""Fresh training seeds on which the chosen settings are run and reported."""
+_OFF_LRS = (1e-5, 3e-5, 1e-4, 3e-4)
+LR_GRID = {"dpo": _OFF_LRS, "dpop": _OFF_LRS, "ipo": _OFF_LRS, "simpo": _OFF_LRS, "tdpo": _OFF_LRS,
+           "orpo": (6e-4, 2e-3, 6e-3, 2e-2)}
+"""Learning rates swept per off-policy method: its default (1e-5; TDPO 3e-5; ORPO, which trains the
+base model, 2e-3) and up to 30× it (TDPO: from a third of its default to 10×). Methods not listed
+(the on-policy ones) run at their default learning rate only."""
+LIVE = {"task": "arithmetic", "method": "dpo"}
+"""The method notebook 09 re-runs live, at its chosen setting on the first test seed, and compares
+with the stored record of that run."""
+
+
+def lr_grid(method: str) -> tuple[float, ...]:
+    """The learning rates the sweep tries for ``method``: ``LR_GRID``'s, else its config default."""
+    return tuple(LR_GRID.get(method, (runner.knob_defaults(method)["lr"],)))
 
 
 def data_path(task: str):
@@ -90,11 +118,13 @@ def pair_coverage(world, split: str = "train") -> dict[str, float]:
     return out
 
 
-def build(task: str, methods=None, betas: dict | None = None, budget: runner.Budget = BUDGET,
+def build(task: str, methods=None, betas: dict | None = None, lrs: dict | None = None,
+          select_seeds=SELECT_SEEDS, test_seeds=TEST_SEEDS, budget: runner.Budget = BUDGET,
           verbose: bool = True, world=None) -> tuple[list[dict], dict]:
-    """Train every available method at each of its β on ``task``; returns (records, meta).
+    """Sweep, choose and test every available method on ``task``; returns (records, meta).
 
-    ``world`` defaults to the stored toy world of ``task`` (tests pass a small one).
+    ``betas`` / ``lrs`` (method -> grid) override the grids, ``select_seeds`` / ``test_seeds`` the
+    seeds; ``world`` defaults to the stored toy world of ``task`` (tests pass a small one).
     """
     from ..toy.world import load_world
 
@@ -108,48 +138,135 @@ def build(task: str, methods=None, betas: dict | None = None, budget: runner.Bud
     if extra is not None:
         start.update(extra(world, world.reference))
     available = runner.available_methods()
+    methods = list(methods or runner.METHODS)
+    grids = {m: (tuple((betas or {}).get(m, runner.METHODS[m].betas)), tuple((lrs or {}).get(m, lr_grid(m))))
+             for m in methods}
+
+    def run(method, beta, lr, seed, phase):
+        t0 = time.perf_counter()
+        rec = runner.run_method(world, method, beta, budget, seed=seed, eval_points=EVAL_POINTS,
+                                extra_eval=extra, lr=lr)
+        rec["phase"] = phase
+        f = rec["final"]
+        say(f"  {task}: {phase:6s} seed {seed} {method:6s} β={beta:<5g} lr={lr:<7g} gold {f['gold_reward']:.3f} "
+            f"proxy {f['proxy_reward']:+.3f} KL {f['kl_to_ref']:.3f} in {time.perf_counter() - t0:.1f} s", flush=True)
+        return rec
+
     records = []
-    for method in (methods or list(runner.METHODS)):
+    for method in methods:
         if available.get(method) is not None:
             say(f"  {task}: {method} is missing ({available[method]})")
             records.append(runner.missing_record(method, available[method], task))
             continue
-        for beta in (betas or {}).get(method, runner.METHODS[method].betas):
-            t0 = time.perf_counter()
-            rec = runner.run_method(world, method, beta, budget, seed=0, eval_points=EVAL_POINTS,
-                                    extra_eval=extra)
-            records.append(rec)
-            f = rec["final"]
-            say(f"  {task}: {method:6s} β={beta:<5g} gold {f['gold_reward']:.3f} proxy "
-                f"{f['proxy_reward']:+.3f} KL {f['kl_to_ref']:.3f} in {time.perf_counter() - t0:.1f} s",
-                flush=True)
-    sweep = []
-    if task == LR_SWEEP["task"] and methods is None:
-        for method in LR_SWEEP["methods"]:
-            if available.get(method) is not None:
-                continue
-            beta = runner.METHODS[method].default_beta
-            for lr in LR_SWEEP["lrs"]:
-                rec = runner.run_method(world, method, beta, budget, seed=0, eval_points=EVAL_POINTS,
-                                        extra_eval=extra, lr=lr)
-                sweep.append(rec)
-                f = rec["final"]
-                say(f"  {task}: {method:6s} β={beta:<5g} lr={lr:g} gold {f['gold_reward']:.3f} "
-                    f"KL {f['kl_to_ref']:.3f}", flush=True)
+        method_betas, method_lrs = grids[method]
+        for seed in select_seeds:
+            for lr in method_lrs:
+                for beta in method_betas:
+                    records.append(run(method, beta, lr, seed, "select"))
+    chosen = choose(records)
+    for method, setting in chosen.items():
+        for seed in test_seeds:
+            records.append(run(method, setting["beta"], setting["lr"], seed, "test"))
     meta = {"task": task, "budget_labels": budget.labels, "pairs_per_query": float(budget.pairs_per_query),
-            "eval_points": EVAL_POINTS, "start": start, "live": dict(LIVE)}
+            "eval_points": EVAL_POINTS, "start": start, "select_seeds": list(select_seeds),
+            "test_seeds": list(test_seeds), "betas": {m: list(g[0]) for m, g in grids.items()},
+            "lrs": {m: list(g[1]) for m, g in grids.items()}, "chosen": chosen}
+    if LIVE["method"] in chosen and test_seeds:
+        meta["live"] = {"task": task, "method": LIVE["method"], "beta": chosen[LIVE["method"]]["beta"],
+                        "lr": chosen[LIVE["method"]]["lr"], "seed": int(test_seeds[0])}
     if task == "length":
         meta["pair_coverage"] = pair_coverage(world)
-    if sweep:
-        meta["lr_sweep"] = sweep
     return records, meta
+
+
+# --------------------------------------------------------------------------- sweep, choice, ranking
+
+def _lr(record: dict) -> float:
+    return float(record["config"]["lr"])
+
+
+def _stats(values: list[float]) -> dict[str, float]:
+    n = len(values)
+    mean = sum(values) / n
+    sd = statistics.stdev(values) if n > 1 else float("nan")
+    return {"n": n, "mean": mean, "sd": sd, "se": sd / math.sqrt(n) if n > 1 else float("nan"),
+            "min": min(values), "max": max(values)}
+
+
+def _groups(records: list[dict], phase: str) -> dict[tuple, list[dict]]:
+    out: dict[tuple, list[dict]] = {}
+    for r in select_runs(records, phase=phase):
+        out.setdefault((r["method"], round(r["beta"], 12), round(_lr(r), 12)), []).append(r)
+    return out
+
+
+def sweep_rows(records: list[dict], phase: str = "select") -> list[dict]:
+    """One row per (method, β, lr) of ``phase``: seeds, mean / min / max final gold, mean KL.
+
+    Ordered like the methods (on-policy first), then by lr and β.
+    """
+    rows = []
+    for (method, beta, lr), rs in _groups(records, phase).items():
+        g = _stats([r["final"]["gold_reward"] for r in rs])
+        rows.append({"method": method, "family": rs[0]["family"], "beta": beta, "lr": lr, "n": g["n"],
+                     "seeds": sorted(r["seed"] for r in rs), "gold_mean": g["mean"], "gold_min": g["min"],
+                     "gold_max": g["max"], "gold_se": g["se"],
+                     "kl_mean": sum(r["final"]["kl_to_ref"] for r in rs) / len(rs)})
+    return sorted(rows, key=lambda r: (runner.method_order(r["method"]), r["lr"], r["beta"]))
+
+
+def choose(records: list[dict], phase: str = "select") -> dict[str, dict]:
+    """Each method's setting with the highest mean final gold over the seeds of ``phase``.
+
+    Ties (equal means) go to the lower mean KL to the reference, then the smaller lr and β.
+    Returns method -> {beta, lr, gold_mean, kl_mean, n}.
+    """
+    best: dict[str, dict] = {}
+    for row in sweep_rows(records, phase):
+        key = (-row["gold_mean"], row["kl_mean"], row["lr"], row["beta"])
+        if row["method"] not in best or key < best[row["method"]][0]:
+            best[row["method"]] = (key, row)
+    return {m: {k: row[k] for k in ("beta", "lr", "gold_mean", "kl_mean", "n")}
+            for m, (_, row) in sorted(best.items(), key=lambda kv: runner.method_order(kv[0]))}
+
+
+def ranking(records: list[dict], phase: str = "test", keys=("gold_reward", "kl_to_ref", "proxy_reward")) -> list[dict]:
+    """One row per method from its ``phase`` runs (one setting each), best mean gold first.
+
+    Each row: method, family, beta, lr, n (seeds), and for each key ``<key>_mean``, ``_se`` (standard
+    error over seeds), ``_min``, ``_max``; ``seconds_mean`` the mean training time.
+    """
+    rows = []
+    for (method, beta, lr), rs in _groups(records, phase).items():
+        row = {"method": method, "family": rs[0]["family"], "beta": beta, "lr": lr, "n": len(rs),
+               "seeds": sorted(r["seed"] for r in rs)}
+        for key in keys:
+            s = _stats([r["final"][key] for r in rs])
+            row.update({f"{key}_{stat}": s[stat] for stat in ("mean", "se", "min", "max")})
+        row["seconds_mean"] = sum(r["costs"]["wall_seconds"] for r in rs) / len(rs)
+        rows.append(row)
+    methods = [r["method"] for r in rows]
+    if len(methods) != len(set(methods)):
+        raise ValueError(f"ranking needs one setting per method in phase {phase!r}")
+    return sorted(rows, key=lambda r: (-r["gold_reward_mean"], runner.method_order(r["method"])))
+
+
+def difference(a: dict, b: dict, key: str = "gold_reward") -> tuple[float, float]:
+    """(mean of a − mean of b, its standard error) for two rows of :func:`ranking` (independent seeds)."""
+    return a[f"{key}_mean"] - b[f"{key}_mean"], math.hypot(a[f"{key}_se"], b[f"{key}_se"])
+
+
+def grid_runs(records: list[dict], chosen: dict, seed: int) -> list[dict]:
+    """The sweep's runs of one seed at each method's chosen lr, every β: one β grid per method."""
+    return [r for r in select_runs(records, phase="select", seed=seed)
+            if r["method"] in chosen and _close(_lr(r), chosen[r["method"]]["lr"])]
 
 
 # --------------------------------------------------------------------------- storage, selection, tables
 
 TABLE_COLUMNS = [
     # (header, record path, format)
-    ("method", "method", "{}"), ("family", "family", "{}"), ("β", "beta", "{:g}"),
+    ("method", "method", "{}"), ("family", "family", "{}"), ("β", "beta", "{:g}"), ("lr", "config.lr", "{:.0e}"),
     ("gold", "final.gold_reward", "{:.3f}"), ("proxy", "final.proxy_reward", "{:.3f}"),
     ("KL", "final.kl_to_ref", "{:.3f}"), ("labels", "costs.labels_used", "{:.0f}"),
     ("samples", "costs.samples_generated", "{:.0f}"), ("models", "costs.models_held", "{:.0f}"),
@@ -168,11 +285,12 @@ def _get(record: dict, path: str):
 
 
 def select_runs(records: list[dict], method: str | None = None, beta: float | None = None,
-                task: str | None = None, knobs: dict | None = None) -> list[dict]:
+                task: str | None = None, knobs: dict | None = None, seed: int | None = None,
+                phase: str | None = None) -> list[dict]:
     """Finished runs matching every given field (β and knob values compared to 1e-9).
 
-    ``knobs`` uses the runner's knob names (``clip_eps``, ``group_size``, ...); a run matches when
-    its stored config has those values.
+    ``knobs`` uses the runner's knob names (``lr``, ``clip_eps``, ``group_size``, ...); a run matches
+    when its stored config has those values. ``phase`` is ``"select"`` (the sweep) or ``"test"``.
     """
     out = []
     for r in records:
@@ -183,6 +301,10 @@ def select_runs(records: list[dict], method: str | None = None, beta: float | No
         if task is not None and r.get("task") != task:
             continue
         if beta is not None and not _close(r["beta"], beta):
+            continue
+        if seed is not None and r.get("seed") != seed:
+            continue
+        if phase is not None and r.get("phase") != phase:
             continue
         if knobs and not _knobs_match(r, knobs):
             continue

@@ -117,10 +117,17 @@ def _marker(run: dict) -> str:
     return "o" if run.get("family") == "on-policy" else "s"
 
 
+def _setting(run: dict) -> str:
+    """``method β=… lr=…`` (the lr only when the record's config has one)."""
+    lr = run.get("config", {}).get("lr")
+    return f"{run['method']} β={run['beta']:g}" + (f" lr={lr:.0e}" if lr is not None else "")
+
+
 def plot_frontier(runs: list[dict], start: dict | None = None, title: str = "reward–KL frontier") -> None:
     """Final gold reward against KL to the reference, one line per method through its β values.
 
     Circles are on-policy methods, squares off-policy; ``start`` (the SFT policy) is a black star.
+    A method whose runs share one learning rate has it in its legend entry.
     """
     groups = _by_method(runs)
     if not groups:
@@ -129,8 +136,10 @@ def plot_frontier(runs: list[dict], start: dict | None = None, title: str = "rew
     for i, (method, rs) in enumerate(groups.items()):
         kl = [r["final"]["kl_to_ref"] for r in rs]
         gold = [r["final"]["gold_reward"] for r in rs]
+        lrs = {r.get("config", {}).get("lr") for r in rs}
+        label = f"{method} (lr {lrs.pop():.0e})" if len(lrs) == 1 and None not in lrs else method
         ax.plot(kl, gold, marker=_marker(rs[0]), color=COLORS[i % len(COLORS)],
-                ls="-" if rs[0].get("family") == "on-policy" else "--", label=method)
+                ls="-" if rs[0].get("family") == "on-policy" else "--", label=label)
         for r, x, y in zip(rs, kl, gold):
             ax.annotate(f"{r['beta']:g}", (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
     if start is not None:
@@ -169,7 +178,7 @@ def plot_gold_vs_proxy(runs: list[dict], title: str = "gold (solid) vs proxy (da
         twin.plot(x, r["history"]["proxy_reward"], color=COLORS[1], ls="--", label="proxy")
         twin.tick_params(axis="y", colors=COLORS[1], labelsize=7)
         ax.tick_params(axis="y", colors=COLORS[0], labelsize=7)
-        ax.set_title(f"{r['method']} β={r['beta']:g}", fontsize=9)
+        ax.set_title(_setting(r), fontsize=9)
         ax.set_xlabel(label, fontsize=8)
     for k in range(len(runs), nrows * ncols):
         axes[k // ncols][k % ncols].axis("off")
@@ -231,7 +240,7 @@ def plot_exact_by_target(rows: list[dict], start: dict, coverage: dict, max_targ
         ax.plot(ks, [start[f"exact_k{k}"] for k in ks], "k--", marker="*", label="SFT")
         for i, r in enumerate(x for x in rows if x["family"] == family):
             ax.plot(ks, [r["final"][f"exact_k{k}"] for k in ks], marker="o", color=COLORS[i % len(COLORS)],
-                    label=f"{r['method']} β={r['beta']:g}")
+                    label=_setting(r))
         ax.set_xlabel("target length k")
         ax.set_title(family)
         ax.legend(fontsize=7)
