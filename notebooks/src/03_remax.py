@@ -97,8 +97,9 @@ print(f"proxy reward of the 64 samples: mean {r_sample.mean().item():+.2f}, "
 # (leave-one-out, so still unbiased; GRPO and RLOO use group baselines). All three see the same
 # samples. A reward model only defines rewards up to a constant (notebook 01), so we also shift
 # every reward by +3: the baselines subtract the shift again, "none" does not. A variance from 24
-# estimates is itself noisy (about ±30%) and depends on the 16 prompts, so we repeat the whole
-# measurement on three prompt sets (seeds 0, 1, 2) and look at every set as well as the mean.
+# estimates is itself noisy (for Gaussian noise its relative standard error is √(2/23) ≈ 30%) and
+# depends on the 16 prompts, so we repeat the whole measurement on three prompt sets (seeds 0, 1,
+# 2) and look at every set as well as the mean.
 
 # %%
 from teachkit.rlhf.remax_train import gradient_variance  # noqa: E402
@@ -132,14 +133,14 @@ assert mean(variance["greedy (ReMax)"]) < mean(variance["none"])
 
 # %% [markdown]
 # Read the numbers with the shift in mind. Without a baseline the variance depends on an arbitrary
-# constant: the reward model's scores are not centred (at the SFT policy they average about +1, with
-# a wide range, printed in section 1), and shifting them by 3 more raises the variance on every
-# prompt set. The greedy baseline removes that dependence. Against "none" at the unshifted scores
-# it wins on average but not on every prompt set: this reward model's offset happens not to be far
-# from a good constant baseline. The group mean has the lowest variance on every set: it is closer
-# to $\mathbb E[r|x]$ than the reward of the policy's *mode*, and the SFT policy is far from
-# confident (it is right only about 57% of the time). But it costs G samples per prompt; ReMax
-# pays one decode.
+# constant: the reward model's scores are not centred (their mean and range at the SFT policy are
+# printed in section 1), and shifting them by 3 more raises the variance on every prompt set. The
+# greedy baseline removes that dependence. Against "none" at the unshifted scores it wins on
+# average, but not necessarily on every prompt set (compare the rows): this reward model's offset
+# happens not to be far from a good constant baseline. The group mean has the lowest variance on
+# every set: it is closer to $\mathbb E[r|x]$ than the reward of the policy's *mode*, and the SFT
+# policy is far from confident (its gold reward, printed in section 3, is far from 1). But it costs
+# G samples per prompt; ReMax pays one decode.
 #
 # ## 3. Training ReMax
 #
@@ -175,6 +176,9 @@ print(f"rise from the first to the last window: samples {rise['samples']:+.2f}, 
 assert all(x < 0 for x in gap), "the greedy decode scores above the samples throughout"
 # over training seeds 0-4 the samples' rise exceeded the greedy decode's by 0.23-0.58
 assert rise["samples"] > rise["greedy"], "the samples catch up with the greedy decode"
+adv_std = history["advantage_std"][1:]
+print("advantage std          ", " ".join(f"{x:6.2f}" for x in adv_std))
+assert adv_std[-1] < adv_std[0], "the advantages' spread shrinks"
 
 # %% [markdown]
 # The greedy decode is the policy's single most likely answer, and the reward model scores it well
@@ -185,14 +189,14 @@ assert rise["samples"] > rise["greedy"], "the samples catch up with the greedy d
 # *down*, and only one that beats the greedy decode is pushed up: the baseline is hard to beat. A
 # negative mean advantage is no bias (the baseline does not depend on the sample), but it means
 # ReMax's baseline is not centred on the samples the way a group mean is; section 2 measured what
-# that costs in variance. The advantages' spread shrinks as the policy becomes confident.
+# that costs in variance. The advantages' spread (the last panel of the curves above, and the last
+# line printed) shrinks as the policy becomes confident.
 #
 # Does the trained policy beat SFT on the held-out prompts? We require at least **0.15 gold
-# reward** more (sampled, mean of three evaluation seeds). One training run is one draw: over five
-# training seeds, the gain of a single run came out only a little above that bar, by an amount that
-# varied from seed to seed (and a CPU that rounds floats differently draws differently again). So we
-# train two more seeds with the same settings and hold the *mean over the three training seeds* to
-# the bar.
+# reward** more (sampled, mean of three evaluation seeds). One training run is one draw: the gain
+# of a single run sits close to that bar and varies from seed to seed (the three runs below print
+# theirs), and a CPU that rounds floats differently draws differently again. So we train two more
+# seeds with the same settings and hold the *mean over the three training seeds* to the bar.
 
 # %%
 MARGIN = 0.15
@@ -237,18 +241,18 @@ print(f"trained policy: {is_right.float().mean().item():.0%} of samples right; r
 # %% [markdown]
 # **The ranking flips, on average.** At the trained policy both "mean-like" baselines (greedy and
 # group) have *more* variance than no baseline at all on average over the three prompt sets, though
-# not on every set (the count above). Nothing is wrong with the estimators, which stay unbiased;
-# what changed is where the gradient comes from. A confident policy's right answers have
-# probability near 1, so their $\nabla\log\pi$ is tiny; almost all the gradient comes from the
-# rare wrong samples, whose $\nabla\log\pi$ is large. The constant baseline that minimises the
-# variance is not the mean reward but the gradient-weighted one,
+# not necessarily on every set (the count above). Nothing is wrong with the estimators, which stay
+# unbiased; what changed is where the gradient comes from. A confident policy's right answers have
+# probability near 1, so their $\nabla\log\pi$ is tiny; almost all the gradient comes from the rare
+# wrong samples, whose $\nabla\log\pi$ is large. The constant baseline that minimises the variance
+# is not the mean reward but the gradient-weighted one,
 # $b^* = \mathbb E[r\,\|\nabla\log\pi\|^2] / \mathbb E[\|\nabla\log\pi\|^2]$, which sits near the
 # reward of the *wrong* answers. This reward model pays little for them (printed above), so "no
 # baseline" (b = 0) is close to $b^*$, while the greedy and group baselines sit near the reward of
-# the right answers and give every rare mistake a large advantage. Lessons: a baseline is judged
-# by variance, not by how "reasonable" it looks, the best one changes as the policy sharpens, and
-# a variance measured on one prompt set is too noisy to rank close candidates. ("None" would be
-# bad again if the reward model's offset were different, as the shifted scores above showed.)
+# the right answers and give every rare mistake a large advantage. Lessons: a baseline is judged by
+# variance, not by how "reasonable" it looks, the best one changes as the policy sharpens, and a
+# variance measured on one prompt set is too noisy to rank close candidates. ("None" would be bad
+# again if the reward model's offset were different, as the shifted scores above showed.)
 #
 # ## 4. What it costs: ReMax against PPO on the same model
 #
@@ -286,7 +290,29 @@ print(f"resident state: ReMax holds {saving:.0%} less than PPO")
 for k in ("step_peak_mb", "peak_mb", "seconds_per_step"):
     print(f"{k:17s} PPO {costs['PPO'][k]:10.3f}   ReMax {costs['ReMax'][k]:10.3f}")
 print(f"peak memory: ReMax needs {1 - costs['ReMax']['peak_mb'] / costs['PPO']['peak_mb']:.0%} less than PPO")
+print(f"step peak: ReMax / PPO = {costs['ReMax']['step_peak_mb'] / costs['PPO']['step_peak_mb']:.2f}")
 assert costs["ReMax"]["peak_mb"] < costs["PPO"]["peak_mb"]
+
+# %% [markdown]
+# The saving is in the resident state: one trainable network instead of two, so half the gradients
+# and half of Adam's state, and one model fewer to hold. The step peak, what one iteration allocates
+# on top, does not shrink with it (the ratio is printed above): ReMax backpropagates through all 64
+# answers of its batch in one step, while PPO does so through minibatches of 32
+# (`PPOConfig.minibatch_size`). The time per step falls as well (printed above): one backward pass
+# per iteration instead of PPO's four epochs over minibatches. At scale the weights and Adam's state
+# dominate, which is why the ReMax paper reports a large memory saving for 7B models
+# (arXiv:2310.10505v4, abstract); `teachkit/rlhf/costs.py` works out the bytes per parameter.
+#
+# ## What we learned
+#
+# - REINFORCE with a baseline that does not look at the sample is unbiased; the baseline only
+#   changes the variance. ReMax's baseline is the reward of the greedy decode: one extra decode, no
+#   critic.
+# - At the SFT policy the group mean had less variance than the greedy baseline, and both less than
+#   "none" once the rewards are shifted; at the trained policy the ranking flipped. A baseline is
+#   judged by the variance it gives, and the best one moves as the policy sharpens.
+# - ReMax beat SFT on the gold reward (mean of three training seeds) with one trainable network,
+#   holding less resident memory than PPO.
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## Exercises
@@ -294,9 +320,10 @@ assert costs["ReMax"]["peak_mb"] < costs["PPO"]["peak_mb"]
 # If a check fails, its hint is the idea; `check.hint(name, 2)` and `check.hint(name, 3)` give the
 # formula and the code's shape, and `check.solution(name)` prints the reference.
 #
-# **Exercise 3.1: REINFORCE loss.** Write `my_reinforce(logp, advantages, mask)`: −Σ A·logp·mask /
-# Σ mask with one advantage per sequence, broadcast over its tokens. NaN under the mask must not
-# leak.
+# **Warm-up (not graded): the REINFORCE loss.** Section 1 wrote it out; `check.reinforce_loss`
+# checks a version of your own if you want to write it again without looking: −Σ A·logp·mask /
+# Σ mask with one advantage per sequence, broadcast over its tokens, and no NaN leaking from the
+# padding.
 
 # %%
 def my_reinforce(logp, advantages, mask):
@@ -306,7 +333,7 @@ def my_reinforce(logp, advantages, mask):
 _ = check.reinforce_loss(my_reinforce)
 
 # %% [markdown]
-# **Exercise 3.2: the baseline with the least variance.** ReMax subtracts the greedy decode's
+# **Exercise 3.1: the baseline with the least variance.** ReMax subtracts the greedy decode's
 # reward; any baseline that does not look at the sample keeps the gradient unbiased, because
 # E[∇θ log π(y)] = 0 (Williams 1992, "Simple statistical gradient-following algorithms for
 # connectionist reinforcement learning", Machine Learning 8:229–256). Which
@@ -335,7 +362,7 @@ _ = check.optimal_baseline(my_optimal_baseline)
 # %% [markdown]
 # What b\* buys, on a problem small enough to compute exactly: a softmax policy over four answers
 # with fixed rewards, π = softmax(θ), where ∇θ log π(a) = onehot(a) − π. The cell draws 4096
-# answers, estimates b\* from them (with the checker's reference, so it runs before you solve 3.2),
+# answers, estimates b\* from them (with the checker's reference, so it runs before you solve 3.1),
 # and compares the exact variance of the gradient estimate under three baselines.
 
 # %%

@@ -70,12 +70,12 @@ for i in range(2):
 
 # %% [markdown]
 # **Zero-std groups carry no signal.** If every answer in a group gets the same reward, every
-# advantage is 0 and the group contributes nothing to the gradient: the compute spent sampling it
-# is wasted. With a learned reward model only identical answers tie. With a 0/1 reward like the
-# gold one, a group of 8 is all right or all wrong with probability p⁸ + (1 − p)⁸ for a prompt the
-# policy gets right with probability p: about 2% at p = 0.6 (the SFT policy), but 66% at p = 0.95.
-# The better the policy, the more of its samples teach nothing. DAPO's "dynamic sampling" resamples
-# such groups.
+# advantage is 0 and the group contributes nothing to the gradient: the compute spent sampling it is
+# wasted. With a learned reward model only identical answers tie. With a 0/1 reward like the gold
+# one, a group of 8 is all right or all wrong with probability p⁸ + (1 − p)⁸ for a prompt the policy
+# gets right with probability p: small at p = 0.6 (about where the SFT policy is), large at p = 0.95
+# (both printed below). The better the policy, the more of its samples teach nothing. DAPO's
+# "dynamic sampling" resamples such groups.
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -83,6 +83,8 @@ gold_groups = gold.view(-1, G)
 zero_std = (gold_groups.amax(1) == gold_groups.amin(1))
 print(f"with the 0/1 gold reward, {int(zero_std.sum())} of {len(zero_std)} groups have zero std")
 print(f"with the proxy reward,    {int((proxy.view(-1, G).std(1) == 0).sum())} of {len(zero_std)}")
+for p_right in (0.6, 0.95):
+    print(f"P(a group of {G} is all right or all wrong) at p = {p_right}: {p_right ** G + (1 - p_right) ** G:.0%}")
 
 # %% [markdown]
 # **Try it.** With 0/1 rewards and a success rate p, how noisy is the group-normalised advantage,
@@ -113,11 +115,11 @@ widgets.group_size_widget()
 #
 # k3 = e^d − d − 1 with d = log π_ref − log π needs care in float32. The textbook form
 # `exp(d) − d − 1` loses all its digits when d is tiny and can even come out negative. Even
-# `expm1(d) − d` is 9–26% off at d ≈ 1e-6: expm1(d) ≈ d carries a rounding error of half an ulp of
-# d, as large as the d²/2 we want. So `teachkit.rlhf.kl_k3` uses the Taylor series
-# d²/2 + d³/6 + d⁴/24 + d⁵/120 + d⁶/720 for |d| < 0.1 (every term is computed directly; nothing
-# cancels) and `expm1(d) − d` beyond, where the result is large enough for expm1 to be accurate.
-# The loss below calls it; exercise 2 asks you to write it.
+# `expm1(d) − d` is off by tens of percent at d ≈ 1e-6 (the cell after the loss prints how much):
+# expm1(d) ≈ d carries a rounding error of up to half an ulp of d, as large as the d²/2 we want. So
+# `teachkit.rlhf.kl_k3` uses the Taylor series d²/2 + d³/6 + d⁴/24 + d⁵/120 + d⁶/720 for |d| < 0.1
+# (every term is computed directly; nothing cancels) and `expm1(d) − d` beyond, where the result is
+# large enough for expm1 to be accurate. The loss below calls it; exercise 4.1 asks you to write it.
 
 # %% slideshow={"slide_type": "notes"}
 def my_grpo_loss(logp, old_logp, ref_logp, advantages, mask, clip_eps=0.2, beta=0.04,
@@ -161,6 +163,9 @@ for name, k3 in [("exp(d) − d − 1", torch.exp(tiny) - tiny - 1), ("expm1(d) 
     rel = ((k3.double() - exact) / exact).abs().max().item()
     print(f"{name:15s} {[f'{v:.2e}' for v in k3.tolist()]}   worst relative error {rel:.1e}")
 print(f"{'exact':15s} {[f'{v:.2e}' for v in exact.tolist()]}")
+worst_rel = {name: ((k3.double() - exact) / exact).abs().max().item()
+             for name, k3 in [("expm1", torch.expm1(tiny) - tiny), ("series", kl_k3(torch.zeros(3), tiny))]}
+assert worst_rel["expm1"] > 0.01 and worst_rel["series"] < 1e-6
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 3. Why the loss sits near 0 while the reward climbs
@@ -292,16 +297,26 @@ worst = int(R.argmin())
 mass_ratio = (pi_forward[worst] / target[worst]).item()
 print(f"mass on the worst token (R = {R[worst].item():+.0f}): reverse-KL optimum π* {target[worst].item():.6f}, "
       f"forward {pi_forward[worst].item():.5f}: {mass_ratio:.1f} times more under the forward KL")
+best = int(R.argmax())
+print(f"mass on the best token (R = {R[best].item():+.0f}): reverse {target[best].item():.3f}, "
+      f"forward {pi_forward[best].item():.3f}")
+lam = R + beta * log_ref.exp() / pi_forward       # π = β·π_ref/(λ − R)  ⇔  λ = R + β·π_ref/π, the same for every y
+print("λ = R(y) + β·π_ref(y)/π(y) for each token of the forward-KL optimum:", lam.numpy().round(4),
+      f"(best reward {R.max().item():g})")
+assert (pi_reverse - target).abs().max() < 1e-4, "the reverse-KL run reaches the closed form"
+assert lam.max() - lam.min() < 1e-3 and lam.min() > R.max(), "one λ, just above the best reward"
+assert mass_ratio > 5 and pi_forward[best] > target[best], "forward KL: fatter low tail, and more on the best"
 
 # %% [markdown]
 # Both runs above optimise the exact KLs (sums over the 5 tokens), so no estimator is involved; the
 # labels in brackets say which estimator's expected gradient, by the autograd check before, is the
 # gradient of that KL. With k3 in the loss, GRPO optimises a differently regularised objective from
 # PPO's. Here the forward-KL solution keeps far more mass on the worst token (the ratio printed
-# above) and yet piles more on the best one: the 1/(λ − R) shape, not a tempered copy of the reference. Near the reference the
-# two KLs agree to second order, so for small β·drift the difference is small; it grows as the
-# policy moves. (TRL's `use_bias_correction_kl` and "k1 in the reward" variants exist for this
-# reason; many recent recipes simply set β = 0.)
+# above) and yet piles more on the best one: the 1/(λ − R) shape, with one λ for every token, just
+# above the best reward (the last line printed), not the exponential tilt of the reference. Near the
+# reference the two KLs agree to second order, so for small β·drift the difference is small; it
+# grows as the policy moves. (TRL's `use_bias_correction_kl` and "k1 in the reward" variants exist
+# for this reason; many recent recipes simply set β = 0.)
 #
 # ## 5. Training GRPO
 #
@@ -321,19 +336,20 @@ viz.compare_training_curves({"GRPO": history},
 
 # %% [markdown]
 # The loss hovers near 0 (slightly positive: the β·k3 term grows as the policy moves) while both
-# rewards rise. The clip almost never acts: at this learning rate one Adam step does not move any
-# token's probability by 20%, so in the second update of a batch ρ stays inside [0.8, 1.2]; the clip
-# is a safeguard for larger steps or more updates per batch. The proxy reward is a real number, so
+# rewards rise. The clip almost never acts (the clip fraction, printed first below, stays under
+# 1% of tokens): at this learning rate one Adam step moves hardly any token's probability by 20%,
+# so in the second update of a batch ρ almost always stays inside [0.8, 1.2]; the clip is a
+# safeguard for larger steps or more updates per batch. The proxy reward is a real number, so
 # zero-std groups appear only when all G answers are identical: as the policy becomes confident on
-# easy prompts, it happens more and more often (the first line below prints both, per logged window).
+# easy prompts, it happens more often (the second line below, per logged window).
 #
 # Does GRPO beat SFT on the held-out prompts (sampled, mean of three evaluation seeds)? We ask two
 # questions with two bars:
 #
 # - trained on the **reward model**, is the gain real, i.e. larger than 3 standard errors of the
 #   evaluation (600 sampled answers per policy; computed below)? We do not hold this run to the
-#   0.15 bar of notebooks 02–03, which it does not reach; we ask the question it can answer,
-#   instead of lowering that bar to just under the result;
+#   0.15 bar of notebooks 02–03, which it need not reach (its gain is printed below); we ask the
+#   question it can answer, instead of lowering that bar to just under the result;
 # - trained on the **gold reward** itself (a *verifiable* reward, as for DeepSeekMath's maths
 #   problems; clearly not available in ordinary RLHF), does the same loop clear the **0.15** bar?
 
@@ -350,6 +366,8 @@ def gold_mean(policy):
 
 print("clip fraction per logged window:  ", " ".join(f"{x:.1%}" for x in history["clip_fraction"][1:]))
 print("groups with zero std, per window: ", " ".join(f"{x:.0%}" for x in history["frac_zero_std"][1:]))
+assert max(history["clip_fraction"][1:]) < 0.01, "the clip almost never acts"
+assert history["frac_zero_std"][-1] > history["frac_zero_std"][1], "more zero-std groups as the policy sharpens"
 sft_gold, grpo_gold = gold_mean(world.reference), gold_mean(trained)
 n_eval = len(seeds) * len(world.eval_prompts)
 se = ((sft_gold * (1 - sft_gold) + grpo_gold * (1 - grpo_gold)) / n_eval) ** 0.5
@@ -369,6 +387,7 @@ assert verifiable_gold >= sft_gold + MARGIN, f"GRPO on the verifiable reward sho
 se_pair = ((grpo_gold * (1 - grpo_gold) + verifiable_gold * (1 - verifiable_gold)) / n_eval) ** 0.5
 print(f"gold-trained minus proxy-trained: {verifiable_gold - grpo_gold:+.3f} "
       f"(3 standard errors of this difference = {3 * se_pair:.3f})")
+assert verifiable_gold > grpo_gold, "trained on the gold reward, the same loop gains more"
 g = torch.Generator().manual_seed(4)
 groups = generate(trained, task.sample_prompts(64, g).repeat_interleave(G, 0), task.max_new_tokens, generator=g)
 gold_groups = world.gold_reward(groups.prompts, groups.completions, groups.mask).view(-1, G)
@@ -380,7 +399,7 @@ print(f"with the 0/1 gold reward, {(gold_groups.amax(1) == gold_groups.amin(1)).
 # controlled comparison: GRPO drew 40 × 128 = 5,120 samples, PPO 40 × 64 = 2,560, and their learning
 # rates differ (1e-4 here, 3e-4 for PPO). On the gold reward the same loop, same settings, gains
 # more than on the reward model. By how much, against the noise of the evaluation, is the line
-# printed above: the gap is of the order of three standard errors, and it comes from one training
+# printed above (the difference beside 3 of its standard errors), and it comes from one training
 # seed. So it suggests, without settling it, that in this toy world the proxy's errors limit GRPO
 # more than the algorithm does.
 # A tempting story is that the std division makes things worse by turning the reward model's small
@@ -396,6 +415,9 @@ print(f"with the 0/1 gold reward, {(gold_groups.amax(1) == gold_groups.amin(1)).
 # wrong** and shorter when it is right, a bias that has nothing to do with the reward. Dr. GRPO
 # divides by a constant instead (and drops the std division). It changes two things at once, so we
 # add a third arm that changes only the aggregation (constant denominator, std division kept).
+# DAPO's token-mean (section 2's table; DAPO §3.3, "Token-Level Policy Gradient Loss", argues
+# exactly that a per-answer average under-weights the tokens of long answers) also gives every
+# token of a batch the same weight, 1/Σ|o_i|; a fourth arm runs it, std division kept.
 #
 # Sums of two digits are at most three tokens long, too short to see this. We use the toy world's
 # second task, which writes strings of `a`/`b` of any length up to 7, with a reward that ignores
@@ -443,7 +465,8 @@ def share_starting_with_a(policy, n=512, seed=1):
 
 
 ARMS = {"paper": ("seq-mean-token-mean", True), "Dr. GRPO": ("seq-mean-token-sum-norm", False),
-        "sum-norm + std": ("seq-mean-token-sum-norm", True)}
+        "sum-norm + std": ("seq-mean-token-sum-norm", True), "DAPO token-mean": ("token-mean", True)}
+CONSTANT_WEIGHT = ("Dr. GRPO", "sum-norm + std", "DAPO token-mean")   # every token of a batch weighs the same
 LENGTH_SEEDS = (0, 1, 2)
 probe = {"SFT": [(length_after(length_world.reference, A_ID), length_after(length_world.reference, B_ID))]}
 learned = {"SFT": [share_starting_with_a(length_world.reference)]}
@@ -460,7 +483,7 @@ for name, (agg, scale) in ARMS.items():
 gap = {name: [b - a for a, b in runs] for name, runs in probe.items()}
 mean_gap = {name: sum(v) / len(v) for name, v in gap.items()}
 for name, runs in probe.items():
-    print(f"{name:14s} after a right start {' '.join(f'{a:.2f}' for a, _ in runs):14s}  "
+    print(f"{name:15s} after a right start {' '.join(f'{a:.2f}' for a, _ in runs):14s}  "
           f"after a wrong start {' '.join(f'{b:.2f}' for _, b in runs):14s}  "
           f"gap {' '.join(f'{x:+.2f}' for x in gap[name]):17s} mean {mean_gap[name]:+.2f}")
 # a gap is a difference of two means of 512 lengths: its standard error, with SFT's spread of lengths
@@ -470,23 +493,24 @@ print("answers that start with `a` (the reward):",
       "   ".join(f"{name} {' '.join(f'{x:.0%}' for x in v)}" for name, v in learned.items()))
 assert mean_gap["paper"] - mean_gap["Dr. GRPO"] > 0.3, "the paper's aggregation: wrong answers run longer"
 assert mean_gap["paper"] - mean_gap["sum-norm + std"] > 0.3, "the aggregation alone causes the gap"
-assert all(abs(x) < 0.3 for x in gap["Dr. GRPO"] + gap["sum-norm + std"]), "constant denominator: no gap"
+assert all(abs(x) < 0.3 for name in CONSTANT_WEIGHT for x in gap[name]), "the same weight per token: no gap"
 assert all(x > 0.9 for name in ARMS for x in learned[name]), "every run learns the reward"
 
 # %% [markdown]
 # Every run learns the reward: almost every answer starts with `a` (the last line above), against
-# about half for SFT. Under the paper's aggregation
-# wrong starts run longer than right ones on average over the seeds, while both arms with a constant
-# denominator (with or without the std division) show no gap on any seed: the 1/|o| weighting, not
-# the std, is the cause. The size of the paper's gap varies a lot between seeds, down to nothing on
-# one of them: the bias acts only while wrong answers are still sampled, and how long that lasts
-# depends on the run. So read the sign of the mean, not one number.
+# SFT's share on the same line. Under the paper's aggregation wrong starts run longer than right
+# ones on average over the seeds, while the three arms that give every token of a batch the same
+# weight (Dr. GRPO, the same with the std division, DAPO's token-mean) show no gap on any seed: the
+# 1/|o| weighting, not the std, is the cause. The size of the paper's gap varies a lot between
+# seeds (the three gaps printed on its row): the bias acts only while wrong answers are still
+# sampled, and how long that lasts depends on the run. So read the sign of the mean, not one number.
 #
-# All trained policies also write different lengths after a *right* start than SFT did (mostly
-# shorter, by amounts that differ from seed to seed), in every arm alike. The reward is blind to
-# length and Dr. GRPO's loss puts no systematic pull on it, so this is drift: at learning rate 1e-3 with β = 0, nothing
-# holds the length distribution after `a` in place. That common drift is why we compare the *gap*
-# between the two starts of the same policy rather than lengths against SFT.
+# The trained policies also write different lengths after a *right* start than SFT did, by amounts
+# that differ from seed to seed, in every arm alike (the first column of numbers). The reward is
+# blind to length and Dr. GRPO's loss puts no systematic pull on it, so this is drift: at learning
+# rate 1e-3 with β = 0, nothing holds the length distribution after `a` in place. That common drift
+# is why we compare the *gap* between the two starts of the same policy rather than lengths against
+# SFT.
 #
 # ## 7. RLOO in brief
 #
@@ -516,20 +540,23 @@ viz.compare_training_curves({"GRPO": history, "RLOO advantages": rloo_history},
 # %%
 rloo_gold = gold_mean(rloo_policy)
 print(f"gold reward, sampled, mean of seeds {seeds}: SFT {sft_gold:.3f}, GRPO {grpo_gold:.3f}, "
-      f"RLOO advantages {rloo_gold:.3f} (3 standard errors ≈ {3 * se:.3f})")
+      f"RLOO advantages {rloo_gold:.3f}")
 print(f"the curves' last point (evaluation seed 0 only): GRPO {history['gold_reward'][-1]:.3f}, "
       f"RLOO advantages {rloo_history['gold_reward'][-1]:.3f}")
+se_rloo = ((grpo_gold * (1 - grpo_gold) + rloo_gold * (1 - rloo_gold)) / n_eval) ** 0.5
+print(f"RLOO advantages minus GRPO: {rloo_gold - grpo_gold:+.3f} "
+      f"(3 standard errors of this difference = {3 * se_rloo:.3f})")
 
 # %% [markdown]
 # We changed only the advantages: RLOO's are in reward-model units (no std division), so a group
 # whose answers the reward model barely distinguishes gets a small push instead of a full-size one.
 # Two evaluations of the same policies give different numbers: the curves' points sample the 200
-# held-out prompts once (seed 0), the first line averages three other seeds, 600 answers. The gap
-# between GRPO and RLOO is below 3 standard errors of the evaluation and comes from one training seed,
-# so it does not settle the hypothesis of section 5 either way. Ahmadian et al. (arXiv:2402.14740v2)
-# use RLOO as a REINFORCE estimator on whole sequences, with the KL penalty in the reward and no
-# clipping (§3.2: "Clipping is Rarely Necessary in RLHF"); TRL's original `RLOOTrainer` (v0.11, for
-# one) adds a PPO-style clip on the sequence-level ratio. The loop here
+# held-out prompts once (seed 0), the first line averages three other seeds, 600 answers. The last
+# line sets the gap between the two against the noise of the evaluation; whatever its size, it comes
+# from one training seed, so it does not settle the hypothesis of section 5 either way. Ahmadian et
+# al. (arXiv:2402.14740v2) use RLOO as a REINFORCE estimator on whole sequences, with the KL penalty
+# in the reward and no clipping (§3.2: "Clipping is Rarely Necessary in RLHF"); TRL's original
+# `RLOOTrainer` (v0.11, for one) adds a PPO-style clip on the sequence-level ratio. The loop here
 # changes only the advantages and keeps GRPO's token-level clipped loss.
 #
 # ## 8. What training showed
@@ -541,34 +568,24 @@ print(f"the curves' last point (evaluation seed 0 only): GRPO {history['gold_rew
 #   difference is exact, and visible in where training ends up. ρ·k3 restores the reverse KL.
 # - Zero-std groups waste samples, increasingly as the policy improves.
 # - The paper's 1/|o| average made wrong answers longer than right ones on average over three
-#   seeds, with a size that varied from seed to seed; a constant denominator showed no gap, with or
-#   without the std division.
+#   seeds, with a size that varied from seed to seed; giving every token of a batch the same weight
+#   (Dr. GRPO's constant denominator, with or without the std division, or DAPO's token-mean)
+#   showed no gap.
+# - DAPO's other changes act elsewhere: clip-higher (exercise 2.2 of notebook 02) on rare tokens,
+#   dynamic sampling on the zero-std groups of section 1, the overlong penalty on answers cut off
+#   at the length limit (not tried here).
 #
 # ## Exercises
 #
-# If a check fails, its hint is the idea; `check.hint(name, 2)` and `check.hint(name, 3)` give the
+# Group advantages and RLOO's are written out in sections 1 and 7; `check.group_advantages` and
+# `check.rloo_advantages` check versions of your own if you want to write them again without
+# looking (the two warm-up cells below, not graded). The graded exercises are 4.1 and 4.2. If a
+# check fails, its hint is the idea; `check.hint(name, 2)` and `check.hint(name, 3)` give the
 # formula and the code's shape, and `check.solution(name)` prints the reference.
 #
-# 1. **Group advantages.** `my_group_adv(rewards, G)`: (r − group mean)/(group std + 1e-4), with
-#    torch's default (Bessel-corrected) std, and 0 for a group of equal rewards.
-# 2. **k3.** `my_k3(logp, ref_logp)`: with d = ref_logp − logp, e^d − d − 1, accurate to 1e-4
-#    relative error for every d, tiny ones included: the series d²/2 + d³/6 + … for |d| < 0.1,
-#    `expm1(d) − d` beyond (section 2 explains why `expm1(d) − d` alone is not enough).
-# 3. **RLOO.** `my_rloo_adv(rewards, G)`: each reward minus the mean of the *other* G − 1 in its group.
-# 4. **Dr. GRPO's loss, whole.** Liu et al. ("Understanding R1-Zero-Like Training: A Critical
-#    Perspective", arXiv:2503.20783v2, §3.2) remove the two normalisations of GRPO
-#    that depend on the sample: the division of the advantage by the group's std, and the
-#    division of each completion's token sum by its length |o_i|. Section 2's table gives the
-#    aggregation and section 6 its length bias; here you put both changes into one loss, with β = 0 (no KL term):
-#
-#    $$A_i = r_i - \mathrm{mean}_{group}(r),\qquad
-#      \mathcal L = \frac{1}{B\,T}\sum_{i}\sum_{t\le |o_i|} -\min\big(\rho_{i,t}A_i,\ \mathrm{clip}(\rho_{i,t}, 1-\varepsilon, 1+\varepsilon)A_i\big),$$
-#
-#    with T the generation budget (here the mask's width). Write
-#    `my_dr_grpo_loss(logp, old_logp, rewards, mask, group_size, clip_eps)`: `rewards` (B,) with
-#    the G samples of each prompt consecutive, the rest (B, T), padding possibly NaN. Before you
-#    run the checker, compute by hand the loss at ρ = 1 for one group of two, rewards [1, 0],
-#    lengths 1 and 3, T = 4; then say what GRPO's own aggregation would give, and why.
+# **Warm-ups.** `my_group_adv(rewards, G)`: (r − group mean)/(group std + 1e-4), with torch's
+# default (Bessel-corrected) std, and 0 for a group of equal rewards; `my_rloo_adv(rewards, G)`:
+# each reward minus the mean of the *other* G − 1 in its group.
 
 # %%
 def my_group_adv(rewards, G):
@@ -578,18 +595,40 @@ def my_group_adv(rewards, G):
 _ = check.group_advantages(my_group_adv)
 
 # %%
+def my_rloo_adv(rewards, G):
+    raise NotImplementedError  # YOUR CODE HERE
+
+
+_ = check.rloo_advantages(my_rloo_adv)
+
+# %% [markdown]
+# **Exercise 4.1: k3, accurate for every d.** `my_k3(logp, ref_logp)`: with d = ref_logp − logp,
+# e^d − d − 1, accurate to 1e-4 relative error for every d, tiny ones included: the series
+# d²/2 + d³/6 + … for |d| < 0.1, `expm1(d) − d` beyond (section 2 explains why `expm1(d) − d`
+# alone is not enough).
+
+# %%
 def my_k3(logp, ref_logp):
     raise NotImplementedError  # YOUR CODE HERE
 
 
 _ = check.kl_k3(my_k3)
 
-# %%
-def my_rloo_adv(rewards, G):
-    raise NotImplementedError  # YOUR CODE HERE
-
-
-_ = check.rloo_advantages(my_rloo_adv)
+# %% [markdown]
+# **Exercise 4.2: Dr. GRPO's loss, whole.** Liu et al. ("Understanding R1-Zero-Like Training: A
+# Critical Perspective", arXiv:2503.20783v2, §3.2) remove the two normalisations of GRPO that
+# depend on the sample: the division of the advantage by the group's std, and the division of each
+# completion's token sum by its length |o_i|. Section 2's table gives the aggregation and section 6
+# its length bias; here you put both changes into one loss, with β = 0 (no KL term):
+#
+# $$A_i = r_i - \mathrm{mean}_{group}(r),\qquad
+#   \mathcal L = \frac{1}{B\,T}\sum_{i}\sum_{t\le |o_i|} -\min\big(\rho_{i,t}A_i,\ \mathrm{clip}(\rho_{i,t}, 1-\varepsilon, 1+\varepsilon)A_i\big),$$
+#
+# with T the generation budget (here the mask's width). Write
+# `my_dr_grpo_loss(logp, old_logp, rewards, mask, group_size, clip_eps)`: `rewards` (B,) with
+# the G samples of each prompt consecutive, the rest (B, T), padding possibly NaN. Before you
+# run the checker, compute by hand the loss at ρ = 1 for one group of two, rewards [1, 0],
+# lengths 1 and 3, T = 4; then say what GRPO's own aggregation would give, and why.
 
 # %%
 def my_dr_grpo_loss(logp, old_logp, rewards, mask, group_size, clip_eps):

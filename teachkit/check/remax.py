@@ -45,7 +45,7 @@ reinforce_loss = Exercise(
     },
     hints=(
         'each sequence has one advantage; every one of its tokens is weighted by it, and the loss is a mean over all real tokens',
-        'L = −Σ_{b,t} A_b · logp_{b,t} / (number of real tokens)',
+        'L = −Σ_{i,t} A_i · logp_{i,t} / (number of real tokens)',
         '-(adv[:, None] * torch.where(mask.bool(), logp, 0)).sum() / mask.sum()',
     ),
 )

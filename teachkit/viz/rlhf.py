@@ -42,11 +42,18 @@ def plot_training_curves(history: dict, keys=("gold_reward", "proxy_reward", "kl
 
 
 def compare_training_curves(histories: dict, keys=("gold_reward", "proxy_reward", "kl_to_ref"),
-                            title: str = "", ncols: int = 3, baselines: dict | None = None) -> None:
-    """Overlay several runs (label -> history), one panel per key; ``baselines`` key -> dashed level."""
+                            title: str = "", ncols: int = 3, baselines: dict | None = None,
+                            styles: dict | None = None) -> None:
+    """Overlay several runs (label -> history), one panel per key; ``baselines`` key -> dashed level.
+
+    ``styles`` (label -> keyword arguments of ``Axes.plot``, e.g. ``{"color": ..., "ls": "--"}``)
+    overrides a run's colour or line style, so that families of runs can share a colour. With more
+    than three legend entries the legend goes to the right of the panels, where it covers no line.
+    """
     keys = list(keys)
     for h in histories.values():
         _check_history(h, keys)
+    styles = styles or {}
     ncols = min(ncols, len(keys))
     nrows = math.ceil(len(keys) / ncols)
     fig, axes = figure(ncols, nrows, squeeze=False)
@@ -54,7 +61,8 @@ def compare_training_curves(histories: dict, keys=("gold_reward", "proxy_reward"
         ax = axes[i // ncols][i % ncols]
         for j, (label, h) in enumerate(histories.items()):
             xs, ys = _finite(h["step"], h[key])
-            ax.plot(xs, ys, marker="o", ms=3, color=COLORS[j % len(COLORS)], label=label or None)
+            style = {"marker": "o", "ms": 3, "color": COLORS[j % len(COLORS)]} | styles.get(label, {})
+            ax.plot(xs, ys, label=label or None, **style)
         if baselines and key in baselines:
             ax.axhline(baselines[key], color="gray", ls="--", lw=1, label="SFT")
         ax.set_title(CURVE_LABELS.get(key, key), fontsize=9)
@@ -62,7 +70,10 @@ def compare_training_curves(histories: dict, keys=("gold_reward", "proxy_reward"
     for k in range(len(keys), nrows * ncols):
         axes[k // ncols][k % ncols].set_visible(False)
     handles, labels = axes[0][0].get_legend_handles_labels()
-    if any(labels):
+    if len(labels) > 3:
+        fig.tight_layout()
+        fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8)
+    elif any(labels):
         axes[0][0].legend(fontsize=8)
     if title:
         fig.suptitle(title)

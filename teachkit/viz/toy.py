@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import matplotlib
 import numpy as np
 
 from . import COLORS, figure, show
@@ -29,19 +30,29 @@ def plot_arithmetic_grid(*grids, titles=(), vmin: float = 0.0, vmax: float = 1.0
     """One 10×10 heatmap per grid, indexed [a, b] (100 values in the order 0+0, 0+1, ..., 9+9).
 
     The dashed line separates prompts with a carry (a + b ≥ 10, lower right) from those without.
+    A grid of 0/1 values gets a two-colour key ("no" / "yes") instead of a continuous colour bar.
     """
+    from matplotlib.colors import ListedColormap
+
     fig, axes = figure(len(grids), wide=len(grids) > 1)
     axes = np.atleast_1d(axes)
     for ax, grid, title in zip(axes, grids, list(titles) + [""] * len(grids)):
         g = _np(grid).reshape(10, 10)
-        im = ax.imshow(g, origin="upper", vmin=vmin, vmax=vmax, cmap=cmap)
+        binary = bool(np.isin(g, (0.0, 1.0)).all())
+        cm = cmap
+        if binary:
+            base = matplotlib.colormaps[cmap]
+            cm = ListedColormap([base(0.0), base(1.0)])
+        im = ax.imshow(g, origin="upper", vmin=0.0 if binary else vmin, vmax=1.0 if binary else vmax, cmap=cm)
         xs = np.array([-0.5, 9.5])
         ax.plot(xs, 9.5 - xs, color="white", ls="--", lw=1)  # a + b = 9.5: carry below the line
         ax.set(xlabel="b", ylabel="a", title=title, xticks=range(10), yticks=range(10))
         ax.set_xlim(-0.5, 9.5)
         ax.set_ylim(9.5, -0.5)
         ax.grid(False)
-        fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+        bar = fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+        if binary:
+            bar.set_ticks([0.25, 0.75], labels=["no", "yes"])
     show(fig)
 
 
@@ -65,8 +76,10 @@ def plot_proxy_vs_gold(proxy, gold, title: str = "reward model score vs gold rew
     levels = np.unique(gold)
     if len(levels) <= 2:
         bins = np.linspace(proxy.min(), proxy.max(), 30)
-        for i, lv in enumerate(levels):
-            ax.hist(proxy[gold == lv], bins=bins, alpha=0.6, color=COLORS[i], label=f"gold reward {lv:g}")
+        for i, lv in enumerate(levels):   # light fill plus a solid outline: both stay readable where they overlap
+            ax.hist(proxy[gold == lv], bins=bins, alpha=0.3, color=COLORS[i])
+            ax.hist(proxy[gold == lv], bins=bins, histtype="step", lw=1.5, color=COLORS[i],
+                    label=f"gold reward {lv:g}")
         ax.set(xlabel="reward-model score", ylabel="completions")
         ax.legend()
     else:
@@ -93,7 +106,7 @@ def plot_length_distribution(lengths, targets, max_target: int, max_len: int,
     ax.set(xticks=range(max_len + 2), xticklabels=["none"] + [str(n) for n in range(max_len + 1)],
            yticks=range(max_target), yticklabels=[str(k) for k in range(1, max_target + 1)],
            xlabel="letters before EOS (none: no EOS or a bad symbol)", ylabel="target k",
-           title=f"{title}  (red ×: the optimum n = k)")
+           title=f"{title} (red ×: the optimum n = k)")
     ax.grid(False)
-    fig.colorbar(im, ax=ax)
+    fig.colorbar(im, ax=ax, label="share of the samples for this k")
     show(fig)
