@@ -243,12 +243,12 @@ print(f"the first read of a burst is back after {min(first_share):.2f}-{max(firs
 
 # %% [markdown]
 # The last column says *when* a burst's reads come back. On a phone's UFS (one command queue)
-# they come back one after another, so a pipeline can compute the first cluster that lands
-# while the rest are still on their way. On the course VM's virtual disk the first read came
-# back late, near the end of the burst (the share printed last; in other runs larger bursts
-# sometimes came back in two or more waves): the host hands a batch back nearly all at once.
-# Then the only work that can hide under a burst is the work already in memory; nothing "lands
-# early". Keep this number in mind in notebooks 13 and 14: it is one reason the cluster
+# they come back one after another: the first after about 1/k of the burst, so a pipeline can
+# compute the first cluster that lands while the rest are still on their way. A share near 1
+# means the disk hands the batch back nearly all at once. The virtual disk of the VM that made
+# the stored outputs does that (the share printed last; in some runs larger bursts came back in
+# two or more waves), and your disk prints its own. When the share is near 1, the only work that
+# can hide under a burst is the work already in memory; nothing "lands early". Keep this number in mind in notebooks 13 and 14: it is one reason the cluster
 # pipeline gains less here than on the phones PowerInfer-2 was built for (notebook 13 models
 # both cases).
 
