@@ -77,6 +77,11 @@ for method, spec in runner.METHODS.items():
     print(f"{method:7s} {spec.family:11s} {per_step:11d} {budget.steps(spec.family, per_step):6d}")
 
 # %% [markdown]
+# The `labels/step` column is what one optimiser step spends. PPO scores one sampled completion per
+# prompt of its batch; ReMax scores two per prompt (its sample and its greedy baseline), GRPO and RLOO
+# one per completion of each prompt's group; an off-policy step pays one label per pair in its batch.
+# A method that spends more per step takes fewer steps.
+#
 # Wall time is *not* equalised: it is measured, and it is one of the results. An off-policy step
 # never generates text; we will see what that saves, and what it does not.
 #
@@ -85,7 +90,7 @@ for method, spec in runner.METHODS.items():
 # DPO's and IPO's losses are functions of one number per pair, the log-ratio margin
 # $h = \log\frac{\pi(y_w)}{\pi_{ref}(y_w)} - \log\frac{\pi(y_l)}{\pi_{ref}(y_l)}$ (the implicit-reward
 # margin is $\beta h$). DPO's loss and its *gradient weight*, how hard one step pushes the margin up
-# (Rafailov et al., arXiv:2305.18290v3, Eq. 7):
+# (Rafailov et al., arXiv:2305.18290v3, Eq. 7 for the loss, §4 for its gradient):
 #
 # $$ L_{DPO}(h) = -\log\sigma(\beta h), \qquad -\frac{dL}{dh} = \beta\,\sigma(-\beta h). $$
 #
@@ -101,7 +106,8 @@ for method, spec in runner.METHODS.items():
 #   length-averaged log-probs (Hong et al., arXiv:2403.07691v2, Eq. 6; notebook 08).
 #
 # For DPO, at $h = 0$ (policy = reference) the loss is $\ln 2$ and the weight $\beta/2$ for every β.
-# The weight decays but never reaches 0: DPO keeps pushing a pair it already ranks right, which is how
+# The weight decays but never reaches 0 (at β = 2 and h = 10 it is positive, only too small for four
+# decimals): DPO keeps pushing a pair it already ranks right, which is how
 # its margins (and its KL) run away. IPO's $(h - \frac{1}{2\beta})^2$ pulls the margin back to a
 # finite target (Azar et al., arXiv:2310.12036v2, §5).
 
@@ -187,8 +193,9 @@ assert all(chosen[f]["gold_mean"] - at_default[f] >= 0.05 for f in raised)
 
 # %% [markdown]
 # The defaults were too timid. Every off-policy method except ORPO chose a learning rate above its
-# default, and on the sweep seeds that lifted each of them by several hundredths (the `->` line). At
-# its default rate each off-policy method was below most of the on-policy methods, so a comparison at
+# default, and on the sweep seeds that lifted each of them by at least 0.05 (the `->` line). At
+# its default rate each off-policy method was below most of the on-policy methods (the two printed
+# lines together), so a comparison at
 # the default rates would mostly have measured the step sizes.
 #
 # Several methods chose the largest rate of the grid (listed above), so their best may lie beyond it:
@@ -201,9 +208,10 @@ assert all(chosen[f]["gold_mean"] - at_default[f] >= 0.05 for f in raised)
 # ## 4. The ranking on fresh seeds
 #
 # Each method at its chosen setting, trained again on the fresh seeds. `gold` is the task's true
-# reward (1 if the sum is right): its mean over the seeds, the standard error of that mean (± SE),
-# and the min–max over the seeds; `KL` is the mean KL to the SFT policy on held-out prompts, `proxy`
-# the reward model's mean score. ORPO's row starts from the base model, not from SFT. The spread over
+# reward (1 if the sum is right, else 0): its mean over the seeds, the standard error of that mean
+# (± SE), and the min–max over the seeds; `KL` is the mean KL to the SFT policy on the evaluation
+# prompts (every prompt of the task), `proxy` the reward model's mean score. ORPO's row starts from
+# the base model, not from SFT; its KL is still measured against the SFT policy, like every row's. The spread over
 # seeds includes the evaluation's own noise, since each seed also samples its evaluation answers.
 
 # %% slideshow={"slide_type": "notes"}
@@ -279,16 +287,16 @@ assert 2 * len(optimistic) > len(ranked)
 #   order them. PPO's seeds spread the most of any method (its min–max), so its mean is the least
 #   certain in the table: it is clearly above ReMax, GRPO, DPO, SimPO and ORPO, but not clearly above
 #   RLOO or IPO.
-# - **Tuned off-policy beats lean on-policy.** DPOP and TDPO are each clearly above all three lean
-#   on-policy methods, ReMax, RLOO and GRPO. Under this budget and on this task, an off-policy method
+# - **Tuned off-policy beats lean on-policy.** DPOP and TDPO are each clearly above all three *lean*
+#   on-policy methods (the ones without PPO's critic), ReMax, RLOO and GRPO. Under this budget and on this task, an off-policy method
 #   at a good learning rate matches the best on-policy one and beats the cheaper ones.
 # - **ORPO is clearly last**: it starts from the un-tuned base model, so under the same budget it must
 #   learn the answer format and the preference at once.
-# - **The rest is not ordered.** Pairs not listed in the table above differ by less than about two
-#   standard errors; another set of seeds could swap those rows.
+# - **Many pairs are not ordered.** Two methods where neither appears in the other's "clearly above"
+#   list differ by less than about two standard errors; another set of seeds could swap those rows.
 #
 # The `sweep` column shows the selection's optimism: for most methods (printed) the fresh seeds did a
-# little worse than the sweep seeds on which the setting was chosen, as expected when a setting is
+# worse than the sweep seeds on which the setting was chosen, as expected when a setting is
 # picked because its seeds did well. That is why the ranking uses the fresh seeds only.
 #
 # The search was not the same size for both families: each off-policy method tried several times more
@@ -320,11 +328,13 @@ assert by["dpop"]["seconds_mean"] < 0.5 * by["ppo"]["seconds_mean"], "the closin
 # Read the time bars with the scale in mind too: the toy model is tiny and its completions short, so
 # generating text is cheap here. PPO, with its critic and several epochs over each batch, pays
 # several times what an off-policy loop pays; the lean on-policy loops (ReMax, GRPO, RLOO) come
-# within a small factor of it.
+# within a small factor of the off-policy loops. These seconds are this machine's, so the cell
+# asserts only the one comparison the closing summary uses.
 #
-# Read the memory bars with the scale in mind. One toy model is 0.4 MB of weights, so what a method
-# *holds* (four networks for PPO, two trainable with their Adam state; one for ORPO and SimPO) is a few
-# MB, and the peak is dominated by one step's activations, which follow the batch: a DPO step scores
+# Read the memory bars with the scale in mind. One toy model's weights are well under a megabyte
+# (the `trainable` column counts its parameters; Adam keeps two numbers per parameter, the `optim MB`
+# column), so what a method *holds* (four networks for PPO, two trainable with their Adam state; one
+# for ORPO and SimPO) is a few MB, and the peak is dominated by one step's activations, which follow the batch: a DPO step scores
 # 64 pairs, 128 sequences at once, a PPO minibatch 32. At the scale of a real LLM the weights, gradients
 # and optimizer state dominate instead, and the `models` and `trainable` columns are what carries over:
 # that is why ReMax and GRPO drop PPO's critic, and why ORPO and SimPO drop the reference.
@@ -387,6 +397,16 @@ weakest_leash = [min(showdown_data.select_runs(grid, method=m), key=lambda r: r[
                  for m in ("ppo", "grpo", "rloo", "remax")]
 vz.plot_gold_vs_proxy(flagged[:8] + [r for r in weakest_leash if r not in flagged][: max(0, 8 - len(flagged))],
                       title="gold (solid) vs proxy (dashed): flagged runs, then on-policy runs with the weakest leash")
+
+# %% [markdown]
+# Read the list with the two families apart. The on-policy runs with the weakest leash show the
+# classic picture: in the panels of PPO and GRPO at β = 0.01 and GRPO at β = 0.04 the gold reward
+# falls from its peak while the proxy keeps climbing. The off-policy runs in the list never queried
+# the proxy (for them it is measured, not used); their flag says that the reward model, trained on the
+# same pairs, misjudges where such a run went. And a flag is a screen, not a diagnosis: its threshold,
+# 0.03, is six answers of the 200 evaluation prompts, so one lucky evaluation can make a peak (PPO at
+# its chosen β = 0.8 reads as a noisy plateau rather than a decline). The figure shows at most eight
+# runs, in the order of the list; any further flagged runs are only in the list.
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 7. A live re-run: are the stored numbers real?
@@ -553,12 +573,14 @@ assert all(min(per_seed_hits[m]) > 2 * max(exact_pairs, hard_hit(lstart)) for m 
 #
 # Both tasks, read together. On `arithmetic`, where part of the pairs hold the right answer itself
 # (right against off by one), a tuned off-policy method ends level with PPO and clearly above the lean
-# on-policy methods, at a fraction of PPO's time. On `length`, where the pairs rarely hold the optimum,
-# the on-policy methods end above every off-policy one. That is the rule of thumb of the introduction,
+# on-policy methods, at a fraction of PPO's time. On `length`, where for the long
+# targets most chosen completions miss the optimum (the coverage table), the on-policy methods end
+# above every off-policy one. That is the rule of thumb of the introduction,
 # with a correction this notebook measured the hard way: off-policy is as good as the match between its
-# data and the optimum, *and* as its step size; compare the routes only after tuning both. On both
-# tasks some chosen learning rates sit at the top of their grid (listed with each sweep), so the
-# off-policy rows are lower bounds of what a wider grid could find.
+# data and the optimum, *and* as its step size; compare the routes only after tuning both. Two limits
+# on that tuning here: the on-policy learning rate was not swept, and on both tasks some chosen
+# off-policy learning rates sit at the top of their grid (listed with each sweep), so a wider grid
+# might lift those rows further.
 #
 # ## 9. Explore: a method and its knobs
 #
