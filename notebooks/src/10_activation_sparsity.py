@@ -33,7 +33,8 @@ torch.set_num_threads(1)
 #
 # `load_lm()` reads `data/sparse_lm.pt` (run `make data` if it is missing). The model is the
 # course's tiny GPT with ReLU FFNs; its training loss had a small L1 penalty on the FFN
-# activations (the idea of ProSparse), which pushes more of them to exactly zero. The held-out
+# activations (the idea of ProSparse, Song et al., arXiv:2402.13516v1), which pushes more of
+# them to exactly zero. The held-out
 # text is a set of standard-library files the model never trained on.
 #
 # `perplexity` cuts the text into blocks of 128 bytes (the model's context) and returns
@@ -96,9 +97,10 @@ assert fires.max() < 0.5 and overlap > 2 * chance
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 3. Hot and cold neurons: skewed, but is it a power law?
 #
-# Count, for each neuron, the fraction of tokens it fires on, and sort. PowerInfer reports that
-# in OPT-30B this curve is a **power law**, `f(r) ≈ C · r^(-α)` (a straight line on log-log
-# axes), and that 26% of the neurons give 80% of the activations. Whether *our* model does the
+# Count, for each neuron, the fraction of tokens it fires on, and sort. PowerInfer (Song et al.,
+# arXiv:2312.12456v1, §3) reports that in OPT-30B this curve is a **power law**,
+# `f(r) ≈ C · r^(-α)` (a straight line on log-log axes), and that 26% of the neurons give 80%
+# of the activations. Whether *our* model does the
 # same is a measurement: we fit a straight line to `log f` against `log r` (power law) and
 # against `r` (an exponential, `f ≈ C e^(-λr)`), over the top half of the ranks, and compare the
 # R² of the two fits.
@@ -151,7 +153,8 @@ viz.plot_rank_fits(freqs, title="trained ReLU LM: firing frequency by neuron ran
 # 4× the neurons of one token in layer 0 (the densest layer already) and at least 10× in the
 # other layers (asserted; the ratios are printed): most of the neurons that fire at all (in this
 # small model some never fire on this text; in PowerInfer-2's 7B models 128 tokens activate
-# 99.99%). That is why PowerInfer-2 runs prefill densely (on the NPU) and uses sparsity only for
+# 99.99%). That is why PowerInfer-2 (Xue et al., arXiv:2406.06282v1) runs prefill densely (on the
+# phone's NPU, a processor built for dense matrix products) and uses sparsity only for
 # decoding.
 
 # %%
@@ -175,7 +178,7 @@ viz.plot_union_activity(windows, unions)
 # To skip a neuron we must know *before* computing it that it will not fire. A **predictor**
 # looks at the FFN input `x` and guesses the active set. Two classic designs, each one per layer:
 #
-# * **low-rank** (Deja Vu, LLM in a flash): `logits = (x A) B + c`, with `A` of shape (d, r) and
+# * **low-rank** (Deja Vu, arXiv:2310.17157v1; LLM in a flash, arXiv:2312.11514v1): `logits = (x A) B + c`, with `A` of shape (d, r) and
 #   `B` of shape (r, d_ff). It costs `r (d + d_ff)` multiply-adds instead of the FFN's `2 d d_ff`.
 # * **MLP** (PowerInfer): `logits = relu(x W1 + b1) W2 + b2`.
 #
@@ -367,7 +370,7 @@ assert 1 - mass0 < 0.02 and abs(cost0) < 0.003
 # The low-rank predictor at 0.05 lands within a fraction of a percent of the dense perplexity,
 # and may even come out just below it (the last printed line gives the sign). That is not an
 # improvement to trust: it drops only a sliver of the activation mass, a perturbation so small
-# that it can move the loss either way by chance, and one 8 KB measurement cannot tell a change
+# that it can move the loss either way by chance, and one 8 KiB measurement cannot tell a change
 # this small from zero (section 1 shows how much perplexity moves between pieces of text). Read
 # it as "no measurable cost".
 #
@@ -387,7 +390,7 @@ assert 1 - mass0 < 0.02 and abs(cost0) < 0.003
 # on purpose, and in ways worth knowing:
 #
 # * **gated (ReGLU) instead of plain ReLU**: the sparse 7B models PowerInfer-2 runs (ProSparse,
-#   TurboSparse Llama/Mistral) have gated FFNs, three weight vectors per neuron, and that is the
+#   TurboSparse Llama/Mistral, arXiv:2406.05955v1) have gated FFNs, three weight vectors per neuron, and that is the
 #   layout the kernels must be fast for; the course's tiny GPT has a plain ReLU FFN (two).
 # * **the hot set is hotter, but not more skewed**: the cap pins the top few percent of neurons
 #   at a firing probability of 0.9 (our model's hottest neurons in layers 1–3 fire on fewer than

@@ -172,7 +172,7 @@ for attempt in range(4):
 # **The fix:** give each thread its own private accumulator row, `partial[c]`, split the
 # active list into one contiguous chunk per thread, and sum the rows once at the end. Nothing
 # is shared while the threads run. The CPU axpy kernel of PowerInfer (Song et al.,
-# arXiv:2312.12456; `ggml_compute_forward_mul_mat_axpy` in the `ggml.c` of its public code,
+# arXiv:2312.12456v1; `ggml_compute_forward_mul_mat_axpy` in the `ggml.c` of its public code,
 # github.com/SJTU-IPADS/PowerInfer) does the same: each thread adds its contiguous range of rows
 # into a private vector, which is added to the output at the end.
 
@@ -419,9 +419,9 @@ else:
 # measured there): it evicts the call's own code and data too (the printed empty call, after a
 # flush, is a large part of the smallest call), and each scattered bundle starts a new stream that the CPU's prefetcher must
 # pick up again. At high activity it can go the other way: the fused fp32 point may come in
-# under the line (the ratios are printed). A flush four times as large leaves its time within
-# the machine's own swings (printed; the cell checks it stays under 1.5 times), so the cache did
-# not serve it: it is the bandwidth figure that is low. It comes from one
+# under the line (a printed ratio below 1). If it does, the cache did not serve it: a flush four
+# times as large leaves its time within the machine's own swings (printed; the cell checks it
+# stays under 1.5 times), so it is the bandwidth figure that is low. That figure comes from one
 # thread's read loop, which on a shared VM swings from measurement to measurement (all of them
 # are printed), while at the top level the kernel reads long runs of neighbouring bundles, which
 # the prefetchers stream at least as well. (That layer is a demonstration on this machine, at

@@ -46,7 +46,9 @@ workdir = Path(tempfile.mkdtemp(prefix="nb12_"))
 # matrix by matrix (as in a llama.cpp file), that is **three** reads far apart. Stored
 # **neuron-major**, the three rows sit together in one *bundle* `[gate_i | up_i | down_i]`:
 # **one** read. Each bundle starts at a multiple of `align` bytes (4 KiB here), because the
-# fastest way to bypass the page cache, `O_DIRECT`, only reads aligned blocks.
+# fastest way to bypass the page cache (the operating system's copy, in RAM, of recently read
+# file data: a read served from it would measure RAM, not the disk), `O_DIRECT`, only reads
+# aligned blocks.
 #
 # The header holds a magic number, the format version, the shapes, dtype and layout, and a
 # crc32 checksum of every layer, so a damaged or foreign file is refused with a clear message.
@@ -179,9 +181,11 @@ viz.plot_io_profile(io)
 
 # %% [markdown]
 # Two things to notice. Large random reads can come close to, or even beat, the "sequential"
-# figure: that one is measured with a single 1 MiB read in flight (QD 1), while QD 4 keeps
-# four requests busy; and a virtual disk (this is probably a VM) may stripe or cache on the
-# host. "Random is slow" is a statement about *small* reads.
+# figure. Part of the reason is the queue depth: the sequential figure is measured with a
+# single 1 MiB read in flight (QD 1), while QD 4 keeps four requests busy. Where even the QD 1
+# random reads of the same size beat it (compare the 1024 KiB row), the queue depth cannot be
+# the reason: a virtual disk (this is probably a VM) may stripe or cache on the host, and one
+# short measurement swings from run to run. "Random is slow" is a statement about *small* reads.
 
 # %%
 bw = io["random"]
@@ -219,8 +223,10 @@ if len(both) == 2:
 # %% [markdown]
 # Compare the rows. With 16 in flight, kernel AIO moved more bytes than 16 `pread` threads
 # on the course VM (the ratio is printed above): every thread wakes up for its own result and
-# needs the GIL, and on 2 cores 16 threads mostly wait for each other. At QD 1 the thread
-# version lost too (the second ratio): each read is handed to another thread and back. These
+# needs the GIL, and on 2 cores 16 threads mostly wait for each other. At QD 1 there is
+# nothing to batch, and the second ratio can land on either side of 1 (below 1: the one
+# `pread` thread was faster): kernel AIO pays two system calls per read (submit, then
+# collect), the thread version a hand-over to another thread and back. These
 # are one run's figures on one machine, so the cell prints them rather than asserting them: a
 # disk that serves reads slowly enough hides the threads' overhead. (Where the kernel lacks
 # AIO, only the threads row is printed.)
@@ -242,7 +248,8 @@ first_share = [t1 / t for t, t1 in zip(burst["seconds"], burst["first_seconds"])
 print(f"the first read of a burst is back after {min(first_share):.2f}-{max(first_share):.2f} of the burst's time")
 
 # %% [markdown]
-# The last column says *when* a burst's reads come back. On a phone's UFS (one command queue)
+# The last column says *when* a burst's reads come back. On a phone's UFS (Universal Flash
+# Storage, the phone's built-in flash, with one command queue)
 # they come back one after another: the first after about 1/k of the burst, so a pipeline can
 # compute the first cluster that lands while the rest are still on their way. A share near 1
 # means the disk hands the batch back nearly all at once. The virtual disk of the VM that made

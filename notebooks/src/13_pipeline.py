@@ -206,9 +206,9 @@ print(f"so overlap can hide at most the compute, {compute:.2f} ms of a {np.media
 # What the schedule changes is what the compute thread does meanwhile. In `matrix` it does the
 # in-memory gates, then waits at the barrier. In `serial` it waits for every read, then
 # computes everything in one fused pass. In `cluster` it runs the in-memory work (fused) while
-# the reads fly, and each cluster as it lands. (On the course VM the clusters land nearly
-# together at the end of the burst, as notebook 12's burst profile showed, so in practice only
-# the in-memory work overlaps the reads.) Overlap can save at most the smaller lane, the
+# the reads fly, and each cluster as it lands. (On the course VM most clusters of a burst land
+# together near its end, as notebook 12's burst profile showed and the Gantt chart above draws,
+# so in practice the overlap is mostly the in-memory work.) Overlap can save at most the smaller lane, the
 # compute, whose share of the token is printed last. So the three schedules should take about
 # the same time here, and the line before it checks that against the noise: the schedules take
 # turns token by token, so they see the same machine load, and the gap between their medians
@@ -246,8 +246,9 @@ print(f"so overlap can hide at most the compute, {compute:.2f} ms of a {np.media
 #   has landed and the compute lane is free.
 #
 # Two things decide how much overlap pays: how long the compute is next to the I/O, and how
-# the reads *land* (here, most of a burst near its end; on a phone's UFS storage, which serves a
-# queue of requests in turn, one by one). PowerInfer-2 (Xue et al., arXiv:2406.06282v1, §4.3) was
+# the reads *land* (here, most of a burst near its end, though the first read may land much
+# earlier: the next cell prints when; on a phone's UFS storage, which serves a queue of
+# requests in turn, one by one). PowerInfer-2 (Xue et al., arXiv:2406.06282v1, §4.3) was
 # built for phones, where compute and I/O are of the same order.
 
 # %%
@@ -283,10 +284,10 @@ assert all(g >= 1.0 - 1e-9 for g in gain.values())     # the cluster schedule ne
 # takes the I/O, then everything but the gates after the barrier. This is the regime
 # PowerInfer-2 was built for. Take the long compute away (the rows with this machine's measured
 # ratio) and the gain shrinks to what the in-memory up/down can hide, a fraction of a small
-# compute. How the reads land matters as much as the compute that waits on them: a read
-# cluster's own gate and up/down (the printed share that is *not* in memory). At this hit rate
-# that is little next to the in-memory work, so compare the two rows of each ratio: the landing
-# pattern moves the makespans little. With a lower hit rate, most of the compute would wait on
+# compute. How the reads land can only matter through the compute that waits on them: each read
+# cluster's own gate and up/down, the share of the compute that is *not* on neurons in memory
+# (100% minus the printed share). At this hit rate that is little next to the in-memory work,
+# so compare the two rows of each ratio: the landing pattern moves the makespans little. With a lower hit rate, most of the compute would wait on
 # reads, and reads that land one by one would be what lets the cluster schedule start early.
 #
 # **The phone-like case, drawn.** Here is the bottom row as the model schedules it: this

@@ -5,7 +5,7 @@
 # This notebook puts them together the way PowerInfer-2 does (Xue et al., *PowerInfer-2: Fast
 # Large Language Model Inference on a Smartphone*, arXiv:2406.06282; we cite its first version,
 # v1 of June 2024, unless we say otherwise) and measures them against the baselines, among them
-# LLM in a flash (Alizadeh et al., arXiv:2312.11514).
+# LLM in a flash (Alizadeh et al., arXiv:2312.11514v1).
 #
 # **What to take away.** Three things, each measured on this machine below:
 #
@@ -80,9 +80,9 @@ workdir = Path(tempfile.mkdtemp(prefix="nb14_"))
 # **Where the bytes live decides the speed.** The memory bandwidth is measured on 256 MiB,
 # far more than any CPU cache: a RAM figure. The kernels gather rows of a table, and a table
 # that fits in the last-level cache (L3) is read from there, faster than from RAM: a kernel
-# that seems to read "faster than memory" is reading a cache. The engine of section 2 holds
-# everything in a budget of 24 MiB; if that fits in this machine's L3 (printed below), its
-# cache rows are served from L3 too, so the planner is given the kernels' speed on a table of
+# that seems to read "faster than memory" is reading a cache. The engine section 2 plans first
+# holds everything in a budget of 24 MiB (half the FFN; section 2 then also runs a smaller and
+# a larger budget); if that fits in this machine's L3 (printed below), its cache rows are served from L3 too, so the planner is given the kernels' speed on a table of
 # the engine's own size. A second run of the fused kernel on a table four times the L3 shows
 # the RAM speed for comparison. (The full-size run of section 4 has a 192 MiB budget, and its
 # kernel figures are RAM figures.)
@@ -672,8 +672,9 @@ print(f"kernels: stage {bw_kernel / 1e9:.1f} vs {res['bw_kernel_Bps'] / 1e9:.1f}
 # The benchmark measured its kernels and fitted its `c_layer` again, a few seconds later, on
 # a machine shared with other work. `c_layer` is fitted on a handful of tokens and is the
 # least stable input: a burst of load during those tokens moves it, and every token pays it
-# once per layer. At the larger budgets, where a token is short, that shift (the milliseconds
-# per token printed above) is a large part of the predicted token time (section 2's split).
+# once per layer. So the shift (the milliseconds per token printed above) moves every budget's
+# predicted token time by the same amount, and it shows most at the larger budgets, where a
+# token is short (compare it with section 2's predicted token times).
 # A planner that runs once should fit it on more tokens, or on a quiet machine.
 
 # %% [markdown]
