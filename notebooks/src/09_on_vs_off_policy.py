@@ -40,6 +40,11 @@ for task, recs, m in (("arithmetic", records, meta), ("length", length_records, 
     n_test = len(showdown_data.select_runs(recs, phase="test"))
     print(f"{task:10s}: {n_select} sweep runs (seeds {m['select_seeds']}), "
           f"{n_test} runs of the chosen settings (fresh seeds {m['test_seeds']})")
+settings_tried = {m: len(meta["betas"][m]) * len(meta["lrs"][m]) for m in meta["betas"]}
+print("settings tried per method on arithmetic (β × lr):", ", ".join(f"{m} {n}" for m, n in settings_tried.items()))
+tried = {fam: [n for m, n in settings_tried.items() if runner.METHODS[m].family == fam]
+         for fam in ("on-policy", "off-policy")}
+assert min(tried["off-policy"]) >= 2 * max(tried["on-policy"])     # "several times more settings"
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 1. Equal terms: one budget of labels
@@ -295,12 +300,12 @@ assert 2 * len(optimistic) > len(ranked)
 # - **Many pairs are not ordered.** Two methods where neither appears in the other's "clearly above"
 #   list differ by less than about two standard errors; another set of seeds could swap those rows.
 #
-# The `sweep` column shows the selection's optimism: for most methods (printed) the fresh seeds did a
+# The `sweep` column shows the selection's optimism: for most methods (printed) the fresh seeds did
 # worse than the sweep seeds on which the setting was chosen, as expected when a setting is
 # picked because its seeds did well. That is why the ranking uses the fresh seeds only.
 #
 # The search was not the same size for both families: each off-policy method tried several times more
-# settings than each on-policy one (its learning rates too). Choosing on the sweep seeds and reporting
+# settings than each on-policy one (its learning rates too; the counts are printed at the top). Choosing on the sweep seeds and reporting
 # fresh ones keeps that from inflating the reported numbers, but a method searched more widely has more
 # chances to find a good setting; the on-policy learning rates might repay a sweep too.
 
@@ -395,8 +400,12 @@ print(f"{len(flagged)} of {len(grid)} runs: the gold reward fell after its peak 
 # %%
 weakest_leash = [min(showdown_data.select_runs(grid, method=m), key=lambda r: r["beta"])
                  for m in ("ppo", "grpo", "rloo", "remax")]
-vz.plot_gold_vs_proxy(flagged[:8] + [r for r in weakest_leash if r not in flagged][: max(0, 8 - len(flagged))],
-                      title="gold (solid) vs proxy (dashed): flagged runs, then on-policy runs with the weakest leash")
+shown = flagged[:8] + [r for r in weakest_leash if r not in flagged][: max(0, 8 - len(flagged))]
+print(f"drawn: the first {min(8, len(flagged))} flagged runs"
+      + (f" and {len(shown) - len(flagged)} on-policy runs with the weakest leash" if len(shown) > len(flagged) else ""))
+vz.plot_gold_vs_proxy(shown, title="gold (solid) vs proxy (dashed)")
+exploited = {(r["method"], r["beta"]) for r in flagged if runner.METHODS[r["method"]].family == "on-policy"}
+assert {("ppo", 0.01), ("grpo", 0.01), ("grpo", 0.04)} <= exploited   # the runs the text reads below
 
 # %% [markdown]
 # Read the list with the two families apart. The on-policy runs with the weakest leash show the

@@ -178,7 +178,8 @@ viz.plot_union_activity(windows, unions)
 # To skip a neuron we must know *before* computing it that it will not fire. A **predictor**
 # looks at the FFN input `x` and guesses the active set. Two classic designs, each one per layer:
 #
-# * **low-rank** (Deja Vu, arXiv:2310.17157v1; LLM in a flash, arXiv:2312.11514v1): `logits = (x A) B + c`, with `A` of shape (d, r) and
+# * **low-rank** (LLM in a flash, arXiv:2312.11514v1, building on Deja Vu's small per-layer
+#   predictors, arXiv:2310.17157v1): `logits = (x A) B + c`, with `A` of shape (d, r) and
 #   `B` of shape (r, d_ff). It costs `r (d + d_ff)` multiply-adds instead of the FFN's `2 d d_ff`.
 # * **MLP** (PowerInfer): `logits = relu(x W1 + b1) W2 + b2`.
 #

@@ -94,7 +94,7 @@ class Task:
         raise NotImplementedError
 
     def eval_prompts(self) -> torch.Tensor:
-        """The fixed held-out evaluation prompts: every prompt ``eval_repeats`` times."""
+        """The fixed evaluation prompts: every prompt of the task, ``eval_repeats`` times."""
         return self.all_prompts().repeat(self.eval_repeats, 1)
 
     def _check(self, prompts, completions=None, mask=None) -> None:

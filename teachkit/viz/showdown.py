@@ -144,7 +144,7 @@ def plot_frontier(runs: list[dict], start: dict | None = None, title: str = "rew
             ax.annotate(f"{r['beta']:g}", (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
     if start is not None:
         ax.plot([start["kl_to_ref"]], [start["gold_reward"]], "k*", ms=12, label="SFT start")
-    ax.set_xlabel("KL(π ‖ π_ref) on held-out prompts")
+    ax.set_xlabel("KL(π ‖ π_ref) on the evaluation prompts")
     ax.set_ylabel("gold reward")
     ax.set_title(title + " (labels: β)")
     ax.legend(fontsize=8, ncol=2)
