@@ -426,8 +426,8 @@ assert {("ppo", 0.01), ("grpo", 0.01), ("grpo", 0.04)} <= exploited   # the runs
 # Tolerance: on the machine that built `data/` the two runs are bit-identical (one thread, fixed seeds).
 # Another CPU may round float sums differently, which can flip a sampled token whose probability sits at
 # a threshold of the sampler; one flipped answer among the 200 evaluation prompts moves the gold reward
-# by 0.005 and the proxy and KL by a few hundredths. We accept 0.03 on the gold reward (six answers)
-# and 0.05 on proxy and KL. Such a machine reproduces each run to within that tolerance, not to the
+# by 1/200 = 0.005, and the proxy and KL by that answer's own change divided by 200. We accept 0.03 on
+# the gold reward (six answers) and 0.05 on proxy and KL. Such a machine reproduces each run to within that tolerance, not to the
 # digit; read it against the seed-to-seed spreads of section 4.
 
 # %%
