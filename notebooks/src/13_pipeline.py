@@ -200,43 +200,61 @@ print(f"largest gap between the schedules' medians {gap:.2f} ms, the tokens' own
 print(f"so overlap can hide at most the compute, {compute:.2f} ms of a {np.median(token_ms['serial']):.2f} ms token")
 
 # %% [markdown]
-# **Why this machine shows little gain.** Look at the sizes before expecting a speed-up. Reads
-# are in flight many times longer than the compute takes (the ratio printed above): the layers
-# are **I/O-bound**, and a layer cannot end before its last read lands, whatever the schedule.
-# What the schedule changes is what the compute thread does meanwhile. In `matrix` it does the
-# in-memory gates, then waits at the barrier. In `serial` it waits for every read, then
-# computes everything in one fused pass. In `cluster` it runs the in-memory work (fused) while
-# the reads fly, and each cluster as it lands. (On the course VM most clusters of a burst land
-# together near its end, as notebook 12's burst profile showed and the Gantt chart above draws,
-# so in practice the overlap is mostly the in-memory work.) Overlap can save at most the smaller lane, the
-# compute, whose share of the token is printed last. So the three schedules should take about
-# the same time here, and the line before it checks that against the noise: the schedules take
-# turns token by token, so they see the same machine load, and the gap between their medians
-# is compared with the tokens' own spread (quartiles). On the course VM, quiet and beside a
-# CPU-bound process, the gap stayed within the spread; which schedule's median comes out
-# lowest in one run is then noise in the reads (compare the "reads in flight" column). The
-# compute, waiting and submitting columns do not add up to the token: the rest is the
-# predictor, the cache lookup and Python.
-# (The fused work here is small, so it runs on the compute thread alone: a second thread
-# would cost more to wake than it saves; see `kernels.SERIAL_BELOW_BYTES`. Its wall time still
-# stretches when the I/O thread needs the same core.) Note also the start of each layer: no
-# read is in flight while the predictor runs (and, in a full model, attention), because
-# nothing is known to be missing before the prediction. Predicting the next layer's neurons
-# early would let reads start sooner: the engine can (`EngineConfig(lookahead=True)`), and
-# notebook 14 measures whether it pays.
+# **Why this machine shows little gain.** Here the reads take far longer than the compute, so
+# overlap can hide only a small compute, and the three schedules take about the same time.
 #
-# The cluster-level pipeline pays off when compute and I/O take similar time, e.g. a big
-# model with a high hit rate: then the layer takes about `max(compute, I/O)` instead of
-# `compute + I/O`. The exercise below computes this makespan; notebook 14 measures the whole
-# ladder of ideas on a larger model.
+# * **The layers are I/O-bound.** Reads are in flight many times longer than the compute takes
+#   (the ratio printed above). A layer cannot end before its last read lands, whatever the
+#   schedule.
+# * **A schedule only changes what the compute thread does meanwhile:**
+#   * `serial` waits for every read, then computes everything in one fused pass;
+#   * `matrix` does the in-memory gates, then waits at the barrier;
+#   * `cluster` runs the in-memory work (fused) while the reads fly, then each cluster as it
+#     lands. On the course VM most clusters of a burst land together near its end (notebook
+#     12's burst profile, and the Gantt chart above), so in practice the overlap is mostly the
+#     in-memory work.
+# * **Overlap can save at most the smaller lane**, the compute. Its share of the token is the
+#   last line printed.
 #
+# **Is the gap between schedules real?** The schedules take turns token by token, so they see
+# the same machine load. The line before last compares the gap between their medians with the
+# tokens' own spread (the widest quartile range). On the course VM, both quiet and beside a
+# CPU-bound process, the gap stayed within the spread. Which schedule comes out lowest in one
+# run is then noise in the reads (compare the "reads in flight" column).
+#
+# **Reading the columns:**
+#
+# * Compute, waiting and submitting do not add up to the token: the rest is the predictor, the
+#   cache lookup and Python.
+# * The fused work here is small, so it runs on the compute thread alone: a second thread
+#   would cost more to wake than it saves (see `kernels.SERIAL_BELOW_BYTES`). Its wall time
+#   still stretches when the I/O thread needs the same core.
+#
+# **The start of each layer is idle for the disk.** No read is in flight while the predictor
+# runs (and, in a full model, attention), because nothing is known to be missing before the
+# prediction. Predicting the next layer's neurons early (a *look-ahead*) would let reads start
+# sooner. The engine can do it (`EngineConfig(lookahead=True)`); notebook 14 measures whether
+# it pays.
+#
+# **When the cluster pipeline does pay off:** when compute and I/O take similar time, e.g. a
+# big model with a high hit rate. Then a layer's *makespan* (the time until its last piece of
+# work ends) is about `max(compute, I/O)` instead of `compute + I/O`. The exercise below
+# computes this makespan; notebook 14 measures the whole ladder of ideas on a larger model.
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
 # ### When the cluster pipeline wins: the same layer on a phone-like machine
 #
-# We cannot make this machine's compute slower or its disk return reads one by one, but we can
-# feed a model the stage times of the layer above and change one thing at a time. The model
-# (`teachkit.sparse.planner.tradeoffs.pipeline_makespans`) has one I/O lane that delivers the
-# clusters in the order they landed, and one compute lane for the in-memory work and each read
-# cluster's gate and up/down:
+# With compute as long as I/O and reads landing one by one, the cluster schedule clearly beats
+# the matrix one. We show it with a model, not a measurement.
+#
+# We cannot make this machine's compute slower or its disk return reads one by one. Instead we
+# feed a model (`teachkit.sparse.planner.tradeoffs.pipeline_makespans`) the stage times of the
+# layer above and change one thing at a time. The model has two lanes:
+#
+# * one **I/O lane** that delivers the clusters in the order they landed;
+# * one **compute lane** for the in-memory work and each read cluster's gate and up/down.
+#
+# It schedules them three ways:
 #
 # * serial: all reads, then all compute;
 # * matrix: the in-memory gates overlap the reads; a barrier at the end of the gate matrix;
@@ -245,11 +263,15 @@ print(f"so overlap can hide at most the compute, {compute:.2f} ms of a {np.media
 # * cluster: the in-memory work overlaps the reads; each read cluster is computed as soon as it
 #   has landed and the compute lane is free.
 #
-# Two things decide how much overlap pays: how long the compute is next to the I/O, and how
-# the reads *land* (here, most of a burst near its end, though the first read may land much
-# earlier: the next cell prints when; on a phone's UFS storage, which serves a queue of
-# requests in turn, one by one). PowerInfer-2 (Xue et al., arXiv:2406.06282v1, §4.3) was
-# built for phones, where compute and I/O are of the same order.
+# Two things decide how much overlap pays:
+#
+# * **how long the compute is next to the I/O;**
+# * **how the reads *land*.** Here most of a burst lands near its end, though the first read
+#   may land much earlier (the next cell prints when). A phone's UFS storage serves a queue of
+#   requests in turn, so there they land one by one.
+#
+# PowerInfer-2 (Xue et al., arXiv:2406.06282v1, §4.3) was built for phones, where compute and
+# I/O are of the same order.
 
 # %%
 from teachkit.sparse.planner.tradeoffs import makespan_over_ratios, pipeline_makespans, pipeline_schedule, stage_times
@@ -278,23 +300,30 @@ assert gain[spread, 1.0] > 1.3 and gain[spread, 1.0] >= gain[spread, measured_ra
 assert all(g >= 1.0 - 1e-9 for g in gain.values())     # the cluster schedule never loses in the model
 
 # %% [markdown]
-# Read the table from the bottom up. With reads that land one by one and compute as long as the
-# I/O, the cluster schedule computes the in-memory work and then each cluster while the next
-# one is still on its way, and the layer takes little more than its I/O; the matrix schedule
-# takes the I/O, then everything but the gates after the barrier. This is the regime
-# PowerInfer-2 was built for. Take the long compute away (the rows with this machine's measured
-# ratio) and the gain shrinks to what the in-memory up/down can hide, a fraction of a small
-# compute. How the reads land can only matter through the compute that waits on them: each read
-# cluster's own gate and up/down, the share of the compute that is *not* on neurons in memory
-# (100% minus the printed share). At this hit rate that is little next to the in-memory work,
-# so compare the two rows of each ratio: the landing pattern moves the makespans little. With a lower hit rate, most of the compute would wait on
-# reads, and reads that land one by one would be what lets the cluster schedule start early.
+# The gain needs a compute as long as the I/O; how the reads land matters much less at this hit
+# rate. Read the table from the bottom up:
 #
-# **The phone-like case, drawn.** Here is the bottom row as the model schedules it: this
-# layer's measured stage times, every compute stage slowed by the same factor so that compute
-# equals I/O (a phone's CPU against its UFS disk), and the reads landing one by one. The two
-# charts are SIMULATED from the model, not measured: one read at a time on the I/O lane, each
-# block of compute where the model puts it.
+# * **Compute as long as the I/O, reads landing one by one** (the regime PowerInfer-2 was built
+#   for). The cluster schedule computes the in-memory work, then each cluster while the next one
+#   is still on its way, so the layer takes little more than its I/O. The matrix schedule takes
+#   the I/O, then everything but the gates after the barrier.
+# * **This machine's measured ratio** (the rows with the small compute). The gain shrinks to
+#   what the in-memory up/down can hide, a fraction of a small compute.
+# * **How the reads land** can only matter through the compute that waits on them: each read
+#   cluster's own gate and up/down, i.e. the share of the compute *not* on neurons in memory
+#   (100% minus the printed share). At this hit rate that is little next to the in-memory work:
+#   compare the two rows of each ratio, and the landing pattern moves the makespans little.
+#   With a lower hit rate most of the compute would wait on reads, and reads landing one by one
+#   would be what lets the cluster schedule start early.
+#
+# **The phone-like case, drawn.** This is the bottom row as the model schedules it:
+#
+# * this layer's measured stage times, every compute stage slowed by the same factor so that
+#   compute equals I/O (a phone's CPU against its UFS disk);
+# * the reads landing one by one, one at a time on the I/O lane.
+#
+# The two charts are SIMULATED from the model, not measured: each block of compute sits where
+# the model puts it.
 
 # %%
 slow = io_ms / total_compute                           # every compute stage this many times slower

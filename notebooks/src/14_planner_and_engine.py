@@ -125,10 +125,17 @@ print("a burst of k 8 KiB reads:", ", ".join(f"{k}: {t * 1e3:.2f} ms" for k, t i
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 2. Profile the model, and let the planner choose
 #
-# The model profile is a recorded run: which neurons fired on each token of each layer. From
-# it the planner gets the activation frequencies (the hot set is the most frequent neurons)
-# and, by **replaying** the traces through the cache's own LRU tables, the hit rate for every
-# candidate split of the budget. The cost model (from `teachkit.sparse.planner.plan`):
+# The planner predicts a token's time from a few measured costs and picks the fastest plan that
+# fits the memory budget; we then check its prediction against the running engine.
+#
+# **The model profile** is a recorded run: which neurons fired on each token of each layer.
+# From it the planner gets:
+#
+# * the activation frequencies: the hot set is the most frequent neurons;
+# * the hit rate for every candidate split of the budget, by **replaying** the recorded traces
+#   through the cache's own LRU tables.
+#
+# **The cost model** (from `teachkit.sparse.planner.plan`):
 #
 # ```
 # per layer (a token is L of them, one after the other):
@@ -147,25 +154,35 @@ print("a burst of k 8 KiB reads:", ", ".join(f"{k}: {t * 1e3:.2f} ms" for k, t i
 # tok/s   = 1 / (L · t_layer),   subject to  fixed + predictor + buffers + tables + hot + cold ≤ budget
 # ```
 #
-# **Why `QD = max(io_depth, c)`.** The engine reads a cluster's misses as one unit: its
-# staging rows hold at least one whole cluster (`teachkit.sparse.flash.unit_reads.staging_rows`),
-# and every read that has a row is in flight at once. So a plan with `io_depth` 1 and clusters
-# of 64 still has 64 reads in flight: `io_depth` is a floor that the cluster size can raise,
-# and the model prices the queue depth the engine really runs.
+# **The inputs**, all measured in section 1 except one:
 #
-# `c_unit` is the fixed cost of one work unit (a kernel call, a trace record, the hand-off of
-# a landed cluster), measured above; `BW_kernel` and `BW_fused` are the two kernels' measured
-# speeds, and `a`, `b` the burst fit. BW_mem is the better of the one- and two-thread
-# figures, as in section 4's benchmark: attention and the predictor may use both cores. `c_layer` is the one constant that is *fitted*: the planned
-# engine decodes a few tokens twice with the whole FFN in memory (the second pass reads
-# nothing), and whatever its time exceeds the model's, per layer, is the Python work the terms
-# leave out (predictor call, cache lookup, work units); it joins the machine profile as its
-# `layer_overhead`. The budgets below, which do read from flash, then test the model.
+# * `a`, `b`: the burst fit (a burst of k reads takes about `a + b·k`);
+# * `BW_kernel`, `BW_fused`: the speeds of the stage kernels (one core) and the fused kernel
+#   (both cores);
+# * `c_unit`: the fixed cost of one work unit (a kernel call, a trace record, the hand-off of a
+#   landed cluster);
+# * `BW_mem`: the better of the one- and two-thread figures, as in section 4's benchmark:
+#   attention and the predictor may use both cores;
+# * `c_layer`, the one *fitted* constant: the Python work per layer that the other terms leave
+#   out (predictor call, cache lookup, work units). To fit it, the planned engine decodes a few
+#   tokens twice with the whole FFN in memory (the second pass reads nothing); whatever its time
+#   exceeds the model's, per layer, is `c_layer`. It joins the machine profile as its
+#   `layer_overhead`. The budgets below do read from flash, so they test the model.
 #
-# The memory side uses the engine's own accounting (`engine_memory`), so the planner's cold
-# region is exactly the one the engine will build. The workload is the one section 4's
-# benchmark builds (same shapes, seed, layer coupling and profiling tokens), so the two
-# sections plan on the same model profile.
+# **Why `QD = max(io_depth, c)`.** The engine reads a cluster's misses as one unit:
+#
+# * its *staging rows* (the buffers reads land in) hold at least one whole cluster
+#   (`teachkit.sparse.flash.unit_reads.staging_rows`);
+# * every read that has a row is in flight at once.
+#
+# So a plan with `io_depth` 1 and clusters of 64 still has 64 reads in flight. `io_depth` is a
+# floor that the cluster size can raise, and the model prices the queue depth the engine
+# really runs.
+#
+# **Planner and engine agree on the setup.** The memory side uses the engine's own accounting
+# (`engine_memory`), so the planner's cold region is exactly the one the engine will build. The
+# workload is the one section 4's benchmark builds (same shapes, seed, layer coupling and
+# profiling tokens), so the two sections plan on the same model profile.
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -190,17 +207,21 @@ print(f"reads in flight: max(io_depth {plan.io_depth}, cluster size {plan.cluste
       f"{max(plan.io_depth, plan.cluster_size)}")
 
 # %% [markdown]
-# **Reads in flight.** As in PowerInfer-2 there is *one* I/O thread, and the queue depth
-# comes from asynchronous reads, not from more threads: the compute thread hands a layer's
-# misses to the kernel itself (`io_submit`, Linux AIO, `teachkit.sparse.flash.aio`; the first
-# cluster alone, then the rest), as many as there are staging rows; the I/O thread sleeps in
-# `io_getevents` until clusters land, and submits any that did not fit as rows free up.
+# **Reads in flight.** As in PowerInfer-2 there is *one* I/O thread: the queue depth comes from
+# asynchronous reads, not from more threads.
+#
+# * The compute thread hands a layer's misses to the kernel itself (`io_submit`, Linux AIO,
+#   `teachkit.sparse.flash.aio`): the first cluster alone, then the rest, as many as there are
+#   staging rows.
+# * The I/O thread sleeps in `io_getevents` until clusters land, and submits any that did not
+#   fit as rows free up.
+#
 # Notebook 12 measures what this is worth against one blocking `pread` thread per read in flight.
 #
-# Now we run the planned engine at three budgets and compare each measured speed with the
-# planner's prediction. A token is what section 4's benchmark times: every layer's attention,
-# then the engine's FFN. The loop below also times the attention, and reads the engine's trace
-# for the rest, so that each token's time can be split into its parts.
+# **Next: test the prediction.** We run the planned engine at three budgets and compare each
+# measured speed with the planner's prediction. A token is what section 4's benchmark times:
+# every layer's attention, then the engine's FFN. The loop below also times the attention and
+# reads the engine's trace, so that each token's time can be split into its parts.
 
 # %%
 def decode_timed(eng, n_warm=8, n_time=12):
@@ -251,20 +272,30 @@ print("the planner ranks the three budgets in the measured order:", bool(np.arra
 
 # %% [markdown]
 # A cost model must above all *rank* plans correctly: check the last line above (on a busy
-# machine two close measurements can swap). It also compares the hit rate the planner
-# *replayed* from the profiling run with the one the engine *measured* while decoding, the
-# same measure on different tokens: if they are close, the cache is modelled well, and the
-# error in the speed lies in the time terms. Which ones? Split each token:
+# machine two close measurements can swap).
+#
+# The lines also compare two hit rates, the same measure on different tokens:
+#
+# * *replayed*: what the planner got from the profiling run;
+# * *measured*: what the engine saw while decoding.
+#
+# If they are close, the cache is modelled well, and the error in the speed lies in the time
+# terms. To see which ones, we split each token.
 #
 # ### Where a decode token's time goes
 #
-# The engine's trace records, on its compute thread, the predictor, the compute and the time
-# spent *waiting* for reads to land; the loop above timed the attention. What is left, *the
-# rest*, is the engine's own per-layer work that no stage records: the cache lookup, building
-# the work units, submitting the reads, the hand-offs between threads (Python, mostly).
-# Beside each measured split, the planner's terms for the same plan. The split is a mean over
-# the timed tokens, while tok/s above is from the median token; one slow token (a stalled
-# attention, a late read) raises the mean, not the median, and the line prints both.
+# The parts of a measured token:
+#
+# * **predictor**, **compute** and **waiting for reads**: recorded by the engine's trace on its
+#   compute thread;
+# * **attention**: timed by the loop above;
+# * **the rest**: what is left, the engine's own per-layer work that no stage records (the
+#   cache lookup, building the work units, submitting the reads, the hand-offs between
+#   threads; mostly Python).
+#
+# Beside each measured split are the planner's terms for the same plan. The split is a *mean*
+# over the timed tokens, while tok/s above comes from the *median* token. One slow token (a
+# stalled attention, a late read) raises the mean, not the median, so the line prints both.
 
 # %%
 for frac, parts in split.items():
@@ -283,16 +314,26 @@ print("at the smallest budget the largest part of a token is waiting for reads:"
 print("share of a token spent waiting for reads:", {f: round(v, 2) for f, v in share.items()})
 
 # %% [markdown]
-# Read the split from the smallest budget up. With no cold hits (the replayed and measured hit
-# rates above), a token mostly waits for its reads; at the largest budget waiting takes a
-# smaller share (the last line), and what is left is the part no cache can remove: attention
-# and predictor, and *the rest*, the engine's own work per layer. The planner prices
-# attention and predictor as bytes / bandwidth and folds everything else into `c_layer`,
-# fitted where nothing is read. Compare its first term with the measured attention +
-# predictor + the rest, and its I/O term with the measured waiting: where the measured side is
-# larger, the model is optimistic. Inside the engine the compute thread, its second kernel
-# thread and the I/O thread share two cores, each landed cluster waits for a thread to wake
-# up, and a burst of reads takes longer than the same burst measured alone.
+# At a small budget a token mostly waits for reads; at a large one, what is left is the work
+# no cache can remove. Read the split from the smallest budget up:
+#
+# * **Smallest budget:** no cold hits (the replayed and measured hit rates above), so a token
+#   mostly waits for its reads.
+# * **Largest budget:** waiting takes a smaller share (the last line). What is left is
+#   attention and predictor, and *the rest*, the engine's own work per layer.
+#
+# **Model against measurement.** The planner prices attention and predictor as bytes /
+# bandwidth and folds everything else into `c_layer`, fitted where nothing is read. Compare:
+#
+# * its first term with the measured attention + predictor + the rest;
+# * its I/O term with the measured waiting.
+#
+# Where the measured side is larger, the model is optimistic. Three reasons it can be:
+#
+# * inside the engine, the compute thread, its second kernel thread and the I/O thread share
+#   two cores;
+# * each landed cluster waits for a thread to wake up;
+# * a burst of reads takes longer than the same burst measured alone.
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 3. The engine on the trained language model
@@ -595,9 +636,9 @@ with SparseFFN(wide.path, wide_cfg, wide.predictor, gated=True, fixed=wide.fixed
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 4. The baselines, the ablation and the budget sweep, in one run
 #
-# `teachkit.sparse.bench.engine.run` decodes the same tokens with every engine, **interleaved**
-# token by token so that all of them see the same machine load, with the same weights, budget
-# (FFN = 2 x budget) and flash files:
+# Every engine decodes the same tokens under the same machine load, so their speeds can be
+# compared directly. `teachkit.sparse.bench.engine.run` **interleaves** them token by token,
+# with the same weights, budget (FFN = 2 x budget) and flash files:
 #
 # | engine | what it does |
 # |---|---|
@@ -610,16 +651,17 @@ with SparseFFN(wide.path, wide_cfg, wide.predictor, gated=True, fixed=wide.fixed
 # | `+pipeline(matrix)` → `+pipeline` | the pipeline with a barrier per matrix (stage kernels), then the cluster pipeline (in-memory work fused under the reads) |
 # | `+look-ahead` | `+pipeline` plus the look-ahead of section 3 (beside the ladder, not on it) |
 #
-# LLM in a flash released no code, so `llm_in_a_flash` is our re-implementation from its
-# paper. PowerInfer-2's authors were in the same position: their LLM-in-a-flash baseline is
-# their own port of it into llama.cpp (v1, §7.1, "Baselines"). The two rows of it above show
-# how much such a baseline depends on how its port issues the reads.
+# **The LLM-in-a-flash baseline is a port.** LLM in a flash released no code, so
+# `llm_in_a_flash` is our re-implementation from its paper. PowerInfer-2's authors were in the
+# same position: their LLM-in-a-flash baseline is their own port of it into llama.cpp (v1,
+# §7.1, "Baselines"). Our two rows of it show how much such a baseline depends on how its port
+# issues the reads.
 #
-# Here at notebook size (a few seconds); the full-size run is `make bench`. At this size a
+# **This is the notebook-size run** (a few seconds); the full-size run is `make bench`. Here a
 # token takes a few milliseconds and the per-layer Python work weighs more, so the order of
-# the fast engines can differ from the full-size run below: compare them there. The
-# benchmark profiles the kernels and fits `c_layer` again itself; it is given this notebook's
-# memory bandwidth and I/O profile.
+# the fast engines can differ from the full-size run below: compare them there. The benchmark
+# profiles the kernels and fits `c_layer` again itself; it is given this notebook's memory
+# bandwidth and I/O profile.
 
 # %%
 res = bench_engine.run(quick=True, profile={"bandwidth_Bps": {1: bw_mem, 2: bw_mem2}, "io": io}, workdir=workdir / "bench",
@@ -650,10 +692,15 @@ print("cold hit rate by budget:", {r["budget_over_ffn"]: round(r["hit_rate_cold"
 
 # %% [markdown]
 # **The sweep's predictions are not section 2's.** Both plan the same workload with the same
-# planner, the same budgets and the same I/O profile, yet the predicted tokens/s differ.
-# The cell below prices each budget three ways: section 2's plan with section 2's machine
-# profile, the sweep's plan with the sweep's, and the sweep's plan with section 2's. If the
-# last agrees with the first, the difference lies in the machine profile, not in the plans.
+# planner, budgets and I/O profile, yet the predicted tokens/s differ. The cell below prices
+# each budget three ways:
+#
+# 1. section 2's plan with section 2's machine profile;
+# 2. the sweep's plan with the sweep's profile;
+# 3. the sweep's plan with section 2's profile.
+#
+# If the third agrees with the first, the difference lies in the machine profile, not in the
+# plans.
 
 # %%
 for r in res["budget_sweep"]:
@@ -673,13 +720,16 @@ print(f"kernels: stage {bw_kernel / 1e9:.1f} vs {res['bw_kernel_Bps'] / 1e9:.1f}
       f"{res['bw_fused_Bps'] / 1e9:.1f} GB/s; work unit {c_unit * 1e6:.1f} vs {res['unit_overhead_s'] * 1e6:.1f} us")
 
 # %% [markdown]
-# The benchmark measured its kernels and fitted its `c_layer` again, a few seconds later, on
-# a machine shared with other work. `c_layer` is fitted on a handful of tokens and is the
-# least stable input: a burst of load during those tokens moves it, and every token pays it
-# once per layer. So the shift (the milliseconds per token printed above) moves every budget's
-# predicted token time by the same amount, and it shows most at the larger budgets, where a
-# token is short (compare it with section 2's predicted token times).
-# A planner that runs once should fit it on more tokens, or on a quiet machine.
+# The benchmark measured its kernels and fitted its `c_layer` again, a few seconds later, on a
+# machine shared with other work. `c_layer` is the least stable input:
+#
+# * it is fitted on a handful of tokens, so a burst of load during those tokens moves it;
+# * every token pays it once per layer.
+#
+# So its shift (the milliseconds per token printed above) moves every budget's predicted token
+# time by the same amount. It shows most at the larger budgets, where a token is short (compare
+# it with section 2's predicted token times). A planner that runs once should fit it on more
+# tokens, or on a quiet machine.
 
 # %% [markdown]
 # **Try it.** Move the memory budget over the stored full-size sweep: the planner's predicted
@@ -693,24 +743,32 @@ if (DATA_DIR / "engine_bench.json").exists():
     display(widgets.budget_widget(json.loads((DATA_DIR / "engine_bench.json").read_text())))
 
 # %% [markdown]
-# **Why the cold hit rate falls off a cliff at small budgets.** Decoding visits the layers in
-# the same order on every token, and the cold neurons that recur do so about once per token.
-# When the cold region holds fewer of them than recur, LRU evicts each neuron shortly before
-# it is needed again (the cyclic pattern of notebook 12), so the hit rate drops towards zero
-# instead of shrinking gently. A scan-resistant policy, or pinning part of the cold set, would
-# degrade more gracefully; PowerInfer-2 avoids the regime by letting the planner size the
-# regions.
+# **Why the cold hit rate falls off a cliff at small budgets.** LRU fails all at once on a
+# cyclic pattern:
+#
+# * decoding visits the layers in the same order on every token, so the cold neurons that
+#   recur do so about once per token;
+# * when the cold region holds fewer of them than recur, LRU evicts each neuron shortly before
+#   it is needed again (the cyclic pattern of notebook 12);
+# * so the hit rate drops towards zero instead of shrinking gently.
+#
+# A scan-resistant policy (one that a single pass over many items cannot flush), or pinning
+# part of the cold set, would degrade more gracefully. PowerInfer-2 avoids the regime by
+# letting the planner size the regions.
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
 # ### The full-size run
 #
 # `data/engine_bench.json` is the stored result of
-# `python -m teachkit.sparse.bench.engine --json data/engine_bench.json` (8 SYNTHETIC layers,
-# d = 1024, d_ff = 4096, 384 MiB of FFN on flash, budget 192 MiB), produced on the course's
-# 2-core VM. It makes three independent runs: the ratios are their medians, the detailed
-# tables come from the run with the median engine speed. The file records the load average
-# during each run (a load of 4 on 2 cores means the engines got about half the CPU time they
-# asked for). Your machine will give other numbers.
+# `python -m teachkit.sparse.bench.engine --json data/engine_bench.json`, produced on the
+# course's 2-core VM. Your machine will give other numbers.
+#
+# * **Size:** 8 SYNTHETIC layers, d = 1024, d_ff = 4096, 384 MiB of FFN on flash, budget
+#   192 MiB.
+# * **Three independent runs:** the ratios are their medians; the detailed tables come from
+#   the run with the median engine speed.
+# * **Load:** the file records the load average during each run (a load of 4 on 2 cores means
+#   the engines got about half the CPU time they asked for).
 
 # %%
 stored = DATA_DIR / "engine_bench.json"
@@ -770,17 +828,23 @@ if stored.exists():
           f"of the AIO version's")
 
 # %% [markdown]
-# **The physical bounds.** Memory traffic and reads can overlap at best, so a token takes at
-# least `max(t_mem, t_io)`: `t_mem`, every byte the token touches (fixed region, active
-# neurons, and the missed ones once more after they land) at the memory bandwidth; `t_io`,
-# the bytes it misses at the best random-read bandwidth. (This `t_mem` is memory *traffic*;
-# the cost model's compute on the hits is `t_hits`, and its `t_io` times the same misses as
-# bursts.) A layer's reads can start only after
-# its attention and predictor, and the layer then waits for the whole burst (notebook 12:
-# about `a + b·k`): keeping that dependency gives the *chain* bound. A dense engine must
-# stream, every token, the FFN bytes it does not hold, at best at the sequential bandwidth:
-# mmap as it behaves (its page cache keeps little of use on a cyclic scan over the layers),
-# and an *ideal* dense engine that pins what fits and streams only `FFN − budget`.
+# **The physical bounds.** A token can be no faster than its memory traffic or its reads,
+# whichever takes longer; keeping the wait for the predictor gives a tighter bound.
+#
+# * `t_mem`: every byte the token touches (fixed region, active neurons, and the missed ones
+#   once more after they land), at the memory bandwidth. This is memory *traffic*; the cost
+#   model's compute on the hits is `t_hits`.
+# * `t_io`: the bytes the token misses, at the best random-read bandwidth. (The cost model's
+#   `t_io` times the same misses as bursts.)
+# * **The bound:** memory traffic and reads can at best overlap, so a token takes at least
+#   `max(t_mem, t_io)`.
+# * **The chain bound:** a layer's reads can start only after its attention and predictor, and
+#   the layer then waits for the whole burst (notebook 12: about `a + b·k`). Keeping that
+#   dependency gives the *chain* bound.
+# * **Dense engines** must stream, every token, the FFN bytes they do not hold, at best at the
+#   sequential bandwidth. Two cases: mmap as it behaves (its page cache keeps little of use on
+#   a cyclic scan over the layers), and an *ideal* dense engine that pins what fits and
+#   streams only `FFN − budget`.
 
 # %%
 if stored.exists():
@@ -823,21 +887,25 @@ if stored.exists():
 #    reading the same bytes, changes speed with its I/O alone (the `LLM in a flash` line).
 # 3. **The bounds.** The engine reaches the shares of `1 / max(t_mem, t_io)` and of the
 #    chain bound printed above. The chain bound is the honest one for this design: a layer's
-#    unguessed misses wait for their burst after the predictor. The look-ahead tries to
-#    start that burst earlier, but what it must *read* are the guesses not in memory, and
-#    those are mostly the wrong ones (the precision of its reads is below one half, and below
-#    that of its guesses); the next layer waits for all of them before its cache lookup, so it reads and
-#    waits for more bytes than `+pipeline` (the `look-ahead` line).
+#    unguessed misses wait for their burst after the predictor.
+#    * The look-ahead tries to start that burst earlier, but it must *read* only the guesses
+#      not in memory, and those are mostly the wrong ones (the precision of its reads is below
+#      one half, and below that of its guesses).
+#    * The next layer waits for all of them before its cache lookup, so it reads and waits for
+#      more bytes than `+pipeline` (the `look-ahead` line).
 #
-# **Against PowerInfer-2's own numbers.** PowerInfer-2's abstract (v1) reports up to 29.2x
-# over "state-of-the-art frameworks" on two smartphones; the abstract of v3 reports up to
-# 27.8x. Those are phones: UFS storage that serves a queue of reads one after
-# another, so a cluster pipeline can compute each cluster as it lands, and an NPU for the
-# dense work. Here a burst of reads comes back nearly all at once (notebook 12 measures
-# it), so only the work already in memory can hide under it, and a layer's in-memory compute
-# is short next to its burst. Our ratios (the stored JSON's `ratios`) are measured against
-# our own baselines on this machine; the comparison with LLM in a flash in particular is,
-# in their paper as here, a comparison with a port.
+# **Against PowerInfer-2's own numbers.** Its abstract (v1) reports up to 29.2x over
+# "state-of-the-art frameworks" on two smartphones; the abstract of v3 reports up to 27.8x.
+# Our setting differs from theirs:
+#
+# * **Phones** have UFS storage that serves a queue of reads one after another, so a cluster
+#   pipeline can compute each cluster as it lands, and an NPU for the dense work.
+# * **Here** a burst of reads comes back nearly all at once (notebook 12 measures it), so only
+#   the work already in memory can hide under it, and a layer's in-memory compute is short
+#   next to its burst.
+# * **Our ratios** (the stored JSON's `ratios`) are measured against our own baselines on this
+#   machine; the comparison with LLM in a flash in particular is, in their paper as here, a
+#   comparison with a port.
 #
 # Whether the planner, with its one calibrated constant, ranked the notebook-size budgets in
 # the measured order is printed in section 2; how it fares across the stored full-size
