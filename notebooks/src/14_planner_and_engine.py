@@ -226,12 +226,11 @@ print(f"reads in flight: max(io_depth {plan.io_depth}, cluster size {plan.cluste
 # %%
 def decode_timed(eng, n_warm=8, n_time=12):
     """Decode ``n_warm + n_time`` tokens of the workload; tok/s (median of the timed tokens) and
-    where a timed token's time went, in seconds (means)."""
-    lat, attention = [], 0.0
+    where a timed token's time went, in seconds (each part's median over the timed tokens)."""
+    lat, rows = [], []
     for t in range(n_warm + n_time):
-        if t == n_warm:
-            eng.trace.clear()
-            attention = 0.0
+        eng.trace.clear()                              # the trace holds this token only
+        attention = 0.0
         w.predictor.t = t
         t0 = time.perf_counter()
         for l in range(spec.n_layers):
@@ -240,15 +239,17 @@ def decode_timed(eng, n_warm=8, n_time=12):
             attention += time.perf_counter() - a0
             eng(l, w.X[l][t])
         eng.end_token()
-        lat.append(time.perf_counter() - t0)
-    timed = np.array(lat[n_warm:])
-    tr = eng.trace
-    parts = {"attention": attention, "predictor": tr.busy("compute", ["predict"]),
-             "compute": tr.busy("compute", ["fused_compute", "gate_compute", "updown_compute"]),
-             "waiting for reads": tr.busy("compute", ["wait"])}
-    parts = {k: v / n_time for k, v in parts.items()}
-    parts["the rest"] = float(timed.mean()) - sum(parts.values())
-    return 1 / float(np.median(timed)), parts
+        seconds = time.perf_counter() - t0
+        if t >= n_warm:
+            tr = eng.trace
+            parts = {"attention": attention, "predictor": tr.busy("compute", ["predict"]),
+                     "compute": tr.busy("compute", ["fused_compute", "gate_compute", "updown_compute"]),
+                     "waiting for reads": tr.busy("compute", ["wait"])}
+            parts["the rest"] = seconds - sum(parts.values())
+            lat.append(seconds)
+            rows.append(parts)
+    split = {k: float(np.median([r[k] for r in rows])) for k in rows[0]}
+    return 1 / float(np.median(lat)), split
 
 
 rows, plans_here, split, rate = [], {}, {}, {}
@@ -293,16 +294,17 @@ print("the planner ranks the three budgets in the measured order:", bool(np.arra
 #   cache lookup, building the work units, submitting the reads, the hand-offs between
 #   threads; mostly Python).
 #
-# Beside each measured split are the planner's terms for the same plan. The split is a *mean*
-# over the timed tokens, while tok/s above comes from the *median* token. One slow token (a
-# stalled attention, a late read) raises the mean, not the median, so the line prints both.
+# Beside each measured split are the planner's terms for the same plan. Each part is its
+# *median* over the timed tokens, as tok/s above comes from the median token, so one slow
+# token (a stalled attention, a late read, another program taking the core) moves neither.
+# Medians of parts need not add up to the median token exactly; the line prints both.
 
 # %%
 for frac, parts in split.items():
     t = plans_here[frac].terms
     print(f"{frac:.2f} x FFN, measured (ms per token): "
           + " + ".join(f"{k} {v * 1e3:.2f}" for k, v in parts.items()) + f" = {sum(parts.values()) * 1e3:.2f}"
-          f" (mean; the median token, which tok/s uses: {1e3 / rate[frac]:.2f})")
+          f" (medians; the median token, which tok/s uses: {1e3 / rate[frac]:.2f})")
     print(f"{'':11s}planner: attention + predictor + c_layer {t['t_fixed'] * 1e3:.2f}, compute {t['t_compute'] * 1e3:.2f}, "
           f"I/O {t['t_io'] * 1e3:.2f} -> {t['t_token'] * 1e3:.2f} (per layer the longer of compute and I/O)")
 smallest, largest = split[min(split)], split[max(split)]
