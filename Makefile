@@ -56,16 +56,10 @@ lint: setup
 test-lib: setup
 	$(PY) -m pytest tests/ -q
 
-# The RLHF notebooks (00-09, 15) train single-threaded and deterministically: they run two at a
-# time, one per core (pytest-xdist; `--dist loadfile` keeps each notebook whole on one kernel). The
-# sparse notebooks (10-14) time kernels and reads on every core, so they run one after another.
-# NB=05 runs one notebook. $(1): environment for the run.
-SPARSE_NB := $(sort $(wildcard notebooks/1[0-4]_*.ipynb))
-OTHER_NB  := $(filter-out $(SPARSE_NB),$(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb)))
-NB_JOBS   ?= 2
-run-notebooks = $(if $(NB),$(1) $(PY) -m pytest $(NBVAL_FLAGS) -q notebooks/$(NB)*.ipynb,\
-	$(1) $(PY) -m pytest $(NBVAL_FLAGS) -q -n $(NB_JOBS) --dist loadfile $(OTHER_NB) && \
-	$(1) $(PY) -m pytest $(NBVAL_FLAGS) -q $(SPARSE_NB))
+# Every notebook in one pytest run, one kernel at a time (NB=05 for one). Not in parallel: two
+# kernels started at once can pick the same free ports (jupyter_client picks them before the kernel
+# binds them) and one then never answers. $(1): environment for the run.
+run-notebooks = $(1) $(PY) -m pytest $(NBVAL_FLAGS) -q notebooks/$(if $(NB),$(NB)*.ipynb,)
 
 test-notebooks: setup
 	$(call run-notebooks,)

@@ -12,7 +12,7 @@ from ._core import Exercise, assert_close, matches_reference
 from ..bridge.hf_model import weight_map
 from ..rlhf.grpo import grpo_loss as _grpo_loss
 from ..rlhf.kl import kl_k3 as _k3
-from ..rlhf.masking import select_or_zero
+from ..toy.masking import select_or_zero
 from ..toy.model import GPT, GPTConfig
 
 __all__ = ["gpt2_state_dict", "bias_corrected_k3", "rloo_sequence_loss"]

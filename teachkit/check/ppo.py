@@ -9,7 +9,7 @@ import torch
 from ._core import Exercise, assert_close, check_output, matches_reference
 from ._inputs import poison as _poison, prefix_mask as _prefix_mask, t32 as _t
 from ..rlhf.advantages import gae as _gae_ref
-from ..rlhf.masking import select_or_zero
+from ..toy.masking import select_or_zero
 from ..rlhf.ppo import ppo_policy_loss as _ppo_ref
 
 __all__ = ["gae", "ppo_clip_loss", "gae_with_kl", "clip_higher_loss"]

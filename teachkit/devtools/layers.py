@@ -4,8 +4,8 @@
 
 For each ``layers`` contract in ``pyproject.toml`` (``[tool.importlinter]``) it lists the layers top
 to bottom, the modules in each, and which layers each one imports. Then it looks for cycles among
-the modules of every package: a strongly connected group of siblings (Tarjan's algorithm on the
-import graph, each sibling standing for itself and everything below it). ``lint-imports`` holds the
+the modules of every package, each sibling standing for itself and everything below it (grimp's
+``nominate_cycle_breakers``, the check behind import-linter's ``acyclic_siblings``). ``lint-imports`` holds the
 contracts in ``make test``; this is the view a reader uses to find their way around.
 """
 
@@ -36,52 +36,17 @@ def imports_between_children(graph: grimp.ImportGraph, package: str) -> dict[str
     children = sorted(graph.find_children(package))
     edges: dict[str, set[str]] = {child: set() for child in children}
     for child in children:
-        inside = {child} | set(graph.find_descendants(child)) if graph.find_children(child) else {child}
-        for module in inside:
+        for module in {child, *graph.find_descendants(child)}:
             for imported in graph.find_modules_directly_imported_by(module):
                 if imported.startswith(package + ".") and owner(imported, package) != child:
                     edges[child].add(owner(imported, package))
     return edges
 
 
-def strongly_connected(edges: dict[str, set[str]]) -> list[list[str]]:
-    """Tarjan's strongly connected components with more than one member (or a self-loop): the cycles."""
-    index: dict[str, int] = {}
-    low: dict[str, int] = {}
-    stack: list[str] = []
-    on_stack: set[str] = set()
-    found: list[list[str]] = []
-
-    def visit(node: str) -> None:
-        index[node] = low[node] = len(index)
-        stack.append(node)
-        on_stack.add(node)
-        for nxt in sorted(edges.get(node, ())):
-            if nxt not in index:
-                visit(nxt)
-                low[node] = min(low[node], low[nxt])
-            elif nxt in on_stack:
-                low[node] = min(low[node], index[nxt])
-        if low[node] == index[node]:
-            group = []
-            while True:
-                member = stack.pop()
-                on_stack.discard(member)
-                group.append(member)
-                if member == node:
-                    break
-            if len(group) > 1 or node in edges.get(node, ()):
-                found.append(sorted(group))
-
-    for node in sorted(edges):
-        if node not in index:
-            visit(node)
-    return found
-
-
-def cycles(graph: grimp.ImportGraph, package: str = PACKAGE) -> list[list[str]]:
-    """Import cycles among siblings, in ``package`` and every package below it."""
-    found = strongly_connected(imports_between_children(graph, package))
+def cycles(graph: grimp.ImportGraph, package: str = PACKAGE) -> list[tuple[str, str, str]]:
+    """Import cycles among siblings, in ``package`` and every package below it, as
+    ``(package, importer, imported)``: the imports grimp nominates to break them (none: acyclic)."""
+    found = [(package, *edge) for edge in sorted(graph.nominate_cycle_breakers(package))]
     for child in sorted(graph.find_children(package)):
         if graph.find_children(child):
             found += cycles(graph, child)
@@ -111,8 +76,8 @@ def main() -> int:
         print("\n".join(describe_layers(graph, contract)), end="\n\n")
     found = cycles(graph)
     if found:
-        for group in found:
-            print("import cycle among: " + ", ".join(group))
+        for package, importer, imported in found:
+            print(f"import cycle in {package}: removing {importer} -> {imported} would break it")
         return 1
     print(f"no import cycle among the {len(graph.modules)} modules of {PACKAGE}")
     return 0

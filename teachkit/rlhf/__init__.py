@@ -52,12 +52,13 @@ Shared modules:
 - ``landscapes``    what the hands-on widgets draw: pure functions of a few numbers
 """
 
+from ..toy.masking import select_or_zero
 from . import validate
 from .advantages import gae, grpo_advantages, remax_advantages, rloo_advantages, whiten
 from .dpo import dpo_loss, dpop_loss, implicit_rewards, ipo_loss, sequence_logps, simpo_loss
 from .grpo import AGGREGATIONS, aggregate_loss, grpo_loss
 from .kl import kl_k1, kl_k2, kl_k3
-from .masking import masked_mean, masked_sum, masked_var, select_or_zero
+from .masking import masked_mean, masked_sum, masked_var
 from .orpo import log1mexp, log_odds, orpo_loss
 from .ppo import clip_fraction, ppo_policy_loss, ppo_value_loss
 from .reinforce import reinforce_loss

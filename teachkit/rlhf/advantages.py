@@ -22,7 +22,8 @@ from __future__ import annotations
 
 import torch
 
-from .masking import masked_mean, masked_var, select_or_zero
+from ..toy.masking import select_or_zero
+from .masking import masked_mean, masked_var
 from .validate import (check_floating, check_integer, check_mask, check_mask_selects, check_not_empty,
                        check_number, check_pair_batch, check_token_batch)
 

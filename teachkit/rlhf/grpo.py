@@ -25,8 +25,9 @@ from __future__ import annotations
 
 import torch
 
+from ..toy.masking import select_or_zero
 from .kl import kl_k3
-from .masking import masked_mean, masked_sum, select_or_zero
+from .masking import masked_mean, masked_sum
 from .validate import check_choice, check_number, check_one_per_row, check_token_batch
 
 __all__ = ["grpo_loss", "aggregate_loss", "AGGREGATIONS"]

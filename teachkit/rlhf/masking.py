@@ -25,7 +25,7 @@ import torch
 from ..toy.masking import select_or_zero
 from .validate import check_floating, check_mask, check_mask_selects, check_not_empty
 
-__all__ = ["select_or_zero", "masked_sum", "masked_mean", "masked_var"]
+__all__ = ["masked_sum", "masked_mean", "masked_var"]
 
 
 def _checked(x, mask) -> torch.Tensor:

@@ -18,9 +18,9 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from ..toy.masking import select_or_zero
 from ..toy.generate import completion_logits
 from .history import History
-from .masking import select_or_zero
 
 __all__ = ["PAIR_SUBSETS", "PairData", "pair_data", "pair_forward", "pair_logps", "pair_mean_logps",
            "check_offpolicy_config", "fit_pairs"]

@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import torch
 
-from .masking import masked_mean, select_or_zero
+from ..toy.masking import select_or_zero
+from .masking import masked_mean
 from .validate import check_number, check_token_batch
 
 __all__ = ["ppo_policy_loss", "ppo_value_loss", "clip_fraction"]

@@ -35,13 +35,14 @@ from dataclasses import dataclass
 
 import torch
 
+from ..toy.masking import select_or_zero
 from ..toy.generate import Rollout
 from ..toy.world import frozen
 from .advantages import gae, whiten
 from .costs import StepPeak, Timer, cost_summary, model_costs
 from .history import History, evaluation_metrics
 from .kl import kl_k1, kl_k3
-from .masking import masked_mean, select_or_zero
+from .masking import masked_mean
 from .onpolicy import check_onpolicy_config, logprobs_and_entropy, sample_rollout, score
 from .ppo import clip_fraction, ppo_policy_loss, ppo_value_loss
 

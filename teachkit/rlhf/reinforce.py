@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import torch
 
-from .masking import masked_sum, select_or_zero
+from ..toy.masking import select_or_zero
+from .masking import masked_sum
 from .validate import check_one_per_row, check_token_batch
 
 __all__ = ["reinforce_loss"]

@@ -36,7 +36,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .masking import select_or_zero
+from ..toy.masking import select_or_zero
 from .validate import (check_choice, check_floating, check_mask, check_mask_selects, check_not_empty,
                        check_number, check_pair_batch, check_same_shape)
 
