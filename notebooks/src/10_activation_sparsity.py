@@ -98,9 +98,10 @@ assert fires.max() < 0.5 and overlap > 2 * chance
 # ## 3. Hot and cold neurons: skewed, but is it a power law?
 #
 # Count, for each neuron, the fraction of tokens it fires on, and sort. PowerInfer (Song et al.,
-# arXiv:2312.12456v1, §3) reports that in OPT-30B this curve is a **power law**,
-# `f(r) ≈ C · r^(-α)` (a straight line on log-log axes), and that 26% of the neurons give 80%
-# of the activations. Whether *our* model does the
+# arXiv:2312.12456v2, §3.1, Fig. 4) calls this distribution a **power law**,
+# `f(r) ≈ C · r^(-α)` (a straight line on log-log axes), and reports that in the MLP blocks of
+# OPT-30B 26% of the neurons give 80% of the activations (17% across the whole model). Whether
+# *our* model does the
 # same is a measurement: we fit a straight line to `log f` against `log r` (power law) and
 # against `r` (an exponential, `f ≈ C e^(-λr)`), over the top half of the ranks, and compare the
 # R² of the two fits.
@@ -152,10 +153,11 @@ viz.plot_rank_fits(freqs, title="trained ReLU LM: firing frequency by neuron ran
 # the union grows fast: every token brings its own cold neurons. Below, 128 tokens need at least
 # 4× the neurons of one token in layer 0 (the densest layer already) and at least 10× in the
 # other layers (asserted; the ratios are printed): most of the neurons that fire at all (in this
-# small model some never fire on this text; in PowerInfer-2's 7B models 128 tokens activate
-# 99.99%). That is why PowerInfer-2 (Xue et al., arXiv:2406.06282v1) runs prefill densely (on the
-# phone's NPU, a processor built for dense matrix products) and uses sparsity only for
-# decoding.
+# small model some never fire on this text; in TurboSparse-Mixtral-47B a neuron's chance of
+# firing for at least one of 128 tokens approaches 99.99%, Xue et al., arXiv:2406.06282v3,
+# §7.2.2). That is why PowerInfer-2 (Xue et al., arXiv:2406.06282v1, §4.1.1) runs prefill
+# densely, without predictors (on the phone's NPU, a processor built for dense matrix products),
+# and uses sparsity only for decoding.
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -178,10 +180,12 @@ viz.plot_union_activity(windows, unions)
 # To skip a neuron we must know *before* computing it that it will not fire. A **predictor**
 # looks at the FFN input `x` and guesses the active set. Two classic designs, each one per layer:
 #
-# * **low-rank** (LLM in a flash, arXiv:2312.11514v1, building on Deja Vu's small per-layer
-#   predictors, arXiv:2310.17157v1): `logits = (x A) B + c`, with `A` of shape (d, r) and
+# * **low-rank** (LLM in a flash, Alizadeh et al., arXiv:2312.11514v3, §3.1, Fig. 3b, which
+#   follows Deja Vu's small per-layer predictors, Liu et al., arXiv:2310.17157v1):
+#   `logits = (x A) B + c`, with `A` of shape (d, r) and
 #   `B` of shape (r, d_ff). It costs `r (d + d_ff)` multiply-adds instead of the FFN's `2 d d_ff`.
-# * **MLP** (PowerInfer): `logits = relu(x W1 + b1) W2 + b2`.
+# * **MLP** (PowerInfer, arXiv:2312.12456v2, §5.1: one hidden layer, sized per layer):
+#   `logits = relu(x W1 + b1) W2 + b2`.
 #
 # Both are trained with binary cross-entropy on recorded `(x, h > 0)` pairs from the
 # *training* text, and tested on the held-out text. Here is the low-rank training loop, written
@@ -237,7 +241,8 @@ for kind, ps in preds.items():
 
 # %% [markdown]
 # Note the price: at rank 32 the predictor is a sizeable fraction of the FFN (printed above),
-# because this FFN is tiny (d = 128). PowerInfer's predictors are about 6% of a much wider FFN;
+# because this FFN is tiny (d = 128). PowerInfer's predictors, in models with much wider FFNs,
+# add up to about 6% of all the model's parameters (arXiv:2312.12456v2, §5.1);
 # the cost `r (d + d_ff)` grows with `d + d_ff`, the FFN with `d · d_ff`. Every parameter of the
 # predictor is read on every token, so it adds to the bytes the sparse FFN moves (section 6).
 #
@@ -386,13 +391,16 @@ assert 1 - mass0 < 0.02 and abs(cost0) < 0.003
 # This model is tiny (d_ff = 512), far too small to time kernels on. Notebook 11 and the
 # benchmark use **SYNTHETIC** FFN layers at 7B shapes (d = 4096, d_ff = 11008) with random
 # weights and *designed* statistics: about 10% of neurons active per token (the published figure
-# for sparse 7B models), a hot set drawn from a capped power law `min(0.9, c · r^-1)`, and hidden
+# for sparse 7B models: ProSparse reports 89% sparsity for Llama-2-7B, arXiv:2402.13516v1), a hot
+# set drawn from a capped power law `min(0.9, c · r^-1)`, and hidden
 # states that drift slowly so the active set is predictable. They differ from our trained model
 # on purpose, and in ways worth knowing:
 #
-# * **gated (ReGLU) instead of plain ReLU**: the sparse 7B models PowerInfer-2 runs (ProSparse,
-#   TurboSparse Llama/Mistral, arXiv:2406.05955v1) have gated FFNs, three weight vectors per neuron, and that is the
-#   layout the kernels must be fast for; the course's tiny GPT has a plain ReLU FFN (two).
+# * **gated (ReGLU) instead of plain ReLU**: the sparse models PowerInfer-2 runs (ProSparse's
+#   ReLU Llama-2, and TurboSparse-Mistral-7B, whose dReLU puts a ReLU on both the gate and the
+#   up projection; TurboSparse, Song et al., arXiv:2406.05955v1) have gated FFNs, three weight
+#   vectors per neuron, and that is the layout the kernels must be fast for; the course's tiny
+#   GPT has a plain ReLU FFN (two).
 # * **the hot set is hotter, but not more skewed**: the cap pins the top few percent of neurons
 #   at a firing probability of 0.9 (our model's hottest neurons in layers 1–3 fire on fewer than
 #   half of the tokens), yet the share of neurons that gives 80% of the firings is about as large

@@ -5,7 +5,8 @@
 # printed the share for each layer of our small model) and that a small predictor can say
 # which. Skipping most of the neurons only pays if the code that runs the few others is fast.
 # This notebook builds that code step by step, the way PowerInfer-2 (Xue et al.,
-# arXiv:2406.06282v1) runs a token's FFN on a phone's CPU:
+# arXiv:2406.06282v3, §4.1.2) runs the sparse part of a token's FFN, its cold neurons, on a
+# phone's CPU cores (its NPU takes the dense, hot part):
 #
 # 1. the **neuron bundle**: the three weight vectors a neuron needs, stored side by side;
 # 2. a sparse FFN in plain Python, then with numpy gather, then as a **numba** kernel;
@@ -172,9 +173,10 @@ for attempt in range(4):
 # **The fix:** give each thread its own private accumulator row, `partial[c]`, split the
 # active list into one contiguous chunk per thread, and sum the rows once at the end. Nothing
 # is shared while the threads run. The CPU axpy kernel of PowerInfer (Song et al.,
-# arXiv:2312.12456v1; `ggml_compute_forward_mul_mat_axpy` in the `ggml.c` of its public code,
-# github.com/SJTU-IPADS/PowerInfer) does the same: each thread adds its contiguous range of rows
-# into a private vector, which is added to the output at the end.
+# arXiv:2312.12456v2, §5.4; `ggml_compute_forward_mul_mat_axpy` in the `ggml.c` of its public
+# code, github.com/SJTU-IPADS/PowerInfer) does much the same: each thread adds its contiguous
+# range of rows into a private vector, then adds that vector to the shared output when it is
+# done, with a plain `+=` in this function (its `_head` variant takes a spin lock for that step).
 
 # %%
 @njit(parallel=True, fastmath=True, nogil=True, cache=True)
@@ -433,8 +435,9 @@ else:
 #
 # Activation frequencies are skewed (notebook 10), so a few **hot** neurons fire on many
 # tokens. Predicting them one by one saves little, so PowerInfer-2 merges them into a few large
-# clusters that are always computed densely, and leaves the long **cold** tail to small clusters
-# in which only the predicted-active neurons run. Sorting the neurons hot-first makes every hot
+# clusters that are always computed densely (on the NPU), and leaves the long **cold** tail to
+# small clusters in which only the predicted-active neurons run (on the CPU; Xue et al.,
+# arXiv:2406.06282v3, §3.1, §4.1.2). Sorting the neurons hot-first makes every hot
 # cluster one contiguous slice of the bundle array: a sequential read.
 #
 # Hot or cold is decided from **recorded activity**, as a profiling run would: we run 2000

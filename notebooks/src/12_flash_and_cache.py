@@ -10,7 +10,9 @@
 #    them in flight, are faster. We measure it, with the page cache kept out of the way.
 # 3. **What do we keep in RAM?** A *segmented cache*: a fixed region (attention, embeddings,
 #    predictors), a hot region of neuron clusters and a cold region of single neurons (the
-#    last two each with its own LRU), all in preallocated numpy arrays.
+#    last two each with its own LRU), all in preallocated numpy arrays. (PowerInfer-2's neuron
+#    cache has the same three regions, its fixed one holding attention weights and the KV
+#    cache: Xue et al., arXiv:2406.06282v3, §4.2.)
 #
 # The FFN layers here are **SYNTHETIC** (random weights with controlled statistics, from
 # `teachkit.sparse.model.synthetic`). Files go to a temporary directory and are deleted at the end.
@@ -163,12 +165,13 @@ print("pages of the file in the page cache:", "unknown on this platform" if page
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 3. How fast does this machine read?
 #
-# PowerInfer-2's planner starts by **measuring** the storage: random-read bandwidth against the
-# read size and the number of reads in flight (queue depth). We do the same on a 64 MiB scratch
-# file with `O_DIRECT` (so every read reaches the device). The numbers are this machine's and
-# change from run to run; the *shape* is the lesson: small random reads are limited by the
-# number of operations per second, so bandwidth grows with the read size, and with reads in
-# flight until the device is saturated.
+# PowerInfer-2's offline planner starts by **measuring** the device, among other things the
+# storage's read performance for different read sizes (Xue et al., arXiv:2406.06282v3, §5). We
+# measure random-read bandwidth against the read size and the number of reads in flight (queue
+# depth), on a 64 MiB scratch file with `O_DIRECT` (so every read reaches the device). The
+# numbers are this machine's and change from run to run; the *shape* is the lesson: small
+# random reads are limited by the number of operations per second, so bandwidth grows with the
+# read size, and with reads in flight until the device is saturated.
 
 # %%
 io = profile_reads(sizes=(4096, 16384, 65536, 262144, 1 << 20), qds=(1, 4), n_reads=24,
@@ -250,9 +253,10 @@ first_share = [t1 / t for t, t1 in zip(burst["seconds"], burst["first_seconds"])
 print(f"the first read of a burst is back after {min(first_share):.2f}-{max(first_share):.2f} of the burst's time")
 
 # %% [markdown]
-# The last column says *when* a burst's reads come back. On a phone's UFS (Universal Flash
-# Storage, the phone's built-in flash, with one command queue)
-# they come back one after another: the first after about 1/k of the burst, so a pipeline can
+# The last column says *when* a burst's reads come back. A phone's UFS (Universal Flash
+# Storage, the phone's built-in flash) has a single command queue (Xue et al.,
+# arXiv:2406.06282v3, §2.3.2), so its reads are served in turn and should
+# come back one after another: the first after about 1/k of the burst, so a pipeline can
 # compute the first cluster that lands while the rest are still on their way. A share near 1
 # means the disk hands the batch back nearly all at once. The virtual disk of the VM that made
 # the stored outputs does that (the share printed last; in some runs larger bursts came back in
@@ -355,9 +359,11 @@ assert full["hist"][0]["hot_occupied"] == n_hot_clusters        # filled on the 
 # on nearly every token, in the same order. With fewer slots than clusters, each miss evicts
 # the least recently used cluster, which is exactly the one needed soonest, so almost every
 # lookup misses. (The same happens to the cold region in notebook 14 when the budget gets
-# small.) That is why PowerInfer-2's planner sizes the hot region to hold the whole hot set,
-# keeps it resident (ours fills it on the first token), and leaves LRU to the cold neurons,
-# whose reuse is irregular.
+# small.) That is why our engine by default (`hot_share=1`) sizes the hot region to hold the
+# whole hot set, keeps it resident (it fills on the first token), and leaves the evicting to
+# the cold neurons, whose reuse is irregular. (PowerInfer-2 also puts a cluster-level LRU on its hot region, resizes the
+# hot and cold regions as the batch size changes, §4.2, and its planner chooses how many
+# neurons are hot, §5.)
 
 # %% [markdown]
 # The budget is enforced, not hoped for: give the engine less memory than its buffers and

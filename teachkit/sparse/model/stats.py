@@ -3,7 +3,8 @@
 All functions take an activation matrix ``H`` of shape (tokens, neurons) (post-ReLU values or
 a boolean "fired" mask) and count a neuron as active for a token when its value is > 0.
 
-* ``activity_per_token``: fraction of neurons active for each token (PowerInfer: ~10%).
+* ``activity_per_token``: fraction of neurons active for each token (PowerInfer: about 10% of
+  an MLP block's neurons per inference step; Song et al., arXiv:2312.12456v2, §3.2, footnote 3).
 * ``firing_frequency``: for each neuron, the fraction of tokens on which it fires. Sorted in
   decreasing order it is *skewed*: a few *hot* neurons fire on many tokens, the long tail of
   *cold* neurons rarely. PowerInfer reports a power law ``f(r) ≈ C r^(-α)`` for OPT and Llama;
@@ -12,7 +13,8 @@ a boolean "fired" mask) and count a neuron as active for a token when its value 
   axes) and reports the R² of each. (The small LM of notebook 10 is skewed but fits the
   exponential better than the power law.)
 * ``hot_share``: the smallest fraction of neurons that accounts for ``share`` of all firings
-  (OPT-30B: 26% of neurons give 80% of activations, PowerInfer §3.1).
+  (OPT-30B: 26% of an MLP block's neurons give 80% of its activations; Song et al.,
+  arXiv:2312.12456v2, §3.1, Fig. 4a).
 * ``union_activity``: fraction of neurons active for *at least one* token of a window of k
   tokens. It climbs towards 1 quickly with k, which is why a prompt (prefill) is dense.
 """

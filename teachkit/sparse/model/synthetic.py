@@ -13,8 +13,9 @@ d-1 of the gate matrix acts as a per-neuron bias b_i and the kernels stay bias-f
   ``p_i = min(p_max, c · r_i^(-power))``; c is chosen so that mean(p) = ``activity``.
   The cap p_max flattens the head: with the default power = 1 and activity 10%, the top ~2.3%
   of neurons sit at p_max = 0.9 and about 39% of neurons carry 80% of all firings (measured at
-  d_ff = 1024, 4096 and 11008). ``power = 1.5`` gives about 20%, close to OPT's 26%
-  (PowerInfer §3.1). The default is kept at 1 because the benchmark and notebooks 12–14 were
+  d_ff = 1024, 4096 and 11008). ``power = 1.5`` gives about 20%, close to the 26% PowerInfer
+  reports for an MLP block of OPT-30B (Song et al., arXiv:2312.12456v2, §3.1, Fig. 4a). The
+  default is kept at 1 because the benchmark and notebooks 12–14 were
   sized with it: it is the *less* skewed, harder case for hot-neuron caching.
 * **Context-dependent, predictable activation.** Hidden states live near a rank-k subspace
   and drift slowly: ``z_t = ρ z_{t-1} + √(1-ρ²) ε_t``, ``x_t = U z_t + σ_e e_t``. The gate
