@@ -256,3 +256,19 @@ def test_every_grid_is_ascending_and_names_its_default_beta():
         runner.dataclasses.replace(runner.METHODS["dpo"], default_beta=0.5)
     with pytest.raises(ValueError, match="ascending"):
         runner.dataclasses.replace(runner.METHODS["dpo"], betas=(1.0, 0.3, 0.1))
+
+
+def test_merge_methods_replaces_only_the_rebuilt_methods():
+    old = [{"method": "dpo", "seed": 0}, {"method": "grpo", "seed": 0}, {"method": "grpo", "seed": 1}]
+    meta = {"task": "arithmetic", "live": {"method": "dpo"}, "betas": {"dpo": [0.1], "grpo": [0.01]},
+            "lrs": {"dpo": [1e-4], "grpo": [3e-4]}, "chosen": {"dpo": {"beta": 0.1}, "grpo": {"beta": 0.01}}}
+    new = [{"method": "grpo", "seed": 0, "fresh": True}]
+    new_meta = {"task": "arithmetic", "betas": {"grpo": [0.04]}, "lrs": {"grpo": [3e-4]},
+                "chosen": {"grpo": {"beta": 0.04}}}
+    records, merged = sd.merge_methods(old, meta, new, new_meta, ["grpo"])
+    assert records == [old[0], new[0]]
+    assert merged["chosen"] == {"dpo": {"beta": 0.1}, "grpo": {"beta": 0.04}}
+    assert merged["betas"]["grpo"] == [0.04] and merged["live"] == {"method": "dpo"}
+    assert meta["chosen"]["grpo"] == {"beta": 0.01}  # the stored meta is not mutated
+    with pytest.raises(ValueError, match="cannot merge task"):
+        sd.merge_methods(old, meta, new, {**new_meta, "task": "length"}, ["grpo"])

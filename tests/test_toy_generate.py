@@ -5,7 +5,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from teachkit.toy.generate import completion_logprobs, eos_mask, generate, sequence_logprob
+from teachkit.toy.generate import (check_groups, completion_logits, completion_logprobs, eos_mask, generate,
+                                   sequence_logprob)
 from teachkit.toy.model import GPT, GPTConfig
 
 EOS, PAD = 1, 0
@@ -111,3 +112,62 @@ def test_bad_input_gives_clear_errors():
     with pytest.raises(ValueError, match="shape of completions"):
         completion_logprobs(m, torch.zeros(2, 3, dtype=torch.long), torch.zeros(2, 2, dtype=torch.long),
                             torch.ones(2, 3))
+
+
+def _grouped(n_prompts=6, G=4, P=3, seed=1):
+    prompts = torch.randint(2, 9, (n_prompts, P), generator=torch.Generator().manual_seed(seed))
+    return prompts.repeat_interleave(G, dim=0), G
+
+
+@pytest.mark.parametrize("T", [1, 2, 6])
+def test_shared_prompt_logits_and_gradients_match_the_plain_forward(T):
+    m = _model(2)
+    prompts, G = _grouped()
+    comp = torch.randint(0, 9, (prompts.shape[0], T), generator=torch.Generator().manual_seed(3))
+    plain = completion_logits(m, prompts, comp)
+    grads_plain = torch.autograd.grad(plain.log_softmax(-1).square().sum(), list(m.parameters()))
+    shared = completion_logits(m, prompts, comp, group_size=G)
+    grads_shared = torch.autograd.grad(shared.log_softmax(-1).square().sum(), list(m.parameters()))
+    assert shared.shape == plain.shape
+    torch.testing.assert_close(shared, plain, rtol=0, atol=1e-5)
+    for a, b in zip(grads_shared, grads_plain):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_shared_prompt_runs_fewer_positions():
+    m = _model(2)
+    prompts, G = _grouped(n_prompts=6, G=4, P=3)
+    comp = torch.randint(0, 9, (24, 5), generator=torch.Generator().manual_seed(3))
+    seen = []
+    hook = m.blocks[0].register_forward_hook(lambda mod, inp, out: seen.append(out.shape[0] * out.shape[1]))
+    completion_logits(m, prompts, comp)
+    plain, seen[:] = sum(seen), []
+    completion_logits(m, prompts, comp, group_size=G)
+    hook.remove()
+    assert plain == 24 * (3 + 5) and sum(seen) == 6 * 3 + 24 * (5 - 1)
+
+
+@pytest.mark.parametrize("greedy", [True, False])
+def test_grouped_generation_gives_the_same_tokens(greedy):
+    m = _model()
+    prompts, G = _grouped(n_prompts=8, G=4)
+    plain = generate(m, prompts, 8, greedy=greedy, generator=torch.Generator().manual_seed(7))
+    shared = generate(m, prompts, 8, greedy=greedy, generator=torch.Generator().manual_seed(7), group_size=G)
+    assert torch.equal(shared.completions, plain.completions)
+    assert torch.equal(shared.mask, plain.mask)
+
+
+def test_groups_are_checked():
+    m = _model()
+    prompts, G = _grouped(n_prompts=3, G=2)
+    assert check_groups(prompts, G) == G and check_groups(prompts[:5], 1) == 1
+    with pytest.raises(ValueError, match="whole number of groups"):
+        check_groups(prompts[:5], G)
+    mixed = prompts.clone()
+    mixed[1, 0] = (mixed[1, 0] + 1) % 9
+    with pytest.raises(ValueError, match="rows differ within a group"):
+        completion_logits(m, mixed, torch.zeros(6, 2, dtype=torch.long), group_size=G)
+    with pytest.raises(ValueError, match="group_size must be"):
+        check_groups(prompts, 0)
+    with pytest.raises(ValueError, match="use_cache"):
+        generate(m, prompts, 3, group_size=G, use_cache=False)

@@ -48,4 +48,6 @@ def test_bench_writes_medians_ratio_and_floors(tmp_path):
         r = result[kind]
         assert r["teachkit_s"] > 0 and r["trl_s"] > 0 and r["floor_toy_s"] > 0 and r["floor_gpt2_s"] > 0
         assert r["ratio_trl_over_teachkit"] == r["trl_s"] / r["teachkit_s"]
-        assert set(r["rounds_s"]) == {"teachkit", "trl", f"{kind}_toy", f"{kind}_gpt2"}
+        shared = {"grpo_toy_shared"} if kind == "grpo" else set()
+        assert set(r["rounds_s"]) == {"teachkit", "trl", f"{kind}_toy", f"{kind}_gpt2"} | shared
+    assert result["grpo"]["floor_toy_shared_s"] > 0 and "floor_toy_shared_s" not in result["dpo"]

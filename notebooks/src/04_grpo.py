@@ -324,6 +324,23 @@ assert mass_ratio > 5 and pi_forward[best] > target[best], "forward KL: fatter l
 # 16 prompts (128 samples), scores them with the reward model, computes group advantages, and takes
 # μ = 2 gradient steps on `grpo_loss` with β = 0.2 (the first with ρ = 1, the second with ρ ≠ 1,
 # where the clip *could* act; whether it does depends on how far one step moves the policy). No critic.
+#
+# One saving comes from the group itself. The G answers of a prompt share that prompt, and causal
+# attention means a prompt position never sees the answer, so all G copies compute the same keys
+# and values there. `train_grpo` therefore runs each prompt once, in sampling and in every
+# log-prob pass, and hands its KV cache to the G completions (`group_size=G`, in
+# `teachkit/toy/generate.py`). The cell below counts the positions each way on section 1's batch
+# and checks that the log-probs agree up to float rounding.
+
+# %%
+from teachkit.rlhf.onpolicy import logprobs_and_entropy  # noqa: E402
+
+plain_logp, _ = logprobs_and_entropy(policy, roll)
+shared_logp, _ = logprobs_and_entropy(policy, roll, group_size=G)
+B, P, T = len(roll), roll.prompts.shape[1], roll.completions.shape[1]
+print(f"positions per pass: {B * (P + T)} with every copy of the prompt, {B // G * P + B * (T - 1)} sharing it; "
+      f"largest log-prob difference {(plain_logp - shared_logp).abs().max().item():.1e}")
+assert (plain_logp - shared_logp).abs().max() < 1e-4, "the same log-probs, up to float rounding"
 
 # %%
 from teachkit.rlhf.grpo_train import GRPOConfig, train_grpo  # noqa: E402

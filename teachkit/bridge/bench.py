@@ -15,7 +15,9 @@ reference log-probs precomputed on both sides.
   teachkit step, so both see the same machine load. The first ``warmup`` rounds are dropped.
 - **The floor** of a GRPO step is μ forward-and-backward passes of the policy on the batch (the
   gradient work any implementation must do), timed for the toy model and for its GPT-2 form;
-  for DPO one forward-and-backward over the 128 sequences of 64 pairs.
+  for DPO one forward-and-backward over the 128 sequences of 64 pairs. teachkit's GRPO runs each
+  prompt once per group (``group_size=G``, :mod:`teachkit.toy.generate`), so its passes cover
+  fewer positions than TRL's; ``floor_toy_shared_s`` times those passes, the floor of that step.
 
 The JSON holds the medians, the ratio TRL / teachkit, the floors, every round's times and the
 versions, so a reader can redo the arithmetic.
@@ -62,13 +64,13 @@ def grpo_step(world, policy, reference, optimizer, cfg: BenchConfig, g: torch.Ge
 
     G = cfg.group_size
     prompts = world.task.sample_prompts(cfg.prompts, g).repeat_interleave(G, dim=0)
-    roll = sample_rollout(policy, prompts, world.task.max_new_tokens, 1.0, g)
+    roll = sample_rollout(policy, prompts, world.task.max_new_tokens, 1.0, g, group_size=G)
     rewards = score(world, roll, "gold")
     advantages = grpo_advantages(rewards, G)
     with torch.no_grad():
-        ref_logp, _ = logprobs_and_entropy(reference, roll)
+        ref_logp, _ = logprobs_and_entropy(reference, roll, 1.0, G)
     for iteration in range(cfg.num_iterations):
-        logp, entropy = logprobs_and_entropy(policy, roll)
+        logp, entropy = logprobs_and_entropy(policy, roll, 1.0, G)
         if iteration == 0:
             old_logp = logp.detach()
         loss = grpo_loss(logp, old_logp, ref_logp, advantages, roll.mask, cfg.clip_eps, cfg.beta)
@@ -100,7 +102,7 @@ def dpo_step(policy, optimizer, batch, beta: float = 0.1) -> float:
 
 def floor_passes(world, cfg: BenchConfig) -> dict:
     """Forward + backward alone, as callables: μ passes over a GRPO batch, one over a DPO batch; toy and GPT-2."""
-    from ..toy.generate import generate
+    from ..toy.generate import completion_logits, generate
     from .hf_model import to_hf
 
     g = torch.Generator().manual_seed(cfg.seed)
@@ -112,7 +114,9 @@ def floor_passes(world, cfg: BenchConfig) -> dict:
     dpo_ids = torch.cat([torch.cat([pairs.prompts, pairs.chosen], 1), torch.cat([pairs.prompts, pairs.rejected], 1)])
     hf = to_hf(policy)
     models = {"toy": (policy, lambda x: policy(x)),
-              "gpt2": (hf, lambda x: hf(input_ids=x, attention_mask=torch.ones_like(x), use_cache=False).logits)}
+              "gpt2": (hf, lambda x: hf(input_ids=x, attention_mask=torch.ones_like(x), use_cache=False).logits),
+              "toy_shared": (policy, lambda x: completion_logits(policy, roll.prompts, roll.completions,
+                                                                 cfg.group_size))}
 
     def passes(name, x, n):
         model, logits = models[name]
@@ -123,8 +127,10 @@ def floor_passes(world, cfg: BenchConfig) -> dict:
                 logits(x).float().log_softmax(-1).mean().backward()
         return run
 
-    return {f"{kind}_{name}": passes(name, x, n) for name in models
-            for kind, x, n in (("grpo", grpo_ids, cfg.num_iterations), ("dpo", dpo_ids, 1))}
+    floors = {f"{kind}_{name}": passes(name, x, n) for name in ("toy", "gpt2")
+              for kind, x, n in (("grpo", grpo_ids, cfg.num_iterations), ("dpo", dpo_ids, 1))}
+    floors["grpo_toy_shared"] = passes("toy_shared", grpo_ids, cfg.num_iterations)
+    return floors
 
 
 def _interleaved(trainer, per_round: int, ours: dict, total_rounds: int) -> dict[str, list[float]]:
@@ -162,6 +168,9 @@ def _summary(times: dict, warmup: int, kind: str) -> dict:
             "floor_toy_s": med[f"{kind}_toy"], "floor_gpt2_s": med[f"{kind}_gpt2"],
             "teachkit_over_floor": med["teachkit"] / med[f"{kind}_toy"],
             "trl_over_floor": med["trl"] / med[f"{kind}_gpt2"],
+            **({"floor_toy_shared_s": med[f"{kind}_toy_shared"],
+                "teachkit_over_shared_floor": med["teachkit"] / med[f"{kind}_toy_shared"]}
+               if f"{kind}_toy_shared" in med else {}),
             "rounds_s": {k: v[warmup:] for k, v in times.items()}}
 
 
@@ -180,7 +189,8 @@ def bench_grpo(world, cfg: BenchConfig, floors: dict) -> dict:
     with tempfile.TemporaryDirectory() as out:
         trainer = grpo_trainer(world, run, out)
         ours = {"teachkit": lambda: grpo_step(world, policy, reference, optimizer, cfg, g),
-                "grpo_toy": floors["grpo_toy"], "grpo_gpt2": floors["grpo_gpt2"]}
+                "grpo_toy": floors["grpo_toy"], "grpo_gpt2": floors["grpo_gpt2"],
+                "grpo_toy_shared": floors["grpo_toy_shared"]}
         times = _interleaved(trainer, cfg.num_iterations, ours, total)
     return _summary(times, cfg.warmup, "grpo")
 
@@ -235,7 +245,8 @@ def main(argv: list[str] | None = None) -> dict:
         r = result[kind]
         print(f"{kind.upper():4s} step: teachkit {r['teachkit_s'] * 1e3:7.1f} ms   TRL {r['trl_s'] * 1e3:7.1f} ms   "
               f"TRL/teachkit {r['ratio_trl_over_teachkit']:.2f}x   floor (fwd+bwd) toy {r['floor_toy_s'] * 1e3:.1f} ms, "
-              f"GPT-2 {r['floor_gpt2_s'] * 1e3:.1f} ms")
+              f"GPT-2 {r['floor_gpt2_s'] * 1e3:.1f} ms"
+              + (f", toy with shared prompts {r['floor_toy_shared_s'] * 1e3:.1f} ms" if "floor_toy_shared_s" in r else ""))
     if args.json:
         with open(args.json, "w") as f:
             json.dump(result, f, indent=1)

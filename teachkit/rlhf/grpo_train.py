@@ -9,7 +9,8 @@ Stable signatures: ``GRPOConfig``, ``train_grpo(world, cfg) -> (policy, history)
 One iteration, for N prompts and a group of G samples each:
 
 1. sample G completions per prompt (``samples_generated += N·G``) and score them
-   (``reward_queries += N·G``);
+   (``reward_queries += N·G``); the G copies of a prompt share its forward pass, in sampling and
+   in every log-prob pass (``group_size=G``, see :mod:`teachkit.toy.generate`);
 2. group advantages: (r − mean_g)/(std_g + 1e-4) (``scale_rewards=False``: r − mean_g, Dr. GRPO),
    or RLOO's leave-one-out r_i − mean_{j≠i} r_j; one scalar per completion, for all its tokens;
 3. ``num_iterations`` (μ) gradient steps on ``grpo_loss``: the clipped surrogate plus β·k3 to the
@@ -99,7 +100,7 @@ def train_grpo(world, cfg: GRPOConfig = GRPOConfig()):
         with timer(record=not profiling), peak:
             # 1. a group of G samples per prompt, laid out consecutively
             prompts = task.sample_prompts(cfg.prompts_per_step, g).repeat_interleave(G, dim=0)
-            roll = sample_rollout(policy, prompts, task.max_new_tokens, cfg.temperature, g)
+            roll = sample_rollout(policy, prompts, task.max_new_tokens, cfg.temperature, g, group_size=G)
             history.samples += cfg.batch_size
             history.queries += cfg.batch_size
             rewards = score(world, roll, cfg.reward)
@@ -109,10 +110,10 @@ def train_grpo(world, cfg: GRPOConfig = GRPOConfig()):
             else:
                 advantages = rloo_advantages(rewards, G)
             with torch.no_grad():
-                ref_logp, _ = logprobs_and_entropy(reference, roll, cfg.temperature) if cfg.beta else (None, None)
+                ref_logp, _ = logprobs_and_entropy(reference, roll, cfg.temperature, G) if cfg.beta else (None, None)
             # 3. μ gradient steps on the same batch
             for iteration in range(cfg.num_iterations):
-                logp, entropy = logprobs_and_entropy(policy, roll, cfg.temperature)
+                logp, entropy = logprobs_and_entropy(policy, roll, cfg.temperature, G)
                 if iteration == 0:  # the policy has not moved since sampling: π_old is this forward's value
                     old_logp = logp.detach()
                 loss = grpo_loss(logp, old_logp, ref_logp, advantages, roll.mask, cfg.clip_eps, cfg.beta,

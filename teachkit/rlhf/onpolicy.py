@@ -1,6 +1,7 @@
 """What the on-policy loops (PPO, ReMax, GRPO and its variants) share: sample, score, log-probs.
 
     roll = sample_rollout(policy, prompts, max_new_tokens, temperature, generator)   # no gradient
+    # group_size=G on both when prompts are G copies each (GRPO, RLOO): each prompt runs once
     rewards = score(world, roll, "proxy")                  # (B,): the reward model's, or "gold"
     logp, entropy = logprobs_and_entropy(policy, roll, temperature)     # (B, T) each, with gradient
     check_onpolicy_config(cfg)                             # the checks every on-policy config shares
@@ -31,9 +32,10 @@ def check_onpolicy_config(cfg) -> None:
 
 
 def sample_rollout(policy, prompts: torch.Tensor, max_new_tokens: int, temperature: float,
-                   generator: torch.Generator, greedy: bool = False) -> Rollout:
-    """Completions of ``prompts`` from the current policy (no gradient)."""
-    return generate(policy, prompts, max_new_tokens, temperature=temperature, greedy=greedy, generator=generator)
+                   generator: torch.Generator, greedy: bool = False, group_size: int = 1) -> Rollout:
+    """Completions of ``prompts`` from the current policy (no gradient); ``group_size``: see below."""
+    return generate(policy, prompts, max_new_tokens, temperature=temperature, greedy=greedy, generator=generator,
+                    group_size=group_size)
 
 
 @torch.no_grad()
@@ -43,12 +45,15 @@ def score(world, roll: Rollout, reward: str) -> torch.Tensor:
     return fn(roll.prompts, roll.completions, roll.mask).float()
 
 
-def logprobs_and_entropy(model, roll: Rollout, temperature: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+def logprobs_and_entropy(model, roll: Rollout, temperature: float = 1.0,
+                         group_size: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-token log-probs (B, T) of the rollout's tokens and the policy's entropy (B, T) at each position.
 
     Both from one forward pass; values after EOS are computed too (the losses select them away).
+    ``group_size=G`` (GRPO's layout, G copies of each prompt) runs each prompt once and shares its
+    keys and values with the G completions: the same values up to float rounding, fewer positions.
     """
-    logits = completion_logits(model, roll.prompts, roll.completions).float() / temperature
+    logits = completion_logits(model, roll.prompts, roll.completions, group_size).float() / temperature
     logsm = torch.log_softmax(logits, dim=-1)
     logp = logsm.gather(-1, roll.completions[..., None]).squeeze(-1)
     entropy = -(logsm.exp() * logsm).sum(-1)

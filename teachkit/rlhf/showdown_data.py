@@ -2,6 +2,7 @@
 
     python -m teachkit.rlhf.showdown_data                 # both tasks (half an hour or more on one core)
     python -m teachkit.rlhf.showdown_data length          # one task
+    python -m teachkit.rlhf.showdown_data --methods grpo rloo   # redo two methods, keep the others
 
 The protocol, the same for every method and both tasks:
 
@@ -49,7 +50,7 @@ __all__ = ["BUDGET", "EVAL_POINTS", "TASKS", "LIVE", "LR_GRID", "SELECT_SEEDS", 
            "load", "build", "lr_grid", "length_by_target", "pair_coverage", "save_runs", "load_runs",
            "select_runs", "sweep_rows", "choose", "ranking", "difference", "grid_runs", "summary_rows",
            "format_table", "TABLE_COLUMNS", "over_optimisation", "compare_records", "RUNS_KIND", "RUNS_VERSION",
-           "main"]
+           "merge_methods", "main"]
 
 RUNS_KIND, RUNS_VERSION = "showdown-runs", 2
 BUDGET = runner.Budget(labels=8192, pairs_per_query=1.0)
@@ -424,11 +425,36 @@ def load_runs(path: str | Path) -> tuple[list[dict], dict]:
     return payload["runs"], payload["meta"]
 
 
+def merge_methods(records: list[dict], meta: dict, new_records: list[dict], new_meta: dict,
+                  methods) -> tuple[list[dict], dict]:
+    """Stored (records, meta) with every run of ``methods`` replaced by a fresh build's.
+
+    For a change that alters some loops only (the others' runs stay valid): each method's choice
+    depends on its own sweep alone, so the kept methods' choices and test runs are unchanged.
+    """
+    methods = set(methods)
+    if meta.get("task") != new_meta.get("task"):
+        raise ValueError(f"cannot merge task {new_meta.get('task')!r} into {meta.get('task')!r}")
+    kept = [r for r in records if r["method"] not in methods]
+    merged = dict(meta)
+    for key in ("betas", "lrs", "chosen"):
+        merged[key] = {**{m: v for m, v in meta[key].items() if m not in methods},
+                       **{m: v for m, v in new_meta[key].items() if m in methods}}
+    return kept + list(new_records), merged
+
+
 def main(argv: list[str] | None = None) -> int:
-    tasks = list(argv) if argv else list(TASKS)
-    for task in tasks:
+    import argparse
+
+    ap = argparse.ArgumentParser(description="Build notebook 09's stored runs (data/showdown_<task>.pt).")
+    ap.add_argument("tasks", nargs="*", default=list(TASKS), help=f"tasks to build (default: {' '.join(TASKS)})")
+    ap.add_argument("--methods", nargs="+", help="rebuild only these methods and keep the stored runs of the rest")
+    args = ap.parse_args(argv)
+    for task in args.tasks:
         t0 = time.perf_counter()
-        records, meta = build(task)
+        records, meta = build(task, methods=args.methods)
+        if args.methods:
+            records, meta = merge_methods(*load_runs(data_path(task)), records, meta, args.methods)
         path = save_runs(records, data_path(task), meta)
         print(f"  {task}: {len(records)} runs -> {path} in {time.perf_counter() - t0:.0f} s", flush=True)
     return 0

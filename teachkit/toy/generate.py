@@ -17,6 +17,14 @@ the logits at position P + j − 1:
 
 This slice lives in :func:`completion_logits` and nowhere else; a test compares the result with
 ``F.cross_entropy`` on the same tokens.
+
+Groups share their prompt. GRPO and RLOO lay a batch out as G consecutive copies of each prompt
+(``prompts.repeat_interleave(G, dim=0)``). Causal attention means a prompt position never sees
+the completion, so the G copies compute the same prompt keys and values. With ``group_size=G``,
+:func:`generate` and :func:`completion_logits` run each prompt once, repeat its KV cache G times
+(:meth:`KVCache.repeat_interleave <teachkit.toy.model.KVCache.repeat_interleave>`) and run only
+the completion positions after it, B·P + B·T token positions becoming B·P/G + B·(T − 1). The
+logits equal the plain path's up to float rounding (a test holds them to 1e-5, gradients too).
 """
 
 from __future__ import annotations
@@ -28,7 +36,7 @@ import torch.nn.functional as F
 
 from .masking import select_or_zero
 
-__all__ = ["Rollout", "eos_mask", "generate", "completion_logits", "completion_logprobs",
+__all__ = ["Rollout", "eos_mask", "check_groups", "generate", "completion_logits", "completion_logprobs",
            "sequence_logprob"]
 
 
@@ -70,17 +78,35 @@ def _check_prompts(model, prompts: torch.Tensor) -> None:
         raise ValueError("prompts must hold at least one token")
 
 
+def check_groups(prompts: torch.Tensor, group_size: int) -> int:
+    """``group_size`` as an int, after checking ``prompts`` is G consecutive copies of each prompt."""
+    G = int(group_size)
+    if G < 1:
+        raise ValueError(f"group_size must be ≥ 1, got {group_size}")
+    B = prompts.shape[0]
+    if B % G:
+        raise ValueError(f"a batch of {B} prompts is not a whole number of groups of {G}")
+    if G > 1 and not torch.equal(prompts[::G].repeat_interleave(G, dim=0), prompts):
+        raise ValueError(f"group_size={G} expects G consecutive copies of each prompt "
+                         f"(prompts.repeat_interleave({G}, dim=0)), but rows differ within a group")
+    return G
+
+
 @torch.no_grad()
 def generate(model, prompts: torch.Tensor, max_new_tokens: int, temperature: float = 1.0,
              greedy: bool = False, generator: torch.Generator | None = None, eos_id: int | None = None,
-             pad_id: int | None = None, use_cache: bool = True) -> Rollout:
+             pad_id: int | None = None, use_cache: bool = True, group_size: int = 1) -> Rollout:
     """Sample ``max_new_tokens`` tokens after each prompt (or pick the argmax with ``greedy=True``).
 
     Tokens after a row's first EOS are replaced by ``pad_id``; the loop stops once every row has
     finished. ``eos_id``/``pad_id`` default to the model's (``model.config.eos_id``, ``pad_id``). ``completions`` always has
-    ``max_new_tokens`` columns. The model is used in whatever device it lives on.
+    ``max_new_tokens`` columns. The model is used in whatever device it lives on. With ``group_size=G``
+    (rows in groups of G copies of a prompt) each prompt is read once and its cache shared.
     """
     _check_prompts(model, prompts)
+    G = check_groups(prompts, group_size)
+    if G > 1 and not use_cache:
+        raise ValueError("group_size > 1 shares the prompt's KV cache: it needs use_cache=True")
     if int(max_new_tokens) < 1:
         raise ValueError(f"max_new_tokens must be at least 1, got {max_new_tokens}")
     if not greedy and not temperature > 0:
@@ -97,7 +123,9 @@ def generate(model, prompts: torch.Tensor, max_new_tokens: int, temperature: flo
     cache = model.new_cache() if use_cache else None
     seq = prompts
     try:
-        logits = model(prompts, cache)[:, -1]
+        logits = model(prompts[::G], cache)[:, -1]
+        if G > 1:
+            cache, logits = cache.repeat_interleave(G), logits.repeat_interleave(G, dim=0)
         for t in range(max_new_tokens):
             if greedy:
                 nxt = logits.argmax(dim=-1)
@@ -118,8 +146,13 @@ def generate(model, prompts: torch.Tensor, max_new_tokens: int, temperature: flo
     return Rollout(prompts, out, eos_mask(out, eos_id))
 
 
-def completion_logits(model, prompts: torch.Tensor, completions: torch.Tensor) -> torch.Tensor:
-    """Logits (B, T, V) that predict each completion token: the shift by one lives here."""
+def completion_logits(model, prompts: torch.Tensor, completions: torch.Tensor,
+                      group_size: int = 1) -> torch.Tensor:
+    """Logits (B, T, V) that predict each completion token: the shift by one lives here.
+
+    ``group_size=G``: rows come as G copies of each prompt; the prompt runs once per group and the
+    G completions continue its shared cache (see the module docstring). Needs ``model.new_cache``.
+    """
     _check_prompts(model, prompts)
     if not isinstance(completions, torch.Tensor) or completions.dim() != 2:
         raise ValueError("completions must be a (B, T) LongTensor")
@@ -127,8 +160,16 @@ def completion_logits(model, prompts: torch.Tensor, completions: torch.Tensor) -
         raise ValueError(f"prompts and completions need the same batch size, "
                          f"got {prompts.shape[0]} and {completions.shape[0]}")
     P, T = prompts.shape[1], completions.shape[1]
-    x = torch.cat([prompts, completions.to(prompts.device)], dim=1)
-    return model(x)[:, P - 1:P + T - 1]
+    G = check_groups(prompts, group_size)
+    if G == 1:
+        x = torch.cat([prompts, completions.to(prompts.device)], dim=1)
+        return model(x)[:, P - 1:P + T - 1]
+    cache = model.new_cache()
+    first = model(prompts[::G], cache)[:, -1:].repeat_interleave(G, dim=0)   # (B, 1, V): predicts token 0
+    if T == 1:
+        return first
+    rest = model(completions[:, :T - 1].to(prompts.device), cache.repeat_interleave(G))  # (B, T-1, V)
+    return torch.cat([first, rest], dim=1)
 
 
 def completion_logprobs(model, prompts: torch.Tensor, completions: torch.Tensor,

@@ -78,6 +78,18 @@ class KVCache:
         self.k[layer], self.v[layer] = k, v
         return k, v
 
+    def repeat_interleave(self, repeats: int) -> "KVCache":
+        """A cache whose row ``b`` is row ``b // repeats`` of this one: a shared prefix, fanned out.
+
+        The G completions of one prompt attend to the same prompt keys and values, so the prompt
+        runs once per group and its cache is repeated G times. Gradients flow back through the
+        repeat (summed over the group), exactly as if each copy had run the prompt itself.
+        """
+        out = KVCache(len(self.k))
+        out.k = [None if k is None else k.repeat_interleave(repeats, dim=0) for k in self.k]
+        out.v = [None if v is None else v.repeat_interleave(repeats, dim=0) for v in self.v]
+        return out
+
 
 class CausalSelfAttention(nn.Module):
     def __init__(self, cfg: GPTConfig):
