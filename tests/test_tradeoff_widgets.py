@@ -138,6 +138,24 @@ def test_makespans_match_the_exercise_and_keep_their_order():
         tradeoffs.pipeline_makespans([1], [1], 0.0, gate_share=1.5)
 
 
+def test_how_the_reads_land_moves_only_the_cluster_makespan_and_by_at_most_the_read_clusters_compute():
+    """Notebook 13's claim: the same burst landing in another pattern leaves the matrix makespan as it
+    is (its barrier waits for the last landing) and moves the cluster makespan by at most the read
+    clusters' own compute (the in-memory work does not wait on any read)."""
+    rng = np.random.default_rng(11)
+    for _ in range(200):
+        n = int(rng.integers(1, 9))
+        reads, comps, mem = rng.uniform(0, 2, n), rng.uniform(0, 1, n), float(rng.uniform(0, 4))
+        other = rng.permutation(reads) if rng.random() < 0.5 else np.full(n, reads.sum() / n)
+        a, b = tradeoffs.pipeline_makespans(reads, comps, mem), tradeoffs.pipeline_makespans(other, comps, mem)
+        assert a["matrix"] == pytest.approx(b["matrix"])
+        assert abs(a["cluster"] - b["cluster"]) <= comps.sum() + 1e-9
+    # with nothing in memory and compute = I/O split evenly, n reads landing one by one: 2n / (n + 1)
+    for n in (2, 4, 9):
+        m = tradeoffs.pipeline_makespans([1.0] * n, [1.0] * n)
+        assert m["matrix"] / m["cluster"] == pytest.approx(2 * n / (n + 1))
+
+
 @pytest.mark.parametrize("schedule", ["matrix", "cluster"])
 def test_the_simulated_schedule_ends_at_the_makespan_and_keeps_each_lane_in_order(schedule):
     rng = np.random.default_rng(7)

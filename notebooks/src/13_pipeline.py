@@ -1,29 +1,40 @@
 # %% [markdown] slideshow={"slide_type": "slide"}
 # # 13 · The neuron-cluster pipeline
 #
-# With the cache of notebook 12, most active neurons of a token are already in RAM and some
-# must be read from flash. A read takes far longer than computing on a neuron, so the question
-# is what the compute thread does while it waits. PowerInfer-2's answer (Xue et al.,
-# arXiv:2406.06282v1, §4.3 and its Fig. 6):
+# With the cache of notebook 12, most of a token's active neurons are already in RAM and the
+# rest must be read from flash. A read takes far longer than computing on a neuron, so this
+# notebook asks one question: **what should the compute thread do while the reads are in
+# flight?**
 #
-# * split each layer's active neurons into **clusters** (work units of a few dozen neurons);
-# * put the reads of the missing clusters in flight at once (up to `io_depth` reads), and let
-#   the **compute thread** work on clusters already in memory meanwhile;
-# * never wait at a *matrix* boundary: as soon as a cluster's gate is done, its up/down can
-#   run, even while other clusters' gates are still being read.
+# PowerInfer-2's answer (Xue et al., arXiv:2406.06282v3, §4.3 "Neuron-Cluster-Level Pipeline"
+# and Fig. 6): cut each layer's work into **clusters** of a few neurons, put the missing
+# clusters' reads in flight at once, and meanwhile compute whatever is in memory, *without
+# waiting at a matrix boundary*. Its Fig. 6-a, the matrix-level pipeline, waits until every
+# neuron of a matrix is available before it moves on to the next matrix (gate, then up/down);
+# Fig. 6-b, the neuron-cluster-level pipeline, breaks that barrier: once a cluster is done, the
+# compute moves on to in-memory clusters of the next matrix while other clusters' reads are
+# still in flight.
 #
-# Each cluster passes five stages: **predict → gate read → gate compute → up/down read →
-# up/down compute**. Every stage is recorded in an event trace, which we draw as a Gantt chart,
-# and so is the moment the compute thread spends handing the reads to the kernel (`submit`).
-# On 2 cores: one compute thread and one **I/O thread**. The compute thread hands a layer's
-# reads to the kernel itself (`io_submit`, Linux AIO, notebook 12; in a batch of more than
-# `teachkit.sparse.flash.unit_reads.FIRST_BATCH_READS` reads the first cluster goes alone, so
-# the disk starts sooner, then the rest), up to `io_depth` of them, so they are in flight before
-# it starts computing. When a cache row has exactly a bundle's layout (float32, no
-# padding, as in notebook 14's full-size run) a read lands straight in it; otherwise (int8, or
-# a padded bundle like this notebook's 3 KiB in a 4 KiB stride) it lands in a staging buffer
-# and the I/O thread copies it. The I/O thread sleeps until reads complete, hands each
-# finished cluster over, and submits any clusters still queued as reads free up. The FFN layers are **SYNTHETIC**.
+# **What you will do**
+#
+# 1. Cut the FFN into two stages per cluster (gate, then up/down) and check that together they
+#    give what the fused kernel gives.
+# 2. Run three schedules (serial, matrix-level, cluster-level) on the same tokens: same answers;
+#    then time them.
+# 3. Read one layer's Gantt chart: when the reads are submitted, in flight and landed, and what
+#    the compute thread does meanwhile.
+# 4. Find out why this machine shows little gain, and model the same layer on a phone-like
+#    machine (SIMULATED), where the cluster-level pipeline wins clearly.
+# 5. Read in two phases (gate first), and see the pipeline stop cleanly when a read fails.
+#
+# **The takeaway.** Overlap can hide at most the shorter of compute and I/O: a layer takes at
+# least `max(compute, I/O)`, against `compute + I/O` with no overlap. Breaking the matrix barrier
+# lets the up/down work on neurons already in memory run under the reads; that pays when compute
+# and I/O take similar time, as on a phone (in the model of section 3, by more than 1.3x). On the
+# course VM the reads take several times longer than the compute, so the three schedules
+# measure about the same.
+#
+# The FFN layers are **SYNTHETIC**.
 
 # %%
 import tempfile
@@ -58,16 +69,19 @@ for line in platform_io.describe():            # which I/O this platform gives t
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 1. Two stages per cluster: gate, then up/down
 #
-# The fused bundled kernel of notebook 11 (`kernels.sparse_ffn_bundled`) computes `Σ h_i down_i` in one pass. The pipeline cuts it in
-# two so that the stages can be scheduled separately:
+# In PowerInfer-2 (arXiv:2406.06282v3, §4.3) a cluster passes five stages: **predict → gate
+# read → gate compute → up/down read → up/down compute**. The fused bundled kernel of notebook 11
+# (`kernels.sparse_ffn_bundled`) computes `Σ h_i down_i` in one pass; the pipeline cuts it in
+# two, so that the two compute stages can be scheduled separately:
 #
 # * `gate_compute`: `g_j = gate_{rows[j]} · x` for the cluster's rows;
 # * `updown_compute`: for `g_j > 0`, `h_j = g_j (up_j · x)` and `out += h_j down_j`.
 #
-# Together they must give exactly what the fused kernel gives. Work that is already in
-# memory has nothing to wait for between the stages, so the cluster schedule runs it as one
-# `fused_compute` (that fused kernel, on both cores when it is large enough to gain from the
-# second) and keeps the two stages for clusters that arrive from flash.
+# Together they must give what the fused kernel gives (to float rounding). Work that is
+# already in memory has nothing to wait for between the stages, so the cluster schedule runs it
+# as one `fused_compute` (that fused kernel) and keeps the two stages for clusters that arrive
+# from flash. Until section 4, a missing neuron's bundle (gate, up and down rows) is read in one go,
+# so "gate read" and "up/down read" are one read (`bundle_read`).
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -88,8 +102,9 @@ print("sparse == dense FFN:", np.allclose(two_stage, dense_ffn_ref(B, x, True), 
 # * `cluster`: no barrier; take whatever is ready.
 #
 # The budget is a quarter of the FFN, so every token misses some neurons; clusters hold 8
-# neurons, so a layer's misses form several clusters, and `io_depth=64` lets all of them be in
-# flight at once. With the oracle predictor every schedule must reproduce the dense FFN.
+# neurons, so a layer's misses form several clusters, and `io_depth=64` puts up to 64 reads (8
+# clusters) in flight at once: usually all of a layer's. With the oracle predictor every
+# schedule must reproduce the dense FFN.
 
 # %% slideshow={"slide_type": "notes"}
 # NBVAL_CHECK_OUTPUT
@@ -132,46 +147,117 @@ print(f"timed tokens that read from flash: {sum(missed)} of {len(missed)}")
 assert all(missed)                                     # the budget is too small for any token to hit everywhere
 
 # %% [markdown] slideshow={"slide_type": "slide"}
-# ## 3. The Gantt chart: where the time goes
+# ## 3. The Gantt chart: where one layer's time goes
 #
-# Each bar is one event of the trace of the last token, in the layer with the most reads. On
-# top, the reads: a bar runs from the moment a cluster's reads are submitted to the moment the
-# cluster lands in the cache; reads overlap in time, so each one in flight gets its own row
-# (`io 1`, `io 2`, ...). Below, the compute lane (up/down work on its own row), grey where the
-# compute thread waits for a read. The dashed line marks the moment the layer's last read
-# lands. Everything already in memory forms one batch per region (hot, cold). Fused work
-# (gate and up/down in one pass) is drawn on the up/down row.
+# We draw one token and one layer of the run above, in both the matrix-level and the
+# cluster-level run: the layer with the most reads over the timed tokens and a typical token
+# for it (the median number of reads in that layer, and of those tokens the median compute; the
+# cell prints which). Both engines hold the same neurons in their caches, so they read the same
+# clusters. The model later in this section uses the same token and layer.
 #
-# On the compute row, before any compute: the prediction (grey), then the **submit** bar, the
-# compute thread handing the layer's reads to the kernel (their addresses and one or two
-# `io_submit` calls; the read bars start when it starts). It is part of every layer's critical
-# path, and the cell prints how long it took here.
+# **Who does what.** On 2 cores the engine runs two threads. The **compute thread** predicts,
+# looks up the cache, hands the layer's reads to the kernel itself (`submit`: the reads'
+# addresses and one or two `io_submit` calls, Linux AIO, notebook 12; where there is no kernel
+# AIO, a queue that `pread` threads take the reads from), then computes. The **I/O thread**
+# sleeps until reads complete and hands each landed cluster to the compute thread (first
+# copying it from a staging buffer into its cache row: this notebook's 3 KiB bundles sit in a
+# 4 KiB stride, so a read cannot land in the row directly).
 #
-# * **Matrix-level pipeline:** the compute thread does the in-memory gates, then waits at the
-#   barrier: no up/down work starts before the dashed line.
-# * **Cluster-level pipeline:** the in-memory work (gate and up/down, fused, red) starts right
-#   after the submit bar and runs while the reads fly: left of the dashed line. A read cluster's
-#   own gate and up/down (green, orange) run as soon as it lands, so its bars sit left of the
-#   line only if it landed before the last read. On the course VM most of a burst lands
-#   together at its end (notebook 12's burst profile), so most of those bars sit at or just
-#   right of the line; the cell prints how many of them started before it in the drawn layer.
+# **How to read the chart.** Time runs left to right, from the start of the layer.
+#
+# * Bottom rows, `io 1`, `io 2`, ...: the reads, one bar per cluster (one read per neuron
+#   bundle in it). A bar runs from the moment the cluster's reads are submitted to the moment
+#   the last of them lands; clusters are in flight together, so each gets its own row. The
+#   dashed line marks the layer's last landing.
+# * Upper rows: the compute thread, one row per kind of work so that short bars stay visible.
+#   It does one thing at a time, so no two of its bars overlap in time.
+#   * `predict, lookup, submit, wait`: the predictor (grey); the cache lookup (hatched: it is
+#     not traced, it is the gap between the predictor and the submit); the **submit** (cyan);
+#     waiting for a read (light grey).
+#   * `gate`, `up/down`: a read cluster's two stages (section 1).
+#   * `fused`: the work already in memory, gate and up/down in one pass, one batch per cache
+#     region (hot, cold).
+#
+# **What to look for.**
+#
+# * **Matrix-level:** the in-memory gates, then a wait at the barrier: no up/down before the
+#   dashed line.
+# * **Cluster-level:** the in-memory work (fused, red) right after the submit, while the reads
+#   fly; each read cluster's gate and up/down as soon as it lands. On the course VM most of a
+#   burst lands together near its end (notebook 12's burst profile), so most of those bars sit
+#   at or just right of the line.
+# * **`io 1`.** When a batch has more than `FIRST_BATCH_READS` reads
+#   (`teachkit.sparse.flash.unit_reads`), the first cluster goes to the kernel in an
+#   `io_submit` of its own, so the disk can start on it while the rest are still being
+#   submitted, and `io 1` may land well before the others. The cell prints when each cluster
+#   landed.
+# * **The submit bar.** Compare its length with all the compute bars of the layer together;
+#   the cell prints both.
 
 # %%
-reads = [engines["cluster"].trace.reads_per_layer().get(l, 0) for l in range(4)]
-busiest = int(np.argmax(reads))
-print(f"layer {busiest}: {reads[busiest]} read clusters in the cluster-level run")
-viz.plot_gantt_pair(engines["matrix"].trace.events, engines["cluster"].trace.events, layers={busiest})
-drawn = [e for e in map(TraceEvent._make, engines["cluster"].trace.events) if e.layer == busiest]
-last_landing = max(e.t1 for e in drawn if e.is_read)
-read_ids = {e.cluster for e in drawn if e.is_read}
-submit = [e for e in drawn if e.stage == "submit"]
-first_compute = min(e.t0 for e in drawn if e.stage in ("fused_compute", "gate_compute", "updown_compute"))
-early_reads = {e.cluster for e in drawn if e.cluster in read_ids and e.stage == "updown_compute" and e.t0 < last_landing}
-early_memory = [e for e in drawn if e.stage == "fused_compute" and e.t0 < last_landing]
-print(f"cluster-level, layer {busiest}: submitting the reads took {1e3 * sum(e.seconds for e in submit):.3f} ms, "
-      f"the first compute began {1e3 * (first_compute - submit[0].t1):.3f} ms after it")
-print(f"  in-memory batches started before the last read landed: {len(early_memory)}; read clusters whose "
-      f"up/down started before it: {len(early_reads)} of {len(read_ids)}")
+from teachkit.sparse.planner.tradeoffs import (GATE_SHARE, makespan_over_ratios, pipeline_makespans,
+                                               pipeline_schedule, stage_times)
+
+COMPUTE = {"gate_compute", "updown_compute", "fused_compute"}
+reads_per_layer = np.sum([[sum(TraceEvent._make(e).is_read and e[2] == l for e in events) for l in range(4)]
+                          for events in traces["cluster"]], axis=0)
+busiest = int(np.argmax(reads_per_layer))
+# the timed tokens with the median number of reads in that layer (the same on every run: the caches
+# decide it); of those, the one with the median compute (a thread switch in the middle of one kernel
+# call would otherwise pass for compute)
+per_token = [stage_times(events, busiest) for events in traces["cluster"]]
+n_median = sorted(len(t["read_ms"]) for t in per_token)[len(per_token) // 2]
+typical = sorted((t["in_memory_ms"] + sum(t["compute_ms"]), j) for j, t in enumerate(per_token)
+                 if len(t["read_ms"]) == n_median)
+k = typical[len(typical) // 2][1]
+drawn = {sched: [e for e in map(TraceEvent._make, traces[sched][k]) if e.layer == busiest]
+         for sched in ("matrix", "cluster")}
+n_read = {sched: sum(e.is_read for e in ev) for sched, ev in drawn.items()}
+print(f"token {4 + k} (timed token {k + 1} of {len(traces['cluster'])}), layer {busiest}: "
+      f"{n_read['matrix']} read clusters in the matrix-level run, {n_read['cluster']} in the cluster-level run")
+viz.plot_gantt_pair(traces["matrix"][k], traces["cluster"][k], layers={busiest}, rows="stage")
+
+
+def busy_ms(events, stages):
+    return 1e3 * sum(e.seconds for e in events if e.stage in stages)
+
+
+parts = {}
+for sched, ev in drawn.items():
+    lookup = min(e.t0 for e in ev if e.stage == "submit") - max(e.t1 for e in ev if e.stage == "predict")
+    parts[sched] = {"predict": busy_ms(ev, {"predict"}), "lookup": 1e3 * lookup, "submit": busy_ms(ev, {"submit"}),
+                    "compute": busy_ms(ev, COMPUTE), "wait": busy_ms(ev, {"wait"})}
+    print(f"{sched:8s} (ms)  " + "  ".join(f"{name} {v:.3f}" for name, v in parts[sched].items())
+          + "   (compute: every gate, up/down and fused bar)")
+ratio = {sched: p["submit"] / p["compute"] for sched, p in parts.items()}
+print("on this run, submitting the layer's reads took " + ", ".join(
+    f"{ratio[s]:.1f}x all its compute in the {s}-level run" for s in ("matrix", "cluster")) + ": submitting was "
+    + ("longer than computing in both" if min(ratio.values()) > 1 else
+       "shorter than computing in both" if max(ratio.values()) < 1 else "longer in one, shorter in the other"))
+
+ev = drawn["cluster"]
+start = min(e.t0 for e in ev if e.stage == "submit")
+print("cluster-level: the clusters landed " + ", ".join(f"{1e3 * (e.t1 - start):.3f}" for e in sorted(
+    (e for e in ev if e.is_read), key=lambda e: e.t1)) + f" ms after the submit began (it ended at "
+      f"{1e3 * (max(e.t1 for e in ev if e.stage == 'submit') - start):.3f} ms)")
+last_landing = max(e.t1 for e in ev if e.is_read)
+read_ids = {e.cluster for e in ev if e.is_read}
+early_reads = {e.cluster for e in ev if e.cluster in read_ids and e.stage == "updown_compute" and e.t0 < last_landing}
+early_memory = [e for e in ev if e.stage == "fused_compute" and e.t0 < last_landing]
+print(f"  in-memory batches started before the last landing: {len(early_memory)}; "
+      f"read clusters whose up/down started before it: {len(early_reads)} of {len(read_ids)}")
+
+# %% [markdown]
+# **Submitting the reads is not free.** On the course VM, with kernel AIO, the printed submit
+# time is larger than all of the layer's compute together. The kernel does real work for each
+# read inside `io_submit` (checking the request, pinning the buffer's pages for `O_DIRECT`,
+# building a block request; on a VM, telling the hypervisor), while the layer's compute is
+# small: about a tenth of 2048 neurons, each three rows of d = 256. The submit sits on every
+# schedule's critical path: the compute thread does not compute during it. Its share of a token
+# is the "submitting" column two cells below.
+#
+# The next cell checks, over every timed token, that only the cluster-level run computed while
+# its layer's reads were in flight.
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -198,27 +284,29 @@ print(f"largest gap between the schedules' medians {gap:.2f} ms, the tokens' own
       f"{spread:.2f} ms: " + (f"{min(medians, key=medians.get)} is fastest here" if gap > spread
                               else "no order between the schedules beyond the noise"))
 print(f"so overlap can hide at most the compute, {compute:.2f} ms of a {np.median(token_ms['serial']):.2f} ms token")
+per_token_submit = float(np.median([row[3] for rows in lanes.values() for row in rows]))
+print(f"per token, submitting the reads took {per_token_submit / compute:.1f}x as long as computing, on this run")
 
 # %% [markdown]
-# **Why this machine shows little gain.** Here the reads take far longer than the compute, so
-# overlap can hide only a small compute, and the three schedules take about the same time.
+# **Why this machine shows little gain.** On the course VM the reads take far longer than the
+# compute, so overlap has little to hide, and the three schedules take about the same time.
 #
-# * **The layers are I/O-bound.** Reads are in flight many times longer than the compute takes
-#   (the ratio printed above). A layer cannot end before its last read lands, whatever the
-#   schedule.
+# * **The layers are I/O-bound** when reads are in flight longer than the compute takes (the
+#   ratio printed above says which). A layer cannot end before its last read lands, whatever
+#   the schedule.
 # * **A schedule only changes what the compute thread does meanwhile:**
 #   * `serial` waits for every read, then computes everything in one fused pass;
 #   * `matrix` does the in-memory gates, then waits at the barrier;
 #   * `cluster` runs the in-memory work (fused) while the reads fly, then each cluster as it
-#     lands. On the course VM most clusters of a burst land together near its end (notebook
-#     12's burst profile, and the Gantt chart above), so in practice the overlap is mostly the
-#     in-memory work.
-# * **Overlap can save at most the smaller lane**, the compute. Its share of the token is the
-#   last line printed.
+#     lands.
+# * **Overlap can save at most the smaller lane**, here the compute. Its share of the token is
+#   the line "so overlap can hide at most ...".
+# * **Every schedule pays the same fixed costs first:** the predictor, the lookup and the
+#   submit. The last line compares the submit with the compute, per token.
 #
 # **Is the gap between schedules real?** The schedules take turns token by token, so they see
-# the same machine load. The line before last compares the gap between their medians with the
-# tokens' own spread (the widest quartile range). On the course VM, both quiet and beside a
+# the same machine load. The line "largest gap ..." compares the gap between their medians with
+# the tokens' own spread (the widest quartile range). On the course VM, both quiet and beside a
 # CPU-bound process, the gap stayed within the spread. Which schedule comes out lowest in one
 # run is then noise in the reads (compare the "reads in flight" column).
 #
@@ -231,10 +319,10 @@ print(f"so overlap can hide at most the compute, {compute:.2f} ms of a {np.media
 #   still stretches when the I/O thread needs the same core.
 #
 # **The start of each layer is idle for the disk.** No read is in flight while the predictor
-# runs (and, in a full model, attention), because nothing is known to be missing before the
-# prediction. Predicting the next layer's neurons early (a *look-ahead*) would let reads start
-# sooner. The engine can do it (`EngineConfig(lookahead=True)`); notebook 14 measures whether
-# it pays.
+# and the lookup run (and, in a full model, attention), because nothing is known to be missing
+# before the prediction. Predicting the next layer's neurons early (a *look-ahead*) would let
+# reads start sooner. The engine can do it (`EngineConfig(lookahead=True)`); notebook 14
+# measures whether it pays.
 #
 # **When the cluster pipeline does pay off:** when compute and I/O take similar time, e.g. a
 # big model with a high hit rate. Then a layer's *makespan* (the time until its last piece of
@@ -244,14 +332,16 @@ print(f"so overlap can hide at most the compute, {compute:.2f} ms of a {np.media
 # %% [markdown] slideshow={"slide_type": "subslide"}
 # ### When the cluster pipeline wins: the same layer on a phone-like machine
 #
-# With compute as long as I/O and reads landing one by one, the cluster schedule clearly beats
-# the matrix one. We show it with a model, not a measurement.
+# We cannot make this machine's compute slower or make its disk deliver reads one by one.
+# Instead we feed a model (`teachkit.sparse.planner.tradeoffs.pipeline_makespans`) the stage
+# times of the layer drawn above (same token, same layer) and change one thing at a time. The
+# model's numbers are SIMULATED, not measured.
 #
-# We cannot make this machine's compute slower or its disk return reads one by one. Instead we
-# feed a model (`teachkit.sparse.planner.tradeoffs.pipeline_makespans`) the stage times of the
-# layer above and change one thing at a time. The model has two lanes:
+# The model has two lanes (the predictor, lookup and submit are left out: every schedule pays
+# them alike):
 #
-# * one **I/O lane** that delivers the clusters in the order they landed;
+# * one **I/O lane** that delivers the read clusters one after another, in the order they
+#   landed;
 # * one **compute lane** for the in-memory work and each read cluster's gate and up/down.
 #
 # It schedules them three ways:
@@ -263,63 +353,89 @@ print(f"so overlap can hide at most the compute, {compute:.2f} ms of a {np.media
 # * cluster: the in-memory work overlaps the reads; each read cluster is computed as soon as it
 #   has landed and the compute lane is free.
 #
-# Two things decide how much overlap pays:
+# The next cell changes two things:
 #
-# * **how long the compute is next to the I/O;**
-# * **how the reads *land*.** Here most of a burst lands near its end, though the first read
-#   may land much earlier (the next cell prints when). A phone's UFS storage serves a queue of
-#   requests in turn, so there they land one by one.
-#
-# PowerInfer-2 (Xue et al., arXiv:2406.06282v1, §4.3) was built for phones, where compute and
-# I/O are of the same order.
+# * **how long the compute is next to the I/O:** as measured here, or every compute stage
+#   slowed until compute = I/O, the regime PowerInfer-2 was built for (a phone's CPU against
+#   its flash);
+# * **how the reads land:** as measured (here most of a burst lands near its end), or one by
+#   one, evenly spread over the same burst.
 
 # %%
-from teachkit.sparse.planner.tradeoffs import makespan_over_ratios, pipeline_makespans, pipeline_schedule, stage_times
-
-# the busiest layer's stage times in each timed token; the token with the median compute (a thread
-# switch in the middle of one kernel call would otherwise pass for compute)
-per_token = [stage_times(events, busiest) for events in traces["cluster"]]
-st = sorted(per_token, key=lambda t: t["in_memory_ms"] + sum(t["compute_ms"]))[len(per_token) // 2]
+st = per_token[k]                                      # the token and layer drawn above
 n_reads, io_ms = len(st["read_ms"]), sum(st["read_ms"])
-total_compute = st["in_memory_ms"] + sum(st["compute_ms"])
-measured_ratio = total_compute / io_ms
-landings = {"as measured": st["read_ms"], "one by one (the same burst, evenly spread)": [io_ms / n_reads] * n_reads}
-print(f"layer {busiest}, the timed token with the median compute: {n_reads} read clusters, the burst {io_ms:.3f} ms "
-      f"from the first submit to the last landing (the first read landed at {st['read_ms'][0] / io_ms:.2f} of it)")
+read_compute = sum(st["compute_ms"])                   # each read cluster's own gate and up/down
+total_compute = st["in_memory_ms"] + read_compute
+ratios = {"measured": total_compute / io_ms, "phone-like": 1.0}
+spread = "one by one"
+landings = {"as measured": st["read_ms"], spread: [io_ms / n_reads] * n_reads}
+print(f"token {4 + k}, layer {busiest}: {n_reads} read clusters; the burst took {io_ms:.3f} ms from the first submit "
+      f"to the last landing, the first cluster landed at {st['read_ms'][0] / io_ms:.2f} of it")
 print(f"compute {st['in_memory_ms']:.3f} ms on neurons in memory ({st['in_memory_ms'] / total_compute:.0%} of it) "
-      f"+ {sum(st['compute_ms']):.3f} ms on the read clusters: compute / I/O = {measured_ratio:.2f}")
-gain = {}
-for label, reads in landings.items():
-    sweep = makespan_over_ratios(reads, st["compute_ms"], st["in_memory_ms"], [measured_ratio, 1.0])
-    for k, ratio in enumerate((measured_ratio, 1.0)):     # every compute stage scaled together
-        gain[label, ratio] = sweep["matrix"][k] / sweep["cluster"][k]
-        print(f"  reads land {label:42s} compute/I-O {ratio:4.2f}: matrix / cluster makespan "
-              f"{gain[label, ratio]:.2f}x")
-spread = "one by one (the same burst, evenly spread)"
-assert gain[spread, 1.0] > 1.3 and gain[spread, 1.0] >= gain[spread, measured_ratio]
+      f"+ {read_compute:.3f} ms on the read clusters: compute / I/O = {ratios['measured']:.2f}")
+makespan, gain = {}, {}
+for landing, reads in landings.items():
+    sweep = makespan_over_ratios(reads, st["compute_ms"], st["in_memory_ms"], list(ratios.values()))
+    for j, name in enumerate(ratios):                   # every compute stage scaled together
+        makespan[landing, name] = {s: float(sweep[s][j]) for s in ("matrix", "cluster")}
+        gain[landing, name] = sweep["matrix"][j] / sweep["cluster"][j]
+for name, ratio in ratios.items():
+    for landing in landings:
+        print(f"  compute/I-O {ratio:4.2f} ({name:10s}), reads landing {landing:11s}: matrix / cluster makespan "
+              f"{gain[landing, name]:.2f}x")
+assert gain[spread, "phone-like"] > 1.3 and gain[spread, "phone-like"] >= gain[spread, "measured"]
 assert all(g >= 1.0 - 1e-9 for g in gain.values())     # the cluster schedule never loses in the model
 
+# why the landing pattern hardly matters: in the cluster schedule the in-memory work comes first
+scale = io_ms / total_compute                          # compute = I/O
+memory_done = scale * st["in_memory_ms"]
+landed = {landing: int(np.sum(np.cumsum(reads) <= memory_done + 1e-12)) for landing, reads in landings.items()}
+print(f"phone-like, cluster schedule: the in-memory work alone holds the compute lane until {memory_done:.3f} ms, "
+      f"{memory_done / io_ms:.2f} of the {io_ms:.3f} ms burst; by then "
+      + " and ".join(f"{landed[landing]} of {n_reads} clusters have landed {landing}" for landing in landings))
+moved = max(abs(makespan["as measured", name]["cluster"] - makespan[spread, name]["cluster"]) for name in ratios)
+print(f"  the landing pattern can move the cluster makespan by at most the read clusters' own compute, "
+      f"{scale * read_compute:.3f} ms (of {makespan[spread, 'phone-like']['cluster']:.3f} ms); here it moved it by "
+      f"{moved:.3f} ms at most; the matrix makespan not at all")
+for name, ratio in ratios.items():
+    a, b = makespan["as measured", name], makespan[spread, name]
+    assert abs(a["matrix"] - b["matrix"]) < 1e-9        # the barrier waits for the last landing, however they land
+    assert abs(a["cluster"] - b["cluster"]) <= ratio * io_ms / total_compute * read_compute + 1e-9
+
+# with nothing in memory (a cold cache), every compute waits on its read: then the landing pattern matters
+cold = {landing: pipeline_makespans(reads, [io_ms / n_reads] * n_reads) for landing, reads in landings.items()}
+print("nothing in memory, compute = I/O spread evenly over the clusters: " + ", ".join(
+    f"reads landing {landing}: matrix / cluster {m['matrix'] / m['cluster']:.2f}x" for landing, m in cold.items())
+    + " (on this run)")
+assert n_reads >= 2 and cold[spread]["matrix"] / cold[spread]["cluster"] > 1.3   # 2n/(n+1) for n reads
+
 # %% [markdown]
-# The gain needs a compute as long as the I/O; how the reads land matters much less at this hit
-# rate. Read the table from the bottom up:
+# **What the model shows.**
 #
-# * **Compute as long as the I/O, reads landing one by one** (the regime PowerInfer-2 was built
-#   for). The cluster schedule computes the in-memory work, then each cluster while the next one
-#   is still on its way, so the layer takes little more than its I/O. The matrix schedule takes
-#   the I/O, then everything but the gates after the barrier.
-# * **This machine's measured ratio** (the rows with the small compute). The gain shrinks to
-#   what the in-memory up/down can hide, a fraction of a small compute.
-# * **How the reads land** can only matter through the compute that waits on them: each read
-#   cluster's own gate and up/down, i.e. the share of the compute *not* on neurons in memory
-#   (100% minus the printed share). At this hit rate that is little next to the in-memory work:
-#   compare the two rows of each ratio, and the landing pattern moves the makespans little.
-#   With a lower hit rate most of the compute would wait on reads, and reads landing one by one
-#   would be what lets the cluster schedule start early.
+# * **The gain needs a compute as long as the I/O.** At this machine's ratio the cluster schedule
+#   can hide only the in-memory up/down, a fraction of a small compute. At compute = I/O
+#   (phone-like) the same move hides far more: the matrix schedule must do the in-memory up/down
+#   after the barrier, the cluster schedule does it under the reads.
+# * **How the reads land hardly matters in this layer.** The two landing patterns give about
+#   the same gain at each ratio (compare the rows); the lines after the table say why. Most of
+#   the compute is on neurons already in memory (the printed share), and the cluster schedule
+#   runs it first: at compute = I/O it fills the compute lane until late in the burst (the
+#   printed fraction). Whatever the pattern, the layer ends no earlier than the later of that
+#   work and the last landing, and at most the read clusters' own compute after that, however
+#   many clusters had landed earlier (the printed counts differ between the patterns). So the
+#   landing pattern moves the cluster makespan by at most the read clusters' compute, a small
+#   part of the makespan here (printed, with how far it moved it; asserted). The matrix makespan
+#   does not depend on the landing pattern at all: its barrier waits for the last landing either
+#   way.
+# * **Where landing does matter:** when the compute waits on the reads. With nothing in memory
+#   (the last line), reads landing one by one let the cluster schedule compute each cluster
+#   while the next is in flight, while a burst that lands at its end leaves it idle until then.
 #
-# **The phone-like case, drawn.** This is the bottom row as the model schedules it:
+# **The phone-like case, drawn.** The model's schedule at compute = I/O, reads landing one by
+# one:
 #
 # * this layer's measured stage times, every compute stage slowed by the same factor so that
-#   compute equals I/O (a phone's CPU against its UFS disk);
+#   compute equals I/O;
 # * the reads landing one by one, one at a time on the I/O lane.
 #
 # The two charts are SIMULATED from the model, not measured: each block of compute sits where
@@ -336,18 +452,22 @@ print(f"  makespan: serial {m['serial']:.3f} ms, matrix {m['matrix']:.3f} ms, cl
       f"no schedule beats {m['bound']:.3f} ms")
 print(f"  cluster beats matrix by {m['matrix'] - m['cluster']:.3f} ms, {m['matrix'] / m['cluster']:.2f}x "
       f"(matrix {m['matrix'] / m['bound']:.2f}x the bound, cluster {m['cluster'] / m['bound']:.2f}x)")
+updown_in_memory = (1 - GATE_SHARE) * phone["in_memory_ms"]
+print(f"  after the last landing the matrix schedule still computes {m['matrix'] - m['io_ms']:.3f} ms (the in-memory "
+      f"up/down {updown_in_memory:.3f} ms, then the read clusters'), the cluster schedule {m['cluster'] - m['io_ms']:.3f} ms")
 assert m["matrix"] / m["cluster"] > 1.3                 # a clear margin, in the model
+assert m["matrix"] - m["cluster"] >= updown_in_memory - 1e-9   # at least the in-memory up/down moved under the reads
 viz.plot_gantt_pair(pipeline_schedule(**phone, schedule="matrix", layer=busiest),
                     pipeline_schedule(**phone, schedule="cluster", layer=busiest),
                     titles=("SIMULATED matrix-level pipeline, phone-like (model, not a measurement)",
-                            "SIMULATED cluster-level pipeline, phone-like (model, not a measurement)"))
+                            "SIMULATED cluster-level pipeline, phone-like (model, not a measurement)"), rows="stage")
 
 # %% [markdown]
 # In the simulated charts the matrix schedule idles from the end of its in-memory gates to the
 # barrier, then does all the rest; the cluster schedule keeps its compute lane busy while the
-# reads arrive and ends shortly after the last one lands. Compare the section 3 charts, measured
-# on this machine: there the compute bars are thin slivers under long reads, which is why the
-# same two schedules end at nearly the same time here.
+# reads arrive and ends shortly after the last one lands. Compare the measured charts above:
+# there the compute bars are short next to the reads, which is why the same two schedules end
+# at nearly the same time on this machine.
 #
 # The slider below moves the compute/I-O ratio over the measured stage times, reads landing one
 # by one (a static figure when no front end is attached).
@@ -364,7 +484,8 @@ widgets.makespan_widget(landings[spread], st["compute_ms"], st["in_memory_ms"])
 # A real predictor is not exact: it also selects neurons that will not fire (false
 # positives). With `read_unit="split"` the pipeline first reads only the gate row of each
 # missing neuron; after the gate compute, up and down are read only for the neurons whose gate
-# fired (PowerInfer-2's two-phase loading). We add 30% random false positives to the oracle.
+# fired (PowerInfer-2's two-phase loading, arXiv:2406.06282v3, §4.4). We add 30% random false
+# positives to the oracle.
 
 # %% slideshow={"slide_type": "notes"}
 # NBVAL_CHECK_OUTPUT

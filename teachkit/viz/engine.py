@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import textwrap
+
 import numpy as np
 
 from ..sparse.runtime.trace import CLUSTER_COMPUTE_STAGES, TraceEvent
-from . import COLORS, figure, show
+from . import COLORS, WIDE, figure, show
 
 __all__ = ["plot_io_profile", "plot_cache_history", "plot_cache_runs", "plot_hit_curve", "plot_gantt",
            "plot_gantt_pair", "plot_ablation", "plot_budget_sweep", "plot_predicted_vs_measured"]
@@ -111,33 +113,103 @@ def _events(events, layers=None) -> list[TraceEvent]:
     return [e for e in map(TraceEvent._make, events) if layers is None or e.layer in layers]
 
 
-def _gantt(ax, events, title, layers=None):
-    """One row per lane (up/down compute on its own row, so short bars stay visible); a dashed line
-    where each layer's last read lands: work left of it overlapped the reads. Each layer is named
-    above the bars where its work starts (a look-ahead's prefetch for it may start earlier)."""
+# rows="stage": one row per kind of compute-thread work, labelled with what its bars are
+STAGE_ROWS = {"gate_compute": "compute: gate", "updown_compute": "compute: up/down",
+              "fused_compute": "compute: fused\n(gate + up/down)"}
+LOOKUP = "lookup (not traced)"
+ROW_INCHES = 0.3         # rows="stage": the height each row gets (two-line labels stay apart)
+
+
+def _fit_rows(fig, n_rows: int, panels: int = 1) -> None:
+    """Make each panel at least tall enough for ``n_rows`` rows."""
+    fig.set_size_inches(WIDE[0], panels * max(WIDE[1], ROW_INCHES * n_rows + 1.4))
+
+
+def _other_row(ev) -> str:
+    """The label of the row that holds the compute thread's other work: the stages it holds, in
+    the legend's order, with ``lookup`` after ``predict`` when there is an untraced lookup."""
+    order = {s: k for k, s in enumerate(STAGE_COLORS)}
+    stages = sorted({e.stage for e in ev if e.lane == "compute" and e.stage not in STAGE_ROWS},
+                    key=lambda s: (order.get(s, len(order)), s))
+    if _lookup_gaps(ev) and "predict" in stages:
+        stages.insert(stages.index("predict") + 1, "lookup")
+    return textwrap.fill("compute: " + ", ".join(stages), 24)
+
+
+def _row_names(ev, rows: str, other: str | None = None) -> dict:
+    """Each event's row. ``rows="lane"``: its lane, up/down and fused compute on a row of their
+    own (``"<lane> up/down"``). ``rows="stage"``: compute-lane events by stage (:data:`STAGE_ROWS`;
+    the rest on one row, labelled ``other`` or by :func:`_other_row`). Either way reads overlap in
+    time, so each one in flight gets its own row, ``io 1``, ``io 2``, ..."""
+    if rows not in ("lane", "stage"):
+        raise ValueError(f"rows must be 'lane' or 'stage', got {rows!r}")
+    if rows == "lane":
+        names = {e: e.lane + (" up/down" if e.stage in CLUSTER_COMPUTE_STAGES else "") for e in ev}
+    else:
+        other = other or _other_row(ev)
+        names = {e: STAGE_ROWS.get(e.stage, other) if e.lane == "compute" else e.lane for e in ev}
+    ends: list = []
+    for e in sorted((e for e in ev if e.lane == "io"), key=lambda e: e.t0):
+        k = next((i for i, end in enumerate(ends) if end <= e.t0), len(ends))
+        ends[k:k + 1] = [e.t1]
+        names[e] = f"io {k + 1}"
+    return names
+
+
+def _row_order(names) -> list:
+    """Bottom up: the reads (``io 1`` lowest), then the compute rows (the stage rows in the order
+    of :data:`STAGE_ROWS`, fused work on top)."""
+    stage_rank = {label: k + 1 for k, label in enumerate(STAGE_ROWS.values())}
+    return sorted(set(names), key=lambda s: (not s.startswith("io"), stage_rank.get(s, 0),
+                                             int(s[3:]) if s[3:].isdigit() else 0, len(s), s))
+
+
+def _lookup_gaps(ev) -> list:
+    """Per layer, the untraced time between the end of ``predict`` and the first ``submit`` after
+    it, as ``(layer, t0, t1)`` in seconds: the cache lookup and cutting the misses into clusters."""
+    gaps = []
+    for layer in sorted({e.layer for e in ev}):
+        pred = [e.t1 for e in ev if e.layer == layer and e.stage == "predict"]
+        sub = [e.t0 for e in ev if e.layer == layer and e.stage == "submit" and pred and e.t0 >= max(pred)]
+        if sub and min(sub) > max(pred):
+            gaps.append((layer, max(pred), min(sub)))
+    return gaps
+
+
+def _gantt(ax, events, title, layers=None, rows: str = "lane", row_names=None, other=None):
+    """One row per lane (``rows="lane"``: up/down compute on its own row, so short bars stay
+    visible) or per kind of compute-thread work (``rows="stage"``, which also marks the untraced
+    lookup between predict and submit); a dashed line where each layer's last read lands: work
+    left of it overlapped the reads. Each layer is named above the bars where its work starts (a
+    look-ahead's prefetch for it may start earlier). ``row_names``: the rows to draw, bottom up
+    (default: those the events use); ``other``: the label of the stage rows' catch-all row."""
     ev = _events(events, layers)
     if not ev:
         ax.set_title(f"{title} (no events)")
         return
     t0 = min(e.t0 for e in ev)
     span = max(e.t1 for e in ev) - t0
-    names = {e: e.lane + (" up/down" if e.stage in CLUSTER_COMPUTE_STAGES else "") for e in ev}
-    ends: list = []                                   # reads overlap in time: one row per read in flight
-    for e in sorted((e for e in ev if e.lane == "io"), key=lambda e: e.t0):
-        k = next((i for i, end in enumerate(ends) if end <= e.t0), len(ends))
-        ends[k:k + 1] = [e.t1]
-        names[e] = f"io {k + 1}"
-    lanes = sorted(set(names.values()), key=lambda s: (not s.startswith("io"), len(s), s))
+    if rows == "stage":
+        other = other or _other_row(ev)
+    names = _row_names(ev, rows, other)
+    lanes = list(row_names) if row_names is not None else _row_order(names.values())
     for e in ev:
         width = max(e.seconds, 0.004 * span)        # at least a visible sliver
         ax.barh(lanes.index(names[e]), width * 1e3, left=(e.t0 - t0) * 1e3, height=0.7,
                 color=STAGE_COLORS.get(e.stage, "k"), edgecolor="white", linewidth=0.3)
+    if rows == "stage":
+        for _, a, b in _lookup_gaps(ev):
+            ax.barh(lanes.index(other), (b - a) * 1e3, left=(a - t0) * 1e3, height=0.7, color="none",
+                    edgecolor="0.45", hatch="////", linewidth=0.6)
     for layer in sorted({e.layer for e in ev}):
         ends = [e.t1 for e in ev if e.layer == layer and e.is_read]
         if ends:
             ax.axvline((max(ends) - t0) * 1e3, color="k", ls="--", lw=0.8)
+    n_io = sum(s.startswith("io") for s in lanes)
+    if rows == "stage" and 0 < n_io < len(lanes):        # reads below the line, the compute thread above
+        ax.axhline(n_io - 0.5, color="0.6", lw=0.6)
     ax.set_yticks(range(len(lanes)))
-    ax.set_yticklabels(lanes)
+    ax.set_yticklabels(lanes, fontsize=8 if rows == "stage" else None)
     ax.set_ylim(-0.6, len(lanes) + 0.2)                # room above the top row for the layer names
     for layer in sorted({e.layer for e in ev}):
         own = [e for e in ev if e.layer == layer]
@@ -149,12 +221,15 @@ def _gantt(ax, events, title, layers=None):
     ax.grid(False)
 
 
-def _legend(ax, stages):
+def _legend(ax, stages, lookup: bool = False):
     """The stages' colours, outside the axes on the right, so no bar is hidden under it."""
     from matplotlib.patches import Patch
 
-    ax.legend(handles=[Patch(color=STAGE_COLORS.get(s, "k"), label=s) for s in stages], fontsize=7,
-              loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0, title="stage", title_fontsize=7)
+    handles = [Patch(color=STAGE_COLORS.get(s, "k"), label=s) for s in stages]
+    if lookup:
+        handles.append(Patch(facecolor="none", edgecolor="0.45", hatch="////", label=LOOKUP))
+    ax.legend(handles=handles, fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0,
+              title="stage", title_fontsize=7)
 
 
 def _stages(events, layers) -> list:
@@ -162,20 +237,36 @@ def _stages(events, layers) -> list:
     return sorted({e.stage for e in _events(events, layers)}, key=lambda s: (order.get(s, len(order)), s))
 
 
-def plot_gantt(events, title: str = "one layer, stage by stage", layers=None) -> None:
-    """Gantt chart of trace events (:class:`~teachkit.sparse.runtime.trace.TraceEvent`): I/O lane(s) and compute."""
+def plot_gantt(events, title: str = "one layer, stage by stage", layers=None, rows: str = "lane") -> None:
+    """Gantt chart of trace events (:class:`~teachkit.sparse.runtime.trace.TraceEvent`): I/O lane(s) and compute.
+
+    ``rows="lane"``: one row per lane; ``rows="stage"``: the compute thread's work one row per
+    kind (gate, up/down, fused, the rest), the untraced lookup before each ``submit`` hatched.
+    """
     fig, ax = figure(wide=True)
-    _gantt(ax, events, title, layers)
-    _legend(ax, _stages(events, layers))
+    if rows == "stage":
+        ev = _events(events, layers)
+        _fit_rows(fig, len(set(_row_names(ev, rows).values())))
+    _gantt(ax, events, title, layers, rows)
+    _legend(ax, _stages(events, layers), lookup=rows == "stage" and bool(_lookup_gaps(_events(events, layers))))
     show(fig)
 
 
-def plot_gantt_pair(left, right, titles=("matrix-level pipeline", "cluster-level pipeline"), layers=None) -> None:
-    """Two traces one above the other, on the same time axis, one legend beside them."""
+def plot_gantt_pair(left, right, titles=("matrix-level pipeline", "cluster-level pipeline"), layers=None,
+                    rows: str = "lane") -> None:
+    """Two traces one above the other, on the same time axis (tick labels on both), one legend
+    beside them. ``rows`` as in :func:`plot_gantt`; both charts get the same rows."""
     fig, axes = figure(1, 2, wide=True, sharex=True)
+    left, right = _events(left, layers), _events(right, layers)
+    other = _other_row(left + right) if rows == "stage" else None
+    row_names = _row_order(set(_row_names(left, rows, other).values()) | set(_row_names(right, rows, other).values()))
+    if rows == "stage":
+        _fit_rows(fig, len(row_names), panels=2)
     for ax, ev, ti in zip(axes, (left, right), titles):
-        _gantt(ax, ev, ti, layers)
-    _legend(axes[0], _stages(list(left) + list(right), layers))
+        _gantt(ax, ev, ti, None, rows, row_names, other)
+        ax.tick_params(labelbottom=True)
+    lookup = rows == "stage" and bool(_lookup_gaps(left) or _lookup_gaps(right))
+    _legend(axes[0], _stages(left + right, None), lookup)
     show(fig)
 
 

@@ -1,6 +1,6 @@
 """The pipeline's compute stages: the kernels that compute a cluster.
 
-A *stage* is one step a cluster of neurons goes through in one FFN layer (PowerInfer-2 §4.3):
+A *stage* is one step a cluster of neurons goes through in one FFN layer (PowerInfer-2, arXiv:2406.06282v3, §4.3):
 a read on the I/O lane (``bundle_read``, or ``gate_read`` then ``updown_read``) or a compute
 on the compute lane. A neuron's bundle holds its rows side by side (see
 :mod:`teachkit.sparse.compute.bundles`): the first row (gate, or up for a plain ReLU FFN), then up

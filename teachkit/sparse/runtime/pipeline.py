@@ -2,21 +2,23 @@
 
 One FFN layer at decode time is a set of *clusters* (work units of up to ``cluster_size``
 active neurons). A cluster is either already in memory (hot region, or a cold-cache hit) or
-must be read from flash (a miss). Each cluster goes through PowerInfer-2's stages (§4.3)::
+must be read from flash (a miss). Each cluster goes through PowerInfer-2's stages
+(arXiv:2406.06282v3, §4.3)::
 
     predict -> gate_read -> gate_compute -> updown_read -> updown_compute
 
 What each compute stage does, and why the FFN splits in two there, is in
 :mod:`teachkit.sparse.compute.stages`. With ``read_unit="bundle"`` a miss is one read of the whole
 bundle (``bundle_read``); with ``read_unit="split"`` the gate part is read first and up/down
-only for neurons whose gate fired (PowerInfer-2's two-phase loading). Three schedules:
+only for neurons whose gate fired (PowerInfer-2's two-phase loading, v3 §4.4). Three schedules:
 
 * ``"serial"``: read every miss, then compute everything in one fused pass per region on both
   cores (LLM in a flash: I/O time + compute time).
 * ``"matrix"``: compute in-memory clusters while reads are in flight, but finish *all* of the
-  gate matrix before any up/down work (a barrier per matrix, Fig. 6a).
+  gate matrix before any up/down work (a barrier per matrix: the matrix-level pipeline, v3 Fig. 6-a).
 * ``"cluster"``: no barrier. The compute thread takes any ready work: an arrived cluster's
-  gate, an in-memory cluster's up/down (the *next* matrix), ... (Fig. 6b).
+  gate, an in-memory cluster's up/down (the *next* matrix), ... (the neuron-cluster-level pipeline,
+  v3 Fig. 6-b).
 
 **Reads.** :class:`~teachkit.sparse.flash.unit_reads.UnitReads` puts a layer's misses in flight
 from the compute thread, as many as its staging rows hold, in one request: with kernel AIO

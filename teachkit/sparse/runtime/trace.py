@@ -1,7 +1,7 @@
 """The trace: when each stage of each cluster ran, on which lane.
 
-An event is one stage of one cluster in one layer (PowerInfer-2 §4.3): a read on an I/O lane or a
-compute on the compute lane, with its start and end in seconds from the trace's origin
+An event is one stage of one cluster in one layer (PowerInfer-2, arXiv:2406.06282v3, §4.3): a read on
+an I/O lane or a compute on the compute lane, with its start and end in seconds from the trace's origin
 (``time.perf_counter``). The engine records every event here; the notebooks, the Gantt charts
 (:func:`teachkit.viz.plot_gantt`) and the planner read them back through the methods below, so no
 reader indexes a tuple by position.
