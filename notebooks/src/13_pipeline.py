@@ -22,15 +22,16 @@
 # 2. Run three schedules (serial, matrix-level, cluster-level) on the same tokens: same answers;
 #    then time them.
 # 3. Read one layer's Gantt chart: when the reads are submitted, in flight and landed, and what
-#    the compute thread does meanwhile.
-# 4. Find out why this machine shows little gain, and model the same layer on a phone-like
-#    machine (SIMULATED), where the cluster-level pipeline wins clearly.
-# 5. Read in two phases (gate first), and see the pipeline stop cleanly when a read fails.
+#    the compute thread does meanwhile; then see why this machine shows little gain.
+# 4. Model the same layer on a phone-like machine (SIMULATED), where the cluster-level pipeline
+#    wins clearly, and find out what decides the gain.
+# 5. Read in two phases: the gate first, up/down only if it fired.
+# 6. See the pipeline stop cleanly, in bounded time, when a read fails.
 #
 # **The takeaway.** Overlap can hide at most the shorter of compute and I/O: a layer takes at
 # least `max(compute, I/O)`, against `compute + I/O` with no overlap. Breaking the matrix barrier
 # lets the up/down work on neurons already in memory run under the reads; that pays when compute
-# and I/O take similar time, as on a phone (in the model of section 3, by more than 1.3x). On the
+# and I/O take similar time, as on a phone (in the model of section 4, by more than 1.3x). On the
 # course VM the reads take several times longer than the compute, so the three schedules
 # measure about the same.
 #
@@ -80,8 +81,8 @@ for line in platform_io.describe():            # which I/O this platform gives t
 # Together they must give what the fused kernel gives (to float rounding). Work that is
 # already in memory has nothing to wait for between the stages, so the cluster schedule runs it
 # as one `fused_compute` (that fused kernel) and keeps the two stages for clusters that arrive
-# from flash. Until section 4, a missing neuron's bundle (gate, up and down rows) is read in one go,
-# so "gate read" and "up/down read" are one read (`bundle_read`).
+# from flash. Until section 5, a missing neuron's bundle (gate, up and down rows) is read in one
+# go, so "gate read" and "up/down read" are one read (`bundle_read`).
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -153,7 +154,7 @@ assert all(missed)                                     # the budget is too small
 # cluster-level run: the layer with the most reads over the timed tokens and a typical token
 # for it (the median number of reads in that layer, and of those tokens the median compute; the
 # cell prints which). Both engines hold the same neurons in their caches, so they read the same
-# clusters. The model later in this section uses the same token and layer.
+# clusters. The model of section 4 uses the same token and layer.
 #
 # **Who does what.** On 2 cores the engine runs two threads. The **compute thread** predicts,
 # looks up the cache, hands the layer's reads to the kernel itself (`submit`: the reads'
@@ -329,13 +330,13 @@ print(f"per token, submitting the reads took {per_token_submit / compute:.1f}x a
 # work ends) is about `max(compute, I/O)` instead of `compute + I/O`. The exercise below
 # computes this makespan; notebook 14 measures the whole ladder of ideas on a larger model.
 
-# %% [markdown] slideshow={"slide_type": "subslide"}
-# ### When the cluster pipeline wins: the same layer on a phone-like machine
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## 4. When the cluster pipeline wins: the same layer on a phone-like machine (SIMULATED)
 #
 # We cannot make this machine's compute slower or make its disk deliver reads one by one.
 # Instead we feed a model (`teachkit.sparse.planner.tradeoffs.pipeline_makespans`) the stage
-# times of the layer drawn above (same token, same layer) and change one thing at a time. The
-# model's numbers are SIMULATED, not measured.
+# times of the layer drawn in section 3 (same token, same layer) and change one thing at a
+# time. The model's numbers are SIMULATED, not measured.
 #
 # The model has two lanes (the predictor, lookup and submit are left out: every schedule pays
 # them alike):
@@ -465,9 +466,9 @@ viz.plot_gantt_pair(pipeline_schedule(**phone, schedule="matrix", layer=busiest)
 # %% [markdown]
 # In the simulated charts the matrix schedule idles from the end of its in-memory gates to the
 # barrier, then does all the rest; the cluster schedule keeps its compute lane busy while the
-# reads arrive and ends shortly after the last one lands. Compare the measured charts above:
-# there the compute bars are short next to the reads, which is why the same two schedules end
-# at nearly the same time on this machine.
+# reads arrive and ends shortly after the last one lands. Compare the measured charts of
+# section 3: there the compute bars are short next to the reads, which is why the same two
+# schedules end at nearly the same time on this machine.
 #
 # The slider below moves the compute/I-O ratio over the measured stage times, reads landing one
 # by one (a static figure when no front end is attached).
@@ -479,7 +480,7 @@ from teachkit import widgets
 widgets.makespan_widget(landings[spread], st["compute_ms"], st["in_memory_ms"])
 
 # %% [markdown] slideshow={"slide_type": "slide"}
-# ## 4. Reading in two phases: gate first, up/down only if it fired
+# ## 5. Reading in two phases: gate first, up/down only if it fired
 #
 # A real predictor is not exact: it also selects neurons that will not fire (false
 # positives). With `read_unit="split"` the pipeline first reads only the gate row of each
@@ -524,7 +525,7 @@ print("split reads fewer bytes:", read["split"][0] < read["bundle"][0], "| but m
 # to the disk, which the planner charges as a second burst.)
 # The outputs stay exact: a false positive only costs I/O, never accuracy.
 #
-# ## 5. A failed read stops the pipeline, with an error, in bounded time
+# ## 6. A failed read stops the pipeline, with an error, in bounded time
 #
 # A disk can fail, and a thread can get stuck. The compute thread never waits forever: a failed
 # read (or any exception in the I/O thread) is handed over and re-raised, and a read that does
