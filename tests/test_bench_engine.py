@@ -64,3 +64,20 @@ def test_repeated_runs_give_median_ceilings():
     out = repeated(runs)
     chain = runs[0]["ceilings"]["dependency_chain"]["tok_s"]
     assert out["ceilings"]["dependency_chain"]["sparse_vs_dense_mmap"] == pytest.approx(chain / 25.0, rel=1e-3)
+
+
+def test_the_ideal_dense_bound_pins_only_what_the_budget_holds_beside_the_fixed_weights():
+    from types import SimpleNamespace
+
+    from teachkit.sparse.bench.report import physical_bounds
+    from teachkit.sparse.flash.format import FlashSpec
+    from teachkit.sparse.planner.plan import MachineProfile
+
+    spec = FlashSpec(n_layers=2, n_neurons=256, n_mats=3, d=256)                # 1.5 MiB of FFN
+    io = {"random": {4096: {1: 1e8}}, "sequential": 1e9, "burst": {"a": 1e-4, "b": 1e-5}}
+    w = SimpleNamespace(spec=spec, fixed_bytes=400_000, profile=SimpleNamespace(mean_active=20.0))
+    plan = SimpleNamespace(hit_rate=0.5)
+    best = {"bytes_read_per_token": 1e5, "reads_per_token": 10.0}
+    budget = spec.ffn_bytes // 2
+    b = physical_bounds(w, MachineProfile(io=io, bw_mem=1e10, bw_kernel=1e10), plan, best, budget)
+    assert b["dense_mmap_tok_s"] == pytest.approx(1e9 / (spec.ffn_bytes - (budget - 400_000)))

@@ -102,3 +102,35 @@ def test_split_reads_cost_two_bursts():
     assert split["t_io"] == pytest.approx(2 * whole["t_io"])
     n_miss = mp.mean_active * 0.5
     assert whole["t_io"] == pytest.approx(SPEC.n_layers * (1e-4 * np.ceil(n_miss / 64) + 1e-5 * n_miss))
+
+
+def test_submitting_reads_costs_each_layer_that_reads():
+    mp = _profile()
+    machine = replace(SLOW_KERNELS, submit_call=1e-4, submit_read=2e-6)
+    base = predict(SPEC, mp, SLOW_KERNELS, 1_000_000, 0, 100, 4, "bundle", hit_rate=0.5, io_depth=4)
+    more = predict(SPEC, mp, machine, 1_000_000, 0, 100, 4, "bundle", hit_rate=0.5, io_depth=4)
+    n_miss = mp.mean_active * 0.5
+    assert n_miss > 4                                        # more misses than the 4 reads in flight
+    per_layer = 1e-4 + 2e-6 * 4                              # only what goes out at once: QD = max(io_depth, c)
+    assert base["t_submit"] == 0 and more["t_submit"] == pytest.approx(SPEC.n_layers * per_layer)
+    assert more["t_token"] == pytest.approx(base["t_token"] + more["t_submit"])   # on the chain, before both lanes
+    serial = predict(SPEC, mp, machine, 1_000_000, 0, 100, 32, "bundle", pipelined=False, hit_rate=0.5)
+    assert serial["t_token"] == pytest.approx(serial["t_fixed"] + serial["t_submit"] + serial["t_compute"] +
+                                              serial["t_io"])
+    split = predict(SPEC, mp, machine, 1_000_000, 0, 100, 4, "split", hit_rate=0.5, io_depth=4)
+    assert split["t_submit"] == pytest.approx(2 * more["t_submit"])              # gate reads, then up/down reads
+    perfect = predict(SPEC, mp, machine, 1_000_000, 0, 100, 32, "bundle", hit_rate=1.0)
+    assert perfect["t_submit"] == 0                                              # nothing to read, nothing to submit
+
+
+def test_submit_cost_fit_is_robust_and_counts_only_the_reads_in_flight():
+    from teachkit.sparse.planner.plan import fit_submit_cost
+
+    reads = np.array([5, 10, 20, 30, 40, 64, 100, 200, 12, 25])
+    seconds = 50e-6 + 3e-6 * np.minimum(reads, 64)
+    seconds[3] *= 4                                          # one submit slowed by another program
+    call, per_read = fit_submit_cost(reads, seconds, qd=64)
+    assert call == pytest.approx(50e-6, rel=1e-6) and per_read == pytest.approx(3e-6, rel=1e-6)
+    assert fit_submit_cost([], [], 64) == (0.0, 0.0)
+    assert fit_submit_cost([8, 8], [1e-4, 2e-4], 64) == (pytest.approx(1.5e-4), 0.0)   # one size: no slope
+    assert fit_submit_cost([4, 8], [2e-4, 1e-4], 64)[1] == 0.0                  # never a negative cost per read

@@ -4,7 +4,8 @@
 * :class:`DenseMmap`: llama.cpp style. The file is ``mmap``-ed and the OS pages weights in on
   demand. The budget is enforced the way a memory-limited page cache would: pages of the
   least recently used layers are dropped (``madvise``/``fadvise`` DONTNEED) once more than
-  ``budget`` bytes are resident. With layers visited in a cycle, LRU keeps nothing useful.
+  ``budget`` bytes are resident. With layers visited in a cycle, LRU keeps little that is used
+  again; pages the kernel reads ahead beyond the engine's reserve for them can (see its class).
 * :class:`DenseStream`: the *tuned* dense streaming baseline. As many neurons of every layer
   as the budget allows are pinned in RAM; the rest are streamed in >= 4 MiB sequential reads,
   two in flight, into a ring of chunk buffers, overlapped with BLAS compute on the chunks
@@ -12,8 +13,8 @@
 * :class:`NoCacheSparse`: predictor + sparse compute, but every active neuron is read from
   flash every token (ablation rungs "sparse from flash", and "+bundle" with a bundled file).
 
-Reads: ``io_threads`` blocking-``pread`` threads (LLM in a flash's own method: parallel reads
-from many threads), or with ``io_depth`` the engine's own I/O, one thread keeping ``io_depth``
+Reads: ``io_threads`` blocking-``pread`` threads (how our LLM-in-a-flash port reads; the thread
+count is our choice), or with ``io_depth`` the engine's own I/O, one thread keeping ``io_depth``
 reads in flight with kernel AIO (:mod:`teachkit.sparse.flash.aio`).
 * :class:`LLMFlash`: LLM in a flash: predictor, row-column bundling, a *window* of the
   neurons used by the last ``window`` tokens kept in RAM, misses read then computed (no

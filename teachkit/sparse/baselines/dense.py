@@ -88,9 +88,11 @@ class DenseMmap(Backend):
     the budget. Layers are visited in a cycle, so LRU keeps nothing that is needed soon.
 
     The kernel's readahead is left on (as for llama.cpp): without it every page fault reads one
-    4 KiB page, one disk access each, and mmap is many times slower. Readahead in flight can
-    briefly hold up to about two windows more than the accounted pages; that errs in the
-    baseline's favour (more memory).
+    4 KiB page, one disk access each, and mmap is many times slower. The accounting reserves
+    room for two readahead windows, but at most a quarter of the budget; where the device's
+    window is larger than that (``read_ahead_bytes``), pages read ahead stay cached beyond the
+    accounted ones and can serve later faults, so mmap may read less per token than any engine
+    that keeps to the budget. Both err in the baseline's favour (more memory).
     """
 
     def __init__(self, flash_path, budget: int, gated: bool, verify: bool = True):

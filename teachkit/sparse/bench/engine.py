@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..baselines.dense import DenseMmap, DenseRAM, DenseStream
+from ..baselines.dense import DenseMmap, DenseRAM, DenseStream, read_ahead_bytes
 from ..baselines.sparse import LLMFlash, NoCacheSparse
 from .report import (GOALS, goal_ceilings, goal_ratios, lookahead_quality, machine_record, measured_depths,
     physical_bounds, repeated, stream_figures)
@@ -34,14 +34,14 @@ from ..flash import platform_io
 from ..runtime.engine import EngineConfig, SparseFFN
 from ..planner.io_profile import burst_profile, profile_reads
 from ..planner.machine import measure_memory_bandwidth
-from ..planner.plan import (MachineProfile, Plan, calibrate_layer_overhead, choose_plan, explain, kernel_bandwidth,
-    plan_dict, predict, unit_overhead)
+from ..planner.plan import (MachineProfile, Plan, calibrate_layer_overhead, choose_plan, explain, fit_submit_cost,
+    kernel_bandwidth, plan_dict, predict, unit_overhead)
 from ..model.synthetic import LABEL, SyntheticConfig
 
 __all__ = ["run", "Settings", "TracePredictor", "Workload", "run_backend", "disk_read_bytes"]
 
 
-LLM_FLASH_THREADS = 32     # "parallelize reads over 32 threads" (LLM in a flash, section 3)
+LLM_FLASH_THREADS = 32     # our baseline's pread threads: the count is our choice, not the paper's
 
 
 # Layers share a residual stream (model.synthetic): with coupling c = 0.8, layer l+1's predictor
@@ -89,8 +89,20 @@ def run(quick: bool = False, profile: dict | None = None, log=print, workdir=Non
             shutil.rmtree(workdir, ignore_errors=True)
 
 
-def calibrate(w: Workload, plan: Plan, machine: MachineProfile, n_tokens: int = 8) -> float:
-    """The planner's per-layer overhead, from the planned engine with the whole FFN in memory."""
+def calibrate(w: Workload, plan: Plan, machine: MachineProfile, n_tokens: int = 8) -> tuple[MachineProfile, list]:
+    """The planner's two software costs, from one run of the planned engine with the whole FFN in memory.
+
+    * **Submitting reads** (``submit_call``, ``submit_read``): on the first pass over ``n_tokens``
+      tokens the cache is still filling, so layers read their misses; each layer's ``submit`` time
+      (the engine's trace) beside its number of reads is fitted by
+      :func:`~teachkit.sparse.planner.plan.fit_submit_cost`.
+    * **Everything else per layer** (``layer_overhead``): the same tokens again, now nothing is
+      read; what their median time exceeds the model's, per layer
+      (:func:`~teachkit.sparse.planner.plan.calibrate_layer_overhead`).
+
+    Returns ``machine`` with the three constants set, and the ``(reads, seconds)`` of each
+    submit of the first pass.
+    """
     spec = w.spec
     model = predict(spec, w.profile, replace(machine, layer_overhead=0.0), w.fixed_bytes, plan.hot_neurons, 0,
                     plan.cluster_size, plan.read_unit, io_depth=plan.io_depth, hit_rate=1.0)
@@ -98,8 +110,29 @@ def calibrate(w: Workload, plan: Plan, machine: MachineProfile, n_tokens: int = 
                         cluster_size=plan.cluster_size, read_unit=plan.read_unit, prefill_chunk=64,
                         io_depth=plan.io_depth)
     with SparseFFN(w.path, ecfg, w.predictor, gated=True, fixed=w.fixed, freq=w.profile.freq, verify=False) as eng:
-        return calibrate_layer_overhead(lambda t: time_token(w, eng, t), range(n_tokens), model["t_token"],
-                                        spec.n_layers)
+        submits = _first_pass_submits(w, eng, range(n_tokens))
+        c_layer = calibrate_layer_overhead(lambda t: time_token(w, eng, t), range(n_tokens), model["t_token"],
+                                           spec.n_layers)
+    s_call, s_read = fit_submit_cost(*zip(*submits), max(plan.io_depth, plan.cluster_size)) if submits else (0.0, 0.0)
+    return replace(machine, layer_overhead=c_layer, submit_call=s_call, submit_read=s_read), submits
+
+
+def _first_pass_submits(w: Workload, eng, tokens) -> list:
+    """Decode ``tokens`` as :func:`time_token` does; for each layer that read anything, the number
+    of its reads and the seconds its ``submit`` took on the compute thread."""
+    submits = []
+    for t in tokens:
+        w.predictor.t = t
+        for l in range(w.cfg.n_layers):
+            x = w.X[l][t]
+            w.attention(l, x)
+            eng.trace.clear()
+            n0 = eng.n_reads
+            eng(l, x)
+            if eng.n_reads > n0:
+                submits.append((eng.n_reads - n0, eng.trace.busy("compute", {"submit"})))
+        eng.end_token()
+    return submits
 
 
 def _run(s: Settings, profile: dict) -> dict:
@@ -169,11 +202,13 @@ def profile_machine(s: Settings, w: Workload, profile: dict, budget: int) -> tup
 
 def plan_engine(s: Settings, w: Workload, machine: MachineProfile, budget: int) -> tuple[Plan, MachineProfile]:
     """The plan for ``budget``: chosen once, its engine run all in memory to calibrate the per-layer
-    overhead, then chosen again with it. Returns the plan and the calibrated machine profile."""
+    overhead and the cost of submitting reads (:func:`calibrate`), then chosen again with them.
+    Returns the plan and the calibrated machine profile."""
     plan = choose_plan(w.spec, w.profile, machine, budget, w.fixed_bytes, KV_BYTES, io_depth=_depth_choices(machine))
-    c_layer = calibrate(w, plan, machine)
-    s.log(f"  calibrated on an all-in-memory run: {c_layer * 1e6:.0f} us per layer the cost model leaves out")
-    machine = replace(machine, layer_overhead=c_layer)
+    machine, _ = calibrate(w, plan, machine)
+    s.log(f"  calibrated on an all-in-memory run: {machine.layer_overhead * 1e6:.0f} us per layer the cost model "
+          f"leaves out; submitting a layer's reads {machine.submit_call * 1e6:.0f} us + "
+          f"{machine.submit_read * 1e6:.1f} us per read")
     plan = choose_plan(w.spec, w.profile, machine, budget, w.fixed_bytes, KV_BYTES, io_depth=_depth_choices(machine))
     s.log("  " + explain(plan).replace("\n", "\n  "))
     return plan, machine
@@ -196,6 +231,9 @@ def _engine_factories(w: Workload, plan: Plan, budget: int, dense: DenseRAM, fla
     """Every engine of the comparison, by name, as a function that builds it."""
     cache_budget = budget - w.fixed_bytes
     max_act = max(len(s) for ls in w.sets for s in ls)
+    # the reads in flight the planned engine really runs (its staging rows hold a whole cluster):
+    # the AIO baselines get as many, so an ablation step changes one thing only
+    depth = max(plan.io_depth, plan.cluster_size)
     # order: the stream's ring refill overlaps dense_ram, which reads no disk; +look-ahead is measured
     # beside the ladder, not on it
     return {
@@ -206,9 +244,9 @@ def _engine_factories(w: Workload, plan: Plan, budget: int, dense: DenseRAM, fla
         "llm_in_a_flash": lambda: LLMFlash(w.path, w.predictor, True, cache_budget, window=5,
                                            parallel=flash_parallel, io_threads=LLM_FLASH_THREADS),
         "llm_in_a_flash(aio)": lambda: LLMFlash(w.path, w.predictor, True, cache_budget, window=5,
-                                                parallel=flash_parallel, io_depth=plan.io_depth),
-        "sparse_flash": lambda: NoCacheSparse(w.matrix_path, w.predictor, True, max_act, io_depth=plan.io_depth),
-        "+bundle": lambda: NoCacheSparse(w.path, w.predictor, True, max_act, io_depth=plan.io_depth),
+                                                parallel=flash_parallel, io_depth=depth),
+        "sparse_flash": lambda: NoCacheSparse(w.matrix_path, w.predictor, True, max_act, io_depth=depth),
+        "+bundle": lambda: NoCacheSparse(w.path, w.predictor, True, max_act, io_depth=depth),
         "+cache": lambda: _planned_engine(w, plan, budget, "serial"),
         "+pipeline(matrix)": lambda: _planned_engine(w, plan, budget, "matrix"),
         "+pipeline": lambda: _planned_engine(w, plan, budget, "cluster"),
@@ -273,6 +311,7 @@ def _engine_result(s: Settings, name: str, r: dict, bk, worst: float) -> dict:
     r.update({k: v for k, v in st.items() if k.startswith("hit_rate")})
     r["resident_bytes"] = getattr(bk, "resident_bytes", None) or \
         (bk.cache.bytes_total if hasattr(bk, "cache") else None)
+    r.update(_budget_record(bk))
     if hasattr(bk, "cache"):
         hist = bk.cache.history[s.n_warm:]
         r["hit_rate_cold_timed"] = cold_hit_rate(hist)
@@ -284,6 +323,26 @@ def _engine_result(s: Settings, name: str, r: dict, bk, worst: float) -> dict:
     s.log(f"  {name:>20}: {r['tok_s']:7.2f} tok/s, {r['bytes_read_per_token'] / 2**20:7.2f} MiB read/token, "
           f"max rel err vs dense {worst:.1e}")
     return r
+
+
+def _budget_record(bk) -> dict:
+    """Where a baseline's budget went, for the engines that split it: the dense stream's pinned
+    neurons and ring of read buffers; the mmap engine's accounted pages, the room it keeps for
+    the kernel's readahead and that readahead window; LLM in a flash's window of neurons and
+    its readers' staging buffers; the planned engine's hot and cold regions and its buffers and
+    tables (staging, prefill, cache tables)."""
+    if isinstance(bk, DenseStream):
+        return {"pinned_bytes": sum(b.nbytes for b in bk.pinned), "ring_bytes": bk.ring_bytes}
+    if isinstance(bk, DenseMmap):
+        return {"budget_bytes": bk.budget, "readahead_reserve_bytes": bk.reserve,
+                "read_ahead_bytes": read_ahead_bytes(bk.flash.path), "peak_accounted_bytes": bk.peak_resident}
+    if isinstance(bk, LLMFlash):
+        return {"window_bytes": bk.W.nbytes, "staging_bytes": bk.io.staging_bytes}
+    if isinstance(bk, SparseFFN):
+        regions = bk.cache.region_bytes()
+        return {"hot_bytes": regions["hot"], "cold_bytes": regions["cold"],
+                "buffers_bytes": regions["tables"] + regions["other"]}
+    return {}
 
 
 def _sweep_results(s: Settings, measured: dict, backends: dict, plans: dict) -> list:

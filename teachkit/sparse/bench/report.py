@@ -34,7 +34,8 @@ BOUND_FORMULA = (
     "t_io = missed bytes / BW_rand(read size, best measured QD); either the engine's own reads (at their "
     "mean size, coalesced runs included), or (ideal) n_act(1-h) bundles read one by one, "
     "h = the replayed hit rate; "
-    "dense_mmap_tok_s = BW_seq (best chunk x QD) / (FFN - budget); "
+    "dense_mmap_tok_s = BW_seq (best chunk x QD) / (FFN - (budget - fixed)): a dense engine that pins every "
+    "FFN byte its budget holds beside the fixed weights and streams the rest; "
     "tok_s_dependency_chain = 1/(L (fixed/(L BW_mem) + a + b m)), m = the engine's reads per "
     "layer, a + b k = the measured time of a burst of k reads (one latency a per layer, even "
     "when the reads go in several waves or, for split reads, in two rounds): a layer's reads "
@@ -77,7 +78,8 @@ def physical_bounds(w: Workload, machine: MachineProfile, plan: Plan, best: dict
     # the layer's misses as one burst; in-memory compute may hide under the burst, nothing else can
     bound_chain = chain_tok_s(spec.n_layers, w.fixed_bytes, machine.bw_mem, io["burst"]["a"], io["burst"]["b"],
                               best["reads_per_token"] / spec.n_layers)
-    mmap_bound = _sequential_bw(io) / max(1, spec.ffn_bytes - budget)       # streaming what cannot stay resident
+    # streaming what cannot stay resident: the fixed weights take their share of the budget first
+    mmap_bound = _sequential_bw(io) / max(1, spec.ffn_bytes - (budget - w.fixed_bytes))
     return {"t_mem_s": t_mem, "t_io_s": t_io, "tok_s": bound, "tok_s_ideal_misses": bound_ideal,
             "tok_s_dependency_chain": bound_chain, "mean_read_bytes": mean_read,
             "ideal_hit_rate": h_ideal, "dense_mmap_tok_s": mmap_bound, "formula": BOUND_FORMULA}
@@ -123,7 +125,7 @@ def goal_ratios(results: dict, bound: dict, plan: Plan) -> dict:
 
 
 def faster_llm_in_a_flash(configs: dict) -> float:
-    """tok/s of the faster LLM-in-a-flash engine (32 pread threads or our AIO): the goal's baseline."""
+    """tok/s of the faster LLM-in-a-flash engine (our port's pread threads, or our AIO): the goal's baseline."""
     return max(configs["llm_in_a_flash"]["tok_s"], configs["llm_in_a_flash(aio)"]["tok_s"])
 
 
@@ -185,7 +187,8 @@ def machine_record(machine: MachineProfile, bw: dict, flash_parallel: bool) -> d
                            "sequential_by_Bps": io.get("sequential_by", {})},
             "bw_mem_Bps": {str(k): v for k, v in bw.items()}, "bw_kernel_Bps": machine.bw_kernel,
             "bw_fused_Bps": machine.bw_fused, "unit_overhead_s": machine.unit_overhead,
-            "layer_overhead_s": machine.layer_overhead, "burst": io["burst"],
+            "layer_overhead_s": machine.layer_overhead, "submit_call_s": machine.submit_call,
+            "submit_read_s": machine.submit_read, "burst": io["burst"],
             "io_direct": bool(io.get("direct", False)), "llm_in_a_flash_parallel": flash_parallel}
 
 

@@ -18,6 +18,10 @@ budget).
     t_pre      = B_fixed / (L · BW_mem) + c_layer   attention + predictor: nothing can be read before
                                                 them; c_layer = bookkeeping per layer, calibrated
                                                 on one all-in-memory run
+    t_submit   = s_call · min(1, n_miss) + s_read · min(n_miss, QD)   handing the layer's reads to the
+                                                kernel, on the compute thread, before it computes
+                                                anything (the I/O thread submits what does not fit
+                                                in QD); twice that for read_unit "split"
     t_io       = a · ⌈n_miss / QD⌉ + b · n_miss    a batch of reads submitted at once (burst profile:
                                                 a = first-read latency, b = time per extra read);
                  twice that for read_unit "split" (gate reads, then up/down reads: two bursts);
@@ -25,8 +29,8 @@ budget).
     QD         = max(io_depth, c)                 the engine stages at least one whole cluster
     t_mem      = n_act · h · bundle / BW_fused + 2 c_unit      in-memory work, fused, both cores
     t_tail     = n_miss · bundle / BW_kernel + n_units · c_unit  arrived clusters (n_units of them)
-    pipelined: t_layer = t_pre + max(t_mem + t_tail, t_io + t_tail / n_units)
-    serial:    t_layer = t_pre + t_io + n_act · bundle / BW_kernel + (n_units + 2) · c_unit
+    pipelined: t_layer = t_pre + t_submit + max(t_mem + t_tail, t_io + t_tail / n_units)
+    serial:    t_layer = t_pre + t_submit + t_io + n_act · bundle / BW_kernel + (n_units + 2) · c_unit
     tok/s = 1 / (L · t_layer)
 
 with the constraint fixed + buffers + tables + H·L·bundle + C·bundle <= budget and C >= the largest
@@ -51,7 +55,7 @@ from ..runtime.engine import EngineConfig, engine_memory
 from .io_profile import interpolate_bw
 
 __all__ = ["MachineProfile", "ModelProfile", "Plan", "profile_model", "predict", "choose_plan", "explain",
-           "kernel_bandwidth", "unit_overhead", "calibrate_layer_overhead"]
+           "kernel_bandwidth", "unit_overhead", "calibrate_layer_overhead", "submit_time", "fit_submit_cost"]
 
 
 @dataclass(frozen=True)
@@ -63,6 +67,8 @@ class MachineProfile:
     bw_fused: float | None = None  # B/s of the fused kernel on every core; None: the same as bw_kernel
     unit_overhead: float = 30e-6   # s of fixed cost per work unit: kernel calls, trace records, hand-offs
     layer_overhead: float = 0.0    # s per layer the terms leave out (calibrate_layer_overhead); 0 until fitted
+    submit_call: float = 0.0       # s per submit of a layer's reads, on top of each read (fit_submit_cost); 0 until fitted
+    submit_read: float = 0.0       # s per read handed to the kernel in that submit (fit_submit_cost); 0 until fitted
 
 
 @dataclass
@@ -226,17 +232,51 @@ def predict(spec, mp: ModelProfile, machine: MachineProfile, fixed_bytes: int, h
         t_io = n_miss * t_read
     n_units = max(1.0, float(np.ceil(n_miss / cluster_size)))
     t_pre = fixed_bytes / bw_mem / L + machine.layer_overhead
+    t_sub = submit_time(machine, n_miss, qd, read_unit)
     if pipelined:
         t_mem = n_act * hit_rate * bundle / bw_fused + 2 * unit_overhead
         t_tail = n_miss * bundle / bw_kernel + n_units * unit_overhead
         t_comp = t_mem + t_tail
-        t_layer = t_pre + max(t_comp, t_io + t_tail / n_units)
+        t_layer = t_pre + t_sub + max(t_comp, t_io + t_tail / n_units)
     else:
         t_comp = n_act * bundle / bw_kernel + (n_units + 2) * unit_overhead
-        t_layer = t_pre + t_io + t_comp
+        t_layer = t_pre + t_sub + t_io + t_comp
     total = L * t_layer
-    return {"hit_rate": float(hit_rate), "t_fixed": L * t_pre, "t_compute": L * t_comp, "t_io": L * t_io,
-            "t_token": total, "tok_s": 1.0 / total, "misses_per_token": L * n_miss, "t_read": t_read}
+    return {"hit_rate": float(hit_rate), "t_fixed": L * t_pre, "t_submit": L * t_sub, "t_compute": L * t_comp,
+            "t_io": L * t_io, "t_token": total, "tok_s": 1.0 / total, "misses_per_token": L * n_miss, "t_read": t_read}
+
+
+def submit_time(machine: MachineProfile, n_miss: float, qd: int, read_unit: str = "bundle") -> float:
+    """Seconds the compute thread spends handing one layer's ``n_miss`` reads to the kernel.
+
+    ``s_call · min(1, n_miss) + s_read · min(n_miss, qd)``: one submit per layer that reads
+    anything, and each read that goes out at once (the staging rows hold ``qd``; the I/O thread
+    submits the rest as rows come free, off the compute thread). Read unit ``"split"`` submits
+    twice (gate reads, then up/down reads), as it waits for two bursts.
+    """
+    once = machine.submit_call * min(1.0, n_miss) + machine.submit_read * min(n_miss, qd)
+    return once * (1 if read_unit == "bundle" else 2)
+
+
+def fit_submit_cost(reads, seconds, qd: int) -> tuple[float, float]:
+    """``(s_call, s_read)`` of :func:`submit_time` from measured submits: layer ``i`` submitted
+    ``reads[i]`` reads (of which ``min(reads[i], qd)`` at once) in ``seconds[i]``.
+
+    A Theil–Sen line (the median of the slopes between every two submits of different sizes,
+    then the median intercept), so a few submits slowed by other programs do not move it.
+    Both constants are clipped at 0; with one size only, the slope is 0.
+    """
+    k = np.minimum(np.asarray(reads, float), qd)
+    s = np.asarray(seconds, float)
+    keep = k > 0
+    k, s = k[keep], s[keep]
+    if not len(k):
+        return 0.0, 0.0
+    i, j = np.triu_indices(len(k), 1)
+    apart = k[i] != k[j]
+    slope = float(np.median((s[j] - s[i])[apart] / (k[j] - k[i])[apart])) if apart.any() else 0.0
+    slope = max(0.0, slope)
+    return max(0.0, float(np.median(s - slope * k))), slope
 
 
 def choose_plan(spec, mp: ModelProfile, machine: MachineProfile, budget: int, fixed_bytes: int,
@@ -299,9 +339,10 @@ def explain(plan: Plan) -> str:
             f"({plan.hot_slots} hot clusters), {plan.cold_slots} cold slots, read unit '{plan.read_unit}', "
             f"{plan.io_depth} reads in flight\n"
             f"  replayed hit rate {plan.hit_rate:.3f}, {t['misses_per_token']:.0f} misses/token\n"
-            f"  per token: attention + predictor {t['t_fixed'] * 1e3:.2f} ms, compute {t['t_compute'] * 1e3:.2f} ms, "
-            f"I/O {t['t_io'] * 1e3:.2f} ms; each layer takes the longer of its compute and its I/O "
-            f"(+ the last cluster's compute) -> {t['t_token'] * 1e3:.2f} ms = {plan.predicted_tok_s:.1f} tok/s")
+            f"  per token: attention + predictor {t['t_fixed'] * 1e3:.2f} ms, submitting reads "
+            f"{t.get('t_submit', 0.0) * 1e3:.2f} ms, compute {t['t_compute'] * 1e3:.2f} ms, I/O {t['t_io'] * 1e3:.2f} ms; "
+            f"each layer takes the longer of its compute and its I/O (+ the last cluster's compute) "
+            f"-> {t['t_token'] * 1e3:.2f} ms = {plan.predicted_tok_s:.1f} tok/s")
 
 
 def plan_dict(plan: Plan) -> dict:
