@@ -4,7 +4,7 @@ A dense FFN stores ``W_gate, W_up`` as (d_ff, d) and ``W_down`` as (d, d_ff) (``
 weights). Neuron i needs row i of gate and up and **column** i of down, which is scattered
 with stride d_ff in memory. Transposing down makes it a contiguous row too, and stacking the
 three rows gives one contiguous bundle per neuron: a sparse kernel then reads one 3·d·4-byte
-block per active neuron, and a flash file one random read (PowerInfer-2 §4.4).
+block per active neuron, and a flash file one random read (PowerInfer-2, arXiv:2406.06282v3, §4.4).
 
 int8 with one symmetric scale per row::
 
