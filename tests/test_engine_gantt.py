@@ -27,9 +27,13 @@ LAYER = [TraceEvent("compute", "predict", 0, -1, 0.0, 1e-4),
 
 @pytest.fixture
 def figures(monkeypatch):
+    import matplotlib.pyplot as plt
+
     drawn = []
     monkeypatch.setattr(V, "show", drawn.append)
-    return drawn
+    yield drawn
+    for fig in drawn:  # the real show closes each figure; later tests count the open ones
+        plt.close(fig)
 
 
 def rows_of(ax) -> dict:
