@@ -136,13 +136,18 @@ def _other_row(ev) -> str:
     return textwrap.fill("compute: " + ", ".join(stages), 24)
 
 
+def _check_rows(rows: str) -> None:
+    """Before a figure is made, so a bad ``rows`` leaves no figure open."""
+    if rows not in ("lane", "stage"):
+        raise ValueError(f"rows must be 'lane' or 'stage', got {rows!r}")
+
+
 def _row_names(ev, rows: str, other: str | None = None) -> dict:
     """Each event's row. ``rows="lane"``: its lane, up/down and fused compute on a row of their
     own (``"<lane> up/down"``). ``rows="stage"``: compute-lane events by stage (:data:`STAGE_ROWS`;
     the rest on one row, labelled ``other`` or by :func:`_other_row`). Either way reads overlap in
     time, so each one in flight gets its own row, ``io 1``, ``io 2``, ..."""
-    if rows not in ("lane", "stage"):
-        raise ValueError(f"rows must be 'lane' or 'stage', got {rows!r}")
+    _check_rows(rows)
     if rows == "lane":
         names = {e: e.lane + (" up/down" if e.stage in CLUSTER_COMPUTE_STAGES else "") for e in ev}
     else:
@@ -243,6 +248,7 @@ def plot_gantt(events, title: str = "one layer, stage by stage", layers=None, ro
     ``rows="lane"``: one row per lane; ``rows="stage"``: the compute thread's work one row per
     kind (gate, up/down, fused, the rest), the untraced lookup before each ``submit`` hatched.
     """
+    _check_rows(rows)
     fig, ax = figure(wide=True)
     if rows == "stage":
         ev = _events(events, layers)
@@ -256,6 +262,7 @@ def plot_gantt_pair(left, right, titles=("matrix-level pipeline", "cluster-level
                     rows: str = "lane") -> None:
     """Two traces one above the other, on the same time axis (tick labels on both), one legend
     beside them. ``rows`` as in :func:`plot_gantt`; both charts get the same rows."""
+    _check_rows(rows)
     fig, axes = figure(1, 2, wide=True, sharex=True)
     left, right = _events(left, layers), _events(right, layers)
     other = _other_row(left + right) if rows == "stage" else None
