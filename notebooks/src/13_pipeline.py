@@ -31,13 +31,15 @@
 # **The takeaway.** Overlap can hide at most the shorter of compute and I/O: a layer takes at
 # least `max(compute, I/O)`, against `compute + I/O` with no overlap. Breaking the matrix barrier
 # lets the up/down work on neurons already in memory run under the reads; that pays when compute
-# and I/O take similar time, as on a phone (in the model of section 4, by more than 1.3x). On the
+# and I/O take similar time, as on a phone (in the model of section 4, by the printed factor,
+# asserted above 1.3x). On the
 # course VM the reads take several times longer than the compute, so the three schedules
 # measure about the same.
 #
 # The FFN layers are **SYNTHETIC**.
 
 # %%
+import sys
 import tempfile
 import threading
 import time
@@ -105,7 +107,8 @@ print("sparse == dense FFN:", np.allclose(two_stage, dense_ffn_ref(B, x, True), 
 # The budget is a quarter of the FFN, so every token misses some neurons; clusters hold 8
 # neurons, so a layer's misses form several clusters, and `io_depth=64` puts up to 64 reads (8
 # clusters) in flight at once: usually all of a layer's. With the oracle predictor every
-# schedule must reproduce the dense FFN.
+# schedule must reproduce the dense FFN. The cell also prints each run's cold hit rate: the
+# share of the active neurons outside the hot region that were already in the cache.
 
 # %% slideshow={"slide_type": "notes"}
 # NBVAL_CHECK_OUTPUT
@@ -175,7 +178,8 @@ assert all(missed)                                     # the budget is too small
 #   * `predict, lookup, submit, wait`: the predictor (grey); the cache lookup (hatched: it is
 #     not traced, it is the gap between the predictor and the submit); the **submit** (cyan);
 #     waiting for a read (light grey).
-#   * `gate`, `up/down`: a read cluster's two stages (section 1).
+#   * `gate`, `up/down`: the two stages of a cluster computed in two steps (section 1): every
+#     cluster in the matrix-level run, the read clusters in the cluster-level run.
 #   * `fused`: the work already in memory, gate and up/down in one pass, one batch per cache
 #     region (hot, cold).
 #
@@ -184,9 +188,13 @@ assert all(missed)                                     # the budget is too small
 # * **Matrix-level:** the in-memory gates, then a wait at the barrier: no up/down before the
 #   dashed line.
 # * **Cluster-level:** the in-memory work (fused, red) right after the submit, while the reads
-#   fly; each read cluster's gate and up/down as soon as it lands. On the course VM most of a
+#   fly; each read cluster's gate and up/down once it has landed. On the course VM most of a
 #   burst lands together near its end (notebook 12's burst profile), so most of those bars sit
-#   at or just right of the line.
+#   at or just right of the line. They start a little after the landing (the cell prints the
+#   delay): the I/O thread hands the cluster over through a queue, and the compute thread must
+#   wake and take the GIL, which the I/O thread holds while it runs the Python that lands
+#   clusters; a thread waiting for the GIL can wait up to one switch interval, which the
+#   pipeline lowers from Python's 5 ms default to the printed value.
 # * **`io 1`.** When a batch has more than `FIRST_BATCH_READS` reads
 #   (`teachkit.sparse.flash.unit_reads`), the first cluster goes to the kernel in an
 #   `io_submit` of its own, so the disk can start on it while the rest are still being
@@ -230,17 +238,22 @@ for sched, ev in drawn.items():
                     "compute": busy_ms(ev, COMPUTE), "wait": busy_ms(ev, {"wait"})}
     print(f"{sched:8s} (ms)  " + "  ".join(f"{name} {v:.3f}" for name, v in parts[sched].items())
           + "   (compute: every gate, up/down and fused bar)")
-ratio = {sched: p["submit"] / p["compute"] for sched, p in parts.items()}
+submit_ratio = {sched: p["submit"] / p["compute"] for sched, p in parts.items()}
 print("on this run, submitting the layer's reads took " + ", ".join(
-    f"{ratio[s]:.1f}x all its compute in the {s}-level run" for s in ("matrix", "cluster")) + ": submitting was "
-    + ("longer than computing in both" if min(ratio.values()) > 1 else
-       "shorter than computing in both" if max(ratio.values()) < 1 else "longer in one, shorter in the other"))
+    f"{submit_ratio[s]:.1f}x all its compute in the {s}-level run" for s in ("matrix", "cluster")) + ": submitting was "
+    + ("longer than computing in both" if min(submit_ratio.values()) > 1 else
+       "shorter than computing in both" if max(submit_ratio.values()) < 1 else "longer in one, shorter in the other"))
 
 ev = drawn["cluster"]
 start = min(e.t0 for e in ev if e.stage == "submit")
 print("cluster-level: the clusters landed " + ", ".join(f"{1e3 * (e.t1 - start):.3f}" for e in sorted(
     (e for e in ev if e.is_read), key=lambda e: e.t1)) + f" ms after the submit began (it ended at "
       f"{1e3 * (max(e.t1 for e in ev if e.stage == 'submit') - start):.3f} ms)")
+landed_at = {e.cluster: e.t1 for e in ev if e.is_read}
+pickup_ms = sorted(1e3 * (e.t0 - landed_at[e.cluster]) for e in ev if e.stage == "gate_compute" and e.cluster in landed_at)
+print(f"  each read cluster's gate started {pickup_ms[0]:.3f} to {pickup_ms[-1]:.3f} ms after the cluster landed; "
+      f"the switch interval is {1e3 * sys.getswitchinterval():.1f} ms (Python's default: 5 ms)")
+assert min(pickup_ms) >= 0                             # a cluster is computed only after it has landed
 last_landing = max(e.t1 for e in ev if e.is_read)
 read_ids = {e.cluster for e in ev if e.is_read}
 early_reads = {e.cluster for e in ev if e.cluster in read_ids and e.stage == "updown_compute" and e.t0 < last_landing}
@@ -257,8 +270,9 @@ print(f"  in-memory batches started before the last landing: {len(early_memory)}
 # schedule's critical path: the compute thread does not compute during it. Its share of a token
 # is the "submitting" column two cells below.
 #
-# The next cell checks, over every timed token, that only the cluster-level run computed while
-# its layer's reads were in flight.
+# The next cell checks, over every timed token, that only the cluster-level run started up/down
+# (or fused) work while its layer's reads were in flight; the matrix-level run computes only
+# gates then.
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -277,16 +291,20 @@ for sched in schedules:
           f" submitting {submit_ms:5.2f} ms")
 medians = {sched: float(np.median(v)) for sched, v in token_ms.items()}
 gap = max(medians.values()) - min(medians.values())
-spread = max(float(np.percentile(v, 75) - np.percentile(v, 25)) for v in token_ms.values())
+quartile_spread = max(float(np.percentile(v, 75) - np.percentile(v, 25)) for v in token_ms.values())
 compute, io = np.median([row[:2] for rows in lanes.values() for row in rows], axis=0)
 print(f"medians over {len(token_ms['cluster'])} tokens, the schedules taking turns; "
       f"reads in flight / compute: {io / compute:.1f}x ({'I/O' if io > compute else 'compute'}-bound)")
 print(f"largest gap between the schedules' medians {gap:.2f} ms, the tokens' own spread (widest quartile range) "
-      f"{spread:.2f} ms: " + (f"{min(medians, key=medians.get)} is fastest here" if gap > spread
+      f"{quartile_spread:.2f} ms: " + (f"{min(medians, key=medians.get)} is fastest here" if gap > quartile_spread
                               else "no order between the schedules beyond the noise"))
 print(f"so overlap can hide at most the compute, {compute:.2f} ms of a {np.median(token_ms['serial']):.2f} ms token")
 per_token_submit = float(np.median([row[3] for rows in lanes.values() for row in rows]))
 print(f"per token, submitting the reads took {per_token_submit / compute:.1f}x as long as computing, on this run")
+kernel_calls = {sched: float(np.median([sum(e[1] in {"gate_compute", "updown_compute", "fused_compute"} for e in events)
+                                        for events in traces[sched]])) for sched in schedules}
+print("kernel calls per token (median): " + ", ".join(f"{sched} {n:.0f}" for sched, n in kernel_calls.items()))
+assert kernel_calls["serial"] < min(kernel_calls["matrix"], kernel_calls["cluster"])
 
 # %% [markdown]
 # **Why this machine shows little gain.** On the course VM the reads take far longer than the
@@ -315,6 +333,12 @@ print(f"per token, submitting the reads took {per_token_submit / compute:.1f}x a
 #
 # * Compute, waiting and submitting do not add up to the token: the rest is the predictor, the
 #   cache lookup and Python.
+# * The compute column differs between schedules that do the same arithmetic. Part of it is the
+#   number of kernel calls (the last line): `serial` computes each layer in one fused call per
+#   cache region, `matrix` calls the gate and the up/down kernel separately for every cluster,
+#   `cluster` adds both for each read cluster. The rest is not arithmetic either: calls this
+#   short are mostly fetching their weights from memory into the CPU's caches, so their time
+#   depends on what ran before them on the core. Read the column per schedule, not as a ranking.
 # * The fused work here is small, so it runs on the compute thread alone: a second thread
 #   would cost more to wake than it saves (see `kernels.SERIAL_BELOW_BYTES`). Its wall time
 #   still stretches when the I/O thread needs the same core.
@@ -368,8 +392,8 @@ n_reads, io_ms = len(st["read_ms"]), sum(st["read_ms"])
 read_compute = sum(st["compute_ms"])                   # each read cluster's own gate and up/down
 total_compute = st["in_memory_ms"] + read_compute
 ratios = {"measured": total_compute / io_ms, "phone-like": 1.0}
-spread = "one by one"
-landings = {"as measured": st["read_ms"], spread: [io_ms / n_reads] * n_reads}
+ONE_BY_ONE = "one by one"                              # the other landing pattern
+landings = {"as measured": st["read_ms"], ONE_BY_ONE: [io_ms / n_reads] * n_reads}
 print(f"token {4 + k}, layer {busiest}: {n_reads} read clusters; the burst took {io_ms:.3f} ms from the first submit "
       f"to the last landing, the first cluster landed at {st['read_ms'][0] / io_ms:.2f} of it")
 print(f"compute {st['in_memory_ms']:.3f} ms on neurons in memory ({st['in_memory_ms'] / total_compute:.0%} of it) "
@@ -380,35 +404,45 @@ for landing, reads in landings.items():
     for j, name in enumerate(ratios):                   # every compute stage scaled together
         makespan[landing, name] = {s: float(sweep[s][j]) for s in ("matrix", "cluster")}
         gain[landing, name] = sweep["matrix"][j] / sweep["cluster"][j]
-for name, ratio in ratios.items():
+for name, ratio_ci in ratios.items():
     for landing in landings:
-        print(f"  compute/I-O {ratio:4.2f} ({name:10s}), reads landing {landing:11s}: matrix / cluster makespan "
+        print(f"  compute/I-O {ratio_ci:4.2f} ({name:10s}), reads landing {landing:11s}: matrix / cluster makespan "
               f"{gain[landing, name]:.2f}x")
-assert gain[spread, "phone-like"] > 1.3 and gain[spread, "phone-like"] >= gain[spread, "measured"]
+assert gain[ONE_BY_ONE, "phone-like"] > 1.3 and gain[ONE_BY_ONE, "phone-like"] >= gain[ONE_BY_ONE, "measured"]
 assert all(g >= 1.0 - 1e-9 for g in gain.values())     # the cluster schedule never loses in the model
+saved = len(X) * (makespan["as measured", "measured"]["matrix"] - makespan["as measured", "measured"]["cluster"])
+print(f"at this machine's ratio the model saves about {len(X)} layers x {saved / len(X):.3f} ms = {saved:.3f} ms per "
+      f"token; the measured tokens' spread (widest quartile range, section 3) is {quartile_spread:.2f} ms: the saving is "
+      + ("below" if saved < quartile_spread else "not below") + " the spread on this run")
 
-# why the landing pattern hardly matters: in the cluster schedule the in-memory work comes first
+# %% [markdown]
+# **Why the landing pattern hardly matters here.** The next cell looks at the cluster schedule
+# at compute = I/O: how long the in-memory work holds the compute lane, and how many clusters
+# have landed by then under each pattern.
+
+# %%
+# in the cluster schedule the in-memory work comes first
 scale = io_ms / total_compute                          # compute = I/O
 memory_done = scale * st["in_memory_ms"]
 landed = {landing: int(np.sum(np.cumsum(reads) <= memory_done + 1e-12)) for landing, reads in landings.items()}
 print(f"phone-like, cluster schedule: the in-memory work alone holds the compute lane until {memory_done:.3f} ms, "
       f"{memory_done / io_ms:.2f} of the {io_ms:.3f} ms burst; by then "
       + " and ".join(f"{landed[landing]} of {n_reads} clusters have landed {landing}" for landing in landings))
-moved = max(abs(makespan["as measured", name]["cluster"] - makespan[spread, name]["cluster"]) for name in ratios)
+moved = max(abs(makespan["as measured", name]["cluster"] - makespan[ONE_BY_ONE, name]["cluster"]) for name in ratios)
 print(f"  the landing pattern can move the cluster makespan by at most the read clusters' own compute, "
-      f"{scale * read_compute:.3f} ms (of {makespan[spread, 'phone-like']['cluster']:.3f} ms); here it moved it by "
+      f"{scale * read_compute:.3f} ms (of {makespan[ONE_BY_ONE, 'phone-like']['cluster']:.3f} ms); here it moved it by "
       f"{moved:.3f} ms at most; the matrix makespan not at all")
-for name, ratio in ratios.items():
-    a, b = makespan["as measured", name], makespan[spread, name]
+for name, ratio_ci in ratios.items():
+    a, b = makespan["as measured", name], makespan[ONE_BY_ONE, name]
     assert abs(a["matrix"] - b["matrix"]) < 1e-9        # the barrier waits for the last landing, however they land
-    assert abs(a["cluster"] - b["cluster"]) <= ratio * io_ms / total_compute * read_compute + 1e-9
+    assert abs(a["cluster"] - b["cluster"]) <= ratio_ci * io_ms / total_compute * read_compute + 1e-9
 
 # with nothing in memory (a cold cache), every compute waits on its read: then the landing pattern matters
 cold = {landing: pipeline_makespans(reads, [io_ms / n_reads] * n_reads) for landing, reads in landings.items()}
 print("nothing in memory, compute = I/O spread evenly over the clusters: " + ", ".join(
     f"reads landing {landing}: matrix / cluster {m['matrix'] / m['cluster']:.2f}x" for landing, m in cold.items())
     + " (on this run)")
-assert n_reads >= 2 and cold[spread]["matrix"] / cold[spread]["cluster"] > 1.3   # 2n/(n+1) for n reads
+assert n_reads >= 2 and cold[ONE_BY_ONE]["matrix"] / cold[ONE_BY_ONE]["cluster"] > 1.3   # 2n/(n+1) for n reads
 
 # %% [markdown]
 # **What the model shows.**
@@ -417,17 +451,18 @@ assert n_reads >= 2 and cold[spread]["matrix"] / cold[spread]["cluster"] > 1.3  
 #   can hide only the in-memory up/down, a fraction of a small compute. At compute = I/O
 #   (phone-like) the same move hides far more: the matrix schedule must do the in-memory up/down
 #   after the barrier, the cluster schedule does it under the reads.
+# * **What the model's saving means for a token.** At this machine's ratio the model still
+#   gives the cluster schedule a gain (the first table rows), but it leaves out the predictor,
+#   the lookup and the submit, which every schedule pays alike. Per token its saving is the
+#   printed few layers' worth of in-memory up/down, below the run-to-run spread of the measured
+#   tokens on this run (printed): the measurement cannot see it.
 # * **How the reads land hardly matters in this layer.** The two landing patterns give about
-#   the same gain at each ratio (compare the rows); the lines after the table say why. Most of
-#   the compute is on neurons already in memory (the printed share), and the cluster schedule
-#   runs it first: at compute = I/O it fills the compute lane until late in the burst (the
-#   printed fraction). Whatever the pattern, the layer ends no earlier than the later of that
-#   work and the last landing, and at most the read clusters' own compute after that, however
-#   many clusters had landed earlier (the printed counts differ between the patterns). So the
-#   landing pattern moves the cluster makespan by at most the read clusters' compute, a small
-#   part of the makespan here (printed, with how far it moved it; asserted). The matrix makespan
-#   does not depend on the landing pattern at all: its barrier waits for the last landing either
-#   way.
+#   the same gain at each ratio (compare the rows). Most of the compute is on neurons already in
+#   memory (the printed share), and the cluster schedule runs it first, so at compute = I/O it
+#   keeps the compute lane busy until late in the burst (the printed fraction); after that only
+#   the read clusters' own compute is left, which bounds how far the landing pattern can move
+#   the cluster makespan (printed and asserted). The matrix makespan does not move at all: its
+#   barrier waits for the last landing either way.
 # * **Where landing does matter:** when the compute waits on the reads. With nothing in memory
 #   (the last line), reads landing one by one let the cluster schedule compute each cluster
 #   while the next is in flight, while a burst that lands at its end leaves it idle until then.
@@ -444,7 +479,7 @@ assert n_reads >= 2 and cold[spread]["matrix"] / cold[spread]["cluster"] > 1.3  
 
 # %%
 slow = io_ms / total_compute                           # every compute stage this many times slower
-phone = {"read_ms": landings[spread], "compute_ms": [slow * c for c in st["compute_ms"]],
+phone = {"read_ms": landings[ONE_BY_ONE], "compute_ms": [slow * c for c in st["compute_ms"]],
          "in_memory_ms": slow * st["in_memory_ms"]}
 m = pipeline_makespans(**phone)
 print(f"phone-like layer: compute {slow:.1f}x slower than measured here (compute / I/O = "
@@ -461,7 +496,8 @@ assert m["matrix"] - m["cluster"] >= updown_in_memory - 1e-9   # at least the in
 viz.plot_gantt_pair(pipeline_schedule(**phone, schedule="matrix", layer=busiest),
                     pipeline_schedule(**phone, schedule="cluster", layer=busiest),
                     titles=("SIMULATED matrix-level pipeline, phone-like (model, not a measurement)",
-                            "SIMULATED cluster-level pipeline, phone-like (model, not a measurement)"), rows="stage")
+                            "SIMULATED cluster-level pipeline, phone-like (model, not a measurement)"), rows="stage",
+                    io_row="io (one lane)")          # the model's reads take turns on one I/O lane
 
 # %% [markdown]
 # In the simulated charts the matrix schedule idles from the end of its in-memory gates to the
@@ -471,13 +507,16 @@ viz.plot_gantt_pair(pipeline_schedule(**phone, schedule="matrix", layer=busiest)
 # schedules end at nearly the same time on this machine.
 #
 # The slider below moves the compute/I-O ratio over the measured stage times, reads landing one
-# by one (a static figure when no front end is attached).
+# by one (a static figure when no front end is attached). The grey vertical line is the
+# slider's value; it starts at the measured ratio. Look at the gap between the matrix-level
+# and the cluster-level curve: it is widest near compute = I/O and closes at both ends, where
+# one lane is so much longer that it alone sets the makespan.
 
 # %%
 # NBVAL_IGNORE_OUTPUT
 from teachkit import widgets
 
-widgets.makespan_widget(landings[spread], st["compute_ms"], st["in_memory_ms"])
+widgets.makespan_widget(landings[ONE_BY_ONE], st["compute_ms"], st["in_memory_ms"])
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 5. Reading in two phases: gate first, up/down only if it fired
@@ -486,12 +525,13 @@ widgets.makespan_widget(landings[spread], st["compute_ms"], st["in_memory_ms"])
 # positives). With `read_unit="split"` the pipeline first reads only the gate row of each
 # missing neuron; after the gate compute, up and down are read only for the neurons whose gate
 # fired (PowerInfer-2's two-phase loading, arXiv:2406.06282v3, §4.4). We add 30% random false
-# positives to the oracle.
+# positives to the oracle. Clusters hold 16 neurons from here on: section 2 used 8 only so that
+# one layer's reads would form several bars in the Gantt chart; nothing is drawn here.
 
 # %% slideshow={"slide_type": "notes"}
 # NBVAL_CHECK_OUTPUT
 class NoisyPredictor:
-    oracle = True                                      # it wraps the oracle: outside the budget too
+    oracle = True    # like the oracle it wraps, the engine keeps its bytes outside the memory budget
 
     def __init__(self, base, extra=0.3, seed=0):
         self.base, self.extra, self.rng = base, extra, np.random.default_rng(seed)
@@ -528,8 +568,9 @@ print("split reads fewer bytes:", read["split"][0] < read["bundle"][0], "| but m
 # ## 6. A failed read stops the pipeline, with an error, in bounded time
 #
 # A disk can fail, and a thread can get stuck. The compute thread never waits forever: a failed
-# read (or any exception in the I/O thread) is handed over and re-raised, and a read that does
-# not complete within `timeout` seconds raises `PipelineTimeout`. Here a test hook, `fault`,
+# read (or any exception in the I/O thread) is handed over and re-raised there, an `OSError`
+# as a `FlashReadError` that names the layer, and a read that does not complete within
+# `timeout` seconds raises `PipelineTimeout`. Here a test hook, `fault`,
 # plays the broken disk: the I/O thread calls it for every completed read.
 
 # %% slideshow={"slide_type": "notes"}
@@ -546,7 +587,9 @@ try:
     for l in range(4):
         eng(l, X[l][0])
 except FlashReadError as err:
-    print("stopped with FlashReadError:", type(err).__name__, "| within 2 s:", time.perf_counter() - t0 < 2.0)
+    stopped_s = time.perf_counter() - t0
+    print(f"stopped with FlashReadError: {err} (after {1e3 * stopped_s:.1f} ms elapsed)")
+    print("caused by an OSError:", isinstance(err.__cause__, OSError), "| within 2 s:", stopped_s < 2.0)
 eng.close()
 
 release = threading.Event()

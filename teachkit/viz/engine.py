@@ -142,17 +142,22 @@ def _check_rows(rows: str) -> None:
         raise ValueError(f"rows must be 'lane' or 'stage', got {rows!r}")
 
 
-def _row_names(ev, rows: str, other: str | None = None) -> dict:
+def _row_names(ev, rows: str, other: str | None = None, io_row: str | None = None) -> dict:
     """Each event's row. ``rows="lane"``: its lane, up/down and fused compute on a row of their
     own (``"<lane> up/down"``). ``rows="stage"``: compute-lane events by stage (:data:`STAGE_ROWS`;
     the rest on one row, labelled ``other`` or by :func:`_other_row`). Either way reads overlap in
-    time, so each one in flight gets its own row, ``io 1``, ``io 2``, ..."""
+    time, so each one in flight gets its own row, ``io 1``, ``io 2``, ...; ``io_row`` (a label
+    starting with ``io``) puts every read on that one row instead, for reads that take turns."""
     _check_rows(rows)
     if rows == "lane":
         names = {e: e.lane + (" up/down" if e.stage in CLUSTER_COMPUTE_STAGES else "") for e in ev}
     else:
         other = other or _other_row(ev)
         names = {e: STAGE_ROWS.get(e.stage, other) if e.lane == "compute" else e.lane for e in ev}
+    if io_row is not None:
+        if not io_row.startswith("io"):
+            raise ValueError(f"io_row must start with 'io' (the reads' rows go below the compute's), got {io_row!r}")
+        return {**names, **{e: io_row for e in ev if e.lane == "io"}}
     ends: list = []
     for e in sorted((e for e in ev if e.lane == "io"), key=lambda e: e.t0):
         k = next((i for i, end in enumerate(ends) if end <= e.t0), len(ends))
@@ -181,13 +186,14 @@ def _lookup_gaps(ev) -> list:
     return gaps
 
 
-def _gantt(ax, events, title, layers=None, rows: str = "lane", row_names=None, other=None):
+def _gantt(ax, events, title, layers=None, rows: str = "lane", row_names=None, other=None, io_row=None):
     """One row per lane (``rows="lane"``: up/down compute on its own row, so short bars stay
     visible) or per kind of compute-thread work (``rows="stage"``, which also marks the untraced
     lookup between predict and submit); a dashed line where each layer's last read lands: work
     left of it overlapped the reads. Each layer is named above the bars where its work starts (a
     look-ahead's prefetch for it may start earlier). ``row_names``: the rows to draw, bottom up
-    (default: those the events use); ``other``: the label of the stage rows' catch-all row."""
+    (default: those the events use); ``other``: the label of the stage rows' catch-all row;
+    ``io_row``: as in :func:`_row_names`."""
     ev = _events(events, layers)
     if not ev:
         ax.set_title(f"{title} (no events)")
@@ -196,7 +202,7 @@ def _gantt(ax, events, title, layers=None, rows: str = "lane", row_names=None, o
     span = max(e.t1 for e in ev) - t0
     if rows == "stage":
         other = other or _other_row(ev)
-    names = _row_names(ev, rows, other)
+    names = _row_names(ev, rows, other, io_row)
     lanes = list(row_names) if row_names is not None else _row_order(names.values())
     for e in ev:
         width = max(e.seconds, 0.004 * span)        # at least a visible sliver
@@ -259,18 +265,21 @@ def plot_gantt(events, title: str = "one layer, stage by stage", layers=None, ro
 
 
 def plot_gantt_pair(left, right, titles=("matrix-level pipeline", "cluster-level pipeline"), layers=None,
-                    rows: str = "lane") -> None:
+                    rows: str = "lane", io_row: str | None = None) -> None:
     """Two traces one above the other, on the same time axis (tick labels on both), one legend
-    beside them. ``rows`` as in :func:`plot_gantt`; both charts get the same rows."""
+    beside them. ``rows`` as in :func:`plot_gantt`; both charts get the same rows. ``io_row``: a
+    label (starting with ``io``) for one row that holds every read, e.g. a model's single I/O
+    lane; by default each read in flight gets its own row (``io 1``, ``io 2``, ...)."""
     _check_rows(rows)
     fig, axes = figure(1, 2, wide=True, sharex=True)
     left, right = _events(left, layers), _events(right, layers)
     other = _other_row(left + right) if rows == "stage" else None
-    row_names = _row_order(set(_row_names(left, rows, other).values()) | set(_row_names(right, rows, other).values()))
+    row_names = _row_order(set(_row_names(left, rows, other, io_row).values())
+                           | set(_row_names(right, rows, other, io_row).values()))
     if rows == "stage":
         _fit_rows(fig, len(row_names), panels=2)
     for ax, ev, ti in zip(axes, (left, right), titles):
-        _gantt(ax, ev, ti, None, rows, row_names, other)
+        _gantt(ax, ev, ti, None, rows, row_names, other, io_row)
         ax.tick_params(labelbottom=True)
     lookup = rows == "stage" and bool(_lookup_gaps(left) or _lookup_gaps(right))
     _legend(axes[0], _stages(left + right, None), lookup)

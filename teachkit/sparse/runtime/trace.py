@@ -93,8 +93,10 @@ class Trace:
         return counts
 
     def computes_during_reads(self) -> int:
-        """Cluster computes that started before their layer's last read ended: the overlap a
-        cluster-level pipeline exists for (a matrix-level one waits for every read first)."""
+        """Up/down or fused computes that started before their layer's last read ended: the
+        overlap a cluster-level pipeline exists for. A matrix-level one computes only gates
+        while its reads are in flight (its barrier holds every up/down until they have landed),
+        so it counts none."""
         last_read: dict[int, float] = {}
         for e in self.events:
             if e.is_read:
