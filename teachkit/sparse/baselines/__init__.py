@@ -13,8 +13,8 @@
 * :class:`NoCacheSparse`: predictor + sparse compute, but every active neuron is read from
   flash every token (ablation rungs "sparse from flash", and "+bundle" with a bundled file).
 
-Reads: ``io_threads`` blocking-``pread`` threads (how our LLM-in-a-flash port reads; the thread
-count is our choice), or with ``io_depth`` the engine's own I/O, one thread keeping ``io_depth``
+Reads: ``io_threads`` blocking-``pread`` threads (how our LLM-in-a-flash port reads, with the
+paper's 32 threads: arXiv:2312.11514v3, §4.1), or with ``io_depth`` the engine's own I/O, one thread keeping ``io_depth``
 reads in flight with kernel AIO (:mod:`teachkit.sparse.flash.aio`).
 * :class:`LLMFlash`: LLM in a flash: predictor, row-column bundling, a *window* of the
   neurons used by the last ``window`` tokens kept in RAM, misses read then computed (no

@@ -41,7 +41,7 @@ from ..model.synthetic import LABEL, SyntheticConfig
 __all__ = ["run", "Settings", "TracePredictor", "Workload", "run_backend", "disk_read_bytes"]
 
 
-LLM_FLASH_THREADS = 32     # our baseline's pread threads: the count is our choice, not the paper's
+LLM_FLASH_THREADS = 32     # our baseline's pread threads: the paper's implementation reads over 32 threads (arXiv:2312.11514v3, §4.1)
 
 
 # Layers share a residual stream (model.synthetic): with coupling c = 0.8, layer l+1's predictor

@@ -1,6 +1,6 @@
 """The offline planner: profile the machine and the model, then choose the engine's plan.
 
-**Inputs** (PowerInfer-2 §5): the machine (:class:`MachineProfile`: memory bandwidth, random-read
+**Inputs** (PowerInfer-2, arXiv:2406.06282v3, §5): the machine (:class:`MachineProfile`: memory bandwidth, random-read
 bandwidth by read size and queue depth, the time of a burst of reads, the speed of the stage and
 fused kernels, the fixed costs per work unit and per layer), the model (:class:`ModelProfile`:
 activation frequencies; the cache hit rate against cache size, measured by *replaying* recorded
