@@ -82,3 +82,14 @@ def test_lane_rows_keep_their_layout(figures):
     assert not [b for b in figures[0].axes[0].patches if b.get_hatch()]    # no lookup marked
     with pytest.raises(ValueError, match="rows"):
         V.plot_gantt(LAYER, rows="thread")
+
+
+def test_a_layer_is_labelled_where_its_attention_starts_not_at_its_look_ahead(figures):
+    ahead = [TraceEvent("compute", "attention", 0, -1, 0.0, 1e-4),
+             TraceEvent("compute", "lookahead", 1, -1, 2e-4, 3e-4),         # guessed during layer 0
+             TraceEvent("io", "prefetch_read", 1, 5, 3e-4, 8e-4),
+             TraceEvent("compute", "attention", 1, -1, 1e-3, 1.1e-3),
+             TraceEvent("compute", "fused_compute", 1, 0, 1.1e-3, 1.3e-3)]
+    V.plot_gantt(ahead, rows="stage")
+    at = {t.get_text(): t.xy[0] for t in figures[0].axes[0].texts if t.get_text().startswith("layer")}
+    assert at == {"layer 0": 0.0, "layer 1": pytest.approx(1.0)}

@@ -753,7 +753,8 @@ print(f"per token: {read_ahead / len(hist):.1f} neurons read ahead, {used / len(
 # flight (`bundle_read`: a layer's own misses; `prefetch_read`: the guessed ones); above them
 # the compute thread, one row per kind of kernel and one for the rest (attention, predictor,
 # `submit`, the guess `lookahead`, and `wait`, the wait for the layer's own reads). Each
-# layer's name at the top sits where its first traced work starts.
+# layer's name at the top sits where its attention starts; the guess and the reads made for a
+# layer run earlier, during the layer before it.
 #
 # * Each layer's guess runs while the layer waits for its own reads.
 # * The guessed reads start when the layer is done and fly during the next layer's attention

@@ -114,6 +114,8 @@ def _events(events, layers=None) -> list[TraceEvent]:
 
 
 # rows="stage": one row per kind of compute-thread work, labelled with what its bars are
+AHEAD_STAGES = ("lookahead", "prefetch_read")   # work for layer l + 1 done while layer l runs
+
 STAGE_ROWS = {"gate_compute": "compute: gate", "updown_compute": "compute: up/down",
               "fused_compute": "compute: fused\n(gate + up/down)"}
 LOOKUP = "lookup (not traced)"
@@ -224,7 +226,9 @@ def _gantt(ax, events, title, layers=None, rows: str = "lane", row_names=None, o
     ax.set_ylim(-0.6, len(lanes) + 0.2)                # room above the top row for the layer names
     for layer in sorted({e.layer for e in ev}):
         own = [e for e in ev if e.layer == layer]
-        start = min((e.t0 for e in own if not e.stage == "prefetch_read"), default=min(e.t0 for e in own))
+        # a layer starts at its attention; the look-ahead's guess and reads for it run during the layer before
+        start = min((e.t0 for e in own if e.stage == "attention"),
+                    default=min((e.t0 for e in own if e.stage not in AHEAD_STAGES), default=min(e.t0 for e in own)))
         ax.annotate(f"layer {layer}", ((start - t0) * 1e3, len(lanes) - 0.35), xytext=(3, 0),
                     textcoords="offset points", fontsize=7, va="bottom", ha="left")
     ax.set_xlabel("ms (dashed: the layer's last read lands)")
