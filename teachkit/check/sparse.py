@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import warnings
+
+import numba
 import numpy as np
 
 from ._core import Exercise, assert_close, matches_reference
 
 __all__ = ["firing_frequency", "recall_precision", "union_activity",
-           "gather_dot", "down_axpy", "sparse_ffn", "bandwidth_bound_ms"]
+           "sparse_ffn_parallel", "bandwidth_bound_ms"]
 
 
 # ------------------------------------------------------------------ notebook 10
@@ -117,131 +120,187 @@ union_activity = Exercise(
 
 
 # ------------------------------------------------------------------ notebook 11
-def _ref_gather(W, idx, x):
-    return W[idx] @ x
-
-
-def _gather_inputs(seed):
-    rng = np.random.default_rng(seed)
-    return rng.standard_normal((30, 8)), rng.choice(30, 6, replace=False), rng.standard_normal(8)
-
-
-def _gather_hand(fn):
-    W = np.array([[1.0, 0.0], [0.0, 1.0], [2.0, 2.0]])
-    assert_close(fn(W, np.array([2, 0]), np.array([1.0, 3.0])), np.array([8.0, 1.0]),
-                 "rows [2, 0] of [[1,0],[0,1],[2,2]] times [1, 3]")
-
-
-gather_dot = Exercise(
-    name="gather_dot",
-    reference=_ref_gather,
-    properties=[("rows [2, 0] give [8, 1] in the hand example", _gather_hand),
-                ("it matches W[idx] @ x on random inputs", matches_reference(_ref_gather, _gather_inputs))],
-    wrong_answers={"first len(idx) rows": lambda W, idx, x: W[: len(idx)] @ x,
-                   "indices sorted, order of idx lost": lambda W, idx, x: W[np.sort(idx)] @ x},
-    hints=(
-        'only the selected rows of W are multiplied, and the outputs come in the order of idx',
-        'out[j] = W[idx[j]] · x',
-        'W[idx] @ x, or a loop over j',
-    ),
-)
-
-
-def _ref_axpy(WdT, idx, h, out):
-    out = out.copy()
-    for j, i in enumerate(idx):
-        out += h[j] * WdT[i]
-    return out
-
-
-def _axpy_inputs(seed):
-    rng = np.random.default_rng(seed)
-    return (rng.standard_normal((25, 6)), np.array([3, 7, 7, 20]), rng.standard_normal(4),
-            rng.standard_normal(6))
-
-
-def _axpy_returns_array(fn):
-    out = np.ones(3)
-    got = fn(np.eye(3), np.array([0, 2]), np.array([2.0, -1.0]), out)
-    if got is None:
-        raise AssertionError("down_axpy returns None: return the output array (out plus the scaled rows)")
-    if np.shape(got) != (3,):
-        raise AssertionError(f"expected an array of shape (3,) (one value per model dimension), got shape {np.shape(got)}")
-
-
-def _axpy_accumulates(fn):
-    WdT = np.eye(3)
-    got = fn(WdT, np.array([0, 2]), np.array([2.0, -1.0]), np.ones(3))
-    assert_close(got, np.array([3.0, 1.0, 0.0]), "out starts at [1,1,1] and must be added to")
-
-
-def _wrong_in_place_no_return(WdT, idx, h, out):
-    for j, i in enumerate(idx):
-        out += h[j] * WdT[i]
-
-
-def _wrong_race(WdT, idx, h, out):
-    out = out.copy()
-    if len(idx):
-        out += h[-1] * WdT[idx[-1]]          # as if every earlier thread's write were lost
-    return out
-
-
-down_axpy = Exercise(
-    name="down_axpy",
-    reference=_ref_axpy,
-    properties=[("it returns the output array", _axpy_returns_array),
-                ("it adds to `out` rather than overwriting it", _axpy_accumulates),
-                ("it matches the reference, repeated indices included",
-                 matches_reference(_ref_axpy, _axpy_inputs))],
-    wrong_answers={"overwrites out": lambda WdT, idx, h, out: h @ WdT[idx],
-                   "adds in place and returns None": _wrong_in_place_no_return,
-                   "lost updates (a race)": _wrong_race},
-    hints=(
-        'each active neuron adds its down row, scaled by its activation, to what `out` already holds; return the result',
-        'out + Σ_j h[j] · WdT[idx[j]] (a repeated index adds twice)',
-        'out = out.copy(); for j, i in enumerate(idx): out += h[j] * WdT[i]; return out',
-    ),
-)
-
-
 def _ref_ffn(bundles, idx, x):
-    b = bundles[idx]
+    b = np.asarray(bundles, np.float64)[np.asarray(idx, np.int64)]
+    x = np.asarray(x, np.float64)
     h = np.maximum(b[:, 0] @ x, 0) * (b[:, 1] @ x)
     return h @ b[:, 2]
 
 
 def _ffn_inputs(seed):
     rng = np.random.default_rng(seed)
-    return rng.standard_normal((40, 3, 5)), np.arange(0, 40, 3), rng.standard_normal(5)
+    B = rng.standard_normal((40, 3, 16)).astype(np.float32)
+    idx = [rng.permutation(40)[:13], np.array([5, 5, 9, 30, 5]), np.zeros(0)][seed % 3]
+    return B, idx.astype(np.int64), rng.standard_normal(16).astype(np.float32)
 
 
-def _wrong_relu_product(B, idx, x):
-    b = B[idx]
-    return np.maximum((b[:, 0] @ x) * (b[:, 1] @ x), 0) @ b[:, 2]
+def _colliding_inputs(n_adds=2_000_000, n_rows=64, d=8):
+    """Cell 13's collision: every neuron has h = 1 and down row of ones, so each output is n_adds."""
+    B = np.zeros((n_rows, 3, d), np.float32)
+    B[:, 0, 0] = B[:, 1, 0] = 1.0
+    B[:, 2] = 1.0
+    return B, (np.arange(n_adds) % n_rows).astype(np.int64), np.ones(d, np.float32)
 
 
-def _wrong_no_relu(B, idx, x):
-    b = B[idx]
-    return ((b[:, 0] @ x) * (b[:, 1] @ x)) @ b[:, 2]
+def _ffn_is_parallel_numba(fn):
+    if not isinstance(fn, numba.core.dispatcher.Dispatcher):
+        raise AssertionError(f"{getattr(fn, '__name__', 'your function')} is a plain Python function: "
+                             "decorate it with @njit(parallel=True) (from numba import njit, prange)")
+    if not fn.targetoptions.get("parallel"):
+        raise AssertionError("it is compiled with @njit but without parallel=True, so prange runs on one "
+                             "thread: write @njit(parallel=True)")
+
+
+def _compiled_quietly(fn, *args):
+    """Call ``fn``; numba's "no parallel transformation" warning (a stub has no loop) is not shown."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", numba.NumbaPerformanceWarning)
+        return fn(*args)
 
 
 def _ffn_hand(fn):
-    B = np.array([[[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]], [[-1.0, 0.0], [5.0, 5.0], [9.0, 9.0]]])
-    assert_close(fn(B, np.array([0, 1]), np.array([2.0, -3.0])), np.array([-6.0, -6.0]),
-                 "neuron 0: relu(2) * (-3) = -6 times down [1,1]; neuron 1 has relu(-2) = 0")
+    B = np.array([[[1, 0, 0], [0, 1, 0], [1, 1, 1]], [[-1, 0, 0], [5, 5, 5], [9, 9, 9]],
+                  [[1, 1, 1], [1, 1, 1], [2, 0, 0]]], np.float32)
+    got = _compiled_quietly(fn, B, np.array([0, 1], np.int64), np.array([2, -3, 0], np.float32))
+    if got is None:
+        raise AssertionError("it returns None: return a new array of shape (d,), the FFN output")
+    assert_close(got, np.array([-6.0, -6.0, -6.0]), "2 neurons, d = 3 (the output has one value per model "
+                 "dimension, shape (3,)); neuron 0: relu(2) * (-3) = -6 times down [1,1,1]; neuron 1: relu(-2) = 0")
 
 
-sparse_ffn = Exercise(
-    name="sparse_ffn",
-    reference=_ref_ffn,
-    properties=[("a negative up value passes through (only the gate has the ReLU)", _ffn_hand),
-                ("it matches the reference on random bundles", matches_reference(_ref_ffn, _ffn_inputs))],
-    wrong_answers={"ReLU on the product": _wrong_relu_product, "no ReLU at all": _wrong_no_relu},
+def _ffn_keeps_inputs(fn):
+    B, idx, x = _ffn_inputs(1)
+    args = (B.copy(), idx.copy(), x.copy())
+    fn(*args)
+    for name, before, after in zip(("bundles", "idx", "x"), (B, idx, x), args):
+        if not np.array_equal(before, after):
+            raise AssertionError(f"it changed its input `{name}`: work on copies or private arrays, "
+                                 "never write into an input")
+
+
+def _ffn_skips_zero_h(fn):
+    B = np.ones((3, 3, 4), np.float32)
+    B[1, 0] = -1.0                                      # neuron 1: gate · x < 0, so h = 0
+    B[1, 2] = np.nan                                    # a down row that must not be read
+    got = fn(B, np.arange(3, dtype=np.int64), np.ones(4, np.float32))
+    assert_close(got, np.full(4, 32.0), "neuron 1 has h = 0 and NaN in its down row: the NaN reached "
+                 "the output, so the kernel read (and multiplied) a down row it does not need")
+
+
+def _ffn_no_lost_update(fn):
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        print("   (only one numba thread on this machine: the race cannot show here)")
+    old = numba.get_num_threads()
+    numba.set_num_threads(min(4, numba.config.NUMBA_NUM_THREADS))
+    try:
+        B, idx, x = _colliding_inputs()
+        for run in range(8):                            # a race may miss a run, rarely eight
+            got = np.asarray(fn(B, idx, x))
+            if not np.array_equal(got, np.full(B.shape[2], float(len(idx)))):
+                raise AssertionError(
+                    f"run {run}: expected {len(idx):,} in every entry, got {got[0]:,.0f} in the first: "
+                    f"updates were lost on {numba.get_num_threads()} threads. Two prange iterations "
+                    "added into the same output entry; give each its own partial row")
+    finally:
+        numba.set_num_threads(old)
+
+
+@numba.njit
+def _h(B, i, x):
+    g = np.float32(0.0)
+    u = np.float32(0.0)
+    for k in range(x.shape[0]):
+        g += B[i, 0, k] * x[k]
+        u += B[i, 1, k] * x[k]
+    return max(g, np.float32(0.0)) * u
+
+
+@numba.njit(parallel=True)
+def _wrong_racy(B, idx, x):
+    out = np.zeros(x.shape[0], np.float32)
+    for j in numba.prange(idx.shape[0]):
+        i = idx[j]
+        h = _h(B, i, x)
+        if h != 0.0:
+            for k in range(out.shape[0]):
+                out[k] += h * B[i, 2, k]                # every iteration writes the same out[k]
+    return out
+
+
+@numba.njit(parallel=True)
+def _wrong_h_per_neuron(B, idx, x):
+    h = np.zeros(idx.shape[0], np.float32)
+    for j in numba.prange(idx.shape[0]):
+        h[j] = _h(B, idx[j], x)
+    return h                                            # the activations, not the output (shape (k,))
+
+
+@numba.njit
+def _add_chunk(B, idx, x, row, lo, hi, skip_zero):
+    for j in range(lo, hi):
+        h = _h(B, idx[j], x)
+        if h != 0.0 or not skip_zero:
+            for k in range(row.shape[0]):
+                row[k] += h * B[idx[j], 2, k]
+
+
+@numba.njit(parallel=True)
+def _chunked(B, idx, x, skip_zero):
+    nchunks = numba.get_num_threads()
+    partial = np.zeros((nchunks, x.shape[0]), np.float32)
+    per = (idx.shape[0] + nchunks - 1) // nchunks
+    for c in numba.prange(nchunks):
+        _add_chunk(B, idx, x, partial[c], c * per, min(idx.shape[0], (c + 1) * per), skip_zero)
+    return partial.sum(axis=0)
+
+
+@numba.njit(parallel=True)
+def _ref_parallel(B, idx, x):
+    """The reference kernel (check.solution prints the same, written out in one function)."""
+    return _chunked(B, idx, x, True)
+
+
+@numba.njit(parallel=True)
+def _wrong_reads_every_down_row(B, idx, x):
+    return _chunked(B, idx, x, False)                  # multiplies the down row by h = 0 too
+
+
+@numba.njit(parallel=True)
+def _wrong_sorts_idx(B, idx, x):
+    idx.sort()                                          # sorts the caller's array in place
+    return _chunked(B, idx, x, True)
+
+
+def _wrong_plain_numpy(B, idx, x):
+    return _ref_ffn(B, idx, x).astype(np.float32)
+
+
+sparse_ffn_parallel = Exercise(
+    name="sparse_ffn_parallel",
+    reference=_ref_parallel,
+    properties=[("it is a numba kernel compiled with @njit(parallel=True)", _ffn_is_parallel_numba),
+                ("it returns the gated FFN output, shape (d,): a negative up value passes, "
+                 "a negative gate gives h = 0", _ffn_hand),
+                ("it leaves bundles, idx and x unchanged", _ffn_keeps_inputs),
+                ("it matches the dense reference on random bundles (idx unsorted, repeated, empty)",
+                 matches_reference(_ref_ffn, _ffn_inputs, rtol=1e-4, atol=1e-4)),
+                ("it does not read the down row of a neuron with h = 0", _ffn_skips_zero_h),
+                ("no update is lost when 2,000,000 neurons add into the same 8 outputs on 2+ threads, "
+                 "8 runs (the collision of section 3)", _ffn_no_lost_update)],
+    wrong_answers={"plain numpy, not a numba kernel": _wrong_plain_numpy,
+                   "returns h, one value per neuron (wrong shape)": _wrong_h_per_neuron,
+                   "sorts idx in place (mutates an input)": _wrong_sorts_idx,
+                   "reads the down row even when h = 0": _wrong_reads_every_down_row,
+                   "racy out[k] += under prange": _wrong_racy},
     hints=(
-        'only the gate has a ReLU; the up projection passes negative values through',
-        'h_i = relu(gate_i · x) · (up_i · x), output Σ_{i in idx} h_i · down_i',
-        'b = bundles[idx]; h = np.maximum(b[:, 0] @ x, 0) * (b[:, 1] @ x); h @ b[:, 2]',
+        'two prange iterations that add into the same out[k] can lose an update (section 3); give each '
+        'chunk of neurons its own private partial row, add the rows after the parallel loop, and skip '
+        'the down row when h = 0',
+        'nchunks = numba.get_num_threads(); chunk c takes idx[c·per : (c+1)·per]; for each neuron '
+        'h = relu(gate_i · x) · (up_i · x) and, if h ≠ 0, partial[c] += h · down_i; return Σ_c partial[c]',
+        '@njit(parallel=True)\ndef sparse_ffn_parallel(B, idx, x):\n    partial = np.zeros((nchunks, d), '
+        'np.float32)\n    for c in prange(nchunks):\n        for j in range(c * per, min(n, (c + 1) * per)):\n'
+        '            ... h ...; if h != 0: partial[c] += h * B[idx[j], 2]\n    return partial.sum(axis=0)',
     ),
 )
 
