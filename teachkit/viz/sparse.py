@@ -46,12 +46,17 @@ def plot_power_law(freqs: dict, fits: dict | None = None,
 
 
 def plot_rank_fits(freqs: dict, top: float = 0.5,
-                   title: str = "is it a power law? the same curves on two axes") -> None:
+                   title: str = "is it a power law? the same curves on two axes", show_fits: bool = False) -> None:
     """Rank/frequency on log-log axes (a power law is straight) and on log-linear axes (an
-    exponential is straight), with the R² of each straight-line fit over the ``top`` ranks."""
+    exponential is straight), with the R² of each straight-line fit over the ``top`` ranks.
+
+    ``show_fits=True`` also draws each fitted line (dashed) over the ranks it was fitted on, and
+    shades those ranks: the R² describes the shaded part of the curves only.
+    """
     from teachkit.sparse.model.stats import compare_fits
 
     fig, (a1, a2) = figure(2)
+    fitted_to = 0
     for k, (name, f) in enumerate(freqs.items()):
         f = np.sort(np.asarray(f))[::-1]
         r = np.arange(1, len(f) + 1)
@@ -59,6 +64,15 @@ def plot_rank_fits(freqs: dict, top: float = 0.5,
         c = COLORS[k % len(COLORS)]
         a1.loglog(r[f > 0], f[f > 0], color=c, label=f"{name} (R² {fits['power_law'][2]:.2f})")
         a2.semilogy(r[f > 0], f[f > 0], color=c, label=f"{name} (R² {fits['exponential'][2]:.2f})")
+        if show_fits:       # the ranks compare_fits uses: the top share of all ranks, among those that fire
+            rf = r[:max(2, min(int(top * len(f)), int((f > 0).sum())))].astype(float)
+            (alpha, c_pow, _), (lam, c_exp, _) = fits["power_law"], fits["exponential"]
+            a1.loglog(rf, c_pow * rf ** -alpha, "--", color=c, lw=1)
+            a2.semilogy(rf, c_exp * np.exp(-lam * rf), "--", color=c, lw=1)
+            fitted_to = max(fitted_to, int(rf[-1]))
+    if show_fits:
+        for ax in (a1, a2):
+            ax.axvspan(1, fitted_to, color="0.9", zorder=0, label="ranks fitted (dashed: the fits)")
     a1.set_xlabel("neuron rank (log)")
     a1.set_ylabel("fraction of tokens it fires on")
     a1.set_title("log-log: a power law is straight")
