@@ -111,8 +111,8 @@ drop_cache(path)             # reading the file to damage a copy put it in the p
 # (d = 256) both payloads fit in one 4 KiB unit, so both strides are 4096 B and int8 saves
 # nothing on flash. At a real model's width (d = 4096) the payloads span many pages: the int8
 # payload is almost exactly 4x smaller, but its 12 bytes of scales push it just past three
-# 4 KiB pages, so the read is 3x smaller (4x if the scales were stored apart). Both dtypes go
-# through the same format.
+# 4 KiB pages, so it is read as four pages instead of the fp32 bundle's twelve: 3x fewer bytes
+# (4x if the scales were stored apart). Both dtypes go through the same format.
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -174,10 +174,15 @@ print("pages of the file in the page cache:", "unknown on this platform" if page
 # read size, and with reads in flight until the device is saturated.
 
 # %%
+# warm-up: the first reads of a run pay one-off costs (setting up the kernel AIO context, a disk or
+# a VM's virtual disk waking up). Measured cold, the 4 KiB row, which comes first, can take many
+# times longer per read than the 16 KiB one. A small throw-away profile takes those costs.
+profile_reads(sizes=(4096,), qds=(1,), n_reads=8, file_bytes=4 << 20, directory=workdir)
 io = profile_reads(sizes=(4096, 16384, 65536, 262144, 1 << 20), qds=(1, 4), n_reads=24,
                    file_bytes=64 << 20, directory=workdir)
 for size, row in io["random"].items():
-    print(f"{size // 1024:5d} KiB: " + "  ".join(f"QD{q}: {v / 1e6:7.1f} MB/s" for q, v in row.items()))
+    print(f"{size // 1024:5d} KiB: " + "  ".join(f"QD{q}: {v / 1e6:7.1f} MB/s" for q, v in row.items())
+          + f"  | one read at a time (QD1): {size / row[1] * 1e6:6.0f} us per read")
 print(f"sequential 1 MiB: {io['sequential'] / 1e6:.0f} MB/s   (O_DIRECT used: {io['direct']})")
 print("what these figures are:", io["page_cache"])
 viz.plot_io_profile(io)
@@ -189,6 +194,10 @@ viz.plot_io_profile(io)
 # random reads of the same size beat it (compare the 1024 KiB row), the queue depth cannot be
 # the reason: a virtual disk (this is probably a VM) may stripe or cache on the host, and one
 # short measurement swings from run to run. "Random is slow" is a statement about *small* reads.
+#
+# The last column says why: up to tens of KiB, a read's time is mostly a fixed cost per read. A
+# 64 KiB read moves 16 times the bytes of a 4 KiB one in far less than 16 times the time
+# (asserted below: less than 8 times), so the small read moves far fewer bytes per second.
 
 # %%
 bw = io["random"]
@@ -197,6 +206,11 @@ print("a 256 KiB read moves more bytes/s than a 4 KiB read:", bw[262144][1] > bw
 one_bundle = 49152 / interpolate_bw(io, 49152, 1)             # gate|up|down of d = 4096, fp32
 three_rows = 3 * 16384 / interpolate_bw(io, 16384, 1)         # the same rows, one read each
 print(f"one 48 KiB bundle read: {one_bundle * 1e6:.0f} us; three 16 KiB row reads: {three_rows * 1e6:.0f} us")
+# the three row reads are timed one after another (QD 1 each), as a reader that waits for each makes them
+print(f"so the bundled layout saves {(three_rows - one_bundle) * 1e6:.0f} us per neuron read this way "
+      f"({three_rows / one_bundle:.1f}x less time)")
+t_read = {size: size / row[1] for size, row in bw.items()}          # seconds per read, QD 1
+assert one_bundle < three_rows and t_read[65536] < 8 * t_read[4096]
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
 # ### Many reads in flight, from one thread
@@ -218,8 +232,11 @@ both = {m: profile_reads(sizes=(16384,), qds=(1, 16), n_reads=24, file_bytes=64 
 for m, row in both.items():
     print(f"16 KiB random reads with {m:7s}: " + "  ".join(f"QD{q}: {v / 1e6:6.0f} MB/s" for q, v in row.items()))
 best_qd1 = max(row[1] for row in both.values())
-print(f"one 16 KiB read at a time: {16384 / best_qd1 * 1e3:.2f} ms each, so at most {best_qd1 / 16384:,.0f} reads/s")
+print(f"one 16 KiB read at a time: {16384 / best_qd1 * 1e6:.0f} us each, so at most {best_qd1 / 16384:,.0f} reads/s")
 if len(both) == 2:
+    per_read = {m: 16384 / both[m][1] * 1e6 for m in methods}
+    print(f"QD 1, per read: {per_read['threads']:.0f} us with a pread thread, {per_read['kernel']:.0f} us with "
+          f"kernel AIO: a difference of {per_read['threads'] - per_read['kernel']:+.0f} us")
     for q, who in ((16, "16 pread threads"), (1, "one pread thread")):
         ratio = both["kernel"][q] / both["threads"][q]
         print(f"QD {q:2d}: kernel AIO moves {ratio:.1f}x the bytes of {who}: "
@@ -231,7 +248,10 @@ if len(both) == 2:
 # needs the GIL, and on 2 cores 16 threads mostly wait for each other. At QD 1 there is
 # nothing to batch, and the second ratio can land on either side of 1 (below 1: the one
 # `pread` thread was faster): kernel AIO pays two system calls per read (submit, then
-# collect), the thread version a hand-over to another thread and back. These
+# collect), the thread version a hand-over to another thread and back. Where the QD 1 ratio is
+# well above 1, that hand-over is the likely reason: waking a sleeping thread, and waking the
+# caller again when the result is back, costs tens of µs, of the same order as one 16 KiB read
+# here (compare the per-read difference printed above with the time of one read). These
 # are one run's figures on one machine, so the cell prints them rather than asserting them: a
 # disk that serves reads slowly enough hides the threads' overhead. (Where the kernel lacks
 # AIO, only the threads row is printed.)
@@ -240,28 +260,36 @@ if len(both) == 2:
 # **Bursts.** A decoding engine cannot keep the queue full all the time: a layer's missing
 # neurons are known only after its predictor has run, so they go out together and the layer
 # waits for the slowest one. `burst_profile` times exactly that: `k` reads submitted at once,
-# until the last is back. A straight line `a + b·k` fits it: `a` is the latency of a read,
-# `b` the time each extra read adds (about 1/IOPS). Notebook 14's planner uses both.
+# until the last is back. A straight line `a + b·k` fits it. `a` is the line's intercept: a
+# burst's fixed cost, what every burst pays whatever its size (submitting, waking up, the wait
+# for the first completion). It is not the time of a lone read: the line is fitted to bursts of 4
+# reads and more, and a burst of one costs `a + b` on it. `b` is the time each extra read adds
+# (about 1/IOPS). Notebook 14's planner uses both.
 
 # %%
 burst = burst_profile(16384, ks=(4, 16, 64), repeats=9, file_bytes=64 << 20, directory=workdir)
 for k, t, t1 in zip(burst["k"], burst["seconds"], burst["first_seconds"]):
     print(f"{k:3d} reads at once: {t * 1e3:5.2f} ms  ({k / t / 1e3:5.1f} k reads/s); "
           f"the first was back after {t1 * 1e3:5.2f} ms = {t1 / t:4.2f} of the burst")
-print(f"fit: a = {burst['a'] * 1e6:.0f} us, b = {burst['b'] * 1e6:.1f} us per read")
+print(f"fit: a = {burst['a'] * 1e6:.0f} us (a burst's fixed cost, the intercept), b = {burst['b'] * 1e6:.1f} us "
+      f"per extra read; a lone 16 KiB read, measured above: {16384 / best_qd1 * 1e6:.0f} us")
 first_share = [t1 / t for t, t1 in zip(burst["seconds"], burst["first_seconds"])]
-print(f"the first read of a burst is back after {min(first_share):.2f}-{max(first_share):.2f} of the burst's time")
+for k, sh in zip(burst["k"], first_share):
+    print(f"burst of {k:2d}: first read back after {sh:.2f} of the burst: "
+          + ("nearly all at once" if sh > 0.9 else "the first reads landed early"))
 
 # %% [markdown]
 # The last column says *when* a burst's reads come back. A phone's UFS (Universal Flash
 # Storage, the phone's built-in flash) has a single command queue (Xue et al.,
 # arXiv:2406.06282v3, §2.3.2), so its reads are served in turn and should
 # come back one after another: the first after about 1/k of the burst, so a pipeline can
-# compute the first cluster that lands while the rest are still on their way. A share near 1
-# means the disk hands the batch back nearly all at once. The virtual disk of the VM that made
-# the stored outputs does that (the share printed last; in some runs larger bursts came back in
-# two or more waves), and your disk prints its own. When the share is near 1, the only work that
-# can hide under a burst is the work already in memory; nothing "lands early". Keep this number in mind in notebooks 13 and 14: it is one reason the cluster
+# compute the first cluster that lands while the rest are still on their way. Read the shares
+# per burst size (the last lines above). A share near 1 means the disk handed that burst back
+# nearly all at once; a share well below 1 means its first reads landed early, as when a large
+# burst comes back in two or more waves. The stored outputs are one run on the course VM's
+# virtual disk; your disk prints its own. Where the share is near
+# 1, the only work that can hide under a burst is the work already in memory; nothing "lands
+# early". Keep these shares in mind in notebooks 13 and 14: they are one reason the cluster
 # pipeline gains less here than on the phones PowerInfer-2 was built for (notebook 13 models
 # both cases).
 
@@ -290,14 +318,25 @@ print("slot_of:", t.slot_of.tolist())
 # ## 5. The segmented cache on a real decode
 #
 # `SparseFFN` is the decode FFN of the engine: predictor, then cache, then the pipeline of
-# notebook 13. Its budget covers **everything** it holds: the fixed region, the predictor, the
+# notebook 13. For each token and layer, the predictor names the active neurons, the cache says
+# which of them are in RAM, and the pipeline reads the missing ones from the flash file (one
+# burst per layer, into cache slots) and computes the FFN output as they land; notebook 13 is
+# about how it overlaps the reads with the compute. Here it only has to be correct and count the
+# bytes it reads. Its budget covers **everything** it holds: the fixed region, the predictor, the
 # hot and cold regions, their LRU tables, the I/O and prefill buffers (and the model's KV
 # cache, in notebook 14). It is checked once, at construction: the arrays never grow.
+#
+# Two settings below size the prefill buffers: a prompt is run densely (notebook 10), reading
+# each layer front to back in runs of `prefill_chunk` neurons, for up to `max_prompt` prompt
+# tokens. This demo decodes only, so those buffers are never used, but they are allocated and
+# counted against the budget, so we keep them small.
 #
 # The hot region holds the most frequently firing neurons (from a profiling run) in clusters of
 # 32, with a cluster-level LRU; the cold region holds single neurons with a neuron-level LRU.
 # We run it twice: with room for **all** hot clusters (as the planner sizes it), and with
-# room for only **half** of them (`hot_share=0.5`), so the hot LRU has to evict.
+# room for only **half** of them (`hot_share=0.5`), so the hot LRU has to evict. The budget is
+# the same in both runs, so the memory the smaller hot region frees goes to the cold region: the
+# half-hot run gets more cold slots (the cell prints how many of each).
 #
 # We use an *oracle* predictor: it knows the exact active set because it keeps the whole gate
 # matrix in RAM. That is not a real engine's memory, so the engine reports those bytes as
@@ -333,10 +372,18 @@ def late_rate(hist, region, skip=10):
 
 
 n_hot_clusters = full["capacity"]["hot"]              # with hot_share=1.0 there is a slot for every hot cluster
+print(f"hot clusters: {cfg.hot_neurons} hot neurons per layer / clusters of {cfg.cluster_size} x "
+      f"{spec.n_layers} layers = {cfg.hot_neurons // cfg.cluster_size * spec.n_layers}")
+assert n_hot_clusters == cfg.hot_neurons // cfg.cluster_size * spec.n_layers
 for share, r in runs_.items():
     print(f"hot region for {share:.0%} of the {n_hot_clusters} hot clusters ({r['capacity']['hot']} slots), "
           f"{r['capacity']['cold']} cold slots: after warm-up hot hit rate {late_rate(r['hist'], 'hot'):.2f}, "
           f"cold {late_rate(r['hist'], 'cold'):.2f}")
+half = runs_[0.5]
+freed = (n_hot_clusters - half["capacity"]["hot"]) * cfg.cluster_size
+print(f"half the hot slots frees {freed} neuron rows of hot region; the half-hot run has "
+      f"{half['capacity']['cold'] - full['capacity']['cold']} more cold slots (a cold slot also needs its LRU entry)")
+assert 0 < half["capacity"]["cold"] - full["capacity"]["cold"] <= freed
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -361,9 +408,9 @@ assert full["hist"][0]["hot_occupied"] == n_hot_clusters        # filled on the 
 # lookup misses. (The same happens to the cold region in notebook 14 when the budget gets
 # small.) That is why our engine by default (`hot_share=1`) sizes the hot region to hold the
 # whole hot set, keeps it resident (it fills on the first token), and leaves the evicting to
-# the cold neurons, whose reuse is irregular. (PowerInfer-2 also puts a cluster-level LRU on its hot region, resizes the
-# hot and cold regions as the batch size changes, §4.2, and its planner chooses how many
-# neurons are hot, §5.)
+# the cold neurons, whose reuse is irregular. (PowerInfer-2 also puts a cluster-level LRU on its
+# hot region and resizes the hot and cold regions as the batch size changes, Xue et al.,
+# arXiv:2406.06282v3, §4.2, and its planner chooses how many neurons are hot, v3, §5.)
 
 # %% [markdown]
 # The budget is enforced, not hoped for: give the engine less memory than its buffers and
@@ -421,6 +468,25 @@ assert gain[0] > max(gain[1:-1]) and gain[0] > 0
 from teachkit import widgets
 
 widgets.cache_split_widget(traces, 1024, warmup=10)
+
+# %%
+# NBVAL_CHECK_OUTPUT
+from teachkit.sparse.planner.tradeoffs import hit_rate_over_splits
+
+rows = int(round(0.2 * 2 * 1024))                # the widget's starting point: 20% of the rows cached
+split = hit_rate_over_splits(traces, 1024, rows, np.linspace(0, 1, 11), warmup=10)
+rates = split["hit_rate"]
+print(f"{rows} cached rows: hit rate {rates.min():.3f} to {rates.max():.3f} over the hot shares 0 to 1, "
+      f"highest at {split['share'][rates.argmax()]:.1f}; all pinned (1.0): {rates[-1]:.3f}")
+assert rates.max() - rates.min() < 0.1 and rates[-1] < rates.max()
+
+# %% [markdown]
+# At its starting point (20% of the rows cached) the figure is nearly flat: on these traces the
+# split between pinned hot rows and the cold LRU moves the hit rate by less than ten points
+# (asserted; the range is printed), and the all-pinned end is not the best, because pinning
+# everything leaves no cold LRU to catch the neurons outside the hot set. Move the size slider
+# to see how the curve changes with the cache size (section 5 found pinning pays most when the
+# cache is small).
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## Exercises
