@@ -5,11 +5,7 @@ import pytest
 import teachkit.check as check
 
 EXERCISES = check.registry()
-# A data race loses updates only when two threads collide, which depends on timing and needs two
-# numba threads: tests/test_check_sparse_kernels.py checks that answer with retries and a skip.
-TIMING_DEPENDENT = {("sparse_ffn_parallel", "racy out[k] += under prange")}
-WRONG = [(name, label) for name, ex in EXERCISES.items() for label in ex.wrong_answers
-         if (name, label) not in TIMING_DEPENDENT]
+WRONG = [(name, label) for name, ex in EXERCISES.items() for label in ex.wrong_answers]
 
 
 def test_every_exercise_has_properties_and_wrong_answers():
@@ -97,8 +93,3 @@ def test_sparse_checkers_name_the_real_bug(name, label, says):
     assert not result.passed and result.attempted
     assert says in result.message, result.message
     assert "your function raised" not in result.message
-
-
-def test_the_timing_dependent_wrong_answers_exist():
-    for name, label in TIMING_DEPENDENT:
-        assert label in EXERCISES[name].wrong_answers

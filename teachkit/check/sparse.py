@@ -8,6 +8,7 @@ import numba
 import numpy as np
 
 from ._core import Exercise, assert_close, matches_reference
+from .races import shared_writes_in_prange
 
 __all__ = ["firing_frequency", "recall_precision", "union_activity",
            "sparse_ffn_parallel", "bandwidth_bound_ms"]
@@ -188,8 +189,14 @@ def _ffn_skips_zero_h(fn):
 
 
 def _ffn_no_lost_update(fn):
+    shared = shared_writes_in_prange(fn)
+    if shared:
+        raise AssertionError(
+            "inside the prange loop, " + "; ".join(shared) + ": another iteration may write the same "
+            "element at the same moment, and one of the two updates is lost. Write only to a private "
+            "row indexed by the loop variable (partial[c, k]), and add the rows after the loop")
     if numba.config.NUMBA_NUM_THREADS < 2:
-        print("   (only one numba thread on this machine: the race cannot show here)")
+        print("   (only one numba thread on this machine: a race through a helper function cannot show here)")
     old = numba.get_num_threads()
     numba.set_num_threads(min(4, numba.config.NUMBA_NUM_THREADS))
     try:
@@ -285,7 +292,8 @@ sparse_ffn_parallel = Exercise(
                 ("it matches the dense reference on random bundles (idx unsorted, repeated, empty)",
                  matches_reference(_ref_ffn, _ffn_inputs, rtol=1e-4, atol=1e-4)),
                 ("it does not read the down row of a neuron with h = 0", _ffn_skips_zero_h),
-                ("no update is lost when 2,000,000 neurons add into the same 8 outputs on 2+ threads, "
+                ("no two prange iterations write the same element: no shared array written in the loop "
+                 "body, and no update lost when 2,000,000 neurons add into the same 8 outputs on 2+ threads, "
                  "8 runs (the collision of section 3)", _ffn_no_lost_update)],
     wrong_answers={"plain numpy, not a numba kernel": _wrong_plain_numpy,
                    "returns h, one value per neuron (wrong shape)": _wrong_h_per_neuron,
