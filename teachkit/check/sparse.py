@@ -10,7 +10,7 @@ import numpy as np
 from ._core import Exercise, assert_close, matches_reference
 from .races import shared_writes_in_prange
 
-__all__ = ["firing_frequency", "recall_precision", "union_activity",
+__all__ = ["recall_precision", "union_activity",
            "sparse_ffn_parallel", "bandwidth_bound_ms"]
 
 
@@ -18,34 +18,6 @@ __all__ = ["firing_frequency", "recall_precision", "union_activity",
 def _acts(seed):
     rng = np.random.default_rng(seed)
     return (np.maximum(rng.standard_normal((12, 9)) - 0.8, 0),)
-
-
-def _ref_freq(H):
-    return (np.asarray(H) > 0).mean(axis=0)
-
-
-def _freq_hand(fn):
-    H = np.array([[0.0, 2.0, -1.0], [1.0, 3.0, 0.0]])
-    assert_close(fn(H), np.array([0.5, 1.0, 0.0]),
-                 "firing_frequency([[0,2,-1],[1,3,0]]) (a negative value is not a firing)")
-
-
-firing_frequency = Exercise(
-    name="firing_frequency",
-    reference=_ref_freq,
-    properties=[("for [[0,2,-1],[1,3,0]] the frequencies are [0.5, 1, 0]", _freq_hand),
-                ("it matches the reference on random activations",
-                 matches_reference(_ref_freq, _acts))],
-    wrong_answers={"averages the values, not the firings": lambda H: np.asarray(H).mean(0),
-                   "averages over neurons (per-token activity)":
-                       lambda H: (np.asarray(H) > 0).mean(1),
-                   "counts nonzero values, negatives included": lambda H: (np.asarray(H) != 0).mean(0)},
-    hints=(
-        'a neuron fires on a token when its activation is strictly positive; count that per neuron over tokens',
-        'freq_n = (1/T) Σ_t [H[t, n] > 0]',
-        '(np.asarray(H) > 0).mean(axis=0)',
-    ),
-)
 
 
 def _ref_rp(pred, true):
