@@ -112,8 +112,8 @@ def burst_profile(size: int, path=None, ks=(8, 16, 32, 64, 128), repeats: int = 
 
     A decoding engine cannot keep the queue full: a layer's reads are known only after its
     predictor has run, so they go out as one burst and the layer waits for the slowest. The
-    fit ``t(k) = a + b·k`` gives ``a`` (latency of the first read) and ``b`` (time per extra
-    read, ~1/IOPS). ``first_seconds`` is when the *first* read of the burst came back: a
+    fit ``t(k) = a + b·k`` gives ``a`` (the intercept: a burst's fixed cost, not a lone read's
+    latency) and ``b`` (time per extra read, ~1/IOPS). ``first_seconds`` is when the *first* read of the burst came back: a
     pipeline can compute an arrived cluster only after that, so ``first_seconds / seconds`` near
     1 means the disk hands the whole burst back at once and only work already in memory can
     hide under it. Reads ``path``, or a scratch file of ``file_bytes`` in ``directory`` (deleted

@@ -23,7 +23,7 @@ budget).
                                                 anything (the I/O thread submits what does not fit
                                                 in QD); twice that for read_unit "split"
     t_io       = a · ⌈n_miss / QD⌉ + b · n_miss    a batch of reads submitted at once (burst profile:
-                                                a = first-read latency, b = time per extra read);
+                                                a = a burst's fixed cost, b = time per extra read);
                  twice that for read_unit "split" (gate reads, then up/down reads: two bursts);
                  without a burst profile:  n_miss · unit_bytes / BW_rand(unit_bytes, QD)
     QD         = max(io_depth, c)                 the engine stages at least one whole cluster
