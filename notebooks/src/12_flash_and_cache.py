@@ -192,8 +192,10 @@ viz.plot_io_profile(io)
 # figure. Part of the reason is the queue depth: the sequential figure is measured with a
 # single 1 MiB read in flight (QD 1), while QD 4 keeps four requests busy. Where even the QD 1
 # random reads of the same size beat it (compare the 1024 KiB row), the queue depth cannot be
-# the reason: a virtual disk (this is probably a VM) may stripe or cache on the host, and one
-# short measurement swings from run to run. "Random is slow" is a statement about *small* reads.
+# the reason, and this notebook does not measure what is: the device, or the host behind a
+# virtual disk, may read ahead, stripe or cache in ways we cannot see from here, and one short
+# measurement swings from run to run. Do not read much into the order of those two figures; the
+# lesson is the shape: "random is slow" is a statement about *small* reads.
 #
 # The last column says why: up to tens of KiB, a read's time is mostly a fixed cost per read. A
 # 64 KiB read moves 16 times the bytes of a 4 KiB one in far less than 16 times the time
@@ -232,6 +234,7 @@ both = {m: profile_reads(sizes=(16384,), qds=(1, 16), n_reads=24, file_bytes=64 
 for m, row in both.items():
     print(f"16 KiB random reads with {m:7s}: " + "  ".join(f"QD{q}: {v / 1e6:6.0f} MB/s" for q, v in row.items()))
 best_qd1 = max(row[1] for row in both.values())
+print(f"this machine: {os.cpu_count()} CPU cores (os.cpu_count()) for the 16 pread threads")
 print(f"one 16 KiB read at a time: {16384 / best_qd1 * 1e6:.0f} us each, so at most {best_qd1 / 16384:,.0f} reads/s")
 if len(both) == 2:
     per_read = {m: 16384 / both[m][1] * 1e6 for m in methods}
@@ -245,7 +248,8 @@ if len(both) == 2:
 # %% [markdown]
 # Compare the rows. With 16 in flight, kernel AIO moved more bytes than 16 `pread` threads
 # on the course VM (the ratio is printed above): every thread wakes up for its own result and
-# needs the GIL, and on 2 cores 16 threads mostly wait for each other. At QD 1 there is
+# needs the GIL, so the 16 threads take turns, and where they outnumber the cores (the count is
+# printed above) they also wait for a core. At QD 1 there is
 # nothing to batch, and the second ratio can land on either side of 1 (below 1: the one
 # `pread` thread was faster): kernel AIO pays two system calls per read (submit, then
 # collect), the thread version a hand-over to another thread and back. Where the QD 1 ratio is
@@ -309,11 +313,20 @@ for keys in ([1, 2, 3], [1], [4], [2, 5]):
     slots, miss = t.lookup(np.array(keys))
     print(f"lookup {keys}: misses {np.array(keys)[miss].tolist()}, order (LRU -> MRU) {t.order().tolist()}")
 print("slot_of:", t.slot_of.tolist())
+lru_before = t.order().tolist()
+slots, miss = t.lookup(np.array([6, 4]))       # 4 is the least recently used key, and a hit
+print(f"lookup [6, 4] on {lru_before}: misses {np.array([6, 4])[miss].tolist()}, "
+      f"order (LRU -> MRU) {t.order().tolist()}: {lru_before[1]} evicted, {lru_before[0]} kept")
+assert lru_before[0] == 4 and miss.tolist() == [True, False]
+assert t.slot_of[4] >= 0 and t.slot_of[lru_before[1]] == -1 and t.order().tolist()[-2:] == [4, 6]
 
 # %% [markdown]
 # The last lookup asks for 2 and 5 together. 2 had been evicted by 4, so both miss, and both
 # need a slot: the two least recently used (3, then 1) go. Within one lookup, a hit is touched
-# first, so a miss can never evict a neuron the same layer is about to use.
+# first, so a miss can never evict a neuron the same layer is about to use. The lookup after it
+# shows this: it asks for 6 and 4, and 4 is then the least recently used key, the one a miss
+# would take. But 4 is a hit, so it moves to the most recent end before 6 is placed, and 6
+# evicts 2, the next in line (printed and asserted).
 #
 # ## 5. The segmented cache on a real decode
 #
@@ -331,8 +344,11 @@ print("slot_of:", t.slot_of.tolist())
 # tokens. This demo decodes only, so those buffers are never used, but they are allocated and
 # counted against the budget, so we keep them small.
 #
-# The hot region holds the most frequently firing neurons (from a profiling run) in clusters of
-# 32, with a cluster-level LRU; the cold region holds single neurons with a neuron-level LRU.
+# The hot region holds the most frequently firing neurons in clusters of 32, with a
+# cluster-level LRU; the cold region holds single neurons with a neuron-level LRU. A real
+# engine would rank the neurons by a profiling run; here the generator's own firing
+# probabilities (`stack.firing_prob`) stand in for that run's counts. The budget is half of the
+# FFN's bytes on flash (`spec.ffn_bytes // 2`), so the cache cannot simply hold every neuron.
 # We run it twice: with room for **all** hot clusters (as the planner sizes it), and with
 # room for only **half** of them (`hot_share=0.5`), so the hot LRU has to evict. The budget is
 # the same in both runs, so the memory the smaller hot region frees goes to the cold region: the
@@ -427,7 +443,9 @@ except ValueError as err:
 # **Hit rate against cache size.** The planner (notebook 14) needs `h(size)`. It gets it by
 # *replaying* recorded activation traces through the same LRU tables, without any weights.
 # LRU has the *inclusion property*: a bigger cache holds everything a smaller one would, so the
-# curve can only rise.
+# curve can only rise. The pinned hot set here is 64 neurons per layer, not section 5's 256, so
+# that its 128 rows stay fewer than even the smallest cold region swept (200 rows): pinning is
+# added to the LRU, and never takes most of the cache.
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -471,22 +489,29 @@ widgets.cache_split_widget(traces, 1024, warmup=10)
 
 # %%
 # NBVAL_CHECK_OUTPUT
-from teachkit.sparse.planner.tradeoffs import hit_rate_over_splits
+from teachkit.sparse.planner.tradeoffs import hit_rate_over_splits, split_hit_rate
 
 rows = int(round(0.2 * 2 * 1024))                # the widget's starting point: 20% of the rows cached
+start_share = 0.5                                # ... and its hot-share slider's starting value
 split = hit_rate_over_splits(traces, 1024, rows, np.linspace(0, 1, 11), warmup=10)
 rates = split["hit_rate"]
 print(f"{rows} cached rows: hit rate {rates.min():.3f} to {rates.max():.3f} over the hot shares 0 to 1, "
       f"highest at {split['share'][rates.argmax()]:.1f}; all pinned (1.0): {rates[-1]:.3f}")
+chosen = split_hit_rate(traces, 1024, rows, start_share, warmup=10)["hit_rate"]
+print(f"the red 'chosen' point at the start: hot share {start_share}, hit rate {chosen:.1%}")
+assert chosen == rates[np.isclose(split["share"], start_share)][0]          # a point of the curve
 assert rates.max() - rates.min() < 0.1 and rates[-1] < rates.max()
 
 # %% [markdown]
-# At its starting point (20% of the rows cached) the figure is nearly flat: on these traces the
-# split between pinned hot rows and the cold LRU moves the hit rate by less than ten points
-# (asserted; the range is printed), and the all-pinned end is not the best, because pinning
-# everything leaves no cold LRU to catch the neurons outside the hot set. Move the size slider
-# to see how the curve changes with the cache size (section 5 found pinning pays most when the
-# cache is small).
+# The line is the hit rate for every split of the cache at the chosen size; the large red point,
+# labelled "chosen" with its hit rate, is the split the hot-share slider selects. The slider
+# starts at 0.5, half the cache pinned hot, so at first the red point is simply the curve's
+# middle point (printed above). At its starting point (20% of the rows cached) the figure is
+# nearly flat: on these traces the split between pinned hot rows and the cold LRU moves the hit
+# rate by less than ten points (asserted; the range is printed), and the all-pinned end is not
+# the best, because pinning everything leaves no cold LRU to catch the neurons outside the hot
+# set. Move the size slider to see how the curve changes with the cache size (section 5 found
+# pinning pays most when the cache is small).
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## Exercises
@@ -497,14 +522,19 @@ assert rates.max() - rates.min() < 0.1 and rates[-1] < rates.max()
 # 1. **Where is neuron i?** Return the byte offset of neuron `neuron` of layer `layer` in a
 #    bundled file: units of `payload_bytes` padded to a multiple of `align`, `n_neurons` per
 #    layer, data starting at `data_offset`. A payload that is already a multiple of `align` needs
-#    no padding.
+#    no padding. Once the check passes, the cell feeds it the file of section 1 (`f`, `spec`) and
+#    prints its offsets of neurons 0..3 of layer 1 beside the file's own, the ones printed there.
 
 # %%
 def my_bundle_offset(data_offset, layer, neuron, n_neurons, payload_bytes, align):
     raise NotImplementedError  # YOUR CODE HERE
 
 
-_ = check.bundle_offset(my_bundle_offset)
+if check.bundle_offset(my_bundle_offset):
+    mine = [my_bundle_offset(f.data_offset, 1, i, spec.n_neurons, spec.payload_bytes(), spec.align)
+            for i in range(4)]
+    theirs = [f.offset(1, i) for i in range(4)]
+    print(f"neurons 0..3 of layer 1: yours {mine}, the file's {theirs}, equal: {mine == theirs}")
 
 # %% [markdown]
 # 2. **One LRU step.** `order` lists the cached keys from least to most recently used. Return
@@ -522,15 +552,22 @@ _ = check.lru_step(my_lru_step)
 # %% [markdown]
 # 3. **A burst of reads.** A layer submits `k` reads at once; the disk keeps at most
 #    `queue_depth` of them in flight, and each takes `read_s` seconds. Return the time until
-#    the last one lands. (Real disks are not this regular: compare with the burst profile
-#    above, where `b` is what one more read costs.)
+#    the last one lands. Real disks are not this regular; once the check passes, the cell
+#    compares your model with the burst profile of section 3: with `read_s` the lone 16 KiB
+#    read's time printed there, it finds the queue depth at which your model gives the measured
+#    time of the largest burst, the number of reads this disk behaved as if it kept in flight.
 
 # %%
 def my_burst_time(k, queue_depth, read_s):
     raise NotImplementedError  # YOUR CODE HERE
 
 
-_ = check.burst_time(my_burst_time)
+if check.burst_time(my_burst_time):
+    k_big, t_big, lone = burst["k"][-1], burst["seconds"][-1], 16384 / best_qd1
+    model = {q: my_burst_time(k_big, q, lone) for q in range(1, k_big + 1)}
+    q_fit = min(model, key=lambda q: abs(model[q] - t_big))
+    print(f"largest burst: {k_big} reads in {t_big * 1e3:.2f} ms measured; with read_s = {lone * 1e6:.0f} us "
+          f"your model gives {model[q_fit] * 1e3:.2f} ms at queue depth {q_fit} (the closest)")
 
 # %%
 import shutil
