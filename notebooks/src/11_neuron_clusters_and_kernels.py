@@ -207,10 +207,12 @@ assert np.array_equal(y, y_lib)
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 4. One fused kernel over bundles, and int8
 #
-# Running gate, up and down as three kernels reads `x` three times and makes two passes over
-# the index list. The **fused bundled kernel** does it all per neuron: the two dot products
-# (read together, two memory streams), the activation, and the axpy into the thread's private
-# row; if `h_i = 0` the down row is not even read. `teachkit.sparse.compute.kernels.sparse_ffn_bundled`
+# Running gate, up and down as three kernels (two `gather_dot`, then `down_axpy`) reads `x`
+# twice for each neuron, once in each dot product, walks the index list three times, and
+# writes the `h` values out only to read them back. The **fused bundled kernel** does it all
+# per neuron: the two dot products (read together, two memory streams), the activation, and
+# the axpy into the thread's private row; if `h_i = 0` the down row is not even read.
+# `teachkit.sparse.compute.kernels.sparse_ffn_bundled`
 # is that kernel, with input checks in front:
 
 # %%
@@ -245,34 +247,24 @@ assert rel < 0.05
 # ## 5. Time against activity, beside the bandwidth bound
 #
 # At batch size 1 every weight is used once per token, so when the weights come from RAM a
-# kernel can go no faster than **bytes touched / memory bandwidth**. Count the bytes the fused
-# fp32 kernel really touches: gate and up rows of all `k` listed neurons, and the down row only
-# of the `n_pos` neurons whose `h ≠ 0`, so `(2k + n_pos) · d · 4` bytes. int8 touches a quarter
-# of that, so where the time is set by RAM it can come in under the fp32 line; where a fixed
-# cost or the int8-to-float conversion dominates, it need not even beat the fp32 kernel.
+# kernel can go no faster than **bytes read / memory bandwidth**. The fused fp32 kernel reads
+# the gate and up rows of all `k` listed neurons (it needs them to compute `h`), but the down
+# row only of the `n_pos` neurons whose `h ≠ 0`: `(2k + n_pos) · d · 4` bytes. That is the
+# **RAM bound** drawn below (exercise 2 writes it as a function). int8 reads a quarter of the
+# bytes, but converts each one to float.
 #
-# An **activity level** here is a top-k set: for each token, the `k` neurons with the largest
-# gate pre-activation (k = level × d_ff). Below the layer's own activity (about 10%) nearly all
-# of them fire; above it the list runs into neurons with a negative gate, whose `h` is 0 (the
-# cell prints the share per level). That is what a predictor that over-selects hands the kernel.
+# An **activity level** here is a top-k list: for each token, the `k = level × d_ff` neurons
+# with the largest gate pre-activation. Above the layer's own activity (about 10%) the list
+# runs into neurons with a negative gate, whose `h` is 0: what a predictor that over-selects
+# hands the kernel. So `n_pos` can be well below `k`; the table prints the share of `h = 0`.
 #
-# We measure this machine's read bandwidth and time the kernels at several activity levels on
-# a SYNTHETIC layer (50 MB), each call on a different token's active set. Before every timed
-# call a `CacheFlusher` reads 128 MiB, so the weights come from RAM, not from the CPU cache.
-# The bound is only as exact as the bandwidth it divides by. A single-thread read loop on a
-# shared machine swings both ways: a busy moment lowers a measurement, and a pass partly
-# served from the last-level cache, or a quiet moment with a higher clock, raises it. So the
-# read loop uses a buffer many times the cache (printed), runs again before each activity
-# level, and the bound divides by the **median** of those runs, which one outlier in either
-# direction hardly moves; the cell prints all of them and their spread.
-#
-# A point far under the line (below half of it: the cache is several times faster than RAM)
-# would mean it was served from cache, and the cell checks that none is. It also times the top
-# level once more after a flush four times as large: if the cache had served those calls, they
-# would now be slower. The full-size figures (d = 4096, d_ff = 11008, cache flushed the same
-# way) come from `python -m teachkit.sparse.bench.suite --json data/sparse_bench.json`
-# (`make bench`) and are loaded below. Timings vary run to run: nbval compares none of this
-# section's numbers, and the cells assert only what must hold on a busy machine too.
+# The next cell times three kernels at five levels on a SYNTHETIC layer of 50 MB, on one
+# thread, each call on a different token's list, each after a `CacheFlusher` has read
+# 128 MiB so that the weights come from RAM, not from the CPU cache. Before each level it
+# measures the read bandwidth with a loop over a buffer many times the cache; the bound
+# divides by the **median** of those runs, which one fast or slow run hardly moves. Timings
+# vary run to run: nbval compares none of this section's numbers, and the asserts check only
+# what holds on a busy machine too.
 
 # %% slideshow={"slide_type": "notes"}
 # NBVAL_IGNORE_OUTPUT
@@ -284,7 +276,6 @@ Bl = layer.bundles[0]
 X = layer.hidden_states(0, 16, seed=2)
 pre = layer.preactivations(0, X)
 print(layer.describe())
-
 
 
 def timed_ms(call, before):
@@ -306,9 +297,11 @@ ql, sl = quantize_int8(Bl)
 out = np.zeros(1024, np.float32)
 flush = CacheFlusher(128 << 20)
 numba.set_num_threads(1)
-empty = np.zeros(0, np.int64)                       # a call with no neurons: its fixed cost, after a flush
+empty = np.zeros(0, np.int64)                       # a call with no neurons: its fixed cost
 empty_ms = 1e3 * median_seconds(lambda: kernels.sparse_ffn_bundled(Bl, empty, X[0], out, True), repeats=15,
-                                before=flush)
+                                before=flush)       # after a flush
+warm_empty_ms = 1e3 * median_seconds(lambda: kernels.sparse_ffn_bundled(Bl, empty, X[0], out, True),
+                                     repeats=51)    # back to back: code and data stay in the cache
 for level in levels:
     bw_runs.append(measure_memory_bandwidth(threads=1, nbytes=BW_BYTES, repeats=5))   # again before each level
     k = int(level * 4096)
@@ -328,15 +321,25 @@ bw = float(np.median(bw_runs))      # one fast or slow run moves the median litt
 bound = [1e3 * b / bw for b in touched]
 dense_ms = 1e3 * median_seconds(lambda: Bl[:, 2].T @ (np.maximum(Bl[:, 0] @ X[0], 0) * (Bl[:, 1] @ X[0])),
                                 repeats=9, before=flush)
+print(f"timed {len(levels)} levels x {len(times)} kernels")
+
+# %% [markdown]
+# The table. Two of its lines guard against the cache having served the "RAM" timings: a
+# fused fp32 point below half its bound (the cache is several times faster than RAM) fails the
+# cell, and so would the top level slowing down when timed again after a flush four times as
+# large.
+
+# %% slideshow={"slide_type": "notes"}
+# NBVAL_IGNORE_OUTPUT
 print(f"read bandwidth (1 thread, {BW_BYTES >> 20} MiB buffer; last-level cache {last_level_cache_bytes() >> 20} "
       "MiB), measured before each level: " + ", ".join(f"{b / 1e9:.1f}" for b in bw_runs) + " GB/s")
 print(f"  spread: slowest {min(bw_runs) / 1e9:.1f}, fastest {max(bw_runs) / 1e9:.1f} GB/s "
       f"(fastest / slowest {max(bw_runs) / min(bw_runs):.2f}); the bound uses the median, {bw / 1e9:.1f} GB/s")
 print("listed neurons with h = 0 (top-k by pre-activation, negative gate): "
       + ", ".join(f"{lv:.0%}: {z:.0%}" for lv, z in zip(levels, zero_h)))
-print("activity | RAM bound ms | " + " | ".join(times))
+print("listed  | RAM bound ms | " + " | ".join(times))
 for i, level in enumerate(levels):
-    print(f"  {level:5.0%}  |    {bound[i]:6.3f}    | " + " | ".join(f"{t[i]:8.3f}" for t in times.values()))
+    print(f"  {level:5.0%} |    {bound[i]:6.3f}    | " + " | ".join(f"{t[i]:8.3f}" for t in times.values()))
 print(f"dense numpy FFN: {dense_ms:.3f} ms")
 over = [t / b for t, b in zip(times["numba fused"], bound)]     # fused fp32 time / its RAM bound
 print("fused fp32 time / RAM bound: " + ", ".join(f"{lv:.0%}: {r:.2f}" for lv, r in zip(levels, over)))
@@ -344,19 +347,39 @@ under = [f"{lv:.0%}" for lv, r in zip(levels, over) if r < 1]
 print(f"fused fp32 points under the line: {', '.join(under) if under else 'none'}")
 i8_vs_fp32 = [a / b for a, b in zip(times["numba fused int8"], times["numba fused"])]
 print("int8 time / fp32 time: " + ", ".join(f"{lv:.0%}: {r:.2f}" for lv, r in zip(levels, i8_vs_fp32)))
-print("int8 time / fp32 RAM bound: " + ", ".join(f"{lv:.0%}: {t / b:.2f}"
-                                                 for lv, t, b in zip(levels, times["numba fused int8"], bound)))
-print(f"an empty call after the same flush: {empty_ms:.3f} ms, {empty_ms / times['numba fused'][0]:.0%} of the "
-      f"{levels[0]:.0%} call")
+print(f"an empty call: {empty_ms:.3f} ms after a flush ({empty_ms / times['numba fused'][0]:.0%} of the "
+      f"{levels[0]:.0%} call), {warm_empty_ms:.3f} ms warm ({empty_ms / warm_empty_ms:.0f}x less)")
 print(f"fused fp32 at {levels[-1]:.0%} after a flush 4x as large: {top_big_ms:.3f} ms "
       f"({top_big_ms / times['numba fused'][-1]:.2f}x the time after the usual one)")
 assert zero_h[-1] > zero_h[0], "the larger the top-k set, the more of it has a negative gate"
 assert min(over) > 0.5, "a fused fp32 point far under the RAM bound: it was served from cache"
 assert top_big_ms < 1.5 * times["numba fused"][-1], "a larger flush slows the kernel: the cache served it"
 assert over[0] > over[-1], "the smallest active set should sit further above its bound than the largest"
+assert warm_empty_ms < empty_ms, "a flush evicts the call's own code and data: an empty call gets slower"
+
+# %% [markdown]
+# **Reading the table.** The ratios `fused fp32 time / RAM bound` fall as the list grows
+# (checked: the smallest list sits further above its bound than the largest). A call has a
+# fixed cost that the few bytes of a small list cannot hide, and a flush makes that cost
+# larger, because it evicts the call's own code and data too: compare the printed empty call
+# after a flush with the warm one, and its share of the smallest call. The printed
+# `int8 time / fp32 time` says where int8 pays on this machine: typically not at the smallest
+# list, where the fixed cost dominates. If a point does come in under the line (printed above,
+# if any; the larger flush rules out the cache), the kernel drew more from RAM than the read
+# loop, whose bandwidth is only one access pattern's.
+
+# %%
+# NBVAL_IGNORE_OUTPUT
 viz.plot_kernel_times(levels, times, bound, dense_ms,
                       title="SYNTHETIC layer d=1024, d_ff=4096, 1 thread, cache flushed",
-                      bound_label="fp32 RAM bound: (2k + n_pos) rows / measured GB/s")
+                      bound_label="fp32 RAM bound: (2k + n_pos) rows / measured GB/s",
+                      xlabel="fraction of neurons listed (top-k)")
+
+# %% [markdown]
+# **The full-size figures** (d = 4096, d_ff = 11008, cache flushed the same way) come from
+# `python -m teachkit.sparse.bench.suite --json data/sparse_bench.json` (`make bench`),
+# measured on a quiet machine; the next cell loads them. They are the reference; the small
+# layer above is a demonstration on this machine, at this moment.
 
 # %% slideshow={"slide_type": "notes"}
 # NBVAL_IGNORE_OUTPUT
@@ -422,7 +445,8 @@ if stored.exists():
     viz.plot_kernel_times(lv, by, [1e3 * b / (bw_full * 1e9) for b in fused_bytes], dense_full,
                           title=f"STORED bench{' (--quick)' if res['quick'] else ''}: SYNTHETIC "
                                 f"d=4096, d_ff=11008, {res['headline_threads']} thread(s)",
-                          bound_label="fp32 RAM bound: (2k + n_pos) rows / measured GB/s")
+                          bound_label="fp32 RAM bound: (2k + n_pos) rows / measured GB/s",
+                          xlabel="fraction of neurons listed (top-k)")
 else:
     print("no stored benchmark yet: run `python -m teachkit.sparse.bench.suite --json data/sparse_bench.json`")
 
@@ -444,23 +468,6 @@ else:
 # one timing, divided by the best bandwidth measured around the table. So they differ by the
 # run-to-run spread, which the cell prints: the rounds' range, with the table's row inside it
 # (to 10%). Quote the headline; the table is there for the shape across kernels.
-#
-# **What the small layer shows.** Read the printed lines of this section's first code cell.
-# Its bandwidth runs and their spread say how steady the bound was; the ratios `time / RAM bound` of the fused
-# fp32 kernel fall as the activity grows (checked: the smallest set sits further above its bound
-# than the largest). At low activity a call has a fixed cost that the few bytes of a small
-# active set cannot hide, and the flush makes it larger than for the warm calls of section 6:
-# it evicts the call's own code and data too (the printed empty call after a flush is a large
-# part of the smallest call). The printed `int8 time / fp32 time` says where int8 pays on this
-# machine: typically not at the smallest set, where the fixed cost dominates.
-#
-# **If a point comes in under the line** (the cell prints which, if any): the cache did not
-# serve it, since the four-times-larger flush leaves its time within the machine's swings
-# (checked: under 1.5 times). Then the kernel drew more from RAM than the read loop: at high
-# activity it streams long runs of neighbouring bundles, and one thread's bandwidth depends on
-# its access pattern: the kernel's can draw more than the read loop's. The stored full-size figures,
-# measured on a quiet machine, are the reference; this layer is a demonstration on this
-# machine, at this moment.
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 6. Neuron clusters: hot neurons dense, cold neurons sparse
@@ -470,7 +477,9 @@ else:
 # clusters that are always computed densely (on the NPU), and leaves the long **cold** tail to
 # small clusters in which only the predicted-active neurons run (on the CPU; Xue et al.,
 # arXiv:2406.06282v3, §3.1, §4.1.2). Sorting the neurons hot-first makes every hot
-# cluster one contiguous slice of the bundle array: a sequential read.
+# cluster one contiguous slice of the bundle array: a sequential read. Here both kinds of
+# cluster run on the same CPU kernel, `sparse_ffn_bundled`; what we take from PowerInfer-2 is
+# the split and the order, not the NPU.
 #
 # Hot or cold is decided from **recorded activity**, as a profiling run would: we run 2000
 # tokens through the SYNTHETIC layer, count how often each neuron fires, and call hot the most
@@ -517,14 +526,40 @@ hot_size = min(cluster_size_for_overhead(t0, t1, 0.05), n_hot)                 #
 cold_size = min(cluster_size_for_overhead(t0, t1 * freq[~hot].mean(), 0.05), len(freq) - n_hot)
 print(f"measured: t0 = {t0 * 1e6:.1f} us per task (warm empty call), t1 = {t1 * 1e6:.2f} us per neuron "
       f"(flushed: 1024 neurons {t_full * 1e6:.0f} us minus an empty call {t_empty * 1e6:.0f} us, / 1024)")
-print(f"-> hot clusters of {hot_size} neurons, cold clusters of {cold_size} neurons")
+n_cold, p_cold = len(freq) - n_hot, freq[~hot].mean()
+print(f"-> hot clusters of {hot_size} neurons (of {n_hot} hot), "
+      f"cold clusters of {cold_size} neurons (of {n_cold} cold)")
 assert 0 < t1 and t_empty < t_full, "1024 neurons from RAM must cost more than an empty call"
+wanted = cluster_size_for_overhead(t0, t1 * p_cold, 0.05)       # before capping at the cold count
+if wanted >= n_cold:
+    print(f"-> the rule wants {wanted} cold neurons per task, no fewer than the {n_cold} there are: "
+          f"the whole cold tail is ONE cluster")
+else:
+    print(f"-> the rule wants {wanted} cold neurons per task: the {n_cold} cold neurons make "
+          f"{-(-n_cold // cold_size)} clusters")
+T0_COMPILED = 0.1e-6     # a per-call cost for illustration: a kernel called from compiled code
+compiled_size = cluster_size_for_overhead(T0_COMPILED, t1 * p_cold, 0.05)
+print(f"-> with t0 = {T0_COMPILED * 1e6:.1f} us and the same t1: cold clusters of {compiled_size} neurons, "
+      f"{-(-n_cold // compiled_size)} of them")
+assert compiled_size < wanted
+assert t0 > 10 * t1 * p_cold, "a Python-level call costs many times a cold neuron's average work"
+
+# %% [markdown]
+# **Why the cold tail may not split.** Read the printed `t0`, `t1` and cold count. A cold
+# neuron costs a task only `p_cold · t1` on average (it runs only on the tokens where it
+# fires), so the rule asks for `t0 / (0.05 · t1 · p_cold)` cold neurons per task. Here `t0`
+# is a whole Python-level call with its argument checks, many times `p_cold · t1`; when the
+# rule then asks for more neurons than the cold tail has (the cell prints which case held),
+# the whole tail is one cluster, and splitting it would only add calls. Small clusters pay off
+# when the per-call cost is small, as in the printed line with `t0 = 0.1` µs (a value for
+# illustration): a kernel called from compiled code rather than from Python.
 
 # %% [markdown]
 # The FFN over clusters: reorder the bundles hot-first once, run every hot cluster on its whole
 # slice, and run each cold cluster on its active neurons only, all accumulating into the same
 # output. With the oracle active set this equals the dense FFN exactly (the hot neurons that
-# happen to be off this token contribute `h = 0`). The cluster counts depend on the sizes just
+# happen to be off this token contribute `h = 0`). Both loops call the same CPU kernel; in
+# PowerInfer-2 the hot loop would run on the NPU. The cluster counts depend on the sizes just
 # measured, so they differ from machine to machine; the equality does not.
 
 # %%
@@ -563,8 +598,14 @@ assert np.allclose(y, dense0, rtol=1e-4, atol=1e-4)
 #    on section 3's collision (2,000,000 neurons into 8 outputs) on at least two threads, checks
 #    that a NaN in the down row of a neuron with `h = 0` never reaches the output (that row must
 #    not be read), and that your inputs are left unchanged.
-# 2. `bandwidth_bound_ms(n_active, d, n_mats, bytes_per_weight, bandwidth_GBps)`: the least time
-#    in milliseconds a batch-1 sparse FFN can take, from the bytes it must read.
+# 2. `bandwidth_bound_ms(k, n_pos, d, bytes_per_weight, bandwidth_GBps)`: section 5's RAM
+#    bound as a function. `k` neurons are listed for a token, `n_pos` of them have `h ≠ 0`,
+#    each row holds `d` weights of `bytes_per_weight` bytes, and RAM delivers `bandwidth_GBps`
+#    (1 GB = 10⁹ bytes). Return the least time **in milliseconds** the fused kernel can take:
+#    which rows must it read for a neuron with `h = 0`, and which for one that fires? The
+#    checker tries a list where every neuron fires, one where none does, int8 weights, and
+#    random sizes. With it, section 5's bound column is
+#    `bandwidth_bound_ms(k, n_pos, 1024, 4, bw / 1e9)`.
 
 # %%
 from numba import njit, prange  # noqa: F811 (imported again so that this cell stands alone)
@@ -579,7 +620,7 @@ _ = check.sparse_ffn_parallel(my_sparse_ffn_parallel)
 
 
 # %%
-def my_bandwidth_bound_ms(n_active, d, n_mats, bytes_per_weight, bandwidth_GBps):
+def my_bandwidth_bound_ms(k, n_pos, d, bytes_per_weight, bandwidth_GBps):
     raise NotImplementedError  # YOUR CODE HERE
 
 

@@ -285,30 +285,83 @@ sparse_ffn_parallel = Exercise(
 )
 
 
-def _ref_bound(n_active, d, n_mats, bytes_per_weight, bandwidth_GBps):
-    return n_active * n_mats * d * bytes_per_weight / (bandwidth_GBps * 1e9) * 1e3
+def _ref_bound(k, n_pos, d, bytes_per_weight, bandwidth_GBps):
+    return (2 * k + n_pos) * d * bytes_per_weight / (bandwidth_GBps * 1e9) * 1e3
+
+
+_HAND = 1000, 4096, 20.0       # 1000 listed neurons, d = 4096, 20 GB/s
+
+
+def _bound_close(got, want, what):
+    """assert_close, with a word on the usual slips when the answer is off by a telling factor."""
+    try:
+        got = float(got)
+    except (TypeError, ValueError):
+        raise AssertionError(f"{what}: expected one number (ms), got {type(got).__name__}") from None
+    if np.isclose(got, want, rtol=1e-6, atol=0):
+        return
+    slips = {1e-3: "1000x too small: that is seconds; return milliseconds",
+             1e3: "1000x too large: that is microseconds, or GB taken as 1e6 bytes; return milliseconds",
+             8.0: "8x too large: bytes_per_weight is already in bytes, not bits",
+             1.5: "1.5x too large: a neuron with h = 0 has its gate and up rows read, not its down row",
+             0.5: "half of it: the gate and up rows of every listed neuron are read, h = 0 or not",
+             1e9 / 2**30: "GB/s means 1e9 bytes per second here, not 2**30"}
+    why = next((say for f, say in slips.items() if want and np.isclose(got / want, f, rtol=1e-3)), "")
+    raise AssertionError(f"{what}: expected {want:.6g} ms, got {got:.6g} ms" + (f" ({why})" if why else ""))
+
+
+def _bound_all_fire(fn):
+    k, d, bw = _HAND
+    _bound_close(fn(k, k, d, 4, bw), _ref_bound(k, k, d, 4, bw),
+                 f"{k} listed fp32 neurons, all firing (n_pos = k), d = {d}, at {bw:g} GB/s: three rows each")
+
+
+def _bound_none_fire(fn):
+    k, d, bw = _HAND
+    _bound_close(fn(k, 0, d, 4, bw), _ref_bound(k, 0, d, 4, bw),
+                 f"{k} listed fp32 neurons, none firing (n_pos = 0): the gate and up rows only")
+    _bound_close(fn(k, k // 4, d, 4, bw), _ref_bound(k, k // 4, d, 4, bw),
+                 f"{k} listed fp32 neurons, {k // 4} firing: 2·{k} + {k // 4} rows")
+
+
+def _bound_bytes_per_weight(fn):
+    k, d, bw = _HAND
+    _bound_close(fn(k, k // 2, d, 1, bw), _ref_bound(k, k // 2, d, 1, bw),
+                 "the same neurons in int8 (bytes_per_weight = 1): a quarter of the fp32 time")
 
 
 def _bound_inputs(s):
-    return 100 * (s + 1), 512 * (s + 1), 2 + s % 2, 4 - 3 * (s % 2), 10.0 + s
-
-
-def _bound_hand(fn):
-    assert_close(fn(1000, 4096, 3, 4, 20.0), 2.4576, "1000 fp32 bundles of 3x4096 at 20 GB/s (ms)")
-    assert_close(fn(1000, 4096, 3, 1, 20.0), 0.6144, "the same in int8")
+    k = 50 * (s + 1)
+    return k, (k * (s % 3)) // 2, 256 * (s + 1), (4, 1, 2)[s % 3], 7.5 + 3 * s   # n_pos 0, k/2, k
 
 
 bandwidth_bound_ms = Exercise(
     name="bandwidth_bound_ms",
     reference=_ref_bound,
-    properties=[("1000 fp32 bundles (3 x 4096) at 20 GB/s need at least 2.4576 ms", _bound_hand),
-                ("it matches the reference for other sizes",
+    properties=[("when every listed neuron fires (n_pos = k) all three rows of each are read: 1000 fp32 "
+                 "neurons of d = 4096 at 20 GB/s need 2.4576 ms", _bound_all_fire),
+                ("a listed neuron with h = 0 costs its gate and up rows, not its down row: n_pos = 0 gives "
+                 "1.6384 ms, n_pos = 250 gives 1.8432 ms", _bound_none_fire),
+                ("the bytes scale with bytes_per_weight: int8 reads a quarter of the fp32 bytes",
+                 _bound_bytes_per_weight),
+                ("it matches the reference for other sizes, activities and bandwidths",
                  matches_reference(_ref_bound, _bound_inputs))],
-    wrong_answers={"forgets the number of matrices": lambda n, d, m, b, bw: n * d * b / (bw * 1e9) * 1e3,
-                   "counts bits as bytes": lambda n, d, m, b, bw: n * m * d * b * 8 / (bw * 1e9) * 1e3},
+    wrong_answers={
+        "ignores n_pos: all three rows of every listed neuron": lambda k, p, d, b, bw: 3 * k * d * b / (bw * 1e9) * 1e3,
+        "only the firing neurons, three rows each": lambda k, p, d, b, bw: 3 * p * d * b / (bw * 1e9) * 1e3,
+        "the down row of every neuron, gate and up only where h > 0":
+            lambda k, p, d, b, bw: (k + 2 * p) * d * b / (bw * 1e9) * 1e3,
+        "returns seconds, not milliseconds": lambda k, p, d, b, bw: (2 * k + p) * d * b / (bw * 1e9),
+        "counts bits as bytes": lambda k, p, d, b, bw: (2 * k + p) * d * b * 8 / (bw * 1e9) * 1e3,
+        "hard-codes fp32 (4 bytes per weight)": lambda k, p, d, b, bw: (2 * k + p) * d * 4 / (bw * 1e9) * 1e3,
+        "GB/s taken as 2**30 bytes per second": lambda k, p, d, b, bw: (2 * k + p) * d * b / (bw * 2**30) * 1e3,
+    },
     hints=(
-        'the time can be no less than the bytes that must be read divided by the bandwidth',
-        'bytes = n_active · n_mats · d · bytes_per_weight; ms = bytes / (GB/s · 1e9) · 1e3',
-        'n_active * n_mats * d * bytes_per_weight / (bandwidth_GBps * 1e9) * 1e3',
+        'the time can be no less than the bytes the fused kernel must read divided by the bandwidth; '
+        'it reads the gate and up rows of every listed neuron (it needs them to compute h), but the '
+        'down row only when h ≠ 0',
+        'bytes = (2·k + n_pos) · d · bytes_per_weight; ms = bytes / (bandwidth_GBps · 1e9) · 1e3 '
+        '(1 GB = 1e9 bytes)',
+        'rows = 2 * k + n_pos\nreturn rows * d * bytes_per_weight / (bandwidth_GBps * 1e9) * 1e3',
     ),
 )

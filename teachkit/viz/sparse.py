@@ -116,8 +116,13 @@ def plot_predictor_tradeoff(rows: dict, title: str = "predictor: recall vs neuro
 
 def plot_kernel_times(activity, times_ms: dict, bound_ms=None, dense_ms: float | None = None,
                       title: str = "time per FFN call against activity",
-                      bound_label: str = "fp32 bandwidth bound (bytes / measured GB/s)") -> None:
-    """Median ms per call of each kernel; the bandwidth bound and the dense time as lines."""
+                      bound_label: str = "fp32 bandwidth bound (bytes / measured GB/s)",
+                      xlabel: str = "fraction of neurons active") -> None:
+    """Median ms per call of each kernel; the bandwidth bound and the dense time as lines.
+
+    ``xlabel`` names what the x values are: pass ``"fraction of neurons listed (top-k)"`` when each
+    level is a top-k list, many of whose neurons may have h = 0.
+    """
     fig, ax = figure()
     for name, t in times_ms.items():
         ax.loglog(activity, t, "o-", label=name)
@@ -129,7 +134,7 @@ def plot_kernel_times(activity, times_ms: dict, bound_ms=None, dense_ms: float |
     ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_xticks(list(activity))
     ax.set_xticklabels([f"{a:.1%}" for a in activity])
-    ax.set_xlabel("fraction of neurons active")
+    ax.set_xlabel(xlabel)
     ax.set_ylabel("ms per call (median)")
     ax.set_title(title)
     ax.legend(fontsize=8)
