@@ -81,3 +81,22 @@ def test_the_ideal_dense_bound_pins_only_what_the_budget_holds_beside_the_fixed_
     budget = spec.ffn_bytes // 2
     b = physical_bounds(w, MachineProfile(io=io, bw_mem=1e10, bw_kernel=1e10), plan, best, budget)
     assert b["dense_mmap_tok_s"] == pytest.approx(1e9 / (spec.ffn_bytes - (budget - 400_000)))
+
+
+def test_the_planned_engines_memory_split_adds_up_to_its_share_of_the_budget(tmp_path):
+    """buffers + hot + cold fill budget - fixed_bytes (the predictor is in fixed_bytes, not counted twice)."""
+    from teachkit.sparse.bench.engine import LAYER_COUPLING, Workload, budget_record
+    from teachkit.sparse.model.synthetic import SyntheticConfig
+    from teachkit.sparse.runtime.cache import SegmentedCache
+    from teachkit.sparse.runtime.engine import EngineConfig, SparseFFN
+
+    w = Workload(SyntheticConfig(d=128, d_ff=512, n_layers=2, activity=0.1, seed=0, layer_coupling=LAYER_COUPLING),
+                 n_tokens=4, n_profile=8, workdir=tmp_path)
+    budget = w.fixed_bytes + w.spec.ffn_bytes // 2
+    cfg = EngineConfig(budget=budget, hot_neurons=32, cluster_size=16, prefill_chunk=64)
+    with SparseFFN(w.path, cfg, w.predictor, gated=True, fixed=w.fixed, freq=w.profile.freq, verify=False) as eng:
+        r = budget_record(eng)
+        slot = max(SegmentedCache.slot_bytes(eng.cache.cfg))
+    left = budget - w.fixed_bytes - (r["buffers_bytes"] + r["hot_bytes"] + r["cold_bytes"])
+    assert 0 <= left < slot, (left, slot)
+    assert left == r["unused_bytes"]

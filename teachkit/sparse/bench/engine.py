@@ -311,7 +311,7 @@ def _engine_result(s: Settings, name: str, r: dict, bk, worst: float) -> dict:
     r.update({k: v for k, v in st.items() if k.startswith("hit_rate")})
     r["resident_bytes"] = getattr(bk, "resident_bytes", None) or \
         (bk.cache.bytes_total if hasattr(bk, "cache") else None)
-    r.update(_budget_record(bk))
+    r.update(budget_record(bk))
     if hasattr(bk, "cache"):
         hist = bk.cache.history[s.n_warm:]
         r["hit_rate_cold_timed"] = cold_hit_rate(hist)
@@ -325,12 +325,13 @@ def _engine_result(s: Settings, name: str, r: dict, bk, worst: float) -> dict:
     return r
 
 
-def _budget_record(bk) -> dict:
+def budget_record(bk) -> dict:
     """Where a baseline's budget went, for the engines that split it: the dense stream's pinned
     neurons and ring of read buffers; the mmap engine's accounted pages, the room it keeps for
     the kernel's readahead and that readahead window; LLM in a flash's window of neurons and
     its readers' staging buffers; the planned engine's hot and cold regions and its buffers and
-    tables (staging, prefill, cache tables)."""
+    tables (staging, prefill, cache tables; not the predictor or KV cache, which the workload's
+    ``fixed_bytes`` holds), so that for it buffers + hot + cold <= budget - fixed_bytes."""
     if isinstance(bk, DenseStream):
         return {"pinned_bytes": sum(b.nbytes for b in bk.pinned), "ring_bytes": bk.ring_bytes}
     if isinstance(bk, DenseMmap):
@@ -340,8 +341,12 @@ def _budget_record(bk) -> dict:
         return {"window_bytes": bk.W.nbytes, "staging_bytes": bk.io.staging_bytes}
     if isinstance(bk, SparseFFN):
         regions = bk.cache.region_bytes()
+        # the cache's "other" also holds the predictor and the KV cache, which Workload.fixed_bytes
+        # already counts: only the engine's own buffers (staging, prefill) and its tables are left here
+        held = bk.kv_bytes + bk.predictor.nbytes - bk.outside_budget
         return {"hot_bytes": regions["hot"], "cold_bytes": regions["cold"],
-                "buffers_bytes": regions["tables"] + regions["other"]}
+                "buffers_bytes": regions["tables"] + regions["other"] - held,
+                "unused_bytes": regions["budget"] - bk.cache.bytes_total}     # less than one slot
     return {}
 
 

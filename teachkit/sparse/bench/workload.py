@@ -151,6 +151,7 @@ def time_token(w: Workload, backend, t: int, check=None) -> float:
 def _summary(lat, n_warm, bytes_read) -> dict:
     timed = np.array(lat[n_warm:])
     return {"tok_s": float(1 / np.median(timed)), "ms_median": float(np.median(timed) * 1e3),
+            "ms_p25": float(np.percentile(timed, 25) * 1e3), "ms_p75": float(np.percentile(timed, 75) * 1e3),
             "ms_p90": float(np.percentile(timed, 90) * 1e3),
             "bytes_read_per_token": float(bytes_read / len(timed))}
 

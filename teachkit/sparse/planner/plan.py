@@ -339,7 +339,7 @@ def explain(plan: Plan) -> str:
             f"({plan.hot_slots} hot clusters), {plan.cold_slots} cold slots, read unit '{plan.read_unit}', "
             f"{plan.io_depth} reads in flight\n"
             f"  replayed hit rate {plan.hit_rate:.3f}, {t['misses_per_token']:.0f} misses/token\n"
-            f"  per token: attention + predictor {t['t_fixed'] * 1e3:.2f} ms, submitting reads "
+            f"  per token: attention + predictor + c_layer {t['t_fixed'] * 1e3:.2f} ms, submitting reads "
             f"{t.get('t_submit', 0.0) * 1e3:.2f} ms, compute {t['t_compute'] * 1e3:.2f} ms, I/O {t['t_io'] * 1e3:.2f} ms; "
             f"each layer takes the longer of its compute and its I/O (+ the last cluster's compute) "
             f"-> {t['t_token'] * 1e3:.2f} ms = {plan.predicted_tok_s:.1f} tok/s")
