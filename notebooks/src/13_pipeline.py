@@ -178,10 +178,11 @@ assert all(missed)                                     # the budget is too small
 #   * `predict, lookup, submit, wait`: the predictor (grey); the cache lookup (hatched: it is
 #     not traced, it is the gap between the predictor and the submit); the **submit** (cyan);
 #     waiting for a read (light grey).
-#   * `gate`, `up/down`: the two stages of a cluster computed in two steps (section 1): every
-#     cluster in the matrix-level run, the read clusters in the cluster-level run.
-#   * `fused`: the work already in memory, gate and up/down in one pass, one batch per cache
-#     region (hot, cold).
+#   * In every schedule the neurons already in memory form one work unit per cache region
+#     (hot, cold); each read cluster is a unit of its own.
+#   * `gate`, `up/down`: a unit computed in two steps (section 1): in the matrix-level run
+#     every unit, the in-memory ones included; in the cluster-level run the read clusters.
+#   * `fused`: the cluster-level run's in-memory units, gate and up/down in one pass.
 #
 # **What to look for.**
 #
@@ -189,8 +190,9 @@ assert all(missed)                                     # the budget is too small
 #   dashed line.
 # * **Cluster-level:** the in-memory work (fused, red) right after the submit, while the reads
 #   fly; each read cluster's gate and up/down once it has landed. On the course VM most of a
-#   burst lands together near its end (notebook 12's burst profile), so most of those bars sit
-#   at or just right of the line. They start a little after the landing (the cell prints the
+#   burst lands together near its end (notebook 12's burst profile), so the read clusters'
+#   bars sit mostly at or right of the line (the cell's last line counts how many of the read
+#   clusters' up/down started before it, on this run). They start a little after the landing (the cell prints the
 #   delay): the I/O thread hands the cluster over through a queue, and the compute thread must
 #   wake and take the GIL, which the I/O thread holds while it runs the Python that lands
 #   clusters; a thread waiting for the GIL can wait up to one switch interval, which the
@@ -305,6 +307,14 @@ kernel_calls = {sched: float(np.median([sum(e[1] in {"gate_compute", "updown_com
                                         for events in traces[sched]])) for sched in schedules}
 print("kernel calls per token (median): " + ", ".join(f"{sched} {n:.0f}" for sched, n in kernel_calls.items()))
 assert kernel_calls["serial"] < min(kernel_calls["matrix"], kernel_calls["cluster"])
+# per token and layer: matrix makes a gate and an up/down call per unit, cluster one fused call per in-memory
+# unit and both for each read cluster, so matrix makes exactly one call more per in-memory unit
+for ev_m, ev_c in zip(traces["matrix"], traces["cluster"]):
+    for l in range(4):
+        calls = {s: sum(e[1] in COMPUTE and e[2] == l for e in ev) for s, ev in (("matrix", ev_m), ("cluster", ev_c))}
+        in_memory_units = sum(e[1] == "fused_compute" and e[2] == l for e in ev_c)
+        assert calls["matrix"] - calls["cluster"] == in_memory_units, (l, calls, in_memory_units)
+print("every timed token and layer: matrix calls - cluster calls = the in-memory units (one per cache region)")
 
 # %% [markdown]
 # **Why this machine shows little gain.** On the course VM the reads take far longer than the
@@ -327,16 +337,21 @@ assert kernel_calls["serial"] < min(kernel_calls["matrix"], kernel_calls["cluste
 # the same machine load. The line "largest gap ..." compares the gap between their medians with
 # the tokens' own spread (the widest quartile range). On the course VM, both quiet and beside a
 # CPU-bound process, the gap stayed within the spread. Which schedule comes out lowest in one
-# run is then noise in the reads (compare the "reads in flight" column).
+# run is then noise: its lead is smaller than the quartile range printed beside each median.
+# (The *waiting* column can still differ between schedules: the cluster schedule spends part of
+# the wait computing in-memory work, so it waits less for a token of about the same length.)
 #
 # **Reading the columns:**
 #
 # * Compute, waiting and submitting do not add up to the token: the rest is the predictor, the
 #   cache lookup and Python.
 # * The compute column differs between schedules that do the same arithmetic. Part of it is the
-#   number of kernel calls (the last line): `serial` computes each layer in one fused call per
-#   cache region, `matrix` calls the gate and the up/down kernel separately for every cluster,
-#   `cluster` adds both for each read cluster. The rest is not arithmetic either: calls this
+#   number of kernel calls (the *kernel calls* line). In every schedule the in-memory neurons
+#   form one unit per cache region. `serial` computes each layer in one fused call per region,
+#   once everything has landed; `matrix` calls the gate and the up/down kernel for every unit,
+#   in-memory and read; `cluster` makes one fused call per in-memory unit and a gate and an
+#   up/down call per read cluster. So `matrix` makes one call more than `cluster` per in-memory
+#   unit (asserted per token and layer). The rest is not arithmetic either: calls this
 #   short are mostly fetching their weights from memory into the CPU's caches, so their time
 #   depends on what ran before them on the core. Read the column per schedule, not as a ranking.
 # * The fused work here is small, so it runs on the compute thread alone: a second thread
@@ -406,7 +421,7 @@ for landing, reads in landings.items():
         gain[landing, name] = sweep["matrix"][j] / sweep["cluster"][j]
 for name, ratio_ci in ratios.items():
     for landing in landings:
-        print(f"  compute/I-O {ratio_ci:4.2f} ({name:10s}), reads landing {landing:11s}: matrix / cluster makespan "
+        print(f"  compute/I-O {ratio_ci:4.2f} ({name}), reads landing {landing:11s}: matrix / cluster makespan "
               f"{gain[landing, name]:.2f}x")
 assert gain[ONE_BY_ONE, "phone-like"] > 1.3 and gain[ONE_BY_ONE, "phone-like"] >= gain[ONE_BY_ONE, "measured"]
 assert all(g >= 1.0 - 1e-9 for g in gain.values())     # the cluster schedule never loses in the model
@@ -553,16 +568,22 @@ for unit in ("bundle", "split"):
                 assert np.allclose(y, dense_ffn_ref(stack.bundles[l], X[l][t], True), atol=1e-4)
             eng.end_token()
         read[unit] = (eng.pipe.bytes_read, eng.pipe.n_reads)
+weights = {"bundle": read["bundle"][1] * spec.payload_bytes(),   # each read: 3 KiB of weights in a 4 KiB stride
+           "split": read["split"][0]}                               # 1 KiB gate, 2 KiB up/down reads: no padding
 for unit, (b, n) in read.items():
-    print(f"{unit:6s}: {b / 2**20:6.2f} MiB in {n} reads")
+    print(f"{unit:6s}: {b / 2**20:6.2f} MiB in {n} reads, of it {weights[unit] / 2**20:6.2f} MiB of weights "
+          f"and {(b - weights[unit]) / 2**20:5.2f} MiB of padding")
+print(f"padding saved by split: {(read['bundle'][0] - weights['bundle']) / 2**20:.2f} MiB; weights saved by "
+      f"skipping the up/down of neurons whose gate did not fire: {(weights['bundle'] - weights['split']) / 2**20:.2f} MiB")
 print("split reads fewer bytes:", read["split"][0] < read["bundle"][0], "| but more reads:", read["split"][1] > read["bundle"][1])
 
 # %% [markdown]
 # Fewer bytes, more (smaller) reads: whether that pays depends on the I/O profile of
-# notebook 12, which is why the planner (notebook 14) chooses the read unit per machine. (Part
-# of the saving here is padding: a whole-bundle read takes the 4 KiB stride, while the two
-# phases read 1 KiB of gate and 2 KiB of up/down. And the second phase is a second round trip
-# to the disk, which the planner charges as a second burst.)
+# notebook 12, which is why the planner (notebook 14) chooses the read unit per machine. The
+# saving has two parts, printed apart: padding (a whole-bundle read takes the 4 KiB stride, the
+# two phases read 1 KiB of gate and 2 KiB of up/down), and the up/down rows of neurons whose
+# gate did not fire. The second phase is a second round trip to the disk, which the planner
+# charges as a second burst.
 # The outputs stay exact: a false positive only costs I/O, never accuracy.
 #
 # ## 6. A failed read stops the pipeline, with an error, in bounded time
