@@ -38,7 +38,8 @@ from teachkit.sparse.model.synthetic import SyntheticConfig, SyntheticStack
 # `h_i · down[:, i]` with `h_i = relu(gate_i · x) · (up_i · x)`. So neuron *i* needs **row i of
 # gate and up, and column i of down**. A column is scattered through memory (stride `d_ff`), so
 # we store `down` transposed and put the three rows together: the **bundle**
-# `[gate_i | up_i | down_i]`, one contiguous block per neuron.
+# `[gate_i | up_i | down_i]`, one contiguous block per neuron (PowerInfer-2 loads a neuron's
+# weights from flash the same way: arXiv:2406.06282v3, §4.4).
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -50,8 +51,8 @@ bundles = make_bundles(w_up, w_down, w_gate)
 print("bundles:", bundles.shape, bundles.dtype, "C-contiguous:", bundles.flags.c_contiguous)
 print("bundle 3 holds gate row 3, up row 3, down column 3:",
       np.allclose(bundles[3], np.stack([w_gate[3], w_up[3], w_down[:, 3]])))
-print(f"one fp32 bundle at d = 4096: {3 * 4096 * 4 // 1024} KiB (one read from flash, one "
-      f"stream from RAM)")
+print(f"one fp32 bundle at d = 4096: {3 * 4096 * 4 // 1024} KiB (one stream from RAM; in notebook 12, "
+      f"one read from flash)")
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 2. Three sparse FFNs: Python loops, numpy gather, numba
@@ -165,10 +166,11 @@ for attempt in range(4):
 # other, every run is right: a race only *may* lose updates, which is what makes it
 # treacherous.)
 #
-# With real sizes (d = 4096 outputs, a few hundred active rows) two threads rarely touch the
-# same `out[k]` at the same instant, so the racy kernel is right *most* of the time; but
-# "rarely" is not "never", and a lost update is silent. The demo above makes collisions
-# frequent on purpose (8 outputs, 4 million additions) so we can see them.
+# With real sizes (d = 4096 outputs, a few hundred active rows) the collisions are rarer (not
+# measured here), but "rarer" is not "never", and a lost update is silent. The demo above makes
+# collisions frequent on purpose (8 outputs, 4 million additions) so we can see them. A run that
+# loses exactly half of the additions lost one thread's whole share: both threads loaded
+# `out[k]`, and the one that stored last overwrote everything the other had added.
 #
 # **The fix:** give each thread its own private accumulator row, `partial[c]`, split the
 # active list into one contiguous chunk per thread, and sum the rows once at the end. Nothing
@@ -250,8 +252,8 @@ assert rel < 0.05
 # kernel can go no faster than **bytes read / memory bandwidth**. The fused fp32 kernel reads
 # the gate and up rows of all `k` listed neurons (it needs them to compute `h`), but the down
 # row only of the `n_pos` neurons whose `h ≠ 0`: `(2k + n_pos) · d · 4` bytes. That is the
-# **RAM bound** drawn below (exercise 2 writes it as a function). int8 reads a quarter of the
-# bytes, but converts each one to float.
+# **RAM bound** drawn below (exercise 2 writes it for any weight format). int8 reads about a
+# quarter of the bytes (each row also carries its scale: exercise 2), but converts each one to float.
 #
 # An **activity level** here is a top-k list: for each token, the `k = level × d_ff` neurons
 # with the largest gate pre-activation. Above the layer's own activity (about 10%) the list
@@ -428,8 +430,12 @@ if stored.exists():
     # one timing, and the median of several, of the same kernel on the same weights: they agree within the rounds' spread
     assert 0.9 * min(speedups) <= fu["speedup_vs_dense"] <= 1.1 * max(speedups)
     assert 0.9 * min(fractions) <= fu["bandwidth_fraction"] <= 1.1 * max(fractions)
-    print(f"\n-> the fused fp32 kernel streams at {fu['bandwidth_fraction']:.2f} of the measured "
-          f"bandwidth and is {fu['speedup_vs_dense']:.1f}x faster than the dense FFN;")
+    print(f"\n-> the fused fp32 kernel streams at {res['kernel_bandwidth_fraction']} of the measured "
+          f"bandwidth and is {res['kernel_speedup_at_10pct']}x faster than the dense FFN (the headline medians);")
+    unfused = 2 * head_rows["numba_gather_dot_gate"]["median_ms"] + head_rows["numba_down_axpy"]["median_ms"]
+    print(f"-> fusing pays: gate + up + down as three kernels (2 x gather_dot + down_axpy) {unfused:.2f} ms, "
+          f"the fused kernel {fu['median_ms']:.2f} ms")
+    assert fu["median_ms"] < unfused
     print(f"-> numpy gather reaches only {npg['bandwidth_fraction']:.2f} of it (it copies the "
           f"active bundles before computing);")
     print(f"-> int8 uses a smaller share of the bandwidth ({i8['bandwidth_fraction']:.2f}: "
@@ -508,8 +514,8 @@ print(f"hot neurons: {hot.sum()} of {len(freq)} ({hot.mean():.1%}) carry "
 # from RAM, so it is taken between two calls made the same way, both after a flush: one over
 # 1024 neurons and one empty; their difference is the 1024 neurons' work, with the flush's
 # extra fixed cost cancelled. A hot cluster computes all its neurons; a cold cluster only its
-# active ones, about `c · p_cold` of `c`, so cold clusters must be larger by `1 / p_cold` to
-# carry the same work per task.
+# active ones, about `c · p_cold` of `c` (`p_cold`: a cold neuron's mean firing rate, printed
+# below), so cold clusters must be larger by `1 / p_cold` to carry the same work per task.
 
 # %%
 # NBVAL_IGNORE_OUTPUT
@@ -595,17 +601,18 @@ assert np.allclose(y, dense0, rtol=1e-4, atol=1e-4)
 #    It must be race-free: section 3's racy kernel wrote every neuron into one shared `out`; here
 #    each thread needs its own partial row (section 3 did this for the down projection alone; now
 #    the dot products, the ReLU and the skip of `h = 0` go in the same loop). The checker runs it
-#    on section 3's collision (2,000,000 neurons into 8 outputs) on at least two threads, checks
+#    on a collision like section 3's (2,000,000 neurons into 8 outputs) on at least two threads, checks
 #    that a NaN in the down row of a neuron with `h = 0` never reaches the output (that row must
 #    not be read), and that your inputs are left unchanged.
-# 2. `bandwidth_bound_ms(k, n_pos, d, bytes_per_weight, bandwidth_GBps)`: section 5's RAM
-#    bound as a function. `k` neurons are listed for a token, `n_pos` of them have `h ≠ 0`,
-#    each row holds `d` weights of `bytes_per_weight` bytes, and RAM delivers `bandwidth_GBps`
-#    (1 GB = 10⁹ bytes). Return the least time **in milliseconds** the fused kernel can take:
-#    which rows must it read for a neuron with `h = 0`, and which for one that fires? The
-#    checker tries a list where every neuron fires, one where none does, int8 weights, and
-#    random sizes. With it, section 5's bound column is
-#    `bandwidth_bound_ms(k, n_pos, 1024, 4, bw / 1e9)`.
+# 2. `bandwidth_bound_ms(k, n_pos, d, bytes_per_weight, scale_bytes, bandwidth_GBps)`: section
+#    5's RAM bound for **any** weight format. Section 5 wrote it for fp32 rows; the int8 kernel
+#    reads rows of `d` one-byte weights, and each row it reads also brings its float32 scale
+#    (`quantize_int8` keeps one per row). `k` neurons are listed, `n_pos` of them have `h ≠ 0`,
+#    each row holds `d` weights of `bytes_per_weight` bytes plus `scale_bytes` of scale (4 for
+#    int8, 0 for fp32), and RAM delivers `bandwidth_GBps` (1 GB = 10⁹ bytes). Return the least
+#    time **in milliseconds**. The checker tries every neuron firing, none, int8 rows with
+#    scales, and random formats; the cell then prints how the int8 bound compares with the fp32
+#    one for this layer's `d`. Is it exactly a quarter? Why not?
 
 # %%
 from numba import njit, prange  # noqa: F811 (imported again so that this cell stands alone)
@@ -620,8 +627,10 @@ _ = check.sparse_ffn_parallel(my_sparse_ffn_parallel)
 
 
 # %%
-def my_bandwidth_bound_ms(k, n_pos, d, bytes_per_weight, bandwidth_GBps):
+def my_bandwidth_bound_ms(k, n_pos, d, bytes_per_weight, scale_bytes, bandwidth_GBps):
     raise NotImplementedError  # YOUR CODE HERE
 
 
-_ = check.bandwidth_bound_ms(my_bandwidth_bound_ms)
+if check.bandwidth_bound_ms(my_bandwidth_bound_ms):
+    int8, fp32 = (my_bandwidth_bound_ms(100, 50, 1024, b, s, 20.0) for b, s in ((1, 4), (4, 0)))
+    print(f"int8 bound / fp32 bound at d = 1024: {int8 / fp32:.4f} (a quarter would be 0.25)")

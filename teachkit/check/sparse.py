@@ -285,14 +285,14 @@ sparse_ffn_parallel = Exercise(
 )
 
 
-def _ref_bound(k, n_pos, d, bytes_per_weight, bandwidth_GBps):
-    return (2 * k + n_pos) * d * bytes_per_weight / (bandwidth_GBps * 1e9) * 1e3
+def _ref_bound(k, n_pos, d, bytes_per_weight, scale_bytes, bandwidth_GBps):
+    return (2 * k + n_pos) * (d * bytes_per_weight + scale_bytes) / (bandwidth_GBps * 1e9) * 1e3
 
 
 _HAND = 1000, 4096, 20.0       # 1000 listed neurons, d = 4096, 20 GB/s
 
 
-def _bound_close(got, want, what):
+def _bound_close(got, want, what, slips=None):
     """assert_close, with a word on the usual slips when the answer is off by a telling factor."""
     try:
         got = float(got)
@@ -305,34 +305,46 @@ def _bound_close(got, want, what):
              8.0: "8x too large: bytes_per_weight is already in bytes, not bits",
              1.5: "1.5x too large: a neuron with h = 0 has its gate and up rows read, not its down row",
              0.5: "half of it: the gate and up rows of every listed neuron are read, h = 0 or not",
-             1e9 / 2**30: "GB/s means 1e9 bytes per second here, not 2**30"}
-    why = next((say for f, say in slips.items() if want and np.isclose(got / want, f, rtol=1e-3)), "")
+             1e9 / 2**30: "GB/s means 1e9 bytes per second here, not 2**30", **(slips or {})}
+    why = next((say for f, say in slips.items() if want and np.isclose(got / want, f, rtol=1e-5)), "")
     raise AssertionError(f"{what}: expected {want:.6g} ms, got {got:.6g} ms" + (f" ({why})" if why else ""))
 
 
 def _bound_all_fire(fn):
     k, d, bw = _HAND
-    _bound_close(fn(k, k, d, 4, bw), _ref_bound(k, k, d, 4, bw),
-                 f"{k} listed fp32 neurons, all firing (n_pos = k), d = {d}, at {bw:g} GB/s: three rows each")
+    _bound_close(fn(k, k, d, 4, 0, bw), _ref_bound(k, k, d, 4, 0, bw),
+                 f"{k} listed fp32 neurons (no scales), all firing (n_pos = k), d = {d}, at {bw:g} GB/s: "
+                 "three rows each")
 
 
 def _bound_none_fire(fn):
     k, d, bw = _HAND
-    _bound_close(fn(k, 0, d, 4, bw), _ref_bound(k, 0, d, 4, bw),
+    _bound_close(fn(k, 0, d, 4, 0, bw), _ref_bound(k, 0, d, 4, 0, bw),
                  f"{k} listed fp32 neurons, none firing (n_pos = 0): the gate and up rows only")
-    _bound_close(fn(k, k // 4, d, 4, bw), _ref_bound(k, k // 4, d, 4, bw),
+    _bound_close(fn(k, k // 4, d, 4, 0, bw), _ref_bound(k, k // 4, d, 4, 0, bw),
                  f"{k} listed fp32 neurons, {k // 4} firing: 2·{k} + {k // 4} rows")
 
 
-def _bound_bytes_per_weight(fn):
+def _bound_int8_rows(fn):
     k, d, bw = _HAND
-    _bound_close(fn(k, k // 2, d, 1, bw), _ref_bound(k, k // 2, d, 1, bw),
-                 "the same neurons in int8 (bytes_per_weight = 1): a quarter of the fp32 time")
+    want = _ref_bound(k, k // 2, d, 1, 4, bw)
+    rows = 2 * k + k // 2
+    _bound_close(fn(k, k // 2, d, 1, 4, bw), want,
+                 f"the same neurons, {k // 2} firing, in int8 with one float32 scale per row "
+                 f"(bytes_per_weight = 1, scale_bytes = 4): {rows} rows of {d} + 4 bytes",
+                 {rows * d / (bw * 1e9) * 1e3 / want: "each row read also brings its scale_bytes of scale",
+                  rows * d * 5 / (bw * 1e9) * 1e3 / want: "the scale is one per row, not one per weight",
+                  (4 * d + 4) / (d + 4): "bytes_per_weight is 1 here: read it from the argument, not 4"})
 
 
 def _bound_inputs(s):
     k = 50 * (s + 1)
-    return k, (k * (s % 3)) // 2, 256 * (s + 1), (4, 1, 2)[s % 3], 7.5 + 3 * s   # n_pos 0, k/2, k
+    fmt = [(4, 0), (1, 4), (2, 2)][s % 3]                                          # fp32, int8 + fp32 scale, fp16 + fp16 scale
+    return k, (k * (s % 3)) // 2, 256 * (s + 1), *fmt, 7.5 + 3 * s           # n_pos 0, k/2, k
+
+
+def _rate(rows, d, b, s, bw):
+    return rows * (d * b + s) / (bw * 1e9) * 1e3
 
 
 bandwidth_bound_ms = Exercise(
@@ -342,26 +354,28 @@ bandwidth_bound_ms = Exercise(
                  "neurons of d = 4096 at 20 GB/s need 2.4576 ms", _bound_all_fire),
                 ("a listed neuron with h = 0 costs its gate and up rows, not its down row: n_pos = 0 gives "
                  "1.6384 ms, n_pos = 250 gives 1.8432 ms", _bound_none_fire),
-                ("the bytes scale with bytes_per_weight: int8 reads a quarter of the fp32 bytes",
-                 _bound_bytes_per_weight),
-                ("it matches the reference for other sizes, activities and bandwidths",
+                ("an int8 row is d bytes plus its float32 scale: 1000 neurons, 500 firing, d = 4096 take "
+                 "0.5125 ms, a little more than a quarter of fp32's 2.048 ms", _bound_int8_rows),
+                ("it matches the reference for other sizes, formats, activities and bandwidths",
                  matches_reference(_ref_bound, _bound_inputs))],
     wrong_answers={
-        "ignores n_pos: all three rows of every listed neuron": lambda k, p, d, b, bw: 3 * k * d * b / (bw * 1e9) * 1e3,
-        "only the firing neurons, three rows each": lambda k, p, d, b, bw: 3 * p * d * b / (bw * 1e9) * 1e3,
+        "ignores n_pos: all three rows of every listed neuron": lambda k, p, d, b, s, bw: _rate(3 * k, d, b, s, bw),
+        "only the firing neurons, three rows each": lambda k, p, d, b, s, bw: _rate(3 * p, d, b, s, bw),
         "the down row of every neuron, gate and up only where h > 0":
-            lambda k, p, d, b, bw: (k + 2 * p) * d * b / (bw * 1e9) * 1e3,
-        "returns seconds, not milliseconds": lambda k, p, d, b, bw: (2 * k + p) * d * b / (bw * 1e9),
-        "counts bits as bytes": lambda k, p, d, b, bw: (2 * k + p) * d * b * 8 / (bw * 1e9) * 1e3,
-        "hard-codes fp32 (4 bytes per weight)": lambda k, p, d, b, bw: (2 * k + p) * d * 4 / (bw * 1e9) * 1e3,
-        "GB/s taken as 2**30 bytes per second": lambda k, p, d, b, bw: (2 * k + p) * d * b / (bw * 2**30) * 1e3,
+            lambda k, p, d, b, s, bw: _rate(k + 2 * p, d, b, s, bw),
+        "returns seconds, not milliseconds": lambda k, p, d, b, s, bw: _rate(2 * k + p, d, b, s, bw) / 1e3,
+        "counts bits as bytes": lambda k, p, d, b, s, bw: _rate(2 * k + p, d, b, s, bw) * 8,
+        "hard-codes fp32 (4 bytes per weight)": lambda k, p, d, b, s, bw: _rate(2 * k + p, d, 4, s, bw),
+        "GB/s taken as 2**30 bytes per second": lambda k, p, d, b, s, bw: _rate(2 * k + p, d, b, s, bw) * 1e9 / 2**30,
+        "forgets the scales": lambda k, p, d, b, s, bw: _rate(2 * k + p, d, b, 0, bw),
+        "a scale per weight, not per row": lambda k, p, d, b, s, bw: _rate(2 * k + p, d, b + s, 0, bw),
     },
     hints=(
         'the time can be no less than the bytes the fused kernel must read divided by the bandwidth; '
-        'it reads the gate and up rows of every listed neuron (it needs them to compute h), but the '
-        'down row only when h ≠ 0',
-        'bytes = (2·k + n_pos) · d · bytes_per_weight; ms = bytes / (bandwidth_GBps · 1e9) · 1e3 '
+        'it reads the gate and up rows of every listed neuron (it needs them to compute h), the down '
+        'row only when h ≠ 0, and each row it reads comes with that row\'s scale',
+        'bytes = (2·k + n_pos) · (d · bytes_per_weight + scale_bytes); ms = bytes / (bandwidth_GBps · 1e9) · 1e3 '
         '(1 GB = 1e9 bytes)',
-        'rows = 2 * k + n_pos\nreturn rows * d * bytes_per_weight / (bandwidth_GBps * 1e9) * 1e3',
+        'rows = 2 * k + n_pos\nreturn rows * (d * bytes_per_weight + scale_bytes) / (bandwidth_GBps * 1e9) * 1e3',
     ),
 )
