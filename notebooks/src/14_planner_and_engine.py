@@ -243,7 +243,7 @@ print(f"reads in flight: max(io_depth {plan.io_depth}, cluster size {plan.cluste
 # %%
 L, n_act, h, c = spec.n_layers, w.profile.mean_active, plan.hit_rate, plan.cluster_size
 qd, bundle, burst = max(plan.io_depth, c), spec.bundle_bytes, machine.io["burst"]
-inputs = dict(n_act=n_act, h=h, c=c, io_depth=plan.io_depth, bundle=bundle, a=burst["a"], b=burst["b"],
+layer_inputs = dict(n_act=n_act, h=h, c=c, io_depth=plan.io_depth, bundle=bundle, a=burst["a"], b=burst["b"],
               s_call=machine.submit_call, s_read=machine.submit_read, bw_fused=machine.bw_fused,
               bw_kernel=machine.bw_kernel, c_unit=machine.unit_overhead,
               t_pre=w.fixed_bytes / (L * machine.bw_mem) + c_layer)          # the exercise's inputs
@@ -646,11 +646,11 @@ print("real predictors cost some quality (perplexity above dense):",
 # finds is really active (precision; the rest would be wasted reads)?
 
 # %%
-inputs = [[] for _ in range(gpt.n_layers)]
+ffn_inputs = [[] for _ in range(gpt.n_layers)]
 
 
 def recording_ffn(l, h):                                # the dense FFN, keeping each layer's input
-    inputs[l].append(h)
+    ffn_inputs[l].append(h)
     return gpt.dense_ffn(l, h[None])[0]
 
 
@@ -661,7 +661,7 @@ ahead = PredictorAdapter(preds["lowrank"])
 guess_precision = []
 for l in range(gpt.n_layers - 1):
     found = []
-    for x_now, x_next in zip(inputs[l], inputs[l + 1]):
+    for x_now, x_next in zip(ffn_inputs[l], ffn_inputs[l + 1]):
         truth = set(np.flatnonzero(gpt.bundles[l + 1][:, 0] @ x_next > 0).tolist())
         guess = set(ahead(l + 1, x_now).tolist())
         found.append((len(truth & guess) / max(1, len(truth)), len(truth & guess) / max(1, len(guess))))
@@ -1229,9 +1229,10 @@ def my_layer_time(x):
 
 
 _ = check.layer_time(my_layer_time)
+assert isinstance(layer_inputs, dict), "layer_inputs must be section 2's dict of named inputs"
 try:
-    print(f"your t_layer for section 2's plan: {my_layer_time(inputs) * 1e6:.0f} us; the worked example's: "
-          f"{check.layer_time.reference(inputs) * 1e6:.0f} us")
+    print(f"your t_layer for section 2's plan: {my_layer_time(layer_inputs) * 1e6:.0f} us; the worked example's: "
+          f"{check.layer_time.reference(layer_inputs) * 1e6:.0f} us")
 except NotImplementedError:
     pass
 
