@@ -63,7 +63,9 @@ def test_stage_rows_hold_what_their_labels_say(figures):
     hatched = [b for b in figures[0].axes[0].patches if b.get_hatch()]
     assert len(hatched) == 1 and hatched[0].get_x() == pytest.approx(0.1)     # the lookup: 0.1 to 0.2 ms
     assert hatched[0].get_width() == pytest.approx(0.1)
-    assert V.LOOKUP in [t.get_text() for t in figures[0].axes[0].get_legend().get_texts()]
+    legend = [t.get_text() for t in figures[0].axes[0].get_legend().get_texts()]
+    assert legend == ["compute: predict", "compute: submit", "io: bundle read", "compute: gate", "compute: up/down",
+                      "compute: fused", "compute: wait", "compute: " + V.LOOKUP]     # worded like the rows
 
 
 def test_a_pair_shares_its_rows_and_labels_both_time_axes(figures):
@@ -80,6 +82,7 @@ def test_lane_rows_keep_their_layout(figures):
     labels = [t.get_text() for t in figures[0].axes[0].get_yticklabels()]
     assert labels == ["io 1", "io 2", "compute", "compute up/down"]
     assert not [b for b in figures[0].axes[0].patches if b.get_hatch()]    # no lookup marked
+    assert "gate_compute" in [t.get_text() for t in figures[0].axes[0].get_legend().get_texts()]   # stage names
     with pytest.raises(ValueError, match="rows"):
         V.plot_gantt(LAYER, rows="thread")
 

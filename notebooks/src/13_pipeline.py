@@ -31,8 +31,7 @@
 # **The takeaway.** Overlap can hide at most the shorter of compute and I/O: a layer takes at
 # least `max(compute, I/O)`, against `compute + I/O` with no overlap. Breaking the matrix barrier
 # lets the up/down work on neurons already in memory run under the reads; that pays when compute
-# and I/O take similar time, as on a phone (in the model of section 4, by the printed factor,
-# asserted above 1.3x). On the
+# and I/O take similar time, as on a phone (in section 4's model, asserted above 1.3×). On the
 # course VM the reads take several times longer than the compute, so the three schedules
 # measure about the same.
 #
@@ -153,57 +152,28 @@ assert all(missed)                                     # the budget is too small
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 3. The Gantt chart: where one layer's time goes
 #
-# We draw one token and one layer of the run above, in both the matrix-level and the
-# cluster-level run: the layer with the most reads over the timed tokens and a typical token
-# for it (the median number of reads in that layer, and of those tokens the median compute; the
-# cell prints which). Both engines hold the same neurons in their caches, so they read the same
-# clusters. The model of section 4 uses the same token and layer.
+# **The take-away: this layer is I/O-bound.** The compute bars are tiny next to the reads, so
+# the matrix-level and the cluster-level run end at about the same time: both wait for the
+# last read.
 #
-# **Who does what.** On 2 cores the engine runs two threads. The **compute thread** predicts,
-# looks up the cache, hands the layer's reads to the kernel itself (`submit`: the reads'
-# addresses and one or two `io_submit` calls, Linux AIO, notebook 12; where there is no kernel
-# AIO, a queue that `pread` threads take the reads from), then computes. The **I/O thread**
-# sleeps until reads complete and hands each landed cluster to the compute thread (first
-# copying it from a staging buffer into its cache row: this notebook's 3 KiB bundles sit in a
-# 4 KiB stride, so a read cannot land in the row directly).
+# We draw one token and one layer of the run above, in both runs: the layer with the most reads
+# over the timed tokens and a typical token for it (the cell prints which). Both engines hold
+# the same neurons in their caches, so they read the same clusters; section 4's model uses the
+# same token and layer. The engine runs two threads: the **compute thread** predicts, looks up
+# the cache, submits the layer's reads (`io_submit`, Linux AIO, notebook 12), then computes; the
+# **I/O thread** waits for reads to complete and hands each landed cluster over.
 #
-# **How to read the chart.** Time runs left to right, from the start of the layer.
+# **How to read the chart** (time from the start of the layer):
 #
-# * Bottom rows, `io 1`, `io 2`, ...: the reads, one bar per cluster (one read per neuron
-#   bundle in it). A bar runs from the moment the cluster's reads are submitted to the moment
-#   the last of them lands; clusters are in flight together, so each gets its own row. The
-#   dashed line marks the layer's last landing.
-# * Upper rows: the compute thread, one row per kind of work so that short bars stay visible.
-#   It does one thing at a time, so no two of its bars overlap in time.
-#   * `predict, lookup, submit, wait`: the predictor (grey); the cache lookup (hatched: it is
-#     not traced, it is the gap between the predictor and the submit); the **submit** (cyan);
-#     waiting for a read (light grey).
-#   * In every schedule the neurons already in memory form one work unit per cache region
-#     (hot, cold); each read cluster is a unit of its own.
-#   * `gate`, `up/down`: a unit computed in two steps (section 1): in the matrix-level run
-#     every unit, the in-memory ones included; in the cluster-level run the read clusters.
-#   * `fused`: the cluster-level run's in-memory units, gate and up/down in one pass.
-#
-# **What to look for.**
-#
-# * **Matrix-level:** the in-memory gates, then a wait at the barrier: no up/down before the
-#   dashed line.
-# * **Cluster-level:** the in-memory work (fused, red) right after the submit, while the reads
-#   fly; each read cluster's gate and up/down once it has landed. On the course VM most of a
-#   burst lands together near its end (notebook 12's burst profile), so the read clusters'
-#   bars sit mostly at or right of the line (the cell's last line counts how many of the read
-#   clusters' up/down started before it, on this run). They start a little after the landing (the cell prints the
-#   delay): the I/O thread hands the cluster over through a queue, and the compute thread must
-#   wake and take the GIL, which the I/O thread holds while it runs the Python that lands
-#   clusters; a thread waiting for the GIL can wait up to one switch interval, which the
-#   pipeline lowers from Python's 5 ms default to the printed value.
-# * **`io 1`.** When a batch has more than `FIRST_BATCH_READS` reads
-#   (`teachkit.sparse.flash.unit_reads`), the first cluster goes to the kernel in an
-#   `io_submit` of its own, so the disk can start on it while the rest are still being
-#   submitted, and `io 1` may land well before the others. The cell prints when each cluster
-#   landed.
-# * **The submit bar.** Compare its length with all the compute bars of the layer together;
-#   the cell prints both.
+# * `io 1`, `io 2`, ... (bottom): one bar per read cluster, from the start of the layer's submit
+#   to the landing of its last read; the dashed line is the layer's last landing.
+# * `compute: predict, lookup, submit, wait`: the predictor (grey), the untraced cache lookup
+#   (hatched), the **submit** (cyan), waiting for a read (light grey).
+# * `compute: gate`, `compute: up/down`: work in two steps (section 1), every unit in the
+#   matrix-level run, the read clusters in the cluster-level run; `compute: fused`: the
+#   cluster-level run's in-memory work (one unit per cache region) in one pass.
+# * Look for the barrier: no up/down before the dashed line in the matrix-level run; in the
+#   cluster-level run the fused work comes right after the submit, while the reads fly.
 
 # %%
 from teachkit.sparse.planner.tradeoffs import (GATE_SHARE, makespan_over_ratios, pipeline_makespans,
@@ -264,17 +234,19 @@ print(f"  in-memory batches started before the last landing: {len(early_memory)}
       f"read clusters whose up/down started before it: {len(early_reads)} of {len(read_ids)}")
 
 # %% [markdown]
-# **Submitting the reads is not free.** On the course VM, with kernel AIO, the printed submit
-# time is larger than all of the layer's compute together. The kernel does real work for each
-# read inside `io_submit` (checking the request, pinning the buffer's pages for `O_DIRECT`,
-# building a block request; on a VM, telling the hypervisor), while the layer's compute is
-# small: about a tenth of 2048 neurons, each three rows of d = 256. The submit sits on every
-# schedule's critical path: the compute thread does not compute during it. Its share of a token
-# is the "submitting" column two cells below.
+# **Notes on the chart.** A read cluster's gate starts a little after it lands (the printed
+# delay): the I/O thread first copies it from a staging buffer into its cache row (3 KiB bundles
+# in a 4 KiB stride cannot land there directly), then the compute thread must take the GIL,
+# waiting up to one switch interval (the printed value; Python's default is 5 ms). `io 1` may
+# land early: when a batch has more than `FIRST_BATCH_READS` reads, the first cluster goes to the
+# kernel in an `io_submit` of its own, so the disk starts on it sooner.
 #
-# The next cell checks, over every timed token, that only the cluster-level run started up/down
-# (or fused) work while its layer's reads were in flight; the matrix-level run computes only
-# gates then.
+# **Submitting the reads is not free.** The kernel does real work for each read inside
+# `io_submit` (checking it, pinning the buffer's pages for `O_DIRECT`; on a VM, telling the
+# hypervisor), while the layer's compute is small; the cell prints which was longer on this run.
+# The submit sits on every schedule's critical path. The next cell checks, over every timed
+# token, that only the cluster-level run started up/down (or fused) work while reads were in
+# flight.
 
 # %%
 # NBVAL_CHECK_OUTPUT
@@ -300,7 +272,8 @@ print(f"medians over {len(token_ms['cluster'])} tokens, the schedules taking tur
 print(f"largest gap between the schedules' medians {gap:.2f} ms, the tokens' own spread (widest quartile range) "
       f"{quartile_spread:.2f} ms: " + (f"{min(medians, key=medians.get)} is fastest here" if gap > quartile_spread
                               else "no order between the schedules beyond the noise"))
-print(f"so overlap can hide at most the compute, {compute:.2f} ms of a {np.median(token_ms['serial']):.2f} ms token")
+print(f"so overlap can hide at most the compute, its median over all schedules' tokens {compute:.2f} ms, "
+      f"of the serial schedule's median token {np.median(token_ms['serial']):.2f} ms")
 per_token_submit = float(np.median([row[3] for rows in lanes.values() for row in rows]))
 print(f"per token, submitting the reads took {per_token_submit / compute:.1f}x as long as computing, on this run")
 kernel_calls = {sched: float(np.median([sum(e[1] in {"gate_compute", "updown_compute", "fused_compute"} for e in events)
@@ -328,46 +301,30 @@ print("every timed token and layer: matrix calls - cluster calls = the in-memory
 #   * `matrix` does the in-memory gates, then waits at the barrier;
 #   * `cluster` runs the in-memory work (fused) while the reads fly, then each cluster as it
 #     lands.
-# * **Overlap can save at most the smaller lane**, here the compute. Its share of the token is
-#   the line "so overlap can hide at most ...".
+# * **Overlap can save at most the smaller lane**, here the compute (the line "so overlap can
+#   hide at most ...").
 # * **Every schedule pays the same fixed costs first:** the predictor, the lookup and the
-#   submit. The last line compares the submit with the compute, per token.
+#   submit (the last line compares the submit with the compute, per token).
 #
 # **Is the gap between schedules real?** The schedules take turns token by token, so they see
 # the same machine load. The line "largest gap ..." compares the gap between their medians with
-# the tokens' own spread (the widest quartile range). On the course VM, both quiet and beside a
-# CPU-bound process, the gap stayed within the spread. Which schedule comes out lowest in one
-# run is then noise: its lead is smaller than the quartile range printed beside each median.
-# (The *waiting* column can still differ between schedules: the cluster schedule spends part of
-# the wait computing in-memory work, so it waits less for a token of about the same length.)
+# the tokens' own spread (the widest quartile range) and says which held. When the gap is within
+# the spread, which schedule comes out lowest is noise. (The *waiting* column can still differ:
+# the cluster schedule spends part of the wait computing in-memory work.)
 #
 # **Reading the columns:**
 #
 # * Compute, waiting and submitting do not add up to the token: the rest is the predictor, the
 #   cache lookup and Python.
 # * The compute column differs between schedules that do the same arithmetic. Part of it is the
-#   number of kernel calls (the *kernel calls* line). In every schedule the in-memory neurons
-#   form one unit per cache region. `serial` computes each layer in one fused call per region,
-#   once everything has landed; `matrix` calls the gate and the up/down kernel for every unit,
-#   in-memory and read; `cluster` makes one fused call per in-memory unit and a gate and an
-#   up/down call per read cluster. So `matrix` makes one call more than `cluster` per in-memory
-#   unit (asserted per token and layer). The rest is not arithmetic either: calls this
-#   short are mostly fetching their weights from memory into the CPU's caches, so their time
-#   depends on what ran before them on the core. Read the column per schedule, not as a ranking.
-# * The fused work here is small, so it runs on the compute thread alone: a second thread
-#   would cost more to wake than it saves (see `kernels.SERIAL_BELOW_BYTES`). Its wall time
-#   still stretches when the I/O thread needs the same core.
+#   number of kernel calls: `serial` makes one fused call per cache region, `matrix` a gate and
+#   an up/down call per unit, `cluster` one fused call per in-memory unit and two per read
+#   cluster, so `matrix` makes one call more than `cluster` per in-memory unit (asserted). The
+#   rest: calls this short mostly fetch their weights into the CPU's caches, so their time
+#   depends on what ran before them. Read the column per schedule, not as a ranking.
 #
-# **The start of each layer is idle for the disk.** No read is in flight while the predictor
-# and the lookup run (and, in a full model, attention), because nothing is known to be missing
-# before the prediction. Predicting the next layer's neurons early (a *look-ahead*) would let
-# reads start sooner. The engine can do it (`EngineConfig(lookahead=True)`); notebook 14
-# measures whether it pays.
-#
-# **When the cluster pipeline does pay off:** when compute and I/O take similar time, e.g. a
-# big model with a high hit rate. Then a layer's *makespan* (the time until its last piece of
-# work ends) is about `max(compute, I/O)` instead of `compute + I/O`. The exercise below
-# computes this makespan; notebook 14 measures the whole ladder of ideas on a larger model.
+# **Reads could start sooner:** no read is in flight while the predictor and the lookup run;
+# notebook 14 measures a look-ahead (`EngineConfig(lookahead=True)`) that predicts early.
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 4. When the cluster pipeline wins: the same layer on a phone-like machine (SIMULATED)
@@ -378,28 +335,20 @@ print("every timed token and layer: matrix calls - cluster calls = the in-memory
 # time. The model's numbers are SIMULATED, not measured.
 #
 # The model has two lanes (the predictor, lookup and submit are left out: every schedule pays
-# them alike):
-#
-# * one **I/O lane** that delivers the read clusters one after another, in the order they
-#   landed;
-# * one **compute lane** for the in-memory work and each read cluster's gate and up/down.
-#
-# It schedules them three ways:
+# them alike): one **I/O lane** that delivers the read clusters one after another, and one
+# **compute lane**. It gives each schedule's **makespan**, the time until the layer's last work
+# ends:
 #
 # * serial: all reads, then all compute;
 # * matrix: the in-memory gates overlap the reads; a barrier at the end of the gate matrix;
-#   then the read clusters' gates and every up/down, the in-memory ones included (what the
-#   engine's `matrix` schedule does; the gate is taken as a third of a neuron's work);
+#   then the read clusters' gates and every up/down (the gate is taken as a third of a
+#   neuron's work);
 # * cluster: the in-memory work overlaps the reads; each read cluster is computed as soon as it
 #   has landed and the compute lane is free.
 #
-# The next cell changes two things:
-#
-# * **how long the compute is next to the I/O:** as measured here, or every compute stage
-#   slowed until compute = I/O, the regime PowerInfer-2 was built for (a phone's CPU against
-#   its flash);
-# * **how the reads land:** as measured (here most of a burst lands near its end), or one by
-#   one, evenly spread over the same burst.
+# The next cell sets the compute as measured here, or slows every compute stage until
+# compute = I/O, the regime PowerInfer-2 was built for (a phone's CPU against its flash). The
+# reads land one by one, evenly over the measured burst.
 
 # %%
 st = per_token[k]                                      # the token and layer drawn above
@@ -420,77 +369,37 @@ for landing, reads in landings.items():
         makespan[landing, name] = {s: float(sweep[s][j]) for s in ("matrix", "cluster")}
         gain[landing, name] = sweep["matrix"][j] / sweep["cluster"][j]
 for name, ratio_ci in ratios.items():
-    for landing in landings:
-        print(f"  compute/I-O {ratio_ci:4.2f} ({name}), reads landing {landing:11s}: matrix / cluster makespan "
-              f"{gain[landing, name]:.2f}x")
-assert gain[ONE_BY_ONE, "phone-like"] > 1.3 and gain[ONE_BY_ONE, "phone-like"] >= gain[ONE_BY_ONE, "measured"]
-assert all(g >= 1.0 - 1e-9 for g in gain.values())     # the cluster schedule never loses in the model
-saved = len(X) * (makespan["as measured", "measured"]["matrix"] - makespan["as measured", "measured"]["cluster"])
-print(f"at this machine's ratio the model saves about {len(X)} layers x {saved / len(X):.3f} ms = {saved:.3f} ms per "
-      f"token; the measured tokens' spread (widest quartile range, section 3) is {quartile_spread:.2f} ms: the saving is "
-      + ("below" if saved < quartile_spread else "not below") + " the spread on this run")
-
-# %% [markdown]
-# **Why the landing pattern hardly matters here.** The next cell looks at the cluster schedule
-# at compute = I/O: how long the in-memory work holds the compute lane, and how many clusters
-# have landed by then under each pattern.
-
-# %%
-# in the cluster schedule the in-memory work comes first
-scale = io_ms / total_compute                          # compute = I/O
-memory_done = scale * st["in_memory_ms"]
-landed = {landing: int(np.sum(np.cumsum(reads) <= memory_done + 1e-12)) for landing, reads in landings.items()}
-print(f"phone-like, cluster schedule: the in-memory work alone holds the compute lane until {memory_done:.3f} ms, "
-      f"{memory_done / io_ms:.2f} of the {io_ms:.3f} ms burst; by then "
-      + " and ".join(f"{landed[landing]} of {n_reads} clusters have landed {landing}" for landing in landings))
-moved = max(abs(makespan["as measured", name]["cluster"] - makespan[ONE_BY_ONE, name]["cluster"]) for name in ratios)
-print(f"  the landing pattern can move the cluster makespan by at most the read clusters' own compute, "
-      f"{scale * read_compute:.3f} ms (of {makespan[ONE_BY_ONE, 'phone-like']['cluster']:.3f} ms); here it moved it by "
-      f"{moved:.3f} ms at most; the matrix makespan not at all")
-for name, ratio_ci in ratios.items():
+    print(f"  compute/I-O {ratio_ci:4.2f} ({name}): matrix / cluster makespan {gain[ONE_BY_ONE, name]:.2f}x")
     a, b = makespan["as measured", name], makespan[ONE_BY_ONE, name]
     assert abs(a["matrix"] - b["matrix"]) < 1e-9        # the barrier waits for the last landing, however they land
     assert abs(a["cluster"] - b["cluster"]) <= ratio_ci * io_ms / total_compute * read_compute + 1e-9
-
+print("  reads landing as measured instead: the same gains, to within "
+      f"{max(abs(gain['as measured', n] - gain[ONE_BY_ONE, n]) for n in ratios):.2f}x")
+assert gain[ONE_BY_ONE, "phone-like"] > 1.3 and gain[ONE_BY_ONE, "phone-like"] >= gain[ONE_BY_ONE, "measured"]
+assert all(g >= 1.0 - 1e-9 for g in gain.values())     # the cluster schedule never loses in the model
+saved = len(X) * (makespan[ONE_BY_ONE, "measured"]["matrix"] - makespan[ONE_BY_ONE, "measured"]["cluster"])
+print(f"at this machine's ratio the model saves about {len(X)} layers x {saved / len(X):.3f} ms = {saved:.3f} ms per "
+      f"token; the measured tokens' spread (widest quartile range, section 3) is {quartile_spread:.2f} ms: the saving is "
+      + ("below" if saved < quartile_spread else "not below") + " the spread on this run")
 # with nothing in memory (a cold cache), every compute waits on its read: then the landing pattern matters
 cold = {landing: pipeline_makespans(reads, [io_ms / n_reads] * n_reads) for landing, reads in landings.items()}
-print("nothing in memory, compute = I/O spread evenly over the clusters: " + ", ".join(
-    f"reads landing {landing}: matrix / cluster {m['matrix'] / m['cluster']:.2f}x" for landing, m in cold.items())
-    + " (on this run)")
+print("cold cache (nothing in memory), compute = I/O: matrix / cluster " + ", ".join(
+    f"{m['matrix'] / m['cluster']:.2f}x with reads landing {landing}" for landing, m in cold.items()))
 assert n_reads >= 2 and cold[ONE_BY_ONE]["matrix"] / cold[ONE_BY_ONE]["cluster"] > 1.3   # 2n/(n+1) for n reads
 
 # %% [markdown]
-# **What the model shows.**
+# **What the model shows.** The gain needs a compute as long as the I/O: at this machine's ratio
+# the cluster schedule hides only the in-memory up/down, a fraction of a small compute, and per
+# token that saving is compared with the measured tokens' spread in the printed line; at
+# compute = I/O the matrix schedule must do the in-memory up/down after the barrier, the cluster
+# schedule does it under the reads. How the reads land hardly matters here: the cluster schedule
+# runs the in-memory work (most of the compute, the printed share) first, and the matrix barrier
+# waits for the last landing either way. Landing matters with a cold cache (the last line),
+# where every compute waits on its read and reads landing one by one let the cluster schedule
+# compute each cluster while the next is in flight.
 #
-# * **The gain needs a compute as long as the I/O.** At this machine's ratio the cluster schedule
-#   can hide only the in-memory up/down, a fraction of a small compute. At compute = I/O
-#   (phone-like) the same move hides far more: the matrix schedule must do the in-memory up/down
-#   after the barrier, the cluster schedule does it under the reads.
-# * **What the model's saving means for a token.** At this machine's ratio the model still
-#   gives the cluster schedule a gain (the first table rows), but it leaves out the predictor,
-#   the lookup and the submit, which every schedule pays alike. Per token its saving is the
-#   printed few layers' worth of in-memory up/down, below the run-to-run spread of the measured
-#   tokens on this run (printed): the measurement cannot see it.
-# * **How the reads land hardly matters in this layer.** The two landing patterns give about
-#   the same gain at each ratio (compare the rows). Most of the compute is on neurons already in
-#   memory (the printed share), and the cluster schedule runs it first, so at compute = I/O it
-#   keeps the compute lane busy until late in the burst (the printed fraction); after that only
-#   the read clusters' own compute is left, which bounds how far the landing pattern can move
-#   the cluster makespan (printed and asserted). The matrix makespan does not move at all: its
-#   barrier waits for the last landing either way.
-# * **Where landing does matter:** when the compute waits on the reads. With nothing in memory
-#   (the last line), reads landing one by one let the cluster schedule compute each cluster
-#   while the next is in flight, while a burst that lands at its end leaves it idle until then.
-#
-# **The phone-like case, drawn.** The model's schedule at compute = I/O, reads landing one by
-# one:
-#
-# * this layer's measured stage times, every compute stage slowed by the same factor so that
-#   compute equals I/O;
-# * the reads landing one by one, one at a time on the I/O lane.
-#
-# The two charts are SIMULATED from the model, not measured: each block of compute sits where
-# the model puts it.
+# **The phone-like case, drawn** (SIMULATED from the model, not measured): this layer's stage
+# times with every compute stage slowed so that compute = I/O, the reads landing one by one.
 
 # %%
 slow = io_ms / total_compute                           # every compute stage this many times slower
@@ -517,20 +426,29 @@ viz.plot_gantt_pair(pipeline_schedule(**phone, schedule="matrix", layer=busiest)
 # %% [markdown]
 # In the simulated charts the matrix schedule idles from the end of its in-memory gates to the
 # barrier, then does all the rest; the cluster schedule keeps its compute lane busy while the
-# reads arrive and ends shortly after the last one lands. Compare the measured charts of
-# section 3: there the compute bars are short next to the reads, which is why the same two
-# schedules end at nearly the same time on this machine.
+# reads arrive.
 #
-# The slider below moves the compute/I-O ratio over the measured stage times, reads landing one
-# by one (a static figure when no front end is attached). The grey vertical line is the
-# slider's value; it starts at the measured ratio. Look at the gap between the matrix-level
-# and the cluster-level curve: it is widest near compute = I/O and closes at both ends, where
-# one lane is so much longer that it alone sets the makespan.
+# The slider below moves the compute/I-O ratio over this layer's stage times, reads landing one
+# by one (a static figure without a front end; the grey line is the slider's value, starting
+# at the measured ratio). The cluster curve lies on the bound `max(compute, I/O)` almost
+# everywhere (the cell prints how far above it it gets). The matrix curve sits above it until
+# the two meet where the in-memory gates alone outlast the reads (the printed ratio), so the
+# matrix schedule no longer waits at its barrier.
 
 # %%
 # NBVAL_IGNORE_OUTPUT
 from teachkit import widgets
+from teachkit.widgets.sparse import RATIOS             # the slider's range
 
+curves = makespan_over_ratios(landings[ONE_BY_ONE], st["compute_ms"], st["in_memory_ms"], RATIOS)
+above = curves["cluster"] / curves["bound"] - 1
+meet = total_compute / (GATE_SHARE * st["in_memory_ms"])   # the ratio where the in-memory gates take as long as the reads
+same = np.isclose(curves["matrix"], curves["cluster"], rtol=1e-9, atol=0)
+assert np.array_equal(same, RATIOS >= meet * (1 - 1e-9))   # the model's curves meet exactly there
+print(f"cluster curve: at most {above.max():.0%} above the bound (at compute/I-O {RATIOS[above.argmax()]:.2f}), "
+      f"within 5% of it at {np.mean(above < 0.05):.0%} of the slider's ratios")
+print(f"matrix and cluster curves meet from compute/I-O {meet:.2f} up"
+      + ("" if meet <= RATIOS[-1] else " (beyond the slider's range)"))
 widgets.makespan_widget(landings[ONE_BY_ONE], st["compute_ms"], st["in_memory_ms"])
 
 # %% [markdown] slideshow={"slide_type": "slide"}
@@ -567,24 +485,42 @@ for unit in ("bundle", "split"):
                 y = eng(l, X[l][t])
                 assert np.allclose(y, dense_ffn_ref(stack.bundles[l], X[l][t], True), atol=1e-4)
             eng.end_token()
-        read[unit] = (eng.pipe.bytes_read, eng.pipe.n_reads)
-weights = {"bundle": read["bundle"][1] * spec.payload_bytes(),   # each read: 3 KiB of weights in a 4 KiB stride
-           "split": read["split"][0]}                               # 1 KiB gate, 2 KiB up/down reads: no padding
-for unit, (b, n) in read.items():
-    print(f"{unit:6s}: {b / 2**20:6.2f} MiB in {n} reads, of it {weights[unit] / 2**20:6.2f} MiB of weights "
-          f"and {(b - weights[unit]) / 2**20:5.2f} MiB of padding")
-print(f"padding saved by split: {(read['bundle'][0] - weights['bundle']) / 2**20:.2f} MiB; weights saved by "
-      f"skipping the up/down of neurons whose gate did not fire: {(weights['bundle'] - weights['split']) / 2**20:.2f} MiB")
-print("split reads fewer bytes:", read["split"][0] < read["bundle"][0], "| but more reads:", read["split"][1] > read["bundle"][1])
+        h = eng.cache.history                          # one record per token
+        read[unit] = {"bytes": eng.pipe.bytes_read, "reads": eng.pipe.n_reads, "hot": sum(r["hot_bytes_in"] for r in h),
+                      "cold": sum(r["cold_bytes_in"] for r in h), "misses": sum(r["cold_misses"] for r in h)}
+MiB, payload, gate_b, updown_b = 2**20, spec.payload_bytes(), spec.d * 4, 2 * spec.d * 4   # 3 KiB, 1 KiB, 2 KiB
+b, sp = read["bundle"], read["split"]
+assert len(h) == 16 and b["hot"] == sp["hot"]          # hot clusters are read whole (4 KiB a neuron) in both modes
+M, G = b["misses"], sp["misses"]                       # one 4 KiB read (bundle) or one gate read (split) per cold miss
+U, rest = divmod(sp["cold"] - G * gate_b, updown_b)    # split: the rest of its cold bytes are up/down reads
+assert b["cold"] == M * spec.stride and rest == 0 and sp["reads"] == sp["hot"] // spec.stride + G + U
+print(f"both  : {b['hot'] / MiB:.2f} MiB of hot clusters, read whole")
+print(f"bundle: {b['bytes'] / MiB:5.2f} MiB in {b['reads']} reads; cold: M = {M} misses, a 4 KiB read each")
+print(f"split : {sp['bytes'] / MiB:5.2f} MiB in {sp['reads']} reads; cold: G = {G} gate reads (1 KiB), "
+      f"U = {U} up/down reads (2 KiB)")
+parts = {"padding (M x 1 KiB)": M * (spec.stride - payload), "skipped up/down ((G - U) x 2 KiB)": (G - U) * updown_b,
+         "misses ((M - G) x 3 KiB)": (M - G) * payload}
+assert sum(parts.values()) == b["bytes"] - sp["bytes"]
+print(f"bundle - split = {(b['bytes'] - sp['bytes']) / MiB:.2f} MiB = "
+      + " + ".join(f"{name} {v / MiB:.2f} MiB" for name, v in parts.items()))
+print(f"split had {'fewer' if G < M else 'more' if G > M else 'as many'} cold misses than bundle | "
+      f"split reads fewer bytes: {sp['bytes'] < b['bytes']} | but more reads: {sp['reads'] > b['reads']}")
 
 # %% [markdown]
 # Fewer bytes, more (smaller) reads: whether that pays depends on the I/O profile of
 # notebook 12, which is why the planner (notebook 14) chooses the read unit per machine. The
-# saving has two parts, printed apart: padding (a whole-bundle read takes the 4 KiB stride, the
-# two phases read 1 KiB of gate and 2 KiB of up/down), and the up/down rows of neurons whose
-# gate did not fire. The second phase is a second round trip to the disk, which the planner
-# charges as a second burst.
-# The outputs stay exact: a false positive only costs I/O, never accuracy.
+# difference has three parts, printed apart:
+#
+# * **padding:** a bundle read takes the 4 KiB stride; split reads 1 KiB and 2 KiB pieces, so its
+#   cold reads carry no padding by construction (counted, not measured);
+# * **skipped up/down:** a neuron whose gate did not fire gets no up/down read;
+# * **misses:** after the gate read, split mode drops the neurons whose gate did not fire from
+#   the cache (`invalidate_cold`: a half-read bundle must not stay cached); bundle mode keeps
+#   them. A kept false positive takes a slot from another neuron, but may fire in a later token
+#   and hit; the part's sign says which won on this run (negative: split missed more).
+#
+# The second phase is a second round trip to the disk, which the planner charges as a second
+# burst. The outputs stay exact: a false positive only costs I/O, never accuracy.
 #
 # ## 6. A failed read stops the pipeline, with an error, in bounded time
 #

@@ -236,13 +236,24 @@ def _gantt(ax, events, title, layers=None, rows: str = "lane", row_names=None, o
     ax.grid(False)
 
 
-def _legend(ax, stages, lookup: bool = False):
-    """The stages' colours, outside the axes on the right, so no bar is hidden under it."""
+def _stage_label(stage: str, lane: str) -> str:
+    """rows="stage": a stage's legend name, worded like its row (``compute: gate``, ``io: bundle read``)."""
+    if lane == "compute":
+        return STAGE_ROWS.get(stage, "compute: " + stage).split("\n")[0]
+    return f"{lane}: {stage.replace('_', ' ')}"
+
+
+def _legend(ax, stages, lookup: bool = False, events=None):
+    """The stages' colours, outside the axes on the right, so no bar is hidden under it.
+    ``events`` (rows="stage"): name each stage like its row (:func:`_stage_label`)."""
     from matplotlib.patches import Patch
 
-    handles = [Patch(color=STAGE_COLORS.get(s, "k"), label=s) for s in stages]
+    lane = {e.stage: e.lane for e in events} if events is not None else {}
+    handles = [Patch(color=STAGE_COLORS.get(s, "k"), label=_stage_label(s, lane[s]) if s in lane else s)
+               for s in stages]
     if lookup:
-        handles.append(Patch(facecolor="none", edgecolor="0.45", hatch="////", label=LOOKUP))
+        handles.append(Patch(facecolor="none", edgecolor="0.45", hatch="////",
+                             label="compute: " + LOOKUP if events is not None else LOOKUP))
     ax.legend(handles=handles, fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0,
               title="stage", title_fontsize=7)
 
@@ -264,7 +275,8 @@ def plot_gantt(events, title: str = "one layer, stage by stage", layers=None, ro
         ev = _events(events, layers)
         _fit_rows(fig, len(set(_row_names(ev, rows).values())))
     _gantt(ax, events, title, layers, rows)
-    _legend(ax, _stages(events, layers), lookup=rows == "stage" and bool(_lookup_gaps(_events(events, layers))))
+    _legend(ax, _stages(events, layers), lookup=rows == "stage" and bool(_lookup_gaps(_events(events, layers))),
+            events=_events(events, layers) if rows == "stage" else None)
     show(fig)
 
 
@@ -286,7 +298,7 @@ def plot_gantt_pair(left, right, titles=("matrix-level pipeline", "cluster-level
         _gantt(ax, ev, ti, None, rows, row_names, other, io_row)
         ax.tick_params(labelbottom=True)
     lookup = rows == "stage" and bool(_lookup_gaps(left) or _lookup_gaps(right))
-    _legend(axes[0], _stages(left + right, None), lookup)
+    _legend(axes[0], _stages(left + right, None), lookup, left + right if rows == "stage" else None)
     show(fig)
 
 
