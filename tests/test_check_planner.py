@@ -1,16 +1,16 @@
-"""check.layer_time (notebook 14): the planner's pipelined t_layer, checked against plan.predict."""
+"""check.enough_io_depth (notebook 14): how many reads in flight the planner's cost model can use."""
 
 import pytest
 
 import teachkit.check as check
 from teachkit.check import planner
 
-EX = check.layer_time
+EX = check.enough_io_depth
 EXPECTED = {
-    "adds the lanes instead of taking the longer": "the hand case",
-    "forgets t_submit": "the hand case",
-    "forgets the tail (the landed clusters' compute)": "the hand case",
-    "QD = io_depth, ignoring the cluster size": "the hand case",
+    "ignores the cluster size (QD = max(io_depth, c))": "a cluster covers the misses",
+    "returns QD, not io_depth": "a cluster covers the misses",
+    "rounds the misses down": "the hand case",
+    "counts the active neurons, not the misses": "the hand case",
 }
 
 
@@ -21,33 +21,32 @@ def test_each_wrong_answer_is_rejected(label):
     assert EXPECTED[label] in result.failed_property
 
 
-@pytest.mark.parametrize("label,prop", [
-    ("adds the lanes instead of taking the longer", "max(compute lane, I/O lane)"),
-    ("forgets t_submit", "plan.predict"),
-    ("forgets the tail (the landed clusters' compute)", "plan.predict"),
-    ("QD = io_depth, ignoring the cluster size", "QD = max(io_depth, c)"),
-])
-def test_each_wrong_answer_breaks_its_own_property(label, prop):
-    """Run alone, the property that names the bug rejects it too."""
-    [(desc, run)] = [p for p in EX.properties if prop in p[0]]
+@pytest.mark.parametrize("label", sorted(EXPECTED))
+def test_each_wrong_answer_fails_the_brute_force_search_too(label):
+    """The search over io_depth through plan.predict, run alone, rejects every slip as well."""
+    [(desc, run)] = [p for p in EX.properties if "brute-force" in p[0]]
     with pytest.raises(AssertionError):
         run(EX.wrong_answers[label])
 
 
-def test_the_reference_is_plan_predict():
-    for seed in range(20):
+def test_the_reference_is_the_brute_force_search():
+    for seed in range(30):
         x, *rest = planner.random_inputs(seed)
-        assert abs(EX.reference(x) - planner.predict_t_layer(x, *rest)) <= 1e-9 * EX.reference(x)
+        assert EX.reference(x) == planner.searched_depth(x, *rest), seed
 
 
-def test_the_sum_answer_is_told_to_take_the_max():
-    result = EX(EX.wrong_answers["adds the lanes instead of taking the longer"], quiet=True)
-    assert "the hand case" in result.failed_property
-    probe = check.Exercise(name="layer_time_probe", reference=EX.reference, properties=EX.properties[1:2],
-                                 wrong_answers={}, hints=EX.hints)
-    assert "LONGER" in probe(EX.wrong_answers["adds the lanes instead of taking the longer"], quiet=True).message
+def test_the_search_sees_both_cases():
+    """Random inputs cover misses a cluster covers (answer 1) and misses beyond it."""
+    answers = [EX.reference(planner.random_inputs(seed)[0]) for seed in range(30)]
+    assert 1 in answers and any(a > 16 for a in answers)
+
+
+def test_returning_qd_is_told_so():
+    result = EX(EX.wrong_answers["returns QD, not io_depth"], quiet=True)
+    assert "not io_depth" in result.message
 
 
 def test_a_non_number_is_named():
-    result = EX(lambda x: [1.0], quiet=True)
-    assert not result.passed and "a float" in result.message
+    result = EX(lambda x: [1], quiet=True)
+    assert not result.passed and "an int" in result.message
+    assert not EX(lambda x: 50.5, quiet=True).passed

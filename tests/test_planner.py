@@ -8,7 +8,7 @@ import pytest
 from teachkit.sparse.flash.aio import BYTES_PER_SLOT
 from teachkit.sparse.flash.unit_reads import JobTable
 from teachkit.sparse.flash.format import FlashSpec
-from teachkit.sparse.planner.plan import MachineProfile, choose_plan, predict, profile_model
+from teachkit.sparse.planner.plan import MachineProfile, choose_plan, explain, predict, profile_model
 
 IO = {"random": {4096: {1: 50e6, 4: 150e6}, 16384: {1: 150e6, 4: 500e6}, 65536: {1: 500e6, 4: 1e9}}}
 SPEC = FlashSpec(n_layers=2, n_neurons=256, n_mats=3, d=256)
@@ -48,6 +48,16 @@ def test_plan_fits_the_budget_and_holds_a_layer():
     assert plan.predicted_tok_s == pytest.approx(plan.terms["tok_s"])
     with pytest.raises(ValueError, match="no plan fits"):
         choose_plan(SPEC, mp, MACHINE, 500_000, fixed, extra)
+
+
+def test_explain_prints_the_reads_the_engine_has_in_flight():
+    """The staging rows hold a whole cluster: io_depth 1 with clusters of 16 is 16 reads in flight."""
+    plan = choose_plan(SPEC, _profile(), MACHINE, 1_200_000, 100_000, 10_000, io_depth=(1,))
+    assert plan.io_depth == 1 and plan.cluster_size > 1
+    text = explain(plan)
+    assert f"{plan.cluster_size} reads in flight (io_depth 1)" in text
+    deep = replace(plan, io_depth=4 * plan.cluster_size)
+    assert f"{4 * plan.cluster_size} reads in flight (io_depth {4 * plan.cluster_size})" in explain(deep)
 
 
 def test_cost_model_terms_are_consistent():

@@ -334,10 +334,12 @@ def calibrate_layer_overhead(time_token, tokens, model_token_s: float, n_layers:
 
 
 def explain(plan: Plan) -> str:
+    """The plan in words. Reads in flight are the engine's: its staging rows hold at least one
+    cluster, so ``max(io_depth, cluster_size)`` reads go out at once, as the cost model prices them."""
     t = plan.terms
     return (f"plan: {plan.hot_neurons} hot neurons/layer in clusters of {plan.cluster_size} "
             f"({plan.hot_slots} hot clusters), {plan.cold_slots} cold slots, read unit '{plan.read_unit}', "
-            f"{plan.io_depth} reads in flight\n"
+            f"{max(plan.io_depth, plan.cluster_size)} reads in flight (io_depth {plan.io_depth})\n"
             f"  replayed hit rate {plan.hit_rate:.3f}, {t['misses_per_token']:.0f} misses/token\n"
             f"  per token: attention + predictor + c_layer {t['t_fixed'] * 1e3:.2f} ms, submitting reads "
             f"{t.get('t_submit', 0.0) * 1e3:.2f} ms, compute {t['t_compute'] * 1e3:.2f} ms, I/O {t['t_io'] * 1e3:.2f} ms; "
