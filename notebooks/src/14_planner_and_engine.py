@@ -66,9 +66,9 @@ workdir = Path(tempfile.mkdtemp(prefix="nb14_"))
 #
 # **Take-away.** The cost model runs on measured inputs, not assumed ones: RAM bandwidth,
 # random reads by size and queue depth, the time of a *burst* of reads (notebook 12), and the
-# sparse kernels' speed with their fixed cost per work unit. Reads from flash come in MB/s,
-# RAM and kernels in GB/s (the printed lines say how far apart here), and where a table lives,
-# L3 or RAM, moves the kernels' speed.
+# sparse kernels' speed with their fixed cost per work unit. Reads from flash are printed in
+# MB/s, RAM and kernels in GB/s: compare them to see how far apart they lie here. Where a
+# table lives, L3 or RAM, moves the kernels' speed.
 #
 # All are measured now, on this machine, so they vary between runs; the planner gets them as
 # one `MachineProfile`. The bursts are of 8 KiB reads: a bundle of this workload is 6144 B of
@@ -119,8 +119,8 @@ print("a burst of k 8 KiB reads:", ", ".join(f"{k}: {t * 1e3:.2f} ms" for k, t i
 # Read the arrow line. Where the engine-sized table was read faster than the large one, the
 # L3 served it; where it was not, the table shared the L3 with everything else running. Where
 # the fused kernel's ratios to the memory bandwidth are below 1, it is bound by its own work
-# per row (index, multiply-add, scatter), not by RAM: the L3 only narrows its gap to the
-# memory bandwidth, and a ratio above 1 means the kernel read the cache.
+# per row (the gather, two dot products and a scaled add), not by RAM: the L3 only narrows its
+# gap to the memory bandwidth. A ratio above 1 means the kernel read the cache.
 #
 # **Why the engine uses the fused kernel even when it measured slower.** The fused kernel
 # splits its work over both cores and ends when its slower half does, so when another program
