@@ -316,12 +316,14 @@ print("every timed token and layer: matrix calls - cluster calls = the in-memory
 #
 # * Compute, waiting and submitting do not add up to the token: the rest is the predictor, the
 #   cache lookup and Python.
-# * The compute column differs between schedules that do the same arithmetic. Part of it is the
-#   number of kernel calls: `serial` makes one fused call per cache region, `matrix` a gate and
-#   an up/down call per unit, `cluster` one fused call per in-memory unit and two per read
-#   cluster, so `matrix` makes one call more than `cluster` per in-memory unit (asserted). The
-#   rest: calls this short mostly fetch their weights into the CPU's caches, so their time
-#   depends on what ran before them. Read the column per schedule, not as a ranking.
+# * The compute column differs between schedules that do the same arithmetic. The call counts
+#   explain why `serial` is lowest: it makes one fused call per cache region, where `matrix`
+#   makes a gate and an up/down call per unit and `cluster` one fused call per in-memory unit
+#   and two per read cluster (so `matrix` makes one call more than `cluster` per in-memory unit,
+#   asserted). They do not order `matrix` and `cluster`: there, calls this short mostly fetch
+#   their weights into the CPU's caches, and `cluster`'s calls run while the I/O thread is busy,
+#   so their time depends on what ran beside and before them. Read the column per schedule,
+#   not as a ranking.
 #
 # **Reads could start sooner:** no read is in flight while the predictor and the lookup run;
 # notebook 14 measures a look-ahead (`EngineConfig(lookahead=True)`) that predicts early.
