@@ -82,7 +82,7 @@ def test_a_learner_returning_an_integer_tensor_reads_the_library_message():
 
 
 @pytest.mark.parametrize("name,label,says", [
-    ("decode_bound", "min instead of max: 1/min(t_mem, t_io)", "1/min(t_mem, t_io)"),
+    ("decode_bound", "min instead of max: satisfies one lane only", "1/min(t_mem, t_io)"),
     ("sparse_ffn_parallel", "reads the down row even when h = 0", "the NaN reached the output"),
     ("bundle_offset", "stride off by one: (payload + align) // align * align", "expected 4480, got 4672"),
     ("lru_step", "mutates the caller's list", "changed its input list"),

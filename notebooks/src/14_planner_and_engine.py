@@ -23,11 +23,10 @@
 # The way there: (1) an **offline planner** that profiles the machine and the model and
 # chooses the plan (hot-set size, cache split, cluster size, read unit, reads in flight) under
 # a memory budget, with its cost model written out and its prediction checked; (2) the
-# **polymorphic engine** (PowerInfer-2's name for an engine that runs each phase in its own
-# way) on the trained language model of notebook 10, exact with an oracle predictor, and what
-# the real predictors cost in quality; (3) the **baselines** in one run with the same weights,
-# budget and tokens: dense in RAM, llama.cpp-style mmap, a tuned dense streamer, an
-# LLM-in-a-flash-style engine, the ablation ladder and a budget sweep.
+# **polymorphic engine** (section 3) on the trained language model of notebook 10, exact with
+# an oracle predictor, and what the real predictors cost in quality; (3) the **baselines** in
+# one run with the same weights, budget and tokens: dense in RAM, llama.cpp-style mmap, a tuned
+# dense streamer, an LLM-in-a-flash-style engine, the ablation ladder and a budget sweep.
 #
 # Throughput experiments use **SYNTHETIC** LLaMA-shaped layers (random weights, labelled),
 # driven by **oracle active sets**: a `TracePredictor` pays the real cost of a low-rank
@@ -36,6 +35,7 @@
 
 # %%
 import json
+import os
 import tempfile
 import time
 from dataclasses import replace
@@ -98,34 +98,36 @@ bw_fused_ram = kernel_bandwidth(d=512, n=2048, n_act=200, table_bytes=big_table,
 c_unit = unit_overhead(512)
 machine = MachineProfile(io=io, bw_mem=max(bw_mem, bw_mem2), bw_kernel=bw_kernel, bw_fused=bw_fused, unit_overhead=c_unit)
 print(f"memory bandwidth (256 MiB, from RAM): {bw_mem / 1e9:.1f} GB/s (1 thread), {bw_mem2 / 1e9:.1f} GB/s (2 threads)")
-fits = 0 < table <= llc
+in_llc = 0 < table <= llc
 print(f"last-level cache: {llc / 2**20:.0f} MiB; the engine's {table >> 20} MiB "
-      f"{'fits in it' if fits else 'does not fit in it' if llc else 'against an unknown cache size'}")
+      f"{'fits in it' if in_llc else 'does not fit in it' if llc else 'against an unknown cache size'}")
 print(f"kernels on a {table >> 20} MiB table (the planner's figures): stage kernels {bw_kernel / 1e9:.1f} GB/s "
       f"(one core), fused kernel {bw_fused / 1e9:.1f} GB/s (both cores); {c_unit * 1e6:.1f} us per work unit")
 print(f"fused kernel on a {big_table >> 20} MiB table (from RAM): {bw_fused_ram / 1e9:.1f} GB/s")
 l3_helped = bw_fused > 1.1 * bw_fused_ram                      # 10%: more than the run-to-run noise
 print(f"-> the {table >> 20} MiB table {'was' if l3_helped else 'was not'} read faster than the large one "
       f"({bw_fused / bw_fused_ram:.2f}x); the fused kernel against the memory bandwidth: {bw_fused / machine.bw_mem:.2f}x "
-      f"on the {table >> 20} MiB table, {bw_fused_ram / machine.bw_mem:.2f}x on the {big_table >> 20} MiB one; "
-      f"fused / one-core stage kernels {bw_fused / bw_kernel:.2f}x")
+      f"on the {table >> 20} MiB table, {bw_fused_ram / machine.bw_mem:.2f}x on the {big_table >> 20} MiB one; the "
+      f"one-core stage kernels {bw_kernel / machine.bw_mem:.2f}x; fused / stage kernels {bw_fused / bw_kernel:.2f}x")
+print(f"1-minute load average now: {os.getloadavg()[0] if hasattr(os, 'getloadavg') else float('nan'):.2f} "
+      f"on {os.cpu_count()} vCPUs (nan: this OS does not say)")
 for size, row in io["random"].items():
     print(f"random {size // 1024:4d} KiB: " + "  ".join(f"QD{q} {v / 1e6:7.1f} MB/s" for q, v in row.items()))
-b = io["burst"]
-print("a burst of k 8 KiB reads:", ", ".join(f"{k}: {t * 1e3:.2f} ms" for k, t in zip(b["k"], b["seconds"])),
-      f"-> a = {b['a'] * 1e6:.0f} us, b = {b['b'] * 1e6:.1f} us per read")
+burst = io["burst"]
+print("a burst of k 8 KiB reads:", ", ".join(f"{k}: {t * 1e3:.2f} ms" for k, t in zip(burst["k"], burst["seconds"])),
+      f"-> a = {burst['a'] * 1e6:.0f} us, b = {burst['b'] * 1e6:.1f} us per read")
 
 # %% [markdown]
 # Read the arrow line. Where the engine-sized table was read faster than the large one, the
 # L3 served it; where it was not, the table shared the L3 with everything else running. Where
-# the fused kernel's ratios to the memory bandwidth are below 1, it is bound by its own work
-# per row (the gather, two dot products and a scaled add), not by RAM: the L3 only narrows its
-# gap to the memory bandwidth. A ratio above 1 means the kernel read the cache.
+# the one-core stage kernels reach a higher share of the memory bandwidth than the fused
+# kernel on both cores, the fused kernel's shortfall is not RAM's doing.
 #
 # **Why the engine uses the fused kernel even when it measured slower.** The fused kernel
-# splits its work over both cores and ends when its slower half does, so when another program
-# or the engine's own I/O thread holds the second vCPU it can lose to the one-core stage
-# kernels (the last ratio). The cluster schedule always computes the in-memory work fused, so
+# splits its work over both cores and ends when its slower half does. Two likely causes when
+# it loses to the stage kernels (the last ratio; not measured apart here): the fixed cost of
+# splitting a call this short over two threads, and a second vCPU busy with other work (the
+# printed load average). The cluster schedule always computes the in-memory work fused, so
 # the planner prices that kernel (`t_hits` in section 2). Section 2's worked example prints
 # what the stage kernels would change: `t_hits` lies on the compute lane, so while the I/O lane
 # is the longer one, a faster kernel for the hits does not shorten the layer.
@@ -155,13 +157,15 @@ print("a burst of k 8 KiB reads:", ", ".join(f"{k}: {t * 1e3:.2f} ms" for k, t i
 # t_tail   = n_miss · bundle / BW_kernel + n_units · c_unit,    n_units = ⌈n_miss / c⌉
 # t_layer  = t_pre + t_submit + max(t_hits + t_tail, t_io + t_tail / n_units)
 # tok/s    = 1 / (L · t_layer),  subject to  fixed + predictor + buffers + tables + hot + cold ≤ budget
+#                                  and  cold ≥ one layer's largest active set
 # ```
 #
 # * `t_pre`: attention and predictor (nothing can be read before them) and `c_layer`, the
 #   engine's per-layer work no other term prices; `h` the replayed hit rate, `c` the cluster size.
 # * `t_submit`: handing the layer's reads to the kernel; `t_io`: the misses as one burst
 #   (`a + b·k`, section 1). Read unit "split" pays both twice (gate, then up/down).
-# * `t_hits`: the hits, fused on both cores, under the burst; `t_tail`: each cluster as it
+# * `t_hits`: the hits, fused on both cores, under the burst (`2 c_unit`: one work unit each
+#   for the hits in the hot and in the cold region); `t_tail`: each cluster as it
 #   lands (stage kernels, one core). `t_layer` takes the longer of the compute lane and the
 #   I/O lane, whose last cluster is computed after it lands.
 #
@@ -196,9 +200,9 @@ print(f"FFN {spec.ffn_bytes / 2**20:.0f} MiB on flash; fixed region {w.fixed_byt
 depths = tuple(sorted({1, 2} | {q for row in io["random"].values() for q in row}))   # as section 4's benchmark
 budget = spec.ffn_bytes // 2
 plan = choose_plan(spec, w.profile, machine, budget, w.fixed_bytes, 0, io_depth=depths)
-fits = sorted((bench_engine.calibrate(w, plan, machine) for _ in range(3)),   # sets s_call, s_read, c_layer
-              key=lambda f: f[0].layer_overhead)
-machine, submits = fits[1]                                        # the fit with the median c_layer
+fit_runs = sorted((bench_engine.calibrate(w, plan, machine) for _ in range(3)),   # sets s_call, s_read, c_layer
+                  key=lambda f: f[0].layer_overhead)
+machine, submits = fit_runs[1]                                        # the fit with the median c_layer
 c_layer, qd_cal = machine.layer_overhead, max(plan.io_depth, plan.cluster_size)
 plan = choose_plan(spec, w.profile, machine, budget, w.fixed_bytes, 0, io_depth=depths)   # again, with them
 print(f"first pass, {len(submits)} layers that read: submitting k reads takes s_call + s_read * min(k, {qd_cal}) = "
@@ -206,7 +210,7 @@ print(f"first pass, {len(submits)} layers that read: submitting k reads takes s_
 for k, sec in sorted(submits)[::max(1, len(submits) // 5)]:
     print(f"   {k:4d} reads: measured {sec * 1e6:5.0f} us, the fit {submit_time(machine, k, qd_cal) * 1e6:5.0f} us")
 print(f"second pass, nothing read: c_layer = {c_layer * 1e6:.0f} us per layer (median of three fits: "
-      + ", ".join(f"{f.layer_overhead * 1e6:.0f}" for f, _ in fits) + " us)")
+      + ", ".join(f"{f.layer_overhead * 1e6:.0f}" for f, _ in fit_runs) + " us)")
 print(explain(plan))
 
 # %% [markdown]
@@ -268,15 +272,14 @@ print(f"the hits on the one-core stage kernels instead: t_hits {stage_hits * us:
 
 # %% [markdown]
 # **One I/O thread.** As in PowerInfer-2 there is *one* I/O thread: the queue depth comes from
-# asynchronous reads, not from more threads.
+# asynchronous reads, not from more threads (notebook 12 measures what this is worth against
+# one blocking `pread` thread per read in flight).
 #
 # * The compute thread hands a layer's misses to the kernel itself (`io_submit`, Linux AIO,
 #   `teachkit.sparse.flash.aio`): the first cluster alone, then the rest, as many as there are
 #   staging rows.
 # * The I/O thread sleeps in `io_getevents` until clusters land, and submits any that did not
 #   fit as rows free up.
-#
-# Notebook 12 measures what this is worth against one blocking `pread` thread per read in flight.
 #
 # **Next: test the prediction.** We run the planned engine at three budgets and compare each
 # measured speed with the planner's prediction. A token is what section 4's benchmark times:
@@ -316,9 +319,9 @@ def decode_timed(eng, n_warm=8, n_time=12):
 rows, plans_here, split, rate, closer = [], {}, {}, {}, {}
 no_submit = replace(machine, submit_call=0.0, submit_read=0.0)          # the model without its submit term
 for frac in (0.35, 0.5, 0.75):
-    b = int(spec.ffn_bytes * frac)
-    p = plans_here[frac] = choose_plan(spec, w.profile, machine, b, w.fixed_bytes, 0, io_depth=depths)
-    cfg = EngineConfig(budget=b, hot_neurons=p.hot_neurons, cluster_size=p.cluster_size, read_unit=p.read_unit,
+    frac_budget = int(spec.ffn_bytes * frac)
+    p = plans_here[frac] = choose_plan(spec, w.profile, machine, frac_budget, w.fixed_bytes, 0, io_depth=depths)
+    cfg = EngineConfig(budget=frac_budget, hot_neurons=p.hot_neurons, cluster_size=p.cluster_size, read_unit=p.read_unit,
                        io_depth=p.io_depth, prefill_chunk=64)
     with SparseFFN(w.path, cfg, w.predictor, gated=True, fixed=w.fixed, freq=w.profile.freq, verify=False) as eng:
         tok_s, split[frac] = decode_timed(eng)
@@ -328,9 +331,10 @@ for frac in (0.35, 0.5, 0.75):
     without = predict(spec, w.profile, no_submit, w.fixed_bytes, p.hot_neurons, p.cold_slots, p.cluster_size,
                       p.read_unit, io_depth=p.io_depth, hit_rate=p.hit_rate)["tok_s"]
     buffers = engine_memory(spec, cfg, w.fixed_bytes, True)
-    room = b - w.fixed_bytes - sum(buffers[k] for k in ("staging", "prefill", "tables"))
+    room = frac_budget - w.fixed_bytes - sum(buffers[k] for k in ("staging", "prefill", "tables"))
     print(f"budget {frac:.2f} x FFN: {room / 2**20:.2f} MiB left after the fixed region and the buffers -> "
-          f"{p.hot_neurons} hot neurons per layer, {p.cold_slots} cold slots")
+          f"{p.hot_neurons} hot neurons per layer, {p.cold_slots} cold slots (one layer's largest active set, the "
+          f"least the planner allows: {w.profile.max_active})")
     print(f"   ({p.read_unit}, {max(p.io_depth, p.cluster_size)} reads in flight): predicted "
           f"{p.predicted_tok_s:6.1f} tok/s, measured {tok_s:6.1f}: measured / predicted {tok_s / p.predicted_tok_s:.2f} "
           f"(without the submit term {tok_s / without:.2f}); hit rate replayed {p.hit_rate:.2f}, measured {measured_hit:.2f}")
@@ -397,6 +401,12 @@ for name, r in miss.items():
     print(f"measured / the model's {name}:", {f: round(float(v), 2) for f, v in r.items()})
 worst = {f: max(miss, key=lambda n: abs(np.log(miss[n][f]))) for f in split}
 print("the largest relative miss, per budget:", worst)
+L_c = max(spec.n_layers * c_layer, 1e-9)     # t_fixed = the fixed bytes at BW_mem (attention's proxy) + L c_layer
+halves = {"attention + predictor / the model's fixed bytes at BW_mem": {f: (split[f]["attention"] + split[f]["predictor"])
+          / (plans_here[f].terms["t_fixed"] - L_c) for f in split}, "the rest / L c_layer": {f: split[f]["the rest"] / L_c for f in split}}
+for name, r in halves.items():
+    print(f"   of which, measured {name}:", {f: round(float(v), 2) for f, v in r.items()})
+print("both halves off by more than 25% at every budget:", all(abs(np.log(v)) > np.log(1.25) for r in halves.values() for v in r.values()))
 if aio:
     assert all(1 / 3 < v < 3 for v in miss["I/O"].values()), miss["I/O"]
 print("reads through kernel AIO (the two factors of 3 asserted):", aio)
@@ -404,10 +414,10 @@ print("reads through kernel AIO (the two factors of 3 asserted):", aio)
 # %% [markdown]
 # Read the split from the smallest budget up. At the smallest budget a token mostly waits for
 # reads (asserted): the budget barely exceeds the fixed region and the buffers (the MiB left,
-# printed per budget), so the plan has no hot neurons and a cold region that LRU cycles
-# through without a hit (section 4 explains this cliff). As the budget grows, waiting takes a
-# smaller share (the printed shares, asserted), and attention, predictor, submitting and *the
-# rest* a larger one.
+# printed per budget), so the plan gives what is left to a cold region sized for one layer's
+# largest active set, which LRU cycles through (the printed plan; section 4 explains this
+# cliff). As the budget grows, waiting takes a smaller share (the printed shares, asserted),
+# and attention, predictor, submitting and *the rest* a larger one.
 #
 # **Model against measurement** (the three *measured / the model's* lines; 1 is exact):
 #
@@ -415,10 +425,11 @@ print("reads through kernel AIO (the two factors of 3 asserted):", aio)
 #   asserted within a factor 3 where reads go through kernel AIO (the last line); the ratios
 #   say how close in this run.
 # * **attention + predictor + `c_layer`** against attention + predictor + *the rest*: the line
-#   *largest relative miss* names the worst pair per budget. `c_layer` is fitted where nothing
-#   is read, so it misses what only reading layers pay: each landed cluster waiting for a
-#   thread to wake up, and three threads (compute, its second kernel thread, I/O) sharing two
-#   cores.
+#   *largest relative miss* names the worst pair per budget; the two *of which* lines split it,
+#   and the line after them says whether both halves miss. The model prices attention and
+#   predictor as their weights' traffic only, and `c_layer`, fitted where nothing is read,
+#   misses what only reading layers pay (landed clusters waiting for a thread to wake, three
+#   threads sharing two cores).
 #
 # **The submit term.** Every layer that misses at all pays `s_call`, while the burst shrinks
 # with the misses, so submitting weighs more in the predicted token at the largest budget than
@@ -444,8 +455,8 @@ print("reads through kernel AIO (the two factors of 3 asserted):", aio)
 # *Decode* computes one token at a time, only its active neurons: work for the CPU's sparse
 # kernels, fed by the cache and the pipeline. The third version of the paper
 # (arXiv:2406.06282v3) carries the split into decode itself: "neuron clusters with dense
-# activations are processed on NPU, while sparse clusters use CPU" (its abstract; Fig. 5 draws
-# the NPU computing the hot neurons, which fire on most tokens, and the CPU the cold ones).
+# activations are processed on NPU, while sparse clusters use CPU" (its abstract; Fig. 5: the
+# NPU computes the hot neurons, the CPU the cold ones).
 #
 # This machine has no NPU, so both phases run on the CPU: **prefill dense** (each layer
 # streamed from flash once, in large sequential chunks, multiplied for all prompt tokens at
@@ -560,8 +571,7 @@ print(f"a decoded token takes {per_new_token / per_prompt_token:.1f}x the time o
 # token and layer, a predictor, a cache lookup, a burst of small reads and the hand-offs
 # between threads. So per token prefill is the cheaper phase even where it reads more bytes
 # per token (compare the KiB in the two lines), and it gets cheaper the longer the prompt;
-# decode is what the rest of this notebook is about. On a phone, PowerInfer-2 also moves the
-# dense phase to the NPU.
+# decode is what the rest of this notebook is about.
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
 # ### What does a real predictor cost?
@@ -683,19 +693,18 @@ print(f"per token: {read_ahead / len(hist):.1f} neurons read ahead, {used / len(
 # %% [markdown]
 # What matters for speed is the precision of the *reads*: only the guesses not in memory are
 # read. A correct guess is often a frequent neuron, usually in memory already; a wrong one is
-# more often a rare neuron, which is not. So the reads can be less precise than the guesses
-# (close on this small model, far apart on section 4's synthetic stack), and the next layer
-# waits for all of them before its cache lookup. Section 4 measures it (`+look-ahead`).
+# more often a rare neuron, which is not. So the two precisions can differ (the printed pair
+# for this small model; section 4 prints them for its synthetic stack), and the next layer
+# waits for all of the reads before its cache lookup. Section 4 measures it (`+look-ahead`).
 #
 # **Where the look-ahead's reads fall in time.** Our small model's file is read through the
 # page cache, where Linux AIO reads inside `io_submit` itself, so nothing would overlap; the
 # chart shows one decode token of a SYNTHETIC stack instead (d = 1024, 12 KiB bundles read
-# with O_DIRECT into the cache rows, three layers sharing a residual stream). The bottom rows are the I/O thread's reads in
-# flight (`bundle_read`: a layer's own misses; `prefetch_read`: the guessed ones); above them
-# the compute thread, one row per kind of kernel and one for the rest (attention, predictor,
-# `submit`, the guess `lookahead`, and `wait`, the wait for the layer's own reads). Each
-# layer's name at the top sits where its attention starts; the guess and the reads made for a
-# layer run earlier, during the layer before it.
+# with O_DIRECT into the cache rows, three layers sharing a residual stream). The bottom rows
+# are the I/O thread's reads in flight (`bundle_read`: a layer's own misses; `prefetch_read`:
+# the guessed ones); above them the compute thread, one row per kind of kernel and one for the
+# rest (attention, predictor, `submit`, the guess `lookahead`, and `wait` for the layer's own
+# reads). Each layer's name at the top sits where its attention starts.
 #
 # * Each layer's guess runs the first time the layer would only wait for its own reads, or,
 #   if it never waits, when the layer is done, right after its last landing (the engine's
@@ -732,8 +741,7 @@ with SparseFFN(wide.path, wide_cfg, wide.predictor, gated=True, fixed=wide.fixed
 # **Take-away.** Under one budget, what an engine reads per token decides most of its speed:
 # dense engines stream most of the FFN, sparse ones read only missed neurons, and each rung of
 # the ablation cuts reads or bytes. Where two engines read about the same, the per-layer
-# software decides. Each gap below is explained from the printed bytes, read sizes and memory
-# splits.
+# software decides (the printed bytes, read sizes and memory splits below).
 #
 # `teachkit.sparse.bench.engine.run` **interleaves** the engines token by token, so they
 # decode the same tokens under the same machine load, with the same weights, budget (FFN = 2 x
@@ -744,7 +752,7 @@ with SparseFFN(wide.path, wide_cfg, wide.predictor, gated=True, fixed=wide.fixed
 # | `dense_ram` | every weight in RAM (no budget: the reference) |
 # | `dense_mmap` | llama.cpp style: `mmap` the file, LRU page cache limited to the budget |
 # | `dense_stream_tuned` | pin what fits, stream the rest in large sequential reads, two in flight, from an unpadded file |
-# | `llm_in_a_flash` | predictor, bundles, a window of the last 5 tokens' neurons, read then compute; our port reads with 32 blocking `pread` threads, the count of the paper's own implementation ("reads parallelized over 32 threads", Alizadeh et al., arXiv:2312.11514v3, §4.1) |
+# | `llm_in_a_flash` | predictor, bundles, a window of the last 5 tokens' neurons, read then compute, with 32 blocking `pread` threads (our port, below) |
 # | `llm_in_a_flash(aio)` | the same engine with our I/O: a layer's misses in one kernel-AIO batch |
 # | `sparse_flash` → `+bundle` → `+cache` | the ablation ladder, all on our I/O: no cache and a matrix-major file, then bundles, then the segmented cache (read, then compute fused on both cores) |
 # | `+pipeline(matrix)` → `+pipeline` | the pipeline with a barrier per matrix (stage kernels), then the cluster pipeline (in-memory work fused under the reads) |
@@ -752,19 +760,17 @@ with SparseFFN(wide.path, wide_cfg, wide.predictor, gated=True, fixed=wide.fixed
 #
 # **The LLM-in-a-flash baseline is a port.** LLM in a flash released no code, so
 # `llm_in_a_flash` is our re-implementation from its paper, as PowerInfer-2's baseline is its
-# authors' own port into llama.cpp (v1, §7.1, "Baselines"). The paper prescribes larger reads
-# (§2.2 "Read Throughput", v2: small random reads pay a latency to the first byte, which
-# row-column bundling amortises), issued "parallelized over 32 threads" (v3, §4.1), the count
-# our pread port uses. Our two rows of it show how much such a baseline depends on how its
-# port issues the reads.
+# authors' own port into llama.cpp (v1, §7.1). The paper prescribes larger reads (§2.2, v2:
+# small random reads pay a latency to the first byte, which row-column bundling amortises),
+# issued "parallelized over 32 threads" (arXiv:2312.11514v3, §4.1), as our pread port does.
+# Our two rows of it show how much such a baseline depends on how its port issues the reads.
 #
 # **This is the notebook-size run** (a few seconds; the full-size run is `make bench`). Here a
 # token takes a few milliseconds and the per-layer Python work weighs more, so the order of
 # the fast engines can differ from the full-size run below. The benchmark profiles the
 # kernels and fits `c_layer` and the submit cost again itself (the *refitted* line under the
 # charts, beside section 2's figures), so its predictions at the same budgets differ from
-# section 2's by what those refits differ by. `dense_mmap` reads through page faults, which
-# the benchmark counts in bytes, not as reads.
+# section 2's by what those refits differ by.
 
 # %%
 res = bench_engine.run(quick=True, profile={"bandwidth_Bps": {1: bw_mem, 2: bw_mem2}, "io": io}, workdir=workdir / "bench",
@@ -780,10 +786,10 @@ print(f"I/O path: {res['io_path']['reads']}, {res['io_path']['open']}; the bound
 errs = {k: r["max_rel_err_vs_dense"] for k, r in res["configs"].items()}
 assert max(errs.values()) < 1e-4, errs
 print("every engine computes the dense FFN (max relative error < 1e-4):", max(errs.values()) < 1e-4)
-c = res["configs"]
-ratio = c["sparse_flash"]["reads_per_token"] / c["+bundle"]["reads_per_token"]
+cfgs = res["configs"]
+ratio = cfgs["sparse_flash"]["reads_per_token"] / cfgs["+bundle"]["reads_per_token"]
 assert abs(ratio - 3) < 0.01, ratio                  # the stored figures have 4 significant digits
-cache_saves = c["+cache"]["bytes_read_per_token"] < 0.5 * c["+bundle"]["bytes_read_per_token"]
+cache_saves = cfgs["+cache"]["bytes_read_per_token"] < 0.5 * cfgs["+bundle"]["bytes_read_per_token"]
 assert cache_saves
 print("bundling: 3x fewer reads for the same neurons:", abs(ratio - 3) < 0.01)
 print("the cache: less than half the bytes of reading every active neuron:", cache_saves)
@@ -801,13 +807,13 @@ from teachkit.sparse.flash.format import FlashFile
 
 m_spec, b_spec = FlashFile(w.matrix_path, verify=False).spec, FlashFile(w.path, verify=False).spec
 for name, sp, per_neuron in (("sparse_flash", m_spec, 3), ("+bundle", b_spec, 1)):
-    r = c[name]
+    r = cfgs[name]
     per_read = r["bytes_read_per_token"] / r["reads_per_token"]
     print(f"{name:>12}: {per_neuron} read(s) per neuron of {sp.payload_bytes()} B of weights, padded to {sp.stride} B "
           f"(units aligned to {sp.align} B): {per_neuron * sp.stride} B read per neuron for "
           f"{b_spec.bundle_bytes} B of weights; measured {per_read / 1024:.2f} KiB per read")
     assert abs(per_read - sp.stride) <= 1e-3 * sp.stride, (name, per_read)   # every read is one padded unit
-bytes_ratio = c["sparse_flash"]["bytes_read_per_token"] / c["+bundle"]["bytes_read_per_token"]
+bytes_ratio = cfgs["sparse_flash"]["bytes_read_per_token"] / cfgs["+bundle"]["bytes_read_per_token"]
 print(f"bytes read, sparse_flash / +bundle: {bytes_ratio:.2f} = 3 x {m_spec.stride} / {b_spec.stride} = "
       f"{3 * m_spec.stride / b_spec.stride:.2f}")
 assert abs(bytes_ratio - 3 * m_spec.stride / b_spec.stride) < 0.01 * bytes_ratio
@@ -827,16 +833,16 @@ print(f"refitted, section 2 -> the sweep: c_layer {c_layer * 1e6:.0f} -> {res['l
 # **Why the cold hit rate falls off a cliff at small budgets.** Two causes, both visible above:
 #
 # * **No room.** At notebook size the smallest budget barely exceeds the fixed region and the
-#   engine's buffers (section 2 printed the MiB left), so its cold region has few slots or none
-#   (the *cold slots* line): there is nothing to hit.
+#   engine's buffers, so the planner gives all that is left to the cold region, which must hold
+#   one layer's largest active set (section 2 prints both), and none to hot neurons: LRU cycles
+#   through that region.
 # * **A cyclic pattern.** Decoding visits the layers in the same order on every token, so the
 #   cold neurons that recur do so about once per token; when the cold region holds fewer of
 #   them than recur, LRU evicts each one shortly before it is needed again (notebook 12), and
 #   the hit rate drops towards zero instead of shrinking gently.
 #
 # A scan-resistant policy (one that a single pass over many items cannot flush), or pinning
-# part of the cold set, would degrade more gracefully. PowerInfer-2 avoids the regime by
-# letting the planner size the regions.
+# part of the cold set, would degrade more gracefully.
 
 # %% [markdown]
 # **LLM in a flash at notebook size.** Its two rows are the same engine with two ways of
@@ -857,7 +863,7 @@ print(f"refitted, section 2 -> the sweep: c_layer {c_layer * 1e6:.0f} -> {res['l
 # range of the two, as in notebook 13): inside it, neither is faster beyond the noise.
 
 # %%
-lf, lfa, pipe = c["llm_in_a_flash"], c["llm_in_a_flash(aio)"], c["+pipeline"]
+lf, lfa, pipe = cfgs["llm_in_a_flash"], cfgs["llm_in_a_flash(aio)"], cfgs["+pipeline"]
 share_mib = (res["budget_bytes"] - res["fixed_bytes"]) / 2**20
 for name, r in (("llm_in_a_flash", lf), ("llm_in_a_flash(aio)", lfa)):
     print(f"{name:>19}: of its {share_mib:.1f} MiB beside the fixed weights, read buffers {r['staging_bytes'] / 2**20:.2f} MiB, "
@@ -898,7 +904,7 @@ print(f"measured: +pipeline {pipe['ms_median']:.2f} ms, llm_in_a_flash(aio) {lfa
 # %%
 ffn_b, fixed_b, budget_b = res["ffn_bytes"], res["fixed_bytes"], res["budget_bytes"]
 ideal = ffn_b - (budget_b - fixed_b)
-st, mm = c["dense_stream_tuned"], c["dense_mmap"]
+st, mm = cfgs["dense_stream_tuned"], cfgs["dense_mmap"]
 mib = 2**20
 print(f"budget {budget_b / mib:.2f} MiB = fixed weights {fixed_b / mib:.2f} + {(budget_b - fixed_b) / mib:.2f} MiB a dense "
       f"engine may keep of the {ffn_b / mib:.2f} MiB FFN")
@@ -1006,10 +1012,10 @@ if stored.exists():
     if at_plan:
         print(f"the planned budget, measured twice: +pipeline {best['tok_s']:.1f} tok/s, the sweep "
               f"{at_plan[0]['tok_s']:.1f} tok/s")
-    dips = [(a, b) for a, b in zip(sweep, sweep[1:]) if b["tok_s"] < a["tok_s"]]
-    for a, b in dips:
-        replayed, reads, qd_b = per_layer[b["budget_over_ffn"]]
-        print(f"dip: {b['budget_over_ffn']:.2f} x FFN measured slower than {a['budget_over_ffn']:.2f} x FFN")
+    dips = [(lo, hi) for lo, hi in zip(sweep, sweep[1:]) if hi["tok_s"] < lo["tok_s"]]
+    for lo, hi in dips:
+        replayed, reads, qd_b = per_layer[hi["budget_over_ffn"]]
+        print(f"dip: {hi['budget_over_ffn']:.2f} x FFN measured slower than {lo['budget_over_ffn']:.2f} x FFN")
         if replayed <= qd_b < reads:
             print(f"   -> at the replayed hit rate its {replayed:.1f} reads per layer fit in one wave of its {qd_b} reads "
                   f"in flight, so the model saw no gain in a larger io_depth; the engine met {reads:.1f} reads per "
@@ -1055,7 +1061,7 @@ if stored.exists():
     print(f"+pipeline over LLM in a flash: {best['tok_s'] / lf['tok_s']:.2f}x (32 threads), "
           f"{best['tok_s'] / lfa['tok_s']:.2f}x (AIO); bytes per token {best['bytes_read_per_token'] / lfa['bytes_read_per_token']:.2f}x "
           f"of the AIO version's")
-    for size, cs in (("notebook size", c), ("full size", cf)):
+    for size, cs in (("notebook size", cfgs), ("full size", cf)):
         lead = "dense_ram" if cs["dense_ram"]["tok_s"] > cs["+pipeline"]["tok_s"] else "+pipeline"
         print(f"{size}: dense_ram {cs['dense_ram']['tok_s']:.1f} tok/s, +pipeline {cs['+pipeline']['tok_s']:.1f}: "
               f"{lead} is faster")
@@ -1078,8 +1084,9 @@ if stored.exists():
 #   dependency gives the *chain* bound.
 # * **Dense engines** must stream, every token, the FFN bytes they do not hold, at best at the
 #   sequential bandwidth. Two cases: mmap as it behaves (its page cache keeps little of use on
-#   a cyclic scan over the layers), and an *ideal* dense engine that pins what fits beside the
-#   fixed weights and streams only `FFN − (budget − fixed)` (as at notebook size in section 4).
+#   a cyclic scan over the layers; at notebook size its readahead can flatter it, section 4),
+#   and an *ideal* dense engine that pins what fits beside the fixed weights and streams only
+#   `FFN − (budget − fixed)` (as at notebook size in section 4).
 
 # %%
 if stored.exists():
@@ -1119,9 +1126,8 @@ if stored.exists():
 #    (asserted); the *measured / predicted* line says whether the measured token was longer or
 #    shorter than the whole sum. At notebook size, section 2's *measured / the model's* lines
 #    give each term's ratio per budget (I/O and submitting asserted within a factor 3), and
-#    *largest relative miss* names the worst per budget. Where that is attention + predictor
-#    + `c_layer`, the cause is `c_layer`: fitted with nothing read, it misses the hand-offs of
-#    landed clusters and the three threads sharing two cores.
+#    *largest relative miss* names the worst per budget; the *of which* lines split attention +
+#    predictor + `c_layer` in two, and the next line says whether both halves miss.
 # 2. **What each rung buys.** Bundling divides the reads by the three matrices (asserted at
 #    notebook size); the segmented cache divides the bytes (the MiB column); neither pipeline
 #    changes the bytes, only when the compute runs: the matrix-level pipeline waits at its
@@ -1146,12 +1152,8 @@ if stored.exists():
 # * **The compute/I-O ratio.** A phone's CPU is slow next to its flash, so a layer's compute
 #   takes about as long as its reads: the regime where the cluster pipeline pays (notebook 13,
 #   section 4). Here the in-memory compute is short next to the burst, so it has little to hide.
-#   How the reads land (UFS serves a queue one after another; here a burst comes back nearly at
-#   once) hardly changes that gain while in-memory work fills the burst (notebook 13 §4); it
-#   matters only with a cold cache. Phones also have an NPU for the dense work.
 # * **Our ratios** (the stored JSON's `ratios`) are measured against our own baselines on this
-#   machine; the comparison with LLM in a flash in particular is, in their paper as here, a
-#   comparison with a port.
+#   machine (LLM in a flash: our port, section 4).
 #
 # ## Conclusion
 #
@@ -1162,9 +1164,7 @@ if stored.exists():
 #   prompt's tokens and runs dense; decode pays per token and layer, and runs sparse.
 # * A decode token is attention and predictor, submitting the misses' reads and waiting for
 #   their burst, and the engine's own work per layer; the planner's cost model adds these up
-#   and ranks plans by them. Section 2 prints, per budget, whether its submit term moved the
-#   prediction towards the measurement (where it did not, the engine ran faster than even the
-#   model with the term). The cache and bundling cut the reads and bytes; the pipeline hides
+#   and ranks plans by them. The cache and bundling cut the reads and bytes; the pipeline hides
 #   the in-memory compute under the burst; what is left is the chain from predictor to burst
 #   and the software time around it.
 # * A look-ahead that starts the next layer's reads early is exact but, on this disk and with
@@ -1201,12 +1201,12 @@ except NotImplementedError:
 
 
 # %% [markdown]
-# **2. The physical bound.** RAM-resident bytes per token `ram_bytes`, missed bytes per token
-# `miss_bytes` (read from disk, then once more from RAM), bandwidths `bw_mem` and `bw_io` in
-# bytes/s. With perfect overlap of memory traffic and I/O, return the upper bound on tokens/s.
+# **2. The bound, read backwards.** A token touches `fixed_bytes` and `active_bytes` in RAM; at
+# hit rate `h`, `active_bytes · (1 − h)` are read from flash first. From section 4's bound, return
+# the smallest `h` in [0, 1] at which it reaches `target_tok_s`, or `None` if none does.
 
 # %%
-def my_decode_bound(ram_bytes, miss_bytes, bw_mem, bw_io):
+def my_decode_bound(fixed_bytes, active_bytes, bw_mem, bw_io, target_tok_s):
     raise NotImplementedError  # YOUR CODE HERE
 
 

@@ -1,4 +1,4 @@
-"""Exercises of notebooks 12-14: flash layout, an LRU step, a burst of reads, the pipeline makespan, the decode bound."""
+"""Exercises of notebooks 12-14: flash layout, an LRU step, a burst of reads, the pipeline makespan, the hit rate the decode bound needs."""
 
 from __future__ import annotations
 
@@ -205,43 +205,85 @@ pipelined_makespan = Exercise(
 )
 
 
-# --------------------------------------------------------------------------- 14: the decode bound
-def _ref_bound(ram_bytes, miss_bytes, bw_mem, bw_io):
-    """tok/s <= 1 / max(t_mem, t_io): missed bytes are read from disk *and* then from RAM."""
-    t_mem = (ram_bytes + miss_bytes) / bw_mem
-    t_io = miss_bytes / bw_io
-    return 1.0 / max(t_mem, t_io)
+# --------------------------------------------------------------------------- 14: the decode bound, read backwards
+def _ref_bound(fixed_bytes, active_bytes, bw_mem, bw_io, target_tok_s):
+    """Smallest hit rate h in [0, 1] at which 1 / max(t_mem, t_io) reaches the target; None if none does.
+
+    t_io = A (1 - h) / bw_io and t_mem = (F + A + A (1 - h)) / bw_mem (missed bytes cross RAM
+    once more); each must fit in T = 1 / target, so h is the larger of the two requirements.
+    """
+    T = 1.0 / target_tok_s
+    h_io = 1.0 - T * bw_io / active_bytes
+    h_mem = 2.0 - (T * bw_mem - fixed_bytes) / active_bytes
+    h = max(0.0, h_io, h_mem)
+    return None if h > 1.0 else h
+
+
+def _bound_case(fn, args, want, what):
+    got = fn(*args)
+    if want is None or got is None:
+        if got is not want:
+            raise AssertionError(f"{what}: expected {want}, got {got}")
+        return
+    assert_close(got, want, what)
 
 
 def _bound_max_not_min(fn):
-    # t_mem = 110 MB / 20 GB/s = 5.5 ms, t_io = 10 MB / 1 GB/s = 10 ms: the slower lane sets the pace
-    got = fn(100e6, 10e6, 20e9, 1e9)
-    want, with_min = 1 / 10e-3, 1 / 5.5e-3
-    if abs(got - with_min) < 1e-6 * with_min:
-        raise AssertionError(f"t_mem = 5.5 ms, t_io = 10 ms: expected {want:.6g} tok/s = 1/max(t_mem, t_io), got "
-                             f"{got:.6g} = 1/min(t_mem, t_io): the slower of the two lanes sets the pace, so take max")
-    assert_close(got, want, "t_mem = 5.5 ms and t_io = 10 ms (tok/s)")
+    # F = 60 MB, A = 20 MB, 20 GB/s RAM, 1 GB/s flash, 200 tok/s (5 ms): RAM needs h >= 0, the reads h >= 0.75
+    got = fn(60e6, 20e6, 20e9, 1e9, 200.0)
+    if got is not None and abs(got) < 1e-9:
+        raise AssertionError("F = 60 MB, A = 20 MB, 20 GB/s RAM, 1 GB/s flash, 200 tok/s: expected 0.75, got 0: at "
+                             "h = 0 the memory traffic fits in 5 ms but 20 MB of reads at 1 GB/s take 20 ms. 0 "
+                             "satisfies one lane only, a min of the two requirements as in 1/min(t_mem, t_io); a "
+                             "token waits for the slower lane, 1/max(t_mem, t_io), so take the max")
+    _bound_case(fn, (60e6, 20e6, 20e9, 1e9, 200.0), 0.75, "I/O-bound case: 20 MB (1 - h) at 1 GB/s in 5 ms")
 
 
-def _bound_hand(fn):
-    assert_close(fn(100e6, 0.0, 20e9, 1e9), 200.0, "no misses: 100 MB at 20 GB/s")
-    assert_close(fn(100e6, 10e6, 20e9, 0.2e9), 20.0, "10 MB of misses at 0.2 GB/s dominate")
-    assert_close(fn(190e6, 10e6, 20e9, 2e9), 100.0, "missed bytes also cross RAM: (190+10) MB at 20 GB/s")
+def _bound_ram(fn):
+    # F = 90 MB, A = 20 MB, 25 GB/s RAM, 4 GB/s flash, 200 tok/s: the reads need h >= 0, RAM h >= 0.25
+    got = fn(90e6, 20e6, 25e9, 4e9, 200.0)
+    if got is not None and abs(got) < 1e-9:
+        raise AssertionError("F = 90 MB, A = 20 MB, 25 GB/s RAM, 4 GB/s flash, 200 tok/s: expected 0.25, got 0: at "
+                             "h = 0 the memory traffic is (90 + 20 + 20) MB / 25 GB/s = 5.2 ms > 5 ms: the missed "
+                             "bytes cross RAM once more after they land")
+    _bound_case(fn, (90e6, 20e6, 25e9, 4e9, 200.0), 0.25, "memory-bound case: RAM carries (90 + 20 + 20 (1 - h)) MB")
+
+
+def _bound_edges(fn):
+    _bound_case(fn, (10e6, 20e6, 20e9, 1e9, 10.0), 0.0, "an easy target needs no hits: 0, not a negative hit rate")
+    _bound_case(fn, (120e6, 20e6, 25e9, 4e9, 200.0), None,
+                "even at h = 1 RAM needs 140 MB / 25 GB/s = 5.6 ms > 5 ms: unreachable, return None")
+    _bound_case(fn, (100e6, 20e6, 20e9, 2e9, 100.0), 0.0,
+                "missed bytes cross RAM too: at h = 0, (100 + 20 + 20) MB / 20 GB/s = 7 ms and 10 ms of reads fit")
 
 
 decode_bound = Exercise(
     name="decode_bound",
     reference=_ref_bound,
-    properties=[("the slower lane sets the pace: 1/max(t_mem, t_io), not min", _bound_max_not_min),
-                ("hand-checked cases: RAM-bound, I/O-bound, misses counted in RAM traffic", _bound_hand),
+    properties=[("both lanes must fit: the slower sets the pace, 1/max(t_mem, t_io), so take the max of the two "
+                 "requirements, not the min", _bound_max_not_min),
+                ("the missed bytes cross RAM too: the memory lane can set the hit rate", _bound_ram),
+                ("the edges: 0 when no hits are needed, None when even h = 1 is too slow", _bound_edges),
                 ("it matches the reference elsewhere",
-                 matches_reference(_ref_bound, lambda s: (50e6 * (s + 1), 3e6 * (s + 2), 10e9 + s * 5e9, 0.3e9 + s * 0.2e9)))],
-    wrong_answers={"no overlap: 1/(t_mem + t_io)": lambda r, m, bm, bi: 1.0 / ((r + m) / bm + m / bi),
-                   "min instead of max: 1/min(t_mem, t_io)": lambda r, m, bm, bi: 1.0 / min((r + m) / bm, m / bi),
-                   "forgets misses in RAM traffic": lambda r, m, bm, bi: 1.0 / max(r / bm, m / bi)},
+                 matches_reference(_ref_bound, lambda s: (30e6 * (s + 1), 15e6 * (s + 1), 20e9 + s * 5e9,
+                                                          1e9 + s * 0.5e9, 60.0 + 20 * s)))],
+    wrong_answers={
+        "min instead of max: satisfies one lane only":
+            lambda F, A, bm, bi, g: (lambda h: None if h > 1 else h)(
+                max(0.0, min(1 - bi / (g * A), 2 - (bm / g - F) / A))),
+        "forgets misses in RAM traffic":
+            lambda F, A, bm, bi, g: None if (F + A) / bm > 1 / g else max(0.0, 1 - bi / (g * A)),
+        "no clamp at 0": lambda F, A, bm, bi, g: (lambda h: None if h > 1 else h)(max(1 - bi / (g * A), 2 - (bm / g - F) / A)),
+        "no overlap: t_mem + t_io <= 1/target":
+            lambda F, A, bm, bi, g: (lambda h: None if h > 1 else max(0.0, h))(
+                1 - (1 / g - (F + A) / bm) / (A * (1 / bm + 1 / bi))),
+    },
     hints=(
-        'memory traffic and flash reads overlap, so the slower of the two sets the pace; missed bytes cross RAM too',
-        't_mem = (ram_bytes + miss_bytes) / bw_mem, t_io = miss_bytes / bw_io, tok/s = 1 / max(t_mem, t_io)',
-        'return 1.0 / max((ram_bytes + miss_bytes) / bw_mem, miss_bytes / bw_io)',
+        "a token takes max(t_mem, t_io) and both fall as h grows: find the hit rate at which each lane fits in "
+        "1/target, then the one both fit at; the missed bytes cross RAM too, and h = 1 is the best there is",
+        "T = 1/target; t_io = A (1 - h) / bw_io <= T gives h >= 1 - T bw_io / A; t_mem = (F + A + A (1 - h)) / bw_mem "
+        "<= T gives h >= 2 - (T bw_mem - F) / A; h = max(0, both), None if h > 1",
+        "T = 1 / target_tok_s; h = max(0.0, 1 - T * bw_io / active_bytes, "
+        "2 - (T * bw_mem - fixed_bytes) / active_bytes); return None if h > 1 else h",
     ),
 )

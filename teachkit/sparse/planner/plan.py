@@ -285,6 +285,11 @@ def choose_plan(spec, mp: ModelProfile, machine: MachineProfile, budget: int, fi
                 max_prompt: int = 64) -> Plan:
     """Grid search of the cost model under the budget. Raises if nothing fits.
 
+    A plan fits if the engine's own memory accounting leaves a cold region of at least
+    ``mp.max_active`` slots (one layer's largest active set): a smaller one could not hold a
+    layer's neurons while it computes. Near the smallest budgets this rule can leave no room
+    for hot neurons at all.
+
     ``fixed_bytes``: what is read every token (attention, norms, embeddings, predictor);
     ``extra_bytes``: what else the engine holds (the KV cache). Staging, prefill buffers and
     cache tables are added as :func:`~teachkit.sparse.runtime.engine.engine_memory` counts them.
