@@ -502,9 +502,8 @@ print(f"cold hit rate {st['hit_rate_cold']:.3f}; read from flash: {st['prefill_b
 # %% [markdown]
 # A small byte-level model trained for minutes is no poet: it continues the line plausibly
 # for a few tokens, then falls into runs of spaces, so we generate only 24 tokens; the point
-# is that dense and sparse produce the *same* tokens. (Greedy tokens also agree for the real
-# predictors below: a few dropped neurons rarely change the top token, which is why the
-# perplexity over held-out text is the sensitive measure.)
+# is that dense and sparse produce the *same* tokens. (Matching tokens are a coarse check: the
+# perplexity over held-out text, measured below, is the sensitive one.)
 #
 # **The two phases, timed.** A prompt of 96 bytes of held-out text, then 32 decoded bytes (the
 # model's context is 128), with the real low-rank predictor. Prefill is one forward pass over
