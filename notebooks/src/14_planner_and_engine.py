@@ -20,11 +20,11 @@
 #   faster than `1 / max(t_mem, t_io)`; a layer's reads also cannot start before its
 #   predictor, which gives a tighter *chain* bound (section 4).
 #
-# The way there: (1) an **offline planner** that profiles the machine and the model and
+# The way there: sections 1–2, an **offline planner** that profiles the machine and the model and
 # chooses the plan (hot-set size, cache split, cluster size, read unit, reads in flight) under
-# a memory budget, with its cost model written out and its prediction checked; (2) the
-# **polymorphic engine** (section 3) on the trained language model of notebook 10, exact with
-# an oracle predictor, and what the real predictors cost in quality; (3) the **baselines** in
+# a memory budget, with its cost model written out and its prediction checked; section 3, the
+# **polymorphic engine** on the trained language model of notebook 10, exact with
+# an oracle predictor, and what the real predictors cost in quality; section 4, the **baselines** in
 # one run with the same weights, budget and tokens: dense in RAM, llama.cpp-style mmap, a tuned
 # dense streamer, an LLM-in-a-flash-style engine, the ablation ladder and a budget sweep.
 #
@@ -162,15 +162,17 @@ print("a burst of k 8 KiB reads:", ", ".join(f"{k}: {t * 1e3:.2f} ms" for k, t i
 #
 # * `t_pre`: attention and predictor (nothing can be read before them) and `c_layer`, the
 #   engine's per-layer work no other term prices; `h` the replayed hit rate, `c` the cluster size.
-# * `t_submit`: handing the layer's reads to the kernel; `t_io`: the misses as one burst
-#   (`a + b·k`, section 1). Read unit "split" pays both twice (gate, then up/down).
+# * `t_submit`: handing the layer's reads to the kernel (`s_call` per submit, `s_read` per
+#   read in it, both fitted below); `t_io`: the misses as one burst (`a + b·k`, section 1).
+#   Read unit "split" pays both twice (gate, then up/down).
 # * `t_hits`: the hits, fused on both cores, under the burst (`2 c_unit`: one work unit each
 #   for the hits in the hot and in the cold region); `t_tail`: each cluster as it
 #   lands (stage kernels, one core). `t_layer` takes the longer of the compute lane and the
 #   I/O lane, whose last cluster is computed after it lands.
 #
-# The planner counts memory with the engine's own `engine_memory` and plans on the workload
-# section 4's benchmark builds.
+# The planner searches a small grid (hot fraction, cluster size, read unit, `io_depth`),
+# keeps the plans that fit, and takes the fastest by this model. It counts memory with the
+# engine's own `engine_memory` and plans on the workload section 4's benchmark builds.
 
 
 # %%
@@ -333,8 +335,8 @@ for frac in (0.35, 0.5, 0.75):
     buffers = engine_memory(spec, cfg, w.fixed_bytes, True)
     room = frac_budget - w.fixed_bytes - sum(buffers[k] for k in ("staging", "prefill", "tables"))
     print(f"budget {frac:.2f} x FFN: {room / 2**20:.2f} MiB left after the fixed region and the buffers -> "
-          f"{p.hot_neurons} hot neurons per layer, {p.cold_slots} cold slots (one layer's largest active set, the "
-          f"least the planner allows: {w.profile.max_active})")
+          f"{p.hot_neurons} hot neurons per layer, {p.cold_slots} cold slots (the planner's floor: one "
+          f"layer's largest active set, {w.profile.max_active})")
     print(f"   ({p.read_unit}, {max(p.io_depth, p.cluster_size)} reads in flight): predicted "
           f"{p.predicted_tok_s:6.1f} tok/s, measured {tok_s:6.1f}: measured / predicted {tok_s / p.predicted_tok_s:.2f} "
           f"(without the submit term {tok_s / without:.2f}); hit rate replayed {p.hit_rate:.2f}, measured {measured_hit:.2f}")
@@ -414,8 +416,8 @@ print("reads through kernel AIO (the two factors of 3 asserted):", aio)
 # %% [markdown]
 # Read the split from the smallest budget up. At the smallest budget a token mostly waits for
 # reads (asserted): the budget barely exceeds the fixed region and the buffers (the MiB left,
-# printed per budget), so the plan gives what is left to a cold region sized for one layer's
-# largest active set, which LRU cycles through (the printed plan; section 4 explains this
+# printed per budget), so the plan gives what is left to a cold region that must hold at least
+# one layer's largest active set, which LRU cycles through (the printed plan; section 4 explains this
 # cliff). As the budget grows, waiting takes a smaller share (the printed shares, asserted),
 # and attention, predictor, submitting and *the rest* a larger one.
 #
@@ -692,8 +694,8 @@ print(f"per token: {read_ahead / len(hist):.1f} neurons read ahead, {used / len(
 # %% [markdown]
 # What matters for speed is the precision of the *reads*: only the guesses not in memory are
 # read. A correct guess is often a frequent neuron, usually in memory already; a wrong one is
-# more often a rare neuron, which is not. So the two precisions can differ (the printed pair
-# for this small model; section 4 prints them for its synthetic stack), and the next layer
+# more often a rare neuron, which is not. So the two precisions can differ, though on this
+# small model the printed pair is close; section 4's synthetic stack prints a wider gap. The next layer
 # waits for all of the reads before its cache lookup. Section 4 measures it (`+look-ahead`).
 #
 # **Where the look-ahead's reads fall in time.** Our small model's file is read through the
@@ -833,8 +835,9 @@ print(f"refitted, section 2 -> the sweep: c_layer {c_layer * 1e6:.0f} -> {res['l
 #
 # * **No room.** At notebook size the smallest budget barely exceeds the fixed region and the
 #   engine's buffers, so the planner gives all that is left to the cold region, which must hold
-#   one layer's largest active set (section 2 prints both), and none to hot neurons: LRU cycles
-#   through that region.
+#   at least one layer's largest active set (section 2 prints both): the smallest hot fraction
+#   of its grid would leave less than that, so none goes to hot neurons, and LRU cycles
+#   through the cold region.
 # * **A cyclic pattern.** Decoding visits the layers in the same order on every token, so the
 #   cold neurons that recur do so about once per token; when the cold region holds fewer of
 #   them than recur, LRU evicts each one shortly before it is needed again (notebook 12), and
@@ -1153,7 +1156,8 @@ if stored.exists():
 #   section 4). Here the in-memory compute is short next to the burst, so it has little to hide.
 # * **Our ratios** (the stored JSON's `ratios`) are measured against our own baselines on this
 #   machine (LLM in a flash: our port, section 4).
-#
+
+# %% [markdown]
 # ## Conclusion
 #
 # * With an oracle predictor the engine's tokens equal the dense model's: sparse decoding
@@ -1168,7 +1172,8 @@ if stored.exists():
 #   and the software time around it.
 # * A look-ahead that starts the next layer's reads early is exact but, on this disk and with
 #   these guesses, slower: every wrong guess is a read.
-#
+
+# %% [markdown]
 # ## Exercises
 #
 # If a check fails, its hint is the idea; `check.hint(name, 2)` and `check.hint(name, 3)` give the
@@ -1201,7 +1206,8 @@ except NotImplementedError:
 
 # %% [markdown]
 # **2. The bound, read backwards.** A token touches `fixed_bytes` and `active_bytes` in RAM; at
-# hit rate `h`, `active_bytes · (1 − h)` are read from flash first. From section 4's bound, return
+# hit rate `h`, `active_bytes · (1 − h)` are read from flash first, and cross RAM once more
+# after they land (as in section 4's `t_mem`). From section 4's bound, return
 # the smallest `h` in [0, 1] at which it reaches `target_tok_s`, or `None` if none does.
 
 # %%
