@@ -11,10 +11,6 @@ from ._core import Exercise
 
 __all__ = ["enough_io_depth"]
 
-KEYS = ("n_act", "h", "c", "io_depth", "bundle", "a", "b", "s_call", "s_read", "bw_fused", "bw_kernel",
-        "c_unit", "t_pre")
-
-
 def _reference(x: dict) -> int:
     """The smallest io_depth from which on the pipelined t_layer no longer changes (s_read > 0)."""
     need = max(1, math.ceil(x["n_act"] * (1 - x["h"])))    # QD must cover every miss: one wave, all submitted

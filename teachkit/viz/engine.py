@@ -270,13 +270,13 @@ def plot_gantt(events, title: str = "one layer, stage by stage", layers=None, ro
     kind (gate, up/down, fused, the rest), the untraced lookup before each ``submit`` hatched.
     """
     _check_rows(rows)
+    ev = _events(events, layers)
     fig, ax = figure(wide=True)
     if rows == "stage":
-        ev = _events(events, layers)
         _fit_rows(fig, len(set(_row_names(ev, rows).values())))
-    _gantt(ax, events, title, layers, rows)
-    _legend(ax, _stages(events, layers), lookup=rows == "stage" and bool(_lookup_gaps(_events(events, layers))),
-            events=_events(events, layers) if rows == "stage" else None)
+    _gantt(ax, ev, title, None, rows)
+    _legend(ax, _stages(ev, None), lookup=rows == "stage" and bool(_lookup_gaps(ev)),
+            events=ev if rows == "stage" else None)
     show(fig)
 
 

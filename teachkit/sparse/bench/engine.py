@@ -118,20 +118,19 @@ def calibrate(w: Workload, plan: Plan, machine: MachineProfile, n_tokens: int = 
 
 
 def _first_pass_submits(w: Workload, eng, tokens) -> list:
-    """Decode ``tokens`` as :func:`time_token` does; for each layer that read anything, the number
+    """Decode ``tokens`` with :func:`time_token`; for each layer that read anything, the number
     of its reads and the seconds its ``submit`` took on the compute thread."""
-    submits = []
+    submits, reads_before = [], [eng.n_reads]
+
+    def record(layer, t, y):                 # after each layer's FFN: its reads and submit, then a clean trace
+        if eng.n_reads > reads_before[0]:
+            submits.append((eng.n_reads - reads_before[0], eng.trace.busy("compute", {"submit"})))
+        reads_before[0] = eng.n_reads
+        eng.trace.clear()
+
+    eng.trace.clear()
     for t in tokens:
-        w.predictor.t = t
-        for l in range(w.cfg.n_layers):
-            x = w.X[l][t]
-            w.attention(l, x)
-            eng.trace.clear()
-            n0 = eng.n_reads
-            eng(l, x)
-            if eng.n_reads > n0:
-                submits.append((eng.n_reads - n0, eng.trace.busy("compute", {"submit"})))
-        eng.end_token()
+        time_token(w, eng, t, check=record)
     return submits
 
 
